@@ -1,0 +1,260 @@
+//! Helpers for the integration tests: run the real `tracer` binary and the
+//! `tracer-load` workloads, read the kernel's own accounting, parse reports.
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// Whether BPF tests can run here. Without root they are skipped, unless
+/// TRACER_REQUIRE_BPF=1 (set by `cargo xtask test` and CI), which makes a
+/// missing privilege a failure instead of a silent pass.
+pub fn bpf_available(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("TRACER_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!("{test} needs root to load eBPF programs (TRACER_REQUIRE_BPF=1 forbids skipping)");
+    }
+    eprintln!("SKIPPED {test}: needs root (run `cargo xtask test`)");
+    false
+}
+
+fn workspace_binary(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release").join(name)
+    })
+}
+
+pub fn tracer_bin() -> PathBuf {
+    workspace_binary("TRACER_BIN", "tracer")
+}
+
+pub fn load_bin() -> PathBuf {
+    workspace_binary("TRACER_LOAD_BIN", "tracer-load")
+}
+
+pub fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracer-it-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill on a pid we started.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// A running `tracer` whose probes are attached.
+pub struct Tracer {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Tracer {
+    /// Starts `tracer ARGS` and waits until it says it is recording.
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(tracer_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tracer_bin().display()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tracer = Tracer { child, stderr: rx, stderr_seen: Vec::new() };
+        loop {
+            match tracer.stderr.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    let ready = line.starts_with("Recording") || line.starts_with("Tracing");
+                    tracer.stderr_seen.push(line);
+                    if ready {
+                        return tracer;
+                    }
+                }
+                Err(_) => {
+                    let _ = tracer.child.kill();
+                    panic!("tracer {args:?} did not start recording: {:?}", tracer.stderr_seen);
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `sig` and waits for exit; returns status, stdout, all stderr.
+    pub fn stop_with(self, sig: i32) -> (ExitStatus, String, Vec<String>) {
+        signal(self.child.id(), sig);
+        self.wait()
+    }
+
+    pub fn wait(mut self) -> (ExitStatus, String, Vec<String>) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut stdout).expect("reading tracer stdout");
+        }
+        let status = self.child.wait().expect("waiting for tracer");
+        self.stderr_seen.extend(self.stderr.try_iter());
+        (status, stdout, self.stderr_seen)
+    }
+}
+
+/// A running `tracer-load` workload; killed when dropped.
+pub struct Load {
+    pub child: Child,
+    pub tids: Vec<u32>,
+}
+
+impl Load {
+    pub fn start(args: &[&str]) -> Load {
+        let mut child = Command::new(load_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", load_bin().display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("reading the ready line");
+        let tids = line
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("unexpected output from tracer-load: {line:?}"))
+            .split_whitespace()
+            .map(|t| t.parse().expect("tid"))
+            .collect();
+        Load { child, tids }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stop(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel's own per-thread accounting (CONFIG_SCHED_INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedstat {
+    pub on_cpu_ns: u64,
+    pub run_delay_ns: u64,
+    pub timeslices: u64,
+}
+
+pub fn schedstat(path: &str) -> Schedstat {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let f: Vec<u64> = text.split_whitespace().map(|v| v.parse().expect("number")).collect();
+    Schedstat { on_cpu_ns: f[0], run_delay_ns: f[1], timeslices: f[2] }
+}
+
+pub fn thread_schedstat(pid: u32, tid: u32) -> Schedstat {
+    schedstat(&format!("/proc/{pid}/task/{tid}/schedstat"))
+}
+
+pub fn read_report(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("report {} missing: {e}", path.display()));
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+pub fn process<'a>(report: &'a Value, pid: u32) -> &'a Value {
+    report["processes"]
+        .as_array()
+        .expect("processes is a list")
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} missing from the report"))
+}
+
+pub fn thread<'a>(process: &'a Value, tid: u32) -> &'a Value {
+    process["threads"]
+        .as_array()
+        .expect("threads is a list")
+        .iter()
+        .find(|t| t["tid"] == tid)
+        .unwrap_or_else(|| panic!("tid {tid} missing from process {}", process["pid"]))
+}
+
+pub fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
+}
+
+/// Asserts |actual - expected| <= max(rel * expected, abs_ns).
+pub fn assert_close(what: &str, actual: u64, expected: u64, rel: f64, abs_ns: u64) {
+    let diff = actual.abs_diff(expected);
+    let allowed = ((expected as f64 * rel) as u64).max(abs_ns);
+    eprintln!(
+        "{what}: tracer {actual} ns, kernel {expected} ns, diff {:.3}%",
+        diff as f64 * 100.0 / expected.max(1) as f64
+    );
+    assert!(
+        diff <= allowed,
+        "{what}: tracer {actual} ns vs kernel {expected} ns (diff {diff} > allowed {allowed})"
+    );
+}
+
+/// A cgroup v2 directory created for a test, removed when dropped.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn create(name: &str) -> TestCgroup {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let mount = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                (right.split(' ').next()? == "cgroup2").then(|| left.split(' ').nth(4))?
+            })
+            .expect("a cgroup v2 hierarchy is mounted");
+        let path = PathBuf::from(mount).join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Processes must leave before the directory can go.
+        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.split_whitespace() {
+                if let Some(parent) = self.path.parent() {
+                    let _ = std::fs::write(parent.join("cgroup.procs"), pid);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}

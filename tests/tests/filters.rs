@@ -1,0 +1,85 @@
+//! Kernel-side filters: only the selected tasks are measured.
+use tracer_tests::*;
+
+fn pids_in(report: &serde_json::Value) -> Vec<u64> {
+    report["processes"].as_array().unwrap().iter().map(|p| u(&p["pid"])).collect()
+}
+
+#[test]
+fn pid_filter_reports_that_process_only() {
+    if !bpf_available("pid_filter_reports_that_process_only") {
+        return;
+    }
+    let dir = temp_dir("pid-filter");
+    let out = dir.join("report.json");
+    let target = Load::start(&["spin", "2", "1"]);
+    let other = Load::start(&["spin", "1", "1"]);
+    let pid = target.pid().to_string();
+    let tracer = Tracer::start(&["record", "--pid", &pid, "--duration", "1.5", "--out", out.to_str().unwrap()]);
+    let (status, _, stderr) = tracer.wait();
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+    assert_eq!(pids_in(&report), vec![u64::from(target.pid())]);
+    let p = process(&report, target.pid());
+    for tid in &target.tids {
+        assert!(u(&thread(p, *tid)["on_cpu_ns"]) > 100_000_000, "busy thread {tid} ran");
+    }
+    assert!(u(&report["histograms"]["runq_latency"]["count"]) > 0);
+    assert_eq!(report["filters"]["pids"][0], target.pid());
+    drop(other);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cgroup_filter_reports_tasks_of_that_cgroup_only() {
+    if !bpf_available("cgroup_filter_reports_tasks_of_that_cgroup_only") {
+        return;
+    }
+    let dir = temp_dir("cgroup-filter");
+    let out = dir.join("report.json");
+    let cgroup = TestCgroup::create("tracer-test");
+    let inside = Load::start(&["spin", "1", "1"]);
+    let outside = Load::start(&["spin", "1", "1"]);
+    cgroup.add(inside.pid());
+    let tracer = Tracer::start(&[
+        "record",
+        "--cgroup",
+        cgroup.path.to_str().unwrap(),
+        "--duration",
+        "1.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (status, _, stderr) = tracer.wait();
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+    assert_eq!(pids_in(&report), vec![u64::from(inside.pid())]);
+    let t = thread(process(&report, inside.pid()), inside.tids[0]);
+    assert!(u(&t["on_cpu_ns"]) > 100_000_000);
+    assert!(u(&t["runq_wait_ns"]) > 0, "it shares CPU 1 with the outside process");
+    drop(outside);
+    drop(inside);
+    drop(cgroup);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn runqlat_pid_filter_prints_runqlat_table_and_percentiles() {
+    if !bpf_available("runqlat_pid_filter_prints_runqlat_table_and_percentiles") {
+        return;
+    }
+    let load = Load::start(&["spin", "3", "1"]);
+    let pid = load.pid().to_string();
+    let tracer = Tracer::start(&["runqlat", "-p", &pid, "-P", "-m", "1", "2"]);
+    let (status, stdout, stderr) = tracer.wait();
+    assert!(status.success(), "{stderr:?}");
+    let header = format!("pid = {pid} tracer-load");
+    assert_eq!(stdout.matches(&header).count(), 2, "two intervals for {pid}:\n{stdout}");
+    assert!(stdout.contains("     msecs               : count    distribution"), "{stdout}");
+    assert!(stdout.contains(" -> "), "{stdout}");
+    let pct = stdout.lines().find(|l| l.starts_with("count = ")).expect("percentile line");
+    for label in ["p50 = ", "p90 = ", "p99 = ", "p99.9 = ", "max = "] {
+        assert!(pct.contains(label), "{pct}");
+    }
+    assert!(!stdout.contains("pid = 1 "), "other processes are filtered out:\n{stdout}");
+}

@@ -1,0 +1,78 @@
+//! The JSON report: required fields, a decodable HdrHistogram, atomic writes
+//! and clean stops on SIGTERM.
+use std::{thread::sleep, time::Duration};
+
+use base64::Engine;
+use hdrhistogram::serialization::Deserializer;
+use tracer_tests::*;
+
+fn decode(hist: &serde_json::Value) -> hdrhistogram::Histogram<u64> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(hist["hdr"].as_str().expect("hdr is a string"))
+        .expect("hdr is base64");
+    Deserializer::new()
+        .deserialize(&mut raw.as_slice())
+        .expect("hdr is a compressed V2 HdrHistogram")
+}
+
+fn check_hist(hist: &serde_json::Value) {
+    assert_eq!(hist["unit"], "ns");
+    for field in ["count", "min", "max", "p50", "p90", "p99", "p999", "p9999"] {
+        assert!(hist[field].is_u64(), "{field} in {hist}");
+    }
+    assert!(hist["mean"].is_number());
+    let hdr = decode(hist);
+    assert_eq!(hdr.len(), u(&hist["count"]));
+    assert_eq!(hdr.value_at_quantile(0.99), u(&hist["p99"]));
+    let bucket_total: u64 = hist["buckets"].as_array().unwrap().iter().map(|b| u(&b[2])).sum();
+    assert_eq!(bucket_total, u(&hist["count"]));
+}
+
+#[test]
+fn report_has_required_fields_and_decodable_histograms() {
+    if !bpf_available("report_has_required_fields_and_decodable_histograms") {
+        return;
+    }
+    let dir = temp_dir("report");
+    let out = dir.join("report.json");
+    let tracer = Tracer::start(&["record", "--out", out.to_str().unwrap()]);
+    let load = Load::start(&["spin", "3", "1"]);
+    sleep(Duration::from_millis(1500));
+    // SIGTERM, as a load-test harness would send, still writes the report.
+    let (status, _, stderr) = tracer.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+
+    assert_eq!(report["schema"], "tracer.report/1");
+    let (start, end) = (u(&report["start_unix_ns"]), u(&report["end_unix_ns"]));
+    assert!(end > start + 1_000_000_000, "start {start} end {end}");
+    check_hist(&report["histograms"]["runq_latency"]);
+    assert!(u(&report["histograms"]["runq_latency"]["count"]) > 100);
+
+    let p = process(&report, load.pid());
+    for field in ["pid", "comm", "exited", "on_cpu_ns", "runq_wait_ns", "runq_waits", "threads"] {
+        assert!(!p[field].is_null(), "process field {field}");
+    }
+    for field in ["preempted_ns", "uninterruptible_ns", "sleep_ns"] {
+        assert!(p["off_cpu"][field].is_u64(), "off_cpu.{field}");
+    }
+    check_hist(&p["histograms"]["runq_latency"]);
+    // Process totals are the sum of its threads'.
+    let threads = p["threads"].as_array().unwrap();
+    let sum: u64 = threads.iter().map(|t| u(&t["runq_wait_ns"])).sum();
+    assert_eq!(sum, u(&p["runq_wait_ns"]));
+    for t in threads {
+        for field in ["tid", "comm", "on_cpu_ns", "runq_wait_ns", "runq_waits"] {
+            assert!(!t[field].is_null(), "thread field {field}");
+        }
+        assert!(t["off_cpu"]["sleep_ns"].is_u64());
+    }
+    assert_eq!(
+        u(&p["histograms"]["runq_latency"]["count"]),
+        u(&p["runq_waits"]),
+        "one histogram entry per counted wait"
+    );
+    // Nothing but the report is left in the directory (atomic write).
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}

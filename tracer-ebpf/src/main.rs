@@ -1,0 +1,34 @@
+//! Kernel programs of `tracer`.
+//!
+//! Two attach mechanisms carry the same accounting: BTF tracepoints
+//! (`tp_btf`, which hand us `task_struct` pointers read at offsets taken from
+//! the running kernel's BTF) and classic tracepoints (record fields at offsets
+//! from tracefs format files) for kernels without BTF. The loader attaches one
+//! set. Entry points stay thin; the accounting is in `sched`.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod filter;
+#[cfg(target_arch = "bpf")]
+mod kernel;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod probes;
+#[cfg(target_arch = "bpf")]
+mod sched;
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(all(target_arch = "bpf", not(test)))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,183 @@
+//! Entry points. Each reads its arguments, filters, and hands over to
+//! `sched`; nothing else happens here.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use tracer_common::TASK_COMM_LEN;
+
+use crate::{
+    filter,
+    kernel::{TaskPtr, tracepoint_offsets},
+    sched,
+};
+
+fn now_ns() -> u64 {
+    // SAFETY: helper call without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+fn this_cpu() -> u32 {
+    // SAFETY: helper call without arguments.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+// ---- BTF tracepoints: arguments are the kernel's own task_struct pointers.
+
+/// `sched_switch(bool preempt, task_struct *prev, task_struct *next,
+/// unsigned int prev_state)`.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
+    let preempt = ctx.arg::<u8>(0) != 0;
+    let prev = TaskPtr(ctx.arg::<*const u8>(1));
+    let next = TaskPtr(ctx.arg::<*const u8>(2));
+    let prev_state = ctx.arg::<u32>(3);
+    let now = now_ns();
+
+    let prev_tid = prev.tid();
+    let prev_tgid = prev.tgid();
+    if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
+        if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
+            let out = sched::switch_out_from_raw_state(preempt, prev_state);
+            if out.dead {
+                stats.comm = prev.comm();
+            }
+            sched::on_switch_out(prev_tid, stats, out, now);
+        }
+    }
+
+    let next_tid = next.tid();
+    if next_tid == 0 {
+        return 0;
+    }
+    let next_tgid = next.tgid();
+    if !filter::task_passes(next, next_tid, next_tgid) {
+        return 0;
+    }
+    if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
+        let cpu = this_cpu();
+        if let Some(wait) = sched::on_switch_in(stats, now, cpu) {
+            sched::emit_runq_wait(next_tid, next_tgid, wait, cpu, prev_tgid);
+        }
+    }
+    0
+}
+
+/// `sched_wakeup(task_struct *p)`.
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn btf_sched_wakeup(ctx: BtfTracePointContext) -> u32 {
+    btf_wakeup(&ctx)
+}
+
+/// `sched_wakeup_new(task_struct *p)`: a new task's first wait for a CPU.
+#[btf_tracepoint(function = "sched_wakeup_new")]
+pub fn btf_sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
+    btf_wakeup(&ctx)
+}
+
+fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
+    let task = TaskPtr(ctx.arg::<*const u8>(0));
+    let tid = task.tid();
+    if tid == 0 {
+        return 0;
+    }
+    let tgid = task.tgid();
+    if !filter::task_passes(task, tid, tgid) {
+        return 0;
+    }
+    if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
+        sched::on_wakeup(stats, now_ns());
+    }
+    0
+}
+
+// ---- Classic tracepoints: record fields at offsets from the format files.
+// Only `current` can be inspected beyond the record, so a thread's TGID and
+// cgroup are learned when it is switched out (as `current`); with a filter
+// set, a thread is tracked from its first switch-out (the loader seeds the
+// threads that already exist).
+
+fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    // SAFETY: read_at bounds the read to the tracepoint record.
+    unsafe { ctx.read_at::<T>(offset as usize).ok() }
+}
+
+fn read_comm(ctx: &TracePointContext, offset: u32) -> [u8; TASK_COMM_LEN] {
+    read_field::<[u8; TASK_COMM_LEN]>(ctx, offset).unwrap_or([0; TASK_COMM_LEN])
+}
+
+#[tracepoint]
+pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
+    let offsets = tracepoint_offsets();
+    let now = now_ns();
+    let current = bpf_get_current_pid_tgid();
+    let prev_tid = read_field::<i32>(&ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
+    let prev_state = read_field::<i64>(&ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
+    let prev_tgid = if current as u32 == prev_tid { (current >> 32) as u32 } else { 0 };
+
+    if prev_tid != 0 && prev_tgid != 0 {
+        let stats = if filter::current_passes(prev_tid, prev_tgid) {
+            sched::lookup_or_track(prev_tid, prev_tgid, current_comm)
+        } else {
+            None
+        };
+        if let Some(stats) = stats {
+            stats.tgid = prev_tgid;
+            let out = sched::switch_out_from_reported_state(prev_state);
+            if out.dead {
+                stats.comm = current_comm();
+            }
+            sched::on_switch_out(prev_tid, stats, out, now);
+        }
+    }
+
+    let next_tid = read_field::<i32>(&ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
+    if next_tid == 0 {
+        return 0;
+    }
+    let stats = if filter::active() {
+        sched::lookup(next_tid)
+    } else {
+        sched::lookup_or_track(next_tid, 0, || read_comm(&ctx, offsets.switch_next_comm))
+    };
+    if let Some(stats) = stats {
+        let cpu = this_cpu();
+        if let Some(wait) = sched::on_switch_in(stats, now, cpu) {
+            sched::emit_runq_wait(next_tid, stats.tgid, wait, cpu, prev_tgid);
+        }
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tp_sched_wakeup(ctx: TracePointContext) -> u32 {
+    tp_wakeup(&ctx)
+}
+
+#[tracepoint]
+pub fn tp_sched_wakeup_new(ctx: TracePointContext) -> u32 {
+    tp_wakeup(&ctx)
+}
+
+fn tp_wakeup(ctx: &TracePointContext) -> u32 {
+    let offsets = tracepoint_offsets();
+    let tid = read_field::<i32>(ctx, offsets.wakeup_pid).unwrap_or(0) as u32;
+    if tid == 0 {
+        return 0;
+    }
+    let stats = if filter::active() {
+        sched::lookup(tid)
+    } else {
+        sched::lookup_or_track(tid, 0, || read_comm(ctx, offsets.wakeup_comm))
+    };
+    if let Some(stats) = stats {
+        sched::on_wakeup(stats, now_ns());
+    }
+    0
+}
+
+fn current_comm() -> [u8; TASK_COMM_LEN] {
+    aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN])
+}
+

@@ -1,0 +1,166 @@
+//! Command line (clap derive). Option letters follow runqlat's where the
+//! meaning is the same, so existing habits carry over.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::loader::ProbeChoice;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Where did the time go? Run-queue latency and per-thread CPU/off-CPU accounting from eBPF.",
+    long_about = "Where did the time go? tracer measures, from the kernel and for any process, \
+how long threads wait for a CPU (run-queue latency), how long they run, and how long they are \
+off-CPU and why, as exact histograms and per-thread totals.\n\n\
+Without a command it prints the system-wide run-queue latency every second (`tracer runqlat 1`)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KernelArgs {
+    /// How to attach to the scheduler: BTF tracepoints when available
+    /// (cheapest), or classic tracepoints.
+    #[arg(long, value_enum, default_value_t = ProbeChoice::Auto, global = true)]
+    pub probes: ProbeChoice,
+
+    /// Most threads tracked at once; more are counted as untracked.
+    #[arg(long, default_value_t = tracer_common::DEFAULT_MAX_THREADS, global = true,
+          value_parser = clap::value_parser!(u32).range(1024..=4_194_304))]
+    pub max_threads: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run-queue latency histograms, like runqlat, plus exact percentiles.
+    Runqlat(RunqlatArgs),
+    /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM or --duration.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunqlatArgs {
+    /// Trace this process only (its TGID).
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Trace this thread only.
+    #[arg(long = "tid", value_name = "TID")]
+    pub tid: Option<u32>,
+
+    /// One histogram per process.
+    #[arg(short = 'P', long = "pids", conflicts_with = "per_thread")]
+    pub per_process: bool,
+
+    /// One histogram per thread.
+    #[arg(short = 'L', long = "tids")]
+    pub per_thread: bool,
+
+    /// Trace tasks in this cgroup v2 directory (and below it).
+    #[arg(short = 'c', long = "cgroup", value_name = "CGROUP_PATH")]
+    pub cgroup: Option<String>,
+
+    /// Milliseconds instead of microseconds.
+    #[arg(short = 'm', long = "milliseconds")]
+    pub millis: bool,
+
+    /// Print a timestamp before each interval.
+    #[arg(short = 'T', long = "timestamp")]
+    pub timestamp: bool,
+
+    /// Also write the whole run as a JSON report (see docs/report-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Print every INTERVAL seconds (default: once, at Ctrl-C).
+    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: Option<u64>,
+
+    /// Stop after COUNT intervals.
+    #[arg(value_name = "COUNT", requires = "interval", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Trace this process (repeat for several, up to 16).
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Trace this thread only.
+    #[arg(long = "tid", value_name = "TID")]
+    pub tid: Option<u32>,
+
+    /// Trace tasks in this cgroup v2 directory (and below it).
+    #[arg(short = 'c', long = "cgroup", value_name = "PATH")]
+    pub cgroup: Option<String>,
+
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Report file (JSON); its directory must exist and be writable.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("`{text}`: the duration must be a positive number of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tracer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn runqlat_takes_runqlat_options() {
+        let cli = parse(&["runqlat", "-p", "42", "-L", "-m", "-T", "--json", "o.json", "5", "3"]).unwrap();
+        let Some(Command::Runqlat(a)) = cli.command else { panic!("runqlat expected") };
+        assert_eq!(a.pid, Some(42));
+        assert!(a.per_thread && a.millis && a.timestamp && !a.per_process);
+        assert_eq!((a.interval, a.count), (Some(5), Some(3)));
+        assert_eq!(a.json.unwrap().to_str(), Some("o.json"));
+        assert_eq!(cli.kernel.probes, ProbeChoice::Auto);
+    }
+
+    #[test]
+    fn per_process_and_per_thread_exclude_each_other() {
+        assert!(parse(&["runqlat", "-P", "-L"]).is_err());
+        assert!(parse(&["runqlat", "0"]).is_err(), "interval must be >= 1");
+    }
+
+    #[test]
+    fn record_takes_several_pids_and_a_duration() {
+        let cli = parse(&["record", "--pid", "1", "-p", "2", "--duration", "1.5", "--out", "r.json"]).unwrap();
+        let Some(Command::Record(a)) = cli.command else { panic!("record expected") };
+        assert_eq!(a.pids, vec![1, 2]);
+        assert_eq!(a.duration, Some(std::time::Duration::from_millis(1500)));
+        assert!(parse(&["record"]).is_err(), "--out is required");
+        let err = parse(&["record", "--out", "x", "--duration", "0"]).unwrap_err().to_string();
+        assert!(err.contains("positive number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn probes_choice_is_global() {
+        let cli = parse(&["record", "--out", "x", "--probes", "tracepoint"]).unwrap();
+        assert_eq!(cli.kernel.probes, ProbeChoice::Tracepoint);
+        assert!(parse(&[]).unwrap().command.is_none());
+    }
+}

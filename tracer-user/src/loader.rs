@@ -1,0 +1,356 @@
+//! Loads the kernel programs, configures them for the running kernel and the
+//! user's filters, attaches them, and gives access to their maps.
+use std::time::Instant;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use tracer_common::{
+    CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE, CGROUP_ANCESTRY_POINTERS, COUNTER_COUNT,
+    COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, Filter,
+    GLOBAL_FILTER, GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_COUNTERS, MAP_EXITS,
+    MAP_RUNQ_EVENTS, MAP_THREADS, RunqEvent, TaskOffsets, ThreadExit, ThreadStats,
+    TracepointOffsets, programs,
+};
+
+use crate::{btf::Btf, procfs, tracefs::Format};
+
+/// The eBPF object built from `tracer-ebpf` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "tracer needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo"
+    )]
+    NotPrivileged,
+    #[error("this tracer binary was built without its eBPF programs; build it with `cargo xtask build`")]
+    NoObject,
+    #[error("kernel BTF unusable ({0}); try --probes tracepoint")]
+    Btf(String),
+    #[error("{0}")]
+    Tracefs(#[from] crate::tracefs::TracefsError),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    #[error("attaching {what} failed: {reason}")]
+    Attach { what: String, reason: String },
+}
+
+/// How the scheduler tracepoints are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeChoice {
+    /// BTF tracepoints when the kernel has BTF, classic tracepoints otherwise.
+    Auto,
+    /// BTF tracepoints (tp_btf): the cheapest; needs /sys/kernel/btf/vmlinux.
+    Btf,
+    /// Classic tracepoints: any kernel with tracefs.
+    Tracepoint,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    Btf,
+    Tracepoint,
+}
+
+impl ProbeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Btf => "tp_btf",
+            ProbeMode::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub filter: Filter,
+    pub probes: ProbeChoice,
+    pub max_threads: u32,
+}
+
+/// Counts of what the kernel side could not deliver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Losses {
+    pub runq_events: u64,
+    pub thread_exits: u64,
+    pub threads_untracked: u64,
+}
+
+pub struct Probes {
+    _ebpf: Ebpf,
+    pub mode: ProbeMode,
+    threads: HashMap<MapData, u32, ThreadStats>,
+    runq_events: RingBuf<MapData>,
+    exits: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+/// Whether this process may load tracing programs: root, or CAP_BPF with
+/// CAP_PERFMON, or CAP_SYS_ADMIN.
+pub fn is_privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |bit: u32| caps & (1u64 << bit) != 0;
+    has(21) || (has(38) && has(39))
+}
+
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid resource and struct. Kernels before 5.11 charge BPF maps
+    // to RLIMIT_MEMLOCK; newer ones ignore it, so failure is harmless.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
+    let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
+        (CGROUP_ANCESTRY_POINTERS, btf.member_offset("cgroup", "ancestors")?)
+    } else if btf.has_member("cgroup", "ancestor_ids") {
+        (CGROUP_ANCESTRY_IDS, btf.member_offset("cgroup", "ancestor_ids")?)
+    } else {
+        (CGROUP_ANCESTRY_NONE, 0)
+    };
+    Ok(TaskOffsets {
+        task_pid: btf.member_offset("task_struct", "pid")?,
+        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_comm: btf.member_offset("task_struct", "comm")?,
+        task_cgroups: btf.member_offset("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?,
+        cgroup_kn: btf.member_offset("cgroup", "kn")?,
+        cgroup_level: btf.member_offset("cgroup", "level")?,
+        cgroup_ancestors,
+        kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
+        cgroup_ancestry,
+    })
+}
+
+fn tracepoint_offsets() -> Result<TracepointOffsets, LoadError> {
+    let switch = Format::read("sched", "sched_switch")?;
+    let wakeup = Format::read("sched", "sched_wakeup")?;
+    Format::read("sched", "sched_wakeup_new")?;
+    Ok(TracepointOffsets {
+        switch_prev_pid: switch.offset("prev_pid")?,
+        switch_prev_state: switch.offset("prev_state")?,
+        switch_next_pid: switch.offset("next_pid")?,
+        switch_next_comm: switch.offset("next_comm")?,
+        wakeup_pid: wakeup.offset("pid")?,
+        wakeup_comm: wakeup.offset("comm")?,
+    })
+}
+
+fn attach_failed(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
+    let what = what.into();
+    move |err| LoadError::Attach {
+        what,
+        reason: error_chain(&err),
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Probes {
+    /// Loads and attaches the scheduler probes. With `ProbeChoice::Auto`, a
+    /// failure of the BTF path falls back to classic tracepoints (and says so).
+    pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        if !is_privileged() {
+            return Err(LoadError::NotPrivileged);
+        }
+        raise_memlock_limit();
+        let has_btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+        match options.probes {
+            ProbeChoice::Btf => Self::load_mode(options, ProbeMode::Btf),
+            ProbeChoice::Tracepoint => Self::load_mode(options, ProbeMode::Tracepoint),
+            ProbeChoice::Auto if !has_btf => Self::load_mode(options, ProbeMode::Tracepoint),
+            ProbeChoice::Auto => Self::load_mode(options, ProbeMode::Btf).or_else(|err| {
+                eprintln!("tracer: {err}; falling back to classic tracepoints");
+                Self::load_mode(options, ProbeMode::Tracepoint)
+            }),
+        }
+    }
+
+    fn load_mode(options: &LoadOptions, mode: ProbeMode) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let (task_offsets, tp_offsets, btf) = match mode {
+            ProbeMode::Btf => {
+                let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
+                let parsed = Btf::parse(&raw).map_err(|e| LoadError::Btf(e.to_string()))?;
+                let offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
+                let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
+                (offsets, TracepointOffsets::default(), Some(btf))
+            }
+            ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets()?, None),
+        };
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global(GLOBAL_FILTER, &options.filter, true)
+            .override_global(GLOBAL_TASK_OFFSETS, &task_offsets, true)
+            .override_global(GLOBAL_TRACEPOINT_OFFSETS, &tp_offsets, true)
+            .map_max_entries(MAP_THREADS, options.max_threads)
+            .load(EBPF_OBJECT)
+            .map_err(|e| LoadError::Load(error_chain(&e)))?;
+
+        const EVENTS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_new"];
+        match mode {
+            ProbeMode::Btf => {
+                let btf = btf.as_ref().expect("loaded above for BTF mode");
+                let names = [
+                    programs::BTF_SCHED_SWITCH,
+                    programs::BTF_SCHED_WAKEUP,
+                    programs::BTF_SCHED_WAKEUP_NEW,
+                ];
+                for (name, event) in names.into_iter().zip(EVENTS) {
+                    let what = format!("tp_btf/{event}");
+                    let program: &mut BtfTracePoint = program(&mut ebpf, name)?;
+                    program.load(event, btf).map_err(attach_failed(&what))?;
+                    program.attach().map_err(attach_failed(&what))?;
+                }
+            }
+            ProbeMode::Tracepoint => {
+                let names = [
+                    programs::TP_SCHED_SWITCH,
+                    programs::TP_SCHED_WAKEUP,
+                    programs::TP_SCHED_WAKEUP_NEW,
+                ];
+                for (name, event) in names.into_iter().zip(EVENTS) {
+                    let what = format!("tracepoint sched:{event}");
+                    let program: &mut TracePoint = program(&mut ebpf, name)?;
+                    program.load().map_err(attach_failed(&what))?;
+                    program.attach("sched", event).map_err(attach_failed(&what))?;
+                }
+            }
+        }
+
+        let mut probes = Probes {
+            threads: take_map(&mut ebpf, MAP_THREADS)?,
+            runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,
+            exits: take_map(&mut ebpf, MAP_EXITS)?,
+            counters: take_map(&mut ebpf, MAP_COUNTERS)?,
+            _ebpf: ebpf,
+            mode,
+        };
+        if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
+            probes.seed_threads(&options.filter);
+        }
+        log_timing(mode, started);
+        Ok(probes)
+    }
+
+    /// Classic tracepoints learn a thread's process only when it leaves a
+    /// CPU; pre-register the target processes' existing threads so they are
+    /// measured from the start.
+    fn seed_threads(&mut self, filter: &Filter) {
+        for &pid in &filter.tgids[..filter.tgid_count as usize] {
+            for tid in procfs::threads_of(pid) {
+                let mut stats = ThreadStats {
+                    tgid: pid,
+                    ..Default::default()
+                };
+                let comm = procfs::comm_of(tid).unwrap_or_default();
+                let len = comm.len().min(stats.comm.len() - 1);
+                stats.comm[..len].copy_from_slice(&comm.as_bytes()[..len]);
+                let _ = self.threads.insert(tid, stats, 0);
+            }
+        }
+    }
+
+    pub fn drain_runq_events(&mut self, mut on_event: impl FnMut(&RunqEvent)) -> usize {
+        drain(&mut self.runq_events, &mut on_event)
+    }
+
+    pub fn drain_exits(&mut self, mut on_exit: impl FnMut(&ThreadExit)) -> usize {
+        drain(&mut self.exits, &mut on_exit)
+    }
+
+    /// Every tracked thread's current entry.
+    pub fn threads(&self) -> Vec<(u32, ThreadStats)> {
+        self.threads.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn forget_thread(&mut self, tid: u32) {
+        let _ = self.threads.remove(&tid);
+    }
+
+    pub fn losses(&self) -> Losses {
+        let sum = |index: u32| {
+            self.counters
+                .get(&index, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        const _: () = assert!(COUNTER_THREADS_MAP_FULL < COUNTER_COUNT);
+        Losses {
+            runq_events: sum(COUNTER_LOST_RUNQ_EVENTS),
+            thread_exits: sum(COUNTER_LOST_EXITS),
+            threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
+        }
+    }
+}
+
+fn log_timing(mode: ProbeMode, started: Instant) {
+    if std::env::var_os("TRACER_DEBUG").is_some() {
+        eprintln!("tracer: attached {} probes in {:?}", mode.name(), started.elapsed());
+    }
+}
+
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LoadError::Load(format!("program {name} missing from the eBPF object")))?;
+    program.try_into().map_err(attach_failed(name))
+}
+
+fn take_map<M>(ebpf: &mut Ebpf, name: &str) -> Result<M, LoadError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| LoadError::Load(format!("map {name} missing from the eBPF object")))?;
+    M::try_from(map).map_err(|e| LoadError::Load(format!("map {name}: {}", error_chain(&e))))
+}
+
+fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {
+    let mut seen = 0;
+    while let Some(item) = ring.next() {
+        let bytes: &[u8] = &item;
+        if bytes.len() >= std::mem::size_of::<T>() {
+            // SAFETY: the kernel wrote a T (Pod, no padding) at the start of
+            // the record; read_unaligned does not assume alignment.
+            let value = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) };
+            on_item(&value);
+            seen += 1;
+        }
+    }
+    seen
+}

@@ -1,0 +1,50 @@
+//! `tracer`: where did the time of this process, this thread, go?
+mod aggregate;
+mod btf;
+mod cli;
+mod commands;
+mod hist;
+mod loader;
+mod procfs;
+mod report;
+mod session;
+mod targets;
+mod text;
+mod tracefs;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, RunqlatArgs};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("tracer: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Some(Command::Runqlat(args)) => commands::runqlat(&cli.kernel, args).await,
+            Some(Command::Record(args)) => commands::record(&cli.kernel, args).await,
+            None => {
+                let live = RunqlatArgs {
+                    interval: Some(1),
+                    ..RunqlatArgs::default()
+                };
+                commands::runqlat(&cli.kernel, &live).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its causes.
+            let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("tracer: {}", causes.join(": "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The few /proc reads the loader needs.
+use std::fs;
+
+/// TGID (user-visible PID) of a thread, from /proc/<tid>/status.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub fn comm_of(tid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{tid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_owned())
+}
+
+/// Whether `pid` names a live process (a thread-group leader).
+pub fn process_exists(pid: u32) -> bool {
+    tgid_of(pid) == Some(pid)
+}
+
+/// TIDs of a live process's threads.
+pub fn threads_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+pub fn unix_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let pid = std::process::id();
+        assert!(process_exists(pid));
+        assert_eq!(tgid_of(pid), Some(pid));
+        assert!(threads_of(pid).contains(&pid));
+        assert!(!comm_of(pid).unwrap().is_empty());
+        assert!(!process_exists(u32::MAX - 1));
+    }
+}

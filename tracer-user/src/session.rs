@@ -1,0 +1,104 @@
+//! The recording loop shared by every command: drain the kernel's ring
+//! buffers on a short timer, refresh thread totals, call back at each
+//! interval, and stop cleanly on Ctrl-C, SIGTERM, a deadline or a count.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::THREAD_DEAD;
+
+use crate::{aggregate::Aggregator, loader::Probes, procfs};
+
+/// How often the ring buffers are drained. The run-queue ring holds
+/// several seconds of events at a million context switches per second, so
+/// this only bounds the latency of the data, not its completeness.
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// `--duration` elapsed or the interval count was reached.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plan {
+    pub interval: Option<Duration>,
+    pub intervals: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+pub struct Session {
+    pub probes: Probes,
+    pub agg: Aggregator,
+    pub start_unix_ns: u64,
+}
+
+impl Session {
+    pub fn new(probes: Probes, agg: Aggregator) -> Self {
+        Self {
+            probes,
+            agg,
+            start_unix_ns: procfs::unix_ns(),
+        }
+    }
+
+    /// Moves everything the kernel has produced into the aggregator: exit
+    /// records first, so a thread's final totals win over its last snapshot.
+    pub fn sync(&mut self) {
+        let Session { probes, agg, .. } = self;
+        probes.drain_exits(|exit| agg.on_thread_exit(exit));
+        probes.drain_runq_events(|event| agg.on_runq_event(event));
+        let now = procfs::monotonic_ns();
+        let mut dead = Vec::new();
+        for (tid, stats) in probes.threads() {
+            if stats.flags & THREAD_DEAD != 0 {
+                agg.on_dead_entry(tid, &stats);
+                dead.push(tid);
+            } else {
+                agg.on_thread_snapshot(tid, &stats, now);
+            }
+        }
+        dead.into_iter().for_each(|tid| probes.forget_thread(tid));
+        probes.drain_exits(|exit| agg.on_thread_exit(exit));
+    }
+
+    /// Runs until the plan ends or a signal arrives; `on_interval` is called
+    /// after each interval with fresh data.
+    pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
+        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let started = Instant::now();
+        let deadline = plan.duration.map(|d| started + d);
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        let mut next_interval = plan.interval.map(|i| started + i);
+        let mut intervals_done = 0u64;
+        loop {
+            tokio::select! {
+                _ = sigint.recv() => return Ok(Stop::Signal),
+                _ = sigterm.recv() => return Ok(Stop::Signal),
+                _ = drain.tick() => {
+                    let Session { probes, agg, .. } = self;
+                    probes.drain_exits(|exit| agg.on_thread_exit(exit));
+                    probes.drain_runq_events(|event| agg.on_runq_event(event));
+                    let now = Instant::now();
+                    if let (Some(at), Some(every)) = (next_interval, plan.interval)
+                        && now >= at
+                    {
+                        self.sync();
+                        on_interval(self);
+                        intervals_done += 1;
+                        next_interval = Some(at + every);
+                        if plan.intervals.is_some_and(|n| intervals_done >= n) {
+                            return Ok(Stop::Done);
+                        }
+                    }
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Ok(Stop::Done);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Project tasks: `cargo xtask build | run | test | bench`.
+mod bench;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, run, test and benchmark tracer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (rust-src, bpf-linker) and build target/release/tracer.
+    Build,
+    /// Build if needed and run tracer as root (via sudo when not root).
+    Run {
+        /// Arguments for tracer (default: none, the live system-wide view).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the BPF integration tests as root.
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// Benchmark tracer's overhead and memory against libbpf-tools.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.command {
+        Task::Build => setup::build().map(|_| ()),
+        Task::Run { args } => run(&args),
+        Task::Test { filter } => test(filter.as_deref()),
+        Task::Bench(args) => bench::run(&args),
+    };
+    if let Err(err) = result {
+        let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+        eprintln!("xtask: error: {}", causes.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let built = setup::build()?;
+    let status = util::as_root(&built.tracer, args, &[])?.status()?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn test(filter: Option<&str>) -> Result<()> {
+    let built = setup::build()?;
+    let filter_args: Vec<&str> = filter.into_iter().collect();
+
+    util::step("unit tests (every crate but the root-only integration tests)", || {
+        let mut cargo = built.cargo();
+        cargo.args(["test", "--release", "--workspace", "--exclude", "tracer-tests", "--"]);
+        cargo.args(&filter_args);
+        util::run_checked(&mut cargo)
+    })?;
+
+    util::step("BPF integration tests (as root, one at a time)", || {
+        let binaries = built.integration_test_binaries()?;
+        let env = [
+            ("TRACER_BIN", built.tracer.display().to_string()),
+            ("TRACER_LOAD_BIN", built.load_helper.display().to_string()),
+            (
+                "TRACER_REQUIRE_BPF",
+                std::env::var("TRACER_REQUIRE_BPF").unwrap_or_else(|_| "1".into()),
+            ),
+        ];
+        for binary in binaries {
+            let mut args = vec!["--test-threads=1".to_owned()];
+            args.extend(filter_args.iter().map(|s| s.to_string()));
+            util::run_checked(&mut util::as_root(&binary, &args, &env)?)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,208 @@
+//! Set-up and build: installs what is missing, idempotently, into per-user
+//! locations only, then builds the release binaries.
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, step};
+
+/// The bpf-linker release that links our eBPF object. Its LLVM must be the
+/// one nightly rustc uses, so it is built against nightly's own libLLVM.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// LLVM majors bpf-linker 0.13 has a feature for.
+const BPF_LINKER_LLVM_MAJORS: [u32; 3] = [21, 22, 23];
+
+pub struct Built {
+    pub root: PathBuf,
+    pub tracer: PathBuf,
+    pub load_helper: PathBuf,
+    path_env: OsString,
+}
+
+impl Built {
+    /// `cargo` in the workspace, with bpf-linker on PATH.
+    pub fn cargo(&self) -> Command {
+        let mut cmd = Command::new(cargo_program());
+        cmd.current_dir(&self.root).env("PATH", &self.path_env);
+        cmd
+    }
+
+    /// Paths of the compiled integration test binaries of `tests/`.
+    pub fn integration_test_binaries(&self) -> Result<Vec<PathBuf>> {
+        let output = self
+            .cargo()
+            .args(["test", "--release", "-p", "tracer-tests", "--no-run", "--message-format=json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("building the integration tests")?;
+        if !output.status.success() {
+            bail!("building the integration tests failed");
+        }
+        let mut binaries = Vec::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let is_test = msg["profile"]["test"].as_bool() == Some(true);
+            let is_integration = msg["target"]["kind"][0].as_str() == Some("test");
+            if let (true, true, Some(exe)) = (is_test, is_integration, msg["executable"].as_str()) {
+                binaries.push(PathBuf::from(exe));
+            }
+        }
+        if binaries.is_empty() {
+            bail!("no integration test binaries were built");
+        }
+        Ok(binaries)
+    }
+}
+
+fn cargo_program() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("tracer"));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache").join("tracer"))
+}
+
+fn capture(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The nightly toolchain's sysroot; nightly is what builds eBPF in Rust.
+fn nightly_sysroot() -> Result<PathBuf> {
+    if util::which("rustup").is_none() {
+        bail!("rustup is not installed; install it (https://rustup.rs), then `rustup toolchain install nightly --component rust-src`");
+    }
+    let sysroot = capture(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+        .context("the nightly Rust toolchain is missing: install it with `rustup toolchain install nightly --component rust-src`")?;
+    Ok(PathBuf::from(sysroot))
+}
+
+fn ensure_rust_src(sysroot: &Path) -> Result<()> {
+    let core_src = sysroot.join("lib/rustlib/src/rust/library/core");
+    if core_src.is_dir() {
+        eprintln!("    rust-src for nightly: present");
+        return Ok(());
+    }
+    eprintln!("    rust-src for nightly: installing");
+    let status = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", "nightly"])
+        .status()
+        .context("running rustup")?;
+    if !status.success() || !core_src.is_dir() {
+        bail!("could not install rust-src: run `rustup component add rust-src --toolchain nightly`");
+    }
+    Ok(())
+}
+
+/// nightly's libLLVM (e.g. `libLLVM-22-rust-1.97.0-nightly.so`): its name
+/// and LLVM major version.
+fn nightly_llvm(sysroot: &Path) -> Result<(String, u32)> {
+    let lib = sysroot.join("lib");
+    let entries = std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so"))
+            && stem.starts_with("LLVM-")
+            && stem.contains("-rust-")
+        {
+            let major = stem["LLVM-".len()..]
+                .split('-')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .with_context(|| format!("cannot read the LLVM version in {name}"))?;
+            return Ok((stem.to_owned(), major));
+        }
+    }
+    bail!(
+        "nightly ships no libLLVM in {}: reinstall it with `rustup toolchain install nightly --force`",
+        lib.display()
+    )
+}
+
+/// bpf-linker built against nightly's libLLVM, cached per (version, LLVM).
+fn ensure_bpf_linker(sysroot: &Path) -> Result<PathBuf> {
+    let (llvm_lib, llvm_major) = nightly_llvm(sysroot)?;
+    if !BPF_LINKER_LLVM_MAJORS.contains(&llvm_major) {
+        bail!(
+            "nightly uses LLVM {llvm_major}, which bpf-linker {BPF_LINKER_VERSION} does not support; \
+             install a nightly built with LLVM {BPF_LINKER_LLVM_MAJORS:?}"
+        );
+    }
+    let root = cache_dir()?.join("bpf-linker").join(format!("{BPF_LINKER_VERSION}-{llvm_lib}"));
+    let bin = root.join("bin");
+    let linker = bin.join("bpf-linker");
+    if let Some(version) = capture(Command::new(&linker).arg("--version"))
+        && version.contains(BPF_LINKER_VERSION)
+    {
+        eprintln!("    bpf-linker: {} ({version})", linker.display());
+        return Ok(bin);
+    }
+    eprintln!(
+        "    bpf-linker {BPF_LINKER_VERSION}: building against nightly's {llvm_lib} into {} (about a minute)",
+        root.display()
+    );
+    let lib_dir = sysroot.join("lib");
+    let rustflags = format!(
+        "-L {dir} -l dylib={llvm_lib} -C link-arg=-Wl,-rpath,{dir}",
+        dir = lib_dir.display()
+    );
+    let status = Command::new("rustup")
+        .args(["run", "stable", "cargo", "install", "--locked", "--force", "--root"])
+        .arg(&root)
+        .args(["bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .arg(format!("llvm-{llvm_major},no-llvm-linking"))
+        .env("RUSTFLAGS", rustflags)
+        .status()
+        .context("running cargo install")?;
+    if !status.success() {
+        bail!(
+            "building bpf-linker failed (see above); it needs a C compiler (`apt-get install gcc`) and access to crates.io"
+        );
+    }
+    if capture(Command::new(&linker).arg("--version")).is_none() {
+        bail!("the bpf-linker just built at {} does not run", linker.display());
+    }
+    Ok(bin)
+}
+
+/// Installs what is missing and builds tracer and the test workload helper.
+pub fn build() -> Result<Built> {
+    let root = workspace_root();
+    let bpf_linker_dir = step("checking the eBPF toolchain (nightly, rust-src, bpf-linker)", || {
+        let sysroot = nightly_sysroot()?;
+        ensure_rust_src(&sysroot)?;
+        ensure_bpf_linker(&sysroot)
+    })?;
+    let mut paths = vec![bpf_linker_dir];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let path_env = std::env::join_paths(paths).context("PATH contains an invalid entry")?;
+    let built = Built {
+        tracer: root.join("target/release/tracer"),
+        load_helper: root.join("target/release/tracer-load"),
+        root,
+        path_env,
+    };
+    step("building target/release/tracer (release)", || {
+        let mut cargo = built.cargo();
+        cargo.args(["build", "--release", "-p", "tracer-user", "-p", "tracer-tests", "--bins"]);
+        util::run_checked(&mut cargo)
+    })?;
+    Ok(built)
+}
