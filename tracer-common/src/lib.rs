@@ -35,7 +35,7 @@ pub mod programs {
 /// Default capacity of [`MAP_THREADS`]; the loader may raise it.
 pub const DEFAULT_MAX_THREADS: u32 = 65_536;
 /// Default size of [`MAP_RUNQ_EVENTS`] in bytes (power of two).
-pub const DEFAULT_RUNQ_RING_BYTES: u32 = 8 << 20;
+pub const DEFAULT_RUNQ_RING_BYTES: u32 = 4 << 20;
 /// Size of [`MAP_EXITS`] in bytes (power of two).
 pub const EXIT_RING_BYTES: u32 = 1 << 20;
 

@@ -3,7 +3,7 @@
 //!
 //!   tracer-load spin THREADS CPU      busy threads pinned to CPU (-1: any), forever
 //!   tracer-load burn MILLIS           burn MILLIS ms of CPU time, then exit
-//!   tracer-load sleepers THREADS      threads that each wake every 100 ms, forever
+//!   tracer-load sleepers THREADS MS   threads that each wake every MS ms, forever
 use std::{
     io::Write,
     sync::mpsc,
@@ -91,8 +91,9 @@ fn main() {
             }
         }
         Some("sleepers") => {
-            start_threads(arg(1) as usize, || loop {
-                thread::sleep(Duration::from_millis(100));
+            let period = Duration::from_millis(arg(2) as u64);
+            start_threads(arg(1) as usize, move || loop {
+                thread::sleep(period);
             });
             loop {
                 thread::park();
