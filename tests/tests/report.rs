@@ -15,6 +15,39 @@ fn decode(hist: &serde_json::Value) -> hdrhistogram::Histogram<u64> {
         .expect("hdr is a compressed V2 HdrHistogram")
 }
 
+/// Decodes `hdr` with the reference Python HdrHistogram library (installed
+/// by `cargo xtask test`): every recorded (value, count) pair, in order.
+/// (Percentiles are not compared: the libraries round ranks differently.)
+fn decode_in_python(hist: &serde_json::Value) -> Option<Vec<(u64, u64)>> {
+    let python = match std::env::var("TRACER_PYTHON_HDR") {
+        Ok(p) => p,
+        Err(_) if std::env::var("TRACER_REQUIRE_BPF").as_deref() == Ok("1") => {
+            panic!("TRACER_PYTHON_HDR is not set: run the tests with `cargo xtask test`")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED the Python decode check: TRACER_PYTHON_HDR not set");
+            return None;
+        }
+    };
+    let script = "import sys\nfrom hdrh.histogram import HdrHistogram\n\
+h = HdrHistogram.decode(sys.argv[1])\n\
+for i in h.get_recorded_iterator():\n    print(i.value_iterated_to, i.count_at_value_iterated_to)";
+    let out = std::process::Command::new(python)
+        .args(["-c", script, hist["hdr"].as_str().unwrap()])
+        .output()
+        .expect("running python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.lines()
+            .map(|l| {
+                let mut f = l.split_whitespace().map(|v| v.parse::<u64>().expect("integer"));
+                (f.next().unwrap(), f.next().unwrap())
+            })
+            .collect(),
+    )
+}
+
 fn check_hist(hist: &serde_json::Value) {
     assert_eq!(hist["unit"], "ns");
     for field in ["count", "min", "max", "p50", "p90", "p99", "p999", "p9999"] {
@@ -24,6 +57,12 @@ fn check_hist(hist: &serde_json::Value) {
     let hdr = decode(hist);
     assert_eq!(hdr.len(), u(&hist["count"]));
     assert_eq!(hdr.value_at_quantile(0.99), u(&hist["p99"]));
+    if let Some(python) = decode_in_python(hist) {
+        let rust: Vec<(u64, u64)> =
+            hdr.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        assert!(!rust.is_empty());
+        assert_eq!(python, rust, "Python's HdrHistogram decodes the same histogram");
+    }
     let bucket_total: u64 = hist["buckets"].as_array().unwrap().iter().map(|b| u(&b[2])).sum();
     assert_eq!(bucket_total, u(&hist["count"]));
 }

@@ -64,9 +64,11 @@ fn test(filter: Option<&str>) -> Result<()> {
         util::run_checked(&mut cargo)
     })?;
 
+    let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
     util::step("BPF integration tests (as root, one at a time)", || {
         let binaries = built.integration_test_binaries()?;
         let env = [
+            ("TRACER_PYTHON_HDR", python.display().to_string()),
             ("TRACER_BIN", built.tracer.display().to_string()),
             ("TRACER_LOAD_BIN", built.load_helper.display().to_string()),
             (

@@ -182,6 +182,41 @@ fn ensure_bpf_linker(sysroot: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Version of the Python HdrHistogram library the report test decodes with.
+const PY_HDRHISTOGRAM: &str = "hdrhistogram==0.10.8";
+
+/// A Python with the reference HdrHistogram decoder, in a per-user venv, so
+/// the tests can prove the report's `hdr` is readable outside Rust.
+pub fn python_hdr_decoder() -> Result<PathBuf> {
+    let venv = cache_dir()?.join("py-hdrhistogram-0.10.8");
+    let python = venv.join("bin/python3");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", "import hdrh.histogram"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready() {
+        eprintln!("    python HdrHistogram: {}", venv.display());
+        return Ok(python);
+    }
+    eprintln!("    python HdrHistogram: installing {PY_HDRHISTOGRAM} into {}", venv.display());
+    let python3 = util::which("python3")
+        .context("python3 is missing: install it (`apt-get install python3 python3-venv`)")?;
+    util::run_checked(Command::new(python3).args(["-m", "venv"]).arg(&venv))
+        .context("creating a Python venv failed: install python3-venv")?;
+    util::run_checked(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", PY_HDRHISTOGRAM]),
+    )
+    .context("installing the Python hdrhistogram package from PyPI failed")?;
+    if !ready() {
+        bail!("{} cannot import hdrh after installation", python.display());
+    }
+    Ok(python)
+}
+
 /// Installs what is missing and builds tracer and the test workload helper.
 pub fn build() -> Result<Built> {
     let root = workspace_root();
