@@ -120,26 +120,49 @@ impl Tracer {
 pub struct Load {
     pub child: Child,
     pub tids: Vec<u32>,
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Load {
     pub fn start(args: &[&str]) -> Load {
         let mut child = Command::new(load_bin())
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", load_bin().display()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped"))
-            .read_line(&mut line)
-            .expect("reading the ready line");
+        stdout.read_line(&mut line).expect("reading the ready line");
         let tids = line
             .strip_prefix("ready ")
             .unwrap_or_else(|| panic!("unexpected output from tracer-load: {line:?}"))
             .split_whitespace()
             .map(|t| t.parse().expect("tid"))
             .collect();
-        Load { child, tids }
+        Load { child, tids, stdout }
+    }
+
+    /// For the on-cue workloads: start the work, wait until it is done, and
+    /// return what it printed after `done`.
+    pub fn run_work(&mut self) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        stdin.write_all(b"go\n").expect("cueing the workload");
+        stdin.flush().expect("cueing the workload");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("reading the done line");
+        line.strip_prefix("done ")
+            .unwrap_or_else(|| panic!("unexpected output from tracer-load: {line:?}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// Lets an on-cue workload exit, and reaps it.
+    pub fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().expect("reaping the workload");
+        assert!(status.success(), "workload failed: {status}");
     }
 
     pub fn pid(&self) -> u32 {
@@ -209,12 +232,12 @@ pub fn assert_close(what: &str, actual: u64, expected: u64, rel: f64, abs_ns: u6
     let diff = actual.abs_diff(expected);
     let allowed = ((expected as f64 * rel) as u64).max(abs_ns);
     eprintln!(
-        "{what}: tracer {actual} ns, kernel {expected} ns, diff {:.3}%",
+        "{what}: tracer {actual}, kernel {expected}, diff {:.3}%",
         diff as f64 * 100.0 / expected.max(1) as f64
     );
     assert!(
         diff <= allowed,
-        "{what}: tracer {actual} ns vs kernel {expected} ns (diff {diff} > allowed {allowed})"
+        "{what}: tracer {actual} vs kernel {expected} (diff {diff} > allowed {allowed})"
     );
 }
 

@@ -14,6 +14,14 @@ pub const MAP_RUNQ_EVENTS: &str = "RUNQ_EVENTS";
 pub const MAP_EXITS: &str = "EXITS";
 /// Per-CPU loss counters, indexed by the `COUNTER_*` constants.
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Per-CPU syscall latency buckets: [`SyscallKey`] -> [`BucketStat`].
+pub const MAP_SYSCALL_LATENCY: &str = "SYSCALL_LATENCY";
+/// Per-CPU failed syscall counts: [`SyscallErrorKey`] -> count.
+pub const MAP_SYSCALL_ERRORS: &str = "SYSCALL_ERRORS";
+/// Block requests in flight: [`InflightKey`] -> [`Inflight`].
+pub const MAP_BLOCK_INFLIGHT: &str = "BLOCK_INFLIGHT";
+/// Per-CPU block I/O buckets: [`BlockKey`] -> [`BucketStat`].
+pub const MAP_BLOCK_STATS: &str = "BLOCK_STATS";
 
 /// Global: [`Filter`] applied to the task being measured.
 pub const GLOBAL_FILTER: &str = "FILTER";
@@ -21,6 +29,10 @@ pub const GLOBAL_FILTER: &str = "FILTER";
 pub const GLOBAL_TASK_OFFSETS: &str = "TASK_OFFSETS";
 /// Global: [`TracepointOffsets`] taken from tracefs format files.
 pub const GLOBAL_TRACEPOINT_OFFSETS: &str = "TRACEPOINT_OFFSETS";
+/// Global: [`SyscallConfig`].
+pub const GLOBAL_SYSCALL_CONFIG: &str = "SYSCALL_CONFIG";
+/// Global: [`BlockOffsets`] taken from tracefs format files.
+pub const GLOBAL_BLOCK_OFFSETS: &str = "BLOCK_OFFSETS";
 
 /// Program names, one set per attach mechanism; the loader picks one set.
 pub mod programs {
@@ -30,6 +42,14 @@ pub mod programs {
     pub const TP_SCHED_SWITCH: &str = "tp_sched_switch";
     pub const TP_SCHED_WAKEUP: &str = "tp_sched_wakeup";
     pub const TP_SCHED_WAKEUP_NEW: &str = "tp_sched_wakeup_new";
+    pub const BTF_SYS_ENTER: &str = "btf_sys_enter";
+    pub const BTF_SYS_EXIT: &str = "btf_sys_exit";
+    pub const TP_SYS_ENTER: &str = "tp_sys_enter";
+    pub const TP_SYS_EXIT: &str = "tp_sys_exit";
+    pub const TP_BLOCK_IO_START: &str = "tp_block_io_start";
+    pub const TP_BLOCK_RQ_INSERT: &str = "tp_block_rq_insert";
+    pub const TP_BLOCK_RQ_ISSUE: &str = "tp_block_rq_issue";
+    pub const TP_BLOCK_RQ_COMPLETE: &str = "tp_block_rq_complete";
 }
 
 /// Default capacity of [`MAP_THREADS`]; the loader may raise it.
@@ -45,7 +65,17 @@ pub const COUNTER_LOST_RUNQ_EVENTS: u32 = 0;
 pub const COUNTER_LOST_EXITS: u32 = 1;
 /// A new thread could not be tracked: [`MAP_THREADS`] was full.
 pub const COUNTER_THREADS_MAP_FULL: u32 = 2;
-pub const COUNTER_COUNT: u32 = 4;
+/// A syscall or block I/O statistics map was full; that sample was dropped.
+pub const COUNTER_STATS_MAP_FULL: u32 = 3;
+/// A block request could not be tracked: the in-flight table was full.
+pub const COUNTER_BLOCK_INFLIGHT_FULL: u32 = 4;
+pub const COUNTER_COUNT: u32 = 8;
+
+/// Capacity of the syscall and block statistics maps (keys are
+/// process x syscall-or-device x bucket).
+pub const STATS_MAP_ENTRIES: u32 = 131_072;
+/// Capacity of [`MAP_BLOCK_INFLIGHT`].
+pub const BLOCK_INFLIGHT_ENTRIES: u32 = 16_384;
 
 pub const TASK_COMM_LEN: usize = 16;
 pub const MAX_FILTER_TGIDS: usize = 16;
@@ -74,6 +104,10 @@ pub struct Filter {
     pub tgids: [u32; MAX_FILTER_TGIDS],
     /// Depth of the target cgroup below the cgroup v2 root (root = 0).
     pub cgroup_level: u32,
+    /// The tracer's own process: its syscalls and I/O are never measured
+    /// (reading the maps would otherwise show up as the busiest syscall).
+    pub self_tgid: u32,
+    pub _pad: u32,
     /// Kernfs id (the directory's inode number) of the target cgroup.
     pub cgroup_id: u64,
 }
@@ -94,6 +128,10 @@ pub struct TaskOffsets {
     pub kernfs_node_id: u32,
     /// One of the `CGROUP_ANCESTRY_*` constants.
     pub cgroup_ancestry: u32,
+    /// Byte holding the `task_struct.in_iowait` bit, and the bit's mask
+    /// (0: unknown, so I/O waits count as plain uninterruptible waits).
+    pub task_in_iowait_byte: u32,
+    pub task_in_iowait_mask: u32,
 }
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
@@ -106,6 +144,154 @@ pub struct TracepointOffsets {
     pub switch_next_comm: u32,
     pub wakeup_pid: u32,
     pub wakeup_comm: u32,
+    /// `raw_syscalls:sys_enter.id` and `raw_syscalls:sys_exit.ret`.
+    pub sys_enter_id: u32,
+    pub sys_exit_ret: u32,
+}
+
+/// Offsets of the `block:block_rq_*` records (the `block_rq` class, shared by
+/// `block_io_start`, `block_rq_insert` and `block_rq_issue`) and of
+/// `block:block_rq_complete`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockOffsets {
+    pub rq_dev: u32,
+    pub rq_sector: u32,
+    pub rq_bytes: u32,
+    pub rq_rwbs: u32,
+    pub done_dev: u32,
+    pub done_sector: u32,
+}
+
+/// Length of the `rwbs` field read from block tracepoints.
+pub const RWBS_LEN: usize = 8;
+
+/// Syscall tracing options.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyscallConfig {
+    /// Aggregate per thread (key id = TID) instead of per process (TGID).
+    pub by_thread: u32,
+    /// Only syscalls whose bit is set in `numbers` are aggregated.
+    pub only_listed: u32,
+    pub numbers: [u64; SYSCALL_BITMAP_WORDS],
+}
+
+pub const SYSCALL_BITMAP_WORDS: usize = 8;
+/// Highest syscall number the filter bitmap can hold, plus one.
+pub const SYSCALL_BITMAP_BITS: u32 = 64 * SYSCALL_BITMAP_WORDS as u32;
+
+/// Key of [`MAP_SYSCALL_LATENCY`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyscallKey {
+    /// TGID, or TID when aggregating per thread.
+    pub id: u32,
+    pub nr: u16,
+    /// Log-linear bucket of the latency ([`bucket_index`]).
+    pub bucket: u16,
+}
+
+/// Key of [`MAP_SYSCALL_ERRORS`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyscallErrorKey {
+    pub id: u32,
+    pub nr: u16,
+    pub errno: u16,
+}
+
+/// Count and sum of the values in one bucket.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketStat {
+    pub count: u64,
+    pub total: u64,
+}
+
+/// Block operation, decoded from the tracepoints' `rwbs` string.
+pub const BLOCK_OP_READ: u8 = 0;
+pub const BLOCK_OP_WRITE: u8 = 1;
+pub const BLOCK_OP_FLUSH: u8 = 2;
+pub const BLOCK_OP_DISCARD: u8 = 3;
+pub const BLOCK_OP_OTHER: u8 = 4;
+
+/// What a [`BlockKey`] bucket measures.
+/// Issue to completion (device service time), ns.
+pub const BLOCK_METRIC_LATENCY: u8 = 0;
+/// Insert into the OS queue to issue, ns (0 when issued directly).
+pub const BLOCK_METRIC_QUEUE: u8 = 1;
+/// Insert (or issue, when not queued) to completion, ns.
+pub const BLOCK_METRIC_TOTAL: u8 = 2;
+/// Request size, bytes.
+pub const BLOCK_METRIC_SIZE: u8 = 3;
+
+/// Key of [`MAP_BLOCK_STATS`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// TGID of the process that submitted the request (0: unknown).
+    pub tgid: u32,
+    /// Kernel `dev_t` of the disk (major << 20 | minor).
+    pub dev: u32,
+    pub op: u8,
+    pub sync: u8,
+    pub metric: u8,
+    pub _pad: u8,
+    pub bucket: u16,
+    pub _pad2: u16,
+}
+
+/// Key of [`MAP_BLOCK_INFLIGHT`]: a request is identified by its disk and
+/// start sector while in flight.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct InflightKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub sector: u64,
+}
+
+/// A block request between submission and completion.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inflight {
+    pub tgid: u32,
+    pub bytes: u32,
+    pub insert_ns: u64,
+    pub issue_ns: u64,
+    pub op: u8,
+    pub sync: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Log-linear histogram bucketing shared by kernel and user side: values
+/// below 128 are exact; above, 128 linear sub-buckets per power of two, so
+/// a bucket is at most 1/128 (0.79%) of its lower bound wide.
+pub const BUCKET_SUB_BITS: u32 = 7;
+const BUCKET_SUB_COUNT: u64 = 1 << BUCKET_SUB_BITS;
+
+#[inline(always)]
+pub fn bucket_index(value: u64) -> u16 {
+    if value < BUCKET_SUB_COUNT {
+        return value as u16;
+    }
+    let msb = 63 - value.leading_zeros();
+    let shift = msb - BUCKET_SUB_BITS;
+    let sub = (value >> shift) - BUCKET_SUB_COUNT;
+    (BUCKET_SUB_COUNT + u64::from(shift) * BUCKET_SUB_COUNT + sub) as u16
+}
+
+/// Inclusive value range `[lower, upper]` of a bucket.
+pub fn bucket_range(index: u16) -> (u64, u64) {
+    let index = u64::from(index);
+    if index < BUCKET_SUB_COUNT {
+        return (index, index);
+    }
+    let shift = (index - BUCKET_SUB_COUNT) / BUCKET_SUB_COUNT;
+    let sub = (index - BUCKET_SUB_COUNT) % BUCKET_SUB_COUNT;
+    let lower = (BUCKET_SUB_COUNT + sub) << shift;
+    (lower, lower + (1 << shift) - 1)
 }
 
 /// Why a thread left the CPU, which decides where its off-CPU time goes.
@@ -116,6 +302,9 @@ pub const OFF_CPU_PREEMPTED: u32 = 1;
 pub const OFF_CPU_UNINTERRUPTIBLE: u32 = 2;
 /// Any other sleep (S, idle D, stopped): futex, epoll, network, timers.
 pub const OFF_CPU_SLEEP: u32 = 3;
+/// `TASK_UNINTERRUPTIBLE` with `in_iowait` set: waiting for I/O
+/// (`io_schedule`), the time `iowait` in /proc/stat accounts.
+pub const OFF_CPU_IOWAIT: u32 = 4;
 
 /// `ThreadStats::flags`: the thread has exited but its exit record could not
 /// be sent; the loader collects the entry from the map and deletes it.
@@ -132,12 +321,17 @@ pub struct ThreadTotals {
     pub runq_waits: u64,
     /// Run-queue wait that started with an involuntary switch.
     pub preempted_ns: u64,
-    /// Blocked in `TASK_UNINTERRUPTIBLE`, until woken.
+    /// Blocked in `TASK_UNINTERRUPTIBLE`, until woken (includes `iowait_ns`).
     pub uninterruptible_ns: u64,
     /// Blocked in any other sleep state, until woken.
     pub sleep_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
+    /// The part of `uninterruptible_ns` spent waiting for I/O.
+    pub iowait_ns: u64,
+    /// Time inside traced syscalls (enter to exit), and their number.
+    pub syscall_ns: u64,
+    pub syscalls: u64,
 }
 
 /// Value of [`MAP_THREADS`]: totals plus the state needed to extend them.
@@ -157,6 +351,13 @@ pub struct ThreadStats {
     pub off_cpu_state: u32,
     /// CPU the thread last ran on.
     pub last_cpu: u32,
+    /// The blocked period closed by the last wakeup, reported with the
+    /// run-queue wait that follows it.
+    pub last_blocked_ns: u64,
+    pub last_blocked_state: u32,
+    /// Syscall in progress (valid while `syscall_since_ns` != 0).
+    pub syscall_nr: u32,
+    pub syscall_since_ns: u64,
     pub totals: ThreadTotals,
 }
 
@@ -172,7 +373,10 @@ pub struct ThreadExit {
 }
 
 /// One completed run-queue wait: `tid` became runnable and got a CPU
-/// `latency_ns` later, when `prev_tgid` left that CPU.
+/// `latency_ns` later, when `prev_tgid` left that CPU. It also carries the
+/// off-CPU episode that ended in this wait: `blocked_ns` in
+/// `blocked_state` (an `OFF_CPU_*` constant; for `OFF_CPU_PREEMPTED` the
+/// episode is the wait itself and `blocked_ns` is 0).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunqEvent {
@@ -181,17 +385,31 @@ pub struct RunqEvent {
     pub latency_ns: u64,
     pub cpu: u32,
     pub prev_tgid: u32,
+    pub blocked_ns: u64,
+    pub blocked_state: u32,
+    pub _pad: u32,
 }
 
 const _: () = {
     use core::mem::size_of;
-    assert!(size_of::<Filter>() == 4 * (4 + MAX_FILTER_TGIDS) + 8);
-    assert!(size_of::<TaskOffsets>() == 10 * 4);
-    assert!(size_of::<TracepointOffsets>() == 6 * 4);
-    assert!(size_of::<ThreadTotals>() == 8 * 8);
-    assert!(size_of::<ThreadStats>() == 8 + TASK_COMM_LEN + 3 * 8 + 8 + size_of::<ThreadTotals>());
+    assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
+    assert!(size_of::<TaskOffsets>() == 12 * 4);
+    assert!(size_of::<TracepointOffsets>() == 8 * 4);
+    assert!(size_of::<BlockOffsets>() == 6 * 4);
+    assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
+    assert!(size_of::<ThreadTotals>() == 11 * 8);
+    assert!(
+        size_of::<ThreadStats>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
+    );
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
-    assert!(size_of::<RunqEvent>() == 24);
+    assert!(size_of::<RunqEvent>() == 40);
+    assert!(size_of::<SyscallKey>() == 8);
+    assert!(size_of::<SyscallErrorKey>() == 8);
+    assert!(size_of::<BucketStat>() == 16);
+    assert!(size_of::<BlockKey>() == 16);
+    assert!(size_of::<InflightKey>() == 16);
+    assert!(size_of::<Inflight>() == 32);
 };
 
 #[cfg(feature = "user")]
@@ -206,4 +424,12 @@ mod pod {
     unsafe impl aya::Pod for ThreadStats {}
     unsafe impl aya::Pod for ThreadExit {}
     unsafe impl aya::Pod for RunqEvent {}
+    unsafe impl aya::Pod for BlockOffsets {}
+    unsafe impl aya::Pod for SyscallConfig {}
+    unsafe impl aya::Pod for SyscallKey {}
+    unsafe impl aya::Pod for SyscallErrorKey {}
+    unsafe impl aya::Pod for BucketStat {}
+    unsafe impl aya::Pod for BlockKey {}
+    unsafe impl aya::Pod for InflightKey {}
+    unsafe impl aya::Pod for Inflight {}
 }

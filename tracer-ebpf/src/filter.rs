@@ -4,7 +4,7 @@ use tracer_common::{FILTER_CGROUP, FILTER_TGID, FILTER_TID, MAX_FILTER_TGIDS};
 
 use crate::kernel::{
     TaskPtr, filter_cgroup_id, filter_cgroup_level, filter_flags, filter_tgid, filter_tgid_count,
-    filter_tid,
+    filter_tid, self_tgid,
 };
 
 /// Whether any filter is set; when none is, every task is measured.
@@ -66,4 +66,11 @@ pub fn current_passes(tid: u32, tgid: u32) -> bool {
     // SAFETY: a helper call without pointer arguments.
     let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(filter_cgroup_level() as i32) };
     ancestor == filter_cgroup_id()
+}
+
+/// Filter for the syscall and block probes, which measure `current`: the
+/// tracer's own activity is never measured.
+#[inline(always)]
+pub fn current_measured(tid: u32, tgid: u32) -> bool {
+    tgid != self_tgid() && current_passes(tid, tgid)
 }

@@ -1,9 +1,15 @@
 //! Reads of kernel memory and of the load-time globals. All `unsafe` of the
 //! programs is here, in small helpers named after what they read.
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
+    },
+    programs::TracePointContext,
+};
 use tracer_common::{
-    CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, TASK_COMM_LEN, TaskOffsets,
-    TracepointOffsets,
+    BlockOffsets, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
+    SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
@@ -14,6 +20,8 @@ static FILTER: Filter = Filter {
     tgid_count: 0,
     tgids: [0; tracer_common::MAX_FILTER_TGIDS],
     cgroup_level: 0,
+    self_tgid: 0,
+    _pad: 0,
     cgroup_id: 0,
 };
 
@@ -30,6 +38,8 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     cgroup_ancestors: 0,
     kernfs_node_id: 0,
     cgroup_ancestry: 0,
+    task_in_iowait_byte: 0,
+    task_in_iowait_mask: 0,
 };
 
 /// Set by the loader from tracefs format files.
@@ -41,6 +51,27 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
     switch_next_comm: 0,
     wakeup_pid: 0,
     wakeup_comm: 0,
+    sys_enter_id: 0,
+    sys_exit_ret: 0,
+};
+
+/// Set by the loader from the command line.
+#[unsafe(no_mangle)]
+static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
+    by_thread: 0,
+    only_listed: 0,
+    numbers: [0; SYSCALL_BITMAP_WORDS],
+};
+
+/// Set by the loader from tracefs format files.
+#[unsafe(no_mangle)]
+static BLOCK_OFFSETS: BlockOffsets = BlockOffsets {
+    rq_dev: 0,
+    rq_sector: 0,
+    rq_bytes: 0,
+    rq_rwbs: 0,
+    done_dev: 0,
+    done_sector: 0,
 };
 
 /// Reads one field of a load-time global. `read_volatile` keeps the compiler
@@ -68,12 +99,37 @@ pub fn filter_tgid(index: usize) -> u32 {
 pub fn filter_cgroup_level() -> u32 {
     global!(FILTER.cgroup_level)
 }
+pub fn self_tgid() -> u32 {
+    global!(FILTER.self_tgid)
+}
 pub fn filter_cgroup_id() -> u64 {
     global!(FILTER.cgroup_id)
 }
 pub fn tracepoint_offsets() -> TracepointOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const TRACEPOINT_OFFSETS) }
+}
+pub fn block_offsets() -> BlockOffsets {
+    // SAFETY: a plain read of an initialised static.
+    unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
+}
+pub fn syscalls_by_thread() -> bool {
+    global!(SYSCALL_CONFIG.by_thread) != 0
+}
+/// Whether syscall `nr` is aggregated (all are unless a list was given).
+pub fn syscall_selected(nr: u64) -> bool {
+    if global!(SYSCALL_CONFIG.only_listed) == 0 {
+        return true;
+    }
+    let word = (nr / 64) as usize;
+    if word >= SYSCALL_BITMAP_WORDS {
+        return false;
+    }
+    // SAFETY: word is below SYSCALL_BITMAP_WORDS.
+    let bits = unsafe {
+        core::ptr::read_volatile((&raw const SYSCALL_CONFIG.numbers).cast::<u64>().add(word))
+    };
+    bits & (1 << (nr % 64)) != 0
 }
 
 /// A `struct task_struct *` handed to a BTF tracepoint.
@@ -94,6 +150,14 @@ impl TaskPtr {
     /// Kernel TGID (`task_struct.tgid`), the user-visible PID.
     pub fn tgid(self) -> u32 {
         read_at(self.0, global!(TASK_OFFSETS.task_tgid)).unwrap_or(0)
+    }
+
+    /// `task_struct.in_iowait`: the task sleeps in `io_schedule()`.
+    pub fn in_iowait(self) -> bool {
+        let mask = global!(TASK_OFFSETS.task_in_iowait_mask);
+        mask != 0
+            && read_at::<u8>(self.0, global!(TASK_OFFSETS.task_in_iowait_byte))
+                .is_some_and(|byte| u32::from(byte) & mask != 0)
     }
 
     pub fn comm(self) -> [u8; TASK_COMM_LEN] {
@@ -134,4 +198,24 @@ impl TaskPtr {
 fn cgroup_id(cgroup: *const u8) -> Option<u64> {
     let kn = read_at::<*const u8>(cgroup, global!(TASK_OFFSETS.cgroup_kn))?;
     read_at::<u64>(kn, global!(TASK_OFFSETS.kernfs_node_id))
+}
+
+pub fn now_ns() -> u64 {
+    // SAFETY: helper call without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+pub fn this_cpu() -> u32 {
+    // SAFETY: helper call without arguments.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+pub fn current_comm() -> [u8; TASK_COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN])
+}
+
+/// A field of a classic tracepoint record, at an offset from its format file.
+pub fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    // SAFETY: read_at reads within the tracepoint record via probe_read.
+    unsafe { ctx.read_at::<T>(offset as usize).ok() }
 }

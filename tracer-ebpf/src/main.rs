@@ -9,6 +9,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod block;
+#[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]
 mod kernel;
@@ -18,6 +20,8 @@ mod maps;
 mod probes;
 #[cfg(target_arch = "bpf")]
 mod sched;
+#[cfg(target_arch = "bpf")]
+mod syscalls;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

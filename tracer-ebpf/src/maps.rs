@@ -2,10 +2,12 @@
 //! constants of `tracer-common`, which the loader uses to find them.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    COUNTER_COUNT, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, ThreadStats,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, COUNTER_COUNT, COUNTER_STATS_MAP_FULL,
+    DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight, InflightKey,
+    STATS_MAP_ENTRIES, SyscallErrorKey, SyscallKey, ThreadStats,
 };
 
 #[map]
@@ -18,6 +20,22 @@ pub static RUNQ_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RUNQ_RING_BYTE
 pub static EXITS: RingBuf = RingBuf::with_byte_size(EXIT_RING_BYTES, 0);
 
 #[map]
+pub static SYSCALL_LATENCY: PerCpuHashMap<SyscallKey, BucketStat> =
+    PerCpuHashMap::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+#[map]
+pub static SYSCALL_ERRORS: PerCpuHashMap<SyscallErrorKey, u64> =
+    PerCpuHashMap::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+#[map]
+pub static BLOCK_INFLIGHT: HashMap<InflightKey, Inflight> =
+    HashMap::with_max_entries(BLOCK_INFLIGHT_ENTRIES, 0);
+
+#[map]
+pub static BLOCK_STATS: PerCpuHashMap<BlockKey, BucketStat> =
+    PerCpuHashMap::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+#[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
 /// Counts a loss; the loader reports every non-zero counter.
@@ -27,5 +45,39 @@ pub fn count(counter: u32) {
         // SAFETY: per-CPU slot, only this CPU writes it, and programs do not
         // nest on one CPU for these tracepoints.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Adds one value to a per-CPU bucket, creating the bucket on first use.
+#[inline(always)]
+pub fn add_to_bucket<K>(map: &PerCpuHashMap<K, BucketStat>, key: &K, value: u64) {
+    match map.get_ptr_mut(key) {
+        Some(stat) => {
+            // SAFETY: a per-CPU value, written only from this CPU.
+            unsafe {
+                (*stat).count += 1;
+                (*stat).total += value;
+            }
+        }
+        None => {
+            let first = BucketStat { count: 1, total: value };
+            if map.insert(key, &first, 0).is_err() {
+                count(COUNTER_STATS_MAP_FULL);
+            }
+        }
+    }
+}
+
+/// Adds one to a per-CPU counter map entry, creating it on first use.
+#[inline(always)]
+pub fn increment<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
+    match map.get_ptr_mut(key) {
+        // SAFETY: a per-CPU value, written only from this CPU.
+        Some(value) => unsafe { *value += 1 },
+        None => {
+            if map.insert(key, &1, 0).is_err() {
+                count(COUNTER_STATS_MAP_FULL);
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Entry points. Each reads its arguments, filters, and hands over to
 //! `sched`; nothing else happens here.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -9,19 +9,10 @@ use tracer_common::TASK_COMM_LEN;
 
 use crate::{
     filter,
-    kernel::{TaskPtr, tracepoint_offsets},
+    kernel::{TaskPtr, current_comm, now_ns, read_field, this_cpu, tracepoint_offsets},
     sched,
 };
 
-fn now_ns() -> u64 {
-    // SAFETY: helper call without arguments.
-    unsafe { bpf_ktime_get_ns() }
-}
-
-fn this_cpu() -> u32 {
-    // SAFETY: helper call without arguments.
-    unsafe { bpf_get_smp_processor_id() }
-}
 
 // ---- BTF tracepoints: arguments are the kernel's own task_struct pointers.
 
@@ -39,7 +30,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     let prev_tgid = prev.tgid();
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
-            let out = sched::switch_out_from_raw_state(preempt, prev_state);
+            let out = sched::switch_out_from_raw_state(preempt, prev_state, || prev.in_iowait());
             if out.dead {
                 stats.comm = prev.comm();
             }
@@ -57,8 +48,8 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
-        if let Some(wait) = sched::on_switch_in(stats, now, cpu) {
-            sched::emit_runq_wait(next_tid, next_tgid, wait, cpu, prev_tgid);
+        if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+            sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
     }
     0
@@ -97,11 +88,6 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
 // cgroup are learned when it is switched out (as `current`); with a filter
 // set, a thread is tracked from its first switch-out (the loader seeds the
 // threads that already exist).
-
-fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
-    // SAFETY: read_at bounds the read to the tracepoint record.
-    unsafe { ctx.read_at::<T>(offset as usize).ok() }
-}
 
 fn read_comm(ctx: &TracePointContext, offset: u32) -> [u8; TASK_COMM_LEN] {
     read_field::<[u8; TASK_COMM_LEN]>(ctx, offset).unwrap_or([0; TASK_COMM_LEN])
@@ -143,8 +129,8 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     };
     if let Some(stats) = stats {
         let cpu = this_cpu();
-        if let Some(wait) = sched::on_switch_in(stats, now, cpu) {
-            sched::emit_runq_wait(next_tid, stats.tgid, wait, cpu, prev_tgid);
+        if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+            sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }
     }
     0
@@ -175,9 +161,5 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
         sched::on_wakeup(stats, now_ns());
     }
     0
-}
-
-fn current_comm() -> [u8; TASK_COMM_LEN] {
-    aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN])
 }
 

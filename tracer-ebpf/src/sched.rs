@@ -8,9 +8,9 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
-    COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_NONE,
-    OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent, TASK_COMM_LEN,
-    THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
+    COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
+    OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
+    TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::maps::{EXITS, RUNQ_EVENTS, THREADS, count};
@@ -29,16 +29,17 @@ const TASK_UNINTERRUPTIBLE: u32 = 0x2;
 const TASK_DEAD: u32 = 0x80;
 const TASK_NOLOAD: u32 = 0x400;
 
-/// Classifies the raw `prev->__state` handed to the BTF tracepoint.
+/// Classifies the raw `prev->__state` handed to the BTF tracepoint;
+/// `in_iowait` is only consulted for uninterruptible sleeps.
 #[inline(always)]
-pub fn switch_out_from_raw_state(preempt: bool, state: u32) -> SwitchOut {
+pub fn switch_out_from_raw_state(preempt: bool, state: u32, in_iowait: impl FnOnce() -> bool) -> SwitchOut {
     let state_class = if preempt || state == TASK_RUNNING {
         OFF_CPU_PREEMPTED
     } else if state & TASK_NOLOAD != 0 {
         // TASK_IDLE: kernel threads waiting for work, not load.
         OFF_CPU_SLEEP
     } else if state & TASK_UNINTERRUPTIBLE != 0 {
-        OFF_CPU_UNINTERRUPTIBLE
+        if in_iowait() { OFF_CPU_IOWAIT } else { OFF_CPU_UNINTERRUPTIBLE }
     } else {
         OFF_CPU_SLEEP
     };
@@ -97,6 +98,10 @@ pub fn lookup_or_track(
         off_cpu_since_ns: 0,
         off_cpu_state: OFF_CPU_NONE,
         last_cpu: 0,
+        last_blocked_ns: 0,
+        last_blocked_state: OFF_CPU_NONE,
+        syscall_nr: 0,
+        syscall_since_ns: 0,
         totals: ThreadTotals {
             on_cpu_ns: 0,
             runq_wait_ns: 0,
@@ -106,6 +111,9 @@ pub fn lookup_or_track(
             sleep_ns: 0,
             voluntary_switches: 0,
             involuntary_switches: 0,
+            iowait_ns: 0,
+            syscall_ns: 0,
+            syscalls: 0,
         },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
@@ -122,13 +130,21 @@ pub fn lookup_or_track(
 /// seen) and credits it to the state the thread blocked in.
 #[inline(always)]
 fn close_blocked(stats: &mut ThreadStats, now: u64) {
+    stats.last_blocked_ns = 0;
+    stats.last_blocked_state = OFF_CPU_NONE;
     if stats.off_cpu_since_ns != 0 && now > stats.off_cpu_since_ns {
         let blocked = now - stats.off_cpu_since_ns;
-        if stats.off_cpu_state == OFF_CPU_UNINTERRUPTIBLE {
+        let state = stats.off_cpu_state;
+        if state == OFF_CPU_UNINTERRUPTIBLE || state == OFF_CPU_IOWAIT {
             stats.totals.uninterruptible_ns += blocked;
-        } else if stats.off_cpu_state == OFF_CPU_SLEEP {
+            if state == OFF_CPU_IOWAIT {
+                stats.totals.iowait_ns += blocked;
+            }
+        } else if state == OFF_CPU_SLEEP {
             stats.totals.sleep_ns += blocked;
         }
+        stats.last_blocked_ns = blocked;
+        stats.last_blocked_state = state;
     }
     stats.off_cpu_since_ns = 0;
 }
@@ -192,21 +208,36 @@ fn finish_thread(tid: u32, stats: &mut ThreadStats, now: u64) {
     }
 }
 
+/// A run-queue wait that just ended, and the off-CPU episode it closed.
+pub struct Waited {
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
+    pub blocked_state: u32,
+}
+
 /// The thread got a CPU. Returns the run-queue wait that just ended.
 #[inline(always)]
-pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<u64> {
+pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waited> {
     let mut waited = None;
     if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;
-        if stats.off_cpu_state == OFF_CPU_PREEMPTED {
+        waited = Some(if stats.off_cpu_state == OFF_CPU_PREEMPTED {
             stats.totals.preempted_ns += wait;
-        }
-        waited = Some(wait);
+            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OFF_CPU_PREEMPTED }
+        } else {
+            Waited {
+                wait_ns: wait,
+                blocked_ns: stats.last_blocked_ns,
+                blocked_state: stats.last_blocked_state,
+            }
+        });
     } else {
         close_blocked(stats, now);
     }
+    stats.last_blocked_ns = 0;
+    stats.last_blocked_state = OFF_CPU_NONE;
     stats.runnable_since_ns = 0;
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OFF_CPU_NONE;
@@ -217,15 +248,18 @@ pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<u64> 
 
 /// Streams one run-queue wait to the loader, which keeps the histograms.
 #[inline(always)]
-pub fn emit_runq_wait(tid: u32, tgid: u32, latency_ns: u64, cpu: u32, prev_tgid: u32) {
+pub fn emit_runq_wait(tid: u32, tgid: u32, waited: &Waited, cpu: u32, prev_tgid: u32) {
     match RUNQ_EVENTS.reserve::<RunqEvent>(0) {
         Some(mut record) => {
             record.write(RunqEvent {
                 tid,
                 tgid,
-                latency_ns,
+                latency_ns: waited.wait_ns,
                 cpu,
                 prev_tgid,
+                blocked_ns: waited.blocked_ns,
+                blocked_state: waited.blocked_state,
+                _pad: 0,
             });
             // The loader polls on a timer; waking it per event would cost
             // more than the event itself.

@@ -2,9 +2,12 @@
 //! records) into per-thread and per-process state.
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{RunqEvent, ThreadExit, ThreadStats, ThreadTotals};
+use tracer_common::{
+    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
+    ThreadExit, ThreadStats, ThreadTotals,
+};
 
-use crate::{hist::Buckets, procfs};
+use crate::{hist::Buckets, kstats::KernelStats, procfs};
 
 /// Which run-queue histograms to keep besides the system-wide one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,12 +26,46 @@ pub struct ThreadRecord {
     pub exited: bool,
 }
 
-/// Run-queue histograms for one interval or one whole recording.
+/// Lengths of off-CPU episodes, by cause.
+#[derive(Clone, Debug, Default)]
+pub struct OffCpuHistograms {
+    /// Preempted while runnable: the run-queue wait that followed.
+    pub preempted: Buckets,
+    /// Uninterruptible sleep waiting for I/O.
+    pub iowait: Buckets,
+    /// Other uninterruptible sleep (locks, page faults...).
+    pub other_uninterruptible: Buckets,
+    /// Interruptible and other sleep (futex, epoll, sockets, timers).
+    pub sleep: Buckets,
+}
+
+impl OffCpuHistograms {
+    fn record(&mut self, event: &RunqEvent) {
+        match event.blocked_state {
+            OFF_CPU_PREEMPTED => self.preempted.record(event.latency_ns),
+            OFF_CPU_IOWAIT => self.iowait.record(event.blocked_ns),
+            OFF_CPU_UNINTERRUPTIBLE => self.other_uninterruptible.record(event.blocked_ns),
+            OFF_CPU_SLEEP => self.sleep.record(event.blocked_ns),
+            _ => {}
+        }
+    }
+
+    pub fn merge(&mut self, other: &OffCpuHistograms) {
+        self.preempted.merge(&other.preempted);
+        self.iowait.merge(&other.iowait);
+        self.other_uninterruptible.merge(&other.other_uninterruptible);
+        self.sleep.merge(&other.sleep);
+    }
+}
+
+/// Run-queue and off-CPU histograms for one interval or one whole recording.
 #[derive(Clone, Debug, Default)]
 pub struct RunqHistograms {
     pub system: Buckets,
     pub by_process: HashMap<u32, Buckets>,
     pub by_thread: HashMap<u32, Buckets>,
+    pub off_cpu_by_process: HashMap<u32, OffCpuHistograms>,
+    pub off_cpu_by_thread: HashMap<u32, OffCpuHistograms>,
 }
 
 impl RunqHistograms {
@@ -40,15 +77,23 @@ impl RunqHistograms {
         for (tid, b) in &other.by_thread {
             self.by_thread.entry(*tid).or_default().merge(b);
         }
+        for (pid, h) in &other.off_cpu_by_process {
+            self.off_cpu_by_process.entry(*pid).or_default().merge(h);
+        }
+        for (tid, h) in &other.off_cpu_by_thread {
+            self.off_cpu_by_thread.entry(*tid).or_default().merge(h);
+        }
     }
 
-    fn record(&mut self, scope: HistogramScope, tid: u32, tgid: u32, latency_ns: u64) {
-        self.system.record(latency_ns);
+    fn record(&mut self, scope: HistogramScope, tgid: u32, event: &RunqEvent) {
+        self.system.record(event.latency_ns);
         if scope.per_process {
-            self.by_process.entry(tgid).or_default().record(latency_ns);
+            self.by_process.entry(tgid).or_default().record(event.latency_ns);
+            self.off_cpu_by_process.entry(tgid).or_default().record(event);
         }
         if scope.per_thread {
-            self.by_thread.entry(tid).or_default().record(latency_ns);
+            self.by_thread.entry(event.tid).or_default().record(event.latency_ns);
+            self.off_cpu_by_thread.entry(event.tid).or_default().record(event);
         }
     }
 }
@@ -63,6 +108,8 @@ pub struct Aggregator {
     /// (classic tracepoints learn it late).
     tgid_of: HashMap<u32, u32>,
     pub events: u64,
+    /// Latest cumulative syscall and block I/O statistics from the kernel.
+    pub kernel: KernelStats,
 }
 
 /// Totals of a thread including the period it is in right now, so a
@@ -78,10 +125,15 @@ pub fn totals_at(stats: &ThreadStats, now_ns: u64) -> ThreadTotals {
     }
     let blocked = since(stats.off_cpu_since_ns);
     match stats.off_cpu_state {
-        tracer_common::OFF_CPU_UNINTERRUPTIBLE => totals.uninterruptible_ns += blocked,
-        tracer_common::OFF_CPU_SLEEP => totals.sleep_ns += blocked,
+        OFF_CPU_UNINTERRUPTIBLE => totals.uninterruptible_ns += blocked,
+        OFF_CPU_IOWAIT => {
+            totals.uninterruptible_ns += blocked;
+            totals.iowait_ns += blocked;
+        }
+        OFF_CPU_SLEEP => totals.sleep_ns += blocked,
         _ => {}
     }
+    totals.syscall_ns += since(stats.syscall_since_ns);
     totals
 }
 
@@ -96,6 +148,26 @@ impl Aggregator {
             scope,
             ..Self::default()
         }
+    }
+
+    /// The process of a thread, as far as known (the thread itself if not).
+    pub fn process_of(&self, tid: u32) -> u32 {
+        self.live
+            .get(&tid)
+            .map(|t| t.tgid)
+            .filter(|&t| t != 0)
+            .or_else(|| self.tgid_of.get(&tid).copied())
+            .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.tgid))
+            .or_else(|| procfs::tgid_of(tid))
+            .unwrap_or(tid)
+    }
+
+    /// A thread's name as last known.
+    pub fn comm_of(&self, tid: u32) -> String {
+        procfs::comm_of(tid)
+            .or_else(|| self.live.get(&tid).map(|t| t.comm.clone()))
+            .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.comm.clone()))
+            .unwrap_or_default()
     }
 
     fn resolve_tgid(&mut self, tid: u32, tgid: u32) -> u32 {
@@ -114,7 +186,7 @@ impl Aggregator {
     pub fn on_runq_event(&mut self, event: &RunqEvent) {
         self.events += 1;
         let tgid = self.resolve_tgid(event.tid, event.tgid);
-        self.runq.record(self.scope, event.tid, tgid, event.latency_ns);
+        self.runq.record(self.scope, tgid, event);
     }
 
     pub fn on_thread_exit(&mut self, exit: &ThreadExit) {
@@ -195,6 +267,14 @@ mod tests {
         blocked.off_cpu_state = OFF_CPU_SLEEP;
         assert_eq!(totals_at(&blocked, 1_250).sleep_ns, 250);
 
+        blocked.off_cpu_state = OFF_CPU_IOWAIT;
+        let io = totals_at(&blocked, 1_250);
+        assert_eq!((io.uninterruptible_ns, io.iowait_ns), (250, 250), "I/O wait is uninterruptible");
+
+        let mut in_syscall = ThreadStats::default();
+        in_syscall.syscall_since_ns = 1_000;
+        assert_eq!(totals_at(&in_syscall, 1_100).syscall_ns, 100);
+
         let mut queued = ThreadStats::default();
         queued.runnable_since_ns = 1_000;
         queued.off_cpu_state = tracer_common::OFF_CPU_PREEMPTED;
@@ -223,12 +303,29 @@ mod tests {
     #[test]
     fn events_land_in_the_requested_histograms() {
         let mut agg = Aggregator::new(HistogramScope { per_process: true, per_thread: false });
-        for (tid, tgid, ns) in [(1, 1, 1_000), (2, 1, 3_000), (7, 7, 5_000)] {
-            agg.on_runq_event(&RunqEvent { tid, tgid, latency_ns: ns, cpu: 0, prev_tgid: 0 });
+        let events = [
+            (1, 1, 1_000, OFF_CPU_PREEMPTED, 0),
+            (2, 1, 3_000, OFF_CPU_IOWAIT, 2_000_000),
+            (7, 7, 5_000, OFF_CPU_SLEEP, 10_000_000),
+        ];
+        for (tid, tgid, ns, blocked_state, blocked_ns) in events {
+            agg.on_runq_event(&RunqEvent {
+                tid,
+                tgid,
+                latency_ns: ns,
+                blocked_state,
+                blocked_ns,
+                ..Default::default()
+            });
         }
         assert_eq!(agg.runq.system.count(), 3);
         assert_eq!(agg.runq.by_process[&1].count(), 2);
         assert_eq!(agg.runq.by_process[&7].max(), 5_000);
+        let off_cpu = &agg.runq.off_cpu_by_process[&1];
+        assert_eq!(off_cpu.preempted.max(), 1_000, "a preemption episode is its run-queue wait");
+        assert_eq!(off_cpu.iowait.max(), 2_000_000);
+        assert_eq!(off_cpu.sleep.count(), 0);
+        assert_eq!(agg.runq.off_cpu_by_process[&7].sleep.max(), 10_000_000);
         assert!(agg.runq.by_thread.is_empty());
         assert_eq!(agg.take_runq().system.count(), 3);
         assert_eq!(agg.runq.system.count(), 0);

@@ -147,12 +147,16 @@ impl Btf {
     /// Byte offset of `member` in `struct strukt`, looking through anonymous
     /// structs and unions the way C field access does.
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        self.member_bit_offset(strukt, member).map(|bits| bits / 8)
+    }
+
+    /// Bit offset of `member` (for bitfields such as `task_struct.in_iowait`).
+    pub fn member_bit_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self
             .structs_by_name
             .get(strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
         self.find_member(id, member)
-            .map(|bits| bits / 8)
             .ok_or_else(|| BtfError::NoMember {
                 strukt: strukt.to_owned(),
                 member: member.to_owned(),
@@ -186,9 +190,10 @@ mod tests {
     use super::*;
 
     /// Builds a BTF blob: `struct outer { int a; union { int b; int c; }; }`
-    /// with `c` at bit offset 64 inside the union placed at byte 8.
+    /// with `c` at bit offset 64 inside the union placed at byte 8, and
+    /// `struct flags { unsigned x:1 (bit 67) }` using bitfield encoding.
     fn sample() -> Vec<u8> {
-        let strings = b"\0int\0outer\0a\0c\0b\0".to_vec();
+        let strings = b"\0int\0outer\0a\0c\0b\0flags\0x\0".to_vec();
         let s = |name: &str| -> u32 {
             let needle = format!("\0{name}\0");
             strings.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap() as u32 + 1
@@ -201,6 +206,8 @@ mod tests {
         push(&[0, (5 << 24) | 2, 4, s("b"), 1, 0, s("c"), 1, 0]);
         // [3] struct outer { int a; <union> at bit 64 }
         push(&[s("outer"), (4 << 24) | 2, 16, s("a"), 1, 0, 0, 2, 64]);
+        // [4] struct flags, kind_flag set: offset = bitfield size << 24 | bit offset
+        push(&[s("flags"), (1 << 31) | (4 << 24) | 1, 16, s("x"), 1, (1 << 24) | 67]);
         let mut blob = Vec::new();
         blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         blob.extend_from_slice(&[1, 0]);
@@ -219,6 +226,8 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "c").unwrap(), 8);
         assert!(matches!(btf.member_offset("outer", "zz"), Err(BtfError::NoMember { .. })));
         assert!(matches!(btf.member_offset("nope", "a"), Err(BtfError::NoStruct(_))));
+        assert_eq!(btf.member_bit_offset("flags", "x").unwrap(), 67);
+        assert_eq!(btf.member_offset("flags", "x").unwrap(), 8);
     }
 
     #[test]
@@ -233,5 +242,8 @@ mod tests {
         let pid = btf.member_offset("task_struct", "pid").unwrap();
         let tgid = btf.member_offset("task_struct", "tgid").unwrap();
         assert_eq!(tgid, pid + 4, "pid_t pid; pid_t tgid; are adjacent in task_struct");
+        // A one-bit bitfield, found with its bit (not byte) offset.
+        let iowait = btf.member_bit_offset("task_struct", "in_iowait").unwrap();
+        assert!(iowait > 0);
     }
 }

@@ -41,32 +41,35 @@ pub struct KernelArgs {
 pub enum Command {
     /// Run-queue latency histograms, like runqlat, plus exact percentiles.
     Runqlat(RunqlatArgs),
+    /// Syscall counts, errors and latency percentiles, like syscount -L.
+    Syscalls(SyscallsArgs),
+    /// Block I/O latency histograms, like biolatency, per disk, operation or process.
+    Biolat(BiolatArgs),
+    /// Where off-CPU time goes: preempted, I/O wait, other uninterruptible, sleep.
+    Offcpu(OffcpuArgs),
     /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM or --duration.
     Record(RecordArgs),
 }
 
-#[derive(Debug, Args, Default)]
-pub struct RunqlatArgs {
-    /// Trace this process only (its TGID).
+/// Which tasks to trace; filters run in the kernel on the measured task.
+#[derive(Debug, Args, Default, Clone)]
+pub struct TargetArgs {
+    /// Trace this process (repeat for several, up to 16).
     #[arg(short = 'p', long = "pid", value_name = "PID")]
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
 
     /// Trace this thread only.
     #[arg(long = "tid", value_name = "TID")]
     pub tid: Option<u32>,
 
-    /// One histogram per process.
-    #[arg(short = 'P', long = "pids", conflicts_with = "per_thread")]
-    pub per_process: bool,
-
-    /// One histogram per thread.
-    #[arg(short = 'L', long = "tids")]
-    pub per_thread: bool,
-
     /// Trace tasks in this cgroup v2 directory (and below it).
     #[arg(short = 'c', long = "cgroup", value_name = "CGROUP_PATH")]
     pub cgroup: Option<String>,
+}
 
+/// Output shared by the live commands.
+#[derive(Debug, Args, Default, Clone)]
+pub struct IntervalArgs {
     /// Milliseconds instead of microseconds.
     #[arg(short = 'm', long = "milliseconds")]
     pub millis: bool,
@@ -88,19 +91,103 @@ pub struct RunqlatArgs {
     pub count: Option<u64>,
 }
 
+#[derive(Debug, Args, Default)]
+pub struct SyscallsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// One table per process.
+    #[arg(short = 'P', long = "pids", conflicts_with = "per_thread")]
+    pub per_process: bool,
+
+    /// One table per thread.
+    #[arg(long = "per-thread")]
+    pub per_thread: bool,
+
+    /// Latency columns, as syscount -L (always shown; accepted for habit's sake).
+    #[arg(short = 'L', long = "latency")]
+    pub latency: bool,
+
+    /// Show the N syscalls with the most total time.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Only these syscalls (repeat for several), by name.
+    #[arg(short = 's', long = "syscall", value_name = "NAME")]
+    pub syscall: Vec<String>,
+
+    #[command(flatten)]
+    pub output: IntervalArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct BiolatArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// One histogram per disk.
+    #[arg(short = 'D', long = "disk")]
+    pub per_disk: bool,
+
+    /// Include OS queue time (from insert, not issue), as biolatency -Q.
+    #[arg(short = 'Q', long = "queued")]
+    pub queued: bool,
+
+    /// One histogram per process (the submitter, not the kworker issuing).
+    #[arg(short = 'P', long = "pids")]
+    pub per_process: bool,
+
+    /// One histogram per operation (read, write, flush, discard).
+    #[arg(short = 'F', long = "ops")]
+    pub per_op: bool,
+
+    /// Only this disk (e.g. vda; a partition means its disk).
+    #[arg(long = "device", value_name = "NAME")]
+    pub device: Option<String>,
+
+    #[command(flatten)]
+    pub output: IntervalArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct OffcpuArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// One table per thread.
+    #[arg(short = 'L', long = "tids")]
+    pub per_thread: bool,
+
+    #[command(flatten)]
+    pub output: IntervalArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunqlatArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// One histogram per process.
+    #[arg(short = 'P', long = "pids", conflicts_with = "per_thread")]
+    pub per_process: bool,
+
+    /// One histogram per thread.
+    #[arg(short = 'L', long = "tids")]
+    pub per_thread: bool,
+
+    #[command(flatten)]
+    pub output: IntervalArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Trace this process (repeat for several, up to 16).
-    #[arg(short = 'p', long = "pid", value_name = "PID")]
-    pub pids: Vec<u32>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 
-    /// Trace this thread only.
-    #[arg(long = "tid", value_name = "TID")]
-    pub tid: Option<u32>,
-
-    /// Trace tasks in this cgroup v2 directory (and below it).
-    #[arg(short = 'c', long = "cgroup", value_name = "PATH")]
-    pub cgroup: Option<String>,
+    /// Trace syscalls system-wide too. (With --pid, --tid or --cgroup they
+    /// are always traced; system-wide they slow every syscall, so ask.)
+    #[arg(long)]
+    pub syscalls: bool,
 
     /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
     #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
@@ -133,10 +220,10 @@ mod tests {
     fn runqlat_takes_runqlat_options() {
         let cli = parse(&["runqlat", "-p", "42", "-L", "-m", "-T", "--json", "o.json", "5", "3"]).unwrap();
         let Some(Command::Runqlat(a)) = cli.command else { panic!("runqlat expected") };
-        assert_eq!(a.pid, Some(42));
-        assert!(a.per_thread && a.millis && a.timestamp && !a.per_process);
-        assert_eq!((a.interval, a.count), (Some(5), Some(3)));
-        assert_eq!(a.json.unwrap().to_str(), Some("o.json"));
+        assert_eq!(a.target.pids, vec![42]);
+        assert!(a.per_thread && a.output.millis && a.output.timestamp && !a.per_process);
+        assert_eq!((a.output.interval, a.output.count), (Some(5), Some(3)));
+        assert_eq!(a.output.json.unwrap().to_str(), Some("o.json"));
         assert_eq!(cli.kernel.probes, ProbeChoice::Auto);
     }
 
@@ -150,11 +237,29 @@ mod tests {
     fn record_takes_several_pids_and_a_duration() {
         let cli = parse(&["record", "--pid", "1", "-p", "2", "--duration", "1.5", "--out", "r.json"]).unwrap();
         let Some(Command::Record(a)) = cli.command else { panic!("record expected") };
-        assert_eq!(a.pids, vec![1, 2]);
+        assert_eq!(a.target.pids, vec![1, 2]);
+        assert!(!a.syscalls);
         assert_eq!(a.duration, Some(std::time::Duration::from_millis(1500)));
         assert!(parse(&["record"]).is_err(), "--out is required");
         let err = parse(&["record", "--out", "x", "--duration", "0"]).unwrap_err().to_string();
         assert!(err.contains("positive number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn syscalls_biolat_offcpu_take_their_peers_options() {
+        let cli = parse(&["syscalls", "-p", "7", "-L", "--top", "5", "-s", "read", "-s", "write", "1", "2"]).unwrap();
+        let Some(Command::Syscalls(a)) = cli.command else { panic!("syscalls expected") };
+        assert_eq!((a.target.pids.as_slice(), a.top, a.latency), (&[7][..], 5, true));
+        assert_eq!(a.syscall, vec!["read", "write"]);
+        assert_eq!((a.output.interval, a.output.count), (Some(1), Some(2)));
+        let cli = parse(&["biolat", "-D", "-Q", "-P", "-m", "--device", "vda"]).unwrap();
+        let Some(Command::Biolat(a)) = cli.command else { panic!("biolat expected") };
+        assert!(a.per_disk && a.queued && a.per_process && a.output.millis);
+        assert_eq!(a.device.as_deref(), Some("vda"));
+        let cli = parse(&["offcpu", "-p", "3", "-L", "--json", "x.json"]).unwrap();
+        let Some(Command::Offcpu(a)) = cli.command else { panic!("offcpu expected") };
+        assert!(a.per_thread);
+        assert!(parse(&["syscalls", "-P", "--per-thread"]).is_err());
     }
 
     #[test]

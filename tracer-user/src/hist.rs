@@ -9,34 +9,11 @@
 //! are within 0.5% of the exact values.
 use hdrhistogram::Histogram;
 
-const SUB_BITS: u32 = 7;
-const SUB_COUNT: u64 = 1 << SUB_BITS;
+pub use tracer_common::{bucket_index, bucket_range};
+
 /// Largest value an exported histogram distinguishes (one hour); larger
 /// values are clamped to it.
 pub const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
-
-/// Log-linear bucket index of `value` (exact below 128).
-pub fn bucket_index(value: u64) -> u16 {
-    if value < SUB_COUNT {
-        return value as u16;
-    }
-    let msb = 63 - value.leading_zeros();
-    let shift = msb - SUB_BITS;
-    let sub = (value >> shift) - SUB_COUNT;
-    (SUB_COUNT + u64::from(shift) * SUB_COUNT + sub) as u16
-}
-
-/// Inclusive value range `[lower, upper]` of a bucket.
-pub fn bucket_range(index: u16) -> (u64, u64) {
-    let index = u64::from(index);
-    if index < SUB_COUNT {
-        return (index, index);
-    }
-    let shift = (index - SUB_COUNT) / SUB_COUNT;
-    let sub = (index - SUB_COUNT) % SUB_COUNT;
-    let lower = (SUB_COUNT + sub) << shift;
-    (lower, lower + (1 << shift) - 1)
-}
 
 /// Value a bucket's counts stand for when exported.
 fn bucket_midpoint(index: u16) -> u64 {
@@ -73,6 +50,28 @@ impl Buckets {
         self.max = self.max.max(value);
         self.total += n;
         self.sum += u128::from(value) * u128::from(n);
+    }
+
+    /// Adds a bucket aggregated elsewhere (in the kernel): `n` values that
+    /// sum to `total`. Min and max then have the bucket's resolution.
+    pub fn add_bucket(&mut self, index: u16, n: u64, total: u64) {
+        if n == 0 {
+            return;
+        }
+        let (lower, upper) = bucket_range(index);
+        match self.counts.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => self.counts[at].1 += n,
+            Err(at) => self.counts.insert(at, (index, n)),
+        }
+        self.min = if self.total == 0 { lower } else { self.min.min(lower) };
+        self.max = self.max.max(upper);
+        self.total += n;
+        self.sum += u128::from(total);
+    }
+
+    /// Total of the recorded values (exact).
+    pub fn sum(&self) -> u128 {
+        self.sum
     }
 
     pub fn merge(&mut self, other: &Buckets) {
@@ -218,6 +217,22 @@ mod tests {
         assert_eq!(a.count(), 7);
         assert_eq!(a.min(), 1);
         assert_eq!(a.max(), 44_000_000_000);
+    }
+
+    #[test]
+    fn kernel_buckets_add_up_like_recorded_values() {
+        let mut recorded = Buckets::default();
+        let mut added = Buckets::default();
+        for v in [3u64, 5_000, 5_001, 9_999_999] {
+            recorded.record(v);
+            added.add_bucket(bucket_index(v), 1, v);
+        }
+        assert_eq!(added.count(), 4);
+        assert_eq!(added.sum(), recorded.sum());
+        assert_eq!(added.log2_slots(1), recorded.log2_slots(1));
+        assert_eq!(added.min(), 3);
+        let (lower, upper) = bucket_range(bucket_index(9_999_999));
+        assert!(lower <= 9_999_999 && added.max() == upper);
     }
 
     #[test]

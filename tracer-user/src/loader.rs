@@ -4,14 +4,17 @@ use std::time::Instant;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
 use tracer_common::{
-    CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE, CGROUP_ANCESTRY_POINTERS, COUNTER_COUNT,
-    COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, Filter,
-    GLOBAL_FILTER, GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_COUNTERS, MAP_EXITS,
-    MAP_RUNQ_EVENTS, MAP_THREADS, RunqEvent, TaskOffsets, ThreadExit, ThreadStats,
+    BlockKey, BlockOffsets, BucketStat, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE,
+    CGROUP_ANCESTRY_POINTERS, COUNTER_BLOCK_INFLIGHT_FULL, COUNTER_COUNT, COUNTER_LOST_EXITS,
+    COUNTER_LOST_RUNQ_EVENTS, COUNTER_STATS_MAP_FULL, COUNTER_THREADS_MAP_FULL, Filter,
+    GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SYSCALL_CONFIG, GLOBAL_TASK_OFFSETS,
+    GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_RUNQ_EVENTS,
+    MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS, RunqEvent, SYSCALL_BITMAP_BITS,
+    SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadExit, ThreadStats,
     TracepointOffsets, programs,
 };
 
@@ -64,11 +67,22 @@ impl ProbeMode {
     }
 }
 
+/// Syscall tracing, when enabled.
+#[derive(Clone, Debug, Default)]
+pub struct SyscallOptions {
+    /// Aggregate per thread instead of per process.
+    pub by_thread: bool,
+    /// Only these syscall numbers (empty: all).
+    pub only: Vec<u32>,
+}
+
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub filter: Filter,
     pub probes: ProbeChoice,
     pub max_threads: u32,
+    pub syscalls: Option<SyscallOptions>,
+    pub block_io: bool,
 }
 
 /// Counts of what the kernel side could not deliver.
@@ -77,15 +91,32 @@ pub struct Losses {
     pub runq_events: u64,
     pub thread_exits: u64,
     pub threads_untracked: u64,
+    /// Syscall or block I/O samples dropped because a statistics map was full.
+    pub stats_samples: u64,
+    /// Block requests not tracked because the in-flight table was full.
+    pub block_requests: u64,
+}
+
+/// What is attached besides the scheduler probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    pub syscalls: bool,
+    pub block_io: bool,
 }
 
 pub struct Probes {
     _ebpf: Ebpf,
     pub mode: ProbeMode,
+    pub attached: Attached,
+    /// Syscall statistics are keyed by TID rather than TGID.
+    pub syscalls_by_thread: bool,
     threads: HashMap<MapData, u32, ThreadStats>,
     runq_events: RingBuf<MapData>,
     exits: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    syscall_latency: PerCpuHashMap<MapData, SyscallKey, BucketStat>,
+    syscall_errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
+    block_stats: PerCpuHashMap<MapData, BlockKey, BucketStat>,
 }
 
 /// Whether this process may load tracing programs: root, or CAP_BPF with
@@ -125,7 +156,13 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     } else {
         (CGROUP_ANCESTRY_NONE, 0)
     };
+    // A missing in_iowait only loses the I/O-wait split, not the probes.
+    let (task_in_iowait_byte, task_in_iowait_mask) = btf
+        .member_bit_offset("task_struct", "in_iowait")
+        .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     Ok(TaskOffsets {
+        task_in_iowait_byte,
+        task_in_iowait_mask,
         task_pid: btf.member_offset("task_struct", "pid")?,
         task_tgid: btf.member_offset("task_struct", "tgid")?,
         task_comm: btf.member_offset("task_struct", "comm")?,
@@ -139,10 +176,18 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     })
 }
 
-fn tracepoint_offsets() -> Result<TracepointOffsets, LoadError> {
+fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
     let switch = Format::read("sched", "sched_switch")?;
     let wakeup = Format::read("sched", "sched_wakeup")?;
     Format::read("sched", "sched_wakeup_new")?;
+    let (sys_enter_id, sys_exit_ret) = if syscalls {
+        (
+            Format::read("raw_syscalls", "sys_enter")?.offset("id")?,
+            Format::read("raw_syscalls", "sys_exit")?.offset("ret")?,
+        )
+    } else {
+        (0, 0)
+    };
     Ok(TracepointOffsets {
         switch_prev_pid: switch.offset("prev_pid")?,
         switch_prev_state: switch.offset("prev_state")?,
@@ -150,7 +195,34 @@ fn tracepoint_offsets() -> Result<TracepointOffsets, LoadError> {
         switch_next_comm: switch.offset("next_comm")?,
         wakeup_pid: wakeup.offset("pid")?,
         wakeup_comm: wakeup.offset("comm")?,
+        sys_enter_id,
+        sys_exit_ret,
     })
+}
+
+fn block_offsets() -> Result<BlockOffsets, LoadError> {
+    let issue = Format::read("block", "block_rq_issue")?;
+    let complete = Format::read("block", "block_rq_complete")?;
+    Ok(BlockOffsets {
+        rq_dev: issue.offset("dev")?,
+        rq_sector: issue.offset("sector")?,
+        rq_bytes: issue.offset("bytes")?,
+        rq_rwbs: issue.offset("rwbs")?,
+        done_dev: complete.offset("dev")?,
+        done_sector: complete.offset("sector")?,
+    })
+}
+
+fn syscall_config(options: Option<&SyscallOptions>) -> SyscallConfig {
+    let mut config = SyscallConfig::default();
+    if let Some(options) = options {
+        config.by_thread = u32::from(options.by_thread);
+        config.only_listed = u32::from(!options.only.is_empty());
+        for &nr in options.only.iter().filter(|&&nr| nr < SYSCALL_BITMAP_BITS) {
+            config.numbers[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+    }
+    config
 }
 
 fn attach_failed(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
@@ -198,6 +270,7 @@ impl Probes {
 
     fn load_mode(options: &LoadOptions, mode: ProbeMode) -> Result<Self, LoadError> {
         let started = Instant::now();
+        let syscalls = options.syscalls.is_some();
         let (task_offsets, tp_offsets, btf) = match mode {
             ProbeMode::Btf => {
                 let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
@@ -206,45 +279,55 @@ impl Probes {
                 let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
                 (offsets, TracepointOffsets::default(), Some(btf))
             }
-            ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets()?, None),
+            ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets(syscalls)?, None),
         };
+        let block = if options.block_io { Some(block_offsets()?) } else { None };
+        let syscall_config = syscall_config(options.syscalls.as_ref());
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_FILTER, &options.filter, true)
             .override_global(GLOBAL_TASK_OFFSETS, &task_offsets, true)
             .override_global(GLOBAL_TRACEPOINT_OFFSETS, &tp_offsets, true)
+            .override_global(GLOBAL_SYSCALL_CONFIG, &syscall_config, true)
+            .override_global(GLOBAL_BLOCK_OFFSETS, &block.unwrap_or_default(), true)
             .map_max_entries(MAP_THREADS, options.max_threads)
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 
-        const EVENTS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_new"];
-        match mode {
-            ProbeMode::Btf => {
-                let btf = btf.as_ref().expect("loaded above for BTF mode");
-                let names = [
-                    programs::BTF_SCHED_SWITCH,
-                    programs::BTF_SCHED_WAKEUP,
-                    programs::BTF_SCHED_WAKEUP_NEW,
-                ];
-                for (name, event) in names.into_iter().zip(EVENTS) {
-                    let what = format!("tp_btf/{event}");
-                    let program: &mut BtfTracePoint = program(&mut ebpf, name)?;
-                    program.load(event, btf).map_err(attach_failed(&what))?;
-                    program.attach().map_err(attach_failed(&what))?;
+        let sched = [
+            (programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH, "sched", "sched_switch"),
+            (programs::BTF_SCHED_WAKEUP, programs::TP_SCHED_WAKEUP, "sched", "sched_wakeup"),
+            (programs::BTF_SCHED_WAKEUP_NEW, programs::TP_SCHED_WAKEUP_NEW, "sched", "sched_wakeup_new"),
+        ];
+        let syscall_programs = [
+            (programs::BTF_SYS_ENTER, programs::TP_SYS_ENTER, "raw_syscalls", "sys_enter"),
+            (programs::BTF_SYS_EXIT, programs::TP_SYS_EXIT, "raw_syscalls", "sys_exit"),
+        ];
+        let mut wanted: Vec<_> = sched.to_vec();
+        if syscalls {
+            wanted.extend(syscall_programs);
+        }
+        for (btf_name, tp_name, category, event) in wanted {
+            match mode {
+                ProbeMode::Btf => {
+                    let btf = btf.as_ref().expect("loaded above for BTF mode");
+                    attach_btf(&mut ebpf, btf_name, event, btf)?;
                 }
+                ProbeMode::Tracepoint => attach_tracepoint(&mut ebpf, tp_name, category, event)?,
             }
-            ProbeMode::Tracepoint => {
-                let names = [
-                    programs::TP_SCHED_SWITCH,
-                    programs::TP_SCHED_WAKEUP,
-                    programs::TP_SCHED_WAKEUP_NEW,
-                ];
-                for (name, event) in names.into_iter().zip(EVENTS) {
-                    let what = format!("tracepoint sched:{event}");
-                    let program: &mut TracePoint = program(&mut ebpf, name)?;
-                    program.load().map_err(attach_failed(&what))?;
-                    program.attach("sched", event).map_err(attach_failed(&what))?;
-                }
+        }
+        if options.block_io {
+            let block_programs = [
+                (programs::TP_BLOCK_RQ_INSERT, "block_rq_insert"),
+                (programs::TP_BLOCK_RQ_ISSUE, "block_rq_issue"),
+                (programs::TP_BLOCK_RQ_COMPLETE, "block_rq_complete"),
+            ];
+            for (name, event) in block_programs {
+                attach_tracepoint(&mut ebpf, name, "block", event)?;
+            }
+            // Linux 6.5+: names the submitter even when a kworker issues.
+            if Format::read("block", "block_io_start").is_ok() {
+                attach_tracepoint(&mut ebpf, programs::TP_BLOCK_IO_START, "block", "block_io_start")?;
             }
         }
 
@@ -253,8 +336,13 @@ impl Probes {
             runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,
             exits: take_map(&mut ebpf, MAP_EXITS)?,
             counters: take_map(&mut ebpf, MAP_COUNTERS)?,
+            syscall_latency: take_map(&mut ebpf, MAP_SYSCALL_LATENCY)?,
+            syscall_errors: take_map(&mut ebpf, MAP_SYSCALL_ERRORS)?,
+            block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
             _ebpf: ebpf,
             mode,
+            attached: Attached { syscalls, block_io: options.block_io },
+            syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
         };
         if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
             probes.seed_threads(&options.filter);
@@ -305,12 +393,39 @@ impl Probes {
                 .map(|values| values.iter().sum())
                 .unwrap_or(0)
         };
-        const _: () = assert!(COUNTER_THREADS_MAP_FULL < COUNTER_COUNT);
+        const _: () = assert!(COUNTER_BLOCK_INFLIGHT_FULL < COUNTER_COUNT);
         Losses {
             runq_events: sum(COUNTER_LOST_RUNQ_EVENTS),
             thread_exits: sum(COUNTER_LOST_EXITS),
             threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
+            stats_samples: sum(COUNTER_STATS_MAP_FULL),
+            block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
         }
+    }
+
+    /// Cumulative syscall latency buckets, summed over CPUs.
+    pub fn syscall_latency(&self) -> Vec<(SyscallKey, BucketStat)> {
+        read_per_cpu(&self.syscall_latency, |values| {
+            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
+                count: acc.count + v.count,
+                total: acc.total + v.total,
+            })
+        })
+    }
+
+    /// Cumulative failed-syscall counts, summed over CPUs.
+    pub fn syscall_errors(&self) -> Vec<(SyscallErrorKey, u64)> {
+        read_per_cpu(&self.syscall_errors, |values| values.iter().sum())
+    }
+
+    /// Cumulative block I/O buckets, summed over CPUs.
+    pub fn block_stats(&self) -> Vec<(BlockKey, BucketStat)> {
+        read_per_cpu(&self.block_stats, |values| {
+            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
+                count: acc.count + v.count,
+                total: acc.total + v.total,
+            })
+        })
     }
 }
 
@@ -338,6 +453,32 @@ where
         .take_map(name)
         .ok_or_else(|| LoadError::Load(format!("map {name} missing from the eBPF object")))?;
     M::try_from(map).map_err(|e| LoadError::Load(format!("map {name}: {}", error_chain(&e))))
+}
+
+fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
+    map: &PerCpuHashMap<MapData, K, V>,
+    sum: impl Fn(&aya::maps::PerCpuValues<V>) -> S,
+) -> Vec<(K, S)> {
+    map.iter()
+        .filter_map(Result::ok)
+        .map(|(key, values)| (key, sum(&values)))
+        .collect()
+}
+
+fn attach_btf(ebpf: &mut Ebpf, name: &str, event: &str, btf: &aya::Btf) -> Result<(), LoadError> {
+    let what = format!("tp_btf/{event}");
+    let program: &mut BtfTracePoint = program(ebpf, name)?;
+    program.load(event, btf).map_err(attach_failed(&what))?;
+    program.attach().map_err(attach_failed(&what))?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str, event: &str) -> Result<(), LoadError> {
+    let what = format!("tracepoint {category}:{event}");
+    let program: &mut TracePoint = program(ebpf, name)?;
+    program.load().map_err(attach_failed(&what))?;
+    program.attach(category, event).map_err(attach_failed(&what))?;
+    Ok(())
 }
 
 fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {

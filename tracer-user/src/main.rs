@@ -4,7 +4,9 @@ mod btf;
 mod cli;
 mod commands;
 mod hist;
+mod kstats;
 mod loader;
+mod names;
 mod procfs;
 mod report;
 mod session;
@@ -29,9 +31,15 @@ fn main() -> std::process::ExitCode {
         match &cli.command {
             Some(Command::Runqlat(args)) => commands::runqlat(&cli.kernel, args).await,
             Some(Command::Record(args)) => commands::record(&cli.kernel, args).await,
+            Some(Command::Syscalls(args)) => commands::syscalls(&cli.kernel, args).await,
+            Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
+            Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
             None => {
                 let live = RunqlatArgs {
-                    interval: Some(1),
+                    output: cli::IntervalArgs {
+                        interval: Some(1),
+                        ..Default::default()
+                    },
                     ..RunqlatArgs::default()
                 };
                 commands::runqlat(&cli.kernel, &live).await

@@ -62,6 +62,13 @@ impl Session {
         }
         dead.into_iter().for_each(|tid| probes.forget_thread(tid));
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
+        if probes.attached.syscalls {
+            agg.kernel.syscall_latency = probes.syscall_latency().into_iter().collect();
+            agg.kernel.syscall_errors = probes.syscall_errors().into_iter().collect();
+        }
+        if probes.attached.block_io {
+            agg.kernel.block = probes.block_stats().into_iter().collect();
+        }
     }
 
     /// Runs until the plan ends or a signal arrives; `on_interval` is called

@@ -94,7 +94,10 @@ pub fn build_filter(
     tid: Option<u32>,
     cgroup: Option<&Cgroup>,
 ) -> Result<Filter, TargetError> {
-    let mut filter = Filter::default();
+    let mut filter = Filter {
+        self_tgid: std::process::id(),
+        ..Filter::default()
+    };
     if pids.len() > MAX_FILTER_TGIDS {
         return Err(TargetError::TooManyPids(pids.len()));
     }

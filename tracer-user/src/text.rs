@@ -101,6 +101,35 @@ pub fn percentile_line(buckets: &Buckets, unit: Unit) -> String {
     line
 }
 
+/// A titled log2 table with its percentile line; nothing when empty.
+pub fn histogram_section(out: &mut String, header: Option<&str>, buckets: &Buckets, unit: Unit) {
+    if buckets.count() == 0 {
+        return;
+    }
+    if let Some(header) = header {
+        out.push('\n');
+        out.push_str(header);
+        out.push('\n');
+    }
+    out.push_str(&log2_table(buckets, unit));
+    out.push_str(&percentile_line(buckets, unit));
+    out.push('\n');
+}
+
+/// A duration for tables: "812 ns", "3.42 us", "17.0 ms", "2.31 s".
+pub fn duration(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} us", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +150,14 @@ mod tests {
 \x20        4 -> 7          : 2        |********************                    |\n";
         assert_eq!(table, expected);
         assert_eq!(log2_table(&Buckets::default(), Unit::Micros), "");
+    }
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(duration(812), "812 ns");
+        assert_eq!(duration(3_420), "3.42 us");
+        assert_eq!(duration(17_040_000), "17.0 ms");
+        assert_eq!(duration(2_310_000_000), "2.31 s");
     }
 
     #[test]

@@ -4,6 +4,17 @@
 //!   tracer-load spin THREADS CPU      busy threads pinned to CPU (-1: any), forever
 //!   tracer-load burn MILLIS           burn MILLIS ms of CPU time, then exit
 //!   tracer-load sleepers THREADS MS   threads that each wake every MS ms, forever
+//!
+//! These wait for a line on stdin after `ready`, do their work, print
+//! `done [N]`, then wait for another line (or EOF) before exiting, so a test
+//! can attach the tracer between `ready` and the work:
+//!
+//!   tracer-load getppid N             N getppid syscalls
+//!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
+//!   tracer-load enoent N              N openat calls failing with ENOENT
+//!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
+//!                                     fsync; prints the write_bytes delta
+//!                                     of /proc/self/io
 use std::{
     io::Write,
     sync::mpsc,
@@ -59,6 +70,57 @@ fn start_threads(count: usize, body: impl Fn() + Send + Clone + 'static) {
     out.flush().expect("stdout");
 }
 
+/// `write_bytes` of /proc/self/io: bytes this process sent to storage.
+fn io_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .expect("/proc/self/io")
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("write_bytes")
+}
+
+/// O_DIRECT writes of `kib` KiB from an aligned buffer, then fsync.
+fn direct_writes(path: &str, count: usize, kib: usize) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let len = kib * 1024;
+    let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
+    // SAFETY: non-zero size, freed below with the same layout.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buf.is_null());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path} with O_DIRECT: {e}"));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    for i in 0..count {
+        // SAFETY: buf holds len bytes, aligned for O_DIRECT.
+        let n = unsafe { libc::pwrite(fd, buf.cast(), len, (i * len) as libc::off_t) };
+        assert_eq!(n, len as isize, "short O_DIRECT write: {}", std::io::Error::last_os_error());
+    }
+    file.sync_all().expect("fsync");
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+}
+
+/// Prints `ready`, waits for a line, runs `work`, prints `done ...`, waits
+/// for another line or EOF.
+fn on_cue(work: impl FnOnce() -> String) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {}", gettid()).expect("stdout");
+    out.flush().expect("stdout");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("stdin");
+    let result = work();
+    writeln!(out, "done {result}").expect("stdout");
+    out.flush().expect("stdout");
+    line.clear();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> i64 {
@@ -98,6 +160,48 @@ fn main() {
             loop {
                 thread::park();
             }
+        }
+        Some("getppid") => {
+            let n = arg(1);
+            on_cue(|| {
+                for _ in 0..n {
+                    // SAFETY: getppid has no arguments and cannot fail.
+                    unsafe { libc::syscall(libc::SYS_getppid) };
+                }
+                n.to_string()
+            });
+        }
+        Some("nanosleep") => {
+            let (n, ms) = (arg(1), arg(2));
+            on_cue(|| {
+                let ts = libc::timespec { tv_sec: 0, tv_nsec: ms * 1_000_000 };
+                for _ in 0..n {
+                    // SAFETY: valid timespec; no remainder wanted.
+                    unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
+                }
+                n.to_string()
+            });
+        }
+        Some("enoent") => {
+            let n = arg(1);
+            on_cue(|| {
+                let path = c"/nonexistent-tracer-test/missing";
+                for _ in 0..n {
+                    // SAFETY: valid NUL-terminated path.
+                    let rc = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
+                    assert_eq!(rc, -1);
+                }
+                n.to_string()
+            });
+        }
+        Some("write") => {
+            let path = args.get(1).cloned().expect("PATH");
+            let (count, kib) = (arg(2) as usize, arg(3) as usize);
+            on_cue(|| {
+                let before = io_write_bytes();
+                direct_writes(&path, count, kib);
+                (io_write_bytes() - before).to_string()
+            });
         }
         _ => panic!("usage: see the header of tests/src/bin/load.rs"),
     }

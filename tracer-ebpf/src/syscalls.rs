@@ -1,0 +1,96 @@
+//! Syscall latency of the traced tasks. These programs run on every syscall
+//! of every task once attached, so the filter test comes first and the
+//! loader attaches them only when asked (a PID or cgroup filter, or an
+//! explicit system-wide request).
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use tracer_common::{SyscallErrorKey, SyscallKey, bucket_index};
+
+use crate::{
+    filter,
+    kernel::{current_comm, now_ns, read_field, syscall_selected, syscalls_by_thread, tracepoint_offsets},
+    maps::{SYSCALL_ERRORS, SYSCALL_LATENCY, add_to_bucket, increment},
+    sched,
+};
+
+/// The kernel reports failures as -errno in this range.
+const MAX_ERRNO: i64 = 4095;
+
+/// `sys_enter(struct pt_regs *regs, long id)`.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn btf_sys_enter(ctx: BtfTracePointContext) -> u32 {
+    on_enter(ctx.arg::<i64>(1));
+    0
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn btf_sys_exit(ctx: BtfTracePointContext) -> u32 {
+    on_exit(ctx.arg::<i64>(1));
+    0
+}
+
+#[tracepoint]
+pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
+    if let Some(id) = read_field::<i64>(&ctx, tracepoint_offsets().sys_enter_id) {
+        on_enter(id);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
+    if let Some(ret) = read_field::<i64>(&ctx, tracepoint_offsets().sys_exit_ret) {
+        on_exit(ret);
+    }
+    0
+}
+
+fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
+}
+
+#[inline(always)]
+fn on_enter(nr: i64) {
+    let (tid, tgid) = current_ids();
+    if !filter::current_measured(tid, tgid) || nr < 0 {
+        return;
+    }
+    if let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) {
+        stats.syscall_nr = nr as u32;
+        stats.syscall_since_ns = now_ns();
+    }
+}
+
+#[inline(always)]
+fn on_exit(ret: i64) {
+    let (tid, tgid) = current_ids();
+    if !filter::current_measured(tid, tgid) {
+        return;
+    }
+    let Some(stats) = sched::lookup(tid) else { return };
+    let since = stats.syscall_since_ns;
+    if since == 0 {
+        return;
+    }
+    let now = now_ns();
+    stats.syscall_since_ns = 0;
+    let took = now.saturating_sub(since);
+    stats.totals.syscall_ns += took;
+    stats.totals.syscalls += 1;
+    let nr = stats.syscall_nr;
+    if !syscall_selected(u64::from(nr)) {
+        return;
+    }
+    let id = if syscalls_by_thread() { tid } else { tgid };
+    let key = SyscallKey { id, nr: nr as u16, bucket: bucket_index(took) };
+    add_to_bucket(&SYSCALL_LATENCY, &key, took);
+    if (-MAX_ERRNO..0).contains(&ret) {
+        let key = SyscallErrorKey { id, nr: nr as u16, errno: (-ret) as u16 };
+        increment(&SYSCALL_ERRORS, &key);
+    }
+}

@@ -1,0 +1,56 @@
+//! `tracer runqlat`: run-queue latency histograms in runqlat's layout.
+use anyhow::Result;
+
+use super::{resolve_targets, run_live, start, unit};
+use crate::{
+    aggregate::{Aggregator, HistogramScope, RunqHistograms},
+    cli::{KernelArgs, RunqlatArgs},
+    hist::Buckets,
+    report,
+    text::{self, Unit},
+};
+
+pub async fn runqlat(kernel: &KernelArgs, args: &RunqlatArgs) -> Result<()> {
+    if let Some(json) = &args.output.json {
+        report::check_output_path(json)?;
+    }
+    let targets = resolve_targets(kernel, &args.target)?;
+    let scope = HistogramScope {
+        per_process: args.per_process || args.output.json.is_some(),
+        per_thread: args.per_thread,
+    };
+    let session = start(&targets, scope)?;
+    let unit = unit(&args.output);
+    run_live(session, targets.filters, &args.output, "run queue latency", |session, view| {
+        render(&view.runq, args, unit, &session.agg)
+    })
+    .await
+}
+
+fn render(hists: &RunqHistograms, args: &RunqlatArgs, unit: Unit, agg: &Aggregator) -> String {
+    let mut out = String::new();
+    let section = |out: &mut String, header: Option<String>, buckets: &Buckets| {
+        text::histogram_section(out, header.as_deref(), buckets, unit);
+    };
+    let name_of = |tid: u32| agg.comm_of(tid);
+    if args.per_thread {
+        let mut tids: Vec<_> = hists.by_thread.keys().copied().collect();
+        tids.sort_unstable();
+        for tid in tids {
+            section(&mut out, Some(format!("tid = {tid} {}", name_of(tid))), &hists.by_thread[&tid]);
+        }
+    } else if args.per_process {
+        let mut pids: Vec<_> = hists.by_process.keys().copied().collect();
+        pids.sort_unstable();
+        for pid in pids {
+            section(&mut out, Some(format!("pid = {pid} {}", name_of(pid))), &hists.by_process[&pid]);
+        }
+    } else {
+        section(&mut out, None, &hists.system);
+    }
+    if hists.system.count() == 0 {
+        out.push_str("(no run-queue waits in this interval)\n");
+    }
+    out
+}
+
