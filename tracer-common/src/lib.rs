@@ -46,6 +46,8 @@ pub mod programs {
     pub const BTF_SYS_EXIT: &str = "btf_sys_exit";
     pub const TP_SYS_ENTER: &str = "tp_sys_enter";
     pub const TP_SYS_EXIT: &str = "tp_sys_exit";
+    pub const BTF_SYS_ENTER_EMPTY: &str = "btf_sys_enter_empty";
+    pub const BTF_SYS_EXIT_EMPTY: &str = "btf_sys_exit_empty";
     pub const TP_BLOCK_IO_START: &str = "tp_block_io_start";
     pub const TP_BLOCK_RQ_INSERT: &str = "tp_block_rq_insert";
     pub const TP_BLOCK_RQ_ISSUE: &str = "tp_block_rq_issue";

@@ -94,3 +94,15 @@ fn on_exit(ret: i64) {
         increment(&SYSCALL_ERRORS, &key);
     }
 }
+
+/// Benchmark floor (`tracer floor`): what any program on the syscall
+/// tracepoints costs, before doing any work.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn btf_sys_enter_empty(_ctx: BtfTracePointContext) -> u32 {
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn btf_sys_exit_empty(_ctx: BtfTracePointContext) -> u32 {
+    0
+}

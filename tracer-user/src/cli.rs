@@ -49,6 +49,9 @@ pub enum Command {
     Offcpu(OffcpuArgs),
     /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM or --duration.
     Record(RecordArgs),
+    /// Benchmark floor: attach empty programs to the syscall tracepoints until Ctrl-C.
+    #[command(hide = true)]
+    Floor,
 }
 
 /// Which tasks to trace; filters run in the kernel on the measured task.

@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Syscalls(args)) => commands::syscalls(&cli.kernel, args).await,
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
+            Some(Command::Floor) => commands::floor().await,
             None => {
                 let live = RunqlatArgs {
                     output: cli::IntervalArgs {

@@ -48,13 +48,15 @@ pub fn errno_name(errno: u16) -> String {
 /// Up to three candidates within a small edit distance, best first.
 pub fn close_matches<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (wanted.len() / 3).max(2);
-    let mut scored: Vec<(usize, &str)> = candidates
-        .map(|c| (edit_distance(wanted, c), c))
-        .filter(|(d, c)| *d <= limit || (c.contains(wanted) && wanted.len() >= 3))
+    let common_prefix = |c: &str| wanted.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    // Closest first; among equals, the one sharing the longer prefix.
+    let mut scored: Vec<(usize, std::cmp::Reverse<usize>, &str)> = candidates
+        .map(|c| (edit_distance(wanted, c), std::cmp::Reverse(common_prefix(c)), c))
+        .filter(|(d, _, c)| *d <= limit || (c.contains(wanted) && wanted.len() >= 3))
         .collect();
     scored.sort();
     scored.dedup();
-    scored.into_iter().take(3).map(|(_, c)| c.to_owned()).collect()
+    scored.into_iter().take(3).map(|(_, _, c)| c.to_owned()).collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -151,6 +153,8 @@ mod tests {
         assert!(err.contains("getpid"), "{err}");
         let err = syscall_number("nanoslep").unwrap_err().to_string();
         assert!(err.contains("nanosleep"), "{err}");
+        let err = syscall_number("getppd").unwrap_err().to_string();
+        assert!(err.contains("(did you mean: getppid, "), "the longer shared prefix first: {err}");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! * overhead: `taskset -c 1 perf bench sched pipe` (two tasks ping-ponging
 //!   on one CPU, two context switches and two wakeups per op) with no
 //!   tracer, with `tracer record`, and with libbpf-tools `runqlat`;
+//! * syscalls: one million getppid calls untraced, with empty programs on the
+//!   syscall tracepoints (the floor), with `tracer record` filtering on
+//!   another process (what every other process pays), filtering on the
+//!   caller itself, and with libbpf-tools `syscount -L` on the caller;
 //! * memory: peak RSS of `tracer record` while 10,000 threads are tracked.
 use std::{
     io::{BufRead, BufReader},
@@ -29,6 +33,9 @@ pub struct BenchArgs {
     /// Threads alive during the memory benchmark.
     #[arg(long, default_value_t = 10_000)]
     pub threads: u32,
+    /// getppid calls per run of the syscall benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub syscalls: u64,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -128,52 +135,27 @@ fn pipe_usecs_per_op(loops: u64) -> Result<f64> {
         .with_context(|| format!("no usecs/op in perf output: {text}"))
 }
 
-struct Config {
+/// One configuration: how to start its tracer (given the workload's PID,
+/// for those that filter on it), or none.
+type Starter<'a> = Box<dyn Fn(u32) -> Result<Background> + 'a>;
+
+struct Config<'a> {
     name: &'static str,
-    start: Option<Box<dyn Fn() -> Result<Background>>>,
+    start: Option<Starter<'a>>,
 }
 
-fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
-    let tracer = built.tracer.clone();
-    let report = std::env::temp_dir().join("tracer-bench-report.json");
-    let runqlat = util::which("runqlat").unwrap_or_else(|| "/usr/sbin/runqlat".into());
-    let configs = [
-        Config { name: "no tracer", start: None },
-        Config {
-            name: "tracer record",
-            start: Some(Box::new(move || {
-                let mut cmd = Command::new(&tracer);
-                cmd.args(["record", "--out"]).arg(&report);
-                Background::start(cmd, "Recording")
-            })),
-        },
-        Config {
-            name: "libbpf-tools runqlat",
-            start: Some(Box::new(move || {
-                // runqlat block-buffers stdout into a pipe; line-buffer it so
-                // its "Tracing" line (printed once attached) arrives.
-                let mut cmd = Command::new("stdbuf");
-                cmd.arg("-oL").arg(&runqlat);
-                Background::start(cmd, "Tracing")
-            })),
-        },
-    ];
+/// Runs `measure` for every configuration, `rounds` times, rotating the
+/// order each round so none always runs first; prints a table of medians.
+fn alternate(configs: &[Config], rounds: usize, unit: &str, mut measure: impl FnMut(&Config) -> Result<f64>) -> Result<()> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
-    for round in 0..args.rounds {
-        // Rotate the order each round so no configuration always runs first.
+    for round in 0..rounds {
         for k in 0..configs.len() {
             let i = (round + k) % configs.len();
-            let background = configs[i].start.as_ref().map(|start| start()).transpose()?;
-            let usecs = pipe_usecs_per_op(args.loops)?;
-            if let Some(bg) = background {
-                bg.stop()?;
-            }
-            samples[i].push(usecs);
+            samples[i].push(measure(&configs[i])?);
         }
         eprintln!(
-            "    round {}/{}: {}",
+            "    round {}/{rounds}: {}",
             round + 1,
-            args.rounds,
             configs
                 .iter()
                 .zip(&samples)
@@ -183,7 +165,7 @@ fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
         );
     }
     let baseline = median(&mut samples[0].clone());
-    println!("\n| configuration | median us/op | added us/op | min..max |");
+    println!("\n| configuration | median {unit} | added {unit} | min..max |");
     println!("|---|---|---|---|");
     for (config, values) in configs.iter().zip(samples.iter_mut()) {
         let m = median(values);
@@ -196,6 +178,117 @@ fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn tracer_record<'a>(tracer: &'a Path, report: &'a Path, filter_pid: Option<u32>) -> Starter<'a> {
+    Box::new(move |pid| {
+        let mut cmd = Command::new(tracer);
+        cmd.args(["record", "--out"]).arg(report);
+        if let Some(other) = filter_pid {
+            cmd.args(["--pid", &other.to_string()]);
+        } else if pid != 0 {
+            cmd.args(["--pid", &pid.to_string()]);
+        }
+        Background::start(cmd, "Recording")
+    })
+}
+
+/// A libbpf-tools tool, line-buffered: they block-buffer stdout into a
+/// pipe, so their "Tracing..." line (printed once attached) would not come.
+fn libbpf_tool(name: &str, args: Vec<String>, ready: &'static str) -> Starter<'static> {
+    let tool = util::which(name).unwrap_or_else(|| Path::new("/usr/sbin").join(name));
+    Box::new(move |pid| {
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL").arg(&tool);
+        for arg in &args {
+            cmd.arg(arg.replace("{pid}", &pid.to_string()));
+        }
+        Background::start(cmd, ready)
+    })
+}
+
+fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
+    let report = std::env::temp_dir().join("tracer-bench-report.json");
+    let configs = [
+        Config { name: "no tracer", start: None },
+        Config { name: "tracer record", start: Some(tracer_record(&built.tracer, &report, None)) },
+        Config {
+            name: "libbpf-tools runqlat",
+            start: Some(libbpf_tool("runqlat", Vec::new(), "Tracing")),
+        },
+    ];
+    alternate(&configs, args.rounds, "us/op", |config| {
+        let background = config.start.as_ref().map(|start| start(0)).transpose()?;
+        let usecs = pipe_usecs_per_op(args.loops)?;
+        if let Some(bg) = background {
+            bg.stop()?;
+        }
+        Ok(usecs)
+    })
+}
+
+/// One run of `tracer-load getppid N` under `config`: ns per call.
+fn getppid_ns_per_call(built: &setup::Built, calls: u64, config: &Config) -> Result<f64> {
+    use std::io::Write;
+    let mut load = Command::new(&built.load_helper)
+        .args(["getppid", &calls.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting tracer-load")?;
+    let mut stdout = BufReader::new(load.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let background = config.start.as_ref().map(|start| start(load.id())).transpose()?;
+    let stdin = load.stdin.as_mut().expect("piped");
+    stdin.write_all(b"go\n")?;
+    stdin.flush()?;
+    line.clear();
+    stdout.read_line(&mut line)?;
+    let elapsed: f64 = line
+        .trim()
+        .strip_prefix("done ")
+        .and_then(|ns| ns.parse().ok())
+        .with_context(|| format!("unexpected tracer-load output {line:?}"))?;
+    if let Some(bg) = background {
+        bg.stop()?;
+    }
+    drop(load.stdin.take());
+    load.wait()?;
+    Ok(elapsed / calls as f64)
+}
+
+fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
+    let report = std::env::temp_dir().join("tracer-bench-syscalls.json");
+    // A process that makes no syscalls, for the "filter on another pid" case.
+    let mut bystander = Command::new("sleep").arg("86400").spawn().context("starting sleep")?;
+    let floor_tracer = built.tracer.clone();
+    let configs = [
+        Config { name: "untraced", start: None },
+        Config {
+            name: "empty tp_btf programs (floor)",
+            start: Some(Box::new(move |_| {
+                let mut cmd = Command::new(&floor_tracer);
+                cmd.arg("floor");
+                Background::start(cmd, "Tracing")
+            })),
+        },
+        Config {
+            name: "tracer record --pid <other>",
+            start: Some(tracer_record(&built.tracer, &report, Some(bystander.id()))),
+        },
+        Config { name: "tracer record --pid <self>", start: Some(tracer_record(&built.tracer, &report, None)) },
+        Config {
+            name: "libbpf-tools syscount -L -p <self>",
+            start: Some(libbpf_tool("syscount", vec!["-L".into(), "-p".into(), "{pid}".into()], "Tracing")),
+        },
+    ];
+    let result = alternate(&configs, args.rounds, "ns/call", |config| {
+        getppid_ns_per_call(built, args.syscalls, config)
+    });
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    result
 }
 
 fn rss_kib(pid: u32, field: &str) -> Result<u64> {
@@ -246,6 +339,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ),
         || overhead(&built, args),
     )?;
+    util::step(&format!("syscalls: {} getppid calls x {} alternating rounds", args.syscalls, args.rounds), || {
+        syscall_overhead(&built, args)
+    })?;
     util::step(&format!("memory: tracer record with {} sleeping threads", args.threads), || {
         memory(&built, args)
     })

@@ -9,7 +9,7 @@
 //! `done [N]`, then wait for another line (or EOF) before exiting, so a test
 //! can attach the tracer between `ready` and the work:
 //!
-//!   tracer-load getppid N             N getppid syscalls
+//!   tracer-load getppid N             N getppid syscalls; prints the ns they took
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
@@ -164,11 +164,12 @@ fn main() {
         Some("getppid") => {
             let n = arg(1);
             on_cue(|| {
+                let started = std::time::Instant::now();
                 for _ in 0..n {
                     // SAFETY: getppid has no arguments and cannot fail.
                     unsafe { libc::syscall(libc::SYS_getppid) };
                 }
-                n.to_string()
+                started.elapsed().as_nanos().to_string()
             });
         }
         Some("nanosleep") => {

@@ -230,6 +230,20 @@ async fn run_live(
     Ok(())
 }
 
+/// `tracer floor`: the benchmark's reference for the cost of merely having
+/// programs on the syscall tracepoints.
+pub async fn floor() -> Result<()> {
+    let _attached = crate::loader::load_empty_syscall_programs()?;
+    eprintln!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(())
+}
+
 fn unit(output: &IntervalArgs) -> Unit {
     if output.millis { Unit::Millis } else { Unit::Micros }
 }
