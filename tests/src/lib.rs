@@ -105,6 +105,27 @@ impl Tracer {
         self.wait()
     }
 
+    /// Stops with `sig` (None: waits for it to end by itself), requires a
+    /// clean exit, and returns the report it wrote to `out`.
+    pub fn report(self, sig: Option<i32>, out: &std::path::Path) -> Value {
+        let (status, _, stderr) = match sig {
+            Some(sig) => self.stop_with(sig),
+            None => self.wait(),
+        };
+        assert!(status.success(), "tracer failed: {stderr:?}");
+        read_report(out)
+    }
+
+    /// Stops with `sig`, requires a clean exit, returns stdout.
+    pub fn output(self, sig: Option<i32>) -> String {
+        let (status, stdout, stderr) = match sig {
+            Some(sig) => self.stop_with(sig),
+            None => self.wait(),
+        };
+        assert!(status.success(), "tracer failed: {stderr:?}");
+        stdout
+    }
+
     pub fn wait(mut self) -> (ExitStatus, String, Vec<String>) {
         let mut stdout = String::new();
         if let Some(mut out) = self.child.stdout.take() {

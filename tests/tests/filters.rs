@@ -16,9 +16,7 @@ fn pid_filter_reports_that_process_only() {
     let other = Load::start(&["spin", "1", "1"]);
     let pid = target.pid().to_string();
     let tracer = Tracer::start(&["record", "--pid", &pid, "--duration", "1.5", "--out", out.to_str().unwrap()]);
-    let (status, _, stderr) = tracer.wait();
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(None, &out);
     assert_eq!(pids_in(&report), vec![u64::from(target.pid())]);
     let p = process(&report, target.pid());
     for tid in &target.tids {
@@ -50,9 +48,7 @@ fn cgroup_filter_reports_tasks_of_that_cgroup_only() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let (status, _, stderr) = tracer.wait();
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(None, &out);
     assert_eq!(pids_in(&report), vec![u64::from(inside.pid())]);
     let t = thread(process(&report, inside.pid()), inside.tids[0]);
     assert!(u(&t["on_cpu_ns"]) > 100_000_000);
@@ -71,8 +67,7 @@ fn runqlat_pid_filter_prints_runqlat_table_and_percentiles() {
     let load = Load::start(&["spin", "3", "1"]);
     let pid = load.pid().to_string();
     let tracer = Tracer::start(&["runqlat", "-p", &pid, "-P", "-m", "1", "2"]);
-    let (status, stdout, stderr) = tracer.wait();
-    assert!(status.success(), "{stderr:?}");
+    let stdout = tracer.output(None);
     let header = format!("pid = {pid} tracer-load");
     assert_eq!(stdout.matches(&header).count(), 2, "two intervals for {pid}:\n{stdout}");
     assert!(stdout.contains("     msecs               : count    distribution"), "{stdout}");

@@ -78,9 +78,7 @@ fn report_has_required_fields_and_decodable_histograms() {
     let load = Load::start(&["spin", "3", "1"]);
     sleep(Duration::from_millis(1500));
     // SIGTERM, as a load-test harness would send, still writes the report.
-    let (status, _, stderr) = tracer.stop_with(libc::SIGTERM);
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGTERM), &out);
 
     assert_eq!(report["schema"], "tracer.report/1");
     let (start, end) = (u(&report["start_unix_ns"]), u(&report["end_unix_ns"]));

@@ -21,10 +21,7 @@ fn contention_matches_schedstat(probes: &str) {
     load.stop();
     sleep(Duration::from_millis(300));
     let kernel: Vec<Schedstat> = load.tids.iter().map(|&t| thread_schedstat(load.pid(), t)).collect();
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "tracer failed: {stderr:?}");
-
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     assert_eq!(report["probe_mode"], if probes == "btf" { "tp_btf" } else { "tracepoint" });
     let proc_ = process(&report, load.pid());
     assert_eq!(proc_["exited"], false);
@@ -86,9 +83,7 @@ fn quiet_cpu_has_near_zero_runq_wait() {
     load.stop();
     sleep(Duration::from_millis(200));
     let kernel = thread_schedstat(load.pid(), load.tids[0]);
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     let t = thread(process(&report, load.pid()), load.tids[0]);
     let on_cpu = u(&t["on_cpu_ns"]);
     let waited = u(&t["runq_wait_ns"]);
@@ -115,10 +110,7 @@ fn exited_process_keeps_final_totals(probes: &str) {
     let kernel = schedstat(&format!("/proc/{pid}/schedstat"));
     load.child.wait().expect("reaping");
     sleep(Duration::from_millis(300));
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     let p = process(&report, pid);
     assert_eq!(p["exited"], true);
     assert_eq!(p["comm"], "tracer-load");

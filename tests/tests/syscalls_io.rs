@@ -14,9 +14,7 @@ fn record_work(name: &str, load: &mut Load, extra: &[&str]) -> (serde_json::Valu
     args.extend_from_slice(extra);
     let tracer = Tracer::start(&args);
     let printed = load.run_work();
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     let _ = std::fs::remove_dir_all(dir);
     (report, printed)
 }
@@ -81,8 +79,13 @@ fn nanosleep_latency_and_sleep_time() {
     let t = thread(p, pid);
     let slept = u(&t["off_cpu"]["sleep_ns"]);
     assert!(slept as f64 >= 0.9 * N as f64 * 10e6, "voluntary sleep {slept} ns for {N} x 10 ms");
+    // Each nanosleep blocks once, unless it was preempted between arming its
+    // timer and blocking and only got the CPU back after the timer fired:
+    // then its episode is a preemption instead.
     let episodes = &p["off_cpu"]["histograms"]["sleep"];
-    assert!(u(&episodes["count"]) >= N);
+    let preempted = u(&p["off_cpu"]["histograms"]["preempted"]["count"]);
+    assert!(u(&episodes["count"]) + preempted >= N, "{}", p["off_cpu"]["histograms"]);
+    assert!(u(&episodes["count"]) >= N * 9 / 10);
     let episode_p50 = u(&episodes["p50"]) as f64;
     assert!((episode_p50 - 10e6).abs() / 10e6 <= 0.10, "sleep episode p50 = {episode_p50}");
 }
@@ -119,11 +122,30 @@ fn disk_of(path: &Path) -> String {
     disk.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// Completed write requests and bytes of a disk, from /sys/block/<disk>/stat.
-fn disk_writes(disk: &str) -> (u64, u64) {
+fn disk_stat(disk: &str) -> Vec<u64> {
     let stat = std::fs::read_to_string(format!("/sys/block/{disk}/stat")).expect("disk stat");
-    let f: Vec<u64> = stat.split_whitespace().map(|v| v.parse().unwrap()).collect();
-    (f[4], f[6] * 512)
+    stat.split_whitespace().map(|v| v.parse().unwrap()).collect()
+}
+
+/// Completed write requests and bytes of a disk, from /sys/block/<disk>/stat,
+/// read once nothing is in flight, so that the kernel's window and the
+/// tracer's hold the same requests.
+fn disk_writes_when_idle(disk: &str) -> (u64, u64) {
+    for _ in 0..500 {
+        let f = disk_stat(disk);
+        if f[8] == 0 {
+            return (f[4], f[6] * 512);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{disk} never went idle");
+}
+
+/// Writes back all dirty data first, so no unrelated writeback is in flight
+/// when the comparison window opens.
+fn flush_dirty_data() {
+    // SAFETY: sync has no arguments.
+    unsafe { libc::sync() };
 }
 
 /// Requests of a process whose size lies in [lower, upper] bytes.
@@ -153,15 +175,13 @@ fn direct_writes_match_proc_io_disk_stats_and_show_iowait() {
     let file = dir.join("data");
     let mut load = Load::start(&["write", file.to_str().unwrap(), "64", "64"]);
     let pid_arg = load.pid().to_string();
+    flush_dirty_data();
     // System-wide, so the device total can be checked against the kernel's.
     let tracer = Tracer::start(&["record", "--syscalls", "--out", out.to_str().unwrap()]);
-    let before = disk_writes(&disk);
+    let before = disk_writes_when_idle(&disk);
     let printed = load.run_work();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let after = disk_writes(&disk);
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let after = disk_writes_when_idle(&disk);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     let pid = load.pid();
     load.finish();
     let _ = std::fs::remove_dir_all(&dir);
@@ -169,7 +189,10 @@ fn direct_writes_match_proc_io_disk_stats_and_show_iowait() {
 
     let data = 64 * 64 * 1024;
     let p = process(&report, pid);
-    assert_eq!(write_requests_sized(p, 65_536, 131_071), 64, "one 64 KiB request per write");
+    // One request per write, or more where the file's blocks are not
+    // contiguous on disk; never fewer (synchronous writes do not merge).
+    let writes = p["block_io"].as_array().unwrap().iter().find(|b| b["op"] == "write").unwrap();
+    assert!(u(&writes["count"]) >= 64, "{writes}");
     let written = block_bytes(p, "write");
     assert!(
         (data..=data + FSYNC_METADATA_SLACK).contains(&written),
@@ -211,26 +234,22 @@ fn block_io_is_charged_to_its_submitter() {
     });
     a.run_work();
     let b = worker_b.join().expect("writer B");
-    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let report = read_report(&out);
+    let report = tracer.report(Some(libc::SIGINT), &out);
     let (pid_a, pid_b) = (a.pid(), b.pid());
     a.finish();
     b.finish();
     let _ = std::fs::remove_dir_all(&dir);
+    // Each writer is charged its own data, no less (none went to a kworker
+    // or to the other writer) and no more than its fsync's metadata (it
+    // was not charged the other's 2-3 MiB).
     let (pa, pb) = (process(&report, pid_a), process(&report, pid_b));
-    assert_eq!(write_requests_sized(pa, 65_536, 131_071), 48);
-    assert_eq!(write_requests_sized(pa, 131_072, 262_143), 0, "none of B's requests");
-    assert_eq!(write_requests_sized(pb, 131_072, 262_143), 16);
-    assert_eq!(write_requests_sized(pb, 65_536, 131_071), 0, "none of A's requests");
     for (p, data) in [(pa, 48 * 64 * 1024), (pb, 16 * 128 * 1024)] {
         let written = block_bytes(p, "write");
-        assert!((data..=data + FSYNC_METADATA_SLACK).contains(&written), "{written} for {data}");
+        assert!((data..=data + FSYNC_METADATA_SLACK).contains(&written), "{written} for {data}: {}", p["block_io"]);
     }
-    // No other process (a kworker, say) was charged with data-sized writes.
-    for other in report["processes"].as_array().unwrap() {
-        if other["pid"] != pid_a && other["pid"] != pid_b {
-            assert_eq!(write_requests_sized(other, 65_536, 262_143), 0, "{} {}", other["pid"], other["comm"]);
-        }
-    }
+    // The request sizes say whose requests these are: A wrote 64 KiB at a
+    // time, B 128 KiB (split only where a file is fragmented on disk).
+    assert!(write_requests_sized(pa, 65_536, 131_071) > 0);
+    assert_eq!(write_requests_sized(pa, 131_072, 262_143), 0, "none of B's 128 KiB requests");
+    assert!(write_requests_sized(pb, 131_072, 262_143) > 0);
 }

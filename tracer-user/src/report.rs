@@ -235,18 +235,16 @@ pub struct Traced {
 pub struct Report {
     pub schema: &'static str,
     pub tool_version: &'static str,
-    pub start_unix_ns: u64,
-    pub end_unix_ns: u64,
-    pub probe_mode: &'static str,
-    pub filters: Filters,
-    pub traced: Traced,
-    pub lost: Losses,
+    #[serde(flatten)]
+    pub meta: ReportMeta,
     pub histograms: Histograms,
     /// Block I/O of all traced processes, per device and operation.
     pub block_io: Vec<BlockIoJson>,
     pub processes: Vec<ProcessJson>,
 }
 
+/// How and when the recording was made.
+#[derive(Debug, Serialize)]
 pub struct ReportMeta {
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
@@ -254,7 +252,9 @@ pub struct ReportMeta {
     pub filters: Filters,
     pub traced: Traced,
     pub lost: Losses,
-    /// Syscall statistics are keyed by TID (else by TGID).
+    /// Syscall statistics are keyed by TID (else by TGID); not in the JSON,
+    /// where syscalls are always listed per process.
+    #[serde(skip)]
     pub syscalls_by_thread: bool,
 }
 
@@ -331,12 +331,7 @@ impl Report {
         Report {
             schema: SCHEMA,
             tool_version: env!("CARGO_PKG_VERSION"),
-            start_unix_ns: meta.start_unix_ns,
-            end_unix_ns: meta.end_unix_ns,
-            probe_mode: meta.probe_mode,
-            filters: meta.filters,
-            traced: meta.traced,
-            lost: meta.lost,
+            meta,
             histograms: Histograms {
                 runq_latency: HistJson::from_buckets(&agg.runq.system),
             },

@@ -65,6 +65,11 @@ fn test(filter: Option<&str>) -> Result<()> {
     })?;
 
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
+    // The build leaves dirty pages behind; their writeback would be noise in
+    // the block I/O and scheduling tests.
+    util::step("flushing dirty pages before the timing-sensitive tests", || {
+        util::run_checked(&mut std::process::Command::new("sync"))
+    })?;
     util::step("BPF integration tests (as root, one at a time)", || {
         let binaries = built.integration_test_binaries()?;
         let env = [
