@@ -66,6 +66,10 @@ pub struct RunqHistograms {
     pub by_thread: HashMap<u32, Buckets>,
     pub off_cpu_by_process: HashMap<u32, OffCpuHistograms>,
     pub off_cpu_by_thread: HashMap<u32, OffCpuHistograms>,
+    /// Per waiting process: the process that had the CPU when each of its
+    /// waits ended (the last holder, possibly itself through another
+    /// thread), with the wait time charged to it.
+    pub last_holders: HashMap<u32, HashMap<u32, u64>>,
 }
 
 impl RunqHistograms {
@@ -83,6 +87,12 @@ impl RunqHistograms {
         for (tid, h) in &other.off_cpu_by_thread {
             self.off_cpu_by_thread.entry(*tid).or_default().merge(h);
         }
+        for (waiter, holders) in &other.last_holders {
+            let mine = self.last_holders.entry(*waiter).or_default();
+            for (holder, ns) in holders {
+                *mine.entry(*holder).or_default() += ns;
+            }
+        }
     }
 
     fn record(&mut self, scope: HistogramScope, tgid: u32, event: &RunqEvent) {
@@ -90,6 +100,10 @@ impl RunqHistograms {
         if scope.per_process {
             self.by_process.entry(tgid).or_default().record(event.latency_ns);
             self.off_cpu_by_process.entry(tgid).or_default().record(event);
+            if event.prev_tgid != 0 {
+                *self.last_holders.entry(tgid).or_default().entry(event.prev_tgid).or_default() +=
+                    event.latency_ns;
+            }
         }
         if scope.per_thread {
             self.by_thread.entry(event.tid).or_default().record(event.latency_ns);
@@ -329,5 +343,16 @@ mod tests {
         assert!(agg.runq.by_thread.is_empty());
         assert_eq!(agg.take_runq().system.count(), 3);
         assert_eq!(agg.runq.system.count(), 0);
+    }
+
+    #[test]
+    fn waits_are_charged_to_the_process_that_last_held_the_cpu() {
+        let mut agg = Aggregator::new(HistogramScope { per_process: true, per_thread: false });
+        for (tid, latency_ns, prev_tgid) in [(2, 700, 9), (1, 300, 9), (1, 50, 1), (1, 20, 0)] {
+            agg.on_runq_event(&RunqEvent { tid, tgid: 1, latency_ns, prev_tgid, ..Default::default() });
+        }
+        assert_eq!(agg.runq.last_holders[&1].len(), 2, "the idle task is no holder");
+        assert_eq!(agg.runq.last_holders[&1][&9], 1_000);
+        assert_eq!(agg.runq.last_holders[&1][&1], 50, "its own other threads are");
     }
 }

@@ -14,11 +14,16 @@ use crate::loader::ProbeChoice;
     long_about = "Where did the time go? tracer measures, from the kernel and for any process, \
 how long threads wait for a CPU (run-queue latency), how long they run, and how long they are \
 off-CPU and why, as exact histograms and per-thread totals.\n\n\
-Without a command it prints the system-wide run-queue latency every second (`tracer runqlat 1`)."
+Without a command it opens the live view: every process's CPU, run-queue wait, I/O wait and \
+syscall time, refreshed every second; Enter on a process shows its threads and histograms.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub tui: TuiArgs,
 
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -52,6 +57,27 @@ pub enum Command {
     /// Benchmark floor: attach empty programs to the syscall tracepoints until Ctrl-C.
     #[command(hide = true)]
     Floor,
+}
+
+/// The live view (no command).
+#[derive(Debug, Args, Clone)]
+pub struct TuiArgs {
+    /// Open straight in this process's detail view (and trace only it).
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Trace syscalls system-wide too (every syscall on the machine pays for it).
+    #[arg(long)]
+    pub syscalls: bool,
+
+    /// Refresh interval in seconds.
+    #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0,
+          value_parser = parse_interval)]
+    pub interval: f64,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    parse_seconds(text).map(|d| d.as_secs_f64())
 }
 
 /// Which tasks to trace; filters run in the kernel on the measured task.
@@ -269,6 +295,11 @@ mod tests {
     fn probes_choice_is_global() {
         let cli = parse(&["record", "--out", "x", "--probes", "tracepoint"]).unwrap();
         assert_eq!(cli.kernel.probes, ProbeChoice::Tracepoint);
-        assert!(parse(&[]).unwrap().command.is_none());
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!((cli.tui.pid, cli.tui.interval), (None, 1.0));
+        let cli = parse(&["-p", "42", "-i", "0.5"]).unwrap();
+        assert_eq!((cli.tui.pid, cli.tui.interval), (Some(42), 0.5));
+        assert!(parse(&["-p", "42", "runqlat"]).is_err(), "live-view options do not mix with commands");
     }
 }

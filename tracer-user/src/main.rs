@@ -13,10 +13,11 @@ mod session;
 mod targets;
 mod text;
 mod tracefs;
+mod tui;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, RunqlatArgs};
+use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -35,16 +36,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
             Some(Command::Floor) => commands::floor().await,
-            None => {
-                let live = RunqlatArgs {
-                    output: cli::IntervalArgs {
-                        interval: Some(1),
-                        ..Default::default()
-                    },
-                    ..RunqlatArgs::default()
-                };
-                commands::runqlat(&cli.kernel, &live).await
-            }
+            None => tui::run(&cli.kernel, &cli.tui).await,
         }
     });
     match result {

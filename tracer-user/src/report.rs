@@ -217,7 +217,7 @@ pub struct ProcessJson {
     pub block_io: Vec<BlockIoJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Clone)]
 pub struct Filters {
     pub pids: Vec<u32>,
     pub tid: Option<u32>,

@@ -11,13 +11,13 @@ pub enum Unit {
 }
 
 impl Unit {
-    fn divisor(self) -> u64 {
+    pub fn divisor(self) -> u64 {
         match self {
             Unit::Micros => 1_000,
             Unit::Millis => 1_000_000,
         }
     }
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Unit::Micros => "usecs",
             Unit::Millis => "msecs",
@@ -45,15 +45,35 @@ fn stars(out: &mut String, value: u64, max: u64, width: u64) {
     }
 }
 
+/// Rows of a log2 histogram as runqlat labels them: (low, high, count) for
+/// each power of two from 0 up to the highest non-empty one.
+pub fn log2_rows(buckets: &Buckets, unit: Unit) -> Vec<(u64, u64, u64)> {
+    let slots = buckets.log2_slots(unit.divisor());
+    let last = slots.iter().rposition(|&n| n > 0).map_or(0, |l| l + 1);
+    slots
+        .iter()
+        .enumerate()
+        .take(last)
+        .map(|(slot, &count)| {
+            let mut low = (1u64 << (slot + 1)) >> 1;
+            let high = (1u64 << (slot + 1)) - 1;
+            if low == high {
+                low -= 1;
+            }
+            (low, high, count)
+        })
+        .collect()
+}
+
 /// The table runqlat prints: `lo -> hi : count |****|`, one row per power of
 /// two up to the highest non-empty one. Empty histograms print nothing.
 pub fn log2_table(buckets: &Buckets, unit: Unit) -> String {
-    let slots = buckets.log2_slots(unit.divisor());
-    let Some(last) = slots.iter().rposition(|&n| n > 0) else {
+    let rows = log2_rows(buckets, unit);
+    if rows.is_empty() {
         return String::new();
-    };
-    let max = slots.iter().copied().max().unwrap_or(0);
-    let wide = last > 32;
+    }
+    let max = rows.iter().map(|r| r.2).max().unwrap_or(0);
+    let wide = rows.len() > 33;
     let (label_pad, label_width, col, star_width) =
         if wide { (15, 29, 20, 20) } else { (5, 19, 10, 40) };
     let mut out = String::new();
@@ -63,16 +83,18 @@ pub fn log2_table(buckets: &Buckets, unit: Unit) -> String {
         "",
         unit.label()
     );
-    for (slot, &count) in slots.iter().enumerate().take(last + 1) {
-        let mut low = (1u64 << (slot + 1)) >> 1;
-        let high = (1u64 << (slot + 1)) - 1;
-        if low == high {
-            low -= 1;
-        }
+    for (low, high, count) in rows {
         let _ = write!(out, "{low:>col$} -> {high:<col$} : {count:<8} |");
         stars(&mut out, count, max, star_width);
         out.push_str("|\n");
     }
+    out
+}
+
+/// `*` bars scaled to `width` for `value` out of `max`.
+pub fn bar(value: u64, max: u64, width: u64) -> String {
+    let mut out = String::new();
+    stars(&mut out, value, max, width);
     out
 }
 
@@ -116,6 +138,22 @@ pub fn histogram_section(out: &mut String, header: Option<&str>, buckets: &Bucke
     out.push('\n');
 }
 
+/// `count 4  p50 1.50 ms  p90 ...  max 3.00 ms`: the percentile line in
+/// the live view's narrower space, each value in its own best unit.
+pub fn compact_percentiles(buckets: &Buckets) -> String {
+    if buckets.count() == 0 {
+        return "count 0".to_owned();
+    }
+    let hdr = buckets.to_hdr();
+    let mut line = format!("count {}", buckets.count());
+    for (label, quantile) in PERCENTILES.iter().take(4) {
+        let value = hdr.value_at_quantile(*quantile).clamp(buckets.min(), buckets.max());
+        let _ = write!(line, "  {label} {}", duration(value));
+    }
+    let _ = write!(line, "  max {}", duration(buckets.max()));
+    line
+}
+
 /// A duration for tables: "812 ns", "3.42 us", "17.0 ms", "2.31 s".
 pub fn duration(ns: u64) -> String {
     let ns = ns as f64;
@@ -150,6 +188,17 @@ mod tests {
 \x20        4 -> 7          : 2        |********************                    |\n";
         assert_eq!(table, expected);
         assert_eq!(log2_table(&Buckets::default(), Unit::Micros), "");
+    }
+
+    #[test]
+    fn compact_percentiles_fit_the_live_view() {
+        let mut b = Buckets::default();
+        (1..=100u64).for_each(|v| b.record(v * 10_000));
+        let line = compact_percentiles(&b);
+        assert!(line.starts_with("count 100  p50 5"), "{line}");
+        assert!(line.ends_with("  max 1.0 ms"), "{line}");
+        assert!(line.len() <= 80, "{line}");
+        assert_eq!(compact_percentiles(&Buckets::default()), "count 0");
     }
 
     #[test]

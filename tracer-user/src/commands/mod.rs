@@ -32,9 +32,9 @@ use crate::{
 };
 
 /// What to trace, checked before anything is loaded.
-struct Targets {
-    options: LoadOptions,
-    filters: Filters,
+pub(crate) struct Targets {
+    pub options: LoadOptions,
+    pub filters: Filters,
 }
 
 impl Targets {
@@ -45,7 +45,7 @@ impl Targets {
     }
 }
 
-fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Result<Targets> {
+pub(crate) fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Result<Targets> {
     let cgroup = target.cgroup.as_deref().map(targets::resolve_cgroup).transpose()?;
     let filter = targets::build_filter(&target.pids, target.tid, cgroup.as_ref())?;
     Ok(Targets {
@@ -64,15 +64,23 @@ fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Result<Targets> 
     })
 }
 
-fn start(targets: &Targets, scope: HistogramScope) -> Result<Session> {
+pub(crate) fn start(targets: &Targets, scope: HistogramScope) -> Result<Session> {
     let probes = Probes::load(&targets.options)?;
     Ok(Session::new(probes, Aggregator::new(scope)))
 }
 
 fn finish_report(session: &mut Session, filters: Filters, out: &Path) -> Result<Report> {
     session.sync();
+    let report = build_report(session, filters);
+    report::write_report(out, &report)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    Ok(report)
+}
+
+/// The report of everything aggregated so far (call `sync` first).
+pub(crate) fn build_report(session: &Session, filters: Filters) -> Report {
     let by_thread = session.probes.syscalls_by_thread;
-    let report = Report::build(
+    Report::build(
         ReportMeta {
             start_unix_ns: session.start_unix_ns,
             end_unix_ns: procfs::unix_ns(),
@@ -86,10 +94,7 @@ fn finish_report(session: &mut Session, filters: Filters, out: &Path) -> Result<
             syscalls_by_thread: by_thread,
         },
         &session.agg,
-    );
-    report::write_report(out, &report)
-        .with_context(|| format!("writing the report to {}", out.display()))?;
-    Ok(report)
+    )
 }
 
 fn warn_losses(session: &Session) {
@@ -129,7 +134,7 @@ fn wall_clock_hms() -> String {
 
 /// Syscall probes for `targets`: attached when a filter narrows them or
 /// `system_wide` says so explicitly.
-fn syscall_options(targets: &Targets, system_wide: bool, by_thread: bool, only: Vec<u32>) -> Option<SyscallOptions> {
+pub(crate) fn syscall_options(targets: &Targets, system_wide: bool, by_thread: bool, only: Vec<u32>) -> Option<SyscallOptions> {
     (targets.narrowed() || system_wide).then_some(SyscallOptions { by_thread, only })
 }
 
@@ -161,14 +166,14 @@ fn totals_minus(now: &ThreadTotals, before: &ThreadTotals) -> ThreadTotals {
 /// Cuts the running aggregation into intervals, keeping the whole run for
 /// the JSON report.
 #[derive(Default)]
-struct Intervals {
-    whole_run: RunqHistograms,
+pub(crate) struct Intervals {
+    pub whole_run: RunqHistograms,
     kernel_before: KernelStats,
     totals_before: HashMap<u32, ThreadTotals>,
 }
 
 impl Intervals {
-    fn next(&mut self, agg: &mut Aggregator) -> IntervalView {
+    pub fn next(&mut self, agg: &mut Aggregator) -> IntervalView {
         let runq = agg.take_runq();
         self.whole_run.merge(&runq);
         let kernel = agg.kernel.since(&self.kernel_before);

@@ -1,0 +1,456 @@
+//! State of the live view and how keys change it. Nothing here touches the
+//! terminal or the kernel, so every key's effect is unit-tested.
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::model::{Detail, Metric, Model, ProcessRow};
+
+/// Intervals the view can refresh at (`+` / `-` step through them).
+pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
+/// Intervals of p99 history kept per chart.
+pub const HISTORY_LEN: usize = 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Processes,
+    Detail(u32),
+}
+
+/// Columns of the process table, in display order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Pid,
+    Command,
+    Threads,
+    Cpu,
+    Runq,
+    RunqP50,
+    RunqP99,
+    RunqMax,
+    IoWait,
+    Syscall,
+    TopSyscall,
+}
+
+impl Column {
+    pub const ALL: [Column; 11] = [
+        Column::Pid,
+        Column::Command,
+        Column::Threads,
+        Column::Cpu,
+        Column::Runq,
+        Column::RunqP50,
+        Column::RunqP99,
+        Column::RunqMax,
+        Column::IoWait,
+        Column::Syscall,
+        Column::TopSyscall,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Pid => "PID",
+            Column::Command => "COMMAND",
+            Column::Threads => "THR",
+            Column::Cpu => "CPU%",
+            Column::Runq => "RUNQ%",
+            Column::RunqP50 => "RQ p50",
+            Column::RunqP99 => "RQ p99",
+            Column::RunqMax => "RQ max",
+            Column::IoWait => "IOW%",
+            Column::Syscall => "SYS%",
+            Column::TopSyscall => "TOP SYSCALL",
+        }
+    }
+
+    fn compare(self, a: &ProcessRow, b: &ProcessRow) -> std::cmp::Ordering {
+        let f = |x: f64, y: f64| x.total_cmp(&y);
+        match self {
+            Column::Pid => a.pid.cmp(&b.pid),
+            Column::Command => a.comm.cmp(&b.comm),
+            Column::Threads => a.threads.cmp(&b.threads),
+            Column::Cpu => f(a.cpu_pct, b.cpu_pct),
+            Column::Runq => f(a.runq_pct, b.runq_pct),
+            Column::RunqP50 => a.runq_p50.cmp(&b.runq_p50),
+            Column::RunqP99 => a.runq_p99.cmp(&b.runq_p99),
+            Column::RunqMax => a.runq_max.cmp(&b.runq_max),
+            Column::IoWait => f(a.iowait_pct, b.iowait_pct),
+            Column::Syscall => f(a.syscall_pct.unwrap_or(0.0), b.syscall_pct.unwrap_or(0.0)),
+            Column::TopSyscall => a.top_syscall.cmp(&b.top_syscall),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Up,
+    Down,
+    Open,
+    Back,
+    TogglePause,
+    Faster,
+    Slower,
+    ToggleHelp,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterDone,
+    FilterCancel,
+    SortLeft,
+    SortRight,
+    ReverseSort,
+    NextMetric,
+    PrevMetric,
+    WriteReport,
+}
+
+/// What the event loop must do after an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    Quit,
+    WriteReport,
+    IntervalChanged,
+}
+
+pub struct App {
+    pub view: View,
+    pub sort: Column,
+    pub descending: bool,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub paused: bool,
+    pub interval: Duration,
+    pub show_help: bool,
+    pub selected: usize,
+    pub metric: Metric,
+    pub status: Option<String>,
+    pub model: Model,
+    /// The detail last shown with data, kept when its process exits.
+    pub detail: Option<Detail>,
+    /// p99 per interval, per (process, metric), newest last.
+    pub history: HashMap<(u32, Metric), VecDeque<u64>>,
+    pub color: bool,
+}
+
+impl App {
+    pub fn new(view: View, interval: Duration, color: bool) -> App {
+        App {
+            view,
+            sort: Column::Cpu,
+            descending: true,
+            filter: String::new(),
+            editing_filter: false,
+            paused: false,
+            interval,
+            show_help: false,
+            selected: 0,
+            metric: Metric::Runq,
+            status: None,
+            model: Model::default(),
+            detail: None,
+            history: HashMap::new(),
+            color,
+        }
+    }
+
+    /// The pid whose detail the model should carry, if any.
+    pub fn detail_pid(&self) -> Option<u32> {
+        match self.view {
+            View::Detail(pid) => Some(pid),
+            View::Processes => None,
+        }
+    }
+
+    /// Rows after the filter, in the chosen order.
+    pub fn visible_rows(&self) -> Vec<&ProcessRow> {
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<&ProcessRow> = self
+            .model
+            .rows
+            .iter()
+            .filter(|r| {
+                needle.is_empty()
+                    || r.comm.to_lowercase().contains(&needle)
+                    || r.pid.to_string().starts_with(&needle)
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let order = self.sort.compare(a, b).then(a.pid.cmp(&b.pid));
+            if self.descending { order.reverse() } else { order }
+        });
+        rows
+    }
+
+    /// New data for an interval (ignored while paused, except to keep the
+    /// last data of a process that exited).
+    pub fn update(&mut self, model: Model) {
+        if self.paused {
+            return;
+        }
+        for row in &model.rows {
+            push_history(&mut self.history, (row.pid, Metric::Runq), row.runq_p99);
+        }
+        if let Some(detail) = &model.detail {
+            let runq_done = model.rows.iter().any(|r| r.pid == detail.pid);
+            for (metric, hist) in &detail.hists {
+                if *metric != Metric::Runq || !runq_done {
+                    let p99 = if hist.count() == 0 { 0 } else { hist.to_hdr().value_at_quantile(0.99) };
+                    push_history(&mut self.history, (detail.pid, *metric), p99);
+                }
+            }
+            match (&mut self.detail, detail.has_data() || !detail.exited) {
+                // The process is gone: keep its last data, marked exited.
+                (Some(kept), false) if kept.pid == detail.pid => kept.exited = true,
+                _ => self.detail = Some(detail.clone()),
+            }
+        }
+        self.model = model;
+        let shown = self.visible_rows().len();
+        self.selected = self.selected.min(shown.saturating_sub(1));
+    }
+
+    /// Maps a key to an action for the current mode.
+    pub fn action_for(&self, key: KeyEvent) -> Option<Action> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Some(Action::Quit);
+        }
+        if self.editing_filter {
+            return match key.code {
+                KeyCode::Enter => Some(Action::FilterDone),
+                KeyCode::Esc => Some(Action::FilterCancel),
+                KeyCode::Backspace => Some(Action::FilterBackspace),
+                KeyCode::Char(c) => Some(Action::FilterChar(c)),
+                _ => None,
+            };
+        }
+        Some(match key.code {
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Up | KeyCode::Char('k') => Action::Up,
+            KeyCode::Down | KeyCode::Char('j') => Action::Down,
+            KeyCode::Enter => Action::Open,
+            KeyCode::Esc | KeyCode::Backspace => Action::Back,
+            KeyCode::Char(' ') => Action::TogglePause,
+            KeyCode::Char('+') | KeyCode::Char('=') => Action::Slower,
+            KeyCode::Char('-') => Action::Faster,
+            KeyCode::Char('?') | KeyCode::Char('h') => Action::ToggleHelp,
+            KeyCode::Char('/') => Action::StartFilter,
+            KeyCode::Char('<') | KeyCode::Char(',') => Action::SortLeft,
+            KeyCode::Char('>') | KeyCode::Char('.') => Action::SortRight,
+            KeyCode::Char('r') => Action::ReverseSort,
+            KeyCode::Tab | KeyCode::Right => Action::NextMetric,
+            KeyCode::BackTab | KeyCode::Left => Action::PrevMetric,
+            KeyCode::Char('w') => Action::WriteReport,
+            _ => return None,
+        })
+    }
+
+    pub fn handle_action(&mut self, action: Action) -> Effect {
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Down => {
+                let last = self.visible_rows().len().saturating_sub(1);
+                self.selected = (self.selected + 1).min(last);
+            }
+            Action::Open => {
+                if let Some(pid) = self.visible_rows().get(self.selected).map(|r| r.pid) {
+                    self.view = View::Detail(pid);
+                    self.detail = None;
+                    self.metric = Metric::Runq;
+                }
+            }
+            Action::Back => {
+                if self.show_help {
+                    self.show_help = false;
+                } else {
+                    self.view = View::Processes;
+                }
+            }
+            Action::TogglePause => self.paused = !self.paused,
+            Action::Faster | Action::Slower => {
+                let now = self.interval.as_millis() as u64;
+                let at = INTERVALS_MS.iter().position(|&ms| ms >= now).unwrap_or(INTERVALS_MS.len() - 1);
+                let next = if action == Action::Faster {
+                    at.saturating_sub(1)
+                } else {
+                    (at + 1).min(INTERVALS_MS.len() - 1)
+                };
+                let interval = Duration::from_millis(INTERVALS_MS[next]);
+                if interval != self.interval {
+                    self.interval = interval;
+                    return Effect::IntervalChanged;
+                }
+            }
+            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::StartFilter => {
+                self.editing_filter = true;
+                self.filter.clear();
+            }
+            Action::FilterChar(c) => {
+                self.filter.push(c);
+                self.selected = 0;
+            }
+            Action::FilterBackspace => {
+                self.filter.pop();
+            }
+            Action::FilterDone => self.editing_filter = false,
+            Action::FilterCancel => {
+                self.editing_filter = false;
+                self.filter.clear();
+            }
+            Action::SortLeft | Action::SortRight => {
+                let at = Column::ALL.iter().position(|&c| c == self.sort).unwrap_or(0);
+                let next = if action == Action::SortLeft {
+                    (at + Column::ALL.len() - 1) % Column::ALL.len()
+                } else {
+                    (at + 1) % Column::ALL.len()
+                };
+                self.sort = Column::ALL[next];
+                // Text columns read best ascending, numbers largest first.
+                self.descending = !matches!(self.sort, Column::Pid | Column::Command | Column::TopSyscall);
+            }
+            Action::ReverseSort => self.descending = !self.descending,
+            Action::NextMetric | Action::PrevMetric => {
+                let at = Metric::ALL.iter().position(|&m| m == self.metric).unwrap_or(0);
+                let n = Metric::ALL.len();
+                let next = if action == Action::NextMetric { (at + 1) % n } else { (at + n - 1) % n };
+                self.metric = Metric::ALL[next];
+            }
+            Action::WriteReport => return Effect::WriteReport,
+        }
+        Effect::None
+    }
+}
+
+fn push_history(history: &mut HashMap<(u32, Metric), VecDeque<u64>>, key: (u32, Metric), value: u64) {
+    let series = history.entry(key).or_default();
+    series.push_back(value);
+    while series.len() > HISTORY_LEN {
+        series.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pid: u32, comm: &str, cpu: f64) -> ProcessRow {
+        ProcessRow { pid, comm: comm.into(), cpu_pct: cpu, threads: 1, ..Default::default() }
+    }
+
+    fn app_with_rows() -> App {
+        let mut app = App::new(View::Processes, Duration::from_secs(1), true);
+        app.update(Model {
+            rows: vec![row(10, "nginx", 50.0), row(20, "postgres", 80.0), row(30, "nginx-worker", 5.0)],
+            ..Model::default()
+        });
+        app
+    }
+
+    fn pids(app: &App) -> Vec<u32> {
+        app.visible_rows().iter().map(|r| r.pid).collect()
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn sorts_by_cpu_then_by_any_column() {
+        let mut app = app_with_rows();
+        assert_eq!(pids(&app), vec![20, 10, 30], "CPU% descending by default");
+        app.handle_action(Action::SortLeft);
+        app.handle_action(Action::SortLeft);
+        assert_eq!(app.sort, Column::Command);
+        assert_eq!(pids(&app), vec![10, 30, 20], "names ascending");
+        app.handle_action(Action::ReverseSort);
+        assert_eq!(pids(&app), vec![20, 30, 10]);
+        app.handle_action(Action::SortRight);
+        assert_eq!(app.sort, Column::Threads);
+    }
+
+    #[test]
+    fn filter_by_name_or_pid() {
+        let mut app = app_with_rows();
+        assert_eq!(app.action_for(key(KeyCode::Char('/'))), Some(Action::StartFilter));
+        app.handle_action(Action::StartFilter);
+        for c in "ngi".chars() {
+            let action = app.action_for(key(KeyCode::Char(c))).unwrap();
+            app.handle_action(action);
+        }
+        assert_eq!(pids(&app), vec![10, 30]);
+        app.handle_action(Action::FilterDone);
+        assert!(!app.editing_filter);
+        assert_eq!(app.action_for(key(KeyCode::Char('q'))), Some(Action::Quit), "q quits again");
+        app.handle_action(Action::StartFilter);
+        app.handle_action(Action::FilterChar('2'));
+        assert_eq!(pids(&app), vec![20], "pid prefix");
+        app.handle_action(Action::FilterCancel);
+        assert_eq!(pids(&app).len(), 3);
+    }
+
+    #[test]
+    fn pause_freezes_the_displayed_data() {
+        let mut app = app_with_rows();
+        assert_eq!(app.action_for(key(KeyCode::Char(' '))), Some(Action::TogglePause));
+        app.handle_action(Action::TogglePause);
+        app.update(Model { rows: vec![row(99, "new", 1.0)], ..Model::default() });
+        assert_eq!(pids(&app), vec![20, 10, 30]);
+        app.handle_action(Action::TogglePause);
+        app.update(Model { rows: vec![row(99, "new", 1.0)], ..Model::default() });
+        assert_eq!(pids(&app), vec![99]);
+    }
+
+    #[test]
+    fn enter_opens_the_selected_process_and_escape_returns() {
+        let mut app = app_with_rows();
+        app.handle_action(Action::Down);
+        assert_eq!(app.action_for(key(KeyCode::Enter)), Some(Action::Open));
+        app.handle_action(Action::Open);
+        assert_eq!(app.view, View::Detail(10));
+        assert_eq!(app.detail_pid(), Some(10));
+        app.handle_action(Action::NextMetric);
+        assert_eq!(app.metric, Metric::Preempted);
+        app.handle_action(Action::PrevMetric);
+        app.handle_action(Action::PrevMetric);
+        assert_eq!(app.metric, Metric::BlockIo);
+        assert_eq!(app.action_for(key(KeyCode::Esc)), Some(Action::Back));
+        app.handle_action(Action::Back);
+        assert_eq!(app.view, View::Processes);
+    }
+
+    #[test]
+    fn interval_steps_and_reports_the_change() {
+        let mut app = app_with_rows();
+        assert_eq!(app.action_for(key(KeyCode::Char('+'))), Some(Action::Slower));
+        assert_eq!(app.handle_action(Action::Slower), Effect::IntervalChanged);
+        assert_eq!(app.interval, Duration::from_secs(2));
+        app.handle_action(Action::Faster);
+        app.handle_action(Action::Faster);
+        app.handle_action(Action::Faster);
+        assert_eq!(app.handle_action(Action::Faster), Effect::None, "250 ms is the floor");
+        assert_eq!(app.interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn quit_write_and_help_keys() {
+        let app = app_with_rows();
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.action_for(ctrl_c), Some(Action::Quit));
+        assert_eq!(app.action_for(key(KeyCode::Char('w'))), Some(Action::WriteReport));
+        assert_eq!(app.action_for(key(KeyCode::Char('?'))), Some(Action::ToggleHelp));
+        let mut app = app;
+        assert_eq!(app.handle_action(Action::Quit), Effect::Quit);
+        assert_eq!(app.handle_action(Action::WriteReport), Effect::WriteReport);
+        app.handle_action(Action::ToggleHelp);
+        assert!(app.show_help);
+        app.handle_action(Action::Back);
+        assert!(!app.show_help, "Esc closes help first");
+    }
+}

@@ -1,0 +1,146 @@
+//! The live view: `tracer` with no command. A top-like process table of
+//! run-queue, off-CPU, syscall and I/O latency, and a detail view per
+//! process. Terminal handling (`terminal`), state and keys (`app`), the
+//! data shown (`model`) and drawing (`render`) are separate.
+mod app;
+mod model;
+mod render;
+mod terminal;
+
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    aggregate::HistogramScope,
+    cli::{KernelArgs, TargetArgs, TuiArgs},
+    commands::{Intervals, build_report, resolve_targets, start, syscall_options},
+    procfs,
+    report::{self, Filters},
+    session::Session,
+};
+use app::{App, Effect, View};
+
+/// How often the kernel's ring buffers are drained between refreshes.
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
+
+enum Input {
+    Key(KeyEvent),
+    Resize,
+}
+
+/// Reads terminal events on a thread of its own (crossterm's reads block).
+fn spawn_input_reader() -> tokio::sync::mpsc::UnboundedReceiver<Input> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        loop {
+            let input = match event::read() {
+                Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => Input::Key(key),
+                Ok(Event::Resize(_, _)) => Input::Resize,
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if tx.send(input).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
+    if !std::io::stdout().is_terminal() {
+        bail!("the live view needs a terminal; use `tracer runqlat 1` or `tracer record --out FILE` instead");
+    }
+    let target = TargetArgs { pids: args.pid.into_iter().collect(), ..TargetArgs::default() };
+    let mut targets = resolve_targets(kernel, &target)?;
+    targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
+    targets.options.block_io = true;
+    let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+
+    let view = args.pid.map_or(View::Processes, View::Detail);
+    let interval = Duration::from_secs_f64(args.interval);
+    let mut app = App::new(view, interval, !no_color());
+    let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
+    let mut inputs = spawn_input_reader();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    let mut intervals = Intervals::default();
+    let mut last_tick = Instant::now();
+    let mut next_tick = tokio::time::Instant::now() + app.interval;
+
+    loop {
+        guard.terminal.draw(|frame| render::draw(frame, &app))?;
+        tokio::select! {
+            input = inputs.recv() => match input {
+                Some(Input::Key(key)) => {
+                    let Some(action) = app.action_for(key) else { continue };
+                    match app.handle_action(action) {
+                        Effect::Quit => break,
+                        Effect::WriteReport => {
+                            app.status = Some(match write_report(&mut session, &intervals, &targets.filters) {
+                                Ok(path) => format!("report written to {}", path.display()),
+                                Err(err) => format!("could not write the report: {err:#}"),
+                            });
+                        }
+                        Effect::IntervalChanged => next_tick = tokio::time::Instant::now() + app.interval,
+                        Effect::None => {}
+                    }
+                }
+                Some(Input::Resize) => {}
+                None => break,
+            },
+            _ = drain.tick() => {
+                let Session { probes, agg, .. } = &mut session;
+                probes.drain_exits(|exit| agg.on_thread_exit(exit));
+                probes.drain_runq_events(|event| agg.on_runq_event(event));
+            }
+            _ = tokio::time::sleep_until(next_tick) => {
+                session.sync();
+                let view = intervals.next(&mut session.agg);
+                let elapsed = last_tick.elapsed();
+                last_tick = Instant::now();
+                let model = model::build(
+                    &view,
+                    &session.agg,
+                    elapsed,
+                    session.probes.attached.syscalls,
+                    app.detail_pid(),
+                    session.probes.losses().runq_events,
+                );
+                app.update(model);
+                next_tick += app.interval;
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    drop(guard);
+    Ok(())
+}
+
+/// `w`: the whole run so far, as `tracer record` would write it, to
+/// `tracer-report-<unix time>.json` in the current directory.
+fn write_report(session: &mut Session, intervals: &Intervals, filters: &Filters) -> Result<PathBuf> {
+    let path = PathBuf::from(format!("tracer-report-{}.json", procfs::unix_ns() / 1_000_000_000));
+    report::check_output_path(&path)?;
+    session.sync();
+    let mut whole_run = intervals.whole_run.clone();
+    whole_run.merge(&session.agg.runq);
+    let current = std::mem::replace(&mut session.agg.runq, whole_run);
+    let built = build_report(session, filters.clone());
+    session.agg.runq = current;
+    report::write_report(&path, &built)?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
