@@ -8,6 +8,8 @@
 //!   syscall tracepoints (the floor), with `tracer record` filtering on
 //!   another process (what every other process pays), filtering on the
 //!   caller itself, and with libbpf-tools `syscount -L` on the caller;
+//! * live view: CPU used by `tracer` (the TUI, in tmux, refreshing every
+//!   second) and by `tracer record`, with 1,000 processes alive;
 //! * memory: peak RSS of `tracer record` while 10,000 threads are tracked.
 use std::{
     io::{BufRead, BufReader},
@@ -36,6 +38,23 @@ pub struct BenchArgs {
     /// getppid calls per run of the syscall benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     pub syscalls: u64,
+    /// Processes alive during the live-view benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    pub processes: u32,
+    /// Seconds each live-view measurement lasts.
+    #[arg(long, default_value_t = 20)]
+    pub tui_seconds: u64,
+    /// Run only these benchmarks (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub only: Vec<Bench>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    Overhead,
+    Syscalls,
+    Tui,
+    Memory,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -291,6 +310,88 @@ fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     result
 }
 
+/// CPU time (user + system) of a process so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14, 15.
+    let after = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<u64> = after.split_whitespace().skip(11).take(2).map(|v| v.parse().unwrap_or(0)).collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(fields.iter().sum::<u64>() as f64 / ticks)
+}
+
+/// `tracer` (the live view) in a detached tmux session; killed on drop.
+struct LiveView {
+    session: String,
+    pid: u32,
+}
+
+impl LiveView {
+    fn start(tracer: &Path) -> Result<LiveView> {
+        let session = format!("tracer-bench-{}", std::process::id());
+        util::run_checked(
+            Command::new("tmux")
+                .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "50"])
+                .arg(tracer),
+        )?;
+        let out = Command::new("tmux").args(["list-panes", "-t", &session, "-F", "#{pane_pid}"]).output()?;
+        let pid = String::from_utf8_lossy(&out.stdout).trim().parse().context("tmux pane pid")?;
+        Ok(LiveView { session, pid })
+    }
+}
+
+impl Drop for LiveView {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
+}
+
+fn tui_cost(built: &setup::Built, args: &BenchArgs) -> Result<()> {
+    if util::which("tmux").is_none() {
+        bail!("the live-view benchmark runs tracer in tmux: `apt-get install tmux`");
+    }
+    let mut crowd = Vec::new();
+    for _ in 0..args.processes {
+        crowd.push(
+            Command::new(&built.load_helper)
+                .args(["sleepers", "1", "1000"])
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting the idle processes")?,
+        );
+    }
+    let report = std::env::temp_dir().join("tracer-bench-tui.json");
+    let window = Duration::from_secs(args.tui_seconds);
+    let measure = |pid: u32| -> Result<f64> {
+        // Let it start and settle before measuring.
+        std::thread::sleep(Duration::from_secs(3));
+        let before = cpu_seconds(pid)?;
+        std::thread::sleep(window);
+        Ok((cpu_seconds(pid)? - before) * 100.0 / window.as_secs_f64())
+    };
+    let configs = [Config { name: "tracer (live view, 1 s)", start: None }, Config { name: "tracer record", start: None }];
+    let result = alternate(&configs, 3, "% of a CPU", |config| {
+        if config.name.starts_with("tracer record") {
+            let mut cmd = Command::new(&built.tracer);
+            cmd.args(["record", "--out"]).arg(&report);
+            let bg = Background::start(cmd, "Recording")?;
+            let cpu = measure(bg.pid())?;
+            bg.stop()?;
+            Ok(cpu)
+        } else {
+            let view = LiveView::start(&built.tracer)?;
+            measure(view.pid)
+        }
+    });
+    for mut child in crowd {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_file(&report);
+    result
+}
+
 fn rss_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -331,18 +432,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("benchmarks load eBPF programs: run `sudo -E cargo xtask bench` or as root");
     }
     let built = setup::build()?;
+    let wanted = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
     util::step("benchmark prerequisites (linux-perf, libbpf-tools)", ensure_packages)?;
-    util::step(
-        &format!(
-            "overhead: taskset -c 1 perf bench sched pipe -l {} x {} alternating rounds",
-            args.loops, args.rounds
-        ),
-        || overhead(&built, args),
-    )?;
-    util::step(&format!("syscalls: {} getppid calls x {} alternating rounds", args.syscalls, args.rounds), || {
-        syscall_overhead(&built, args)
-    })?;
-    util::step(&format!("memory: tracer record with {} sleeping threads", args.threads), || {
-        memory(&built, args)
-    })
+    if wanted(Bench::Overhead) {
+        util::step(
+            &format!(
+                "overhead: taskset -c 1 perf bench sched pipe -l {} x {} alternating rounds",
+                args.loops, args.rounds
+            ),
+            || overhead(&built, args),
+        )?;
+    }
+    if wanted(Bench::Syscalls) {
+        util::step(&format!("syscalls: {} getppid calls x {} alternating rounds", args.syscalls, args.rounds), || {
+            syscall_overhead(&built, args)
+        })?;
+    }
+    if wanted(Bench::Tui) {
+        util::step(
+            &format!("live view: tracer's own CPU with {} processes alive, 3 alternating rounds", args.processes),
+            || tui_cost(&built, args),
+        )?;
+    }
+    if wanted(Bench::Memory) {
+        util::step(&format!("memory: tracer record with {} sleeping threads", args.threads), || {
+            memory(&built, args)
+        })?;
+    }
+    Ok(())
 }

@@ -200,8 +200,7 @@ impl App {
             let runq_done = model.rows.iter().any(|r| r.pid == detail.pid);
             for (metric, hist) in &detail.hists {
                 if *metric != Metric::Runq || !runq_done {
-                    let p99 = if hist.count() == 0 { 0 } else { hist.to_hdr().value_at_quantile(0.99) };
-                    push_history(&mut self.history, (detail.pid, *metric), p99);
+                    push_history(&mut self.history, (detail.pid, *metric), hist.quantile(0.99));
                 }
             }
             match (&mut self.detail, detail.has_data() || !detail.exited) {

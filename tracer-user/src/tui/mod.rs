@@ -80,11 +80,17 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let mut last_tick = Instant::now();
     let mut next_tick = tokio::time::Instant::now() + app.interval;
 
+    // Drawn after input and new data only, not on every drain.
+    let mut dirty = true;
     loop {
-        guard.terminal.draw(|frame| render::draw(frame, &app))?;
+        if dirty {
+            guard.terminal.draw(|frame| render::draw(frame, &app))?;
+            dirty = false;
+        }
         tokio::select! {
             input = inputs.recv() => match input {
                 Some(Input::Key(key)) => {
+                    dirty = true;
                     let Some(action) = app.action_for(key) else { continue };
                     match app.handle_action(action) {
                         Effect::Quit => break,
@@ -98,7 +104,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                         Effect::None => {}
                     }
                 }
-                Some(Input::Resize) => {}
+                Some(Input::Resize) => dirty = true,
                 None => break,
             },
             _ = drain.tick() => {
@@ -121,6 +127,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                 );
                 app.update(model);
                 next_tick += app.interval;
+                dirty = true;
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

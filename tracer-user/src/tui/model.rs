@@ -105,13 +105,6 @@ fn pct(ns: u64, interval: Duration) -> f64 {
     ns as f64 * 100.0 / wall
 }
 
-fn quantile(b: &Buckets, q: f64) -> u64 {
-    if b.count() == 0 {
-        return 0;
-    }
-    b.to_hdr().value_at_quantile(q).clamp(b.min(), b.max())
-}
-
 /// Builds the rows for every process active in the interval, and the detail
 /// of `detail_pid` when one is open.
 pub fn build(
@@ -160,8 +153,8 @@ pub fn build(
             threads: threads.iter().filter(|t| !t.exited).count(),
             cpu_pct: pct(on_cpu, interval),
             runq_pct: pct(runq, interval),
-            runq_p50: quantile(runq_hist, 0.5),
-            runq_p99: quantile(runq_hist, 0.99),
+            runq_p50: runq_hist.quantile(0.5),
+            runq_p99: runq_hist.quantile(0.99),
             runq_max: runq_hist.max(),
             iowait_pct: pct(iowait, interval),
             syscall_pct: syscalls_traced.then(|| pct(syscall_ns.get(pid).copied().unwrap_or(0), interval)),

@@ -61,7 +61,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Cell::from(format!("{}{marker}", c.title()))
     }))
     .style(theme.header());
-    let body = rows.iter().map(|r| {
+    // Only the rows that fit are built, scrolled to keep the selection shown.
+    let fits = usize::from(table_area.height.saturating_sub(1)).max(1);
+    let offset = app.selected.saturating_sub(fits - 1);
+    let body = rows.iter().skip(offset).take(fits).map(|r| {
         Row::new(columns.iter().map(|c| {
             Cell::from(match c {
                 Column::Pid => r.pid.to_string(),
@@ -86,7 +89,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         other => Constraint::Length(width_of(*other)),
     });
     let table = Table::new(body, widths).header(header).row_highlight_style(theme.selected());
-    let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(app.selected));
+    let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(app.selected - offset));
     frame.render_stateful_widget(table, table_area, &mut state);
 
     let footer_text = if app.editing_filter {
@@ -160,6 +163,18 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("4242")));
         // Smaller than anything sensible still renders without panicking.
         render(&app(), 10, 3);
+    }
+
+    #[test]
+    fn selection_scrolls_long_lists() {
+        let mut app = App::new(View::Processes, Duration::from_secs(1), false);
+        let rows = (1..=100).map(|pid| ProcessRow { pid, comm: format!("p{pid}"), cpu_pct: pid as f64, ..Default::default() });
+        app.update(Model { rows: rows.collect(), ..Model::default() });
+        app.selected = 60;
+        let lines = render(&app, 80, 24);
+        let selected_pid = app.visible_rows()[60].pid.to_string();
+        assert!(lines.iter().any(|l| l.split_whitespace().next() == Some(selected_pid.as_str())), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.split_whitespace().next() == Some("100")), "top rows scrolled away");
     }
 
     #[test]
