@@ -22,6 +22,10 @@ pub const MAP_SYSCALL_ERRORS: &str = "SYSCALL_ERRORS";
 pub const MAP_BLOCK_INFLIGHT: &str = "BLOCK_INFLIGHT";
 /// Per-CPU block I/O buckets: [`BlockKey`] -> [`BucketStat`].
 pub const MAP_BLOCK_STATS: &str = "BLOCK_STATS";
+/// Open request spans: [`SpanKey`] -> [`SpanState`].
+pub const MAP_SPANS: &str = "SPANS";
+/// One [`SpanEvent`] per finished span.
+pub const MAP_SPAN_EVENTS: &str = "SPAN_EVENTS";
 
 /// Global: [`Filter`] applied to the task being measured.
 pub const GLOBAL_FILTER: &str = "FILTER";
@@ -33,6 +37,8 @@ pub const GLOBAL_TRACEPOINT_OFFSETS: &str = "TRACEPOINT_OFFSETS";
 pub const GLOBAL_SYSCALL_CONFIG: &str = "SYSCALL_CONFIG";
 /// Global: [`BlockOffsets`] taken from tracefs format files.
 pub const GLOBAL_BLOCK_OFFSETS: &str = "BLOCK_OFFSETS";
+/// Global: [`SpanConfig`].
+pub const GLOBAL_SPAN_CONFIG: &str = "SPAN_CONFIG";
 
 /// Program names, one set per attach mechanism; the loader picks one set.
 pub mod programs {
@@ -46,6 +52,8 @@ pub mod programs {
     pub const BTF_SYS_EXIT: &str = "btf_sys_exit";
     pub const TP_SYS_ENTER: &str = "tp_sys_enter";
     pub const TP_SYS_EXIT: &str = "tp_sys_exit";
+    pub const UPROBE_SPAN_BEGIN: &str = "uprobe_span_begin";
+    pub const UPROBE_SPAN_END: &str = "uprobe_span_end";
     pub const BTF_SYS_ENTER_EMPTY: &str = "btf_sys_enter_empty";
     pub const BTF_SYS_EXIT_EMPTY: &str = "btf_sys_exit_empty";
     pub const TP_BLOCK_IO_START: &str = "tp_block_io_start";
@@ -71,6 +79,12 @@ pub const COUNTER_THREADS_MAP_FULL: u32 = 2;
 pub const COUNTER_STATS_MAP_FULL: u32 = 3;
 /// A block request could not be tracked: the in-flight table was full.
 pub const COUNTER_BLOCK_INFLIGHT_FULL: u32 = 4;
+/// `tracer_span_end` for a span that was never begun (or ended twice).
+pub const COUNTER_SPAN_END_UNMATCHED: u32 = 5;
+/// `tracer_span_begin` for an id already open (the earlier one is replaced).
+pub const COUNTER_SPAN_BEGIN_DUPLICATE: u32 = 6;
+/// A span was lost: the open-span table or the span ring buffer was full.
+pub const COUNTER_LOST_SPANS: u32 = 7;
 pub const COUNTER_COUNT: u32 = 8;
 
 /// Capacity of the syscall and block statistics maps (keys are
@@ -78,6 +92,16 @@ pub const COUNTER_COUNT: u32 = 8;
 pub const STATS_MAP_ENTRIES: u32 = 131_072;
 /// Capacity of [`MAP_BLOCK_INFLIGHT`].
 pub const BLOCK_INFLIGHT_ENTRIES: u32 = 16_384;
+/// Capacity of [`MAP_SPANS`]; spans open longer than the loader's expiry
+/// are removed and counted as never ended.
+pub const MAX_OPEN_SPANS: u32 = 16_384;
+pub const SPAN_RING_BYTES: u32 = 2 << 20;
+pub const SPAN_NAME_LEN: usize = 32;
+/// Syscalls and CPU holders kept per span (the largest by time).
+pub const SPAN_TOP: usize = 4;
+/// Recent run slices remembered per CPU, to tell who held a CPU while a
+/// span's thread waited for it.
+pub const CPU_SLICE_RING: usize = 16;
 
 pub const TASK_COMM_LEN: usize = 16;
 pub const MAX_FILTER_TGIDS: usize = 16;
@@ -311,6 +335,93 @@ pub const OFF_CPU_IOWAIT: u32 = 4;
 /// `ThreadStats::flags`: the thread has exited but its exit record could not
 /// be sent; the loader collects the entry from the map and deletes it.
 pub const THREAD_DEAD: u32 = 1 << 0;
+/// `ThreadStats::flags`: a span is open on this thread (`span_id`).
+pub const THREAD_IN_SPAN: u32 = 1 << 1;
+/// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
+pub const CPU_UNKNOWN: u32 = u32::MAX;
+
+/// Span tracing options.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanConfig {
+    /// Keep per-CPU run slices so span waits can be blamed on their holders.
+    pub enabled: u32,
+    pub _pad: u32,
+}
+
+/// Key of [`MAP_SPANS`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpanKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub span_id: u64,
+}
+
+/// A syscall (`id` = number) or CPU holder (`id` = TGID) and its time.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopEntry {
+    pub id: u32,
+    pub count: u32,
+    pub ns: u64,
+}
+
+/// An open span: its thread's totals when it began, and what has been
+/// charged to it since.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanState {
+    pub tid: u32,
+    pub _pad: u32,
+    pub start_ns: u64,
+    pub name: [u8; SPAN_NAME_LEN],
+    pub base: ThreadTotals,
+    pub syscalls: [TopEntry; SPAN_TOP],
+    pub holders: [TopEntry; SPAN_TOP],
+}
+
+/// `SpanEvent::flags`: ended on another thread than it began; the
+/// breakdown (which follows one thread) is left empty.
+pub const SPAN_MOVED_THREAD: u32 = 1 << 0;
+
+/// A finished span: `delta` is its thread's totals at the end minus those
+/// at the beginning.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanEvent {
+    pub span_id: u64,
+    pub tgid: u32,
+    pub tid_begin: u32,
+    pub tid_end: u32,
+    pub flags: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub name: [u8; SPAN_NAME_LEN],
+    pub delta: ThreadTotals,
+    pub syscalls: [TopEntry; SPAN_TOP],
+    pub holders: [TopEntry; SPAN_TOP],
+}
+
+/// One run slice: `tgid` had a CPU from `start` to `end`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuSlice {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Per-CPU ring of the last run slices, and the slice in progress.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CpuSlices {
+    pub current_tgid: u32,
+    pub head: u32,
+    pub current_start: u64,
+    pub slices: [CpuSlice; CPU_SLICE_RING],
+}
 
 /// Cumulative totals of one thread since tracing started. Request spans are
 /// measured as differences of two snapshots of these.
@@ -334,6 +445,29 @@ pub struct ThreadTotals {
     /// Time inside traced syscalls (enter to exit), and their number.
     pub syscall_ns: u64,
     pub syscalls: u64,
+    /// Times the thread was switched in on a different CPU than last time.
+    pub migrations: u64,
+}
+
+impl ThreadTotals {
+    /// What accrued between `earlier` and `self` (a span, an interval).
+    #[inline(always)]
+    pub fn since(&self, earlier: &ThreadTotals) -> ThreadTotals {
+        ThreadTotals {
+            on_cpu_ns: self.on_cpu_ns.saturating_sub(earlier.on_cpu_ns),
+            runq_wait_ns: self.runq_wait_ns.saturating_sub(earlier.runq_wait_ns),
+            runq_waits: self.runq_waits.saturating_sub(earlier.runq_waits),
+            preempted_ns: self.preempted_ns.saturating_sub(earlier.preempted_ns),
+            uninterruptible_ns: self.uninterruptible_ns.saturating_sub(earlier.uninterruptible_ns),
+            sleep_ns: self.sleep_ns.saturating_sub(earlier.sleep_ns),
+            voluntary_switches: self.voluntary_switches.saturating_sub(earlier.voluntary_switches),
+            involuntary_switches: self.involuntary_switches.saturating_sub(earlier.involuntary_switches),
+            iowait_ns: self.iowait_ns.saturating_sub(earlier.iowait_ns),
+            syscall_ns: self.syscall_ns.saturating_sub(earlier.syscall_ns),
+            syscalls: self.syscalls.saturating_sub(earlier.syscalls),
+            migrations: self.migrations.saturating_sub(earlier.migrations),
+        }
+    }
 }
 
 /// Value of [`MAP_THREADS`]: totals plus the state needed to extend them.
@@ -360,6 +494,8 @@ pub struct ThreadStats {
     /// Syscall in progress (valid while `syscall_since_ns` != 0).
     pub syscall_nr: u32,
     pub syscall_since_ns: u64,
+    /// The span open on this thread (valid with `THREAD_IN_SPAN`).
+    pub span_id: u64,
     pub totals: ThreadTotals,
 }
 
@@ -399,11 +535,17 @@ const _: () = {
     assert!(size_of::<TracepointOffsets>() == 8 * 4);
     assert!(size_of::<BlockOffsets>() == 6 * 4);
     assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
-    assert!(size_of::<ThreadTotals>() == 11 * 8);
+    assert!(size_of::<ThreadTotals>() == 12 * 8);
     assert!(
         size_of::<ThreadStats>()
-            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
     );
+    assert!(size_of::<SpanConfig>() == 8);
+    assert!(size_of::<SpanKey>() == 16);
+    assert!(size_of::<TopEntry>() == 16);
+    assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + 96 + 2 * 16 * SPAN_TOP);
+    assert!(size_of::<SpanEvent>() == 40 + SPAN_NAME_LEN + 96 + 2 * 16 * SPAN_TOP);
+    assert!(size_of::<CpuSlices>() == 16 + 24 * CPU_SLICE_RING);
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
     assert!(size_of::<RunqEvent>() == 40);
     assert!(size_of::<SyscallKey>() == 8);
@@ -434,4 +576,11 @@ mod pod {
     unsafe impl aya::Pod for BlockKey {}
     unsafe impl aya::Pod for InflightKey {}
     unsafe impl aya::Pod for Inflight {}
+    unsafe impl aya::Pod for SpanConfig {}
+    unsafe impl aya::Pod for SpanKey {}
+    unsafe impl aya::Pod for TopEntry {}
+    unsafe impl aya::Pod for SpanState {}
+    unsafe impl aya::Pod for SpanEvent {}
+    unsafe impl aya::Pod for CpuSlice {}
+    unsafe impl aya::Pod for CpuSlices {}
 }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BlockOffsets, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
-    SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
+    SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
@@ -63,6 +63,10 @@ static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
     numbers: [0; SYSCALL_BITMAP_WORDS],
 };
 
+/// Set by the loader when spans are traced.
+#[unsafe(no_mangle)]
+static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, _pad: 0 };
+
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
 static BLOCK_OFFSETS: BlockOffsets = BlockOffsets {
@@ -112,6 +116,9 @@ pub fn tracepoint_offsets() -> TracepointOffsets {
 pub fn block_offsets() -> BlockOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
+}
+pub fn spans_enabled() -> bool {
+    global!(SPAN_CONFIG.enabled) != 0
 }
 pub fn syscalls_by_thread() -> bool {
     global!(SYSCALL_CONFIG.by_thread) != 0

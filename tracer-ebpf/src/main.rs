@@ -21,6 +21,8 @@ mod probes;
 #[cfg(target_arch = "bpf")]
 mod sched;
 #[cfg(target_arch = "bpf")]
+mod spans;
+#[cfg(target_arch = "bpf")]
 mod syscalls;
 
 #[cfg(not(target_arch = "bpf"))]

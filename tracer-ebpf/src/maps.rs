@@ -6,8 +6,9 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, COUNTER_COUNT, COUNTER_STATS_MAP_FULL,
-    DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight, InflightKey,
-    STATS_MAP_ENTRIES, SyscallErrorKey, SyscallKey, ThreadStats,
+    CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight,
+    InflightKey, MAX_OPEN_SPANS, SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState,
+    SyscallErrorKey, SyscallKey, ThreadStats,
 };
 
 #[map]
@@ -34,6 +35,19 @@ pub static BLOCK_INFLIGHT: HashMap<InflightKey, Inflight> =
 #[map]
 pub static BLOCK_STATS: PerCpuHashMap<BlockKey, BucketStat> =
     PerCpuHashMap::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+#[map]
+pub static SPANS: HashMap<SpanKey, SpanState> = HashMap::with_max_entries(MAX_OPEN_SPANS, 0);
+
+#[map]
+pub static SPAN_EVENTS: RingBuf = RingBuf::with_byte_size(SPAN_RING_BYTES, 0);
+
+/// Where a new span's state is assembled: too large for the BPF stack.
+#[map]
+pub static SPAN_SCRATCH: PerCpuArray<SpanState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

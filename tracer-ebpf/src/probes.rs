@@ -9,8 +9,8 @@ use tracer_common::TASK_COMM_LEN;
 
 use crate::{
     filter,
-    kernel::{TaskPtr, current_comm, now_ns, read_field, this_cpu, tracepoint_offsets},
-    sched,
+    kernel::{TaskPtr, current_comm, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
+    sched, spans,
 };
 
 
@@ -28,6 +28,9 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
 
     let prev_tid = prev.tid();
     let prev_tgid = prev.tgid();
+    if spans_enabled() {
+        spans::record_slice(prev_tgid, now);
+    }
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
             let out = sched::switch_out_from_raw_state(preempt, prev_state, || prev.in_iowait());
@@ -49,6 +52,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+            spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
     }
@@ -101,6 +105,9 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     let prev_tid = read_field::<i32>(&ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
     let prev_state = read_field::<i64>(&ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
     let prev_tgid = if current as u32 == prev_tid { (current >> 32) as u32 } else { 0 };
+    if spans_enabled() {
+        spans::record_slice(prev_tgid, now);
+    }
 
     if prev_tid != 0 && prev_tgid != 0 {
         let stats = if filter::current_passes(prev_tid, prev_tgid) {
@@ -130,6 +137,7 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     if let Some(stats) = stats {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+            spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }
     }

@@ -9,8 +9,8 @@ use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
     COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
-    OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
-    TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
+    CPU_UNKNOWN, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
+    RunqEvent, TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::maps::{EXITS, RUNQ_EVENTS, THREADS, count};
@@ -97,11 +97,12 @@ pub fn lookup_or_track(
         runnable_since_ns: 0,
         off_cpu_since_ns: 0,
         off_cpu_state: OFF_CPU_NONE,
-        last_cpu: 0,
+        last_cpu: CPU_UNKNOWN,
         last_blocked_ns: 0,
         last_blocked_state: OFF_CPU_NONE,
         syscall_nr: 0,
         syscall_since_ns: 0,
+        span_id: 0,
         totals: ThreadTotals {
             on_cpu_ns: 0,
             runq_wait_ns: 0,
@@ -114,6 +115,7 @@ pub fn lookup_or_track(
             iowait_ns: 0,
             syscall_ns: 0,
             syscalls: 0,
+            migrations: 0,
         },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
@@ -215,6 +217,17 @@ pub struct Waited {
     pub blocked_state: u32,
 }
 
+/// The thread's totals as of `now`, counting the on-CPU time of the slice it
+/// is running (spans begin and end while their thread runs).
+#[inline(always)]
+pub fn totals_now(stats: &ThreadStats, now: u64) -> ThreadTotals {
+    let mut totals = stats.totals;
+    if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
+        totals.on_cpu_ns += now - stats.on_cpu_since_ns;
+    }
+    totals
+}
+
 /// The thread got a CPU. Returns the run-queue wait that just ended.
 #[inline(always)]
 pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waited> {
@@ -242,6 +255,9 @@ pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waite
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.on_cpu_since_ns = now;
+    if stats.last_cpu != CPU_UNKNOWN && stats.last_cpu != cpu {
+        stats.totals.migrations += 1;
+    }
     stats.last_cpu = cpu;
     waited
 }

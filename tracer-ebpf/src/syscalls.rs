@@ -13,7 +13,7 @@ use crate::{
     filter,
     kernel::{current_comm, now_ns, read_field, syscall_selected, syscalls_by_thread, tracepoint_offsets},
     maps::{SYSCALL_ERRORS, SYSCALL_LATENCY, add_to_bucket, increment},
-    sched,
+    sched, spans,
 };
 
 /// The kernel reports failures as -errno in this range.
@@ -83,6 +83,7 @@ fn on_exit(ret: i64) {
     stats.totals.syscall_ns += took;
     stats.totals.syscalls += 1;
     let nr = stats.syscall_nr;
+    spans::charge_syscall(tgid, stats, nr, took);
     if !syscall_selected(u64::from(nr)) {
         return;
     }

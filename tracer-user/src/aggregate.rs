@@ -7,7 +7,16 @@ use tracer_common::{
     ThreadExit, ThreadStats, ThreadTotals,
 };
 
-use crate::{hist::Buckets, kstats::KernelStats, procfs};
+use crate::{
+    hist::Buckets,
+    kstats::KernelStats,
+    procfs,
+    spans::{SpanRecord, SpanSummary},
+};
+
+/// Default share of a span's wall time spent waiting for a CPU above which
+/// its verdict is `cpu-contention`.
+pub const DEFAULT_CONTENTION_THRESHOLD: f64 = 0.3;
 
 /// Which run-queue histograms to keep besides the system-wide one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,7 +121,6 @@ impl RunqHistograms {
     }
 }
 
-#[derive(Default)]
 pub struct Aggregator {
     scope: HistogramScope,
     pub runq: RunqHistograms,
@@ -124,6 +132,13 @@ pub struct Aggregator {
     pub events: u64,
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
+    pub spans: SpanSummary,
+    /// Finished spans not yet taken by `take_spans` (kept only when asked).
+    finished_spans: Vec<SpanRecord>,
+    pub keep_span_records: bool,
+    pub contention_threshold: f64,
+    /// Add to a CLOCK_MONOTONIC time to get Unix time.
+    monotonic_to_unix_ns: i128,
 }
 
 /// Totals of a thread including the period it is in right now, so a
@@ -160,8 +175,31 @@ impl Aggregator {
     pub fn new(scope: HistogramScope) -> Self {
         Self {
             scope,
-            ..Self::default()
+            runq: RunqHistograms::default(),
+            live: HashMap::new(),
+            exited: Vec::new(),
+            tgid_of: HashMap::new(),
+            events: 0,
+            kernel: KernelStats::default(),
+            spans: SpanSummary::default(),
+            finished_spans: Vec::new(),
+            keep_span_records: false,
+            contention_threshold: DEFAULT_CONTENTION_THRESHOLD,
+            monotonic_to_unix_ns: i128::from(procfs::unix_ns()) - i128::from(procfs::monotonic_ns()),
         }
+    }
+
+    pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
+        let record =
+            SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| self.comm_of(pid));
+        self.spans.add(&record);
+        if self.keep_span_records {
+            self.finished_spans.push(record);
+        }
+    }
+
+    pub fn take_spans(&mut self) -> Vec<SpanRecord> {
+        std::mem::take(&mut self.finished_spans)
     }
 
     /// The process of a thread, as far as known (the thread itself if not).

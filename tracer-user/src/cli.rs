@@ -54,6 +54,9 @@ pub enum Command {
     Offcpu(OffcpuArgs),
     /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM or --duration.
     Record(RecordArgs),
+    /// One JSON line per request span of a process using the span markers:
+    /// where its time went, a verdict, and who held the CPU while it waited.
+    Spans(SpansArgs),
     /// Benchmark floor: attach empty programs to the syscall tracepoints until Ctrl-C.
     #[command(hide = true)]
     Floor,
@@ -206,6 +209,42 @@ pub struct RunqlatArgs {
 
     #[command(flatten)]
     pub output: IntervalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SpansArgs {
+    /// The instrumented process.
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: u32,
+
+    /// Write the JSON lines to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Only spans slower than MS milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub slow: Option<f64>,
+
+    /// Share of a span's wall time waiting for a CPU from which its verdict
+    /// is cpu-contention (it also is whenever that wait is its largest part).
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+          value_parser = parse_fraction)]
+    pub contention_threshold: f64,
+
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Spans open longer than this are removed and counted as never ended.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub expire_after: std::time::Duration,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{text}`: expected a fraction between 0 and 1")),
+    }
 }
 
 #[derive(Debug, Args)]

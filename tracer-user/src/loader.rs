@@ -5,7 +5,7 @@ use std::time::Instant;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use tracer_common::{
     BlockKey, BlockOffsets, BucketStat, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE,
@@ -14,6 +14,8 @@ use tracer_common::{
     GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SYSCALL_CONFIG, GLOBAL_TASK_OFFSETS,
     GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_RUNQ_EVENTS,
     MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS, RunqEvent, SYSCALL_BITMAP_BITS,
+    COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED,
+    GLOBAL_SPAN_CONFIG, MAP_SPAN_EVENTS, MAP_SPANS, SpanConfig, SpanEvent, SpanKey, SpanState,
     SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadExit, ThreadStats,
     TracepointOffsets, programs,
 };
@@ -39,6 +41,12 @@ pub enum LoadError {
     Load(String),
     #[error("attaching {what} failed: {reason}")]
     Attach { what: String, reason: String },
+    #[error(
+        "process {0} has no span markers (tracer_span_begin/tracer_span_end in its executable or \
+         libraries): link libtracer_span.so or the tracer-span crate and mark requests (README, \
+         \"Instrumenting an application\")"
+    )]
+    NoMarkers(u32),
 }
 
 /// How the scheduler tracepoints are attached.
@@ -83,6 +91,16 @@ pub struct LoadOptions {
     pub max_threads: u32,
     pub syscalls: Option<SyscallOptions>,
     pub block_io: bool,
+    /// Attach the span marker uprobes in a process.
+    pub spans: Option<SpanRequest>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SpanRequest {
+    pub pid: u32,
+    /// Without markers in the target, fail (`tracer spans`) or go on
+    /// without spans (`tracer record`).
+    pub required: bool,
 }
 
 /// Counts of what the kernel side could not deliver.
@@ -95,6 +113,19 @@ pub struct Losses {
     pub stats_samples: u64,
     /// Block requests not tracked because the in-flight table was full.
     pub block_requests: u64,
+    /// Spans lost because the open-span table or the span ring was full.
+    pub spans: u64,
+}
+
+/// Marker calls that did not pair up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpanAnomalies {
+    /// `tracer_span_end` for an id that was not open (never begun, or ended twice).
+    pub end_without_begin: u64,
+    /// `tracer_span_begin` for an id already open.
+    pub begun_twice: u64,
+    /// Spans still open after the expiry time, removed.
+    pub never_ended: u64,
 }
 
 /// What is attached besides the scheduler probes.
@@ -102,6 +133,7 @@ pub struct Losses {
 pub struct Attached {
     pub syscalls: bool,
     pub block_io: bool,
+    pub spans: bool,
 }
 
 pub struct Probes {
@@ -117,6 +149,9 @@ pub struct Probes {
     syscall_latency: PerCpuHashMap<MapData, SyscallKey, BucketStat>,
     syscall_errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
     block_stats: PerCpuHashMap<MapData, BlockKey, BucketStat>,
+    spans: HashMap<MapData, SpanKey, SpanState>,
+    span_events: RingBuf<MapData>,
+    spans_expired: u64,
 }
 
 /// Whether this process may load tracing programs: root, or CAP_BPF with
@@ -261,9 +296,13 @@ impl Probes {
             ProbeChoice::Btf => Self::load_mode(options, ProbeMode::Btf),
             ProbeChoice::Tracepoint => Self::load_mode(options, ProbeMode::Tracepoint),
             ProbeChoice::Auto if !has_btf => Self::load_mode(options, ProbeMode::Tracepoint),
-            ProbeChoice::Auto => Self::load_mode(options, ProbeMode::Btf).or_else(|err| {
-                eprintln!("tracer: {err}; falling back to classic tracepoints");
-                Self::load_mode(options, ProbeMode::Tracepoint)
+            ProbeChoice::Auto => Self::load_mode(options, ProbeMode::Btf).or_else(|err| match err {
+                // Not about BTF: classic tracepoints would fail the same way.
+                LoadError::NoMarkers(_) | LoadError::NotPrivileged | LoadError::NoObject => Err(err),
+                _ => {
+                    eprintln!("tracer: {err}; falling back to classic tracepoints");
+                    Self::load_mode(options, ProbeMode::Tracepoint)
+                }
             }),
         }
     }
@@ -283,6 +322,7 @@ impl Probes {
         };
         let block = if options.block_io { Some(block_offsets()?) } else { None };
         let syscall_config = syscall_config(options.syscalls.as_ref());
+        let span_config = SpanConfig { enabled: u32::from(options.spans.is_some()), _pad: 0 };
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_FILTER, &options.filter, true)
@@ -290,6 +330,7 @@ impl Probes {
             .override_global(GLOBAL_TRACEPOINT_OFFSETS, &tp_offsets, true)
             .override_global(GLOBAL_SYSCALL_CONFIG, &syscall_config, true)
             .override_global(GLOBAL_BLOCK_OFFSETS, &block.unwrap_or_default(), true)
+            .override_global(GLOBAL_SPAN_CONFIG, &span_config, true)
             .map_max_entries(MAP_THREADS, options.max_threads)
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
@@ -331,7 +372,19 @@ impl Probes {
             }
         }
 
+        let mut spans_attached = false;
+        if let Some(request) = options.spans {
+            match attach_span_markers(&mut ebpf, request.pid) {
+                Ok(()) => spans_attached = true,
+                Err(LoadError::NoMarkers(_)) if !request.required => {}
+                Err(err) => return Err(err),
+            }
+        }
+
         let mut probes = Probes {
+            spans: take_map(&mut ebpf, MAP_SPANS)?,
+            span_events: take_map(&mut ebpf, MAP_SPAN_EVENTS)?,
+            spans_expired: 0,
             threads: take_map(&mut ebpf, MAP_THREADS)?,
             runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,
             exits: take_map(&mut ebpf, MAP_EXITS)?,
@@ -341,7 +394,7 @@ impl Probes {
             block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
             _ebpf: ebpf,
             mode,
-            attached: Attached { syscalls, block_io: options.block_io },
+            attached: Attached { syscalls, block_io: options.block_io, spans: spans_attached },
             syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
         };
         if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
@@ -400,7 +453,38 @@ impl Probes {
             threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
             stats_samples: sum(COUNTER_STATS_MAP_FULL),
             block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
+            spans: sum(COUNTER_LOST_SPANS),
         }
+    }
+
+    pub fn span_anomalies(&self) -> SpanAnomalies {
+        let sum = |index: u32| self.counters.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        SpanAnomalies {
+            end_without_begin: sum(COUNTER_SPAN_END_UNMATCHED),
+            begun_twice: sum(COUNTER_SPAN_BEGIN_DUPLICATE),
+            never_ended: self.spans_expired,
+        }
+    }
+
+    pub fn drain_span_events(&mut self, mut on_span: impl FnMut(&SpanEvent)) -> usize {
+        drain(&mut self.span_events, &mut on_span)
+    }
+
+    /// Removes spans open since before `older_than_ns` (CLOCK_MONOTONIC),
+    /// so a program that never ends its spans cannot fill the table.
+    pub fn expire_spans(&mut self, older_than_ns: u64) -> u64 {
+        let stale: Vec<SpanKey> = self
+            .spans
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, state)| state.start_ns < older_than_ns)
+            .map(|(key, _)| key)
+            .collect();
+        for key in &stale {
+            let _ = self.spans.remove(key);
+        }
+        self.spans_expired += stale.len() as u64;
+        stale.len() as u64
     }
 
     /// Cumulative syscall latency buckets, summed over CPUs.
@@ -483,6 +567,50 @@ fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
         .filter_map(Result::ok)
         .map(|(key, values)| (key, sum(&values)))
         .collect()
+}
+
+/// Files mapped executable by `pid` (its executable and libraries).
+fn mapped_objects(pid: u32) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        paths.push(exe);
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let perms = fields.nth(1).unwrap_or("");
+        if let Some(path) = fields.nth(3).filter(|p| p.starts_with('/')) {
+            let path = std::path::PathBuf::from(path);
+            if perms.contains('x') && !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
+/// Attaches the span uprobes to every object of `pid` that exports the
+/// markers; none is an error that says how to add them.
+fn attach_span_markers(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> {
+    let scope = std::num::NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+    let markers = [(programs::UPROBE_SPAN_BEGIN, "tracer_span_begin"), (programs::UPROBE_SPAN_END, "tracer_span_end")];
+    for (name, _) in markers {
+        let program: &mut UProbe = program(ebpf, name)?;
+        program.load().map_err(attach_failed(name))?;
+    }
+    let mut attached = 0;
+    for object in mapped_objects(pid) {
+        let mut complete = true;
+        for (name, symbol) in markers {
+            let program: &mut UProbe = program(ebpf, name)?;
+            complete &= program.attach(symbol, &object, scope).is_ok();
+        }
+        attached += usize::from(complete);
+    }
+    if attached == 0 {
+        return Err(LoadError::NoMarkers(pid));
+    }
+    Ok(())
 }
 
 fn attach_btf(ebpf: &mut Ebpf, name: &str, event: &str, btf: &aya::Btf) -> Result<(), LoadError> {

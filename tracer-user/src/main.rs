@@ -10,6 +10,7 @@ mod names;
 mod procfs;
 mod report;
 mod session;
+mod spans;
 mod targets;
 mod text;
 mod tracefs;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
             Some(Command::Floor) => commands::floor().await,
+            Some(Command::Spans(args)) => commands::spans(&cli.kernel, args).await,
             None => tui::run(&cli.kernel, &cli.tui).await,
         }
     });

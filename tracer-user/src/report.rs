@@ -240,6 +240,9 @@ pub struct Report {
     pub histograms: Histograms,
     /// Block I/O of all traced processes, per device and operation.
     pub block_io: Vec<BlockIoJson>,
+    /// Request spans, when the target has span markers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans: Option<crate::spans::SpansJson>,
     pub processes: Vec<ProcessJson>,
 }
 
@@ -256,6 +259,9 @@ pub struct ReportMeta {
     /// where syscalls are always listed per process.
     #[serde(skip)]
     pub syscalls_by_thread: bool,
+    /// Span markers were attached, with these anomalies and losses.
+    #[serde(skip)]
+    pub span_anomalies: Option<(crate::loader::SpanAnomalies, u64)>,
 }
 
 fn syscall_json(nr: u16, stats: &crate::kstats::SyscallStats) -> SyscallJson {
@@ -331,6 +337,9 @@ impl Report {
         Report {
             schema: SCHEMA,
             tool_version: env!("CARGO_PKG_VERSION"),
+            spans: meta
+                .span_anomalies
+                .map(|(anomalies, lost)| crate::spans::SpansJson::new(&agg.spans, anomalies, lost)),
             meta,
             histograms: Histograms {
                 runq_latency: HistJson::from_buckets(&agg.runq.system),

@@ -50,6 +50,7 @@ impl Session {
         let Session { probes, agg, .. } = self;
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
+        probes.drain_span_events(|span| agg.on_span(span));
         let now = procfs::monotonic_ns();
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
@@ -71,6 +72,15 @@ impl Session {
         }
     }
 
+    /// Moves the streamed events (exits, run-queue waits, spans) into the
+    /// aggregator; cheap, called every `DRAIN_EVERY`.
+    pub fn drain(&mut self) {
+        let Session { probes, agg, .. } = self;
+        probes.drain_exits(|exit| agg.on_thread_exit(exit));
+        probes.drain_runq_events(|event| agg.on_runq_event(event));
+        probes.drain_span_events(|span| agg.on_span(span));
+    }
+
     /// Runs until the plan ends or a signal arrives; `on_interval` is called
     /// after each interval with fresh data.
     pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
@@ -86,9 +96,7 @@ impl Session {
                 _ = sigint.recv() => return Ok(Stop::Signal),
                 _ = sigterm.recv() => return Ok(Stop::Signal),
                 _ = drain.tick() => {
-                    let Session { probes, agg, .. } = self;
-                    probes.drain_exits(|exit| agg.on_thread_exit(exit));
-                    probes.drain_runq_events(|event| agg.on_runq_event(event));
+                    self.drain();
                     let now = Instant::now();
                     if let (Some(at), Some(every)) = (next_interval, plan.interval)
                         && now >= at

@@ -234,9 +234,9 @@ pub fn build() -> Result<Built> {
         root,
         path_env,
     };
-    step("building target/release/tracer (release)", || {
+    step("building target/release/tracer and libtracer_span.so (release)", || {
         let mut cargo = built.cargo();
-        cargo.args(["build", "--release", "-p", "tracer-user", "-p", "tracer-tests", "--bins"]);
+        cargo.args(["build", "--release", "-p", "tracer-user", "-p", "tracer-tests", "-p", "tracer-span"]);
         util::run_checked(&mut cargo)
     })?;
     Ok(built)

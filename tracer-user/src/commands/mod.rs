@@ -4,6 +4,7 @@ mod biolat;
 mod offcpu;
 mod record;
 mod runqlat;
+mod spans;
 mod syscalls;
 
 use std::{io::Write, path::Path};
@@ -13,6 +14,7 @@ pub use biolat::biolat;
 pub use offcpu::offcpu;
 pub use record::record;
 pub use runqlat::runqlat;
+pub use spans::spans;
 pub use syscalls::syscalls;
 
 use std::{collections::HashMap, time::Duration};
@@ -55,6 +57,7 @@ pub(crate) fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Resul
             max_threads: kernel.max_threads,
             syscalls: None,
             block_io: false,
+            spans: None,
         },
         filters: Filters {
             pids: target.pids.clone(),
@@ -92,6 +95,11 @@ pub(crate) fn build_report(session: &Session, filters: Filters) -> Report {
             },
             lost: session.probes.losses(),
             syscalls_by_thread: by_thread,
+            span_anomalies: session
+                .probes
+                .attached
+                .spans
+                .then(|| (session.probes.span_anomalies(), session.probes.losses().spans)),
         },
         &session.agg,
     )
@@ -147,22 +155,6 @@ pub struct IntervalView {
     pub totals: HashMap<u32, (u32, ThreadTotals)>,
 }
 
-fn totals_minus(now: &ThreadTotals, before: &ThreadTotals) -> ThreadTotals {
-    ThreadTotals {
-        on_cpu_ns: now.on_cpu_ns.saturating_sub(before.on_cpu_ns),
-        runq_wait_ns: now.runq_wait_ns.saturating_sub(before.runq_wait_ns),
-        runq_waits: now.runq_waits.saturating_sub(before.runq_waits),
-        preempted_ns: now.preempted_ns.saturating_sub(before.preempted_ns),
-        uninterruptible_ns: now.uninterruptible_ns.saturating_sub(before.uninterruptible_ns),
-        sleep_ns: now.sleep_ns.saturating_sub(before.sleep_ns),
-        voluntary_switches: now.voluntary_switches.saturating_sub(before.voluntary_switches),
-        involuntary_switches: now.involuntary_switches.saturating_sub(before.involuntary_switches),
-        iowait_ns: now.iowait_ns.saturating_sub(before.iowait_ns),
-        syscall_ns: now.syscall_ns.saturating_sub(before.syscall_ns),
-        syscalls: now.syscalls.saturating_sub(before.syscalls),
-    }
-}
-
 /// Cuts the running aggregation into intervals, keeping the whole run for
 /// the JSON report.
 #[derive(Default)]
@@ -182,7 +174,7 @@ impl Intervals {
         let mut totals_now = HashMap::new();
         for thread in agg.processes().values().flatten() {
             let before = self.totals_before.get(&thread.tid).copied().unwrap_or_default();
-            totals.insert(thread.tid, (thread.tgid, totals_minus(&thread.totals, &before)));
+            totals.insert(thread.tid, (thread.tgid, thread.totals.since(&before)));
             totals_now.insert(thread.tid, thread.totals);
         }
         self.totals_before = totals_now;

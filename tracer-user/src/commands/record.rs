@@ -7,6 +7,7 @@ use super::{finish_report, resolve_targets, start, syscall_options, warn_losses}
 use crate::{
     aggregate::HistogramScope,
     cli::{KernelArgs, RecordArgs},
+    loader::SpanRequest,
     report,
     session::Plan,
 };
@@ -16,6 +17,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     let mut targets = resolve_targets(kernel, &args.target)?;
     targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
     targets.options.block_io = true;
+    // Spans come along when the (first) target has span markers.
+    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,

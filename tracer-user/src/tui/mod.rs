@@ -107,11 +107,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                 Some(Input::Resize) => dirty = true,
                 None => break,
             },
-            _ = drain.tick() => {
-                let Session { probes, agg, .. } = &mut session;
-                probes.drain_exits(|exit| agg.on_thread_exit(exit));
-                probes.drain_runq_events(|event| agg.on_runq_event(event));
-            }
+            _ = drain.tick() => session.drain(),
             _ = tokio::time::sleep_until(next_tick) => {
                 session.sync();
                 let view = intervals.next(&mut session.agg);

@@ -1,0 +1,178 @@
+//! A small HTTP/1.1 server instrumented with the span markers, for the
+//! request-span tests and benchmark. One thread per connection; each request
+//! is one span, from after its request was read to before its response is
+//! written. Prints `ready <port>` once listening on 127.0.0.1.
+//!
+//!   tracer-test-server [--cpu N] [--io-dir DIR]
+//!
+//! GET /cpu?ms=N   burn N ms of CPU time
+//! GET /sleep?ms=N sleep N ms
+//! GET /io         rewrite 2 MiB of a preallocated file in DIR with O_DIRECT
+//!                 (8 writes of 256 KiB), then fsync
+//! GET /plain      answer at once
+//! GET /moved      a span begun on this thread and ended on another
+//! GET /anomalies  marker misuse: an end without a begin, a begin twice,
+//!                 and a begin never ended
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+static NEXT_SPAN: AtomicU64 = AtomicU64::new(1);
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn burn(ms: u64) {
+    let start = thread_cpu_ns();
+    while thread_cpu_ns() - start < ms * 1_000_000 {
+        std::hint::black_box(0u64);
+    }
+}
+
+const IO_CHUNK: usize = 256 << 10;
+const IO_CHUNKS: usize = 8;
+
+/// The file `/io` rewrites: created and fully allocated at start-up, so a
+/// request spends its time waiting for the device, not allocating blocks.
+struct IoFile {
+    file: std::fs::File,
+    buf: *mut u8,
+}
+
+// SAFETY: the buffer is only read (as the write source), by any thread.
+unsafe impl Send for IoFile {}
+unsafe impl Sync for IoFile {}
+
+impl IoFile {
+    fn create(dir: &str) -> IoFile {
+        use std::os::unix::fs::OpenOptionsExt;
+        let layout = std::alloc::Layout::from_size_align(IO_CHUNK, 4096).expect("layout");
+        // SAFETY: non-zero size; lives as long as the process.
+        let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+        let path = format!("{dir}/tracer-test-server-{}", std::process::id());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .expect("O_DIRECT file");
+        let _ = std::fs::remove_file(&path);
+        let io = IoFile { file, buf };
+        io.rewrite();
+        io
+    }
+
+    fn rewrite(&self) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        for chunk in 0..IO_CHUNKS {
+            // SAFETY: buf holds IO_CHUNK bytes, aligned for O_DIRECT.
+            let n = unsafe { libc::pwrite(fd, self.buf.cast(), IO_CHUNK, (chunk * IO_CHUNK) as libc::off_t) };
+            assert_eq!(n, IO_CHUNK as isize);
+        }
+        self.file.sync_all().expect("fsync");
+    }
+}
+
+fn query_ms(target: &str) -> u64 {
+    target.split_once("ms=").and_then(|(_, v)| v.split('&').next()?.parse().ok()).unwrap_or(10)
+}
+
+fn handle(stream: TcpStream, io: &IoFile) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut keep_alive = true;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                break;
+            }
+            if header.to_ascii_lowercase().starts_with("connection: close") {
+                keep_alive = false;
+            }
+        }
+        let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let path = target.split('?').next().unwrap_or("/").to_owned();
+        let name = std::ffi::CString::new(format!("GET {path}")).expect("no NUL");
+        let span = tracer_span::Span::begin(NEXT_SPAN.fetch_add(1, Ordering::Relaxed), &name);
+        let status = match path.as_str() {
+            "/cpu" => {
+                burn(query_ms(&target));
+                "200 OK"
+            }
+            "/sleep" => {
+                std::thread::sleep(Duration::from_millis(query_ms(&target)));
+                "200 OK"
+            }
+            "/io" => {
+                io.rewrite();
+                "200 OK"
+            }
+            "/plain" => "200 OK",
+            "/moved" => {
+                let id = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
+                let moved = tracer_span::Span::begin(id, c"moved");
+                std::thread::spawn(move || drop(moved)).join().expect("ending thread");
+                "200 OK"
+            }
+            "/anomalies" => {
+                tracer_span::tracer_span_end(u64::MAX - NEXT_SPAN.fetch_add(1, Ordering::Relaxed));
+                let twice = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: valid NUL-terminated names.
+                unsafe {
+                    tracer_span::tracer_span_begin(twice, c"twice".as_ptr());
+                    tracer_span::tracer_span_begin(twice, c"twice".as_ptr());
+                    tracer_span::tracer_span_begin(NEXT_SPAN.fetch_add(1, Ordering::Relaxed), c"never".as_ptr());
+                }
+                tracer_span::tracer_span_end(twice);
+                "200 OK"
+            }
+            _ => "404 Not Found",
+        };
+        let body = format!("{path}\n");
+        let id = span.id();
+        drop(span);
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\n{}\r\n{body}",
+            body.len(),
+            if keep_alive { "" } else { "Connection: close\r\n" }
+        );
+        if writer.write_all(response.as_bytes()).is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(cpu) = flag("--cpu").and_then(|c| c.parse::<usize>().ok()) {
+        // SAFETY: a zeroed cpu_set_t with one bit set, for this process.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+        }
+    }
+    let io_dir = flag("--io-dir").unwrap_or_else(|| "/var/tmp".into());
+    let io: &'static IoFile = Box::leak(Box::new(IoFile::create(&io_dir)));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("ready {}", listener.local_addr().expect("addr").port());
+    let _ = std::io::stdout().flush();
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || handle(stream, io));
+    }
+}

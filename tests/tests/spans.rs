@@ -1,0 +1,220 @@
+//! Request spans of the instrumented test server: breakdown, verdicts,
+//! blame, and marker misuse.
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tracer_tests::*;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(cpu: Option<u32>) -> Server {
+        let bin = load_bin().with_file_name("tracer-test-server");
+        let mut cmd = Command::new(&bin);
+        if let Some(cpu) = cpu {
+            cmd.args(["--cpu", &cpu.to_string()]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("ready ").expect("ready line").parse().unwrap();
+        Server { child, port }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET `path`; returns the client-measured latency.
+    fn get(&self, path: &str) -> Duration {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        started.elapsed()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tracer spans -p <server> ARGS` around `work`; returns the span lines.
+fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<Value>, Vec<String>) {
+    let pid = server.pid().to_string();
+    let mut all = vec!["spans", "-p", &pid];
+    all.extend_from_slice(args);
+    let tracer = Tracer::start(&all);
+    work();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let spans = stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    (spans, stderr)
+}
+
+fn parts(span: &Value) -> u64 {
+    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"].iter().map(|f| u(&span[*f])).sum()
+}
+
+fn assert_parts_sum_to_wall(span: &Value) {
+    let wall = u(&span["wall_ns"]);
+    let sum = parts(span);
+    assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span}");
+}
+
+fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
+    spans.iter().filter(|s| s["name"] == name).collect()
+}
+
+#[test]
+fn spans_alone_have_the_verdict_of_their_work() {
+    if !bpf_available("spans_alone_have_the_verdict_of_their_work") {
+        return;
+    }
+    let server = Server::start(None);
+    let mut client_cpu = Vec::new();
+    let (spans, _) = spans_around(&server, &[], || {
+        for _ in 0..5 {
+            client_cpu.push(server.get("/cpu?ms=30"));
+        }
+        for _ in 0..3 {
+            server.get("/sleep?ms=20");
+            server.get("/io");
+            server.get("/plain");
+        }
+    });
+    assert_eq!(spans.len(), 5 + 9, "{spans:?}");
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        assert_eq!(span["pid"], server.pid());
+        assert_eq!(span["moved_between_threads"], false);
+    }
+    let cpu = named(&spans, "GET /cpu");
+    assert_eq!(cpu.len(), 5);
+    for (span, client) in cpu.iter().zip(&client_cpu) {
+        assert_eq!(span["verdict"], "on-cpu", "{span}");
+        let wall = u(&span["wall_ns"]);
+        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * wall as f64, "{span}");
+        assert!(wall >= 30_000_000, "30 ms of CPU: {span}");
+        let client = client.as_nanos() as u64;
+        assert!(wall <= client && client - wall < 20_000_000, "server {wall} ns within client {client} ns");
+    }
+    for span in named(&spans, "GET /sleep") {
+        assert_eq!(span["verdict"], "blocked", "{span}");
+        assert!(u(&span["sleep_ns"]) >= 19_000_000);
+    }
+    for span in named(&spans, "GET /io") {
+        assert_eq!(span["verdict"], "io", "{span}");
+        assert!(u(&span["iowait_ns"]) > 0);
+        let names: Vec<&str> = span["top_syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"fsync") || names.contains(&"pwrite64"), "{span}");
+    }
+}
+
+#[test]
+fn busy_neighbours_make_spans_cpu_contention_and_are_blamed() {
+    if !bpf_available("busy_neighbours_make_spans_cpu_contention_and_are_blamed") {
+        return;
+    }
+    let server = Server::start(Some(1));
+    let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", "1"])).collect();
+    let busy_pids: Vec<u64> = busy.iter().map(|l| u64::from(l.pid())).collect();
+    let (spans, _) = spans_around(&server, &[], || {
+        for _ in 0..5 {
+            server.get("/cpu?ms=20");
+        }
+    });
+    drop(busy);
+    let cpu = named(&spans, "GET /cpu");
+    assert_eq!(cpu.len(), 5, "{spans:?}");
+    for span in cpu {
+        assert_parts_sum_to_wall(span);
+        assert_eq!(span["verdict"], "cpu-contention", "{span}");
+        let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
+        assert!(runq * 2 >= wall, "runq {runq} of wall {wall}");
+        let blamed_on_busy: u64 = span["blame"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| busy_pids.contains(&u(&h["pid"])))
+            .map(|h| u(&h["ns"]))
+            .sum();
+        assert!(blamed_on_busy * 10 >= runq * 8, "busy processes held {blamed_on_busy} of {runq} ns: {span}");
+        assert!(span["blame"][0]["comm"] == "tracer-load", "{span}");
+    }
+}
+
+#[test]
+fn moved_spans_and_marker_misuse_are_reported() {
+    if !bpf_available("moved_spans_and_marker_misuse_are_reported") {
+        return;
+    }
+    let server = Server::start(None);
+    let (spans, stderr) = spans_around(&server, &["--expire-after", "1"], || {
+        server.get("/moved");
+        server.get("/anomalies");
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let moved = named(&spans, "moved");
+    assert_eq!(moved.len(), 1, "{spans:?}");
+    assert_eq!(moved[0]["moved_between_threads"], true);
+    assert_eq!(moved[0]["verdict"], "moved");
+    assert_ne!(moved[0]["tid"], moved[0]["tid_end"]);
+    let notice = stderr.iter().find(|l| l.contains("did not pair up")).unwrap_or_else(|| panic!("{stderr:?}"));
+    assert!(notice.contains("1 ended without a begin"), "{notice}");
+    assert!(notice.contains("1 begun twice"), "{notice}");
+    assert!(notice.contains("1 never ended"), "{notice}");
+}
+
+#[test]
+fn a_process_without_markers_is_told_how_to_add_them() {
+    if !bpf_available("a_process_without_markers_is_told_how_to_add_them") {
+        return;
+    }
+    let plain = Load::start(&["spin", "1", "-1"]);
+    let out = Command::new(tracer_bin()).args(["spans", "-p", &plain.pid().to_string()]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("process {} has no span markers", plain.pid())), "{stderr}");
+    assert!(stderr.contains("libtracer_span.so"), "{stderr}");
+}
+
+#[test]
+fn record_report_summarises_spans() {
+    if !bpf_available("record_report_summarises_spans") {
+        return;
+    }
+    let server = Server::start(None);
+    let dir = temp_dir("spans-report");
+    let out = dir.join("report.json");
+    let pid = server.pid().to_string();
+    let tracer = Tracer::start(&["record", "--pid", &pid, "--out", out.to_str().unwrap()]);
+    for _ in 0..4 {
+        server.get("/cpu?ms=5");
+        server.get("/sleep?ms=5");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let report = tracer.report(Some(libc::SIGINT), &out);
+    let spans = &report["spans"];
+    assert_eq!(u(&spans["count"]), 8, "{spans}");
+    assert_eq!(u(&spans["by_name"]["GET /cpu"]["count"]), 4);
+    assert_eq!(u(&spans["by_verdict"]["blocked"]["count"]), 4);
+    assert_eq!(u(&spans["contention_free"]["count"]), 8);
+    assert!(u(&spans["by_name"]["GET /sleep"]["p50"]) >= 5_000_000);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,201 @@
+//! Request spans: `tracer_span_begin`/`tracer_span_end` uprobes snapshot the
+//! calling thread's totals; the difference is the span's breakdown. While a
+//! span is open, its thread's syscalls and the CPU holders of its run-queue
+//! waits are charged to it.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
+    macros::uprobe,
+    programs::ProbeContext,
+};
+use tracer_common::{
+    COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED, CPU_SLICE_RING,
+    SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, THREAD_IN_SPAN, ThreadStats,
+    ThreadTotals, TopEntry,
+};
+
+use crate::{
+    filter,
+    kernel::{current_comm, now_ns},
+    maps::{CPU_SLICES, SPAN_EVENTS, SPAN_SCRATCH, SPANS, count},
+    sched,
+};
+
+#[uprobe]
+pub fn uprobe_span_begin(ctx: ProbeContext) -> u32 {
+    if let (Some(id), Some(name)) = (ctx.arg::<u64>(0), ctx.arg::<*const u8>(1)) {
+        begin(id, name);
+    }
+    0
+}
+
+#[uprobe]
+pub fn uprobe_span_end(ctx: ProbeContext) -> u32 {
+    if let Some(id) = ctx.arg::<u64>(0) {
+        end(id);
+    }
+    0
+}
+
+fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
+}
+
+#[inline(always)]
+fn begin(span_id: u64, name: *const u8) {
+    let (tid, tgid) = current_ids();
+    if !filter::current_passes(tid, tgid) {
+        return;
+    }
+    let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) else { return };
+    let Some(state) = SPAN_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
+    let state = unsafe { &mut *state };
+    let now = now_ns();
+    state.tid = tid;
+    state._pad = 0;
+    state.start_ns = now;
+    state.name = [0; SPAN_NAME_LEN];
+    if !name.is_null() {
+        // SAFETY: a bounded read of user memory; a fault leaves the name empty.
+        let _ = unsafe { bpf_probe_read_user_str_bytes(name, &mut state.name) };
+    }
+    state.base = sched::totals_now(stats, now);
+    state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+    state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+    let key = SpanKey { tgid, _pad: 0, span_id };
+    if SPANS.get_ptr(&key).is_some() {
+        count(COUNTER_SPAN_BEGIN_DUPLICATE);
+    }
+    if SPANS.insert(&key, &*state, BPF_ANY as u64).is_err() {
+        count(COUNTER_LOST_SPANS);
+        return;
+    }
+    stats.flags |= THREAD_IN_SPAN;
+    stats.span_id = span_id;
+}
+
+#[inline(always)]
+fn end(span_id: u64) {
+    let (tid, tgid) = current_ids();
+    if !filter::current_passes(tid, tgid) {
+        return;
+    }
+    let key = SpanKey { tgid, _pad: 0, span_id };
+    let Some(state) = SPANS.get_ptr(&key) else {
+        count(COUNTER_SPAN_END_UNMATCHED);
+        return;
+    };
+    // SAFETY: a map value, read before the entry is deleted below.
+    let state = unsafe { &*state };
+    let now = now_ns();
+    let stats = sched::lookup(tid);
+    match SPAN_EVENTS.reserve::<SpanEvent>(0) {
+        Some(mut record) => {
+            let moved = state.tid != tid;
+            let delta = match (&stats, moved) {
+                (Some(stats), false) => sched::totals_now(stats, now).since(&state.base),
+                _ => ThreadTotals::default(),
+            };
+            record.write(SpanEvent {
+                span_id,
+                tgid,
+                tid_begin: state.tid,
+                tid_end: tid,
+                flags: if moved { SPAN_MOVED_THREAD } else { 0 },
+                start_ns: state.start_ns,
+                end_ns: now,
+                name: state.name,
+                delta,
+                syscalls: state.syscalls,
+                holders: state.holders,
+            });
+            record.submit(0);
+        }
+        None => count(COUNTER_LOST_SPANS),
+    }
+    let _ = SPANS.remove(&key);
+    if let Some(stats) = stats
+        && stats.span_id == span_id
+    {
+        stats.flags &= !THREAD_IN_SPAN;
+    }
+}
+
+/// Adds `ns` to `id`'s slot, taking an empty slot or the smallest one when
+/// `id` has none (keeps the largest contributors).
+#[inline(always)]
+fn add_top(slots: &mut [TopEntry; SPAN_TOP], id: u32, ns: u64) {
+    let mut smallest = 0;
+    for i in 0..SPAN_TOP {
+        if slots[i].count != 0 && slots[i].id == id {
+            slots[i].count += 1;
+            slots[i].ns += ns;
+            return;
+        }
+        if slots[i].count == 0 || slots[i].ns < slots[smallest].ns {
+            smallest = i;
+        }
+    }
+    if slots[smallest].count == 0 || slots[smallest].ns < ns {
+        slots[smallest] = TopEntry { id, count: 1, ns };
+    }
+}
+
+/// The thread's open span, if any.
+#[inline(always)]
+fn open_span(tgid: u32, stats: &ThreadStats) -> Option<&'static mut tracer_common::SpanState> {
+    if stats.flags & THREAD_IN_SPAN == 0 {
+        return None;
+    }
+    let key = SpanKey { tgid, _pad: 0, span_id: stats.span_id };
+    // SAFETY: a map value, updated by this thread's own events only.
+    SPANS.get_ptr_mut(&key).map(|s| unsafe { &mut *s })
+}
+
+/// A syscall of a thread with an open span.
+#[inline(always)]
+pub fn charge_syscall(tgid: u32, stats: &ThreadStats, nr: u32, took: u64) {
+    if let Some(span) = open_span(tgid, stats) {
+        add_top(&mut span.syscalls, nr, took);
+    }
+}
+
+/// Remembers that `tgid` had this CPU from the last switch until `now`.
+#[inline(always)]
+pub fn record_slice(tgid: u32, now: u64) {
+    let Some(ring) = CPU_SLICES.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot, written only from sched_switch on this CPU.
+    let ring = unsafe { &mut *ring };
+    if ring.current_start != 0 {
+        let at = (ring.head as usize) % CPU_SLICE_RING;
+        ring.slices[at].tgid = tgid;
+        ring.slices[at].start = ring.current_start;
+        ring.slices[at].end = now;
+        ring.head = ring.head.wrapping_add(1);
+    }
+    ring.current_start = now;
+}
+
+/// A thread with an open span waited from `since` to `now` for this CPU:
+/// charge each task that ran on it meanwhile with its share of the wait.
+#[inline(always)]
+pub fn charge_wait(tgid: u32, stats: &ThreadStats, since: u64, now: u64) {
+    let Some(span) = open_span(tgid, stats) else { return };
+    let Some(ring) = CPU_SLICES.get_ptr(0) else { return };
+    // SAFETY: this CPU's slot, read on this CPU.
+    let ring = unsafe { &*ring };
+    for back in 1..=CPU_SLICE_RING {
+        let at = (ring.head as usize).wrapping_sub(back) % CPU_SLICE_RING;
+        let slice = ring.slices[at];
+        if slice.end <= since {
+            break;
+        }
+        let start = if slice.start > since { slice.start } else { since };
+        let end = if slice.end < now { slice.end } else { now };
+        if end > start {
+            add_top(&mut span.holders, slice.tgid, end - start);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `tracer spans`: one JSON line per finished request span of a process
+//! instrumented with the span markers.
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+
+use super::{resolve_targets, start, syscall_options, warn_losses};
+use crate::{
+    aggregate::HistogramScope,
+    cli::{KernelArgs, SpansArgs, TargetArgs},
+    loader::SpanRequest,
+    procfs, report,
+    session::{Plan, Session},
+    spans::SpanRecord,
+};
+
+pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
+    if let Some(json) = &args.json {
+        report::check_output_path(json)?;
+    }
+    let target = TargetArgs { pids: vec![args.pid], ..TargetArgs::default() };
+    let mut targets = resolve_targets(kernel, &target)?;
+    targets.options.syscalls = syscall_options(&targets, false, false, Vec::new());
+    targets.options.block_io = true;
+    targets.options.spans = Some(SpanRequest { pid: args.pid, required: true });
+    let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    session.agg.keep_span_records = true;
+    session.agg.contention_threshold = args.contention_threshold;
+
+    let mut out: Box<dyn Write> = match &args.json {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
+    eprintln!("Tracing spans of process {}... Hit Ctrl-C to end.", args.pid);
+    let plan = Plan {
+        interval: Some(Duration::from_millis(200)),
+        intervals: None,
+        duration: args.duration,
+    };
+    let mut last_expiry = std::time::Instant::now();
+    let mut written = 0u64;
+    let mut failure = None;
+    let mut flush = |session: &mut Session, out: &mut dyn Write| {
+        for span in session.agg.take_spans() {
+            if slow_ns.is_some_and(|slow| span.wall_ns < slow) {
+                continue;
+            }
+            if let Err(err) = write_line(out, &span) {
+                failure.get_or_insert(err);
+            }
+            written += 1;
+        }
+        let _ = out.flush();
+    };
+    session
+        .run(plan, |session| {
+            flush(session, &mut out);
+            // Look for stale spans a few times per expiry period.
+            if last_expiry.elapsed() >= (args.expire_after / 4).min(Duration::from_secs(10)) {
+                last_expiry = std::time::Instant::now();
+                let cutoff = procfs::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
+                session.probes.expire_spans(cutoff);
+            }
+        })
+        .await?;
+    session.sync();
+    flush(&mut session, &mut out);
+    if let Some(err) = failure {
+        return Err(err).context("writing span records");
+    }
+    summary(&session, written);
+    warn_losses(&session);
+    Ok(())
+}
+
+fn write_line(out: &mut dyn Write, span: &SpanRecord) -> Result<()> {
+    serde_json::to_writer(&mut *out, span)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn summary(session: &Session, written: u64) {
+    let spans = &session.agg.spans;
+    let verdicts: Vec<String> = spans.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
+    eprintln!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
+    let anomalies = session.probes.span_anomalies();
+    if anomalies != Default::default() {
+        eprintln!(
+            "tracer: span markers that did not pair up: {} ended without a begin, {} begun twice, {} never ended",
+            anomalies.end_without_begin, anomalies.begun_twice, anomalies.never_ended
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Finished request spans: their breakdown, verdict and blame, as JSON
+//! lines, and the per-name / per-verdict summary for the report.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
+
+use crate::{aggregate::comm_string, hist::Buckets, names::syscall_name, report::HistJson};
+
+/// What made a span slow. The rule (documented in docs/spans.md):
+/// `cpu-contention` when the run-queue wait is the largest part or at least
+/// `contention_threshold` of the wall time; otherwise the largest of on-CPU
+/// (`on-cpu`), I/O wait (`io`), and other waits (`blocked`: sleep and
+/// uninterruptible waits that are not I/O). `moved` when the span ended on
+/// another thread than it began, so no single thread's time explains it.
+pub fn verdict(on_cpu: u64, runq: u64, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> &'static str {
+    let largest = on_cpu.max(io).max(blocked);
+    if runq > 0 && (runq >= largest || runq as f64 >= contention_threshold * wall as f64) {
+        "cpu-contention"
+    } else if largest == on_cpu {
+        "on-cpu"
+    } else if largest == io {
+        "io"
+    } else {
+        "blocked"
+    }
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct SyscallTime {
+    pub name: String,
+    pub count: u32,
+    pub ns: u64,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: String,
+    pub ns: u64,
+}
+
+/// One JSON line of `tracer spans`.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct SpanRecord {
+    pub trace_id: Option<String>,
+    pub span_id: u64,
+    pub name: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub start_unix_ns: u64,
+    pub wall_ns: u64,
+    pub on_cpu_ns: u64,
+    pub runq_wait_ns: u64,
+    pub iowait_ns: u64,
+    /// Uninterruptible waits other than I/O (locks, page faults).
+    pub uninterruptible_ns: u64,
+    pub sleep_ns: u64,
+    pub syscall_ns: u64,
+    pub top_syscalls: Vec<SyscallTime>,
+    pub migrations: u64,
+    pub verdict: &'static str,
+    /// Who had the CPU while this span's thread waited for it.
+    pub blame: Vec<Holder>,
+    /// Ended on a different thread (`tid_end`) than it began: no breakdown.
+    pub moved_between_threads: bool,
+    pub tid_end: u32,
+}
+
+impl SpanRecord {
+    pub fn from_event(
+        event: &SpanEvent,
+        monotonic_to_unix_ns: i128,
+        contention_threshold: f64,
+        comm_of: impl Fn(u32) -> String,
+    ) -> SpanRecord {
+        let d = &event.delta;
+        let wall = event.end_ns.saturating_sub(event.start_ns);
+        let other_d = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
+        let moved = event.flags & SPAN_MOVED_THREAD != 0;
+        let verdict = if moved {
+            "moved"
+        } else {
+            verdict(d.on_cpu_ns, d.runq_wait_ns, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
+        };
+        let mut top_syscalls: Vec<SyscallTime> = event
+            .syscalls
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| SyscallTime { name: syscall_name(s.id), count: s.count, ns: s.ns })
+            .collect();
+        top_syscalls.sort_by_key(|s| std::cmp::Reverse(s.ns));
+        let mut blame: Vec<Holder> = event
+            .holders
+            .iter()
+            .filter(|h| h.count > 0)
+            .map(|h| Holder {
+                pid: h.id,
+                comm: if h.id == 0 { "(idle)".into() } else { comm_of(h.id) },
+                ns: h.ns,
+            })
+            .collect();
+        blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
+        SpanRecord {
+            trace_id: None,
+            span_id: event.span_id,
+            name: comm_string(&event.name),
+            pid: event.tgid,
+            tid: event.tid_begin,
+            start_unix_ns: (i128::from(event.start_ns) + monotonic_to_unix_ns).max(0) as u64,
+            wall_ns: wall,
+            on_cpu_ns: d.on_cpu_ns,
+            runq_wait_ns: d.runq_wait_ns,
+            iowait_ns: d.iowait_ns,
+            uninterruptible_ns: other_d,
+            sleep_ns: d.sleep_ns,
+            syscall_ns: d.syscall_ns,
+            top_syscalls,
+            migrations: d.migrations,
+            verdict,
+            blame,
+            moved_between_threads: moved,
+            tid_end: event.tid_end,
+        }
+    }
+}
+
+/// Spans summed over a recording, for the report.
+#[derive(Debug, Default)]
+pub struct SpanSummary {
+    pub count: u64,
+    pub by_name: BTreeMap<String, Buckets>,
+    pub by_verdict: BTreeMap<&'static str, Buckets>,
+    /// Wall time minus run-queue wait: the latency without CPU contention.
+    pub contention_free: Buckets,
+    /// Run-queue wait of all spans, by who held the CPU.
+    pub blame: BTreeMap<u32, (String, u64)>,
+}
+
+impl SpanSummary {
+    pub fn add(&mut self, span: &SpanRecord) {
+        self.count += 1;
+        self.by_name.entry(span.name.clone()).or_default().record(span.wall_ns);
+        self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
+        self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
+        for holder in &span.blame {
+            let entry = self.blame.entry(holder.pid).or_insert_with(|| (holder.comm.clone(), 0));
+            entry.1 += holder.ns;
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpansJson {
+    pub count: u64,
+    pub by_name: BTreeMap<String, HistJson>,
+    pub by_verdict: BTreeMap<&'static str, HistJson>,
+    pub contention_free: HistJson,
+    pub blame: Vec<Holder>,
+    pub anomalies: crate::loader::SpanAnomalies,
+    pub lost: u64,
+}
+
+impl SpansJson {
+    pub fn new(summary: &SpanSummary, anomalies: crate::loader::SpanAnomalies, lost: u64) -> SpansJson {
+        let mut blame: Vec<Holder> = summary
+            .blame
+            .iter()
+            .map(|(pid, (comm, ns))| Holder { pid: *pid, comm: comm.clone(), ns: *ns })
+            .collect();
+        blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
+        SpansJson {
+            count: summary.count,
+            by_name: summary.by_name.iter().map(|(k, v)| (k.clone(), HistJson::from_buckets(v))).collect(),
+            by_verdict: summary.by_verdict.iter().map(|(k, v)| (*k, HistJson::from_buckets(v))).collect(),
+            contention_free: HistJson::from_buckets(&summary.contention_free),
+            blame,
+            anomalies,
+            lost,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{ThreadTotals, TopEntry};
+
+    use super::*;
+
+    #[test]
+    fn verdict_rule() {
+        // on_cpu, runq, io, blocked, wall
+        assert_eq!(verdict(90, 5, 0, 5, 100, 0.3), "on-cpu");
+        assert_eq!(verdict(40, 50, 0, 10, 100, 0.3), "cpu-contention", "runq largest");
+        assert_eq!(verdict(60, 35, 0, 5, 100, 0.3), "cpu-contention", "over the threshold");
+        assert_eq!(verdict(60, 35, 0, 5, 100, 0.5), "on-cpu", "threshold is a flag");
+        assert_eq!(verdict(5, 1, 90, 4, 100, 0.3), "io");
+        assert_eq!(verdict(2, 1, 0, 97, 100, 0.3), "blocked");
+        assert_eq!(verdict(0, 0, 0, 0, 0, 0.3), "on-cpu");
+    }
+
+    #[test]
+    fn record_from_event() {
+        let mut name = [0u8; 32];
+        name[..8].copy_from_slice(b"GET /cpu");
+        let mut event = SpanEvent {
+            span_id: 9,
+            tgid: 100,
+            tid_begin: 101,
+            tid_end: 101,
+            start_ns: 1_000,
+            end_ns: 101_000,
+            name,
+            delta: ThreadTotals {
+                on_cpu_ns: 30_000,
+                runq_wait_ns: 60_000,
+                uninterruptible_ns: 4_000,
+                iowait_ns: 3_000,
+                sleep_ns: 6_000,
+                syscall_ns: 7_000,
+                migrations: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        event.syscalls[0] = TopEntry { id: 0, count: 3, ns: 7_000 };
+        event.holders[0] = TopEntry { id: 812, count: 5, ns: 45_000 };
+        event.holders[1] = TopEntry { id: 100, count: 1, ns: 15_000 };
+        let r = SpanRecord::from_event(&event, 10, 0.3, |pid| format!("comm{pid}"));
+        assert_eq!((r.name.as_str(), r.wall_ns, r.start_unix_ns), ("GET /cpu", 100_000, 1_010));
+        assert_eq!(r.on_cpu_ns + r.runq_wait_ns + r.iowait_ns + r.uninterruptible_ns + r.sleep_ns, r.wall_ns);
+        assert_eq!(r.verdict, "cpu-contention");
+        assert_eq!(r.blame[0], Holder { pid: 812, comm: "comm812".into(), ns: 45_000 });
+        assert_eq!(r.top_syscalls[0].count, 3);
+        assert_eq!(r.migrations, 2);
+        event.flags = SPAN_MOVED_THREAD;
+        event.tid_end = 102;
+        let moved = SpanRecord::from_event(&event, 0, 0.3, |_| String::new());
+        assert_eq!((moved.verdict, moved.moved_between_threads, moved.tid_end), ("moved", true, 102));
+        let mut summary = SpanSummary::default();
+        summary.add(&r);
+        summary.add(&moved);
+        assert_eq!(summary.count, 2);
+        assert_eq!(summary.by_verdict["cpu-contention"].count(), 1);
+        assert_eq!(summary.contention_free.max(), 40_000);
+        assert_eq!(summary.blame[&812].1, 90_000);
+    }
+}
