@@ -185,12 +185,18 @@ fn a_process_without_markers_is_told_how_to_add_them() {
     if !bpf_available("a_process_without_markers_is_told_how_to_add_them") {
         return;
     }
-    let plain = Load::start(&["spin", "1", "-1"]);
-    let out = Command::new(tracer_bin()).args(["spans", "-p", &plain.pid().to_string()]).output().unwrap();
-    assert!(!out.status.success());
+    // sleep(1) links no markers (tracer-load does, for the benchmark).
+    let mut plain = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let out = Command::new("timeout")
+        .args(["20", tracer_bin().to_str().unwrap(), "spans", "-p", &plain.id().to_string()])
+        .output()
+        .unwrap();
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(out.status.code(), Some(1), "fails at once (124 would be a timeout)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("process {} has no span markers", plain.pid())), "{stderr}");
+    assert!(stderr.contains(&format!("process {} has no span markers", plain.id())), "{stderr}");
     assert!(stderr.contains("libtracer_span.so"), "{stderr}");
 }
 
@@ -217,4 +223,60 @@ fn record_report_summarises_spans() {
     assert_eq!(u(&spans["contention_free"]["count"]), 8);
     assert!(u(&spans["by_name"]["GET /sleep"]["p50"]) >= 5_000_000);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The shared library works from another language: Python loads
+/// libtracer_span.so with ctypes, and its spans are traced.
+#[test]
+fn python_marks_spans_through_the_shared_library() {
+    if !bpf_available("python_marks_spans_through_the_shared_library") {
+        return;
+    }
+    let library = load_bin().with_file_name("libtracer_span.so");
+    assert!(library.exists(), "{} is built by cargo xtask build", library.display());
+    let script = format!(
+        "import ctypes, sys, time\n\
+         lib = ctypes.CDLL({library:?})\n\
+         lib.tracer_span_begin.argtypes = [ctypes.c_uint64, ctypes.c_char_p]\n\
+         lib.tracer_span_end.argtypes = [ctypes.c_uint64]\n\
+         print('ready', flush=True)\n\
+         sys.stdin.readline()\n\
+         for i in range(3):\n\
+         \x20   lib.tracer_span_begin(i + 1, b'py-sleep')\n\
+         \x20   time.sleep(0.02)\n\
+         \x20   lib.tracer_span_end(i + 1)\n\
+         print('done', flush=True)\n\
+         sys.stdin.readline()\n",
+        library = library.display().to_string()
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdout = BufReader::new(python.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = python.id().to_string();
+    let tracer = Tracer::start(&["spans", "-p", &pid]);
+    let stdin = python.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+    std::thread::sleep(Duration::from_millis(300));
+    let output = tracer.output(Some(libc::SIGINT));
+    drop(python.stdin.take());
+    python.wait().unwrap();
+    let spans: Vec<Value> = output.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(spans.len(), 3, "{output}");
+    for span in &spans {
+        assert_eq!(span["name"], "py-sleep");
+        assert_eq!(span["verdict"], "blocked", "{span}");
+        assert!(u(&span["sleep_ns"]) >= 19_000_000, "{span}");
+        assert_parts_sum_to_wall(span);
+    }
 }

@@ -53,6 +53,7 @@ pub struct BenchArgs {
 pub enum Bench {
     Overhead,
     Syscalls,
+    Spans,
     Tui,
     Memory,
 }
@@ -60,6 +61,20 @@ pub enum Bench {
 /// A tracer running in the background for the length of one measurement.
 struct Background {
     child: Child,
+    /// The line that said it was ready.
+    ready_line: String,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port in a test server's `ready <port>` line.
+fn server_port(server: &Background) -> Result<u16> {
+    server.ready_line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).context("test server port")
 }
 
 impl Background {
@@ -86,7 +101,7 @@ impl Background {
         }
         loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.trim_start().starts_with(ready) => break,
+                Ok(line) if line.trim_start().starts_with(ready) => return Ok(Background { child, ready_line: line }),
                 Ok(_) => {}
                 Err(_) => {
                     let _ = child.kill();
@@ -94,7 +109,6 @@ impl Background {
                 }
             }
         }
-        Ok(Background { child })
     }
 
     fn pid(&self) -> u32 {
@@ -106,6 +120,7 @@ impl Background {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait()?;
+        self.ready_line.clear();
         if !status.success() {
             bail!("tracer under benchmark exited with {status}");
         }
@@ -120,7 +135,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = [("perf", "linux-perf"), ("runqlat", "libbpf-tools")]
+    let missing: Vec<&str> = [("perf", "linux-perf"), ("runqlat", "libbpf-tools"), ("wrk", "wrk")]
         .into_iter()
         .filter(|(bin, _)| util::which(bin).is_none() && !Path::new("/usr/sbin").join(bin).exists())
         .map(|(_, pkg)| pkg)
@@ -129,7 +144,7 @@ fn ensure_packages() -> Result<()> {
         return Ok(());
     }
     if !util::is_root() {
-        bail!("the benchmark needs {}: install with `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
+        bail!("the benchmarks need {}: install with `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
     }
     eprintln!("    installing {}", missing.join(", "));
     util::run_checked(Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()))?;
@@ -246,11 +261,12 @@ fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     })
 }
 
-/// One run of `tracer-load getppid N` under `config`: ns per call.
-fn getppid_ns_per_call(built: &setup::Built, calls: u64, config: &Config) -> Result<f64> {
+/// One run of `tracer-load KIND N` (an on-cue workload printing the ns its
+/// N operations took) under `config`: ns per operation.
+fn load_ns_per_op(built: &setup::Built, kind: &str, calls: u64, config: &Config) -> Result<f64> {
     use std::io::Write;
     let mut load = Command::new(&built.load_helper)
-        .args(["getppid", &calls.to_string()])
+        .args([kind, &calls.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -275,6 +291,76 @@ fn getppid_ns_per_call(built: &setup::Built, calls: u64, config: &Config) -> Res
     drop(load.stdin.take());
     load.wait()?;
     Ok(elapsed / calls as f64)
+}
+
+/// `tracer spans -p PID` writing its lines to a file, for the benchmarks.
+fn tracer_spans<'a>(tracer: &'a Path, out: &'a Path) -> Starter<'a> {
+    Box::new(move |pid| {
+        let mut cmd = Command::new(tracer);
+        cmd.args(["spans", "-p", &pid.to_string(), "--json"]).arg(out);
+        Background::start(cmd, "Tracing")
+    })
+}
+
+/// Marker cost per span (a begin/end pair), and the test server's
+/// throughput under wrk, each untraced and traced.
+fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
+    let lines = std::env::temp_dir().join("tracer-bench-spans.jsonl");
+    let configs = [
+        Config { name: "markers, untraced", start: None },
+        Config { name: "markers, tracer spans attached", start: Some(tracer_spans(&built.tracer, &lines)) },
+    ];
+    alternate(&configs, args.rounds, "ns/span", |config| load_ns_per_op(built, "spans", 200_000, config))?;
+
+    if util::which("wrk").is_none() {
+        bail!("the span benchmark drives the test server with wrk: `apt-get install wrk`");
+    }
+    let server_bin = built.load_helper.with_file_name("tracer-test-server");
+    let configs = [
+        Config { name: "test server, untraced", start: None },
+        Config { name: "test server, tracer spans", start: Some(tracer_spans(&built.tracer, &lines)) },
+    ];
+    // Maximum throughput (wrk, as fast as it goes), then the achieved rate
+    // when 20,000 requests/s are offered (the target's operating point).
+    let max = alternate(&configs, args.rounds, "req/s (wrk, max)", |config| {
+        with_server(&server_bin, config, |port| {
+            let out = Command::new("wrk")
+                .args(["-t", "1", "-c", "8", "-d", "5s", &format!("http://127.0.0.1:{port}/plain")])
+                .output()
+                .context("running wrk")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.lines()
+                .find_map(|l| l.strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+                .with_context(|| format!("no Requests/sec in wrk output: {text}"))
+        })
+    });
+    let offered = alternate(&configs, args.rounds, "req/s (20k offered)", |config| {
+        with_server(&server_bin, config, |port| {
+            let out = Command::new(&built.load_helper)
+                .args(["http", &port.to_string(), "20000", "5"])
+                .output()
+                .context("running the fixed-rate client")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.trim().strip_prefix("rate ").and_then(|v| v.parse().ok()).with_context(|| format!("client said {text:?}"))
+        })
+    });
+    let result = max.and(offered);
+    let _ = std::fs::remove_file(&lines);
+    result
+}
+
+/// Starts the test server (and the configuration's tracer on it), runs
+/// `measure` with its port, and stops both.
+fn with_server(server_bin: &Path, config: &Config, measure: impl FnOnce(u16) -> Result<f64>) -> Result<f64> {
+    let server = Background::start(Command::new(server_bin), "ready")?;
+    let port = server_port(&server)?;
+    let tracer = config.start.as_ref().map(|start| start(server.pid())).transpose()?;
+    let result = measure(port);
+    if let Some(tracer) = tracer {
+        tracer.stop()?;
+    }
+    drop(server);
+    result
 }
 
 fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
@@ -303,7 +389,7 @@ fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
         },
     ];
     let result = alternate(&configs, args.rounds, "ns/call", |config| {
-        getppid_ns_per_call(built, args.syscalls, config)
+        load_ns_per_op(built, "getppid", args.syscalls, config)
     });
     let _ = bystander.kill();
     let _ = bystander.wait();
@@ -433,7 +519,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let built = setup::build()?;
     let wanted = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
-    util::step("benchmark prerequisites (linux-perf, libbpf-tools)", ensure_packages)?;
+    util::step("benchmark prerequisites (linux-perf, libbpf-tools, wrk)", ensure_packages)?;
     if wanted(Bench::Overhead) {
         util::step(
             &format!(
@@ -446,6 +532,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::Syscalls) {
         util::step(&format!("syscalls: {} getppid calls x {} alternating rounds", args.syscalls, args.rounds), || {
             syscall_overhead(&built, args)
+        })?;
+    }
+    if wanted(Bench::Spans) {
+        util::step(&format!("spans: marker cost and test-server throughput x {} alternating rounds", args.rounds), || {
+            span_overhead(&built, args)
         })?;
     }
     if wanted(Bench::Tui) {

@@ -10,6 +10,10 @@
 //! can attach the tracer between `ready` and the work:
 //!
 //!   tracer-load getppid N             N getppid syscalls; prints the ns they took
+//!   tracer-load spans N               N span begin/end marker pairs; prints the ns
+//!   tracer-load http PORT RATE SECS   GET /plain at RATE requests/s for SECS over
+//!                                     keep-alive connections; prints the achieved
+//!                                     rate (no cue: starts at once)
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
@@ -106,6 +110,53 @@ fn direct_writes(path: &str, count: usize, kib: usize) {
     unsafe { std::alloc::dealloc(buf, layout) };
 }
 
+/// Offered load at a fixed rate: 4 connections, each paced to RATE/4,
+/// sending the next request when its slot comes (or at once when late).
+fn http_at_rate(port: u16, rate: u64, secs: u64) -> f64 {
+    use std::io::{BufRead, BufReader, Read};
+    const CONNECTIONS: u64 = 4;
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            thread::spawn(move || {
+                let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                let every = Duration::from_nanos(1_000_000_000 * CONNECTIONS / rate);
+                let mut next = std::time::Instant::now();
+                let mut done = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let now = std::time::Instant::now();
+                    if next > now {
+                        thread::sleep(next - now);
+                    }
+                    next += every;
+                    writer.write_all(b"GET /plain HTTP/1.1\r\nHost: bench\r\n\r\n").expect("send");
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).expect("response");
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+                            length = v.trim().parse().expect("length");
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).expect("body");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let total: u64 = workers.into_iter().map(|w| w.join().expect("client")).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Prints `ready`, waits for a line, runs `work`, prints `done ...`, waits
 /// for another line or EOF.
 fn on_cue(work: impl FnOnce() -> String) {
@@ -168,6 +219,20 @@ fn main() {
                 for _ in 0..n {
                     // SAFETY: getppid has no arguments and cannot fail.
                     unsafe { libc::syscall(libc::SYS_getppid) };
+                }
+                started.elapsed().as_nanos().to_string()
+            });
+        }
+        Some("http") => {
+            let rate = http_at_rate(arg(1) as u16, arg(2) as u64, arg(3) as u64);
+            println!("rate {rate:.0}");
+        }
+        Some("spans") => {
+            let n = arg(1) as u64;
+            on_cue(|| {
+                let started = std::time::Instant::now();
+                for id in 0..n {
+                    drop(tracer_span::Span::begin(id, c"bench"));
                 }
                 started.elapsed().as_nanos().to_string()
             });
