@@ -83,9 +83,12 @@ fn test(filter: Option<&str>) -> Result<()> {
             ),
         ];
         for binary in binaries {
-            let mut args = vec!["--test-threads=1".to_owned()];
+            // A hung test must fail the run, not stall it: each binary gets
+            // at most 15 minutes (they take seconds).
+            let mut args = vec!["-k".to_owned(), "10".to_owned(), "900".to_owned(), binary.display().to_string()];
+            args.push("--test-threads=1".to_owned());
             args.extend(filter_args.iter().map(|s| s.to_string()));
-            util::run_checked(&mut util::as_root(&binary, &args, &env)?)?;
+            util::run_checked(&mut util::as_root(std::path::Path::new("timeout"), &args, &env)?)?;
         }
         Ok(())
     })
