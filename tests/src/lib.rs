@@ -262,6 +262,23 @@ pub fn assert_close(what: &str, actual: u64, expected: u64, rel: f64, abs_ns: u6
     );
 }
 
+/// Like `assert_close`, for a thread's time in one state when the tracer
+/// also reported `unaccounted` ns (switch-ins its probes did not see): the
+/// kernel's value must then lie between the tracer's and the tracer's plus
+/// the unaccounted time, each within `rel`.
+pub fn assert_close_given_unaccounted(what: &str, actual: u64, unaccounted: u64, expected: u64, rel: f64, abs_ns: u64) {
+    if unaccounted == 0 {
+        return assert_close(what, actual, expected, rel, abs_ns);
+    }
+    let low = (actual as f64 * (1.0 - rel)) as u64;
+    let high = ((actual + unaccounted) as f64 * (1.0 + rel)) as u64 + abs_ns;
+    eprintln!("{what}: tracer {actual} (+{unaccounted} unaccounted), kernel {expected}");
+    assert!(
+        (low..=high).contains(&expected),
+        "{what}: kernel {expected} outside tracer {actual} .. {actual} + {unaccounted} unaccounted"
+    );
+}
+
 /// A cgroup v2 directory created for a test, removed when dropped.
 pub struct TestCgroup {
     pub path: PathBuf,

@@ -29,8 +29,16 @@ fn contention_matches_schedstat(probes: &str) {
         let t = thread(proc_, *tid);
         assert!(kernel.on_cpu_ns > 300_000_000, "each thread ran ~750 ms: {kernel:?}");
         assert!(kernel.run_delay_ns > 1_000_000_000, "each thread waited ~2 s: {kernel:?}");
-        assert_close(&format!("tid {tid} on-CPU"), u(&t["on_cpu_ns"]), kernel.on_cpu_ns, 0.03, 0);
-        assert_close(&format!("tid {tid} run-queue wait"), u(&t["runq_wait_ns"]), kernel.run_delay_ns, 0.03, 0);
+        let gap = u(&t["unaccounted_ns"]);
+        assert_close_given_unaccounted(&format!("tid {tid} on-CPU"), u(&t["on_cpu_ns"]), gap, kernel.on_cpu_ns, 0.03, 0);
+        assert_close_given_unaccounted(
+            &format!("tid {tid} run-queue wait"),
+            u(&t["runq_wait_ns"]),
+            gap,
+            kernel.run_delay_ns,
+            0.03,
+            0,
+        );
         let waits = u(&t["runq_waits"]);
         assert!(
             waits.abs_diff(kernel.timeslices) <= kernel.timeslices / 20 + 2,
@@ -89,8 +97,9 @@ fn quiet_cpu_has_near_zero_runq_wait() {
     let waited = u(&t["runq_wait_ns"]);
     assert!(on_cpu > 1_500_000_000, "it ran for most of 2 s: {on_cpu}");
     assert!(waited * 50 < on_cpu, "waited {waited} ns while running {on_cpu} ns");
-    assert_close("on-CPU", on_cpu, kernel.on_cpu_ns, 0.03, 0);
-    assert_close("run-queue wait", waited, kernel.run_delay_ns, 0.03, 1_000_000);
+    let gap = u(&t["unaccounted_ns"]);
+    assert_close_given_unaccounted("on-CPU", on_cpu, gap, kernel.on_cpu_ns, 0.03, 0);
+    assert_close_given_unaccounted("run-queue wait", waited, gap, kernel.run_delay_ns, 0.03, 1_000_000);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -117,8 +126,9 @@ fn exited_process_keeps_final_totals(probes: &str) {
     let t = thread(p, pid);
     assert_eq!(t["exited"], true);
     assert!(kernel.on_cpu_ns >= 300_000_000);
-    assert_close("exited on-CPU", u(&t["on_cpu_ns"]), kernel.on_cpu_ns, 0.03, 0);
-    assert_close("exited run-queue wait", u(&t["runq_wait_ns"]), kernel.run_delay_ns, 0.03, 200_000);
+    let gap = u(&t["unaccounted_ns"]);
+    assert_close_given_unaccounted("exited on-CPU", u(&t["on_cpu_ns"]), gap, kernel.on_cpu_ns, 0.03, 0);
+    assert_close_given_unaccounted("exited run-queue wait", u(&t["runq_wait_ns"]), gap, kernel.run_delay_ns, 0.03, 200_000);
     assert_eq!(report["lost"]["thread_exits"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }

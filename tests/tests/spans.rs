@@ -67,13 +67,25 @@ fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<Val
 }
 
 fn parts(span: &Value) -> u64 {
-    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"].iter().map(|f| u(&span[*f])).sum()
+    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns", "unaccounted_ns"]
+        .iter()
+        .map(|f| u(&span[*f]))
+        .sum()
 }
 
+/// The parts, including any time reported as unaccounted, sum to the wall
+/// time within 1%.
 fn assert_parts_sum_to_wall(span: &Value) {
     let wall = u(&span["wall_ns"]);
     let sum = parts(span);
     assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span}");
+}
+
+/// Spans with more than 1% of their time unaccounted (a switch-in the
+/// probes missed; see docs/spans.md) are the exception.
+fn assert_mostly_accounted(spans: &[&Value]) {
+    let gaps = spans.iter().filter(|s| u(&s["unaccounted_ns"]) as f64 > 0.01 * u(&s["wall_ns"]) as f64).count();
+    assert!(gaps * 2 < spans.len(), "{gaps} of {} spans with unaccounted time", spans.len());
 }
 
 fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
@@ -105,10 +117,12 @@ fn spans_alone_have_the_verdict_of_their_work() {
     }
     let cpu = named(&spans, "GET /cpu");
     assert_eq!(cpu.len(), 5);
+    assert_mostly_accounted(&cpu);
     for (span, client) in cpu.iter().zip(&client_cpu) {
         assert_eq!(span["verdict"], "on-cpu", "{span}");
         let wall = u(&span["wall_ns"]);
-        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * wall as f64, "{span}");
+        let known = wall - u(&span["unaccounted_ns"]);
+        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * known as f64, "{span}");
         assert!(wall >= 30_000_000, "30 ms of CPU: {span}");
         let client = client.as_nanos() as u64;
         assert!(wall <= client && client - wall < 20_000_000, "server {wall} ns within client {client} ns");
@@ -141,11 +155,12 @@ fn busy_neighbours_make_spans_cpu_contention_and_are_blamed() {
     drop(busy);
     let cpu = named(&spans, "GET /cpu");
     assert_eq!(cpu.len(), 5, "{spans:?}");
+    assert_mostly_accounted(&cpu);
     for span in cpu {
         assert_parts_sum_to_wall(span);
         assert_eq!(span["verdict"], "cpu-contention", "{span}");
-        let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
-        assert!(runq * 2 >= wall, "runq {runq} of wall {wall}");
+        let (known, runq) = (u(&span["wall_ns"]) - u(&span["unaccounted_ns"]), u(&span["runq_wait_ns"]));
+        assert!(runq * 2 >= known, "runq {runq} of {known} ns accounted for");
         let blamed_on_busy: u64 = span["blame"]
             .as_array()
             .unwrap()

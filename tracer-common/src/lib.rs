@@ -85,7 +85,11 @@ pub const COUNTER_SPAN_END_UNMATCHED: u32 = 5;
 pub const COUNTER_SPAN_BEGIN_DUPLICATE: u32 = 6;
 /// A span was lost: the open-span table or the span ring buffer was full.
 pub const COUNTER_LOST_SPANS: u32 = 7;
-pub const COUNTER_COUNT: u32 = 8;
+/// A thread was switched out while its entry said it was off the CPU: its
+/// switch-in was not seen, so the time since its last known transition is
+/// counted as `unaccounted_ns`, not guessed.
+pub const COUNTER_ACCOUNTING_GAPS: u32 = 8;
+pub const COUNTER_COUNT: u32 = 12;
 
 /// Capacity of the syscall and block statistics maps (keys are
 /// process x syscall-or-device x bucket).
@@ -447,6 +451,9 @@ pub struct ThreadTotals {
     pub syscalls: u64,
     /// Times the thread was switched in on a different CPU than last time.
     pub migrations: u64,
+    /// Time in an unknown state: from the last transition seen to a
+    /// switch-out whose switch-in was not seen (see `COUNTER_ACCOUNTING_GAPS`).
+    pub unaccounted_ns: u64,
 }
 
 impl ThreadTotals {
@@ -466,6 +473,7 @@ impl ThreadTotals {
             syscall_ns: self.syscall_ns.saturating_sub(earlier.syscall_ns),
             syscalls: self.syscalls.saturating_sub(earlier.syscalls),
             migrations: self.migrations.saturating_sub(earlier.migrations),
+            unaccounted_ns: self.unaccounted_ns.saturating_sub(earlier.unaccounted_ns),
         }
     }
 }
@@ -535,7 +543,7 @@ const _: () = {
     assert!(size_of::<TracepointOffsets>() == 8 * 4);
     assert!(size_of::<BlockOffsets>() == 6 * 4);
     assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
-    assert!(size_of::<ThreadTotals>() == 12 * 8);
+    assert!(size_of::<ThreadTotals>() == 13 * 8);
     assert!(
         size_of::<ThreadStats>()
             == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
@@ -543,8 +551,8 @@ const _: () = {
     assert!(size_of::<SpanConfig>() == 8);
     assert!(size_of::<SpanKey>() == 16);
     assert!(size_of::<TopEntry>() == 16);
-    assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + 96 + 2 * 16 * SPAN_TOP);
-    assert!(size_of::<SpanEvent>() == 40 + SPAN_NAME_LEN + 96 + 2 * 16 * SPAN_TOP);
+    assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+    assert!(size_of::<SpanEvent>() == 40 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
     assert!(size_of::<CpuSlices>() == 16 + 24 * CPU_SLICE_RING);
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
     assert!(size_of::<RunqEvent>() == 40);

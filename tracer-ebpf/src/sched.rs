@@ -8,7 +8,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
-    COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
+    COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
     CPU_UNKNOWN, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
     RunqEvent, TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
 };
@@ -116,6 +116,7 @@ pub fn lookup_or_track(
             syscall_ns: 0,
             syscalls: 0,
             migrations: 0,
+            unaccounted_ns: 0,
         },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
@@ -166,6 +167,15 @@ pub fn on_wakeup(stats: &mut ThreadStats, now: u64) {
 /// The thread left the CPU.
 #[inline(always)]
 pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64) {
+    if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
+        // It ran, but its switch-in was not seen: the time since its last
+        // known transition is unknown, and said so rather than guessed.
+        let known = if stats.runnable_since_ns != 0 { stats.runnable_since_ns } else { stats.off_cpu_since_ns };
+        if known != 0 && now > known {
+            stats.totals.unaccounted_ns += now - known;
+            count(COUNTER_ACCOUNTING_GAPS);
+        }
+    }
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         stats.totals.on_cpu_ns += now - stats.on_cpu_since_ns;
     }
@@ -217,15 +227,33 @@ pub struct Waited {
     pub blocked_state: u32,
 }
 
-/// The thread's totals as of `now`, counting the on-CPU time of the slice it
-/// is running (spans begin and end while their thread runs).
+/// The running thread's own totals as of now, counting the on-CPU time of
+/// the slice it is running, read consistently: uprobe
+/// programs can be preempted, and the thread's own switch-out and
+/// switch-in then update the entry between our reads. The switch-in
+/// timestamp acts as a sequence number: the read is retried until it is
+/// the same before and after (a preemption changes it).
 #[inline(always)]
-pub fn totals_now(stats: &ThreadStats, now: u64) -> ThreadTotals {
-    let mut totals = stats.totals;
-    if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
-        totals.on_cpu_ns += now - stats.on_cpu_since_ns;
+pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
+    let since = |s: &ThreadStats| {
+        // SAFETY: reading a field of a live map value.
+        unsafe { core::ptr::read_volatile(&raw const s.on_cpu_since_ns) }
+    };
+    let mut attempt = 0;
+    loop {
+        let before = since(stats);
+        // SAFETY: as above.
+        let totals = unsafe { core::ptr::read_volatile(&raw const stats.totals) };
+        let now = crate::kernel::now_ns();
+        if since(stats) == before || attempt == 3 {
+            let mut totals = totals;
+            if before != 0 && now > before {
+                totals.on_cpu_ns += now - before;
+            }
+            return (totals, now);
+        }
+        attempt += 1;
     }
-    totals
 }
 
 /// The thread got a CPU. Returns the run-queue wait that just ended.

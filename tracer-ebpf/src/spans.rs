@@ -52,7 +52,7 @@ fn begin(span_id: u64, name: *const u8) {
     let Some(state) = SPAN_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let state = unsafe { &mut *state };
-    let now = now_ns();
+    let (base, now) = sched::own_totals_now(stats);
     state.tid = tid;
     state._pad = 0;
     state.start_ns = now;
@@ -61,7 +61,7 @@ fn begin(span_id: u64, name: *const u8) {
         // SAFETY: a bounded read of user memory; a fault leaves the name empty.
         let _ = unsafe { bpf_probe_read_user_str_bytes(name, &mut state.name) };
     }
-    state.base = sched::totals_now(stats, now);
+    state.base = base;
     state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     let key = SpanKey { tgid, _pad: 0, span_id };
@@ -89,13 +89,16 @@ fn end(span_id: u64) {
     };
     // SAFETY: a map value, read before the entry is deleted below.
     let state = unsafe { &*state };
-    let now = now_ns();
     let stats = sched::lookup(tid);
+    let (totals, now) = match &stats {
+        Some(stats) => sched::own_totals_now(stats),
+        None => (ThreadTotals::default(), now_ns()),
+    };
     match SPAN_EVENTS.reserve::<SpanEvent>(0) {
         Some(mut record) => {
             let moved = state.tid != tid;
             let delta = match (&stats, moved) {
-                (Some(stats), false) => sched::totals_now(stats, now).since(&state.base),
+                (Some(_), false) => totals.since(&state.base),
                 _ => ThreadTotals::default(),
             };
             record.write(SpanEvent {

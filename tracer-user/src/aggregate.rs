@@ -190,6 +190,7 @@ impl Aggregator {
     }
 
     pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
+
         let record =
             SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| self.comm_of(pid));
         self.spans.add(&record);

@@ -115,6 +115,9 @@ pub struct Losses {
     pub block_requests: u64,
     /// Spans lost because the open-span table or the span ring was full.
     pub spans: u64,
+    /// Switch-outs whose switch-in was not seen; their time is reported as
+    /// `unaccounted_ns` (see docs/report-format.md).
+    pub accounting_gaps: u64,
 }
 
 /// Marker calls that did not pair up.
@@ -454,6 +457,7 @@ impl Probes {
             stats_samples: sum(COUNTER_STATS_MAP_FULL),
             block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
             spans: sum(COUNTER_LOST_SPANS),
+            accounting_gaps: sum(tracer_common::COUNTER_ACCOUNTING_GAPS),
         }
     }
 

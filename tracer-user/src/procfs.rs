@@ -30,6 +30,13 @@ pub fn threads_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The cgroup v2 path of a process ("/system.slice/nginx.service"), from
+/// the `0::` line of /proc/<pid>/cgroup.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
+}
+
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
@@ -58,5 +65,6 @@ mod tests {
         assert!(threads_of(pid).contains(&pid));
         assert!(!comm_of(pid).unwrap().is_empty());
         assert!(!process_exists(u32::MAX - 1));
+        assert!(cgroup_of(pid).is_some_and(|c| c.starts_with('/')), "every process is in a v2 cgroup");
     }
 }

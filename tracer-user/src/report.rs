@@ -129,6 +129,8 @@ pub struct Totals {
     pub involuntary_switches: u64,
     pub syscall_ns: u64,
     pub syscalls: u64,
+    pub migrations: u64,
+    pub unaccounted_ns: u64,
 }
 
 impl Totals {
@@ -144,6 +146,8 @@ impl Totals {
         self.involuntary_switches += t.involuntary_switches;
         self.syscall_ns += t.syscall_ns;
         self.syscalls += t.syscalls;
+        self.migrations += t.migrations;
+        self.unaccounted_ns += t.unaccounted_ns;
     }
 }
 

@@ -37,6 +37,8 @@ pub struct SyscallTime {
 pub struct Holder {
     pub pid: u32,
     pub comm: String,
+    /// Its cgroup v2 path, when it could still be read.
+    pub cgroup: Option<String>,
     pub ns: u64,
 }
 
@@ -56,9 +58,15 @@ pub struct SpanRecord {
     /// Uninterruptible waits other than I/O (locks, page faults).
     pub uninterruptible_ns: u64,
     pub sleep_ns: u64,
+    /// Time whose state is unknown (a switch-in the kernel probes did not
+    /// see); with the five parts above it sums to `wall_ns`.
+    pub unaccounted_ns: u64,
     pub syscall_ns: u64,
     pub top_syscalls: Vec<SyscallTime>,
     pub migrations: u64,
+    /// Times its thread blocked, and was preempted, during the span.
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
     pub verdict: &'static str,
     /// Who had the CPU while this span's thread waited for it.
     pub blame: Vec<Holder>,
@@ -97,6 +105,7 @@ impl SpanRecord {
             .map(|h| Holder {
                 pid: h.id,
                 comm: if h.id == 0 { "(idle)".into() } else { comm_of(h.id) },
+                cgroup: if h.id == 0 { None } else { crate::procfs::cgroup_of(h.id) },
                 ns: h.ns,
             })
             .collect();
@@ -114,9 +123,12 @@ impl SpanRecord {
             iowait_ns: d.iowait_ns,
             uninterruptible_ns: other_d,
             sleep_ns: d.sleep_ns,
+            unaccounted_ns: d.unaccounted_ns,
             syscall_ns: d.syscall_ns,
             top_syscalls,
             migrations: d.migrations,
+            voluntary_switches: d.voluntary_switches,
+            involuntary_switches: d.involuntary_switches,
             verdict,
             blame,
             moved_between_threads: moved,
@@ -134,7 +146,7 @@ pub struct SpanSummary {
     /// Wall time minus run-queue wait: the latency without CPU contention.
     pub contention_free: Buckets,
     /// Run-queue wait of all spans, by who held the CPU.
-    pub blame: BTreeMap<u32, (String, u64)>,
+    pub blame: BTreeMap<u32, Holder>,
 }
 
 impl SpanSummary {
@@ -144,8 +156,8 @@ impl SpanSummary {
         self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
         self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
         for holder in &span.blame {
-            let entry = self.blame.entry(holder.pid).or_insert_with(|| (holder.comm.clone(), 0));
-            entry.1 += holder.ns;
+            let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
+            entry.ns += holder.ns;
         }
     }
 }
@@ -163,11 +175,7 @@ pub struct SpansJson {
 
 impl SpansJson {
     pub fn new(summary: &SpanSummary, anomalies: crate::loader::SpanAnomalies, lost: u64) -> SpansJson {
-        let mut blame: Vec<Holder> = summary
-            .blame
-            .iter()
-            .map(|(pid, (comm, ns))| Holder { pid: *pid, comm: comm.clone(), ns: *ns })
-            .collect();
+        let mut blame: Vec<Holder> = summary.blame.values().cloned().collect();
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
         SpansJson {
             count: summary.count,
@@ -230,7 +238,7 @@ mod tests {
         assert_eq!((r.name.as_str(), r.wall_ns, r.start_unix_ns), ("GET /cpu", 100_000, 1_010));
         assert_eq!(r.on_cpu_ns + r.runq_wait_ns + r.iowait_ns + r.uninterruptible_ns + r.sleep_ns, r.wall_ns);
         assert_eq!(r.verdict, "cpu-contention");
-        assert_eq!(r.blame[0], Holder { pid: 812, comm: "comm812".into(), ns: 45_000 });
+        assert_eq!((r.blame[0].pid, r.blame[0].comm.as_str(), r.blame[0].ns), (812, "comm812", 45_000));
         assert_eq!(r.top_syscalls[0].count, 3);
         assert_eq!(r.migrations, 2);
         event.flags = SPAN_MOVED_THREAD;
@@ -243,6 +251,6 @@ mod tests {
         assert_eq!(summary.count, 2);
         assert_eq!(summary.by_verdict["cpu-contention"].count(), 1);
         assert_eq!(summary.contention_free.max(), 40_000);
-        assert_eq!(summary.blame[&812].1, 90_000);
+        assert_eq!(summary.blame[&812].ns, 90_000);
     }
 }

@@ -33,6 +33,10 @@ use crate::{
     text::Unit,
 };
 
+/// `tracer record` removes spans open longer than this, counting them as
+/// never ended (`tracer spans` has `--expire-after`).
+pub(crate) const SPAN_EXPIRY: Duration = Duration::from_secs(60);
+
 /// What to trace, checked before anything is loaded.
 pub(crate) struct Targets {
     pub options: LoadOptions,

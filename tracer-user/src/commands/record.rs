@@ -35,8 +35,15 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         duration: args.duration,
     };
     let started = std::time::Instant::now();
+    let mut last_expiry = std::time::Instant::now();
     session
         .run(plan, |session| {
+            if session.probes.attached.spans && last_expiry.elapsed() >= Duration::from_secs(10) {
+                last_expiry = std::time::Instant::now();
+                session.probes.expire_spans(
+                    crate::procfs::monotonic_ns().saturating_sub(crate::commands::SPAN_EXPIRY.as_nanos() as u64),
+                );
+            }
             if progress {
                 eprint!(
                     "\r  {:>5.0} s  {} threads live, {} run-queue waits   ",

@@ -76,6 +76,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         return Err(err).context("writing span records");
     }
     summary(&session, written);
+
     warn_losses(&session);
     Ok(())
 }

@@ -8,16 +8,20 @@ use std::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Detail, Metric, Model, ProcessRow};
+use crate::spans::SpanRecord;
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
 /// Intervals of p99 history kept per chart.
 pub const HISTORY_LEN: usize = 60;
+/// Recent spans kept for the spans view (the slowest of them are shown).
+pub const RECENT_SPANS: usize = 500;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
     Processes,
     Detail(u32),
+    Spans,
 }
 
 /// Columns of the process table, in display order.
@@ -107,6 +111,7 @@ pub enum Action {
     NextMetric,
     PrevMetric,
     WriteReport,
+    ShowSpans,
 }
 
 /// What the event loop must do after an action.
@@ -136,6 +141,12 @@ pub struct App {
     /// p99 per interval, per (process, metric), newest last.
     pub history: HashMap<(u32, Metric), VecDeque<u64>>,
     pub color: bool,
+    /// Spans finished recently, newest last.
+    pub spans: VecDeque<SpanRecord>,
+    /// Span markers are attached (`tracer -p PID` of an instrumented process).
+    pub spans_traced: bool,
+    /// Where Esc goes from the spans view.
+    spans_return: View,
 }
 
 impl App {
@@ -156,14 +167,35 @@ impl App {
             detail: None,
             history: HashMap::new(),
             color,
+            spans: VecDeque::new(),
+            spans_traced: false,
+            spans_return: View::Processes,
         }
+    }
+
+    /// Spans that finished during the last interval.
+    pub fn add_spans(&mut self, spans: Vec<SpanRecord>) {
+        if self.paused {
+            return;
+        }
+        self.spans.extend(spans);
+        while self.spans.len() > RECENT_SPANS {
+            self.spans.pop_front();
+        }
+    }
+
+    /// The recent spans, slowest first.
+    pub fn slowest_spans(&self) -> Vec<&SpanRecord> {
+        let mut spans: Vec<&SpanRecord> = self.spans.iter().collect();
+        spans.sort_by_key(|s| std::cmp::Reverse(s.wall_ns));
+        spans
     }
 
     /// The pid whose detail the model should carry, if any.
     pub fn detail_pid(&self) -> Option<u32> {
         match self.view {
             View::Detail(pid) => Some(pid),
-            View::Processes => None,
+            View::Processes | View::Spans => None,
         }
     }
 
@@ -245,6 +277,7 @@ impl App {
             KeyCode::Tab | KeyCode::Right => Action::NextMetric,
             KeyCode::BackTab | KeyCode::Left => Action::PrevMetric,
             KeyCode::Char('w') => Action::WriteReport,
+            KeyCode::Char('s') => Action::ShowSpans,
             _ => return None,
         })
     }
@@ -267,8 +300,16 @@ impl App {
             Action::Back => {
                 if self.show_help {
                     self.show_help = false;
+                } else if self.view == View::Spans {
+                    self.view = self.spans_return;
                 } else {
                     self.view = View::Processes;
+                }
+            }
+            Action::ShowSpans => {
+                if self.view != View::Spans {
+                    self.spans_return = self.view;
+                    self.view = View::Spans;
                 }
             }
             Action::TogglePause => self.paused = !self.paused,
@@ -435,6 +476,53 @@ mod tests {
         app.handle_action(Action::Faster);
         assert_eq!(app.handle_action(Action::Faster), Effect::None, "250 ms is the floor");
         assert_eq!(app.interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn spans_view_opens_with_s_and_returns_where_it_came_from() {
+        let mut app = app_with_rows();
+        app.handle_action(Action::Down);
+        app.handle_action(Action::Open);
+        assert_eq!(app.action_for(key(KeyCode::Char('s'))), Some(Action::ShowSpans));
+        app.handle_action(Action::ShowSpans);
+        assert_eq!(app.view, View::Spans);
+        app.handle_action(Action::Back);
+        assert_eq!(app.view, View::Detail(10), "back to the detail it came from");
+    }
+
+    #[test]
+    fn recent_spans_are_bounded_and_sorted_slowest_first() {
+        let mut app = app_with_rows();
+        let span = |wall_ns| crate::spans::SpanRecord {
+            trace_id: None,
+            span_id: wall_ns,
+            name: "GET /".into(),
+            pid: 1,
+            tid: 1,
+            start_unix_ns: 0,
+            wall_ns,
+            on_cpu_ns: wall_ns,
+            runq_wait_ns: 0,
+            iowait_ns: 0,
+            uninterruptible_ns: 0,
+            sleep_ns: 0,
+            unaccounted_ns: 0,
+            syscall_ns: 0,
+            top_syscalls: vec![],
+            migrations: 0,
+            voluntary_switches: 0,
+            involuntary_switches: 0,
+            verdict: "on-cpu",
+            blame: vec![],
+            moved_between_threads: false,
+            tid_end: 1,
+        };
+        app.add_spans((1..=600).map(span).collect());
+        assert_eq!(app.spans.len(), RECENT_SPANS);
+        assert_eq!(app.slowest_spans()[0].wall_ns, 600);
+        app.handle_action(Action::TogglePause);
+        app.add_spans(vec![span(10_000)]);
+        assert_eq!(app.slowest_spans()[0].wall_ns, 600, "paused");
     }
 
     #[test]

@@ -66,11 +66,15 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let mut targets = resolve_targets(kernel, &target)?;
     targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
     targets.options.block_io = true;
+    // With -p, request spans come along when the process has markers.
+    targets.options.spans = args.pid.map(|pid| crate::loader::SpanRequest { pid, required: false });
     let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    session.agg.keep_span_records = true;
 
     let view = args.pid.map_or(View::Processes, View::Detail);
     let interval = Duration::from_secs_f64(args.interval);
     let mut app = App::new(view, interval, !no_color());
+    app.spans_traced = session.probes.attached.spans;
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
     let mut inputs = spawn_input_reader();
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -122,6 +126,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                     session.probes.losses().runq_events,
                 );
                 app.update(model);
+                app.add_spans(session.agg.take_spans());
                 next_tick += app.interval;
                 dirty = true;
             }

@@ -19,6 +19,7 @@ const KEYS: &[(&str, &str)] = &[
     ("space", "pause the display (recording goes on)"),
     ("+ -", "longer/shorter interval"),
     ("w", "write the JSON report (as tracer record)"),
+    ("s", "slowest recent request spans (with -p PID)"),
     ("?", "this help"),
 ];
 

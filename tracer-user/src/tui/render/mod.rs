@@ -2,6 +2,7 @@
 mod detail;
 mod help;
 mod processes;
+mod spans;
 
 use ratatui::{
     Frame,
@@ -43,6 +44,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match app.view {
         View::Processes => processes::draw(frame, app, &theme),
         View::Detail(pid) => detail::draw(frame, app, pid, &theme),
+        View::Spans => spans::draw(frame, app, &theme),
     }
     if app.show_help {
         help::draw(frame, &theme);

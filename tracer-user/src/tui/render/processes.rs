@@ -98,7 +98,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         status.clone()
     } else {
         let filter = if app.filter.is_empty() { String::new() } else { format!("[/{}] ", app.filter) };
-        format!("{filter}q quit  / filter  space pause  +/- interval  </> sort  Enter detail  w write  ? help")
+        format!("{filter}q quit  / filter  space pause  +/- interval  </> sort  Enter detail  s spans  w write  ? help")
     };
     frame.render_widget(Paragraph::new(footer_text).style(theme.dim()), footer);
 }

@@ -1,0 +1,157 @@
+//! The slowest recent request spans: wall time, a bar of where it went,
+//! the verdict, and who held the CPU while it waited.
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout},
+    style::{Color, Style},
+    text::{Line, Span},
+    widgets::Paragraph,
+};
+
+use super::Theme;
+use crate::{spans::SpanRecord, text::duration, tui::app::App};
+
+/// (part, glyph, colour) in the order the bar draws them.
+const PARTS: [(&str, char, Color); 5] = [
+    ("on-cpu", '#', Color::Green),
+    ("runq", 'R', Color::Red),
+    ("iowait", 'I', Color::Yellow),
+    ("other D", 'D', Color::Magenta),
+    ("sleep", '.', Color::Blue),
+];
+
+fn part_values(span: &SpanRecord) -> [u64; 5] {
+    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.sleep_ns]
+}
+
+/// A bar of `width` cells split in proportion to the span's parts.
+fn bar<'a>(span: &SpanRecord, width: usize, theme: &Theme) -> Vec<Span<'a>> {
+    let values = part_values(span);
+    let total: u64 = values.iter().sum::<u64>().max(1);
+    let mut cells = Vec::new();
+    let mut used = 0;
+    for (i, ((_, glyph, color), value)) in PARTS.iter().zip(values).enumerate() {
+        let n = if i == PARTS.len() - 1 {
+            width - used
+        } else {
+            ((value as f64 / total as f64) * width as f64).round() as usize
+        }
+        .min(width - used);
+        used += n;
+        if n > 0 {
+            let style = if theme.color { Style::new().fg(*color) } else { Style::new() };
+            cells.push(Span::styled(glyph.to_string().repeat(n), style));
+        }
+    }
+    cells
+}
+
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
+    let [title, legend, list, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let mut heading = vec![Span::raw(format!("tracer  slowest of the last {} spans", app.spans.len()))];
+    if app.paused {
+        heading.push(Span::styled("  PAUSED", theme.warn()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(heading)), title);
+    let key: Vec<String> = PARTS.iter().map(|(name, glyph, _)| format!("{glyph} {name}")).collect();
+    frame.render_widget(Paragraph::new(format!("bar: {}", key.join("  "))).style(theme.dim()), legend);
+
+    let mut lines = Vec::new();
+    if !app.spans_traced {
+        lines.push(Line::from(
+            "No spans: open the live view on an instrumented process (tracer -p PID); see docs/spans.md.",
+        ));
+    }
+    let width = usize::from(list.width);
+    let bar_width = width.saturating_sub(62).clamp(10, 40);
+    for span in app.slowest_spans().into_iter().take(usize::from(list.height)) {
+        let mut cells = vec![Span::raw(format!(
+            "{:<16} {:>7} {:>9} ",
+            span.name.chars().take(16).collect::<String>(),
+            span.tid,
+            duration(span.wall_ns)
+        ))];
+        cells.push(Span::raw("|"));
+        cells.extend(bar(span, bar_width, theme));
+        cells.push(Span::raw("| "));
+        let verdict_style = if span.verdict == "cpu-contention" { theme.warn() } else { Style::new() };
+        cells.push(Span::styled(format!("{:<14}", span.verdict), verdict_style));
+        if let Some(top) = span.blame.iter().find(|h| h.pid != span.pid) {
+            cells.push(Span::raw(format!(" {} {}", top.comm, duration(top.ns))));
+        }
+        lines.push(Line::from(cells));
+    }
+    frame.render_widget(Paragraph::new(lines), list);
+    frame.render_widget(Paragraph::new("Esc back  space pause  w write  q quit").style(theme.dim()), footer);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{
+        spans::{Holder, SpanRecord},
+        tui::{
+            app::{App, View},
+            render::tests::render,
+        },
+    };
+
+    fn span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: &'static str) -> SpanRecord {
+        SpanRecord {
+            trace_id: None,
+            span_id: wall_ms,
+            name: "GET /cpu".into(),
+            pid: 100,
+            tid: 101,
+            start_unix_ns: 0,
+            wall_ns: wall_ms * 1_000_000,
+            on_cpu_ns: on_cpu_ms * 1_000_000,
+            runq_wait_ns: runq_ms * 1_000_000,
+            iowait_ns: 0,
+            uninterruptible_ns: 0,
+            sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * 1_000_000,
+            unaccounted_ns: 0,
+            syscall_ns: 0,
+            top_syscalls: vec![],
+            migrations: 0,
+            voluntary_switches: 0,
+            involuntary_switches: 0,
+            verdict,
+            blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * 1_000_000 }],
+            moved_between_threads: false,
+            tid_end: 101,
+        }
+    }
+
+    #[test]
+    fn slowest_spans_with_breakdown_bar_verdict_and_blame() {
+        let mut app = App::new(View::Spans, Duration::from_secs(1), false);
+        app.spans_traced = true;
+        app.add_spans(vec![span(20, 20, 0, "on-cpu"), span(80, 20, 60, "cpu-contention")]);
+        let lines = render(&app, 120, 12);
+        assert!(lines[0].starts_with("tracer  slowest of the last 2 spans"), "{}", lines[0]);
+        let slowest = &lines[2];
+        assert!(slowest.starts_with("GET /cpu"), "{slowest}");
+        assert!(slowest.contains("80.0 ms") && slowest.contains("cpu-contention"), "{slowest}");
+        assert!(slowest.contains("load-gen 60.0 ms"), "{slowest}");
+        // 40 cells: a quarter on CPU, three quarters waiting for it.
+        let bar: String = slowest.split('|').nth(1).unwrap().to_owned();
+        assert_eq!(bar.chars().filter(|c| *c == '#').count(), 10, "{bar}");
+        assert_eq!(bar.chars().filter(|c| *c == 'R').count(), 30, "{bar}");
+        assert!(lines[3].contains("20.0 ms") && lines[3].contains("on-cpu"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn without_markers_the_view_says_how_to_get_spans() {
+        let app = App::new(View::Spans, Duration::from_secs(1), false);
+        let lines = render(&app, 100, 12);
+        assert!(lines[2].starts_with("No spans: open the live view on an instrumented process"), "{}", lines[2]);
+    }
+}
