@@ -189,6 +189,37 @@ impl SpansJson {
     }
 }
 
+/// A span for tests of what displays spans: `wall_ms` split into on-CPU,
+/// run-queue wait and sleep, with the run-queue wait blamed on "load-gen".
+#[cfg(test)]
+pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: &'static str) -> SpanRecord {
+    const MS: u64 = 1_000_000;
+    SpanRecord {
+        trace_id: None,
+        span_id: wall_ms,
+        name: "GET /cpu".into(),
+        pid: 100,
+        tid: 101,
+        start_unix_ns: 0,
+        wall_ns: wall_ms * MS,
+        on_cpu_ns: on_cpu_ms * MS,
+        runq_wait_ns: runq_ms * MS,
+        iowait_ns: 0,
+        uninterruptible_ns: 0,
+        sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * MS,
+        unaccounted_ns: 0,
+        syscall_ns: 0,
+        top_syscalls: vec![],
+        migrations: 0,
+        voluntary_switches: 0,
+        involuntary_switches: 0,
+        verdict,
+        blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * MS }],
+        moved_between_threads: false,
+        tid_end: 101,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tracer_common::{ThreadTotals, TopEntry};

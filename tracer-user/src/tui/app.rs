@@ -493,36 +493,13 @@ mod tests {
     #[test]
     fn recent_spans_are_bounded_and_sorted_slowest_first() {
         let mut app = app_with_rows();
-        let span = |wall_ns| crate::spans::SpanRecord {
-            trace_id: None,
-            span_id: wall_ns,
-            name: "GET /".into(),
-            pid: 1,
-            tid: 1,
-            start_unix_ns: 0,
-            wall_ns,
-            on_cpu_ns: wall_ns,
-            runq_wait_ns: 0,
-            iowait_ns: 0,
-            uninterruptible_ns: 0,
-            sleep_ns: 0,
-            unaccounted_ns: 0,
-            syscall_ns: 0,
-            top_syscalls: vec![],
-            migrations: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            verdict: "on-cpu",
-            blame: vec![],
-            moved_between_threads: false,
-            tid_end: 1,
-        };
+        let span = |wall_ms| crate::spans::test_span(wall_ms, wall_ms, 0, "on-cpu");
         app.add_spans((1..=600).map(span).collect());
         assert_eq!(app.spans.len(), RECENT_SPANS);
-        assert_eq!(app.slowest_spans()[0].wall_ns, 600);
+        assert_eq!(app.slowest_spans()[0].wall_ns, 600_000_000);
         app.handle_action(Action::TogglePause);
         app.add_spans(vec![span(10_000)]);
-        assert_eq!(app.slowest_spans()[0].wall_ns, 600, "paused");
+        assert_eq!(app.slowest_spans()[0].wall_ns, 600_000_000, "paused");
     }
 
     #[test]

@@ -96,39 +96,12 @@ mod tests {
     use std::time::Duration;
 
     use crate::{
-        spans::{Holder, SpanRecord},
+        spans::test_span as span,
         tui::{
             app::{App, View},
             render::tests::render,
         },
     };
-
-    fn span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: &'static str) -> SpanRecord {
-        SpanRecord {
-            trace_id: None,
-            span_id: wall_ms,
-            name: "GET /cpu".into(),
-            pid: 100,
-            tid: 101,
-            start_unix_ns: 0,
-            wall_ns: wall_ms * 1_000_000,
-            on_cpu_ns: on_cpu_ms * 1_000_000,
-            runq_wait_ns: runq_ms * 1_000_000,
-            iowait_ns: 0,
-            uninterruptible_ns: 0,
-            sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * 1_000_000,
-            unaccounted_ns: 0,
-            syscall_ns: 0,
-            top_syscalls: vec![],
-            migrations: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            verdict,
-            blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * 1_000_000 }],
-            moved_between_threads: false,
-            tid_end: 101,
-        }
-    }
 
     #[test]
     fn slowest_spans_with_breakdown_bar_verdict_and_blame() {
