@@ -27,6 +27,11 @@ pub struct Plan {
     pub interval: Option<Duration>,
     pub intervals: Option<u64>,
     pub duration: Option<Duration>,
+    /// At each interval only drain the streamed events, without re-reading
+    /// the thread table and kernel statistics (for commands that only
+    /// stream, so the tracer takes as little CPU as possible from the
+    /// traced process).
+    pub drain_only: bool,
 }
 
 pub struct Session {
@@ -101,7 +106,9 @@ impl Session {
                     if let (Some(at), Some(every)) = (next_interval, plan.interval)
                         && now >= at
                     {
-                        self.sync();
+                        if !plan.drain_only {
+                            self.sync();
+                        }
                         on_interval(self);
                         intervals_done += 1;
                         next_interval = Some(at + every);

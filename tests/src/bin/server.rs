@@ -7,8 +7,8 @@
 //!
 //! GET /cpu?ms=N   burn N ms of CPU time
 //! GET /sleep?ms=N sleep N ms
-//! GET /io         rewrite 2 MiB of a preallocated file in DIR with O_DIRECT
-//!                 (8 writes of 256 KiB), then fsync
+//! GET /io         rewrite 32 MiB of a preallocated file in DIR with O_DIRECT
+//!                 (128 writes of 256 KiB), then fsync
 //! GET /plain      answer at once
 //! GET /moved      a span begun on this thread and ended on another
 //! GET /anomalies  marker misuse: an end without a begin, a begin twice,
@@ -37,7 +37,7 @@ fn burn(ms: u64) {
 }
 
 const IO_CHUNK: usize = 256 << 10;
-const IO_CHUNKS: usize = 8;
+const IO_CHUNKS: usize = 128;
 
 /// The file `/io` rewrites: created and fully allocated at start-up, so a
 /// request spends its time waiting for the device, not allocating blocks.

@@ -203,6 +203,7 @@ async fn run_live(
         interval: output.interval.map(Duration::from_secs),
         intervals: output.count,
         duration: None,
+        drain_only: false,
     };
     let mut intervals = Intervals::default();
     let timestamp = output.timestamp;

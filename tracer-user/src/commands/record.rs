@@ -33,6 +33,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         interval: Some(Duration::from_secs(1)),
         intervals: None,
         duration: args.duration,
+        drain_only: false,
     };
     let started = std::time::Instant::now();
     let mut last_expiry = std::time::Instant::now();

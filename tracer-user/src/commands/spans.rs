@@ -43,6 +43,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         interval: Some(Duration::from_millis(200)),
         intervals: None,
         duration: args.duration,
+        drain_only: true,
     };
     let mut last_expiry = std::time::Instant::now();
     let mut written = 0u64;
