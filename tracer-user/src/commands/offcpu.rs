@@ -88,6 +88,10 @@ fn table(out: &mut String, totals: &Totals, episodes: &OffCpuHistograms) {
     row(out, "iowait", totals.off_cpu.iowait_ns, Some(&episodes.iowait));
     row(out, "other uninterruptible", other_d, Some(&episodes.other_uninterruptible));
     row(out, "sleep", totals.off_cpu.sleep_ns, Some(&episodes.sleep));
+    if totals.unaccounted_ns > 0 {
+        // Switch-ins the kernel's tracepoints did not report (docs/spans.md).
+        row(out, "unaccounted", totals.unaccounted_ns, None);
+    }
     if totals.syscalls > 0 {
         let _ = writeln!(out, "  (in syscalls: {} over {} calls)", duration(totals.syscall_ns), totals.syscalls);
     }
