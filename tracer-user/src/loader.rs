@@ -323,7 +323,7 @@ impl Probes {
             }
             ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets(syscalls)?, None),
         };
-        let block = if options.block_io { Some(block_offsets()?) } else { None };
+        let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
         let span_config = SpanConfig { enabled: u32::from(options.spans.is_some()), _pad: 0 };
         let mut ebpf = EbpfLoader::new()
@@ -347,33 +347,34 @@ impl Probes {
             (programs::BTF_SYS_ENTER, programs::TP_SYS_ENTER, "raw_syscalls", "sys_enter"),
             (programs::BTF_SYS_EXIT, programs::TP_SYS_EXIT, "raw_syscalls", "sys_exit"),
         ];
-        let mut wanted: Vec<_> = sched.to_vec();
-        if syscalls {
-            wanted.extend(syscall_programs);
+        let attach = |ebpf: &mut Ebpf, (btf_name, tp_name, category, event): (&str, &str, &str, &str)| match mode {
+            ProbeMode::Btf => attach_btf(ebpf, btf_name, event, btf.as_ref().expect("loaded above for BTF mode")),
+            ProbeMode::Tracepoint => attach_tracepoint(ebpf, tp_name, category, event),
+        };
+        // The scheduler probes are the tool; the others add detail, and a
+        // kernel that refuses one of them gets a warning, not an abort.
+        for program in sched {
+            attach(&mut ebpf, program)?;
         }
-        for (btf_name, tp_name, category, event) in wanted {
-            match mode {
-                ProbeMode::Btf => {
-                    let btf = btf.as_ref().expect("loaded above for BTF mode");
-                    attach_btf(&mut ebpf, btf_name, event, btf)?;
+        let syscalls = syscalls
+            && optional("syscall tracing", syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))).is_some();
+        let block_io = block.is_some()
+            && optional("block I/O tracing", (|| {
+                let block_programs = [
+                    (programs::TP_BLOCK_RQ_INSERT, "block_rq_insert"),
+                    (programs::TP_BLOCK_RQ_ISSUE, "block_rq_issue"),
+                    (programs::TP_BLOCK_RQ_COMPLETE, "block_rq_complete"),
+                ];
+                for (name, event) in block_programs {
+                    attach_tracepoint(&mut ebpf, name, "block", event)?;
                 }
-                ProbeMode::Tracepoint => attach_tracepoint(&mut ebpf, tp_name, category, event)?,
-            }
-        }
-        if options.block_io {
-            let block_programs = [
-                (programs::TP_BLOCK_RQ_INSERT, "block_rq_insert"),
-                (programs::TP_BLOCK_RQ_ISSUE, "block_rq_issue"),
-                (programs::TP_BLOCK_RQ_COMPLETE, "block_rq_complete"),
-            ];
-            for (name, event) in block_programs {
-                attach_tracepoint(&mut ebpf, name, "block", event)?;
-            }
-            // Linux 6.5+: names the submitter even when a kworker issues.
-            if Format::read("block", "block_io_start").is_ok() {
-                attach_tracepoint(&mut ebpf, programs::TP_BLOCK_IO_START, "block", "block_io_start")?;
-            }
-        }
+                // Linux 6.5+: names the submitter even when a kworker issues.
+                if Format::read("block", "block_io_start").is_ok() {
+                    attach_tracepoint(&mut ebpf, programs::TP_BLOCK_IO_START, "block", "block_io_start")?;
+                }
+                Ok(())
+            })())
+            .is_some();
 
         let mut spans_attached = false;
         if let Some(request) = options.spans {
@@ -397,7 +398,7 @@ impl Probes {
             block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
             _ebpf: ebpf,
             mode,
-            attached: Attached { syscalls, block_io: options.block_io, spans: spans_attached },
+            attached: Attached { syscalls, block_io, spans: spans_attached },
             syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
         };
         if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
@@ -563,6 +564,14 @@ where
     M::try_from(map).map_err(|e| LoadError::Load(format!("map {name}: {}", error_chain(&e))))
 }
 
+/// The result of an optional step (syscall or block I/O probes); on
+/// failure, says on stderr what the run goes on without.
+fn optional<T>(what: &str, result: Result<T, LoadError>) -> Option<T> {
+    result
+        .map_err(|err| eprintln!("tracer: warning: {err}; continuing without {what}"))
+        .ok()
+}
+
 fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
     map: &PerCpuHashMap<MapData, K, V>,
     sum: impl Fn(&aya::maps::PerCpuValues<V>) -> S,
@@ -646,4 +655,16 @@ fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> 
         }
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_probes_degrade_instead_of_failing_the_run() {
+        assert_eq!(optional("x", Ok::<u32, LoadError>(7)), Some(7));
+        let refused = Err::<(), _>(LoadError::Load("tracepoint block:block_rq_issue refused".into()));
+        assert_eq!(optional("block I/O tracing", refused), None);
+    }
 }
