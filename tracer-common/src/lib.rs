@@ -85,9 +85,10 @@ pub const COUNTER_SPAN_END_UNMATCHED: u32 = 5;
 pub const COUNTER_SPAN_BEGIN_DUPLICATE: u32 = 6;
 /// A span was lost: the open-span table or the span ring buffer was full.
 pub const COUNTER_LOST_SPANS: u32 = 7;
-/// A thread was switched out while its entry said it was off the CPU: its
-/// switch-in was not seen, so the time since its last known transition is
-/// counted as `unaccounted_ns`, not guessed.
+/// A thread was switched out while its entry said it was off the CPU, or
+/// switched in while it said it was on one: the kernel did not emit the
+/// transition in between, so the time since the last known one is counted
+/// as `unaccounted_ns`, not guessed.
 pub const COUNTER_ACCOUNTING_GAPS: u32 = 8;
 pub const COUNTER_COUNT: u32 = 12;
 

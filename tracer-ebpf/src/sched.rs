@@ -260,6 +260,14 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
 #[inline(always)]
 pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waited> {
     let mut waited = None;
+    if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
+        // The mirror of the gap in on_switch_out: no switch-out was emitted
+        // since it last got a CPU, so where that time went is unknown.
+        stats.totals.unaccounted_ns += now - stats.on_cpu_since_ns;
+        stats.runnable_since_ns = 0;
+        stats.off_cpu_since_ns = 0;
+        count(COUNTER_ACCOUNTING_GAPS);
+    }
     if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
         stats.totals.runq_wait_ns += wait;
