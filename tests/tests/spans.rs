@@ -35,13 +35,18 @@ impl Server {
 
     /// GET `path`; returns the client-measured latency.
     fn get(&self, path: &str) -> Duration {
+        self.get_with_headers(path).0
+    }
+
+    /// GET `path`; returns the client-measured latency and the response.
+    fn get_with_headers(&self, path: &str) -> (Duration, String) {
         let started = Instant::now();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        started.elapsed()
+        (started.elapsed(), response)
     }
 }
 
@@ -67,25 +72,19 @@ fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<Val
 }
 
 fn parts(span: &Value) -> u64 {
-    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns", "unaccounted_ns"]
+    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"]
         .iter()
         .map(|f| u(&span[*f]))
         .sum()
 }
 
-/// The parts, including any time reported as unaccounted, sum to the wall
-/// time within 1%.
+/// The five parts sum to the wall time within 1%, also for spans during
+/// which the kernel did not report one of the thread's switches (filled
+/// from its own counters, so `unaccounted_ns` stays under 1%).
 fn assert_parts_sum_to_wall(span: &Value) {
     let wall = u(&span["wall_ns"]);
     let sum = parts(span);
     assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span}");
-}
-
-/// Spans with more than 1% of their time unaccounted (a switch-in the
-/// probes missed; see docs/spans.md) are the exception.
-fn assert_mostly_accounted(spans: &[&Value]) {
-    let gaps = spans.iter().filter(|s| u(&s["unaccounted_ns"]) as f64 > 0.01 * u(&s["wall_ns"]) as f64).count();
-    assert!(gaps * 2 < spans.len(), "{gaps} of {} spans with unaccounted time", spans.len());
 }
 
 fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
@@ -117,12 +116,10 @@ fn spans_alone_have_the_verdict_of_their_work() {
     }
     let cpu = named(&spans, "GET /cpu");
     assert_eq!(cpu.len(), 5);
-    assert_mostly_accounted(&cpu);
     for (span, client) in cpu.iter().zip(&client_cpu) {
         assert_eq!(span["verdict"], "on-cpu", "{span}");
         let wall = u(&span["wall_ns"]);
-        let known = wall - u(&span["unaccounted_ns"]);
-        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * known as f64, "{span}");
+        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * wall as f64, "{span}");
         assert!(wall >= 30_000_000, "30 ms of CPU: {span}");
         let client = client.as_nanos() as u64;
         assert!(wall <= client && client - wall < 20_000_000, "server {wall} ns within client {client} ns");
@@ -137,6 +134,54 @@ fn spans_alone_have_the_verdict_of_their_work() {
         let names: Vec<&str> = span["top_syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"fsync") || names.contains(&"pwrite64"), "{span}");
     }
+}
+
+fn header(response: &str, name: &str) -> u64 {
+    let prefix = format!("{name}: ");
+    response.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).expect(name)
+}
+
+/// Many short spans of a syscall-heavy CPU loop, some preempted by a busy
+/// neighbour: now and then the kernel does not report one of the thread's
+/// switches (docs/spans.md). Every span must still add up, and its on-CPU
+/// time must agree with the kernel's own clock for the thread.
+#[test]
+fn every_span_agrees_with_the_threads_own_cpu_clock() {
+    if !bpf_available("every_span_agrees_with_the_threads_own_cpu_clock") {
+        return;
+    }
+    let server = Server::start(Some(0));
+    let neighbour = Load::start(&["spin", "1", "0"]);
+    let mut cpu_by_span = std::collections::HashMap::new();
+    let mut request = |path: &str| {
+        let (_, response) = server.get_with_headers(path);
+        cpu_by_span.insert(header(&response, "X-Span-Id"), header(&response, "X-Thread-Cpu-Ns"));
+    };
+    let (spans, stderr) = spans_around(&server, &[], || {
+        for _ in 0..300 {
+            request("/cpu?ms=2");
+        }
+        drop(neighbour);
+        // Longer spans alone: where the unreported switches showed up most.
+        for _ in 0..100 {
+            request("/cpu?ms=20");
+        }
+    });
+    eprintln!("{}", stderr.join("\n"));
+    assert_eq!(spans.len(), 400);
+    let mut preempted = 0;
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        let kernel = cpu_by_span[&u(&span["span_id"])];
+        let traced = u(&span["on_cpu_ns"]);
+        // The server reads its clock just inside the markers.
+        assert!(
+            traced >= kernel && traced - kernel <= 50_000 + kernel / 50,
+            "span on-CPU {traced} ns, thread clock {kernel} ns: {span}"
+        );
+        preempted += u64::from(u(&span["involuntary_switches"]) > 0);
+    }
+    assert!(preempted > 10, "the neighbour preempted only {preempted} spans");
 }
 
 #[test]
@@ -155,12 +200,11 @@ fn busy_neighbours_make_spans_cpu_contention_and_are_blamed() {
     drop(busy);
     let cpu = named(&spans, "GET /cpu");
     assert_eq!(cpu.len(), 5, "{spans:?}");
-    assert_mostly_accounted(&cpu);
     for span in cpu {
         assert_parts_sum_to_wall(span);
         assert_eq!(span["verdict"], "cpu-contention", "{span}");
-        let (known, runq) = (u(&span["wall_ns"]) - u(&span["unaccounted_ns"]), u(&span["runq_wait_ns"]));
-        assert!(runq * 2 >= known, "runq {runq} of {known} ns accounted for");
+        let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
+        assert!(runq * 2 >= wall, "runq {runq} of {wall} ns");
         let blamed_on_busy: u64 = span["blame"]
             .as_array()
             .unwrap()

@@ -87,8 +87,9 @@ pub const COUNTER_SPAN_BEGIN_DUPLICATE: u32 = 6;
 pub const COUNTER_LOST_SPANS: u32 = 7;
 /// A thread was switched out while its entry said it was off the CPU, or
 /// switched in while it said it was on one: the kernel did not emit the
-/// transition in between, so the time since the last known one is counted
-/// as `unaccounted_ns`, not guessed.
+/// transition in between. The period is split with the kernel's own
+/// counters ([`KernelSchedCounters`]) when BTF gives their offsets;
+/// otherwise, and for what they cannot place, it is `unaccounted_ns`.
 pub const COUNTER_ACCOUNTING_GAPS: u32 = 8;
 pub const COUNTER_COUNT: u32 = 12;
 
@@ -163,6 +164,21 @@ pub struct TaskOffsets {
     /// (0: unknown, so I/O waits count as plain uninterruptible waits).
     pub task_in_iowait_byte: u32,
     pub task_in_iowait_mask: u32,
+    /// The kernel's own per-task scheduler counters (0: not available, and
+    /// periods the sched tracepoints miss stay unaccounted):
+    /// `task_struct.se.sum_exec_runtime`, `.sched_info.run_delay`,
+    /// `.sched_info.pcount` and `.sched_info.last_arrival`.
+    pub task_sum_exec_runtime: u32,
+    pub task_run_delay: u32,
+    pub task_pcount: u32,
+    pub task_last_arrival: u32,
+    /// `task_struct.on_cpu` (0: unknown), and the byte and mask of the
+    /// `sched_contributes_to_load` bit (set when it blocked uninterruptibly):
+    /// at a wakeup they tell that, and how, a thread left the CPU when that
+    /// switch was not reported.
+    pub task_on_cpu: u32,
+    pub task_contributes_byte: u32,
+    pub task_contributes_mask: u32,
 }
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
@@ -342,6 +358,8 @@ pub const OFF_CPU_IOWAIT: u32 = 4;
 pub const THREAD_DEAD: u32 = 1 << 0;
 /// `ThreadStats::flags`: a span is open on this thread (`span_id`).
 pub const THREAD_IN_SPAN: u32 = 1 << 1;
+/// `ThreadStats::kernel` holds a sample of the kernel's counters.
+pub const THREAD_KERNEL_SAMPLED: u32 = 1 << 2;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 
@@ -452,8 +470,9 @@ pub struct ThreadTotals {
     pub syscalls: u64,
     /// Times the thread was switched in on a different CPU than last time.
     pub migrations: u64,
-    /// Time in an unknown state: from the last transition seen to a
-    /// switch-out whose switch-in was not seen (see `COUNTER_ACCOUNTING_GAPS`).
+    /// Time in an unknown state: the part of a period the sched tracepoints
+    /// did not report that the kernel's counters could not place either
+    /// (see `COUNTER_ACCOUNTING_GAPS`).
     pub unaccounted_ns: u64,
 }
 
@@ -506,6 +525,25 @@ pub struct ThreadStats {
     /// The span open on this thread (valid with `THREAD_IN_SPAN`).
     pub span_id: u64,
     pub totals: ThreadTotals,
+    /// The kernel's counters when `totals` last agreed with them (at the
+    /// last switch-out; valid with `THREAD_KERNEL_SAMPLED`).
+    pub kernel: KernelSchedCounters,
+}
+
+/// A task's own scheduler accounting, the numbers behind
+/// `/proc/<pid>/task/<tid>/schedstat`. The sched tracepoints occasionally do
+/// not report a switch (see `COUNTER_ACCOUNTING_GAPS`); the difference of two
+/// samples of these says how much of the unreported period was on a CPU and
+/// how much waiting for one.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelSchedCounters {
+    /// `se.sum_exec_runtime`: time on a CPU.
+    pub exec_ns: u64,
+    /// `sched_info.run_delay`: time runnable, waiting for a CPU.
+    pub run_delay_ns: u64,
+    /// `sched_info.pcount`: times it got a CPU.
+    pub runs: u64,
 }
 
 /// Final totals of a thread, sent when it leaves the CPU for the last time;
@@ -540,7 +578,7 @@ pub struct RunqEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
-    assert!(size_of::<TaskOffsets>() == 12 * 4);
+    assert!(size_of::<TaskOffsets>() == 19 * 4);
     assert!(size_of::<TracepointOffsets>() == 8 * 4);
     assert!(size_of::<BlockOffsets>() == 6 * 4);
     assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
@@ -548,7 +586,9 @@ const _: () = {
     assert!(
         size_of::<ThreadStats>()
             == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
+                + size_of::<KernelSchedCounters>()
     );
+    assert!(size_of::<KernelSchedCounters>() == 3 * 8);
     assert!(size_of::<SpanConfig>() == 8);
     assert!(size_of::<SpanKey>() == 16);
     assert!(size_of::<TopEntry>() == 16);
@@ -575,6 +615,7 @@ mod pod {
     unsafe impl aya::Pod for TracepointOffsets {}
     unsafe impl aya::Pod for ThreadTotals {}
     unsafe impl aya::Pod for ThreadStats {}
+    unsafe impl aya::Pod for KernelSchedCounters {}
     unsafe impl aya::Pod for ThreadExit {}
     unsafe impl aya::Pod for RunqEvent {}
     unsafe impl aya::Pod for BlockOffsets {}

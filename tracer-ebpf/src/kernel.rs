@@ -2,13 +2,13 @@
 //! programs is here, in small helpers named after what they read.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf,
     },
     programs::TracePointContext,
 };
 use tracer_common::{
-    BlockOffsets, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
+    BlockOffsets, KernelSchedCounters, OFF_CPU_IOWAIT, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
     SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
@@ -40,6 +40,13 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     cgroup_ancestry: 0,
     task_in_iowait_byte: 0,
     task_in_iowait_mask: 0,
+    task_sum_exec_runtime: 0,
+    task_run_delay: 0,
+    task_pcount: 0,
+    task_last_arrival: 0,
+    task_on_cpu: 0,
+    task_contributes_byte: 0,
+    task_contributes_mask: 0,
 };
 
 /// Set by the loader from tracefs format files.
@@ -167,6 +174,54 @@ impl TaskPtr {
                 .is_some_and(|byte| u32::from(byte) & mask != 0)
     }
 
+    /// The task's own scheduler counters; `None` without their offsets.
+    /// `exec_ns` of a task that is running lags by up to a tick.
+    pub fn sched_counters(self) -> Option<KernelSchedCounters> {
+        let exec = global!(TASK_OFFSETS.task_sum_exec_runtime);
+        if exec == 0 {
+            return None;
+        }
+        Some(KernelSchedCounters {
+            exec_ns: read_at(self.0, exec)?,
+            run_delay_ns: read_at(self.0, global!(TASK_OFFSETS.task_run_delay))?,
+            runs: read_at(self.0, global!(TASK_OFFSETS.task_pcount))?,
+        })
+    }
+
+    /// When the task last got a CPU (`sched_info.last_arrival`), in the
+    /// scheduler's clock, not `bpf_ktime_get_ns`'s (see `clock_offset`).
+    pub fn last_arrival(self) -> Option<u64> {
+        match global!(TASK_OFFSETS.task_last_arrival) {
+            0 => None,
+            offset => read_at(self.0, offset),
+        }
+    }
+
+    /// Whether the task is off every CPU (`task_struct.on_cpu == 0`);
+    /// `None` when unknown.
+    pub fn off_cpu(self) -> Option<bool> {
+        match global!(TASK_OFFSETS.task_on_cpu) {
+            0 => None,
+            offset => read_at::<i32>(self.0, offset).map(|on_cpu| on_cpu == 0),
+        }
+    }
+
+    /// How a task that is being woken had blocked, from what the scheduler
+    /// recorded when it went to sleep: one of the `OFF_CPU_*` states.
+    pub fn blocked_state(self) -> u32 {
+        let mask = global!(TASK_OFFSETS.task_contributes_mask);
+        let uninterruptible = mask != 0
+            && read_at::<u8>(self.0, global!(TASK_OFFSETS.task_contributes_byte))
+                .is_some_and(|byte| u32::from(byte) & mask != 0);
+        if self.in_iowait() {
+            OFF_CPU_IOWAIT
+        } else if uninterruptible {
+            OFF_CPU_UNINTERRUPTIBLE
+        } else {
+            OFF_CPU_SLEEP
+        }
+    }
+
     pub fn comm(self) -> [u8; TASK_COMM_LEN] {
         let mut comm = [0u8; TASK_COMM_LEN];
         let offset = global!(TASK_OFFSETS.task_comm) as usize;
@@ -205,6 +260,12 @@ impl TaskPtr {
 fn cgroup_id(cgroup: *const u8) -> Option<u64> {
     let kn = read_at::<*const u8>(cgroup, global!(TASK_OFFSETS.cgroup_kn))?;
     read_at::<u64>(kn, global!(TASK_OFFSETS.kernfs_node_id))
+}
+
+/// The task running this program.
+pub fn current_task() -> TaskPtr {
+    // SAFETY: helper call without arguments.
+    TaskPtr(unsafe { bpf_get_current_task() } as *const u8)
 }
 
 pub fn now_ns() -> u64 {

@@ -49,6 +49,12 @@ pub static SPAN_SCRATCH: PerCpuArray<SpanState> = PerCpuArray::with_max_entries(
 #[map]
 pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU: `bpf_ktime_get_ns()` minus the scheduler clock (wrapping),
+/// learned at each switch-out whose switch-in was seen. Converts a task's
+/// `sched_info.last_arrival` into our timestamps.
+#[map]
+pub static CLOCK_OFFSETS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 

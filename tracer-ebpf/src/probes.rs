@@ -37,7 +37,8 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
             if out.dead {
                 stats.comm = prev.comm();
             }
-            sched::on_switch_out(prev_tid, stats, out, now);
+            sched::learn_clock_offset(stats, prev);
+            sched::on_switch_out(prev_tid, stats, out, now, prev.sched_counters());
         }
     }
 
@@ -51,7 +52,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+        if let Some(waited) = sched::on_switch_in(stats, now, cpu, next.sched_counters()) {
             spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
@@ -82,7 +83,7 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
-        sched::on_wakeup(stats, now_ns());
+        sched::on_wakeup(stats, now_ns(), Some(task));
     }
     0
 }
@@ -121,7 +122,7 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
             if out.dead {
                 stats.comm = current_comm();
             }
-            sched::on_switch_out(prev_tid, stats, out, now);
+            sched::on_switch_out(prev_tid, stats, out, now, None);
         }
     }
 
@@ -136,7 +137,7 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     };
     if let Some(stats) = stats {
         let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(stats, now, cpu) {
+        if let Some(waited) = sched::on_switch_in(stats, now, cpu, None) {
             spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }
@@ -166,7 +167,7 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(tid, 0, || read_comm(ctx, offsets.wakeup_comm))
     };
     if let Some(stats) = stats {
-        sched::on_wakeup(stats, now_ns());
+        sched::on_wakeup(stats, now_ns(), None);
     }
     0
 }

@@ -8,12 +8,13 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
-    COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
+    KernelSchedCounters, THREAD_KERNEL_SAMPLED, COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
     CPU_UNKNOWN, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
     RunqEvent, TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
 };
 
-use crate::maps::{EXITS, RUNQ_EVENTS, THREADS, count};
+use crate::kernel::TaskPtr;
+use crate::maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count};
 
 /// How a thread left the CPU.
 #[derive(Clone, Copy)]
@@ -118,6 +119,7 @@ pub fn lookup_or_track(
             migrations: 0,
             unaccounted_ns: 0,
         },
+        kernel: KernelSchedCounters { exec_ns: 0, run_delay_ns: 0, runs: 0 },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
     if let Err(err) = THREADS.insert(tid, fresh, BPF_NOEXIST as u64)
@@ -137,25 +139,107 @@ fn close_blocked(stats: &mut ThreadStats, now: u64) {
     stats.last_blocked_state = OFF_CPU_NONE;
     if stats.off_cpu_since_ns != 0 && now > stats.off_cpu_since_ns {
         let blocked = now - stats.off_cpu_since_ns;
-        let state = stats.off_cpu_state;
-        if state == OFF_CPU_UNINTERRUPTIBLE || state == OFF_CPU_IOWAIT {
-            stats.totals.uninterruptible_ns += blocked;
-            if state == OFF_CPU_IOWAIT {
-                stats.totals.iowait_ns += blocked;
-            }
-        } else if state == OFF_CPU_SLEEP {
-            stats.totals.sleep_ns += blocked;
-        }
+        credit_blocked(stats, blocked);
         stats.last_blocked_ns = blocked;
-        stats.last_blocked_state = state;
+        stats.last_blocked_state = stats.off_cpu_state;
     }
     stats.off_cpu_since_ns = 0;
 }
 
+#[inline(always)]
+fn credit_blocked(stats: &mut ThreadStats, blocked: u64) {
+    let state = stats.off_cpu_state;
+    if state == OFF_CPU_UNINTERRUPTIBLE || state == OFF_CPU_IOWAIT {
+        stats.totals.uninterruptible_ns += blocked;
+        if state == OFF_CPU_IOWAIT {
+            stats.totals.iowait_ns += blocked;
+        }
+    } else if state == OFF_CPU_SLEEP {
+        stats.totals.sleep_ns += blocked;
+    } else {
+        stats.totals.unaccounted_ns += blocked;
+    }
+}
+
+/// What the kernel's counters say happened since the last sample.
+#[inline(always)]
+fn counted_since(stats: &ThreadStats, kernel: Option<KernelSchedCounters>) -> Option<KernelSchedCounters> {
+    let kernel = kernel?;
+    if stats.flags & THREAD_KERNEL_SAMPLED == 0 {
+        return None;
+    }
+    Some(KernelSchedCounters {
+        exec_ns: kernel.exec_ns.saturating_sub(stats.kernel.exec_ns),
+        run_delay_ns: kernel.run_delay_ns.saturating_sub(stats.kernel.run_delay_ns),
+        runs: kernel.runs.saturating_sub(stats.kernel.runs),
+    })
+}
+
+#[inline(always)]
+fn remember_sample(stats: &mut ThreadStats, kernel: Option<KernelSchedCounters>) {
+    if let Some(kernel) = kernel {
+        stats.kernel = kernel;
+        stats.flags |= THREAD_KERNEL_SAMPLED;
+    }
+}
+
+/// The period from the thread's last known transition until `until`, whose
+/// switches the sched tracepoints did not report, split with the kernel's
+/// counters: `counted.exec_ns` on a CPU, `counted.run_delay_ns` waiting for
+/// one, the rest in the state it was last seen blocking in. Without the
+/// counters all of it is unaccounted. Returns the run-queue wait credited.
+#[inline(always)]
+fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) -> u64 {
+    let known = if stats.runnable_since_ns != 0 { stats.runnable_since_ns } else { stats.off_cpu_since_ns };
+    if known == 0 || until <= known {
+        return 0;
+    }
+    count(COUNTER_ACCOUNTING_GAPS);
+    let period = until - known;
+    let Some(counted) = counted else {
+        stats.totals.unaccounted_ns += period;
+        return 0;
+    };
+    // Both clocks tick at the same rate but are read at slightly different
+    // moments: never credit more than the period.
+    let ran = counted.exec_ns.min(period);
+    let waited = counted.run_delay_ns.min(period - ran);
+    stats.totals.on_cpu_ns += ran;
+    stats.totals.runq_wait_ns += waited;
+    stats.totals.runq_waits += counted.runs;
+    let rest = period - ran - waited;
+    if stats.runnable_since_ns == 0 {
+        credit_blocked(stats, rest);
+    } else {
+        stats.totals.unaccounted_ns += rest;
+    }
+    waited
+}
+
 /// The thread became runnable: its run-queue wait starts now, unless it is
 /// still on a CPU (woken before it managed to block) or already queued.
+/// `task` is the kernel's task when readable: if it says the thread is off
+/// every CPU while the entry says it is on one, its switch-out was not
+/// reported; the counters say how long it ran, and the kernel's record of
+/// how it blocked gives the state of the rest.
 #[inline(always)]
-pub fn on_wakeup(stats: &mut ThreadStats, now: u64) {
+pub fn on_wakeup(stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
+    if stats.on_cpu_since_ns != 0
+        && now > stats.on_cpu_since_ns
+        && let Some(task) = task
+        && task.off_cpu() == Some(true)
+    {
+        let kernel = task.sched_counters();
+        let period = now - stats.on_cpu_since_ns;
+        let ran = counted_since(stats, kernel).map_or(0, |counted| counted.exec_ns.min(period));
+        stats.totals.on_cpu_ns += ran;
+        stats.totals.voluntary_switches += 1;
+        stats.off_cpu_since_ns = stats.on_cpu_since_ns + ran;
+        stats.off_cpu_state = task.blocked_state();
+        stats.on_cpu_since_ns = 0;
+        remember_sample(stats, kernel);
+        count(COUNTER_ACCOUNTING_GAPS);
+    }
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
         return;
     }
@@ -164,21 +248,18 @@ pub fn on_wakeup(stats: &mut ThreadStats, now: u64) {
     stats.runnable_since_ns = now;
 }
 
-/// The thread left the CPU.
+/// The thread left the CPU. `kernel` is its counters now, when readable.
 #[inline(always)]
-pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64) {
+pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64, kernel: Option<KernelSchedCounters>) {
     if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
-        // It ran, but its switch-in was not seen: the time since its last
-        // known transition is unknown, and said so rather than guessed.
-        let known = if stats.runnable_since_ns != 0 { stats.runnable_since_ns } else { stats.off_cpu_since_ns };
-        if known != 0 && now > known {
-            stats.totals.unaccounted_ns += now - known;
-            count(COUNTER_ACCOUNTING_GAPS);
-        }
+        // It ran, but its switch-in was not reported.
+        let counted = counted_since(stats, kernel);
+        fill_unreported(stats, now, counted);
     }
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         stats.totals.on_cpu_ns += now - stats.on_cpu_since_ns;
     }
+    remember_sample(stats, kernel);
     stats.on_cpu_since_ns = 0;
     stats.off_cpu_state = out.state;
     if out.state == OFF_CPU_PREEMPTED {
@@ -227,6 +308,51 @@ pub struct Waited {
     pub blocked_state: u32,
 }
 
+/// Called by a program running on behalf of the thread itself (a uprobe): if
+/// its switch-in was not reported, the entry still says it is off the CPU.
+/// The kernel knows when it got the CPU (`sched_info.last_arrival`); the
+/// period before that is filled from the counters as at a switch-out, and the
+/// current slice is counted from there on.
+#[inline(always)]
+pub fn catch_up_running(stats: &mut ThreadStats, task: TaskPtr, now: u64, cpu: u32) {
+    if stats.on_cpu_since_ns != 0 || stats.last_cpu == CPU_UNKNOWN {
+        return;
+    }
+    let (Some(kernel), Some(arrival), Some(offset)) = (task.sched_counters(), task.last_arrival(), clock_offset())
+    else {
+        return;
+    };
+    let arrived = arrival.wrapping_add(offset);
+    let arrived = if arrived > now { now } else { arrived };
+    // Only the wait is known up to the arrival: exec_ns already includes part
+    // of the running slice.
+    let counted = counted_since(stats, Some(kernel)).map(|counted| KernelSchedCounters { exec_ns: 0, ..counted });
+    fill_unreported(stats, arrived, counted);
+    stats.runnable_since_ns = 0;
+    stats.off_cpu_since_ns = 0;
+    stats.off_cpu_state = OFF_CPU_NONE;
+    stats.on_cpu_since_ns = arrived;
+    stats.last_cpu = cpu;
+}
+
+/// Learns this CPU's scheduler-clock offset from a thread whose switch-in was
+/// seen: `on_cpu_since_ns` and `sched_info.last_arrival` mark the same switch.
+#[inline(always)]
+pub fn learn_clock_offset(stats: &ThreadStats, task: TaskPtr) {
+    if stats.on_cpu_since_ns == 0 {
+        return;
+    }
+    let (Some(arrival), Some(slot)) = (task.last_arrival(), CLOCK_OFFSETS.get_ptr_mut(0)) else { return };
+    // SAFETY: this CPU's slot, written from sched_switch on this CPU only.
+    unsafe { *slot = stats.on_cpu_since_ns.wrapping_sub(arrival) };
+}
+
+fn clock_offset() -> Option<u64> {
+    // SAFETY: this CPU's slot; a torn read is impossible for an aligned u64.
+    let offset = unsafe { *CLOCK_OFFSETS.get_ptr(0)? };
+    (offset != 0).then_some(offset)
+}
+
 /// The running thread's own totals as of now, counting the on-CPU time of
 /// the slice it is running, read consistently: uprobe
 /// programs can be preempted, and the thread's own switch-out and
@@ -257,13 +383,18 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
 }
 
 /// The thread got a CPU. Returns the run-queue wait that just ended.
+/// `kernel` is its counters now (exact: it is not running yet).
 #[inline(always)]
-pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waited> {
+pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, kernel: Option<KernelSchedCounters>) -> Option<Waited> {
     let mut waited = None;
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
-        // The mirror of the gap in on_switch_out: no switch-out was emitted
-        // since it last got a CPU, so where that time went is unknown.
-        stats.totals.unaccounted_ns += now - stats.on_cpu_since_ns;
+        // The mirror of the gap in on_switch_out: no switch-out was reported
+        // since it last got a CPU. The counters say how long it ran; how it
+        // left and how long it then blocked or waited is unknown.
+        let period = now - stats.on_cpu_since_ns;
+        let ran = counted_since(stats, kernel).map_or(0, |counted| counted.exec_ns.min(period));
+        stats.totals.on_cpu_ns += ran;
+        stats.totals.unaccounted_ns += period - ran;
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = 0;
         count(COUNTER_ACCOUNTING_GAPS);
@@ -291,6 +422,7 @@ pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32) -> Option<Waite
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.on_cpu_since_ns = now;
+    remember_sample(stats, kernel);
     if stats.last_cpu != CPU_UNKNOWN && stats.last_cpu != cpu {
         stats.totals.migrations += 1;
     }

@@ -16,7 +16,7 @@ use tracer_common::{
 
 use crate::{
     filter,
-    kernel::{current_comm, now_ns},
+    kernel::{current_comm, current_task, now_ns, this_cpu},
     maps::{CPU_SLICES, SPAN_EVENTS, SPAN_SCRATCH, SPANS, count},
     sched,
 };
@@ -52,6 +52,7 @@ fn begin(span_id: u64, name: *const u8) {
     let Some(state) = SPAN_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let state = unsafe { &mut *state };
+    sched::catch_up_running(stats, current_task(), now_ns(), this_cpu());
     let (base, now) = sched::own_totals_now(stats);
     state.tid = tid;
     state._pad = 0;
@@ -89,9 +90,12 @@ fn end(span_id: u64) {
     };
     // SAFETY: a map value, read before the entry is deleted below.
     let state = unsafe { &*state };
-    let stats = sched::lookup(tid);
-    let (totals, now) = match &stats {
-        Some(stats) => sched::own_totals_now(stats),
+    let mut stats = sched::lookup(tid);
+    let (totals, now) = match stats {
+        Some(ref mut stats) => {
+            sched::catch_up_running(stats, current_task(), now_ns(), this_cpu());
+            sched::own_totals_now(stats)
+        }
         None => (ThreadTotals::default(), now_ns()),
     };
     match SPAN_EVENTS.reserve::<SpanEvent>(0) {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tracer_common::{
-    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
+    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, THREAD_KERNEL_SAMPLED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
     ThreadExit, ThreadStats, ThreadTotals,
 };
 
@@ -139,6 +139,22 @@ pub struct Aggregator {
     pub contention_threshold: f64,
     /// Add to a CLOCK_MONOTONIC time to get Unix time.
     monotonic_to_unix_ns: i128,
+}
+
+/// The entry says the thread is on a CPU, but /proc says it is not (`state`
+/// is not `R`): its switch-out was not reported (see
+/// `COUNTER_ACCOUNTING_GAPS`). Corrects the snapshot so the time since is not
+/// counted as on-CPU: the kernel's own `exec_ns` says how much of it was,
+/// and the state letter what the thread is blocked in since.
+pub fn settle_unreported_switch_out(stats: &mut ThreadStats, now_ns: u64, state: char, exec_ns: u64) {
+    if stats.on_cpu_since_ns == 0 || now_ns <= stats.on_cpu_since_ns || state == 'R' || stats.flags & THREAD_KERNEL_SAMPLED == 0 {
+        return;
+    }
+    let ran = exec_ns.saturating_sub(stats.kernel.exec_ns).min(now_ns - stats.on_cpu_since_ns);
+    stats.totals.on_cpu_ns += ran;
+    stats.off_cpu_since_ns = stats.on_cpu_since_ns + ran;
+    stats.off_cpu_state = if state == 'D' { OFF_CPU_UNINTERRUPTIBLE } else { OFF_CPU_SLEEP };
+    stats.on_cpu_since_ns = 0;
 }
 
 /// Totals of a thread including the period it is in right now, so a
@@ -312,6 +328,18 @@ mod tests {
         stats.totals.on_cpu_ns = 100;
         stats.on_cpu_since_ns = 1_000;
         assert_eq!(totals_at(&stats, 1_500).on_cpu_ns, 600);
+
+        // Its switch-out was not reported: /proc says it sleeps, and the
+        // kernel's counter says it ran 100 ns of the 500 since.
+        let mut unreported = stats;
+        unreported.flags |= THREAD_KERNEL_SAMPLED;
+        unreported.kernel.exec_ns = 7_000;
+        let mut running = unreported;
+        settle_unreported_switch_out(&mut running, 1_500, 'R', 7_100);
+        assert_eq!(totals_at(&running, 1_500).on_cpu_ns, 600, "a running thread is left alone");
+        settle_unreported_switch_out(&mut unreported, 1_500, 'S', 7_100);
+        let settled = totals_at(&unreported, 1_500);
+        assert_eq!((settled.on_cpu_ns, settled.sleep_ns), (200, 400));
 
         let mut blocked = ThreadStats::default();
         blocked.off_cpu_since_ns = 1_000;

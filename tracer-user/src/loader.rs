@@ -198,7 +198,30 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     let (task_in_iowait_byte, task_in_iowait_mask) = btf
         .member_bit_offset("task_struct", "in_iowait")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
+    // Missing scheduler counters only lose the filling of unreported switches.
+    let nested = |outer: &str, inner_struct: &str, inner: &str| -> u32 {
+        match (btf.member_offset("task_struct", outer), btf.member_offset(inner_struct, inner)) {
+            (Ok(outer), Ok(inner)) => outer + inner,
+            _ => 0,
+        }
+    };
+    let task_sum_exec_runtime = nested("se", "sched_entity", "sum_exec_runtime");
+    let (task_run_delay, task_pcount, task_last_arrival) =
+        match [nested("sched_info", "sched_info", "run_delay"), nested("sched_info", "sched_info", "pcount"), nested("sched_info", "sched_info", "last_arrival")] {
+            [delay, pcount, arrival] if delay != 0 && pcount != 0 && arrival != 0 && task_sum_exec_runtime != 0 => (delay, pcount, arrival),
+            _ => (0, 0, 0),
+        };
+    let (task_contributes_byte, task_contributes_mask) = btf
+        .member_bit_offset("task_struct", "sched_contributes_to_load")
+        .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     Ok(TaskOffsets {
+        task_on_cpu: btf.member_offset("task_struct", "on_cpu").unwrap_or(0),
+        task_contributes_byte,
+        task_contributes_mask,
+        task_sum_exec_runtime: if task_run_delay == 0 { 0 } else { task_sum_exec_runtime },
+        task_run_delay,
+        task_pcount,
+        task_last_arrival,
         task_in_iowait_byte,
         task_in_iowait_mask,
         task_pid: btf.member_offset("task_struct", "pid")?,

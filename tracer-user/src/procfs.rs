@@ -37,6 +37,17 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
 }
 
+/// A thread's scheduler state letter (`R`, `S`, `D`, ...) and its time on a
+/// CPU (`se.sum_exec_runtime`) from /proc/<pid>/task/<tid>/stat and schedstat.
+pub fn sched_state(pid: u32, tid: u32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // The state follows the comm, which may itself contain ") ".
+    let state = stat.rsplit_once(") ")?.1.chars().next()?;
+    let schedstat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    let exec_ns = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some((state, exec_ns))
+}
+
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
@@ -66,5 +77,10 @@ mod tests {
         assert!(!comm_of(pid).unwrap().is_empty());
         assert!(!process_exists(u32::MAX - 1));
         assert!(cgroup_of(pid).is_some_and(|c| c.starts_with('/')), "every process is in a v2 cgroup");
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() } as u32;
+        let (state, exec_ns) = sched_state(pid, tid).unwrap();
+        assert_eq!(state, 'R', "the test thread reads its own state while running");
+        assert!(exec_ns > 0);
     }
 }

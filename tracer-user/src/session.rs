@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::THREAD_DEAD;
 
-use crate::{aggregate::Aggregator, loader::Probes, procfs};
+use crate::{aggregate::{self, Aggregator}, loader::Probes, procfs};
 
 /// How often the ring buffers are drained. The run-queue ring holds
 /// several seconds of events at a million context switches per second, so
@@ -63,6 +63,13 @@ impl Session {
                 agg.on_dead_entry(tid, &stats);
                 dead.push(tid);
             } else {
+                let mut stats = stats;
+                if stats.on_cpu_since_ns != 0
+                    && stats.tgid != 0
+                    && let Some((state, exec_ns)) = procfs::sched_state(stats.tgid, tid)
+                {
+                    aggregate::settle_unreported_switch_out(&mut stats, now, state, exec_ns);
+                }
                 agg.on_thread_snapshot(tid, &stats, now);
             }
         }

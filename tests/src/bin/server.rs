@@ -1,7 +1,10 @@
 //! A small HTTP/1.1 server instrumented with the span markers, for the
 //! request-span tests and benchmark. One thread per connection; each request
 //! is one span, from after its request was read to before its response is
-//! written. Prints `ready <port>` once listening on 127.0.0.1.
+//! written. Each response says its span id (`X-Span-Id`) and the CPU time its
+//! thread used inside the span by the kernel's own clock
+//! (`X-Thread-Cpu-Ns`, CLOCK_THREAD_CPUTIME_ID). Prints `ready <port>` once
+//! listening on 127.0.0.1.
 //!
 //!   tracer-test-server [--cpu N] [--io-dir DIR]
 //!
@@ -108,6 +111,7 @@ fn handle(stream: TcpStream, io: &IoFile) {
         let path = target.split('?').next().unwrap_or("/").to_owned();
         let name = std::ffi::CString::new(format!("GET {path}")).expect("no NUL");
         let span = tracer_span::Span::begin(NEXT_SPAN.fetch_add(1, Ordering::Relaxed), &name);
+        let cpu_at_begin = thread_cpu_ns();
         let status = match path.as_str() {
             "/cpu" => {
                 burn(query_ms(&target));
@@ -144,9 +148,10 @@ fn handle(stream: TcpStream, io: &IoFile) {
         };
         let body = format!("{path}\n");
         let id = span.id();
+        let cpu_ns = thread_cpu_ns() - cpu_at_begin;
         drop(span);
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\n{}\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{}\r\n{body}",
             body.len(),
             if keep_alive { "" } else { "Connection: close\r\n" }
         );

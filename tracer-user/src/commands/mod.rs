@@ -120,6 +120,13 @@ fn warn_losses(session: &Session) {
             lost.threads_untracked
         );
     }
+    if lost.accounting_gaps > 0 {
+        eprintln!(
+            "tracer: note: the kernel did not report {} scheduler switches of traced threads; their time was \
+             split with the kernel's own per-task counters (BTF probes), or counted as unaccounted",
+            lost.accounting_gaps
+        );
+    }
     if lost.stats_samples > 0 || lost.block_requests > 0 {
         eprintln!(
             "tracer: warning: {} syscall/block samples and {} block requests were dropped (tables full)",
