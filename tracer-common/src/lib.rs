@@ -39,6 +39,8 @@ pub const GLOBAL_SYSCALL_CONFIG: &str = "SYSCALL_CONFIG";
 pub const GLOBAL_BLOCK_OFFSETS: &str = "BLOCK_OFFSETS";
 /// Global: [`SpanConfig`].
 pub const GLOBAL_SPAN_CONFIG: &str = "SPAN_CONFIG";
+/// Ring buffer of [`TimelineEvent`]s (written only when `SpanConfig::timeline` is set).
+pub const MAP_TIMELINE_EVENTS: &str = "TIMELINE_EVENTS";
 
 /// Program names, one set per attach mechanism; the loader picks one set.
 pub mod programs {
@@ -91,6 +93,8 @@ pub const COUNTER_LOST_SPANS: u32 = 7;
 /// counters ([`KernelSchedCounters`]) when BTF gives their offsets;
 /// otherwise, and for what they cannot place, it is `unaccounted_ns`.
 pub const COUNTER_ACCOUNTING_GAPS: u32 = 8;
+/// A [`TimelineEvent`] was dropped: the timeline ring buffer was full.
+pub const COUNTER_LOST_TIMELINE: u32 = 9;
 pub const COUNTER_COUNT: u32 = 12;
 
 /// Capacity of the syscall and block statistics maps (keys are
@@ -102,6 +106,7 @@ pub const BLOCK_INFLIGHT_ENTRIES: u32 = 16_384;
 /// are removed and counted as never ended.
 pub const MAX_OPEN_SPANS: u32 = 16_384;
 pub const SPAN_RING_BYTES: u32 = 2 << 20;
+pub const TIMELINE_RING_BYTES: u32 = 8 << 20;
 pub const SPAN_NAME_LEN: usize = 32;
 /// Syscalls and CPU holders kept per span (the largest by time).
 pub const SPAN_TOP: usize = 4;
@@ -369,7 +374,8 @@ pub const CPU_UNKNOWN: u32 = u32::MAX;
 pub struct SpanConfig {
     /// Keep per-CPU run slices so span waits can be blamed on their holders.
     pub enabled: u32,
-    pub _pad: u32,
+    /// Stream every state change of traced threads as [`TimelineEvent`]s.
+    pub timeline: u32,
 }
 
 /// Key of [`MAP_SPANS`].
@@ -575,6 +581,43 @@ pub struct RunqEvent {
     pub _pad: u32,
 }
 
+/// `TimelineEvent::kind`: the thread entered state `value` at `ts_ns`;
+/// `totals` are its cumulative totals at that moment.
+pub const TIMELINE_TRANSITION: u32 = 1;
+/// A syscall of the thread ended at `ts_ns`: `value` is its number, `ns`
+/// its duration.
+pub const TIMELINE_SYSCALL: u32 = 2;
+/// The thread's run-queue wait that ended at `ts_ns` was spent while
+/// process `value` (TGID; 0: the CPU was idle) held the CPU for `ns`.
+pub const TIMELINE_HOLDER: u32 = 3;
+
+/// States of a [`TIMELINE_TRANSITION`], besides the `OFF_CPU_*` ones
+/// (`OFF_CPU_PREEMPTED`: runnable after an involuntary switch; the others:
+/// blocked in that state).
+pub const TIMELINE_ON_CPU: u32 = 8;
+/// Woken, waiting for a CPU.
+pub const TIMELINE_RUNNABLE: u32 = 9;
+
+/// One state change (or syscall, or CPU holder) of a traced thread, for
+/// `tracer record --timeline`. Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+/// The totals at any moment `t` are those of the thread's last transition
+/// at or before `t`, plus `t - ts_ns` in the state it entered.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimelineEvent {
+    /// One of the `TIMELINE_*` kinds.
+    pub kind: u32,
+    pub tid: u32,
+    pub tgid: u32,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    pub value: u32,
+    pub _pad: u32,
+    pub ns: u64,
+    /// Valid for [`TIMELINE_TRANSITION`] only.
+    pub totals: ThreadTotals,
+}
+
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
@@ -597,6 +640,7 @@ const _: () = {
     assert!(size_of::<CpuSlices>() == 16 + 24 * CPU_SLICE_RING);
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
     assert!(size_of::<RunqEvent>() == 40);
+    assert!(size_of::<TimelineEvent>() == 40 + size_of::<ThreadTotals>());
     assert!(size_of::<SyscallKey>() == 8);
     assert!(size_of::<SyscallErrorKey>() == 8);
     assert!(size_of::<BucketStat>() == 16);
@@ -618,6 +662,7 @@ mod pod {
     unsafe impl aya::Pod for KernelSchedCounters {}
     unsafe impl aya::Pod for ThreadExit {}
     unsafe impl aya::Pod for RunqEvent {}
+    unsafe impl aya::Pod for TimelineEvent {}
     unsafe impl aya::Pod for BlockOffsets {}
     unsafe impl aya::Pod for SyscallConfig {}
     unsafe impl aya::Pod for SyscallKey {}

@@ -72,7 +72,7 @@ static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
 
 /// Set by the loader when spans are traced.
 #[unsafe(no_mangle)]
-static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, _pad: 0 };
+static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, timeline: 0 };
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]

@@ -52,7 +52,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(stats, now, cpu, next.sched_counters()) {
+        if let Some(waited) = sched::on_switch_in(stats, now, cpu, Some(next)) {
             spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }

@@ -383,20 +383,23 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
 }
 
 /// The thread got a CPU. Returns the run-queue wait that just ended.
-/// `kernel` is its counters now (exact: it is not running yet).
+/// `task` is the kernel's task when readable.
 #[inline(always)]
-pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, kernel: Option<KernelSchedCounters>) -> Option<Waited> {
+pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, task: Option<TaskPtr>) -> Option<Waited> {
     let mut waited = None;
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         // The mirror of the gap in on_switch_out: no switch-out was reported
-        // since it last got a CPU. The counters say how long it ran; how it
-        // left and how long it then blocked or waited is unknown.
+        // since it last got a CPU. The counters (exact now: it is not
+        // running) say how long it ran; how it left and how long it then
+        // blocked or waited is unknown.
+        let kernel = task.and_then(TaskPtr::sched_counters);
         let period = now - stats.on_cpu_since_ns;
         let ran = counted_since(stats, kernel).map_or(0, |counted| counted.exec_ns.min(period));
         stats.totals.on_cpu_ns += ran;
         stats.totals.unaccounted_ns += period - ran;
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = 0;
+        remember_sample(stats, kernel);
         count(COUNTER_ACCOUNTING_GAPS);
     }
     if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
@@ -422,7 +425,6 @@ pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, kernel: Option<
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.on_cpu_since_ns = now;
-    remember_sample(stats, kernel);
     if stats.last_cpu != CPU_UNKNOWN && stats.last_cpu != cpu {
         stats.totals.migrations += 1;
     }

@@ -348,7 +348,7 @@ impl Probes {
         };
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
-        let span_config = SpanConfig { enabled: u32::from(options.spans.is_some()), _pad: 0 };
+        let span_config = SpanConfig { enabled: u32::from(options.spans.is_some()), timeline: 0 };
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_FILTER, &options.filter, true)
