@@ -95,6 +95,11 @@ pub const COUNTER_LOST_SPANS: u32 = 7;
 pub const COUNTER_ACCOUNTING_GAPS: u32 = 8;
 /// A [`TimelineEvent`] was dropped: the timeline ring buffer was full.
 pub const COUNTER_LOST_TIMELINE: u32 = 9;
+/// A request began on a connection whose previous request had no response
+/// yet (HTTP pipelining): it is not made a span of its own.
+pub const COUNTER_HTTP_PIPELINED: u32 = 10;
+/// A connection closed between a request and its response.
+pub const COUNTER_HTTP_UNANSWERED: u32 = 11;
 pub const COUNTER_COUNT: u32 = 12;
 
 /// Capacity of the syscall and block statistics maps (keys are
@@ -184,6 +189,10 @@ pub struct TaskOffsets {
     pub task_on_cpu: u32,
     pub task_contributes_byte: u32,
     pub task_contributes_mask: u32,
+    /// `pt_regs` members holding a syscall's first two arguments (x86-64:
+    /// `di`, `si`), for `raw_syscalls:sys_enter`'s `regs`.
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
 }
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
@@ -199,6 +208,8 @@ pub struct TracepointOffsets {
     /// `raw_syscalls:sys_enter.id` and `raw_syscalls:sys_exit.ret`.
     pub sys_enter_id: u32,
     pub sys_exit_ret: u32,
+    /// `raw_syscalls:sys_enter.args` (the six arguments).
+    pub sys_enter_args: u32,
 }
 
 /// Offsets of the `block:block_rq_*` records (the `block_rq` class, shared by
@@ -365,6 +376,9 @@ pub const THREAD_DEAD: u32 = 1 << 0;
 pub const THREAD_IN_SPAN: u32 = 1 << 1;
 /// `ThreadStats::kernel` holds a sample of the kernel's counters.
 pub const THREAD_KERNEL_SAMPLED: u32 = 1 << 2;
+/// The thread wrote an HTTP response on `http_fd`; its span ends at the
+/// thread's first syscall that is not another write to that connection.
+pub const THREAD_HTTP_RESPONDING: u32 = 1 << 3;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 
@@ -376,6 +390,10 @@ pub struct SpanConfig {
     pub enabled: u32,
     /// Stream every state change of traced threads as [`TimelineEvent`]s.
     pub timeline: u32,
+    /// Detect HTTP/1.x requests and responses in the traced process's
+    /// socket syscalls and make each exchange a span.
+    pub http: u32,
+    pub _pad: u32,
 }
 
 /// Key of [`MAP_SPANS`].
@@ -413,6 +431,63 @@ pub struct SpanState {
 /// `SpanEvent::flags`: ended on another thread than it began; the
 /// breakdown (which follows one thread) is left empty.
 pub const SPAN_MOVED_THREAD: u32 = 1 << 0;
+/// `SpanEvent::flags`: an HTTP exchange found in socket syscalls; its
+/// request and response heads arrived before it as [`HttpCapture`]s.
+pub const SPAN_HTTP: u32 = 1 << 1;
+
+/// Ring buffer of [`HttpCapture`]s.
+pub const MAP_HTTP_EVENTS: &str = "HTTP_EVENTS";
+/// Open HTTP connections of the traced process: [`HttpConnKey`] -> [`HttpConn`].
+pub const MAP_HTTP_CONNS: &str = "HTTP_CONNS";
+pub const HTTP_RING_BYTES: u32 = 4 << 20;
+pub const HTTP_CONNS_ENTRIES: u32 = 16_384;
+/// Bytes of a request or response head copied per read or write.
+pub const HTTP_CAPTURE_LEN: usize = 512;
+/// Reads of one request whose bytes are copied (headers split over reads).
+pub const HTTP_CAPTURE_READS: u32 = 4;
+/// `HttpCapture::kind`.
+pub const HTTP_CAPTURE_REQUEST: u32 = 1;
+pub const HTTP_CAPTURE_RESPONSE: u32 = 2;
+
+/// The first bytes of one read of a request, or of the write that began
+/// its response, sent before the span they belong to.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HttpCapture {
+    pub span_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub kind: u32,
+    /// Bytes of `data` that are valid.
+    pub len: u32,
+    pub data: [u8; HTTP_CAPTURE_LEN],
+}
+
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HttpConnKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// `HttpConn::phase`.
+pub const HTTP_PHASE_REQUEST: u32 = 1;
+pub const HTTP_PHASE_RESPONSE: u32 = 2;
+
+/// An HTTP exchange in progress on one connection. The span's end moves to
+/// each response write; the span is sent when its thread does anything else.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpConn {
+    pub span_id: u64,
+    pub phase: u32,
+    pub reads: u32,
+    pub end_tid: u32,
+    pub _pad: u32,
+    pub end_ns: u64,
+    /// The writing thread's totals at the end of the last response write.
+    pub end: ThreadTotals,
+}
 
 /// A finished span: `delta` is its thread's totals at the end minus those
 /// at the beginning.
@@ -530,6 +605,12 @@ pub struct ThreadStats {
     pub syscall_since_ns: u64,
     /// The span open on this thread (valid with `THREAD_IN_SPAN`).
     pub span_id: u64,
+    /// First two arguments of the socket syscall in progress (HTTP spans).
+    pub syscall_fd: u32,
+    /// Connection whose response this thread is writing (valid with
+    /// `THREAD_HTTP_RESPONDING`).
+    pub http_fd: u32,
+    pub syscall_buf: u64,
     pub totals: ThreadTotals,
     /// The kernel's counters when `totals` last agreed with them (at the
     /// last switch-out; valid with `THREAD_KERNEL_SAMPLED`).
@@ -621,18 +702,18 @@ pub struct TimelineEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
-    assert!(size_of::<TaskOffsets>() == 19 * 4);
-    assert!(size_of::<TracepointOffsets>() == 8 * 4);
+    assert!(size_of::<TaskOffsets>() == 21 * 4);
+    assert!(size_of::<TracepointOffsets>() == 9 * 4);
     assert!(size_of::<BlockOffsets>() == 6 * 4);
     assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
     assert!(size_of::<ThreadTotals>() == 13 * 8);
     assert!(
         size_of::<ThreadStats>()
-            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + size_of::<ThreadTotals>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + size_of::<ThreadTotals>()
                 + size_of::<KernelSchedCounters>()
     );
     assert!(size_of::<KernelSchedCounters>() == 3 * 8);
-    assert!(size_of::<SpanConfig>() == 8);
+    assert!(size_of::<SpanConfig>() == 16);
     assert!(size_of::<SpanKey>() == 16);
     assert!(size_of::<TopEntry>() == 16);
     assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
@@ -640,6 +721,9 @@ const _: () = {
     assert!(size_of::<CpuSlices>() == 16 + 24 * CPU_SLICE_RING);
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
     assert!(size_of::<RunqEvent>() == 40);
+    assert!(size_of::<HttpCapture>() == 24 + HTTP_CAPTURE_LEN);
+    assert!(size_of::<HttpConnKey>() == 8);
+    assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
     assert!(size_of::<TimelineEvent>() == 40 + size_of::<ThreadTotals>());
     assert!(size_of::<SyscallKey>() == 8);
     assert!(size_of::<SyscallErrorKey>() == 8);
@@ -662,6 +746,9 @@ mod pod {
     unsafe impl aya::Pod for KernelSchedCounters {}
     unsafe impl aya::Pod for ThreadExit {}
     unsafe impl aya::Pod for RunqEvent {}
+    unsafe impl aya::Pod for HttpCapture {}
+    unsafe impl aya::Pod for HttpConnKey {}
+    unsafe impl aya::Pod for HttpConn {}
     unsafe impl aya::Pod for TimelineEvent {}
     unsafe impl aya::Pod for BlockOffsets {}
     unsafe impl aya::Pod for SyscallConfig {}

@@ -47,6 +47,8 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     task_on_cpu: 0,
     task_contributes_byte: 0,
     task_contributes_mask: 0,
+    regs_arg0: 0,
+    regs_arg1: 0,
 };
 
 /// Set by the loader from tracefs format files.
@@ -60,6 +62,7 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
     wakeup_comm: 0,
     sys_enter_id: 0,
     sys_exit_ret: 0,
+    sys_enter_args: 0,
 };
 
 /// Set by the loader from the command line.
@@ -72,7 +75,7 @@ static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
 
 /// Set by the loader when spans are traced.
 #[unsafe(no_mangle)]
-static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, timeline: 0 };
+static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, timeline: 0, http: 0, _pad: 0 };
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
@@ -126,6 +129,47 @@ pub fn block_offsets() -> BlockOffsets {
 }
 pub fn spans_enabled() -> bool {
     global!(SPAN_CONFIG.enabled) != 0
+}
+pub fn timeline_enabled() -> bool {
+    global!(SPAN_CONFIG.timeline) != 0
+}
+pub fn http_enabled() -> bool {
+    global!(SPAN_CONFIG.http) != 0
+}
+
+/// The first two arguments of a syscall from `raw_syscalls:sys_enter`'s
+/// `struct pt_regs *` (BTF tracepoint).
+pub fn syscall_args_from_regs(regs: *const u8) -> [u64; 2] {
+    [
+        read_at(regs, global!(TASK_OFFSETS.regs_arg0)).unwrap_or(0),
+        read_at(regs, global!(TASK_OFFSETS.regs_arg1)).unwrap_or(0),
+    ]
+}
+
+/// The same from the classic tracepoint's `args` array.
+pub fn syscall_args_from_record(ctx: &TracePointContext) -> [u64; 2] {
+    read_field::<[u64; 2]>(ctx, tracepoint_offsets().sys_enter_args).unwrap_or([0; 2])
+}
+
+/// Copies up to `dst.len()` bytes of user memory; returns how many.
+pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; tracer_common::HTTP_CAPTURE_LEN]) -> u32 {
+    let want = if len > dst.len() as u64 { dst.len() as u32 } else { len as u32 };
+    // Keeps the verifier sure of the bound whatever the compiler does above.
+    let want = want & (tracer_common::HTTP_CAPTURE_LEN as u32 * 2 - 1);
+    if want == 0 || want as usize > dst.len() {
+        return 0;
+    }
+    // SAFETY: dst holds at least `want` bytes; the helper checks `src`.
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), want, src as *const core::ffi::c_void)
+    };
+    if ret == 0 { want } else { 0 }
+}
+
+/// A small fixed-size read of user memory.
+pub fn read_user<T>(src: u64) -> Option<T> {
+    // SAFETY: the helper checks the address; a fault is an Err.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(src as *const T).ok() }
 }
 pub fn syscalls_by_thread() -> bool {
     global!(SYSCALL_CONFIG.by_thread) != 0

@@ -13,6 +13,8 @@ mod block;
 #[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]
+mod http;
+#[cfg(target_arch = "bpf")]
 mod kernel;
 #[cfg(target_arch = "bpf")]
 mod maps;
@@ -24,6 +26,8 @@ mod sched;
 mod spans;
 #[cfg(target_arch = "bpf")]
 mod syscalls;
+#[cfg(target_arch = "bpf")]
+mod timeline;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -2,13 +2,14 @@
 //! constants of `tracer-common`, which the loader uses to find them.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, COUNTER_COUNT, COUNTER_STATS_MAP_FULL,
     CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight,
     InflightKey, MAX_OPEN_SPANS, SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState,
-    SyscallErrorKey, SyscallKey, ThreadStats,
+    SyscallErrorKey, SyscallKey, ThreadStats, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey,
+    TIMELINE_RING_BYTES,
 };
 
 #[map]
@@ -41,6 +42,16 @@ pub static SPANS: HashMap<SpanKey, SpanState> = HashMap::with_max_entries(MAX_OP
 
 #[map]
 pub static SPAN_EVENTS: RingBuf = RingBuf::with_byte_size(SPAN_RING_BYTES, 0);
+
+#[map]
+pub static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(HTTP_RING_BYTES, 0);
+
+/// LRU: a connection that goes quiet without closing is evicted, not leaked.
+#[map]
+pub static HTTP_CONNS: LruHashMap<HttpConnKey, HttpConn> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
+
+#[map]
+pub static TIMELINE_EVENTS: RingBuf = RingBuf::with_byte_size(TIMELINE_RING_BYTES, 0);
 
 /// Where a new span's state is assembled: too large for the BPF stack.
 #[map]

@@ -10,7 +10,7 @@ use tracer_common::TASK_COMM_LEN;
 use crate::{
     filter,
     kernel::{TaskPtr, current_comm, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
-    sched, spans,
+    sched, spans, timeline,
 };
 
 
@@ -52,8 +52,9 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(stats, now, cpu, Some(next)) {
+        if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, Some(next)) {
             spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
+            timeline::holders(next_tid, next_tgid, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
     }
@@ -83,7 +84,7 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
-        sched::on_wakeup(stats, now_ns(), Some(task));
+        sched::on_wakeup(tid, stats, now_ns(), Some(task));
     }
     0
 }
@@ -137,8 +138,9 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     };
     if let Some(stats) = stats {
         let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(stats, now, cpu, None) {
+        if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, None) {
             spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
+            timeline::holders(next_tid, stats.tgid, now - waited.wait_ns, now);
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }
     }
@@ -167,7 +169,7 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(tid, 0, || read_comm(ctx, offsets.wakeup_comm))
     };
     if let Some(stats) = stats {
-        sched::on_wakeup(stats, now_ns(), None);
+        sched::on_wakeup(tid, stats, now_ns(), None);
     }
     0
 }

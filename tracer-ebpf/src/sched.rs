@@ -8,12 +8,13 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
-    KernelSchedCounters, THREAD_KERNEL_SAMPLED, COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
+    KernelSchedCounters, THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
     CPU_UNKNOWN, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
     RunqEvent, TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::kernel::TaskPtr;
+use crate::timeline;
 use crate::maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count};
 
 /// How a thread left the CPU.
@@ -104,6 +105,9 @@ pub fn lookup_or_track(
         syscall_nr: 0,
         syscall_since_ns: 0,
         span_id: 0,
+        syscall_fd: 0,
+        http_fd: 0,
+        syscall_buf: 0,
         totals: ThreadTotals {
             on_cpu_ns: 0,
             runq_wait_ns: 0,
@@ -223,7 +227,7 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
 /// reported; the counters say how long it ran, and the kernel's record of
 /// how it blocked gives the state of the rest.
 #[inline(always)]
-pub fn on_wakeup(stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
+pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
     if stats.on_cpu_since_ns != 0
         && now > stats.on_cpu_since_ns
         && let Some(task) = task
@@ -239,6 +243,7 @@ pub fn on_wakeup(stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
         stats.on_cpu_since_ns = 0;
         remember_sample(stats, kernel);
         count(COUNTER_ACCOUNTING_GAPS);
+        timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
         return;
@@ -246,6 +251,7 @@ pub fn on_wakeup(stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
     close_blocked(stats, now);
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.runnable_since_ns = now;
+    timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
 }
 
 /// The thread left the CPU. `kernel` is its counters now, when readable.
@@ -271,6 +277,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = now;
     }
+    timeline::transition(tid, stats, now, out.state);
     if out.dead {
         finish_thread(tid, stats, now);
     }
@@ -314,7 +321,7 @@ pub struct Waited {
 /// period before that is filled from the counters as at a switch-out, and the
 /// current slice is counted from there on.
 #[inline(always)]
-pub fn catch_up_running(stats: &mut ThreadStats, task: TaskPtr, now: u64, cpu: u32) {
+pub fn catch_up_running(tid: u32, stats: &mut ThreadStats, task: TaskPtr, now: u64, cpu: u32) {
     if stats.on_cpu_since_ns != 0 || stats.last_cpu == CPU_UNKNOWN {
         return;
     }
@@ -333,6 +340,7 @@ pub fn catch_up_running(stats: &mut ThreadStats, task: TaskPtr, now: u64, cpu: u
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.on_cpu_since_ns = arrived;
     stats.last_cpu = cpu;
+    timeline::transition(tid, stats, arrived, TIMELINE_ON_CPU);
 }
 
 /// Learns this CPU's scheduler-clock offset from a thread whose switch-in was
@@ -385,7 +393,7 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
 /// The thread got a CPU. Returns the run-queue wait that just ended.
 /// `task` is the kernel's task when readable.
 #[inline(always)]
-pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, task: Option<TaskPtr>) -> Option<Waited> {
+pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task: Option<TaskPtr>) -> Option<Waited> {
     let mut waited = None;
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         // The mirror of the gap in on_switch_out: no switch-out was reported
@@ -429,6 +437,7 @@ pub fn on_switch_in(stats: &mut ThreadStats, now: u64, cpu: u32, task: Option<Ta
         stats.totals.migrations += 1;
     }
     stats.last_cpu = cpu;
+    timeline::transition(tid, stats, now, TIMELINE_ON_CPU);
     waited
 }
 

@@ -49,19 +49,34 @@ fn begin(span_id: u64, name: *const u8) {
         return;
     }
     let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) else { return };
-    let Some(state) = SPAN_SCRATCH.get_ptr_mut(0) else { return };
+    open(tid, tgid, stats, span_id, |buf| {
+        if !name.is_null() {
+            // SAFETY: a bounded read of user memory; a fault leaves the name empty.
+            let _ = unsafe { bpf_probe_read_user_str_bytes(name, buf) };
+        }
+    });
+}
+
+/// Opens span `span_id` on the running thread: snapshots its totals now.
+/// Returns the start time, or `None` when the span could not be stored.
+#[inline(always)]
+pub fn open(
+    tid: u32,
+    tgid: u32,
+    stats: &mut ThreadStats,
+    span_id: u64,
+    name: impl FnOnce(&mut [u8; SPAN_NAME_LEN]),
+) -> Option<u64> {
+    let state = SPAN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let state = unsafe { &mut *state };
-    sched::catch_up_running(stats, current_task(), now_ns(), this_cpu());
+    sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
     let (base, now) = sched::own_totals_now(stats);
     state.tid = tid;
     state._pad = 0;
     state.start_ns = now;
     state.name = [0; SPAN_NAME_LEN];
-    if !name.is_null() {
-        // SAFETY: a bounded read of user memory; a fault leaves the name empty.
-        let _ = unsafe { bpf_probe_read_user_str_bytes(name, &mut state.name) };
-    }
+    name(&mut state.name);
     state.base = base;
     state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
@@ -71,10 +86,18 @@ fn begin(span_id: u64, name: *const u8) {
     }
     if SPANS.insert(&key, &*state, BPF_ANY as u64).is_err() {
         count(COUNTER_LOST_SPANS);
-        return;
+        return None;
     }
     stats.flags |= THREAD_IN_SPAN;
     stats.span_id = span_id;
+    Some(now)
+}
+
+/// The running thread's totals as of now, for a span boundary.
+#[inline(always)]
+pub fn own_totals(tid: u32, stats: &mut ThreadStats) -> (ThreadTotals, u64) {
+    sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
+    sched::own_totals_now(stats)
 }
 
 #[inline(always)]
@@ -84,50 +107,70 @@ fn end(span_id: u64) {
         return;
     }
     let key = SpanKey { tgid, _pad: 0, span_id };
-    let Some(state) = SPANS.get_ptr(&key) else {
+    if SPANS.get_ptr(&key).is_none() {
         count(COUNTER_SPAN_END_UNMATCHED);
         return;
-    };
-    // SAFETY: a map value, read before the entry is deleted below.
-    let state = unsafe { &*state };
+    }
     let mut stats = sched::lookup(tid);
     let (totals, now) = match stats {
-        Some(ref mut stats) => {
-            sched::catch_up_running(stats, current_task(), now_ns(), this_cpu());
-            sched::own_totals_now(stats)
-        }
+        Some(ref mut stats) => own_totals(tid, stats),
         None => (ThreadTotals::default(), now_ns()),
     };
+    close(&key, tid, now, stats.is_some().then_some(&totals), 0);
+    if let Some(stats) = stats {
+        release_thread(stats, span_id);
+    }
+}
+
+/// The thread no longer charges its syscalls and waits to `span_id`.
+#[inline(always)]
+pub fn release_thread(stats: &mut ThreadStats, span_id: u64) {
+    if stats.span_id == span_id {
+        stats.flags &= !THREAD_IN_SPAN;
+    }
+}
+
+/// Sends span `key`, ended at `end_ns` on thread `end_tid` whose totals were
+/// then `end_totals`, and forgets it. The record is filled in place: a
+/// `SpanEvent` does not fit on the BPF stack next to its callers' frames.
+#[inline(always)]
+pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&ThreadTotals>, flags: u32) {
+    let Some(state) = SPANS.get_ptr(key) else { return };
+    // SAFETY: a map value, read before the entry is deleted below.
+    let state = unsafe { &*state };
     match SPAN_EVENTS.reserve::<SpanEvent>(0) {
         Some(mut record) => {
-            let moved = state.tid != tid;
-            let delta = match (&stats, moved) {
-                (Some(_), false) => totals.since(&state.base),
-                _ => ThreadTotals::default(),
-            };
-            record.write(SpanEvent {
-                span_id,
-                tgid,
-                tid_begin: state.tid,
-                tid_end: tid,
-                flags: if moved { SPAN_MOVED_THREAD } else { 0 },
-                start_ns: state.start_ns,
-                end_ns: now,
-                name: state.name,
-                delta,
-                syscalls: state.syscalls,
-                holders: state.holders,
-            });
+            let moved = state.tid != end_tid;
+            let event = record.as_mut_ptr();
+            // SAFETY: the reserved record is ours until submitted; every
+            // field is written before it is.
+            unsafe {
+                (*event).span_id = key.span_id;
+                (*event).tgid = key.tgid;
+                (*event).tid_begin = state.tid;
+                (*event).tid_end = end_tid;
+                (*event).flags = flags | if moved { SPAN_MOVED_THREAD } else { 0 };
+                (*event).start_ns = state.start_ns;
+                (*event).end_ns = end_ns;
+                (*event).name = state.name;
+                (*event).delta = match (end_totals, moved) {
+                    (Some(totals), false) => totals.since(&state.base),
+                    _ => ThreadTotals::default(),
+                };
+                (*event).syscalls = state.syscalls;
+                (*event).holders = state.holders;
+            }
             record.submit(0);
         }
         None => count(COUNTER_LOST_SPANS),
     }
-    let _ = SPANS.remove(&key);
-    if let Some(stats) = stats
-        && stats.span_id == span_id
-    {
-        stats.flags &= !THREAD_IN_SPAN;
-    }
+    let _ = SPANS.remove(key);
+}
+
+/// Forgets a span that will not be sent (its request was never answered).
+#[inline(always)]
+pub fn discard(key: &SpanKey) {
+    let _ = SPANS.remove(key);
 }
 
 /// Adds `ns` to `id`'s slot, taking an empty slot or the smallest one when
@@ -190,6 +233,13 @@ pub fn record_slice(tgid: u32, now: u64) {
 #[inline(always)]
 pub fn charge_wait(tgid: u32, stats: &ThreadStats, since: u64, now: u64) {
     let Some(span) = open_span(tgid, stats) else { return };
+    for_each_holder(since, now, |holder, ns| add_top(&mut span.holders, holder, ns));
+}
+
+/// Calls `f(tgid, ns)` for each run slice of this CPU that overlapped
+/// `since..now`, with the overlap.
+#[inline(always)]
+pub fn for_each_holder(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
     let Some(ring) = CPU_SLICES.get_ptr(0) else { return };
     // SAFETY: this CPU's slot, read on this CPU.
     let ring = unsafe { &*ring };
@@ -202,7 +252,7 @@ pub fn charge_wait(tgid: u32, stats: &ThreadStats, since: u64, now: u64) {
         let start = if slice.start > since { slice.start } else { since };
         let end = if slice.end < now { slice.end } else { now };
         if end > start {
-            add_top(&mut span.holders, slice.tgid, end - start);
+            f(slice.tgid, end - start);
         }
     }
 }

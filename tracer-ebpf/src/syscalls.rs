@@ -11,9 +11,13 @@ use tracer_common::{SyscallErrorKey, SyscallKey, bucket_index};
 
 use crate::{
     filter,
-    kernel::{current_comm, now_ns, read_field, syscall_selected, syscalls_by_thread, tracepoint_offsets},
+    http,
+    kernel::{
+        current_comm, http_enabled, now_ns, read_field, syscall_args_from_record, syscall_args_from_regs,
+        syscall_selected, syscalls_by_thread, tracepoint_offsets,
+    },
     maps::{SYSCALL_ERRORS, SYSCALL_LATENCY, add_to_bucket, increment},
-    sched, spans,
+    sched, spans, timeline,
 };
 
 /// The kernel reports failures as -errno in this range.
@@ -22,7 +26,7 @@ const MAX_ERRNO: i64 = 4095;
 /// `sys_enter(struct pt_regs *regs, long id)`.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn btf_sys_enter(ctx: BtfTracePointContext) -> u32 {
-    on_enter(ctx.arg::<i64>(1));
+    on_enter(ctx.arg::<i64>(1), || syscall_args_from_regs(ctx.arg::<*const u8>(0)));
     0
 }
 
@@ -36,7 +40,7 @@ pub fn btf_sys_exit(ctx: BtfTracePointContext) -> u32 {
 #[tracepoint]
 pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
     if let Some(id) = read_field::<i64>(&ctx, tracepoint_offsets().sys_enter_id) {
-        on_enter(id);
+        on_enter(id, || syscall_args_from_record(&ctx));
     }
     0
 }
@@ -54,8 +58,9 @@ fn current_ids() -> (u32, u32) {
     (pid_tgid as u32, (pid_tgid >> 32) as u32)
 }
 
+/// `args` reads the syscall's first two arguments, for the HTTP probes.
 #[inline(always)]
-fn on_enter(nr: i64) {
+fn on_enter(nr: i64, args: impl FnOnce() -> [u64; 2]) {
     let (tid, tgid) = current_ids();
     if !filter::current_measured(tid, tgid) || nr < 0 {
         return;
@@ -63,6 +68,9 @@ fn on_enter(nr: i64) {
     if let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) {
         stats.syscall_nr = nr as u32;
         stats.syscall_since_ns = now_ns();
+        if http_enabled() {
+            http::on_enter(tgid, stats, nr as u32, args);
+        }
     }
 }
 
@@ -84,6 +92,10 @@ fn on_exit(ret: i64) {
     stats.totals.syscalls += 1;
     let nr = stats.syscall_nr;
     spans::charge_syscall(tgid, stats, nr, took);
+    timeline::syscall(tid, tgid, nr, now, took);
+    if http_enabled() {
+        http::on_exit(tid, tgid, stats, nr, ret);
+    }
     if !syscall_selected(u64::from(nr)) {
         return;
     }

@@ -133,6 +133,8 @@ pub struct Aggregator {
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
     pub spans: SpanSummary,
+    /// Heads of HTTP exchanges whose spans have not arrived yet.
+    pub http: crate::http::HttpHeads,
     /// Finished spans not yet taken by `take_spans` (kept only when asked).
     finished_spans: Vec<SpanRecord>,
     pub keep_span_records: bool,
@@ -198,6 +200,7 @@ impl Aggregator {
             events: 0,
             kernel: KernelStats::default(),
             spans: SpanSummary::default(),
+            http: crate::http::HttpHeads::default(),
             finished_spans: Vec::new(),
             keep_span_records: false,
             contention_threshold: DEFAULT_CONTENTION_THRESHOLD,
@@ -205,10 +208,26 @@ impl Aggregator {
         }
     }
 
-    pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
+    pub fn on_http_capture(&mut self, capture: &tracer_common::HttpCapture) {
+        self.http.on_capture(capture);
+    }
 
-        let record =
+    pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
+        let http = if event.flags & tracer_common::SPAN_HTTP != 0 {
+            match self.http.take(event.tgid, event.span_id) {
+                Ok(fields) => Some(fields),
+                Err(crate::http::Rejected::NotHttp) => return,
+            }
+        } else {
+            None
+        };
+        let mut record =
             SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| self.comm_of(pid));
+        if let Some(fields) = http {
+            record.name = format!("{} {}", fields.http_method, fields.http_path);
+            record.trace_id = fields.trace_id.clone();
+            record.http = Some(fields);
+        }
         self.spans.add(&record);
         if self.keep_span_records {
             self.finished_spans.push(record);

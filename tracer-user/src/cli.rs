@@ -238,6 +238,16 @@ pub struct SpansArgs {
     /// Spans open longer than this are removed and counted as never ended.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
     pub expire_after: std::time::Duration,
+
+    /// Also make a span of every HTTP/1.x exchange in the process's socket
+    /// syscalls, from the read of a request to the end of its response
+    /// (no markers needed; see docs/spans.md).
+    #[arg(long)]
+    pub http: bool,
+
+    /// With --http, keep the query string in `http_path`.
+    #[arg(long, requires = "http")]
+    pub http_query: bool,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

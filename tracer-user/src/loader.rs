@@ -17,7 +17,7 @@ use tracer_common::{
     COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED,
     GLOBAL_SPAN_CONFIG, MAP_SPAN_EVENTS, MAP_SPANS, SpanConfig, SpanEvent, SpanKey, SpanState,
     SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadExit, ThreadStats,
-    TracepointOffsets, programs,
+    TracepointOffsets, programs, HttpCapture, TimelineEvent,
 };
 
 use crate::{btf::Btf, procfs, tracefs::Format};
@@ -93,6 +93,8 @@ pub struct LoadOptions {
     pub block_io: bool,
     /// Attach the span marker uprobes in a process.
     pub spans: Option<SpanRequest>,
+    /// Stream every state change of the traced threads (`record --timeline`).
+    pub timeline: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +103,9 @@ pub struct SpanRequest {
     /// Without markers in the target, fail (`tracer spans`) or go on
     /// without spans (`tracer record`).
     pub required: bool,
+    /// Also make spans of the HTTP/1.x exchanges in its socket syscalls
+    /// (markers are then optional).
+    pub http: bool,
 }
 
 /// Counts of what the kernel side could not deliver.
@@ -115,9 +120,11 @@ pub struct Losses {
     pub block_requests: u64,
     /// Spans lost because the open-span table or the span ring was full.
     pub spans: u64,
-    /// Switch-outs whose switch-in was not seen; their time is reported as
-    /// `unaccounted_ns` (see docs/report-format.md).
+    /// Scheduler switches the kernel did not report (see
+    /// docs/report-format.md).
     pub accounting_gaps: u64,
+    /// Timeline events dropped because the timeline ring was full.
+    pub timeline_events: u64,
 }
 
 /// Marker calls that did not pair up.
@@ -129,6 +136,11 @@ pub struct SpanAnomalies {
     pub begun_twice: u64,
     /// Spans still open after the expiry time, removed.
     pub never_ended: u64,
+    /// HTTP requests sent before the previous one on their connection was
+    /// answered (pipelining): not made spans of their own.
+    pub http_pipelined: u64,
+    /// HTTP connections closed between a request and its response.
+    pub http_unanswered: u64,
 }
 
 /// What is attached besides the scheduler probes.
@@ -154,6 +166,8 @@ pub struct Probes {
     block_stats: PerCpuHashMap<MapData, BlockKey, BucketStat>,
     spans: HashMap<MapData, SpanKey, SpanState>,
     span_events: RingBuf<MapData>,
+    http_events: RingBuf<MapData>,
+    timeline_events: RingBuf<MapData>,
     spans_expired: u64,
 }
 
@@ -198,6 +212,9 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     let (task_in_iowait_byte, task_in_iowait_mask) = btf
         .member_bit_offset("task_struct", "in_iowait")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
+    // Without them the HTTP probes cannot see syscall arguments (x86-64 names).
+    let regs_arg0 = btf.member_offset("pt_regs", "di").unwrap_or(0);
+    let regs_arg1 = btf.member_offset("pt_regs", "si").unwrap_or(0);
     // Missing scheduler counters only lose the filling of unreported switches.
     let nested = |outer: &str, inner_struct: &str, inner: &str| -> u32 {
         match (btf.member_offset("task_struct", outer), btf.member_offset(inner_struct, inner)) {
@@ -215,6 +232,8 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
         .member_bit_offset("task_struct", "sched_contributes_to_load")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     Ok(TaskOffsets {
+        regs_arg0,
+        regs_arg1,
         task_on_cpu: btf.member_offset("task_struct", "on_cpu").unwrap_or(0),
         task_contributes_byte,
         task_contributes_mask,
@@ -241,13 +260,11 @@ fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
     let switch = Format::read("sched", "sched_switch")?;
     let wakeup = Format::read("sched", "sched_wakeup")?;
     Format::read("sched", "sched_wakeup_new")?;
-    let (sys_enter_id, sys_exit_ret) = if syscalls {
-        (
-            Format::read("raw_syscalls", "sys_enter")?.offset("id")?,
-            Format::read("raw_syscalls", "sys_exit")?.offset("ret")?,
-        )
+    let (sys_enter_id, sys_enter_args, sys_exit_ret) = if syscalls {
+        let enter = Format::read("raw_syscalls", "sys_enter")?;
+        (enter.offset("id")?, enter.offset("args")?, Format::read("raw_syscalls", "sys_exit")?.offset("ret")?)
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     Ok(TracepointOffsets {
         switch_prev_pid: switch.offset("prev_pid")?,
@@ -258,6 +275,7 @@ fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
         wakeup_comm: wakeup.offset("comm")?,
         sys_enter_id,
         sys_exit_ret,
+        sys_enter_args,
     })
 }
 
@@ -348,7 +366,14 @@ impl Probes {
         };
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
-        let span_config = SpanConfig { enabled: u32::from(options.spans.is_some()), timeline: 0 };
+        // The timeline names who held the CPU during waits, from the same
+        // per-CPU run slices as span blame.
+        let span_config = SpanConfig {
+            enabled: u32::from(options.spans.is_some() || options.timeline),
+            timeline: u32::from(options.timeline),
+            http: u32::from(options.spans.is_some_and(|request| request.http)),
+            _pad: 0,
+        };
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_FILTER, &options.filter, true)
@@ -403,14 +428,25 @@ impl Probes {
         if let Some(request) = options.spans {
             match attach_span_markers(&mut ebpf, request.pid) {
                 Ok(()) => spans_attached = true,
-                Err(LoadError::NoMarkers(_)) if !request.required => {}
+                Err(LoadError::NoMarkers(_)) if !request.required || request.http => {}
                 Err(err) => return Err(err),
+            }
+            if request.http {
+                if !syscalls {
+                    return Err(LoadError::Attach {
+                        what: "HTTP spans".into(),
+                        reason: "they need the syscall probes, which did not attach".into(),
+                    });
+                }
+                spans_attached = true;
             }
         }
 
         let mut probes = Probes {
             spans: take_map(&mut ebpf, MAP_SPANS)?,
             span_events: take_map(&mut ebpf, MAP_SPAN_EVENTS)?,
+            http_events: take_map(&mut ebpf, tracer_common::MAP_HTTP_EVENTS)?,
+            timeline_events: take_map(&mut ebpf, tracer_common::MAP_TIMELINE_EVENTS)?,
             spans_expired: 0,
             threads: take_map(&mut ebpf, MAP_THREADS)?,
             runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,
@@ -482,6 +518,7 @@ impl Probes {
             block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
             spans: sum(COUNTER_LOST_SPANS),
             accounting_gaps: sum(tracer_common::COUNTER_ACCOUNTING_GAPS),
+            timeline_events: sum(tracer_common::COUNTER_LOST_TIMELINE),
         }
     }
 
@@ -491,11 +528,23 @@ impl Probes {
             end_without_begin: sum(COUNTER_SPAN_END_UNMATCHED),
             begun_twice: sum(COUNTER_SPAN_BEGIN_DUPLICATE),
             never_ended: self.spans_expired,
+            http_pipelined: sum(tracer_common::COUNTER_HTTP_PIPELINED),
+            http_unanswered: sum(tracer_common::COUNTER_HTTP_UNANSWERED),
         }
+    }
+
+    /// HTTP request and response heads. Drain them before the spans: the
+    /// kernel sends them before the span they belong to.
+    pub fn drain_http_captures(&mut self, mut on_capture: impl FnMut(&HttpCapture)) -> usize {
+        drain(&mut self.http_events, &mut on_capture)
     }
 
     pub fn drain_span_events(&mut self, mut on_span: impl FnMut(&SpanEvent)) -> usize {
         drain(&mut self.span_events, &mut on_span)
+    }
+
+    pub fn drain_timeline(&mut self, mut on_event: impl FnMut(&TimelineEvent)) -> usize {
+        drain(&mut self.timeline_events, &mut on_event)
     }
 
     /// Removes spans open since before `older_than_ns` (CLOCK_MONOTONIC),

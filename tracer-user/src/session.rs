@@ -55,6 +55,7 @@ impl Session {
         let Session { probes, agg, .. } = self;
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
+        probes.drain_http_captures(|capture| agg.on_http_capture(capture));
         probes.drain_span_events(|span| agg.on_span(span));
         let now = procfs::monotonic_ns();
         let mut dead = Vec::new();
@@ -90,6 +91,7 @@ impl Session {
         let Session { probes, agg, .. } = self;
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
+        probes.drain_http_captures(|capture| agg.on_http_capture(capture));
         probes.drain_span_events(|span| agg.on_span(span));
     }
 

@@ -73,6 +73,9 @@ pub struct SpanRecord {
     /// Ended on a different thread (`tid_end`) than it began: no breakdown.
     pub moved_between_threads: bool,
     pub tid_end: u32,
+    /// The HTTP exchange, for spans found by `--http`.
+    #[serde(flatten)]
+    pub http: Option<crate::http::HttpFields>,
 }
 
 impl SpanRecord {
@@ -133,6 +136,7 @@ impl SpanRecord {
             blame,
             moved_between_threads: moved,
             tid_end: event.tid_end,
+            http: None,
         }
     }
 }

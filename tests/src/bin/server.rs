@@ -6,7 +6,11 @@
 //! (`X-Thread-Cpu-Ns`, CLOCK_THREAD_CPUTIME_ID). Prints `ready <port>` once
 //! listening on 127.0.0.1.
 //!
-//!   tracer-test-server [--cpu N] [--io-dir DIR]
+//!   tracer-test-server [--cpu N] [--io-dir DIR] [--no-markers] [--span-log FILE]
+//!
+//! `--no-markers` leaves the request spans to `tracer spans --http`;
+//! `--span-log` writes each request's span as a JSON line (`span_id`, `name`,
+//! `tid`, `start_unix_ns`, `end_unix_ns`) for `tracer spans join`.
 //!
 //! GET /cpu?ms=N   burn N ms of CPU time
 //! GET /sleep?ms=N sleep N ms
@@ -89,9 +93,11 @@ fn query_ms(target: &str) -> u64 {
     target.split_once("ms=").and_then(|(_, v)| v.split('&').next()?.parse().ok()).unwrap_or(10)
 }
 
-fn handle(stream: TcpStream, io: &IoFile) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut writer = stream;
+fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
+    // One descriptor for both directions, as most servers do: the HTTP
+    // probes know a connection by its descriptor.
+    let mut reader = BufReader::new(&stream);
+    let mut writer = &stream;
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -110,7 +116,9 @@ fn handle(stream: TcpStream, io: &IoFile) {
         let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let path = target.split('?').next().unwrap_or("/").to_owned();
         let name = std::ffi::CString::new(format!("GET {path}")).expect("no NUL");
-        let span = tracer_span::Span::begin(NEXT_SPAN.fetch_add(1, Ordering::Relaxed), &name);
+        let id = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
+        let span = options.markers.then(|| tracer_span::Span::begin(id, &name));
+        let start_unix_ns = unix_ns();
         let cpu_at_begin = thread_cpu_ns();
         let status = match path.as_str() {
             "/cpu" => {
@@ -147,8 +155,17 @@ fn handle(stream: TcpStream, io: &IoFile) {
             _ => "404 Not Found",
         };
         let body = format!("{path}\n");
-        let id = span.id();
         let cpu_ns = thread_cpu_ns() - cpu_at_begin;
+        if let Some(log) = &options.span_log {
+            let line = format!(
+                "{{\"span_id\": {id}, \"name\": {:?}, \"tid\": {}, \"start_unix_ns\": {start_unix_ns}, \"end_unix_ns\": {}}}\n",
+                name.to_str().expect("ASCII"),
+                // SAFETY: gettid has no arguments and cannot fail.
+                unsafe { libc::gettid() },
+                unix_ns()
+            );
+            let _ = log.lock().expect("log lock").write_all(line.as_bytes());
+        }
         drop(span);
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{}\r\n{body}",
@@ -159,6 +176,17 @@ fn handle(stream: TcpStream, io: &IoFile) {
             return;
         }
     }
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as u64
+}
+
+struct Options {
+    /// Call the span markers around each request (`--no-markers`: do not).
+    markers: bool,
+    /// Where each request's span is logged as a JSON line (`--span-log FILE`).
+    span_log: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 fn main() {
@@ -174,10 +202,14 @@ fn main() {
     }
     let io_dir = flag("--io-dir").unwrap_or_else(|| "/var/tmp".into());
     let io: &'static IoFile = Box::leak(Box::new(IoFile::create(&io_dir)));
+    let options: &'static Options = Box::leak(Box::new(Options {
+        markers: !args.iter().any(|a| a == "--no-markers"),
+        span_log: flag("--span-log").map(|path| std::sync::Mutex::new(std::fs::File::create(path).expect("span log"))),
+    }));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     println!("ready {}", listener.local_addr().expect("addr").port());
     let _ = std::io::stdout().flush();
     for stream in listener.incoming().flatten() {
-        std::thread::spawn(move || handle(stream, io));
+        std::thread::spawn(move || handle(stream, io, options));
     }
 }

@@ -62,6 +62,7 @@ pub(crate) fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Resul
             syscalls: None,
             block_io: false,
             spans: None,
+            timeline: false,
         },
         filters: Filters {
             pids: target.pids.clone(),

@@ -18,7 +18,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers.
-    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false });
+    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,

@@ -26,10 +26,11 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut targets = resolve_targets(kernel, &target)?;
     targets.options.syscalls = syscall_options(&targets, false, false, Vec::new());
     targets.options.block_io = true;
-    targets.options.spans = Some(SpanRequest { pid: args.pid, required: true });
+    targets.options.spans = Some(SpanRequest { pid: args.pid, required: true, http: args.http });
     let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
+    session.agg.http.keep_query = args.http_query;
 
     let mut out: Box<dyn Write> = match &args.json {
         Some(path) => Box::new(BufWriter::new(
@@ -68,6 +69,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
                 last_expiry = std::time::Instant::now();
                 let cutoff = procfs::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
                 session.probes.expire_spans(cutoff);
+                // HTTP span ids are their start time << 8 (see tracer-ebpf/src/http.rs).
+                session.agg.http.forget_older_than(cutoff << 8);
             }
         })
         .await?;
@@ -93,10 +96,19 @@ fn summary(session: &Session, written: u64) {
     let verdicts: Vec<String> = spans.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
     eprintln!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
     let anomalies = session.probes.span_anomalies();
-    if anomalies != Default::default() {
+    if anomalies.end_without_begin + anomalies.begun_twice + anomalies.never_ended > 0 {
         eprintln!(
             "tracer: span markers that did not pair up: {} ended without a begin, {} begun twice, {} never ended",
             anomalies.end_without_begin, anomalies.begun_twice, anomalies.never_ended
+        );
+    }
+    let http = &session.agg.http;
+    let pipelined = anomalies.http_pipelined + http.pipelined;
+    if pipelined + anomalies.http_unanswered + http.not_http > 0 {
+        eprintln!(
+            "tracer: HTTP requests not made spans: {pipelined} pipelined behind another, {} unanswered \
+             (connection closed first), {} not HTTP after all",
+            anomalies.http_unanswered, http.not_http
         );
     }
 }

@@ -67,7 +67,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // With -p, request spans come along when the process has markers.
-    targets.options.spans = args.pid.map(|pid| crate::loader::SpanRequest { pid, required: false });
+    targets.options.spans = args.pid.map(|pid| crate::loader::SpanRequest { pid, required: false, http: false });
     let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
 

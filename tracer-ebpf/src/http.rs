@@ -1,0 +1,257 @@
+//! HTTP/1.x exchanges found in the traced process's socket syscalls
+//! (`tracer spans --http`). A read whose first bytes are a request method
+//! opens a span on its connection (process, fd); the first write that starts
+//! with a status line turns the connection to its response; each response
+//! write (or sendfile) moves the span's end; the span is sent when the
+//! writing thread does anything else. Request and response heads are copied
+//! (bounded) for the loader, which parses them.
+use tracer_common::{
+    COUNTER_HTTP_PIPELINED, COUNTER_HTTP_UNANSWERED, HTTP_CAPTURE_READS, HTTP_CAPTURE_REQUEST,
+    HTTP_CAPTURE_RESPONSE, HTTP_PHASE_REQUEST, HTTP_PHASE_RESPONSE, HttpCapture, HttpConn, HttpConnKey,
+    SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals,
+};
+
+use crate::{
+    kernel::{now_ns, read_user, read_user_prefix, this_cpu},
+    maps::{HTTP_CONNS, HTTP_EVENTS, count},
+    spans,
+};
+
+// x86-64 syscall numbers.
+const NR_READ: u32 = 0;
+const NR_WRITE: u32 = 1;
+const NR_CLOSE: u32 = 3;
+const NR_READV: u32 = 19;
+const NR_WRITEV: u32 = 20;
+const NR_SENDFILE: u32 = 40;
+const NR_SENDTO: u32 = 44;
+const NR_RECVFROM: u32 = 45;
+const NR_SENDMSG: u32 = 46;
+const NR_RECVMSG: u32 = 47;
+
+/// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Data {
+    Buffer,
+    Vector,
+    Message,
+    None,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    Read(Data),
+    Write(Data),
+    Close,
+    Other,
+}
+
+#[inline(always)]
+fn io_of(nr: u32) -> Io {
+    match nr {
+        NR_READ | NR_RECVFROM => Io::Read(Data::Buffer),
+        NR_READV => Io::Read(Data::Vector),
+        NR_RECVMSG => Io::Read(Data::Message),
+        NR_WRITE | NR_SENDTO => Io::Write(Data::Buffer),
+        NR_WRITEV => Io::Write(Data::Vector),
+        NR_SENDMSG => Io::Write(Data::Message),
+        NR_SENDFILE => Io::Write(Data::None),
+        NR_CLOSE => Io::Close,
+        _ => Io::Other,
+    }
+}
+
+/// At a syscall's entry. `args` reads its first two arguments, only for
+/// the syscalls that matter here.
+#[inline(always)]
+pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce() -> [u64; 2]) {
+    let io = io_of(nr);
+    let responding = stats.flags & THREAD_HTTP_RESPONDING != 0;
+    if io == Io::Other && !responding {
+        return;
+    }
+    let mut fd = u32::MAX;
+    if io != Io::Other {
+        let [first, second] = args();
+        fd = first as u32;
+        stats.syscall_fd = fd;
+        stats.syscall_buf = second;
+    }
+    if responding && !(matches!(io, Io::Write(_)) && fd == stats.http_fd) {
+        finish_response(tgid, stats);
+    }
+    if io == Io::Close {
+        forget_connection(tgid, fd, stats);
+    }
+}
+
+/// At a syscall's exit with its return value.
+#[inline(always)]
+pub fn on_exit(tid: u32, tgid: u32, stats: &mut ThreadStats, nr: u32, ret: i64) {
+    if ret <= 0 {
+        return;
+    }
+    match io_of(nr) {
+        Io::Read(data) => on_read(tid, tgid, stats, data, ret as u64),
+        Io::Write(data) => on_write(tid, tgid, stats, data, ret as u64),
+        _ => {}
+    }
+}
+
+/// The user address and length of the first bytes a syscall transferred.
+#[inline(always)]
+fn first_bytes(data: Data, arg: u64, transferred: u64) -> Option<(u64, u64)> {
+    let iovec = match data {
+        Data::Buffer => return Some((arg, transferred)),
+        Data::Vector => arg,
+        // struct msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
+        Data::Message => read_user::<u64>(arg + 16)?,
+        Data::None => return None,
+    };
+    // struct iovec { void *iov_base; size_t iov_len; }
+    let base = read_user::<u64>(iovec)?;
+    let len = read_user::<u64>(iovec + 8)?;
+    Some((base, if len < transferred { len } else { transferred }))
+}
+
+/// A request line starts with a method; the loader checks the rest.
+#[inline(always)]
+fn is_request_start(head: [u8; 4]) -> bool {
+    matches!(
+        &head,
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN" | b"TRAC"
+    )
+}
+
+#[inline(always)]
+fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
+    let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
+    if len < 4 {
+        return;
+    }
+    let Some(head) = read_user::<[u8; 4]>(at) else { return };
+    let key = HttpConnKey { tgid, fd: stats.syscall_fd };
+    let conn = HTTP_CONNS.get_ptr_mut(&key);
+    if !is_request_start(head) {
+        // The rest of a request head split over several reads.
+        if let Some(conn) = conn {
+            // SAFETY: a map value; one connection is read by one thread at a time.
+            let conn = unsafe { &mut *conn };
+            if conn.phase == HTTP_PHASE_REQUEST && conn.reads < HTTP_CAPTURE_READS {
+                conn.reads += 1;
+                capture(conn.span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+            }
+        }
+        return;
+    }
+    if let Some(conn) = conn {
+        // SAFETY: as above.
+        let conn = unsafe { &*conn };
+        if conn.phase == HTTP_PHASE_REQUEST {
+            count(COUNTER_HTTP_PIPELINED);
+            return;
+        }
+        send(tgid, conn, stats);
+    }
+    let span_id = (now_ns() << 8) | u64::from(this_cpu() & 0xff);
+    if spans::open(tid, tgid, stats, span_id, name_http).is_none() {
+        return;
+    }
+    let fresh = HttpConn {
+        span_id,
+        phase: HTTP_PHASE_REQUEST,
+        reads: 1,
+        end_tid: 0,
+        _pad: 0,
+        end_ns: 0,
+        end: ThreadTotals::default(),
+    };
+    if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
+        capture(span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+    }
+}
+
+fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
+    name[..4].copy_from_slice(b"HTTP");
+}
+
+#[inline(always)]
+fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
+    let key = HttpConnKey { tgid, fd: stats.syscall_fd };
+    let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
+    // SAFETY: a map value; one connection is written by one thread at a time.
+    let conn = unsafe { &mut *conn };
+    if conn.phase == HTTP_PHASE_REQUEST {
+        let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
+        if len < 8 || read_user::<[u8; 7]>(at).is_none_or(|head| &head != b"HTTP/1.") {
+            return;
+        }
+        conn.phase = HTTP_PHASE_RESPONSE;
+        capture(conn.span_id, tgid, tid, HTTP_CAPTURE_RESPONSE, at, len);
+    }
+    let (totals, now) = spans::own_totals(tid, stats);
+    conn.end_ns = now;
+    conn.end_tid = tid;
+    conn.end = totals;
+    stats.flags |= THREAD_HTTP_RESPONDING;
+    stats.http_fd = key.fd;
+}
+
+/// The thread that wrote a response moved on: the exchange is complete.
+#[inline(always)]
+fn finish_response(tgid: u32, stats: &mut ThreadStats) {
+    stats.flags &= !THREAD_HTTP_RESPONDING;
+    let key = HttpConnKey { tgid, fd: stats.http_fd };
+    let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
+    // SAFETY: a map value, read before its entry is deleted.
+    let conn = unsafe { &*conn };
+    if conn.phase == HTTP_PHASE_RESPONSE {
+        send(tgid, conn, stats);
+        let _ = HTTP_CONNS.remove(&key);
+    }
+}
+
+/// Sends the span of a connection that has responded.
+#[inline(always)]
+fn send(tgid: u32, conn: &HttpConn, stats: &mut ThreadStats) {
+    let key = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
+    spans::close(&key, conn.end_tid, conn.end_ns, Some(&conn.end), SPAN_HTTP);
+    spans::release_thread(stats, conn.span_id);
+}
+
+/// `close(fd)`: an exchange in progress on it ends here.
+#[inline(always)]
+fn forget_connection(tgid: u32, fd: u32, stats: &mut ThreadStats) {
+    let key = HttpConnKey { tgid, fd };
+    let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
+    // SAFETY: a map value, read before its entry is deleted.
+    let conn = unsafe { &*conn };
+    if conn.phase == HTTP_PHASE_RESPONSE {
+        send(tgid, conn, stats);
+    } else {
+        count(COUNTER_HTTP_UNANSWERED);
+        spans::discard(&SpanKey { tgid, _pad: 0, span_id: conn.span_id });
+        spans::release_thread(stats, conn.span_id);
+    }
+    let _ = HTTP_CONNS.remove(&key);
+}
+
+/// Copies the first bytes of a request read or response write.
+#[inline(always)]
+fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
+    let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
+        count(tracer_common::COUNTER_LOST_SPANS);
+        return;
+    };
+    let capture = record.as_mut_ptr();
+    // SAFETY: the reserved record is ours until submitted; every field is
+    // written before it is.
+    unsafe {
+        (*capture).span_id = span_id;
+        (*capture).tgid = tgid;
+        (*capture).tid = tid;
+        (*capture).kind = kind;
+        (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
+    }
+    record.submit(0);
+}

@@ -1,0 +1,61 @@
+//! `tracer record --timeline`: every state change of the traced threads,
+//! with their totals, streamed for offline attribution of spans recorded
+//! elsewhere. Nothing here runs unless the loader turned the timeline on.
+use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
+use tracer_common::{
+    COUNTER_LOST_TIMELINE, TIMELINE_HOLDER, TIMELINE_SYSCALL, TIMELINE_TRANSITION, ThreadStats, ThreadTotals,
+    TimelineEvent,
+};
+
+use crate::{
+    kernel::{this_cpu, timeline_enabled},
+    maps::{TIMELINE_EVENTS, count},
+    spans,
+};
+
+#[inline(always)]
+fn emit(kind: u32, tid: u32, tgid: u32, ts_ns: u64, value: u32, ns: u64, totals: &ThreadTotals) {
+    match TIMELINE_EVENTS.reserve::<TimelineEvent>(0) {
+        Some(mut record) => {
+            record.write(TimelineEvent {
+                kind,
+                tid,
+                tgid,
+                cpu: this_cpu(),
+                ts_ns,
+                value,
+                _pad: 0,
+                ns,
+                totals: *totals,
+            });
+            // The loader drains on a timer, like the run-queue stream.
+            record.submit(BPF_RB_NO_WAKEUP as u64);
+        }
+        None => count(COUNTER_LOST_TIMELINE),
+    }
+}
+
+/// The thread entered `state` (a `TIMELINE_*` or `OFF_CPU_*` state) at `ts_ns`.
+#[inline(always)]
+pub fn transition(tid: u32, stats: &ThreadStats, ts_ns: u64, state: u32) {
+    if timeline_enabled() {
+        emit(TIMELINE_TRANSITION, tid, stats.tgid, ts_ns, state, 0, &stats.totals);
+    }
+}
+
+/// A syscall of the thread ended at `ts_ns` after `took` ns.
+#[inline(always)]
+pub fn syscall(tid: u32, tgid: u32, nr: u32, ts_ns: u64, took: u64) {
+    if timeline_enabled() {
+        emit(TIMELINE_SYSCALL, tid, tgid, ts_ns, nr, took, &ThreadTotals::default());
+    }
+}
+
+/// The thread's run-queue wait `since..now` on this CPU ended: who held it.
+#[inline(always)]
+pub fn holders(tid: u32, tgid: u32, since: u64, now: u64) {
+    if timeline_enabled() {
+        let none = ThreadTotals::default();
+        spans::for_each_holder(since, now, |holder, ns| emit(TIMELINE_HOLDER, tid, tgid, now, holder, ns, &none));
+    }
+}
