@@ -79,6 +79,11 @@ mod tests {
         assert!(cgroup_of(pid).is_some_and(|c| c.starts_with('/')), "every process is in a v2 cgroup");
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() } as u32;
+        // Run past a scheduler tick, which updates the running thread's counter.
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
         let (state, exec_ns) = sched_state(pid, tid).unwrap();
         assert_eq!(state, 'R', "the test thread reads its own state while running");
         assert!(exec_ns > 0);

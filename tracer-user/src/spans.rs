@@ -221,6 +221,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: &'static s
         blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * MS }],
         moved_between_threads: false,
         tid_end: 101,
+        http: None,
     }
 }
 
