@@ -1,95 +1,9 @@
 //! Request spans of the instrumented test server: breakdown, verdicts,
 //! blame, and marker misuse.
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use serde_json::Value;
 use tracer_tests::*;
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(cpu: Option<u32>) -> Server {
-        let bin = load_bin().with_file_name("tracer-test-server");
-        let mut cmd = Command::new(&bin);
-        if let Some(cpu) = cpu {
-            cmd.args(["--cpu", &cpu.to_string()]);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("ready ").expect("ready line").parse().unwrap();
-        Server { child, port }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// GET `path`; returns the client-measured latency.
-    fn get(&self, path: &str) -> Duration {
-        self.get_with_headers(path).0
-    }
-
-    /// GET `path`; returns the client-measured latency and the response.
-    fn get_with_headers(&self, path: &str) -> (Duration, String) {
-        let started = Instant::now();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        (started.elapsed(), response)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `tracer spans -p <server> ARGS` around `work`; returns the span lines.
-fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<Value>, Vec<String>) {
-    let pid = server.pid().to_string();
-    let mut all = vec!["spans", "-p", &pid];
-    all.extend_from_slice(args);
-    let tracer = Tracer::start(&all);
-    work();
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let spans = stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    (spans, stderr)
-}
-
-fn parts(span: &Value) -> u64 {
-    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"]
-        .iter()
-        .map(|f| u(&span[*f]))
-        .sum()
-}
-
-/// The five parts sum to the wall time within 1%, also for spans during
-/// which the kernel did not report one of the thread's switches (filled
-/// from its own counters, so `unaccounted_ns` stays under 1%).
-fn assert_parts_sum_to_wall(span: &Value) {
-    let wall = u(&span["wall_ns"]);
-    let sum = parts(span);
-    assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span}");
-}
-
-fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
-    spans.iter().filter(|s| s["name"] == name).collect()
-}
 
 #[test]
 fn spans_alone_have_the_verdict_of_their_work() {

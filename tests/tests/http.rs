@@ -1,0 +1,151 @@
+//! `tracer spans --http`: request spans of a server without markers, found
+//! in its socket syscalls.
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use serde_json::Value;
+use tracer_tests::*;
+
+/// Sends `parts` on one connection (pausing between them) and reads `responses`
+/// responses of the test server.
+fn exchange(server: &Server, parts: &[&str], responses: usize) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        stream.write_all(part.as_bytes()).unwrap();
+    }
+    let mut received = String::new();
+    let mut buf = [0u8; 4096];
+    while received.matches("HTTP/1.1 ").count() < responses || !received.ends_with('\n') {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed after {received:?}");
+        received.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    received
+}
+
+fn get(path: &str, request_id: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Request-Id: {request_id}\r\n\r\n")
+}
+
+fn by_request_id<'a>(spans: &'a [Value], id: &str) -> &'a Value {
+    let found: Vec<&Value> = spans.iter().filter(|s| s["request_id"] == id).collect();
+    assert_eq!(found.len(), 1, "one span with request id {id}: {spans:?}");
+    found[0]
+}
+
+#[test]
+fn http_spans_of_a_server_without_markers() {
+    if !bpf_available("http_spans_of_a_server_without_markers") {
+        return;
+    }
+    let server = Server::start_with(None, &["--no-markers"]);
+    let (spans, stderr) = spans_around(&server, &["--http"], || {
+        for i in 0..3 {
+            exchange(&server, &[&get(&format!("/cpu?ms=30&i={i}"), &format!("cpu-{i}"))], 1);
+            exchange(&server, &[&get("/sleep?ms=20", &format!("sleep-{i}"))], 1);
+            exchange(&server, &[&get("/io", &format!("io-{i}"))], 1);
+        }
+        // Keep-alive: three requests on one connection, one at a time.
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        for i in 0..3 {
+            stream.write_all(get("/plain", &format!("keep-{i}")).as_bytes()).unwrap();
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("HTTP/1.1 200"));
+        }
+        drop(stream);
+        // A request head split over two reads: its id is in the second.
+        exchange(&server, &["GET /plain HTTP/1.1\r\nHost: te", "st\r\nX-Request-Id: split\r\n\r\n"], 1);
+        // Not HTTP: ignored.
+        let mut other = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        other.write_all(b"HELLO there\r\nConnection: close\r\n\r\n").unwrap();
+        let mut sink = Vec::new();
+        let _ = other.read_to_end(&mut sink);
+    });
+    assert_eq!(spans.len(), 9 + 3 + 1, "{spans:#?}\n{stderr:?}");
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        assert_eq!(span["pid"], server.pid());
+        assert_eq!(span["http_method"], "GET", "{span}");
+        assert_eq!(span["http_status"], 200, "{span}");
+        assert_eq!(span["moved_between_threads"], false);
+        let path = span["http_path"].as_str().unwrap();
+        assert!(!path.contains('?'), "query strings are dropped: {span}");
+        assert_eq!(span["name"], format!("GET {path}"));
+        let syscalls: Vec<&str> = span["top_syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span}");
+    }
+    for i in 0..3 {
+        let cpu = by_request_id(&spans, &format!("cpu-{i}"));
+        assert_eq!(cpu["http_path"], "/cpu");
+        assert_eq!(cpu["verdict"], "on-cpu", "{cpu}");
+        assert!(u(&cpu["on_cpu_ns"]) >= 30_000_000, "{cpu}");
+        let sleep = by_request_id(&spans, &format!("sleep-{i}"));
+        assert_eq!(sleep["verdict"], "blocked", "{sleep}");
+        assert!(u(&sleep["sleep_ns"]) >= 19_000_000, "{sleep}");
+        let io = by_request_id(&spans, &format!("io-{i}"));
+        assert_eq!(io["verdict"], "io", "{io}");
+        let keep = by_request_id(&spans, &format!("keep-{i}"));
+        assert_eq!(keep["http_path"], "/plain");
+    }
+    let keep_tids: Vec<&Value> = (0..3).map(|i| &by_request_id(&spans, &format!("keep-{i}"))["tid"]).collect();
+    assert!(keep_tids.iter().all(|t| *t == keep_tids[0]), "one connection, one server thread");
+    // It began at the first read, so it includes the 30 ms the server then
+    // waited in recvfrom for the rest of the head.
+    let split = by_request_id(&spans, "split");
+    assert!(u(&split["sleep_ns"]) >= 25_000_000, "{split}");
+    assert_eq!(split["top_syscalls"][0]["name"], "recvfrom", "{split}");
+}
+
+#[test]
+fn http_spans_under_busy_neighbours_are_cpu_contention() {
+    if !bpf_available("http_spans_under_busy_neighbours_are_cpu_contention") {
+        return;
+    }
+    let server = Server::start_with(Some(1), &["--no-markers"]);
+    let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", "1"])).collect();
+    let busy_pids: Vec<u64> = busy.iter().map(|l| u64::from(l.pid())).collect();
+    let (spans, _) = spans_around(&server, &["--http"], || {
+        for i in 0..5 {
+            exchange(&server, &[&get("/cpu?ms=20", &format!("busy-{i}"))], 1);
+        }
+    });
+    drop(busy);
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        assert_eq!(span["verdict"], "cpu-contention", "{span}");
+        let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
+        assert!(runq * 2 >= wall, "runq {runq} of {wall} ns");
+        let blamed_on_busy: u64 = span["blame"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| busy_pids.contains(&u(&h["pid"])))
+            .map(|h| u(&h["ns"]))
+            .sum();
+        assert!(blamed_on_busy * 10 >= runq * 8, "busy processes held {blamed_on_busy} of {runq} ns: {span}");
+    }
+}
+
+#[test]
+fn pipelined_http_requests_are_counted_not_mismeasured() {
+    if !bpf_available("pipelined_http_requests_are_counted_not_mismeasured") {
+        return;
+    }
+    let server = Server::start_with(None, &["--no-markers"]);
+    let (spans, stderr) = spans_around(&server, &["--http"], || {
+        let two = format!("{}{}", get("/plain", "first"), get("/plain", "second"));
+        exchange(&server, &[&two], 2);
+    });
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0]["request_id"], "first");
+    let note = stderr.iter().find(|l| l.contains("HTTP requests not made spans")).expect("a note on stderr");
+    assert!(note.contains("1 pipelined"), "{note}");
+}
