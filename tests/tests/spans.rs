@@ -1,6 +1,10 @@
 //! Request spans of the instrumented test server: breakdown, verdicts,
 //! blame, and marker misuse.
-use std::time::Duration;
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use serde_json::Value;
 use tracer_tests::*;

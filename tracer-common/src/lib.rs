@@ -611,6 +611,9 @@ pub struct ThreadStats {
     /// `THREAD_HTTP_RESPONDING`).
     pub http_fd: u32,
     pub syscall_buf: u64,
+    /// When the thread was woken for the run it is in (0: it was preempted,
+    /// or its wakeup was not seen, or a span already claimed it).
+    pub woken_at_ns: u64,
     pub totals: ThreadTotals,
     /// The kernel's counters when `totals` last agreed with them (at the
     /// last switch-out; valid with `THREAD_KERNEL_SAMPLED`).
@@ -709,7 +712,7 @@ const _: () = {
     assert!(size_of::<ThreadTotals>() == 13 * 8);
     assert!(
         size_of::<ThreadStats>()
-            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + size_of::<ThreadTotals>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + 8 + size_of::<ThreadTotals>()
                 + size_of::<KernelSchedCounters>()
     );
     assert!(size_of::<KernelSchedCounters>() == 3 * 8);

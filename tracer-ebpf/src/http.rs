@@ -154,7 +154,11 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         send(tgid, conn, stats);
     }
     let span_id = (now_ns() << 8) | u64::from(this_cpu() & 0xff);
-    if spans::open(tid, tgid, stats, span_id, name_http).is_none() {
+    // The request was there to read since the thread was woken for this run
+    // (if it was): its wait for a CPU since then is part of the request's.
+    // Only the first request of a run claims it.
+    let woken_at = core::mem::take(&mut stats.woken_at_ns);
+    if spans::open(tid, tgid, stats, span_id, woken_at, name_http).is_none() {
         return;
     }
     let fresh = HttpConn {

@@ -108,6 +108,7 @@ pub fn lookup_or_track(
         syscall_fd: 0,
         http_fd: 0,
         syscall_buf: 0,
+        woken_at_ns: 0,
         totals: ThreadTotals {
             on_cpu_ns: 0,
             runq_wait_ns: 0,
@@ -266,6 +267,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
         stats.totals.on_cpu_ns += now - stats.on_cpu_since_ns;
     }
     remember_sample(stats, kernel);
+    stats.woken_at_ns = 0;
     stats.on_cpu_since_ns = 0;
     stats.off_cpu_state = out.state;
     if out.state == OFF_CPU_PREEMPTED {
@@ -410,10 +412,14 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
         remember_sample(stats, kernel);
         count(COUNTER_ACCOUNTING_GAPS);
     }
+    stats.woken_at_ns = 0;
     if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;
+        if stats.off_cpu_state != OFF_CPU_PREEMPTED {
+            stats.woken_at_ns = stats.runnable_since_ns;
+        }
         waited = Some(if stats.off_cpu_state == OFF_CPU_PREEMPTED {
             stats.totals.preempted_ns += wait;
             Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OFF_CPU_PREEMPTED }

@@ -49,7 +49,7 @@ fn begin(span_id: u64, name: *const u8) {
         return;
     }
     let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) else { return };
-    open(tid, tgid, stats, span_id, |buf| {
+    open(tid, tgid, stats, span_id, 0, |buf| {
         if !name.is_null() {
             // SAFETY: a bounded read of user memory; a fault leaves the name empty.
             let _ = unsafe { bpf_probe_read_user_str_bytes(name, buf) };
@@ -58,6 +58,8 @@ fn begin(span_id: u64, name: *const u8) {
 }
 
 /// Opens span `span_id` on the running thread: snapshots its totals now.
+/// With `woken_at` (non-zero), the span starts instead when the thread was
+/// woken for its current run: the wait for a CPU since then is the span's.
 /// Returns the start time, or `None` when the span could not be stored.
 #[inline(always)]
 pub fn open(
@@ -65,21 +67,33 @@ pub fn open(
     tgid: u32,
     stats: &mut ThreadStats,
     span_id: u64,
+    woken_at: u64,
     name: impl FnOnce(&mut [u8; SPAN_NAME_LEN]),
 ) -> Option<u64> {
     let state = SPAN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let state = unsafe { &mut *state };
     sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
-    let (base, now) = sched::own_totals_now(stats);
+    let (mut base, now) = sched::own_totals_now(stats);
+    state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+    state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+    let mut start = now;
+    let got_cpu = stats.on_cpu_since_ns;
+    if woken_at != 0 && got_cpu != 0 && woken_at <= got_cpu && got_cpu <= now {
+        // Back to the wakeup: its run-queue wait and the run since are the
+        // span's (the thread has run on this CPU without a switch since).
+        base.on_cpu_ns = base.on_cpu_ns.saturating_sub(now - got_cpu);
+        base.runq_wait_ns = base.runq_wait_ns.saturating_sub(got_cpu - woken_at);
+        base.runq_waits = base.runq_waits.saturating_sub(1);
+        start = woken_at;
+        for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
+    }
     state.tid = tid;
     state._pad = 0;
-    state.start_ns = now;
+    state.start_ns = start;
     state.name = [0; SPAN_NAME_LEN];
     name(&mut state.name);
     state.base = base;
-    state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
-    state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_some() {
         count(COUNTER_SPAN_BEGIN_DUPLICATE);

@@ -135,26 +135,10 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = [("perf", "linux-perf"), ("runqlat", "libbpf-tools"), ("wrk", "wrk")]
-        .into_iter()
-        .filter(|(bin, _)| util::which(bin).is_none() && !Path::new("/usr/sbin").join(bin).exists())
-        .map(|(_, pkg)| pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !util::is_root() {
-        bail!("the benchmarks need {}: install with `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
-    }
-    eprintln!("    installing {}", missing.join(", "));
-    util::run_checked(Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()))?;
-    util::run_checked(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q"])
-            .args(&missing)
-            .stdout(Stdio::null()),
+    util::ensure_packages(
+        &[("perf", "linux-perf"), ("runqlat", "libbpf-tools"), ("wrk", "wrk"), ("nginx", "nginx")],
+        "the benchmarks",
     )
-    .with_context(|| format!("installing {}", missing.join(" ")))
 }
 
 /// One `perf bench sched pipe` run pinned to CPU 1: microseconds per op.

@@ -65,7 +65,9 @@ fn test(filter: Option<&str>) -> Result<()> {
     })?;
 
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
-    util::step("tmux for the terminal test", ensure_tmux)?;
+    util::step("tmux, nginx and wrk for the terminal and HTTP tests", || {
+        util::ensure_packages(&[("tmux", "tmux"), ("nginx", "nginx"), ("wrk", "wrk")], "the tests")
+    })?;
     // The build leaves dirty pages behind; their writeback would be noise in
     // the block I/O and scheduling tests.
     util::step("flushing dirty pages before the timing-sensitive tests", || {
@@ -94,14 +96,3 @@ fn test(filter: Option<&str>) -> Result<()> {
     })
 }
 
-/// The live view's test runs it in tmux; install it when missing.
-fn ensure_tmux() -> Result<()> {
-    if util::which("tmux").is_some() {
-        return Ok(());
-    }
-    if !util::is_root() {
-        anyhow::bail!("tmux is missing: install it with `sudo apt-get install tmux`");
-    }
-    util::run_checked(std::process::Command::new("apt-get").args(["update", "-q"]))?;
-    util::run_checked(std::process::Command::new("apt-get").args(["install", "-y", "-q", "tmux"]))
-}

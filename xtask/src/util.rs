@@ -64,3 +64,29 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
+
+/// Installs the Debian packages whose programs are missing: `needed` is
+/// (program, package) pairs; `why` says what needs them, for the error.
+pub fn ensure_packages(needed: &[(&str, &str)], why: &str) -> Result<()> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| which(program).is_none() && !std::path::Path::new("/usr/sbin").join(program).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("{why} need {}: install with `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
+    }
+    eprintln!("    installing {}", missing.join(", "));
+    run_checked(Command::new("apt-get").args(["update", "-q"]).stdout(std::process::Stdio::null()))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null()),
+    )
+    .with_context(|| format!("installing {}", missing.join(" ")))
+}
