@@ -10,6 +10,7 @@ use tracer_common::{
 use crate::{
     hist::Buckets,
     kstats::KernelStats,
+    names::ProcessName,
     procfs,
     spans::{SpanRecord, SpanSummary},
 };
@@ -206,9 +207,9 @@ impl Aggregator {
     }
 
     pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
-
-        let record =
-            SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| self.comm_of(pid));
+        let record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
+            ProcessName { comm: self.comm_of(pid), cgroup: procfs::cgroup_of(pid) }
+        });
         self.spans.add(&record);
         if self.keep_span_records {
             self.finished_spans.push(record);
