@@ -13,6 +13,7 @@ mod session;
 mod spans;
 mod targets;
 mod text;
+mod timeline;
 mod tracefs;
 mod tui;
 
