@@ -4,6 +4,7 @@ mod btf;
 mod cli;
 mod commands;
 mod hist;
+mod join;
 mod kstats;
 mod loader;
 mod names;

@@ -127,7 +127,6 @@ impl Drop for TempFile {
 
 /// Streams a timeline to a temporary file beside its destination; only
 /// [`TimelineWriter::finish`] puts a file at the destination.
-#[cfg_attr(not(test), expect(dead_code, reason = "written by `tracer record --timeline`"))]
 pub struct TimelineWriter {
     path: PathBuf,
     temp: TempFile,
@@ -244,7 +243,6 @@ fn totals_from(f: [u64; TOTALS_FIELDS]) -> ThreadTotals {
     }
 }
 
-#[cfg_attr(not(test), expect(dead_code, reason = "written by `tracer record --timeline`"))]
 fn encode(e: &TimelineEvent) -> [u8; RECORD_LEN] {
     let mut out = [0u8; RECORD_LEN];
     let mut at = 0;
@@ -599,8 +597,11 @@ pub(crate) mod tests {
     pub const TID: u32 = 101;
     pub const PID: u32 = 100;
 
+    /// A fresh directory per call: tests run in parallel.
     pub fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tracer-timeline-{}-{name}", std::process::id()));
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tracer-timeline-{}-{name}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
