@@ -91,8 +91,9 @@ pub struct TimelineHeader {
     pub pids: Vec<u32>,
     /// `tp_btf` or `tracepoint`, as in the report.
     pub probe_mode: String,
-    /// Clock readings during the recording, at least one (at its start and
-    /// end; more in between make the alignment of long recordings better).
+    /// Clock readings during the recording, at least one: at its start and
+    /// end, and more in between to confine the error of a step of the wall
+    /// clock to the interval around it (docs/spans.md).
     pub clock_pairs: Vec<ClockPair>,
     /// The recorded window, CLOCK_MONOTONIC: from when the probes were
     /// attached to when they were detached.
@@ -519,10 +520,13 @@ impl Timeline {
     }
 
     /// The CLOCK_MONOTONIC time of a wall-clock time (may lie outside the
-    /// recording, or be negative). Between two clock pairs it interpolates,
-    /// which follows a wall clock slewed at a steady rate (NTP); outside
-    /// them, and when the wall clock was stepped back (unix times of the
-    /// pairs out of order), it uses the offset of the pair nearest in time.
+    /// recording, or be negative). NTP slews both clocks alike, so their
+    /// offset changes only when the wall clock is stepped. Between two
+    /// clock pairs it interpolates: exact when their offsets agree, and
+    /// where a step moved the offset, continuous and increasing, so a span
+    /// never maps to a negative length. Outside the pairs, and when a step
+    /// back put their wall-clock times out of order, it uses the offset of
+    /// the pair nearest in time.
     pub fn unix_to_monotonic(&self, unix_ns: u64) -> i128 {
         let pairs = &self.header.clock_pairs;
         let unix = i128::from(unix_ns);
@@ -916,14 +920,14 @@ pub(crate) mod tests {
         const S: u64 = 1_000 * MS;
         let unix0 = 1_700_000_000 * S;
         let mut timeline = synthetic();
-        // The wall clock gained 2 ms over 10 s (NTP slewing it).
+        // The wall clock was stepped 2 ms forward between the two pairs.
         timeline.header.clock_pairs = vec![
             ClockPair { monotonic_ns: 1_000 * S, unix_ns: unix0 },
             ClockPair { monotonic_ns: 1_010 * S, unix_ns: unix0 + 10 * S + 2 * MS },
         ];
         let mono = |unix: u64| timeline.unix_to_monotonic(unix);
         assert_eq!(mono(unix0), i128::from(1_000 * S));
-        assert_eq!(mono(unix0 + 5 * S + MS), i128::from(1_005 * S), "halfway, half the slew");
+        assert_eq!(mono(unix0 + 5 * S + MS), i128::from(1_005 * S), "halfway, half the step");
         assert_eq!(mono(unix0 + 10 * S + 2 * MS), i128::from(1_010 * S));
         assert_eq!(mono(unix0 - S), i128::from(999 * S), "before: the first pair's offset");
         assert_eq!(mono(unix0 + 12 * S + 2 * MS), i128::from(1_012 * S), "after: the last pair's offset");
