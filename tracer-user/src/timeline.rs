@@ -129,9 +129,11 @@ impl Drop for TempFile {
 /// Streams a timeline to a temporary file beside its destination; only
 /// [`TimelineWriter::finish`] puts a file at the destination.
 pub struct TimelineWriter {
-    path: PathBuf,
-    temp: TempFile,
+    // Dropped first: an unfinished writer closes its file before the
+    // temporary file is removed.
     encoder: ZlibEncoder<BufWriter<File>>,
+    temp: TempFile,
+    path: PathBuf,
     events: u64,
 }
 
