@@ -10,6 +10,7 @@ use tracer_common::{
 use crate::{
     hist::Buckets,
     kstats::KernelStats,
+    names::ProcessName,
     procfs,
     spans::{SpanRecord, SpanSummary},
 };
@@ -221,8 +222,9 @@ impl Aggregator {
         } else {
             None
         };
-        let mut record =
-            SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| self.comm_of(pid));
+        let mut record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
+            ProcessName { comm: self.comm_of(pid), cgroup: procfs::cgroup_of(pid) }
+        });
         if let Some(fields) = http {
             record.name = format!("{} {}", fields.http_method, fields.http_path);
             record.trace_id = fields.trace_id.clone();

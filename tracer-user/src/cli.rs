@@ -56,6 +56,11 @@ pub enum Command {
     Record(RecordArgs),
     /// One JSON line per request span of a process using the span markers:
     /// where its time went, a verdict, and who held the CPU while it waited.
+    ///
+    /// `tracer spans -p PID` traces the span markers of a live process.
+    /// `tracer spans join` does the same after the fact for spans recorded
+    /// by something else (OpenTelemetry, an application's log), from a
+    /// timeline recorded meanwhile; it needs neither root nor BPF.
     Spans(SpansArgs),
     /// Benchmark floor: attach empty programs to the syscall tracepoints until Ctrl-C.
     #[command(hide = true)]
@@ -212,10 +217,19 @@ pub struct RunqlatArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "tracer spans --pid <PID> [OPTIONS]\n       \
+                      tracer spans join --timeline <FILE> --spans <FILE> [OPTIONS]"
+)]
 pub struct SpansArgs {
-    /// The instrumented process.
-    #[arg(short = 'p', long = "pid", value_name = "PID")]
-    pub pid: u32,
+    #[command(subcommand)]
+    pub command: Option<SpansCommand>,
+
+    /// The instrumented process (required unless joining).
+    #[arg(short = 'p', long = "pid", value_name = "PID", required = true)]
+    pub pid: Option<u32>,
 
     /// Write the JSON lines to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -248,6 +262,43 @@ pub struct SpansArgs {
     /// With --http, keep the query string in `http_path`.
     #[arg(long, requires = "http")]
     pub http_query: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpansCommand {
+    /// Break down spans recorded by something else, after the fact, with a
+    /// timeline recorded at the same time.
+    #[command(long_about = "Break down spans recorded by something else, after the fact.\n\n\
+Reads spans with a thread id and wall-clock start and end (JSON lines, or an OTLP/JSON trace \
+export with the `thread.id` attribute) and a timeline that `tracer record --timeline` wrote while \
+they ran, and prints the same JSON lines as `tracer spans -p PID`: where each span's time went \
+(on a CPU, waiting for one, I/O, other waits), its syscalls, a verdict, and who held the CPU while \
+it waited. Spans without a thread id, outside the recording, or unreadable are counted and \
+reported on standard error with their line numbers; the others are still joined. Needs neither \
+root nor BPF. See docs/spans.md.")]
+    Join(JoinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Timeline written by `tracer record --timeline`.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: PathBuf,
+
+    /// Spans: JSON lines (`span_id`, `name`, `tid`, `start_unix_ns`,
+    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON.
+    #[arg(long, value_name = "FILE")]
+    pub spans: PathBuf,
+
+    /// Write the JSON lines to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Share of a span's wall time waiting for a CPU from which its verdict
+    /// is cpu-contention (it also is whenever that wait is its largest part).
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+          value_parser = parse_fraction)]
+    pub contention_threshold: f64,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -338,6 +389,27 @@ mod tests {
         let Some(Command::Offcpu(a)) = cli.command else { panic!("offcpu expected") };
         assert!(a.per_thread);
         assert!(parse(&["syscalls", "-P", "--per-thread"]).is_err());
+    }
+
+    #[test]
+    fn spans_traces_a_pid_or_joins() {
+        let cli = parse(&["spans", "-p", "42", "--slow", "5", "--json", "s.json"]).unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        assert_eq!((a.pid, a.slow, a.command.is_none()), (Some(42), Some(5.0), true));
+        assert_eq!(a.contention_threshold, crate::aggregate::DEFAULT_CONTENTION_THRESHOLD);
+
+        let cli = parse(&["spans", "join", "--timeline", "t.tl", "--spans", "s.jsonl", "--contention-threshold", "0.5"])
+            .unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        let Some(SpansCommand::Join(j)) = a.command else { panic!("join expected") };
+        assert_eq!((j.timeline.to_str(), j.spans.to_str(), j.json), (Some("t.tl"), Some("s.jsonl"), None));
+        assert_eq!((a.pid, j.contention_threshold), (None, 0.5));
+
+        let err = parse(&["spans"]).unwrap_err().to_string();
+        assert!(err.contains("--pid <PID>") && err.contains("tracer spans join"), "neither -p nor join: {err}");
+        assert!(parse(&["spans", "join", "--timeline", "t.tl"]).is_err(), "--spans is required");
+        assert!(parse(&["spans", "-p", "1", "join", "--timeline", "t", "--spans", "s"]).is_err());
+        assert!(parse(&["spans", "join", "--timeline", "t", "--spans", "s", "--contention-threshold", "2"]).is_err());
     }
 
     #[test]

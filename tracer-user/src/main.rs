@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod hist;
 mod http;
+mod join;
 mod kstats;
 mod loader;
 mod names;
@@ -14,12 +15,13 @@ mod session;
 mod spans;
 mod targets;
 mod text;
+mod timeline;
 mod tracefs;
 mod tui;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SpansCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -38,7 +40,12 @@ fn main() -> std::process::ExitCode {
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
             Some(Command::Floor) => commands::floor().await,
-            Some(Command::Spans(args)) => commands::spans(&cli.kernel, args).await,
+            Some(Command::Spans(args)) => match (&args.command, args.pid) {
+                (Some(SpansCommand::Join(join)), _) => commands::join(join),
+                (None, Some(pid)) => commands::spans(&cli.kernel, pid, args).await,
+                // clap requires --pid without a subcommand; kept as an error, not a panic.
+                (None, None) => Err(anyhow::anyhow!("spans: give -p PID, or use `tracer spans join`")),
+            },
             None => tui::run(&cli.kernel, &cli.tui).await,
         }
     });

@@ -24,6 +24,15 @@ fn suggest(close: &[String]) -> String {
     }
 }
 
+/// Who a process (TGID) was: its command name and cgroup v2 path. Resolved
+/// while it runs (from /proc) and carried along, since a process named in
+/// a recording may be gone by the time the recording is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessName {
+    pub comm: String,
+    pub cgroup: Option<String>,
+}
+
 pub fn syscall_name(nr: u32) -> String {
     Sysno::new(nr as usize).map_or_else(|| format!("syscall_{nr}"), |s| s.name().to_owned())
 }

@@ -378,7 +378,9 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// Where a file bound for `path` is written before it is renamed over it:
+/// the same directory, so the rename is atomic.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     parent_dir(path).join(format!(".{name}.tmp.{}", std::process::id()))
 }

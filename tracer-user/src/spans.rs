@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 
-use crate::{aggregate::comm_string, hist::Buckets, names::syscall_name, report::HistJson};
+use crate::{
+    aggregate::comm_string,
+    hist::Buckets,
+    names::{ProcessName, syscall_name},
+    report::HistJson,
+};
 
 /// What made a span slow. The rule (documented in docs/spans.md):
 /// `cpu-contention` when the run-queue wait is the largest part or at least
@@ -79,11 +84,14 @@ pub struct SpanRecord {
 }
 
 impl SpanRecord {
+    /// `name_of` names the processes that held the CPU (TGID -> comm and
+    /// cgroup): live from /proc while tracing, from a recording's name table
+    /// when joining after the fact.
     pub fn from_event(
         event: &SpanEvent,
         monotonic_to_unix_ns: i128,
         contention_threshold: f64,
-        comm_of: impl Fn(u32) -> String,
+        name_of: impl Fn(u32) -> ProcessName,
     ) -> SpanRecord {
         let d = &event.delta;
         let wall = event.end_ns.saturating_sub(event.start_ns);
@@ -105,11 +113,10 @@ impl SpanRecord {
             .holders
             .iter()
             .filter(|h| h.count > 0)
-            .map(|h| Holder {
-                pid: h.id,
-                comm: if h.id == 0 { "(idle)".into() } else { comm_of(h.id) },
-                cgroup: if h.id == 0 { None } else { crate::procfs::cgroup_of(h.id) },
-                ns: h.ns,
+            .map(|h| {
+                let ProcessName { comm, cgroup } =
+                    if h.id == 0 { ProcessName { comm: "(idle)".into(), cgroup: None } } else { name_of(h.id) };
+                Holder { pid: h.id, comm, cgroup, ns: h.ns }
             })
             .collect();
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
@@ -270,16 +277,20 @@ mod tests {
         event.syscalls[0] = TopEntry { id: 0, count: 3, ns: 7_000 };
         event.holders[0] = TopEntry { id: 812, count: 5, ns: 45_000 };
         event.holders[1] = TopEntry { id: 100, count: 1, ns: 15_000 };
-        let r = SpanRecord::from_event(&event, 10, 0.3, |pid| format!("comm{pid}"));
+        let r = SpanRecord::from_event(&event, 10, 0.3, |pid| ProcessName {
+            comm: format!("comm{pid}"),
+            cgroup: Some(format!("/cg{pid}")),
+        });
         assert_eq!((r.name.as_str(), r.wall_ns, r.start_unix_ns), ("GET /cpu", 100_000, 1_010));
         assert_eq!(r.on_cpu_ns + r.runq_wait_ns + r.iowait_ns + r.uninterruptible_ns + r.sleep_ns, r.wall_ns);
         assert_eq!(r.verdict, "cpu-contention");
         assert_eq!((r.blame[0].pid, r.blame[0].comm.as_str(), r.blame[0].ns), (812, "comm812", 45_000));
+        assert_eq!(r.blame[0].cgroup.as_deref(), Some("/cg812"), "the caller names the holders");
         assert_eq!(r.top_syscalls[0].count, 3);
         assert_eq!(r.migrations, 2);
         event.flags = SPAN_MOVED_THREAD;
         event.tid_end = 102;
-        let moved = SpanRecord::from_event(&event, 0, 0.3, |_| String::new());
+        let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());
         assert_eq!((moved.verdict, moved.moved_between_threads, moved.tid_end), ("moved", true, 102));
         let mut summary = SpanSummary::default();
         summary.add(&r);

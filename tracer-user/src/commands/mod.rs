@@ -1,6 +1,7 @@
 //! The commands. Each resolves its targets (failing with one line before
 //! anything is loaded), starts a session, and prints or writes what it saw.
 mod biolat;
+mod join;
 mod offcpu;
 mod record;
 mod runqlat;
@@ -11,6 +12,7 @@ use std::{io::Write, path::Path};
 
 use anyhow::{Context, Result};
 pub use biolat::biolat;
+pub use join::join;
 pub use offcpu::offcpu;
 pub use record::record;
 pub use runqlat::runqlat;

@@ -18,15 +18,15 @@ use crate::{
     spans::SpanRecord,
 };
 
-pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
+pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()> {
     if let Some(json) = &args.json {
         report::check_output_path(json)?;
     }
-    let target = TargetArgs { pids: vec![args.pid], ..TargetArgs::default() };
+    let target = TargetArgs { pids: vec![pid], ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
     targets.options.syscalls = syscall_options(&targets, false, false, Vec::new());
     targets.options.block_io = true;
-    targets.options.spans = Some(SpanRequest { pid: args.pid, required: true, http: args.http });
+    targets.options.spans = Some(SpanRequest { pid, required: true, http: args.http });
     let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
@@ -39,7 +39,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         None => Box::new(std::io::stdout().lock()),
     };
     let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
-    eprintln!("Tracing spans of process {}... Hit Ctrl-C to end.", args.pid);
+    eprintln!("Tracing spans of process {pid}... Hit Ctrl-C to end.");
     let plan = Plan {
         interval: Some(Duration::from_millis(200)),
         intervals: None,
@@ -85,7 +85,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_line(out: &mut dyn Write, span: &SpanRecord) -> Result<()> {
+/// One span as one JSON line, as `tracer spans` and `tracer spans join` print them.
+pub(super) fn write_line(out: &mut dyn Write, span: &SpanRecord) -> Result<()> {
     serde_json::to_writer(&mut *out, span)?;
     out.write_all(b"\n")?;
     Ok(())

@@ -1,0 +1,114 @@
+//! `tracer spans join`: spans recorded by something else, broken down
+//! with a timeline recorded meanwhile. Needs neither root nor BPF.
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use super::spans::write_line;
+use crate::{cli::JoinArgs, join, report, spans::SpanSummary, timeline::Timeline};
+
+pub fn join(args: &JoinArgs) -> Result<()> {
+    if let Some(json) = &args.json {
+        report::check_output_path(json)?;
+    }
+    let timeline = Timeline::read(&args.timeline).context("loading the timeline")?;
+    let bytes = std::fs::read(&args.spans).with_context(|| format!("reading spans from {}", args.spans.display()))?;
+    let input = join::input::parse(&bytes);
+    let joined = join::join(&timeline, input, args.contention_threshold);
+
+    let mut lines = Vec::new();
+    for record in &joined.records {
+        write_line(&mut lines, record).context("formatting span records")?;
+    }
+    match &args.json {
+        Some(path) => report::write_atomically(path, &lines)
+            .with_context(|| format!("writing span records to {}", path.display()))?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&lines)
+                .and_then(|()| stdout.flush())
+                .context("writing span records")?;
+        }
+    }
+    summary(&timeline, &joined);
+    Ok(())
+}
+
+fn summary(timeline: &Timeline, joined: &join::Joined) {
+    let mut verdicts = SpanSummary::default();
+    joined.records.iter().for_each(|record| verdicts.add(record));
+    let counts: Vec<String> = verdicts.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
+    let header = &timeline.header;
+    let recorded_s = header.last_monotonic_ns.saturating_sub(header.first_monotonic_ns) as f64 / 1e9;
+    eprintln!(
+        "Joined {} of {} spans with a {recorded_s:.3} s timeline of pid {:?} ({} probes){}{}",
+        joined.records.len(),
+        joined.records.len() + joined.skipped.count(),
+        header.pids,
+        header.probe_mode,
+        if counts.is_empty() { "" } else { ": " },
+        counts.join(", ")
+    );
+    for line in joined.skipped.lines() {
+        eprintln!("tracer: {line}");
+    }
+    if header.events_lost > 0 {
+        eprintln!(
+            "tracer: warning: the timeline lost {} events (ring buffer full); breakdowns of spans on the \
+             threads concerned may be off",
+            header.events_lost
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::tests::{MS, TID, history, scratch_dir, write};
+
+    fn args(dir: &std::path::Path, timeline: &str, spans: &str, json: &str) -> JoinArgs {
+        JoinArgs {
+            timeline: dir.join(timeline),
+            spans: dir.join(spans),
+            json: Some(dir.join(json)),
+            contention_threshold: 0.3,
+        }
+    }
+
+    fn error(args: &JoinArgs) -> String {
+        let err = join(args).unwrap_err();
+        err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    }
+
+    #[test]
+    fn joins_files_into_an_atomically_written_file_or_says_what_is_wrong() {
+        let dir = scratch_dir("join-command");
+        write(&dir.join("t.timeline"), &history());
+        let unix = 1_700_000_000_000 * MS;
+        let spans = format!(
+            "{{\"span_id\": 1, \"name\": \"a\", \"tid\": {TID}, \"start_unix_ns\": {}, \"end_unix_ns\": {}}}\nnot json\n",
+            unix + MS,
+            unix + 6 * MS
+        );
+        std::fs::write(dir.join("spans.jsonl"), spans).unwrap();
+
+        join(&args(&dir, "t.timeline", "spans.jsonl", "out.jsonl")).unwrap();
+        let out = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        assert_eq!(out.lines().count(), 1, "the malformed line is skipped, the other joined: {out}");
+        let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!((record["wall_ns"].as_u64(), record["runq_wait_ns"].as_u64()), (Some(5 * MS), Some(3 * MS)));
+
+        let err = error(&args(&dir, "t.timeline", "missing.jsonl", "out2.jsonl"));
+        assert!(err.starts_with(&format!("reading spans from {}", dir.join("missing.jsonl").display())), "{err}");
+        assert!(!dir.join("out2.jsonl").exists());
+        let err = error(&args(&dir, "spans.jsonl", "spans.jsonl", "out2.jsonl"));
+        assert_eq!(
+            err,
+            format!("loading the timeline: {}: not a tracer timeline file", dir.join("spans.jsonl").display())
+        );
+        let err = error(&args(&dir, "t.timeline", "spans.jsonl", "no/such/dir.jsonl"));
+        assert!(err.ends_with("directory does not exist"), "checked before any work: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
