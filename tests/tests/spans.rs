@@ -1,7 +1,7 @@
 //! Request spans of the instrumented test server: breakdown, verdicts,
 //! blame, and marker misuse.
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     time::Duration,
 };

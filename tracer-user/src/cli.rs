@@ -325,6 +325,14 @@ pub struct RecordArgs {
     /// Report file (JSON); its directory must exist and be writable.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub out: PathBuf,
+
+    /// Also store every state change of the traced threads (on a CPU,
+    /// waiting for one and who held it, each off-CPU cause, syscalls) in a
+    /// compact file next to the report (`REPORT.timeline`), for attributing
+    /// spans recorded elsewhere afterwards (`tracer spans join`). Needs
+    /// --pid, --tid or --cgroup.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {

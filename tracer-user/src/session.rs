@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::THREAD_DEAD;
 
-use crate::{aggregate::{self, Aggregator}, loader::Probes, procfs};
+use crate::{aggregate::{self, Aggregator}, loader::Probes, procfs, timeline::Recorder};
 
 /// How often the ring buffers are drained. The run-queue ring holds
 /// several seconds of events at a million context switches per second, so
@@ -38,6 +38,8 @@ pub struct Session {
     pub probes: Probes,
     pub agg: Aggregator,
     pub start_unix_ns: u64,
+    /// Where the timeline goes (`tracer record --timeline`).
+    pub timeline: Option<Recorder>,
 }
 
 impl Session {
@@ -46,13 +48,18 @@ impl Session {
             probes,
             agg,
             start_unix_ns: procfs::unix_ns(),
+            timeline: None,
         }
     }
 
     /// Moves everything the kernel has produced into the aggregator: exit
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
-        let Session { probes, agg, .. } = self;
+        let Session { probes, agg, timeline, .. } = self;
+        if let Some(timeline) = timeline {
+            probes.drain_timeline(|event| timeline.on_event(event));
+            timeline.sample_clocks();
+        }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
         probes.drain_http_captures(|capture| agg.on_http_capture(capture));
@@ -88,7 +95,10 @@ impl Session {
     /// Moves the streamed events (exits, run-queue waits, spans) into the
     /// aggregator; cheap, called every `DRAIN_EVERY`.
     pub fn drain(&mut self) {
-        let Session { probes, agg, .. } = self;
+        let Session { probes, agg, timeline, .. } = self;
+        if let Some(timeline) = timeline {
+            probes.drain_timeline(|event| timeline.on_event(event));
+        }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
         probes.drain_http_captures(|capture| agg.on_http_capture(capture));

@@ -117,8 +117,9 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         let path = target.split('?').next().unwrap_or("/").to_owned();
         let name = std::ffi::CString::new(format!("GET {path}")).expect("no NUL");
         let id = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
-        let span = options.markers.then(|| tracer_span::Span::begin(id, &name));
+        // The logged span encloses the marked one, by a clock read each side.
         let start_unix_ns = unix_ns();
+        let span = options.markers.then(|| tracer_span::Span::begin(id, &name));
         let cpu_at_begin = thread_cpu_ns();
         let status = match path.as_str() {
             "/cpu" => {
@@ -156,6 +157,7 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         };
         let body = format!("{path}\n");
         let cpu_ns = thread_cpu_ns() - cpu_at_begin;
+        drop(span);
         if let Some(log) = &options.span_log {
             let line = format!(
                 "{{\"span_id\": {id}, \"name\": {:?}, \"tid\": {}, \"start_unix_ns\": {start_unix_ns}, \"end_unix_ns\": {}}}\n",
@@ -166,7 +168,6 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             );
             let _ = log.lock().expect("log lock").write_all(line.as_bytes());
         }
-        drop(span);
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{}\r\n{body}",
             body.len(),

@@ -1,7 +1,7 @@
 //! `tracer record`: everything measured, to a JSON report.
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use super::{finish_report, resolve_targets, start, syscall_options, warn_losses};
 use crate::{
@@ -10,11 +10,22 @@ use crate::{
     loader::SpanRequest,
     report,
     session::Plan,
+    timeline::Recorder,
 };
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     report::check_output_path(&args.out)?;
+    let timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
+    if timeline_path.is_some() && args.target.pids.is_empty() && args.target.tid.is_none() && args.target.cgroup.is_none() {
+        bail!("--timeline records the threads of a target: add --pid, --tid or --cgroup");
+    }
     let mut targets = resolve_targets(kernel, &args.target)?;
+    targets.options.timeline = timeline_path.is_some();
+    // Checked (and created empty) before recording, so a bad path costs nothing.
+    let recorder = match &timeline_path {
+        Some(path) => Some(Recorder::create(path, args.target.pids.clone()).context("preparing the timeline file")?),
+        None => None,
+    };
     targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers.
@@ -24,6 +35,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         per_thread: false,
     };
     let mut session = start(&targets, scope)?;
+    session.timeline = recorder;
     match args.duration {
         Some(d) => eprintln!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
         None => eprintln!("Recording ({} probes)... Ctrl-C or SIGTERM ends it and writes the report.", session.probes.mode.name()),
@@ -65,6 +77,16 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         report.processes.len(),
         report.histograms.runq_latency.count
     );
+    if let (Some(recorder), Some(path)) = (session.timeline.take(), &timeline_path) {
+        let lost = session.probes.losses().timeline_events;
+        let events = recorder
+            .finish(session.probes.mode.name(), lost)
+            .with_context(|| format!("writing the timeline {}", path.display()))?;
+        eprintln!("Timeline written to {} ({events} events)", path.display());
+        if lost > 0 {
+            eprintln!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
+        }
+    }
     warn_losses(&session);
     Ok(())
 }

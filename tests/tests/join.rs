@@ -1,0 +1,121 @@
+//! `tracer record --timeline` + `tracer spans join`: spans the application
+//! logged itself, attributed after the fact, agree with the live spans.
+use std::{collections::HashMap, process::Command};
+
+use serde_json::Value;
+use tracer_tests::*;
+
+fn join(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(tracer_bin()).args(["spans", "join"]).args(args).output().expect("tracer");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+#[test]
+fn joined_spans_match_the_live_ones() {
+    if !bpf_available("joined_spans_match_the_live_ones") {
+        return;
+    }
+    let dir = temp_dir("join");
+    let log = dir.join("spans.jsonl");
+    let report = dir.join("record.json");
+    let server = Server::start_with(None, &["--span-log", log.to_str().unwrap()]);
+    let pid = server.pid().to_string();
+    let recording = Tracer::start(&["record", "-p", &pid, "--timeline", "-o", report.to_str().unwrap()]);
+    let (live, _) = spans_around(&server, &[], || {
+        for _ in 0..3 {
+            server.get("/cpu?ms=10");
+            server.get("/sleep?ms=10");
+            server.get("/io");
+        }
+    });
+    let (status, _, stderr) = recording.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("Timeline written to")), "{stderr:?}");
+
+    let joined_path = dir.join("joined.jsonl");
+    let (ok, _, stderr) = join(&[
+        "--timeline",
+        dir.join("record.timeline").to_str().unwrap(),
+        "--spans",
+        log.to_str().unwrap(),
+        "--json",
+        joined_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let joined = lines(&std::fs::read_to_string(&joined_path).unwrap());
+    assert_eq!(joined.len(), 9, "{stderr}");
+    let live: HashMap<u64, &Value> = live.iter().map(|s| (u(&s["span_id"]), s)).collect();
+    for span in &joined {
+        let twin = live[&u(&span["span_id"])];
+        assert_eq!(span["name"], twin["name"]);
+        assert_eq!(span["tid"], twin["tid"]);
+        assert_eq!(span["verdict"], twin["verdict"], "joined {span}\nlive {twin}");
+        // The logged span encloses the marked one by a clock read and the
+        // marker's own uprobe on each side.
+        let wall = u(&twin["wall_ns"]);
+        let tolerance = wall / 50 + 100_000;
+        for part in ["wall_ns", "on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"] {
+            let (a, b) = (u(&span[part]), u(&twin[part]));
+            assert!(a.abs_diff(b) <= tolerance, "{part}: joined {a} vs live {b}\njoined {span}\nlive {twin}");
+        }
+        assert_parts_sum_to_wall(span);
+    }
+}
+
+#[test]
+fn join_reports_bad_input_by_line_and_keeps_going() {
+    if !bpf_available("join_reports_bad_input_by_line_and_keeps_going") {
+        return;
+    }
+    let dir = temp_dir("join-bad");
+    let log = dir.join("spans.jsonl");
+    let report = dir.join("record.json");
+    let server = Server::start_with(None, &["--span-log", log.to_str().unwrap()]);
+    let pid = server.pid().to_string();
+    let recording = Tracer::start(&["record", "-p", &pid, "--timeline", "-o", report.to_str().unwrap()]);
+    server.get("/cpu?ms=5");
+    server.get("/sleep?ms=5");
+    let (status, _, stderr) = recording.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+
+    let good = std::fs::read_to_string(&log).unwrap();
+    let good: Vec<&str> = good.lines().collect();
+    let tid = serde_json::from_str::<Value>(good[0]).unwrap()["tid"].clone();
+    let mixed = [
+        good[0].to_owned(),
+        "{\"span_id\": 90, \"name\": \"no thread\", \"start_unix_ns\": 1, \"end_unix_ns\": 2}".to_owned(),
+        "this is not JSON".to_owned(),
+        format!("{{\"span_id\": 91, \"name\": \"too early\", \"tid\": {tid}, \"start_unix_ns\": 1000, \"end_unix_ns\": 2000}}"),
+        good[1].to_owned(),
+    ];
+    let spans = dir.join("mixed.jsonl");
+    std::fs::write(&spans, mixed.join("\n") + "\n").unwrap();
+    let timeline = dir.join("record.timeline");
+    let (ok, stdout, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let joined = lines(&stdout);
+    let names: Vec<&str> = joined.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["GET /cpu", "GET /sleep"], "{stderr}");
+    assert!(stderr.contains("without a thread id (line 2)"), "{stderr}");
+    assert!(stderr.contains("malformed span (line 3)"), "{stderr}");
+    assert!(stderr.contains("line 4"), "the span outside the recording: {stderr}");
+
+    // Not a timeline: one line, non-zero exit.
+    let (ok, _, stderr) = join(&["--timeline", report.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a tracer timeline"), "{stderr}");
+}
+
+#[test]
+fn timeline_needs_a_target() {
+    let out = Command::new(tracer_bin()).args(["record", "--timeline", "-o", "/tmp/x.json"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--pid, --tid or --cgroup"), "{stderr}");
+}
