@@ -63,10 +63,11 @@ impl Nginx {
         panic!("nginx did not start: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
     }
 
-    /// Runs wrk against the static file for `secs` seconds, pinned to `cpu`.
-    fn load(&self, secs: u32, cpu: u32) {
+    /// Runs wrk (`connections` at once) against the static file for `secs`
+    /// seconds, pinned to `cpu`.
+    fn load(&self, secs: u32, cpu: u32, connections: u32) {
         let status = Command::new("taskset")
-            .args(["-c", &cpu.to_string(), "wrk", "-t1", "-c4", &format!("-d{secs}s")])
+            .args(["-c", &cpu.to_string(), "wrk", "-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
             .arg(format!("http://127.0.0.1:{}/index.html", self.port))
             .stdout(Stdio::null())
             .status()
@@ -95,10 +96,10 @@ fn free_port() -> u16 {
 }
 
 /// `tracer spans -p <worker> --http` while wrk runs.
-fn spans_under_load(nginx: &Nginx) -> Vec<Value> {
+fn spans_under_load(nginx: &Nginx, connections: u32) -> Vec<Value> {
     let worker = nginx.worker.to_string();
     let tracer = Tracer::start(&["spans", "-p", &worker, "--http"]);
-    nginx.load(3, 0);
+    nginx.load(3, 0, connections);
     std::thread::sleep(Duration::from_millis(300));
     let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
     assert!(status.success(), "{stderr:?}");
@@ -109,6 +110,12 @@ fn contention_share(spans: &[Value]) -> f64 {
     spans.iter().filter(|s| s["verdict"] == "cpu-contention").count() as f64 / spans.len() as f64
 }
 
+/// Share of all span time spent waiting for a CPU.
+fn runq_share(spans: &[Value]) -> f64 {
+    let total = |field: &str| spans.iter().map(|s| u(&s[field])).sum::<u64>() as f64;
+    total("runq_wait_ns") / total("wall_ns")
+}
+
 #[test]
 fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
     if !bpf_available("nginx_requests_are_spans_and_busy_neighbours_show_as_contention") {
@@ -117,7 +124,7 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
     let dir = temp_dir("nginx");
     let nginx = Nginx::start(&dir, 1);
 
-    let alone = spans_under_load(&nginx);
+    let alone = spans_under_load(&nginx, 4);
     assert!(alone.len() > 1000, "{} spans in 3 s of wrk", alone.len());
     let mut ids = std::collections::HashSet::new();
     for span in &alone {
@@ -133,13 +140,24 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
         assert!(syscalls.contains(&"sendfile"), "the span covers the body sent with sendfile: {span}");
     }
 
+    // One connection: nginx sleeps between requests, and each request
+    // starts with its wakeup, so waits for the CPU land in the spans.
+    let alone = spans_under_load(&nginx, 1);
     let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", "1"])).collect();
     let busy_pids: Vec<u64> = busy.iter().map(|l| u64::from(l.pid())).collect();
-    let contended = spans_under_load(&nginx);
+    let contended = spans_under_load(&nginx, 1);
     drop(busy);
     let (before, after) = (contention_share(&alone), contention_share(&contended));
-    eprintln!("cpu-contention spans: {:.2}% alone, {:.2}% with 3 busy processes", before * 100.0, after * 100.0);
-    assert!(after > before && after >= 0.01, "share of cpu-contention spans {before} -> {after}");
+    let (waited_before, waited_after) = (runq_share(&alone), runq_share(&contended));
+    eprintln!(
+        "cpu-contention spans: {:.2}% alone, {:.2}% with 3 busy processes; waiting for a CPU: {:.0}% -> {:.0}% of span time",
+        before * 100.0,
+        after * 100.0,
+        waited_before * 100.0,
+        waited_after * 100.0
+    );
+    assert!(after >= 2.0 * before && after >= 0.01, "share of cpu-contention spans {before} -> {after}");
+    assert!(waited_after >= 0.5 && waited_after >= waited_before + 0.2, "runq share {waited_before} -> {waited_after}");
     let mut blamed_on_busy = 0;
     let mut waited = 0;
     for span in contended.iter().filter(|s| s["verdict"] == "cpu-contention") {

@@ -217,7 +217,7 @@ impl Aggregator {
         let http = if event.flags & tracer_common::SPAN_HTTP != 0 {
             match self.http.take(event.tgid, event.span_id) {
                 Ok(fields) => Some(fields),
-                Err(crate::http::Rejected::NotHttp) => return,
+                Err(_) => return,
             }
         } else {
             None

@@ -25,6 +25,8 @@ pub struct HttpFields {
 pub enum Rejected {
     /// The first bytes looked like a method, but no request line followed.
     NotHttp,
+    /// The request's head never arrived (the capture buffer was full).
+    HeadLost,
 }
 
 /// Heads received per span, until the span itself arrives.
@@ -34,6 +36,8 @@ pub struct HttpHeads {
     pub keep_query: bool,
     /// Spans whose request was not HTTP after all (dropped).
     pub not_http: u64,
+    /// Spans whose request head was lost (dropped).
+    pub heads_lost: u64,
     /// Further requests found behind the first in one read (pipelining):
     /// not made spans of their own.
     pub pipelined: u64,
@@ -59,10 +63,14 @@ impl HttpHeads {
     /// The fields of span `span_id` of `tgid`, whose heads are forgotten.
     pub fn take(&mut self, tgid: u32, span_id: u64) -> Result<HttpFields, Rejected> {
         let heads = self.pending.remove(&(tgid, span_id)).unwrap_or_default();
+        if heads.request.is_empty() {
+            self.heads_lost += 1;
+            return Err(Rejected::HeadLost);
+        }
         let parsed = parse(&heads.request, &heads.response, self.keep_query);
         match &parsed {
             Ok((_, pipelined)) => self.pipelined += pipelined,
-            Err(Rejected::NotHttp) => self.not_http += 1,
+            Err(_) => self.not_http += 1,
         }
         parsed.map(|(fields, _)| fields)
     }
@@ -206,7 +214,7 @@ mod tests {
         assert_eq!(heads.pipelined, 2);
         heads.on_capture(&capture(4, HTTP_CAPTURE_REQUEST, b"GETTING STARTED is a heading\r\n"));
         assert_eq!(heads.take(7, 4), Err(Rejected::NotHttp));
-        assert_eq!(heads.take(7, 5), Err(Rejected::NotHttp), "nothing captured");
-        assert_eq!(heads.not_http, 2);
+        assert_eq!(heads.take(7, 5), Err(Rejected::HeadLost), "nothing captured");
+        assert_eq!((heads.not_http, heads.heads_lost), (1, 1));
     }
 }

@@ -533,8 +533,8 @@ impl Probes {
         }
     }
 
-    /// HTTP request and response heads. Drain them before the spans: the
-    /// kernel sends them before the span they belong to.
+    /// HTTP request and response heads (sent before their span; see
+    /// `session::drain_spans` for the order to drain them in).
     pub fn drain_http_captures(&mut self, mut on_capture: impl FnMut(&HttpCapture)) -> usize {
         drain(&mut self.http_events, &mut on_capture)
     }

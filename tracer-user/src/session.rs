@@ -9,6 +9,17 @@ use tracer_common::THREAD_DEAD;
 
 use crate::{aggregate::{self, Aggregator}, loader::Probes, procfs, timeline::Recorder};
 
+/// Finished spans, with the HTTP heads they need. The spans are taken
+/// first: every head of a span was sent before the span itself, so the
+/// heads drained next include all of theirs (draining heads first would
+/// miss those of exchanges that completed in between).
+fn drain_spans(probes: &mut Probes, agg: &mut Aggregator) {
+    let mut finished = Vec::new();
+    probes.drain_span_events(|span| finished.push(*span));
+    probes.drain_http_captures(|capture| agg.on_http_capture(capture));
+    finished.iter().for_each(|span| agg.on_span(span));
+}
+
 /// How often the ring buffers are drained. The run-queue ring holds
 /// several seconds of events at a million context switches per second, so
 /// this only bounds the latency of the data, not its completeness.
@@ -62,8 +73,7 @@ impl Session {
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        probes.drain_http_captures(|capture| agg.on_http_capture(capture));
-        probes.drain_span_events(|span| agg.on_span(span));
+        drain_spans(probes, agg);
         let now = procfs::monotonic_ns();
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
@@ -101,8 +111,7 @@ impl Session {
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        probes.drain_http_captures(|capture| agg.on_http_capture(capture));
-        probes.drain_span_events(|span| agg.on_span(span));
+        drain_spans(probes, agg);
     }
 
     /// Runs until the plan ends or a signal arrives; `on_interval` is called

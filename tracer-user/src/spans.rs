@@ -13,7 +13,8 @@ use crate::{
 };
 
 /// What made a span slow. The rule (documented in docs/spans.md):
-/// `cpu-contention` when the run-queue wait is the largest part or at least
+/// `cpu-contention` when the run-queue wait while other tasks held the CPU
+/// (`runq`) is the largest part or at least
 /// `contention_threshold` of the wall time; otherwise the largest of on-CPU
 /// (`on-cpu`), I/O wait (`io`), and other waits (`blocked`: sleep and
 /// uninterruptible waits that are not I/O). `moved` when the span ended on
@@ -97,10 +98,13 @@ impl SpanRecord {
         let wall = event.end_ns.saturating_sub(event.start_ns);
         let other_d = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
         let moved = event.flags & SPAN_MOVED_THREAD != 0;
+        // Waiting while the CPU was idle is wake-up latency, not contention.
+        let idle_ns: u64 = event.holders.iter().filter(|h| h.count > 0 && h.id == 0).map(|h| h.ns).sum();
+        let contended = d.runq_wait_ns.saturating_sub(idle_ns);
         let verdict = if moved {
             "moved"
         } else {
-            verdict(d.on_cpu_ns, d.runq_wait_ns, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
+            verdict(d.on_cpu_ns, contended, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
         };
         let mut top_syscalls: Vec<SyscallTime> = event
             .syscalls
@@ -288,6 +292,12 @@ mod tests {
         assert_eq!(r.blame[0].cgroup.as_deref(), Some("/cg812"), "the caller names the holders");
         assert_eq!(r.top_syscalls[0].count, 3);
         assert_eq!(r.migrations, 2);
+        // The same wait on an idle CPU is wake-up latency, not contention.
+        let mut woken = event;
+        woken.holders = [TopEntry::default(); tracer_common::SPAN_TOP];
+        woken.holders[0] = TopEntry { id: 0, count: 1, ns: 60_000 };
+        let woken = SpanRecord::from_event(&woken, 0, 0.3, |_| ProcessName::default());
+        assert_eq!((woken.verdict, woken.blame[0].comm.as_str()), ("on-cpu", "(idle)"));
         event.flags = SPAN_MOVED_THREAD;
         event.tid_end = 102;
         let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());

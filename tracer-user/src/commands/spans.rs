@@ -105,11 +105,11 @@ fn summary(session: &Session, written: u64) {
     }
     let http = &session.agg.http;
     let pipelined = anomalies.http_pipelined + http.pipelined;
-    if pipelined + anomalies.http_unanswered + http.not_http > 0 {
+    if pipelined + anomalies.http_unanswered + http.not_http + http.heads_lost > 0 {
         eprintln!(
             "tracer: HTTP requests not made spans: {pipelined} pipelined behind another, {} unanswered \
-             (connection closed first), {} not HTTP after all",
-            anomalies.http_unanswered, http.not_http
+             (connection closed first), {} not HTTP after all, {} whose head was lost (buffer full)",
+            anomalies.http_unanswered, http.not_http, http.heads_lost
         );
     }
 }
