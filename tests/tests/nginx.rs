@@ -1,99 +1,9 @@
 //! `tracer spans --http` on a server nobody here wrote: nginx (the Debian
 //! package) with one worker, serving a static file under wrk.
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::Value;
 use tracer_tests::*;
-
-/// nginx with one worker on 127.0.0.1, pinned to `cpu`; stopped on drop.
-struct Nginx {
-    master: Child,
-    worker: u32,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, cpu: u32) -> Nginx {
-        let port = free_port();
-        let www = dir.join("www");
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("index.html"), "x".repeat(2048)).unwrap();
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-                 events {{ worker_connections 256; }}\n\
-                 http {{\n  access_log off;\n  sendfile on;\n  client_body_temp_path {dir}/body;\n\
-                 proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n\
-                 scgi_temp_path {dir}/scgi;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n\
-                 location / {{ add_header X-Request-Id $request_id always; }}\n  }}\n}}\n",
-                dir = dir.display(),
-                www = www.display(),
-            ),
-        )
-        .unwrap();
-        let nginx = which_nginx();
-        let master = Command::new("taskset")
-            .args(["-c", &cpu.to_string()])
-            .arg(&nginx)
-            .args(["-p", &dir.display().to_string(), "-e", &dir.join("error.log").display().to_string(), "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", nginx.display()));
-        let master_pid = master.id();
-        let mut nginx = Nginx { master, worker: 0, port };
-        for _ in 0..100 {
-            std::thread::sleep(Duration::from_millis(50));
-            // taskset execs nginx, so the master is our child's pid.
-            let children = std::fs::read_to_string(format!("/proc/{master_pid}/task/{master_pid}/children")).unwrap_or_default();
-            if let Some(worker) = children.split_whitespace().next().and_then(|w| w.parse().ok())
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            {
-                nginx.worker = worker;
-                return nginx;
-            }
-        }
-        panic!("nginx did not start: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
-    }
-
-    /// Runs wrk (`connections` at once) against the static file for `secs`
-    /// seconds, pinned to `cpu`.
-    fn load(&self, secs: u32, cpu: u32, connections: u32) {
-        let status = Command::new("taskset")
-            .args(["-c", &cpu.to_string(), "wrk", "-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
-            .arg(format!("http://127.0.0.1:{}/index.html", self.port))
-            .stdout(Stdio::null())
-            .status()
-            .expect("wrk (installed by `cargo xtask test`)");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        signal(self.master.id(), libc::SIGQUIT);
-        let _ = self.master.wait();
-    }
-}
-
-fn which_nginx() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx (the Debian package; `cargo xtask test` installs it)")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `tracer spans -p <worker> --http` while wrk runs.
 fn spans_under_load(nginx: &Nginx, connections: u32) -> Vec<Value> {
@@ -122,7 +32,7 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
         return;
     }
     let dir = temp_dir("nginx");
-    let nginx = Nginx::start(&dir, 1);
+    let nginx = Nginx::start(&dir, Some(1));
 
     let alone = spans_under_load(&nginx, 4);
     assert!(alone.len() > 1000, "{} spans in 3 s of wrk", alone.len());

@@ -439,7 +439,9 @@ pub const SPAN_HTTP: u32 = 1 << 1;
 pub const MAP_HTTP_EVENTS: &str = "HTTP_EVENTS";
 /// Open HTTP connections of the traced process: [`HttpConnKey`] -> [`HttpConn`].
 pub const MAP_HTTP_CONNS: &str = "HTTP_CONNS";
-pub const HTTP_RING_BYTES: u32 = 4 << 20;
+/// Room for about 30,000 request and response heads: a few tenths of a
+/// second at the highest rates measured (docs/performance.md).
+pub const HTTP_RING_BYTES: u32 = 16 << 20;
 pub const HTTP_CONNS_ENTRIES: u32 = 16_384;
 /// Bytes of a request or response head copied per read or write.
 pub const HTTP_CAPTURE_LEN: usize = 512;

@@ -122,6 +122,10 @@ impl RunqHistograms {
     }
 }
 
+/// How long a CPU holder's name and cgroup are reused before /proc is read
+/// again (a PID reused sooner would be misnamed in blame).
+const HOLDER_NAME_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Aggregator {
     scope: HistogramScope,
     pub runq: RunqHistograms,
@@ -136,6 +140,8 @@ pub struct Aggregator {
     pub spans: SpanSummary,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: crate::http::HttpHeads,
+    /// CPU holders' names, with when they were read.
+    holder_names: HashMap<u32, (std::time::Instant, ProcessName)>,
     /// Finished spans not yet taken by `take_spans` (kept only when asked).
     finished_spans: Vec<SpanRecord>,
     pub keep_span_records: bool,
@@ -202,6 +208,7 @@ impl Aggregator {
             kernel: KernelStats::default(),
             spans: SpanSummary::default(),
             http: crate::http::HttpHeads::default(),
+            holder_names: HashMap::new(),
             finished_spans: Vec::new(),
             keep_span_records: false,
             contention_threshold: DEFAULT_CONTENTION_THRESHOLD,
@@ -222,8 +229,11 @@ impl Aggregator {
         } else {
             None
         };
+        for holder in event.holders.iter().filter(|h| h.count > 0 && h.id != 0) {
+            self.refresh_holder_name(holder.id);
+        }
         let mut record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
-            ProcessName { comm: self.comm_of(pid), cgroup: procfs::cgroup_of(pid) }
+            self.holder_names.get(&pid).map(|(_, name)| name.clone()).unwrap_or_default()
         });
         if let Some(fields) = http {
             record.name = format!("{} {}", fields.http_method, fields.http_path);
@@ -250,6 +260,21 @@ impl Aggregator {
             .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.tgid))
             .or_else(|| procfs::tgid_of(tid))
             .unwrap_or(tid)
+    }
+
+    /// Names a CPU holder from /proc, at most every `HOLDER_NAME_TTL` per
+    /// process: at thousands of spans per second, reading /proc for each
+    /// would cost the tracer more than everything else it does per span.
+    fn refresh_holder_name(&mut self, pid: u32) {
+        let now = std::time::Instant::now();
+        if self.holder_names.get(&pid).is_some_and(|(at, _)| now.duration_since(*at) < HOLDER_NAME_TTL) {
+            return;
+        }
+        let name = ProcessName { comm: self.comm_of(pid), cgroup: procfs::cgroup_of(pid) };
+        if self.holder_names.len() > 65_536 {
+            self.holder_names.retain(|_, (at, _)| now.duration_since(*at) < HOLDER_NAME_TTL);
+        }
+        self.holder_names.insert(pid, (now, name));
     }
 
     /// A thread's name as last known.

@@ -44,7 +44,8 @@ pub enum LoadError {
     #[error(
         "process {0} has no span markers (tracer_span_begin/tracer_span_end in its executable or \
          libraries): link libtracer_span.so or the tracer-span crate and mark requests (README, \
-         \"Instrumenting an application\")"
+         \"Instrumenting an application\"), or, for an HTTP/1.x server, add --http to find requests \
+         in its socket syscalls"
     )]
     NoMarkers(u32),
 }

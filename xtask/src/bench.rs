@@ -8,6 +8,8 @@
 //!   syscall tracepoints (the floor), with `tracer record` filtering on
 //!   another process (what every other process pays), filtering on the
 //!   caller itself, and with libbpf-tools `syscount -L` on the caller;
+//! * http: nginx (one worker) under wrk and at 20,000 requests/s offered,
+//!   untraced and with `tracer spans --http` on its worker;
 //! * live view: CPU used by `tracer` (the TUI, in tmux, refreshing every
 //!   second) and by `tracer record`, with 1,000 processes alive;
 //! * memory: peak RSS of `tracer record` while 10,000 threads are tracked.
@@ -54,6 +56,7 @@ pub enum Bench {
     Overhead,
     Syscalls,
     Spans,
+    Http,
     Tui,
     Memory,
 }
@@ -307,30 +310,79 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     // Maximum throughput (wrk, as fast as it goes), then the achieved rate
     // when 20,000 requests/s are offered (the target's operating point).
     let max = alternate(&configs, args.rounds, "req/s (wrk, max)", |config| {
-        with_server(&server_bin, config, |port| {
-            let out = Command::new("wrk")
-                .args(["-t", "1", "-c", "8", "-d", "5s", &format!("http://127.0.0.1:{port}/plain")])
-                .output()
-                .context("running wrk")?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.lines()
-                .find_map(|l| l.strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
-                .with_context(|| format!("no Requests/sec in wrk output: {text}"))
-        })
+        with_server(&server_bin, config, |port| wrk_requests_per_second(port, "/plain"))
     });
     let offered = alternate(&configs, args.rounds, "req/s (20k offered)", |config| {
-        with_server(&server_bin, config, |port| {
-            let out = Command::new(&built.load_helper)
-                .args(["http", &port.to_string(), "20000", "5"])
-                .output()
-                .context("running the fixed-rate client")?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.trim().strip_prefix("rate ").and_then(|v| v.parse().ok()).with_context(|| format!("client said {text:?}"))
-        })
+        with_server(&server_bin, config, |port| offered_rate(&built.load_helper, port, "/plain"))
     });
     let result = max.and(offered);
     let _ = std::fs::remove_file(&lines);
     result
+}
+
+/// nginx's throughput untraced and with `tracer spans --http` on its worker.
+fn http_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
+    let lines = std::env::temp_dir().join("tracer-bench-http.jsonl");
+    let tracer = built.tracer.clone();
+    let out = lines.clone();
+    let configs = [
+        Config { name: "nginx, untraced", start: None },
+        Config {
+            name: "nginx, tracer spans --http",
+            start: Some(Box::new(move |worker| {
+                let mut cmd = Command::new(&tracer);
+                cmd.args(["spans", "--http", "-p", &worker.to_string(), "--json"]).arg(&out);
+                Background::start(cmd, "Tracing")
+            })),
+        },
+    ];
+    let with_nginx = |config: &Config, measure: &dyn Fn(u16) -> Result<f64>| -> Result<f64> {
+        let mut helper = Command::new(&built.load_helper);
+        helper.arg("nginx");
+        let nginx = Background::start(helper, "ready")?;
+        let mut ready = nginx.ready_line.split_whitespace().skip(1);
+        let (Some(port), Some(worker)) = (ready.next().and_then(|p| p.parse().ok()), ready.next().and_then(|w| w.parse().ok()))
+        else {
+            bail!("tracer-load nginx said {:?}", nginx.ready_line);
+        };
+        let tracer = config.start.as_ref().map(|start| start(worker)).transpose()?;
+        let result = measure(port);
+        if let Some(tracer) = tracer {
+            tracer.stop()?;
+        }
+        nginx.stop()?;
+        result
+    };
+    let max = alternate(&configs, args.rounds, "req/s (wrk, max)", |config| {
+        with_nginx(config, &|port| wrk_requests_per_second(port, "/index.html"))
+    });
+    let offered = alternate(&configs, args.rounds, "req/s (20k offered)", |config| {
+        with_nginx(config, &|port| offered_rate(&built.load_helper, port, "/index.html"))
+    });
+    let _ = std::fs::remove_file(&lines);
+    max.and(offered)
+}
+
+/// Requests/s of `wrk -t1 -c8 -d5s` on `path`.
+fn wrk_requests_per_second(port: u16, path: &str) -> Result<f64> {
+    let out = Command::new("wrk")
+        .args(["-t", "1", "-c", "8", "-d", "5s", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .with_context(|| format!("no Requests/sec in wrk output: {text}"))
+}
+
+/// The rate achieved when 20,000 requests/s of `path` are offered for 5 s.
+fn offered_rate(load_helper: &Path, port: u16, path: &str) -> Result<f64> {
+    let out = Command::new(load_helper)
+        .args(["http", &port.to_string(), "20000", "5", path])
+        .output()
+        .context("running the fixed-rate client")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().strip_prefix("rate ").and_then(|v| v.parse().ok()).with_context(|| format!("client said {text:?}"))
 }
 
 /// Starts the test server (and the configuration's tracer on it), runs
@@ -521,6 +573,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::Spans) {
         util::step(&format!("spans: marker cost and test-server throughput x {} alternating rounds", args.rounds), || {
             span_overhead(&built, args)
+        })?;
+    }
+    if wanted(Bench::Http) {
+        util::step(&format!("http: nginx throughput with and without --http x {} alternating rounds", args.rounds), || {
+            http_overhead(&built, args)
         })?;
     }
     if wanted(Bench::Tui) {

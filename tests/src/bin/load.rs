@@ -11,9 +11,13 @@
 //!
 //!   tracer-load getppid N             N getppid syscalls; prints the ns they took
 //!   tracer-load spans N               N span begin/end marker pairs; prints the ns
-//!   tracer-load http PORT RATE SECS   GET /plain at RATE requests/s for SECS over
-//!                                     keep-alive connections; prints the achieved
-//!                                     rate (no cue: starts at once)
+//!   tracer-load http PORT RATE SECS [PATH]
+//!                                     GET PATH (default /plain) at RATE requests/s
+//!                                     for SECS over keep-alive connections; prints
+//!                                     the achieved rate (no cue: starts at once)
+//!   tracer-load nginx                 nginx with one worker (see `tracer_tests::Nginx`);
+//!                                     prints `ready PORT WORKER_PID`, stops it at
+//!                                     SIGINT or SIGTERM
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
@@ -110,9 +114,33 @@ fn direct_writes(path: &str, count: usize, kib: usize) {
     unsafe { std::alloc::dealloc(buf, layout) };
 }
 
+/// Runs nginx until SIGINT or SIGTERM.
+fn nginx() {
+    let dir = std::env::temp_dir().join(format!("tracer-load-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Blocked before nginx starts, so the signal waits for sigwait below.
+    // SAFETY: plain signal-set manipulation on a zeroed set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let nginx = tracer_tests::Nginx::start(&dir, None);
+    println!("ready {} {}", nginx.port, nginx.worker);
+    std::io::stdout().flush().expect("stdout");
+    let mut signal = 0;
+    // SAFETY: waits on the set built above.
+    unsafe { libc::sigwait(&set, &mut signal) };
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Offered load at a fixed rate: 4 connections, each paced to RATE/4,
 /// sending the next request when its slot comes (or at once when late).
-fn http_at_rate(port: u16, rate: u64, secs: u64) -> f64 {
+fn http_at_rate(port: u16, rate: u64, secs: u64, path: &'static str) -> f64 {
     use std::io::{BufRead, BufReader, Read};
     const CONNECTIONS: u64 = 4;
     let started = std::time::Instant::now();
@@ -133,11 +161,12 @@ fn http_at_rate(port: u16, rate: u64, secs: u64) -> f64 {
                         thread::sleep(next - now);
                     }
                     next += every;
-                    writer.write_all(b"GET /plain HTTP/1.1\r\nHost: bench\r\n\r\n").expect("send");
+                    writer.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).expect("send");
                     let mut length = 0;
                     loop {
                         let mut line = String::new();
-                        reader.read_line(&mut line).expect("response");
+                        let read = reader.read_line(&mut line).expect("response");
+                        assert!(read > 0, "the server closed the connection");
                         if line == "\r\n" {
                             break;
                         }
@@ -224,9 +253,11 @@ fn main() {
             });
         }
         Some("http") => {
-            let rate = http_at_rate(arg(1) as u16, arg(2) as u64, arg(3) as u64);
+            let path: &'static str = args.get(4).cloned().unwrap_or_else(|| "/plain".into()).leak();
+            let rate = http_at_rate(arg(1) as u16, arg(2) as u64, arg(3) as u64, path);
             println!("rate {rate:.0}");
         }
+        Some("nginx") => nginx(),
         Some("spans") => {
             let n = arg(1) as u64;
             on_cue(|| {
