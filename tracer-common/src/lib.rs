@@ -579,6 +579,25 @@ impl ThreadTotals {
             unaccounted_ns: self.unaccounted_ns.saturating_sub(earlier.unaccounted_ns),
         }
     }
+
+    /// `*self = later.since(earlier)`, written field by field in place (the
+    /// BPF stack has no room for a temporary in the larger programs).
+    #[inline(always)]
+    pub fn set_since(&mut self, later: &ThreadTotals, earlier: &ThreadTotals) {
+        self.on_cpu_ns = later.on_cpu_ns.saturating_sub(earlier.on_cpu_ns);
+        self.runq_wait_ns = later.runq_wait_ns.saturating_sub(earlier.runq_wait_ns);
+        self.runq_waits = later.runq_waits.saturating_sub(earlier.runq_waits);
+        self.preempted_ns = later.preempted_ns.saturating_sub(earlier.preempted_ns);
+        self.uninterruptible_ns = later.uninterruptible_ns.saturating_sub(earlier.uninterruptible_ns);
+        self.sleep_ns = later.sleep_ns.saturating_sub(earlier.sleep_ns);
+        self.voluntary_switches = later.voluntary_switches.saturating_sub(earlier.voluntary_switches);
+        self.involuntary_switches = later.involuntary_switches.saturating_sub(earlier.involuntary_switches);
+        self.iowait_ns = later.iowait_ns.saturating_sub(earlier.iowait_ns);
+        self.syscall_ns = later.syscall_ns.saturating_sub(earlier.syscall_ns);
+        self.syscalls = later.syscalls.saturating_sub(earlier.syscalls);
+        self.migrations = later.migrations.saturating_sub(earlier.migrations);
+        self.unaccounted_ns = later.unaccounted_ns.saturating_sub(earlier.unaccounted_ns);
+    }
 }
 
 /// Value of [`MAP_THREADS`]: totals plus the state needed to extend them.
@@ -616,6 +635,8 @@ pub struct ThreadStats {
     /// When the thread was woken for the run it is in (0: it was preempted,
     /// or its wakeup was not seen, or a span already claimed it).
     pub woken_at_ns: u64,
+    /// The run-queue wait that ended at its last switch-in.
+    pub last_wait_ns: u64,
     pub totals: ThreadTotals,
     /// The kernel's counters when `totals` last agreed with them (at the
     /// last switch-out; valid with `THREAD_KERNEL_SAMPLED`).
@@ -714,7 +735,7 @@ const _: () = {
     assert!(size_of::<ThreadTotals>() == 13 * 8);
     assert!(
         size_of::<ThreadStats>()
-            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + 8 + size_of::<ThreadTotals>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + 8 + 8 + size_of::<ThreadTotals>()
                 + size_of::<KernelSchedCounters>()
     );
     assert!(size_of::<KernelSchedCounters>() == 3 * 8);

@@ -37,8 +37,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
             if out.dead {
                 stats.comm = prev.comm();
             }
-            sched::learn_clock_offset(stats, prev);
-            sched::on_switch_out(prev_tid, stats, out, now, prev.sched_counters());
+            sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
         }
     }
 

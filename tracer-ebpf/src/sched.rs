@@ -91,10 +91,21 @@ pub fn lookup_or_track(
     if let Some(entry) = lookup(tid) {
         return Some(entry);
     }
+    if !track(tid, tgid, comm()) {
+        return None;
+    }
+    lookup(tid)
+}
+
+/// Creates the entry of a thread seen for the first time. Not inlined: the
+/// new entry is built on the stack, and in the syscall programs its frame
+/// would not fit next to the span code's.
+#[inline(never)]
+fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
     let fresh = ThreadStats {
         tgid,
         flags: 0,
-        comm: comm(),
+        comm,
         on_cpu_since_ns: 0,
         runnable_since_ns: 0,
         off_cpu_since_ns: 0,
@@ -109,6 +120,7 @@ pub fn lookup_or_track(
         http_fd: 0,
         syscall_buf: 0,
         woken_at_ns: 0,
+        last_wait_ns: 0,
         totals: ThreadTotals {
             on_cpu_ns: 0,
             runq_wait_ns: 0,
@@ -131,9 +143,9 @@ pub fn lookup_or_track(
         && err != -17
     {
         count(COUNTER_THREADS_MAP_FULL);
-        return None;
+        return false;
     }
-    lookup(tid)
+    true
 }
 
 /// Closes a blocked period at wakeup (or at switch-in if the wakeup was not
@@ -255,16 +267,38 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
 }
 
-/// The thread left the CPU. `kernel` is its counters now, when readable.
+/// The thread left the CPU. `task` is the kernel's task, when readable.
 #[inline(always)]
-pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64, kernel: Option<KernelSchedCounters>) {
+pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64, task: Option<TaskPtr>) {
+    let kernel = task.and_then(TaskPtr::sched_counters);
+    let counted = counted_since(stats, kernel);
     if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
         // It ran, but its switch-in was not reported.
-        let counted = counted_since(stats, kernel);
         fill_unreported(stats, now, counted);
     }
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
-        stats.totals.on_cpu_ns += now - stats.on_cpu_since_ns;
+        let period = now - stats.on_cpu_since_ns;
+        match counted {
+            Some(counted) if counted.runs > 1 => {
+                // It got a CPU more than once since its last switch-out: a
+                // switch-out and a switch-in in between were not reported.
+                // All its CPU time since then is inside this period.
+                let ran = counted.exec_ns.min(period);
+                let off = period - ran;
+                let waited = counted.run_delay_ns.saturating_sub(stats.last_wait_ns).min(off);
+                stats.totals.on_cpu_ns += ran;
+                stats.totals.runq_wait_ns += waited;
+                stats.totals.runq_waits += counted.runs - 1;
+                stats.totals.unaccounted_ns += off - waited;
+                count(COUNTER_ACCOUNTING_GAPS);
+            }
+            _ => {
+                stats.totals.on_cpu_ns += period;
+                if let (Some(task), Some(_)) = (task, counted) {
+                    learn_clock_offset(stats, task);
+                }
+            }
+        }
     }
     remember_sample(stats, kernel);
     stats.woken_at_ns = 0;
@@ -346,9 +380,10 @@ pub fn catch_up_running(tid: u32, stats: &mut ThreadStats, task: TaskPtr, now: u
 }
 
 /// Learns this CPU's scheduler-clock offset from a thread whose switch-in was
-/// seen: `on_cpu_since_ns` and `sched_info.last_arrival` mark the same switch.
+/// seen, and was its only one since its last switch-out:
+/// `on_cpu_since_ns` and `sched_info.last_arrival` mark the same switch.
 #[inline(always)]
-pub fn learn_clock_offset(stats: &ThreadStats, task: TaskPtr) {
+fn learn_clock_offset(stats: &ThreadStats, task: TaskPtr) {
     if stats.on_cpu_since_ns == 0 {
         return;
     }
@@ -413,8 +448,10 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
         count(COUNTER_ACCOUNTING_GAPS);
     }
     stats.woken_at_ns = 0;
+    stats.last_wait_ns = 0;
     if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
+        stats.last_wait_ns = wait;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;
         if stats.off_cpu_state != OFF_CPU_PREEMPTED {

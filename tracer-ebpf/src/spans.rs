@@ -81,8 +81,9 @@ pub fn open(
     let got_cpu = stats.on_cpu_since_ns;
     if woken_at != 0 && got_cpu != 0 && woken_at <= got_cpu && got_cpu <= now {
         // Back to the wakeup: its run-queue wait and the run since are the
-        // span's (the thread has run on this CPU without a switch since).
-        base.on_cpu_ns = base.on_cpu_ns.saturating_sub(now - got_cpu);
+        // span's (the thread has run on this CPU without a switch since, so
+        // its totals are still those of the switch-in).
+        base = stats.totals;
         base.runq_wait_ns = base.runq_wait_ns.saturating_sub(got_cpu - woken_at);
         base.runq_waits = base.runq_waits.saturating_sub(1);
         start = woken_at;
@@ -167,10 +168,10 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 (*event).start_ns = state.start_ns;
                 (*event).end_ns = end_ns;
                 (*event).name = state.name;
-                (*event).delta = match (end_totals, moved) {
-                    (Some(totals), false) => totals.since(&state.base),
-                    _ => ThreadTotals::default(),
-                };
+                match (end_totals, moved) {
+                    (Some(totals), false) => (*event).delta.set_since(totals, &state.base),
+                    _ => (*event).delta.set_since(&state.base, &state.base),
+                }
                 (*event).syscalls = state.syscalls;
                 (*event).holders = state.holders;
             }
