@@ -502,3 +502,26 @@ pub fn free_port() -> u16 {
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// Three busy processes pinned to `cpu` (killed when dropped), and their PIDs.
+pub fn busy_neighbours(cpu: u32) -> (Vec<Load>, Vec<u64>) {
+    let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", &cpu.to_string()])).collect();
+    let pids = busy.iter().map(|l| u64::from(l.pid())).collect();
+    (busy, pids)
+}
+
+/// Nanoseconds of a span's blame charged to `pids`.
+pub fn blamed_on(span: &Value, pids: &[u64]) -> u64 {
+    span["blame"].as_array().unwrap().iter().filter(|h| pids.contains(&u(&h["pid"]))).map(|h| u(&h["ns"])).sum()
+}
+
+/// A span slowed by busy neighbours: `cpu-contention`, at least half of it
+/// waiting for a CPU, and at least 80% of that wait blamed on them.
+pub fn assert_contended(span: &Value, busy_pids: &[u64]) {
+    assert_parts_sum_to_wall(span);
+    assert_eq!(span["verdict"], "cpu-contention", "{span}");
+    let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
+    assert!(runq * 2 >= wall, "runq {runq} of {wall} ns");
+    let blamed = blamed_on(span, busy_pids);
+    assert!(blamed * 10 >= runq * 8, "busy processes held {blamed} of {runq} ns: {span}");
+}

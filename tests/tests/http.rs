@@ -109,8 +109,7 @@ fn http_spans_under_busy_neighbours_are_cpu_contention() {
         return;
     }
     let server = Server::start_with(Some(1), &["--no-markers"]);
-    let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", "1"])).collect();
-    let busy_pids: Vec<u64> = busy.iter().map(|l| u64::from(l.pid())).collect();
+    let (busy, busy_pids) = busy_neighbours(1);
     let (spans, _) = spans_around(&server, &["--http"], || {
         for i in 0..5 {
             exchange(&server, &[&get("/cpu?ms=20", &format!("busy-{i}"))], 1);
@@ -119,18 +118,7 @@ fn http_spans_under_busy_neighbours_are_cpu_contention() {
     drop(busy);
     assert_eq!(spans.len(), 5, "{spans:?}");
     for span in &spans {
-        assert_parts_sum_to_wall(span);
-        assert_eq!(span["verdict"], "cpu-contention", "{span}");
-        let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
-        assert!(runq * 2 >= wall, "runq {runq} of {wall} ns");
-        let blamed_on_busy: u64 = span["blame"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| busy_pids.contains(&u(&h["pid"])))
-            .map(|h| u(&h["ns"]))
-            .sum();
-        assert!(blamed_on_busy * 10 >= runq * 8, "busy processes held {blamed_on_busy} of {runq} ns: {span}");
+        assert_contended(span, &busy_pids);
     }
 }
 

@@ -14,27 +14,39 @@ fn lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }
 
-#[test]
-fn joined_spans_match_the_live_ones() {
-    if !bpf_available("joined_spans_match_the_live_ones") {
-        return;
-    }
-    let dir = temp_dir("join");
+/// Runs the test server with its own span log (`DIR/spans.jsonl`) under
+/// `tracer record --timeline` (`DIR/record.json`, `DIR/record.timeline`)
+/// while `work` drives it.
+fn recorded_with_timeline<T>(test: &str, work: impl FnOnce(&Server) -> T) -> (std::path::PathBuf, T) {
+    let dir = temp_dir(test);
     let log = dir.join("spans.jsonl");
     let report = dir.join("record.json");
     let server = Server::start_with(None, &["--span-log", log.to_str().unwrap()]);
     let pid = server.pid().to_string();
     let recording = Tracer::start(&["record", "-p", &pid, "--timeline", "-o", report.to_str().unwrap()]);
-    let (live, _) = spans_around(&server, &[], || {
-        for _ in 0..3 {
-            server.get("/cpu?ms=10");
-            server.get("/sleep?ms=10");
-            server.get("/io");
-        }
-    });
+    let result = work(&server);
     let (status, _, stderr) = recording.stop_with(libc::SIGINT);
     assert!(status.success(), "{stderr:?}");
     assert!(stderr.iter().any(|l| l.contains("Timeline written to")), "{stderr:?}");
+    (dir, result)
+}
+
+#[test]
+fn joined_spans_match_the_live_ones() {
+    if !bpf_available("joined_spans_match_the_live_ones") {
+        return;
+    }
+    let (dir, live) = recorded_with_timeline("join", |server| {
+        spans_around(server, &[], || {
+            for _ in 0..3 {
+                server.get("/cpu?ms=10");
+                server.get("/sleep?ms=10");
+                server.get("/io");
+            }
+        })
+        .0
+    });
+    let log = dir.join("spans.jsonl");
 
     let joined_path = dir.join("joined.jsonl");
     let (ok, _, stderr) = join(&[
@@ -71,16 +83,11 @@ fn join_reports_bad_input_by_line_and_keeps_going() {
     if !bpf_available("join_reports_bad_input_by_line_and_keeps_going") {
         return;
     }
-    let dir = temp_dir("join-bad");
-    let log = dir.join("spans.jsonl");
-    let report = dir.join("record.json");
-    let server = Server::start_with(None, &["--span-log", log.to_str().unwrap()]);
-    let pid = server.pid().to_string();
-    let recording = Tracer::start(&["record", "-p", &pid, "--timeline", "-o", report.to_str().unwrap()]);
-    server.get("/cpu?ms=5");
-    server.get("/sleep?ms=5");
-    let (status, _, stderr) = recording.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
+    let (dir, ()) = recorded_with_timeline("join-bad", |server| {
+        server.get("/cpu?ms=5");
+        server.get("/sleep?ms=5");
+    });
+    let (log, report) = (dir.join("spans.jsonl"), dir.join("record.json"));
 
     let good = std::fs::read_to_string(&log).unwrap();
     let good: Vec<&str> = good.lines().collect();

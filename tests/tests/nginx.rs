@@ -53,8 +53,7 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
     // One connection: nginx sleeps between requests, and each request
     // starts with its wakeup, so waits for the CPU land in the spans.
     let alone = spans_under_load(&nginx, 1);
-    let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", "1"])).collect();
-    let busy_pids: Vec<u64> = busy.iter().map(|l| u64::from(l.pid())).collect();
+    let (busy, busy_pids) = busy_neighbours(1);
     let contended = spans_under_load(&nginx, 1);
     drop(busy);
     let (before, after) = (contention_share(&alone), contention_share(&contended));
@@ -72,13 +71,7 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
     let mut waited = 0;
     for span in contended.iter().filter(|s| s["verdict"] == "cpu-contention") {
         waited += u(&span["runq_wait_ns"]);
-        blamed_on_busy += span["blame"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| busy_pids.contains(&u(&h["pid"])))
-            .map(|h| u(&h["ns"]))
-            .sum::<u64>();
+        blamed_on_busy += blamed_on(span, &busy_pids);
     }
     assert!(blamed_on_busy * 10 >= waited * 8, "busy processes held {blamed_on_busy} of {waited} ns");
 }

@@ -193,56 +193,36 @@ impl TimelineWriter {
     }
 }
 
-fn totals_fields(t: &ThreadTotals) -> [u64; TOTALS_FIELDS] {
-    [
-        t.on_cpu_ns,
-        t.runq_wait_ns,
-        t.runq_waits,
-        t.preempted_ns,
-        t.uninterruptible_ns,
-        t.sleep_ns,
-        t.voluntary_switches,
-        t.involuntary_switches,
-        t.iowait_ns,
-        t.syscall_ns,
-        t.syscalls,
-        t.migrations,
-        t.unaccounted_ns,
-    ]
+/// The totals in file order (docs/report-format.md), named once for both
+/// directions.
+macro_rules! totals_in_file_order {
+    ($($field:ident),* $(,)?) => {
+        fn totals_fields(t: &ThreadTotals) -> [u64; TOTALS_FIELDS] {
+            [$(t.$field),*]
+        }
+
+        fn totals_from(f: [u64; TOTALS_FIELDS]) -> ThreadTotals {
+            let mut fields = f.into_iter();
+            ThreadTotals { $($field: fields.next().unwrap_or(0)),* }
+        }
+    };
 }
 
-fn totals_from(f: [u64; TOTALS_FIELDS]) -> ThreadTotals {
-    let [
-        on_cpu_ns,
-        runq_wait_ns,
-        runq_waits,
-        preempted_ns,
-        uninterruptible_ns,
-        sleep_ns,
-        voluntary_switches,
-        involuntary_switches,
-        iowait_ns,
-        syscall_ns,
-        syscalls,
-        migrations,
-        unaccounted_ns,
-    ] = f;
-    ThreadTotals {
-        on_cpu_ns,
-        runq_wait_ns,
-        runq_waits,
-        preempted_ns,
-        uninterruptible_ns,
-        sleep_ns,
-        voluntary_switches,
-        involuntary_switches,
-        iowait_ns,
-        syscall_ns,
-        syscalls,
-        migrations,
-        unaccounted_ns,
-    }
-}
+totals_in_file_order!(
+    on_cpu_ns,
+    runq_wait_ns,
+    runq_waits,
+    preempted_ns,
+    uninterruptible_ns,
+    sleep_ns,
+    voluntary_switches,
+    involuntary_switches,
+    iowait_ns,
+    syscall_ns,
+    syscalls,
+    migrations,
+    unaccounted_ns,
+);
 
 fn encode(e: &TimelineEvent) -> [u8; RECORD_LEN] {
     let mut out = [0u8; RECORD_LEN];
