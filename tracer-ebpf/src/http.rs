@@ -5,6 +5,7 @@
 //! write (or sendfile) moves the span's end; the span is sent when the
 //! writing thread does anything else. Request and response heads are copied
 //! (bounded) for the loader, which parses them.
+use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
     COUNTER_HTTP_PIPELINED, COUNTER_HTTP_UNANSWERED, HTTP_CAPTURE_READS, HTTP_CAPTURE_REQUEST,
     HTTP_CAPTURE_RESPONSE, HTTP_PHASE_REQUEST, HTTP_PHASE_RESPONSE, HttpCapture, HttpConn, HttpConnKey,
@@ -249,7 +250,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
     };
     let capture = record.as_mut_ptr();
     // SAFETY: the reserved record is ours until submitted; every field is
-    // written before it is.
+    // written before it is (of `data`, the `len` bytes the loader reads).
     unsafe {
         (*capture).span_id = span_id;
         (*capture).tgid = tgid;
@@ -257,5 +258,6 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
         (*capture).kind = kind;
         (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
     }
-    record.submit(0);
+    // The loader drains on a timer; a wakeup per record would only cost.
+    record.submit(BPF_RB_NO_WAKEUP as u64);
 }

@@ -8,14 +8,17 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::bindings::BPF_NOEXIST;
 use tracer_common::{
-    KernelSchedCounters, THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, OFF_CPU_IOWAIT,
-    CPU_UNKNOWN, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
-    RunqEvent, TASK_COMM_LEN, THREAD_DEAD, ThreadExit, ThreadStats, ThreadTotals,
+    COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, CPU_UNKNOWN,
+    KernelSchedCounters, OFF_CPU_IOWAIT, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
+    RunqEvent, TASK_COMM_LEN, THREAD_DEAD, THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit,
+    ThreadStats, ThreadTotals,
 };
 
-use crate::kernel::TaskPtr;
-use crate::timeline;
-use crate::maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count};
+use crate::{
+    kernel::TaskPtr,
+    maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
+    timeline,
+};
 
 /// How a thread left the CPU.
 #[derive(Clone, Copy)]
@@ -204,18 +207,18 @@ fn remember_sample(stats: &mut ThreadStats, kernel: Option<KernelSchedCounters>)
 /// switches the sched tracepoints did not report, split with the kernel's
 /// counters: `counted.exec_ns` on a CPU, `counted.run_delay_ns` waiting for
 /// one, the rest in the state it was last seen blocking in. Without the
-/// counters all of it is unaccounted. Returns the run-queue wait credited.
+/// counters all of it is unaccounted.
 #[inline(always)]
-fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) -> u64 {
+fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) {
     let known = if stats.runnable_since_ns != 0 { stats.runnable_since_ns } else { stats.off_cpu_since_ns };
     if known == 0 || until <= known {
-        return 0;
+        return;
     }
     count(COUNTER_ACCOUNTING_GAPS);
     let period = until - known;
     let Some(counted) = counted else {
         stats.totals.unaccounted_ns += period;
-        return 0;
+        return;
     };
     // Both clocks tick at the same rate but are read at slightly different
     // moments: never credit more than the period.
@@ -230,7 +233,6 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
     } else {
         stats.totals.unaccounted_ns += rest;
     }
-    waited
 }
 
 /// The thread became runnable: its run-queue wait starts now, unless it is

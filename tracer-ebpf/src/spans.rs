@@ -3,7 +3,7 @@
 //! span is open, its thread's syscalls and the CPU holders of its run-queue
 //! waits are charged to it.
 use aya_ebpf::{
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
     macros::uprobe,
     programs::ProbeContext,
@@ -175,7 +175,8 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 (*event).syscalls = state.syscalls;
                 (*event).holders = state.holders;
             }
-            record.submit(0);
+            // The loader drains on a timer; a wakeup per span would only cost.
+            record.submit(BPF_RB_NO_WAKEUP as u64);
         }
         None => count(COUNTER_LOST_SPANS),
     }
