@@ -78,6 +78,53 @@ fn joined_spans_match_the_live_ones() {
     }
 }
 
+/// The same spans as an OTLP/JSON trace export (one pretty-printed
+/// document, ids in hex, times as strings, the thread in `thread.id`).
+fn as_otlp(lines: &[Value]) -> String {
+    let spans: Vec<Value> = lines
+        .iter()
+        .map(|span| {
+            serde_json::json!({
+                "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "spanId": format!("{:016x}", u(&span["span_id"])),
+                "name": span["name"],
+                "startTimeUnixNano": u(&span["start_unix_ns"]).to_string(),
+                "endTimeUnixNano": u(&span["end_unix_ns"]).to_string(),
+                "attributes": [{"key": "thread.id", "value": {"intValue": u(&span["tid"]).to_string()}}],
+            })
+        })
+        .collect();
+    let document = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]});
+    serde_json::to_string_pretty(&document).unwrap()
+}
+
+#[test]
+fn otlp_exports_join_like_span_lines() {
+    if !bpf_available("otlp_exports_join_like_span_lines") {
+        return;
+    }
+    let (dir, ()) = recorded_with_timeline("join-otlp", |server| {
+        server.get("/cpu?ms=10");
+        server.get("/sleep?ms=10");
+    });
+    let log = dir.join("spans.jsonl");
+    let otlp = dir.join("trace.json");
+    std::fs::write(&otlp, as_otlp(&lines(&std::fs::read_to_string(&log).unwrap()))).unwrap();
+    let timeline = dir.join("record.timeline");
+    let (ok, from_lines, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", log.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let (ok, from_otlp, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", otlp.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let (from_lines, from_otlp) = (lines(&from_lines), lines(&from_otlp));
+    assert_eq!(from_otlp.len(), 2, "{stderr}");
+    for (a, b) in from_lines.iter().zip(&from_otlp) {
+        assert_eq!(b["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        for field in ["span_id", "name", "tid", "wall_ns", "on_cpu_ns", "runq_wait_ns", "sleep_ns", "verdict"] {
+            assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
+        }
+    }
+}
+
 #[test]
 fn join_reports_bad_input_by_line_and_keeps_going() {
     if !bpf_available("join_reports_bad_input_by_line_and_keeps_going") {
