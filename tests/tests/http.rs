@@ -137,3 +137,19 @@ fn pipelined_http_requests_are_counted_not_mismeasured() {
     let note = stderr.iter().find(|l| l.contains("HTTP requests not made spans")).expect("a note on stderr");
     assert!(note.contains("1 pipelined"), "{note}");
 }
+
+#[test]
+fn a_connection_written_through_a_dup_descriptor_is_one_exchange() {
+    if !bpf_available("a_connection_written_through_a_dup_descriptor_is_one_exchange") {
+        return;
+    }
+    let server = Server::start_with(None, &["--no-markers", "--dup-writer"]);
+    let (spans, stderr) = spans_around(&server, &["--http"], || {
+        exchange(&server, &[&get("/sleep?ms=5", "dup")], 1);
+    });
+    assert_eq!(spans.len(), 1, "{spans:?} {stderr:?}");
+    let span = &spans[0];
+    assert_eq!((span["request_id"].as_str(), span["http_status"].as_u64()), (Some("dup"), Some(200)), "{span}");
+    assert_eq!(span["verdict"], "blocked", "{span}");
+    assert!(!stderr.iter().any(|l| l.contains("unanswered")), "{stderr:?}");
+}

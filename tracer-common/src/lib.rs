@@ -193,6 +193,12 @@ pub struct TaskOffsets {
     /// `di`, `si`), for `raw_syscalls:sys_enter`'s `regs`.
     pub regs_arg0: u32,
     pub regs_arg1: u32,
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.fd` and
+    /// `fdtable.max_fds`: from a descriptor to its `struct file` (0: unknown).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
 }
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
@@ -469,7 +475,10 @@ pub struct HttpCapture {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HttpConnKey {
     pub tgid: u32,
-    pub fd: u32,
+    pub _pad: u32,
+    /// The connection's `struct file` (shared by descriptors `dup`ed from
+    /// one another), or its descriptor number when that cannot be read.
+    pub file: u64,
 }
 
 /// `HttpConn::phase`.
@@ -626,12 +635,13 @@ pub struct ThreadStats {
     pub syscall_since_ns: u64,
     /// The span open on this thread (valid with `THREAD_IN_SPAN`).
     pub span_id: u64,
-    /// First two arguments of the socket syscall in progress (HTTP spans).
-    pub syscall_fd: u32,
+    /// The socket syscall in progress (HTTP spans): the connection its
+    /// descriptor names (see [`HttpConnKey::file`]) and its buffer argument.
+    pub syscall_file: u64,
+    pub syscall_buf: u64,
     /// Connection whose response this thread is writing (valid with
     /// `THREAD_HTTP_RESPONDING`).
-    pub http_fd: u32,
-    pub syscall_buf: u64,
+    pub http_file: u64,
     /// When the thread was woken for the run it is in (0: it was preempted,
     /// or its wakeup was not seen, or a span already claimed it).
     pub woken_at_ns: u64,
@@ -728,14 +738,14 @@ pub struct TimelineEvent {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
-    assert!(size_of::<TaskOffsets>() == 21 * 4);
+    assert!(size_of::<TaskOffsets>() == 25 * 4);
     assert!(size_of::<TracepointOffsets>() == 9 * 4);
     assert!(size_of::<BlockOffsets>() == 6 * 4);
     assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
     assert!(size_of::<ThreadTotals>() == 13 * 8);
     assert!(
         size_of::<ThreadStats>()
-            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 16 + 8 + 8 + size_of::<ThreadTotals>()
+            == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 24 + 8 + 8 + size_of::<ThreadTotals>()
                 + size_of::<KernelSchedCounters>()
     );
     assert!(size_of::<KernelSchedCounters>() == 3 * 8);
@@ -748,7 +758,7 @@ const _: () = {
     assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
     assert!(size_of::<RunqEvent>() == 40);
     assert!(size_of::<HttpCapture>() == 24 + HTTP_CAPTURE_LEN);
-    assert!(size_of::<HttpConnKey>() == 8);
+    assert!(size_of::<HttpConnKey>() == 16);
     assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
     assert!(size_of::<TimelineEvent>() == 40 + size_of::<ThreadTotals>());
     assert!(size_of::<SyscallKey>() == 8);

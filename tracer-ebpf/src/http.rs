@@ -13,7 +13,7 @@ use tracer_common::{
 };
 
 use crate::{
-    kernel::{now_ns, read_user, read_user_prefix, this_cpu},
+    kernel::{current_task, now_ns, read_user, read_user_prefix, this_cpu},
     maps::{HTTP_CONNS, HTTP_EVENTS, count},
     spans,
 };
@@ -71,18 +71,20 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
     if io == Io::Other && !responding {
         return;
     }
-    let mut fd = u32::MAX;
+    let mut file = 0;
     if io != Io::Other {
-        let [first, second] = args();
-        fd = first as u32;
-        stats.syscall_fd = fd;
-        stats.syscall_buf = second;
+        let [fd, buf] = args();
+        // The connection is its `struct file`, so descriptors dup'ed from
+        // one another (a reader and a writer) are one connection.
+        file = current_task().file_of(fd as u32).unwrap_or(fd & 0xffff_ffff);
+        stats.syscall_file = file;
+        stats.syscall_buf = buf;
     }
-    if responding && !(matches!(io, Io::Write(_)) && fd == stats.http_fd) {
+    if responding && !(matches!(io, Io::Write(_)) && file == stats.http_file) {
         finish_response(tgid, stats);
     }
     if io == Io::Close {
-        forget_connection(tgid, fd, stats);
+        forget_connection(tgid, file, stats);
     }
 }
 
@@ -131,7 +133,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         return;
     }
     let Some(head) = read_user::<[u8; 4]>(at) else { return };
-    let key = HttpConnKey { tgid, fd: stats.syscall_fd };
+    let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     let conn = HTTP_CONNS.get_ptr_mut(&key);
     if !is_request_start(head) {
         // The rest of a request head split over several reads.
@@ -182,7 +184,7 @@ fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
 
 #[inline(always)]
 fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
-    let key = HttpConnKey { tgid, fd: stats.syscall_fd };
+    let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value; one connection is written by one thread at a time.
     let conn = unsafe { &mut *conn };
@@ -199,14 +201,14 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
     conn.end_tid = tid;
     conn.end = totals;
     stats.flags |= THREAD_HTTP_RESPONDING;
-    stats.http_fd = key.fd;
+    stats.http_file = key.file;
 }
 
 /// The thread that wrote a response moved on: the exchange is complete.
 #[inline(always)]
 fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     stats.flags &= !THREAD_HTTP_RESPONDING;
-    let key = HttpConnKey { tgid, fd: stats.http_fd };
+    let key = HttpConnKey { tgid, _pad: 0, file: stats.http_file };
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
@@ -226,8 +228,8 @@ fn send(tgid: u32, conn: &HttpConn, stats: &mut ThreadStats) {
 
 /// `close(fd)`: an exchange in progress on it ends here.
 #[inline(always)]
-fn forget_connection(tgid: u32, fd: u32, stats: &mut ThreadStats) {
-    let key = HttpConnKey { tgid, fd };
+fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
+    let key = HttpConnKey { tgid, _pad: 0, file };
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };

@@ -49,6 +49,10 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     task_contributes_mask: 0,
     regs_arg0: 0,
     regs_arg1: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
 };
 
 /// Set by the loader from tracefs format files.
@@ -230,6 +234,21 @@ impl TaskPtr {
             run_delay_ns: read_at(self.0, global!(TASK_OFFSETS.task_run_delay))?,
             runs: read_at(self.0, global!(TASK_OFFSETS.task_pcount))?,
         })
+    }
+
+    /// The `struct file` behind the task's descriptor `fd`, as an address.
+    pub fn file_of(self, fd: u32) -> Option<u64> {
+        let files_at = global!(TASK_OFFSETS.task_files);
+        if files_at == 0 {
+            return None;
+        }
+        let files = read_at::<*const u8>(self.0, files_at)?;
+        let fdt = read_at::<*const u8>(files, global!(TASK_OFFSETS.files_fdt))?;
+        if fd >= read_at::<u32>(fdt, global!(TASK_OFFSETS.fdtable_max_fds))? {
+            return None;
+        }
+        let table = read_at::<*const u8>(fdt, global!(TASK_OFFSETS.fdtable_fd))?;
+        read_at::<u64>(table, fd * 8).filter(|&file| file != 0)
     }
 
     /// When the task last got a CPU (`sched_info.last_arrival`), in the

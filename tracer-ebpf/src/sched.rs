@@ -119,9 +119,9 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         syscall_nr: 0,
         syscall_since_ns: 0,
         span_id: 0,
-        syscall_fd: 0,
-        http_fd: 0,
+        syscall_file: 0,
         syscall_buf: 0,
+        http_file: 0,
         woken_at_ns: 0,
         last_wait_ns: 0,
         totals: ThreadTotals {

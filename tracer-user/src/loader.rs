@@ -232,7 +232,23 @@ fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     let (task_contributes_byte, task_contributes_mask) = btf
         .member_bit_offset("task_struct", "sched_contributes_to_load")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
+    // Without them a connection is its descriptor number, and one read and
+    // written through dup'ed descriptors is not matched.
+    let fd_offsets = [
+        btf.member_offset("task_struct", "files"),
+        btf.member_offset("files_struct", "fdt"),
+        btf.member_offset("fdtable", "fd"),
+        btf.member_offset("fdtable", "max_fds"),
+    ];
+    let [task_files, files_fdt, fdtable_fd, fdtable_max_fds] = match fd_offsets {
+        [Ok(files), Ok(fdt), Ok(fd), Ok(max)] if files != 0 => [files, fdt, fd, max],
+        _ => [0; 4],
+    };
     Ok(TaskOffsets {
+        task_files,
+        files_fdt,
+        fdtable_fd,
+        fdtable_max_fds,
         regs_arg0,
         regs_arg1,
         task_on_cpu: btf.member_offset("task_struct", "on_cpu").unwrap_or(0),

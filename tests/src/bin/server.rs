@@ -6,7 +6,7 @@
 //! (`X-Thread-Cpu-Ns`, CLOCK_THREAD_CPUTIME_ID). Prints `ready <port>` once
 //! listening on 127.0.0.1.
 //!
-//!   tracer-test-server [--cpu N] [--io-dir DIR] [--no-markers] [--span-log FILE]
+//!   tracer-test-server [--cpu N] [--io-dir DIR] [--no-markers] [--span-log FILE] [--dup-writer]
 //!
 //! `--no-markers` leaves the request spans to `tracer spans --http`;
 //! `--span-log` writes each request's span as a JSON line (`span_id`, `name`,
@@ -94,10 +94,16 @@ fn query_ms(target: &str) -> u64 {
 }
 
 fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
-    // One descriptor for both directions, as most servers do: the HTTP
-    // probes know a connection by its descriptor.
+    // One descriptor for both directions, or (`--dup-writer`) a reader and
+    // a writer on two descriptors of one connection, as some servers do.
+    let duplicate;
     let mut reader = BufReader::new(&stream);
-    let mut writer = &stream;
+    let mut writer = if options.dup_writer {
+        duplicate = stream.try_clone().expect("dup");
+        &duplicate
+    } else {
+        &stream
+    };
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -188,6 +194,8 @@ struct Options {
     markers: bool,
     /// Where each request's span is logged as a JSON line (`--span-log FILE`).
     span_log: Option<std::sync::Mutex<std::fs::File>>,
+    /// Write responses through a dup'ed descriptor (`--dup-writer`).
+    dup_writer: bool,
 }
 
 fn main() {
@@ -205,6 +213,7 @@ fn main() {
     let io: &'static IoFile = Box::leak(Box::new(IoFile::create(&io_dir)));
     let options: &'static Options = Box::leak(Box::new(Options {
         markers: !args.iter().any(|a| a == "--no-markers"),
+        dup_writer: args.iter().any(|a| a == "--dup-writer"),
         span_log: flag("--span-log").map(|path| std::sync::Mutex::new(std::fs::File::create(path).expect("span log"))),
     }));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
