@@ -77,12 +77,16 @@ impl ProbeMode {
 }
 
 /// Syscall tracing, when enabled.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SyscallOptions {
     /// Aggregate per thread instead of per process.
     pub by_thread: bool,
     /// Only these syscall numbers (empty: all).
     pub only: Vec<u32>,
+    /// Keep per-syscall latency histograms and errno counts. Without them
+    /// syscalls still count in thread totals and span top-syscall lists,
+    /// and each costs the traced process one map update less.
+    pub histograms: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -313,7 +317,8 @@ fn syscall_config(options: Option<&SyscallOptions>) -> SyscallConfig {
     let mut config = SyscallConfig::default();
     if let Some(options) = options {
         config.by_thread = u32::from(options.by_thread);
-        config.only_listed = u32::from(!options.only.is_empty());
+        // No histograms: an empty list of the only syscalls to keep.
+        config.only_listed = u32::from(!options.only.is_empty() || !options.histograms);
         for &nr in options.only.iter().filter(|&&nr| nr < SYSCALL_BITMAP_BITS) {
             config.numbers[(nr / 64) as usize] |= 1 << (nr % 64);
         }
@@ -749,6 +754,16 @@ fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syscall_histograms_can_be_left_out() {
+        let all = SyscallOptions { by_thread: false, only: vec![], histograms: true };
+        assert_eq!(syscall_config(Some(&all)).only_listed, 0);
+        let listed = syscall_config(Some(&SyscallOptions { only: vec![0, 65], ..all.clone() }));
+        assert_eq!((listed.only_listed, listed.numbers[0], listed.numbers[1]), (1, 1, 2));
+        let none = syscall_config(Some(&SyscallOptions { histograms: false, ..all }));
+        assert_eq!((none.only_listed, none.numbers), (1, [0; tracer_common::SYSCALL_BITMAP_WORDS]), "nothing kept");
+    }
 
     #[test]
     fn optional_probes_degrade_instead_of_failing_the_run() {

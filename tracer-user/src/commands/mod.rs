@@ -157,7 +157,7 @@ fn wall_clock_hms() -> String {
 /// Syscall probes for `targets`: attached when a filter narrows them or
 /// `system_wide` says so explicitly.
 pub(crate) fn syscall_options(targets: &Targets, system_wide: bool, by_thread: bool, only: Vec<u32>) -> Option<SyscallOptions> {
-    (targets.narrowed() || system_wide).then_some(SyscallOptions { by_thread, only })
+    (targets.narrowed() || system_wide).then_some(SyscallOptions { by_thread, only, histograms: true })
 }
 
 

@@ -12,7 +12,7 @@ use super::{resolve_targets, start, syscall_options, warn_losses};
 use crate::{
     aggregate::HistogramScope,
     cli::{KernelArgs, SpansArgs, TargetArgs},
-    loader::SpanRequest,
+    loader::{SpanRequest, SyscallOptions},
     procfs, report,
     session::{Plan, Session},
     spans::SpanRecord,
@@ -24,7 +24,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     }
     let target = TargetArgs { pids: vec![pid], ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
-    targets.options.syscalls = syscall_options(&targets, false, false, Vec::new());
+    // Span lines carry each span's top syscalls, not per-syscall histograms.
+    targets.options.syscalls =
+        syscall_options(&targets, false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pid, required: true, http: args.http });
     let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
