@@ -16,6 +16,9 @@ use crate::{
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     report::check_output_path(&args.out)?;
     let timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
+    if timeline_path.as_ref() == Some(&args.out) {
+        bail!("the timeline goes next to the report as REPORT.timeline: give the report another name than {}", args.out.display());
+    }
     if timeline_path.is_some() && args.target.pids.is_empty() && args.target.tid.is_none() && args.target.cgroup.is_none() {
         bail!("--timeline records the threads of a target: add --pid, --tid or --cgroup");
     }
