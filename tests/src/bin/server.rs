@@ -164,13 +164,13 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         let body = format!("{path}\n");
         let cpu_ns = thread_cpu_ns() - cpu_at_begin;
         drop(span);
+        let end_unix_ns = unix_ns();
         if let Some(log) = &options.span_log {
             let line = format!(
-                "{{\"span_id\": {id}, \"name\": {:?}, \"tid\": {}, \"start_unix_ns\": {start_unix_ns}, \"end_unix_ns\": {}}}\n",
+                "{{\"span_id\": {id}, \"name\": {:?}, \"tid\": {}, \"start_unix_ns\": {start_unix_ns}, \"end_unix_ns\": {end_unix_ns}}}\n",
                 name.to_str().expect("ASCII"),
                 // SAFETY: gettid has no arguments and cannot fail.
                 unsafe { libc::gettid() },
-                unix_ns()
             );
             let _ = log.lock().expect("log lock").write_all(line.as_bytes());
         }
