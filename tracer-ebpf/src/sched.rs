@@ -478,6 +478,11 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OFF_CPU_NONE;
     stats.on_cpu_since_ns = now;
+    if stats.flags & THREAD_KERNEL_SAMPLED == 0 {
+        // A first sample (exact: it is not running yet), so that switches
+        // the kernel does not report during its first run are noticed too.
+        remember_sample(stats, task.and_then(TaskPtr::sched_counters));
+    }
     if stats.last_cpu != CPU_UNKNOWN && stats.last_cpu != cpu {
         stats.totals.migrations += 1;
     }
