@@ -86,6 +86,10 @@ pub fn ensure_packages(needed: &[(&str, &str)], why: &str) -> Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
+            // The tests start nginx with their own configuration; the package
+            // must not leave a system nginx running (invoke-rc.d starts no
+            // services in runlevel 1).
+            .env("RUNLEVEL", "1")
             .stdout(std::process::Stdio::null()),
     )
     .with_context(|| format!("installing {}", missing.join(" ")))
