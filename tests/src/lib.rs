@@ -525,3 +525,13 @@ pub fn assert_contended(span: &Value, busy_pids: &[u64]) {
     let blamed = blamed_on(span, busy_pids);
     assert!(blamed * 10 >= runq * 8, "busy processes held {blamed} of {runq} ns: {span}");
 }
+
+/// Runs `tracer ARGS`, which must fail with exactly one line on stderr;
+/// returns that line.
+pub fn one_line_error(args: &[&str]) -> String {
+    let out = Command::new(tracer_bin()).args(args).output().expect("tracer");
+    assert!(!out.status.success(), "expected failure: {args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}

@@ -163,25 +163,15 @@ fn join_reports_bad_input_by_line_and_keeps_going() {
     assert!(stderr.contains("line 4"), "the span outside the recording: {stderr}");
 
     // Not a timeline: one line, non-zero exit.
-    let (ok, _, stderr) = join(&["--timeline", report.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
-    assert!(!ok);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line_error(&["spans", "join", "--timeline", report.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
     assert!(stderr.contains("not a tracer timeline"), "{stderr}");
-}
-
-fn record_fails_with_one_line(args: &[&str]) -> String {
-    let out = Command::new(tracer_bin()).arg("record").args(args).output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    stderr
 }
 
 #[test]
 fn timeline_needs_a_target_and_its_own_file() {
-    let stderr = record_fails_with_one_line(&["--timeline", "-o", "/tmp/x.json"]);
+    let stderr = one_line_error(&["record", "--timeline", "-o", "/tmp/x.json"]);
     assert!(stderr.contains("--pid, --tid or --cgroup"), "{stderr}");
     let pid = std::process::id().to_string();
-    let stderr = record_fails_with_one_line(&["--pid", &pid, "--timeline", "-o", "/tmp/x.timeline"]);
+    let stderr = one_line_error(&["record", "--pid", &pid, "--timeline", "-o", "/tmp/x.timeline"]);
     assert!(stderr.contains("another name"), "{stderr}");
 }

@@ -1,6 +1,5 @@
 //! The live commands' text output, as a user of syscount, biolatency and
 //! offcputime would read it, and their bad-input messages.
-use std::process::Command;
 
 use tracer_tests::*;
 
@@ -95,14 +94,6 @@ fn offcpu_splits_time_by_cause() {
         });
     let missed = (unaccounted_ms / 9.0).ceil() as u64;
     assert!(sleep[2].parse::<u64>().unwrap() + preempted + missed >= 20, "{out}");
-}
-
-fn one_line_error(args: &[&str]) -> String {
-    let out = Command::new(tracer_bin()).args(args).output().expect("tracer");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    stderr
 }
 
 #[test]
