@@ -1,27 +1,10 @@
-//! `tracer`: where did the time of this process, this thread, go?
-mod aggregate;
-mod btf;
-mod cli;
-mod commands;
-mod hist;
-mod http;
-mod join;
-mod kstats;
-mod loader;
-mod names;
-mod procfs;
-mod report;
-mod session;
-mod spans;
-mod targets;
-mod text;
-mod timeline;
-mod tracefs;
-mod tui;
-
+//! `tracer`: where did the time of this process, this thread, go? Parses
+//! the command line and hands it to the library.
 use clap::Parser;
-
-use crate::cli::{Cli, Command, SpansCommand};
+use tracer_user::{
+    cli::{Cli, Command, SpansCommand},
+    commands, tui,
+};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

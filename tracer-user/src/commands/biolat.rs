@@ -4,26 +4,32 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::{IntervalView, resolve_targets, run_live, start, unit};
+use super::{resolve_targets, run_live, unit};
 use crate::{
-    aggregate::{Aggregator, HistogramScope},
+    app::Session,
     cli::{BiolatArgs, KernelArgs},
-    hist::Buckets,
-    kstats::{BlockStats, block_op_name},
-    names::Disks,
-    report,
-    text::{self, Unit},
+    model::{
+        intervals::IntervalView,
+        aggregate::{Aggregator, HistogramScope},
+        hist::Buckets,
+        kstats::{BlockStats, block_op_name},
+    },
+    output::{
+        atomic,
+        text::{self, Unit},
+    },
+    sys::disks::Disks,
 };
 
 pub async fn biolat(kernel: &KernelArgs, args: &BiolatArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
-        report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
     let disks = Disks::read();
     let only_dev = args.device.as_deref().map(|d| disks.resolve(d)).transpose()?;
     let mut targets = resolve_targets(kernel, &args.target)?;
     targets.options.block_io = true;
-    let session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    let session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     let unit = unit(&args.output);
     run_live(session, targets.filters, &args.output, "block device I/O", |session, view| {
         render(view, args, only_dev, &disks, unit, &session.agg)

@@ -4,14 +4,17 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::spans::write_line;
-use crate::{cli::JoinArgs, join, report, spans::SpanSummary, timeline::Timeline};
+use crate::{
+    cli::JoinArgs,
+    model::{join, spans::SpanSummary, timeline::Timeline},
+    output::{atomic, spans_json::write_line, timeline_file},
+};
 
 pub fn join(args: &JoinArgs) -> Result<()> {
     if let Some(json) = &args.json {
-        report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
-    let timeline = Timeline::read(&args.timeline).context("loading the timeline")?;
+    let timeline = timeline_file::read(&args.timeline).context("loading the timeline")?;
     let bytes = std::fs::read(&args.spans).with_context(|| format!("reading spans from {}", args.spans.display()))?;
     let input = join::input::parse(&bytes);
     let joined = join::join(&timeline, input, args.contention_threshold);
@@ -21,7 +24,7 @@ pub fn join(args: &JoinArgs) -> Result<()> {
         write_line(&mut lines, record).context("formatting span records")?;
     }
     match &args.json {
-        Some(path) => report::write_atomically(path, &lines)
+        Some(path) => atomic::write_atomically(path, &lines)
             .with_context(|| format!("writing span records to {}", path.display()))?,
         None => {
             let mut stdout = std::io::stdout().lock();
@@ -65,7 +68,10 @@ fn summary(timeline: &Timeline, joined: &join::Joined) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::tests::{MS, TID, history, scratch_dir, write};
+    use crate::{
+        model::timeline::fixtures::{MS, TID, history},
+        output::timeline_file::tests::{scratch_dir, write},
+    };
 
     fn args(dir: &std::path::Path, timeline: &str, spans: &str, json: &str) -> JoinArgs {
         JoinArgs {

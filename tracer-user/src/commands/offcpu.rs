@@ -5,22 +5,25 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use anyhow::Result;
 
-use super::{IntervalView, resolve_targets, run_live, start};
+use super::{resolve_targets, run_live};
 use crate::{
-    aggregate::{Aggregator, HistogramScope, OffCpuHistograms},
+    app::Session,
     cli::{KernelArgs, OffcpuArgs},
-    hist::Buckets,
-    report::Totals,
-    text::duration,
+    model::{
+        intervals::IntervalView,
+        aggregate::{Aggregator, HistogramScope, OffCpuHistograms},
+        hist::Buckets,
+    },
+    output::{atomic, report::Totals, text::duration},
 };
 
 pub async fn offcpu(kernel: &KernelArgs, args: &OffcpuArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
-        crate::report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
     let targets = resolve_targets(kernel, &args.target)?;
     let scope = HistogramScope { per_process: true, per_thread: args.per_thread };
-    let session = start(&targets, scope)?;
+    let session = Session::start(&targets, scope)?;
     run_live(session, targets.filters, &args.output, "off-CPU time", |session, view| {
         render(view, args, &session.agg)
     })

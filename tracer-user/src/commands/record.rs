@@ -3,18 +3,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{finish_report, resolve_targets, start, syscall_options, warn_losses};
+use super::{resolve_targets, SPAN_EXPIRY};
+use crate::app::report::{finish_report, warn_losses};
 use crate::{
-    aggregate::HistogramScope,
+    app::{Plan, Session, recorder::Recorder},
+    bpf::SpanRequest,
     cli::{KernelArgs, RecordArgs},
-    loader::SpanRequest,
-    report,
-    session::Plan,
-    timeline::Recorder,
+    model::aggregate::HistogramScope,
+    output::atomic,
+    sys::clock,
 };
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
-    report::check_output_path(&args.out)?;
+    atomic::check_output_path(&args.out)?;
     let timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
     if timeline_path.as_ref() == Some(&args.out) {
         bail!("the timeline goes next to the report as REPORT.timeline: give the report another name than {}", args.out.display());
@@ -29,7 +30,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         Some(path) => Some(Recorder::create(path, args.target.pids.clone()).context("preparing the timeline file")?),
         None => None,
     };
-    targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
+    targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers.
     targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
@@ -37,7 +38,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         per_process: true,
         per_thread: false,
     };
-    let mut session = start(&targets, scope)?;
+    let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
     match args.duration {
         Some(d) => eprintln!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
@@ -57,7 +58,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             if session.probes.attached.spans && last_expiry.elapsed() >= Duration::from_secs(10) {
                 last_expiry = std::time::Instant::now();
                 session.probes.expire_spans(
-                    crate::procfs::monotonic_ns().saturating_sub(crate::commands::SPAN_EXPIRY.as_nanos() as u64),
+                    clock::monotonic_ns().saturating_sub(SPAN_EXPIRY.as_nanos() as u64),
                 );
             }
             if progress {

@@ -1,25 +1,30 @@
 //! `tracer runqlat`: run-queue latency histograms in runqlat's layout.
 use anyhow::Result;
 
-use super::{resolve_targets, run_live, start, unit};
+use super::{resolve_targets, run_live, unit};
 use crate::{
-    aggregate::{Aggregator, HistogramScope, RunqHistograms},
+    app::Session,
     cli::{KernelArgs, RunqlatArgs},
-    hist::Buckets,
-    report,
-    text::{self, Unit},
+    model::{
+        aggregate::{Aggregator, HistogramScope, RunqHistograms},
+        hist::Buckets,
+    },
+    output::{
+        atomic,
+        text::{self, Unit},
+    },
 };
 
 pub async fn runqlat(kernel: &KernelArgs, args: &RunqlatArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
-        report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
     let targets = resolve_targets(kernel, &args.target)?;
     let scope = HistogramScope {
         per_process: args.per_process || args.output.json.is_some(),
         per_thread: args.per_thread,
     };
-    let session = start(&targets, scope)?;
+    let session = Session::start(&targets, scope)?;
     let unit = unit(&args.output);
     run_live(session, targets.filters, &args.output, "run queue latency", |session, view| {
         render(&view.runq, args, unit, &session.agg)

@@ -8,28 +8,29 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::{resolve_targets, start, syscall_options, warn_losses};
+use super::resolve_targets;
+use crate::app::report::warn_losses;
 use crate::{
-    aggregate::HistogramScope,
+    app::{Plan, Session},
+    bpf::{SpanRequest, SyscallOptions},
     cli::{KernelArgs, SpansArgs, TargetArgs},
-    loader::{SpanRequest, SyscallOptions},
-    procfs, report,
-    session::{Plan, Session},
-    spans::SpanRecord,
+    model::aggregate::HistogramScope,
+    output::{atomic, spans_json::write_line},
+    sys::clock,
 };
 
 pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()> {
     if let Some(json) = &args.json {
-        report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
     let target = TargetArgs { pids: vec![pid], ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
     // Span lines carry each span's top syscalls, not per-syscall histograms.
     targets.options.syscalls =
-        syscall_options(&targets, false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
+        targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pid, required: true, http: args.http });
-    let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
@@ -69,7 +70,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
             // Look for stale spans a few times per expiry period.
             if last_expiry.elapsed() >= (args.expire_after / 4).min(Duration::from_secs(10)) {
                 last_expiry = std::time::Instant::now();
-                let cutoff = procfs::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
+                let cutoff = clock::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
                 session.probes.expire_spans(cutoff);
                 // HTTP span ids are their start time << 8 (see tracer-ebpf/src/http.rs).
                 session.agg.http.forget_older_than(cutoff << 8);
@@ -84,13 +85,6 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     summary(&session, written);
 
     warn_losses(&session);
-    Ok(())
-}
-
-/// One span as one JSON line, as `tracer spans` and `tracer spans join` print them.
-pub(super) fn write_line(out: &mut dyn Write, span: &SpanRecord) -> Result<()> {
-    serde_json::to_writer(&mut *out, span)?;
-    out.write_all(b"\n")?;
     Ok(())
 }
 

@@ -4,19 +4,22 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use anyhow::Result;
 
-use super::{IntervalView, resolve_targets, run_live, start, syscall_options};
+use super::{resolve_targets, run_live};
 use crate::{
-    aggregate::{Aggregator, HistogramScope},
+    app::Session,
     cli::{KernelArgs, SyscallsArgs},
-    kstats::SyscallStats,
-    names::{errno_name, syscall_name, syscall_number},
-    report,
-    text::duration,
+    model::{
+        intervals::IntervalView,
+        aggregate::{Aggregator, HistogramScope},
+        kstats::SyscallStats,
+        names::{errno_name, syscall_name, syscall_number},
+    },
+    output::{atomic, text::duration},
 };
 
 pub async fn syscalls(kernel: &KernelArgs, args: &SyscallsArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
-        report::check_output_path(json)?;
+        atomic::check_output_path(json)?;
     }
     let only = args
         .syscall
@@ -25,8 +28,8 @@ pub async fn syscalls(kernel: &KernelArgs, args: &SyscallsArgs) -> Result<()> {
         .collect::<Result<Vec<u32>, _>>()?;
     let mut targets = resolve_targets(kernel, &args.target)?;
     // Asking for this command is the explicit request for syscall probes.
-    targets.options.syscalls = syscall_options(&targets, true, args.per_thread, only);
-    let session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    targets.options.syscalls = targets.syscall_options(true, args.per_thread, only);
+    let session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     run_live(session, targets.filters, &args.output, "syscalls", |session, view| {
         render(view, args, &session.agg)
     })

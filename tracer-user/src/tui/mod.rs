@@ -18,12 +18,15 @@ use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    aggregate::HistogramScope,
+    app::{Session, report::build_report},
     cli::{KernelArgs, TargetArgs, TuiArgs},
-    commands::{Intervals, build_report, resolve_targets, start, syscall_options},
-    procfs,
-    report::{self, Filters},
-    session::Session,
+    commands::resolve_targets,
+    model::{aggregate::HistogramScope, intervals::Intervals},
+    output::{
+        atomic,
+        report::{self, Filters},
+    },
+    sys::clock,
 };
 use app::{App, Effect, View};
 
@@ -64,11 +67,11 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     }
     let target = TargetArgs { pids: args.pid.into_iter().collect(), ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
-    targets.options.syscalls = syscall_options(&targets, args.syscalls, false, Vec::new());
+    targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // With -p, request spans come along when the process has markers.
-    targets.options.spans = args.pid.map(|pid| crate::loader::SpanRequest { pid, required: false, http: false });
-    let mut session = start(&targets, HistogramScope { per_process: true, per_thread: false })?;
+    targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pid, required: false, http: false });
+    let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
 
     let view = args.pid.map_or(View::Processes, View::Detail);
@@ -141,8 +144,8 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
 /// `w`: the whole run so far, as `tracer record` would write it, to
 /// `tracer-report-<unix time>.json` in the current directory.
 fn write_report(session: &mut Session, intervals: &Intervals, filters: &Filters) -> Result<PathBuf> {
-    let path = PathBuf::from(format!("tracer-report-{}.json", procfs::unix_ns() / 1_000_000_000));
-    report::check_output_path(&path)?;
+    let path = PathBuf::from(format!("tracer-report-{}.json", clock::unix_ns() / 1_000_000_000));
+    atomic::check_output_path(&path)?;
     session.sync();
     let mut whole_run = intervals.whole_run.clone();
     whole_run.merge(&session.agg.runq);

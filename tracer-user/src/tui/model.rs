@@ -1,10 +1,10 @@
 //! What the live view shows, computed from one interval of data.
 use std::{collections::BTreeMap, time::Duration};
 
-use crate::{
+use crate::model::{
     aggregate::{Aggregator, OffCpuHistograms},
-    commands::IntervalView,
     hist::Buckets,
+    intervals::IntervalView,
     names::syscall_name,
 };
 
@@ -171,7 +171,7 @@ fn build_detail(
     agg: &Aggregator,
     interval: Duration,
     pid: u32,
-    syscalls: &BTreeMap<(u32, u16), crate::kstats::SyscallStats>,
+    syscalls: &BTreeMap<(u32, u16), crate::model::kstats::SyscallStats>,
 ) -> Detail {
     let processes = agg.processes();
     let threads = processes.get(&pid).cloned().unwrap_or_default();
@@ -226,7 +226,7 @@ fn build_detail(
         pid,
         comm: leader.map(|t| t.comm.clone()).unwrap_or_else(|| agg.comm_of(pid)),
         exited: !threads.is_empty() && threads.iter().all(|t| t.exited)
-            || threads.is_empty() && !crate::procfs::process_exists(pid),
+            || threads.is_empty() && !crate::sys::procfs::process_exists(pid),
         threads: thread_rows,
         hists,
         top_syscalls,

@@ -9,7 +9,7 @@ use ratatui::{
 
 use super::{Theme, latency, pct};
 use crate::{
-    text::{Unit, bar, compact_percentiles, log2_rows},
+    output::text::{Unit, bar, compact_percentiles, log2_rows},
     tui::{
         app::App,
         model::{Detail, Metric},
@@ -78,7 +78,7 @@ fn draw_metric(frame: &mut Frame, app: &App, d: &Detail, area: ratatui::layout::
     let side_width = if area.width >= 120 { 38 } else { 0 };
     let [left, side] = Layout::horizontal([Constraint::Min(20), Constraint::Length(side_width)]).areas(area);
     let [hist_area, chart_area] = Layout::vertical([Constraint::Min(2), Constraint::Length(3)]).areas(left);
-    let empty = crate::hist::Buckets::default();
+    let empty = crate::model::hist::Buckets::default();
     let hist = d.hists.get(&app.metric).unwrap_or(&empty);
 
     // runqlat-style log2 histogram, trimmed to its non-empty range.
@@ -131,7 +131,7 @@ mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
     use crate::{
-        hist::Buckets,
+        model::hist::Buckets,
         tui::{
             app::{App, View},
             model::{Detail, Metric, Model, ThreadRow},

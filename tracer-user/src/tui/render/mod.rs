@@ -58,7 +58,7 @@ fn pct(value: f64) -> String {
 
 /// A latency for narrow columns ("-" when nothing was measured).
 fn latency(ns: u64) -> String {
-    if ns == 0 { "-".into() } else { crate::text::duration(ns) }
+    if ns == 0 { "-".into() } else { crate::output::text::duration(ns) }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let mut spans = vec![Span::raw(format!(
         "tracer  {} processes  every {}",
         rows.len(),
-        crate::text::duration(app.interval.as_nanos() as u64)
+        crate::output::text::duration(app.interval.as_nanos() as u64)
     ))];
     if app.paused {
         spans.push(Span::styled("  PAUSED", theme.warn()));

@@ -9,7 +9,7 @@ use ratatui::{
 };
 
 use super::Theme;
-use crate::{spans::SpanRecord, text::duration, tui::app::App};
+use crate::{model::spans::SpanRecord, output::text::duration, tui::app::App};
 
 /// (part, glyph, colour) in the order the bar draws them.
 const PARTS: [(&str, char, Color); 5] = [
@@ -96,7 +96,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::{
-        spans::test_span as span,
+        model::spans::test_span as span,
         tui::{
             app::{App, View},
             render::tests::render,

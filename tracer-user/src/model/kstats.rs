@@ -9,7 +9,7 @@ use tracer_common::{
     SyscallErrorKey, SyscallKey,
 };
 
-use crate::hist::Buckets;
+use super::hist::Buckets;
 
 /// Cumulative kernel statistics at one moment.
 #[derive(Clone, Debug, Default)]

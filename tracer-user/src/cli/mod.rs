@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::loader::ProbeChoice;
+use crate::bpf::ProbeChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -241,7 +241,7 @@ pub struct SpansArgs {
 
     /// Share of a span's wall time waiting for a CPU from which its verdict
     /// is cpu-contention (it also is whenever that wait is its largest part).
-    #[arg(long, value_name = "FRACTION", default_value_t = crate::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
           value_parser = parse_fraction)]
     pub contention_threshold: f64,
 
@@ -296,7 +296,7 @@ pub struct JoinArgs {
 
     /// Share of a span's wall time waiting for a CPU from which its verdict
     /// is cpu-contention (it also is whenever that wait is its largest part).
-    #[arg(long, value_name = "FRACTION", default_value_t = crate::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
           value_parser = parse_fraction)]
     pub contention_threshold: f64,
 }
@@ -404,7 +404,7 @@ mod tests {
         let cli = parse(&["spans", "-p", "42", "--slow", "5", "--json", "s.json"]).unwrap();
         let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
         assert_eq!((a.pid, a.slow, a.command.is_none()), (Some(42), Some(5.0), true));
-        assert_eq!(a.contention_threshold, crate::aggregate::DEFAULT_CONTENTION_THRESHOLD);
+        assert_eq!(a.contention_threshold, crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD);
 
         let cli = parse(&["spans", "join", "--timeline", "t.tl", "--spans", "s.jsonl", "--contention-threshold", "0.5"])
             .unwrap();

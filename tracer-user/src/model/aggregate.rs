@@ -7,11 +7,12 @@ use tracer_common::{
     ThreadExit, ThreadStats, ThreadTotals,
 };
 
-use crate::{
+use super::{
+    ProcessInfo,
     hist::Buckets,
+    http::HttpHeads,
     kstats::KernelStats,
     names::ProcessName,
-    procfs,
     spans::{SpanRecord, SpanSummary},
 };
 
@@ -125,6 +126,8 @@ impl RunqHistograms {
 /// How long a CPU holder's name and cgroup are reused before /proc is read
 /// again (a PID reused sooner would be misnamed in blame).
 const HOLDER_NAME_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Cached holder names above which expired ones are dropped.
+const MAX_HOLDER_NAMES: usize = 65_536;
 
 pub struct Aggregator {
     scope: HistogramScope,
@@ -139,7 +142,7 @@ pub struct Aggregator {
     pub kernel: KernelStats,
     pub spans: SpanSummary,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
-    pub http: crate::http::HttpHeads,
+    pub http: HttpHeads,
     /// CPU holders' names, with when they were read.
     holder_names: HashMap<u32, (std::time::Instant, ProcessName)>,
     /// Finished spans not yet taken by `take_spans` (kept only when asked).
@@ -148,6 +151,8 @@ pub struct Aggregator {
     pub contention_threshold: f64,
     /// Add to a CLOCK_MONOTONIC time to get Unix time.
     monotonic_to_unix_ns: i128,
+    /// Names and processes of live threads.
+    system: Box<dyn ProcessInfo>,
 }
 
 /// The entry says the thread is on a CPU, but /proc says it is not (`state`
@@ -197,7 +202,9 @@ pub fn comm_string(comm: &[u8]) -> String {
 }
 
 impl Aggregator {
-    pub fn new(scope: HistogramScope) -> Self {
+    /// `monotonic_to_unix_ns` dates spans; `system` names threads and
+    /// finds their processes while they live.
+    pub fn new(scope: HistogramScope, monotonic_to_unix_ns: i128, system: Box<dyn ProcessInfo>) -> Self {
         Self {
             scope,
             runq: RunqHistograms::default(),
@@ -207,12 +214,13 @@ impl Aggregator {
             events: 0,
             kernel: KernelStats::default(),
             spans: SpanSummary::default(),
-            http: crate::http::HttpHeads::default(),
+            http: HttpHeads::default(),
             holder_names: HashMap::new(),
             finished_spans: Vec::new(),
             keep_span_records: false,
             contention_threshold: DEFAULT_CONTENTION_THRESHOLD,
-            monotonic_to_unix_ns: i128::from(procfs::unix_ns()) - i128::from(procfs::monotonic_ns()),
+            monotonic_to_unix_ns,
+            system,
         }
     }
 
@@ -258,7 +266,7 @@ impl Aggregator {
             .filter(|&t| t != 0)
             .or_else(|| self.tgid_of.get(&tid).copied())
             .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.tgid))
-            .or_else(|| procfs::tgid_of(tid))
+            .or_else(|| self.system.tgid_of(tid))
             .unwrap_or(tid)
     }
 
@@ -270,8 +278,8 @@ impl Aggregator {
         if self.holder_names.get(&pid).is_some_and(|(at, _)| now.duration_since(*at) < HOLDER_NAME_TTL) {
             return;
         }
-        let name = ProcessName { comm: self.comm_of(pid), cgroup: procfs::cgroup_of(pid) };
-        if self.holder_names.len() > 65_536 {
+        let name = ProcessName { comm: self.comm_of(pid), cgroup: self.system.cgroup_of(pid) };
+        if self.holder_names.len() > MAX_HOLDER_NAMES {
             self.holder_names.retain(|_, (at, _)| now.duration_since(*at) < HOLDER_NAME_TTL);
         }
         self.holder_names.insert(pid, (now, name));
@@ -279,7 +287,8 @@ impl Aggregator {
 
     /// A thread's name as last known.
     pub fn comm_of(&self, tid: u32) -> String {
-        procfs::comm_of(tid)
+        self.system
+            .comm_of(tid)
             .or_else(|| self.live.get(&tid).map(|t| t.comm.clone()))
             .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.comm.clone()))
             .unwrap_or_default()
@@ -292,10 +301,8 @@ impl Aggregator {
         if let Some(known) = self.live.get(&tid).map(|t| t.tgid).filter(|&t| t != 0) {
             return known;
         }
-        *self
-            .tgid_of
-            .entry(tid)
-            .or_insert_with(|| procfs::tgid_of(tid).unwrap_or(tid))
+        let system = &self.system;
+        *self.tgid_of.entry(tid).or_insert_with(|| system.tgid_of(tid).unwrap_or(tid))
     }
 
     pub fn on_runq_event(&mut self, event: &RunqEvent) {
@@ -322,7 +329,7 @@ impl Aggregator {
         let record = self.live.entry(tid).or_insert_with(|| ThreadRecord {
             tid,
             tgid,
-            comm: procfs::comm_of(tid).unwrap_or_else(|| comm_string(&stats.comm)),
+            comm: self.system.comm_of(tid).unwrap_or_else(|| comm_string(&stats.comm)),
             totals: ThreadTotals::default(),
             exited: false,
         });
@@ -368,6 +375,12 @@ mod tests {
     use super::*;
     use tracer_common::{OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE};
 
+    use crate::model::names::Offline;
+
+    fn aggregator(scope: HistogramScope) -> Aggregator {
+        Aggregator::new(scope, 0, Box::new(Offline))
+    }
+
     #[test]
     fn snapshot_includes_the_period_in_progress() {
         let mut stats = ThreadStats::default();
@@ -411,7 +424,7 @@ mod tests {
 
     #[test]
     fn exit_moves_a_thread_from_live_to_exited_with_final_totals() {
-        let mut agg = Aggregator::new(HistogramScope::default());
+        let mut agg = aggregator(HistogramScope::default());
         let mut stats = ThreadStats { tgid: 42, ..Default::default() };
         stats.totals.on_cpu_ns = 10;
         agg.on_thread_snapshot(43, &stats, 0);
@@ -429,7 +442,7 @@ mod tests {
 
     #[test]
     fn events_land_in_the_requested_histograms() {
-        let mut agg = Aggregator::new(HistogramScope { per_process: true, per_thread: false });
+        let mut agg = aggregator(HistogramScope { per_process: true, per_thread: false });
         let events = [
             (1, 1, 1_000, OFF_CPU_PREEMPTED, 0),
             (2, 1, 3_000, OFF_CPU_IOWAIT, 2_000_000),
@@ -460,7 +473,7 @@ mod tests {
 
     #[test]
     fn waits_are_charged_to_the_process_that_last_held_the_cpu() {
-        let mut agg = Aggregator::new(HistogramScope { per_process: true, per_thread: false });
+        let mut agg = aggregator(HistogramScope { per_process: true, per_thread: false });
         for (tid, latency_ns, prev_tgid) in [(2, 700, 9), (1, 300, 9), (1, 50, 1), (1, 20, 0)] {
             agg.on_runq_event(&RunqEvent { tid, tgid: 1, latency_ns, prev_tgid, ..Default::default() });
         }

@@ -5,7 +5,7 @@ pub mod input;
 
 use input::{ExternalSpan, Input, Location, Unusable};
 
-use crate::{spans::SpanRecord, timeline::Timeline};
+use super::{spans::SpanRecord, timeline::Timeline};
 
 /// Spans that were not joined, by reason, each in input order.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -126,9 +126,10 @@ fn join_one(timeline: &Timeline, span: ExternalSpan, contention_threshold: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
+    use crate::model::{
+        names::syscall_name,
         spans::{Holder, SyscallTime},
-        timeline::tests::{MS, PID, T0, TID, synthetic},
+        timeline::fixtures::{MS, PID, T0, TID, synthetic},
     };
 
     /// The synthetic timeline's clock pair: T0 is this wall-clock time.
@@ -172,8 +173,8 @@ mod tests {
         assert_eq!(
             r.top_syscalls,
             [
-                SyscallTime { name: crate::names::syscall_name(1), count: 1, ns: 300_000 },
-                SyscallTime { name: crate::names::syscall_name(0), count: 1, ns: 200_000 },
+                SyscallTime { name: syscall_name(1), count: 1, ns: 300_000 },
+                SyscallTime { name: syscall_name(0), count: 1, ns: 200_000 },
             ]
         );
         assert_eq!(

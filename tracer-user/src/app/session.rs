@@ -7,7 +7,12 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::THREAD_DEAD;
 
-use crate::{aggregate::{self, Aggregator}, loader::Probes, procfs, timeline::Recorder};
+use super::{recorder::Recorder, targets::Targets};
+use crate::{
+    bpf::Probes,
+    model::aggregate::{self, Aggregator, HistogramScope},
+    sys::{clock, procfs},
+};
 
 /// Finished spans, with the HTTP heads they need. The spans are taken
 /// first: every head of a span was sent before the span itself, so the
@@ -58,9 +63,17 @@ impl Session {
         Self {
             probes,
             agg,
-            start_unix_ns: procfs::unix_ns(),
+            start_unix_ns: clock::unix_ns(),
             timeline: None,
         }
+    }
+
+    /// Loads the probes for `targets` and starts aggregating, with names
+    /// from /proc.
+    pub fn start(targets: &Targets, scope: HistogramScope) -> Result<Session> {
+        let probes = Probes::load(&targets.options)?;
+        let agg = Aggregator::new(scope, clock::monotonic_to_unix_offset_ns(), Box::new(procfs::ProcFs));
+        Ok(Session::new(probes, agg))
     }
 
     /// Moves everything the kernel has produced into the aggregator: exit
@@ -74,7 +87,7 @@ impl Session {
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
         drain_spans(probes, agg);
-        let now = procfs::monotonic_ns();
+        let now = clock::monotonic_ns();
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
             if stats.flags & THREAD_DEAD != 0 {

@@ -1,5 +1,7 @@
-//! The few /proc reads the loader needs.
+//! Reads of /proc: processes, threads, names, cgroups, scheduler state.
 use std::fs;
+
+use crate::model::ProcessInfo;
 
 /// TGID (user-visible PID) of a thread, from /proc/<tid>/status.
 pub fn tgid_of(tid: u32) -> Option<u32> {
@@ -48,20 +50,22 @@ pub fn sched_state(pid: u32, tid: u32) -> Option<(char, u64)> {
     Some((state, exec_ns))
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
+/// The live system as the model sees it: names and processes from /proc.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcFs;
 
-pub fn unix_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
+impl ProcessInfo for ProcFs {
+    fn tgid_of(&self, tid: u32) -> Option<u32> {
+        tgid_of(tid)
+    }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    fn comm_of(&self, tid: u32) -> Option<String> {
+        comm_of(tid)
+    }
+
+    fn cgroup_of(&self, pid: u32) -> Option<String> {
+        cgroup_of(pid)
+    }
 }
 
 #[cfg(test)]

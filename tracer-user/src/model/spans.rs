@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 
-use crate::{
+use super::{
     aggregate::comm_string,
     hist::Buckets,
+    http::HttpFields,
     names::{ProcessName, syscall_name},
-    report::HistJson,
 };
 
 /// What made a span slow. The rule (documented in docs/spans.md):
@@ -81,7 +81,7 @@ pub struct SpanRecord {
     pub tid_end: u32,
     /// The HTTP exchange, for spans found by `--http`.
     #[serde(flatten)]
-    pub http: Option<crate::http::HttpFields>,
+    pub http: Option<HttpFields>,
 }
 
 impl SpanRecord {
@@ -173,33 +173,6 @@ impl SpanSummary {
         for holder in &span.blame {
             let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
             entry.ns += holder.ns;
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct SpansJson {
-    pub count: u64,
-    pub by_name: BTreeMap<String, HistJson>,
-    pub by_verdict: BTreeMap<&'static str, HistJson>,
-    pub contention_free: HistJson,
-    pub blame: Vec<Holder>,
-    pub anomalies: crate::loader::SpanAnomalies,
-    pub lost: u64,
-}
-
-impl SpansJson {
-    pub fn new(summary: &SpanSummary, anomalies: crate::loader::SpanAnomalies, lost: u64) -> SpansJson {
-        let mut blame: Vec<Holder> = summary.blame.values().cloned().collect();
-        blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
-        SpansJson {
-            count: summary.count,
-            by_name: summary.by_name.iter().map(|(k, v)| (k.clone(), HistJson::from_buckets(v))).collect(),
-            by_verdict: summary.by_verdict.iter().map(|(k, v)| (*k, HistJson::from_buckets(v))).collect(),
-            contention_free: HistJson::from_buckets(&summary.contention_free),
-            blame,
-            anomalies,
-            lost,
         }
     }
 }

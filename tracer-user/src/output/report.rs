@@ -1,87 +1,24 @@
-//! The JSON report (`tracer.report/1`, documented in docs/report-format.md)
-//! and its atomic writing.
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-};
+//! The JSON report (`tracer.report/1`, documented in docs/report-format.md).
+use std::path::Path;
 
-use base64::Engine;
-use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use serde::Serialize;
 use tracer_common::ThreadTotals;
 
-use crate::{
+use super::{
+    atomic::{OutputError, write_atomically},
+    hist_json::HistJson,
+    spans_json::SpansJson,
+};
+use crate::model::{
     aggregate::{Aggregator, OffCpuHistograms},
     hist::Buckets,
-    kstats::{BlockStats, block_op_name},
-    loader::Losses,
-    names::{Disks, errno_name, syscall_name},
+    kstats::{BlockStats, SyscallStats, block_op_name},
+    losses::{Losses, SpanAnomalies},
+    names::{errno_name, syscall_name},
 };
 
 pub const SCHEMA: &str = "tracer.report/1";
 
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    #[error("{0}: directory does not exist")]
-    NoDirectory(String),
-    #[error("{0}: is a directory, expected a file name")]
-    IsDirectory(String),
-    #[error("{path}: cannot write here ({source})")]
-    NotWritable { path: String, source: std::io::Error },
-}
-
-/// Histogram summary plus the full data: log2 buckets and HdrHistogram's
-/// compressed V2 encoding (base64), which other HdrHistogram libraries decode.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct HistJson {
-    pub unit: &'static str,
-    pub count: u64,
-    pub min: u64,
-    pub max: u64,
-    pub mean: f64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub p9999: u64,
-    /// Non-empty power-of-two buckets: [lower_ns, upper_ns, count].
-    pub buckets: Vec<[u64; 3]>,
-    pub hdr: String,
-}
-
-impl HistJson {
-    pub fn from_buckets(buckets: &Buckets) -> Self {
-        let hdr = buckets.to_hdr();
-        let mut encoded = Vec::new();
-        V2DeflateSerializer::new()
-            .serialize(&hdr, &mut encoded)
-            .expect("serializing into memory cannot fail");
-        let q = |quantile: f64| if hdr.is_empty() { 0 } else { hdr.value_at_quantile(quantile) };
-        let mut log2: Vec<[u64; 3]> = Vec::new();
-        for (lower, _, count) in buckets.iter() {
-            let power = 63 - lower.max(1).leading_zeros();
-            let (lo, hi) = if power == 0 { (0, 1) } else { (1u64 << power, (1u64 << (power + 1)) - 1) };
-            match log2.last_mut() {
-                Some(last) if last[0] == lo => last[2] += count,
-                _ => log2.push([lo, hi, count]),
-            }
-        }
-        HistJson {
-            unit: "ns",
-            count: buckets.count(),
-            min: buckets.min(),
-            max: buckets.max(),
-            mean: buckets.mean(),
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            p9999: q(0.9999),
-            buckets: log2,
-            hdr: base64::engine::general_purpose::STANDARD.encode(encoded),
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct Histograms {
@@ -246,7 +183,7 @@ pub struct Report {
     pub block_io: Vec<BlockIoJson>,
     /// Request spans, when the target has span markers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spans: Option<crate::spans::SpansJson>,
+    pub spans: Option<SpansJson>,
     pub processes: Vec<ProcessJson>,
 }
 
@@ -265,10 +202,10 @@ pub struct ReportMeta {
     pub syscalls_by_thread: bool,
     /// Span markers were attached, with these anomalies and losses.
     #[serde(skip)]
-    pub span_anomalies: Option<(crate::loader::SpanAnomalies, u64)>,
+    pub span_anomalies: Option<(SpanAnomalies, u64)>,
 }
 
-fn syscall_json(nr: u16, stats: &crate::kstats::SyscallStats) -> SyscallJson {
+fn syscall_json(nr: u16, stats: &SyscallStats) -> SyscallJson {
     SyscallJson {
         name: syscall_name(u32::from(nr)),
         nr,
@@ -281,10 +218,10 @@ fn syscall_json(nr: u16, stats: &crate::kstats::SyscallStats) -> SyscallJson {
 }
 
 impl Report {
-    pub fn build(meta: ReportMeta, agg: &Aggregator) -> Self {
+    /// `disk_name` names a block device by its kernel `dev_t`.
+    pub fn build(meta: ReportMeta, agg: &Aggregator, disk_name: impl Fn(u32) -> String) -> Self {
         let empty = Buckets::default();
         let no_off_cpu = OffCpuHistograms::default();
-        let disks = Disks::read();
         let by_thread = meta.syscalls_by_thread;
         let mut syscalls_of: std::collections::BTreeMap<u32, Vec<SyscallJson>> = Default::default();
         for ((pid, nr), stats) in agg.kernel.syscalls(|id| if by_thread { agg.process_of(id) } else { id }) {
@@ -292,13 +229,13 @@ impl Report {
         }
         let mut block_of: std::collections::BTreeMap<u32, Vec<BlockIoJson>> = Default::default();
         for ((pid, dev, op), io) in agg.kernel.block_io(|tgid| tgid) {
-            block_of.entry(pid).or_default().push(BlockIoJson::new(disks.name(dev), op, &io));
+            block_of.entry(pid).or_default().push(BlockIoJson::new(disk_name(dev), op, &io));
         }
         let block_io = agg
             .kernel
             .block_io(|_| 0)
             .into_iter()
-            .map(|((_, dev, op), io)| BlockIoJson::new(disks.name(dev), op, &io))
+            .map(|((_, dev, op), io)| BlockIoJson::new(disk_name(dev), op, &io))
             .collect();
         let processes = agg
             .processes()
@@ -343,7 +280,7 @@ impl Report {
             tool_version: env!("CARGO_PKG_VERSION"),
             spans: meta
                 .span_anomalies
-                .map(|(anomalies, lost)| crate::spans::SpansJson::new(&agg.spans, anomalies, lost)),
+                .map(|(anomalies, lost)| SpansJson::new(&agg.spans, anomalies, lost)),
             meta,
             histograms: Histograms {
                 runq_latency: HistJson::from_buckets(&agg.runq.system),
@@ -354,109 +291,8 @@ impl Report {
     }
 }
 
-/// Checks, before anything is recorded, that `path` can be written: its
-/// directory exists and accepts a new file, and it is not a directory.
-pub fn check_output_path(path: &Path) -> Result<(), OutputError> {
-    let shown = path.display().to_string();
-    if path.is_dir() {
-        return Err(OutputError::IsDirectory(shown));
-    }
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        return Err(OutputError::NoDirectory(shown));
-    }
-    let probe = temp_path(path);
-    std::fs::File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|source| OutputError::NotWritable { path: shown, source })
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Where a file bound for `path` is written before it is renamed over it:
-/// the same directory, so the rename is atomic.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp.{}", std::process::id()))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
-/// over `path`, so readers never see a partial report.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let tmp = temp_path(path);
-    let shown = path.display().to_string();
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        OutputError::NotWritable { path: shown, source }
-    })
-}
-
 pub fn write_report(path: &Path, report: &Report) -> Result<(), OutputError> {
     let mut json = serde_json::to_vec_pretty(report).expect("report serializes");
     json.push(b'\n');
     write_atomically(path, &json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hdrhistogram::serialization::Deserializer;
-
-    #[test]
-    fn hist_json_encodes_what_it_summarises() {
-        let mut b = Buckets::default();
-        for v in 1..=10_000u64 {
-            b.record(v * 1_000);
-        }
-        let json = HistJson::from_buckets(&b);
-        assert_eq!((json.count, json.min, json.max), (10_000, 1_000, 10_000_000));
-        let raw = base64::engine::general_purpose::STANDARD.decode(&json.hdr).unwrap();
-        let hdr: hdrhistogram::Histogram<u64> =
-            Deserializer::new().deserialize(&mut raw.as_slice()).unwrap();
-        assert_eq!(hdr.len(), json.count);
-        assert_eq!(hdr.value_at_quantile(0.99), json.p99);
-        assert!((json.p50 as f64 - 5_000_000.0).abs() / 5_000_000.0 < 0.01);
-        // Log2 buckets partition the count: 1 us .. 10 ms spans 1024 ns..16.7 ms.
-        assert_eq!(json.buckets.iter().map(|b| b[2]).sum::<u64>(), 10_000);
-        assert_eq!(json.buckets.first().unwrap()[..2], [512, 1023]);
-        assert_eq!(json.buckets.last().unwrap()[..2], [8_388_608, 16_777_215]);
-    }
-
-    #[test]
-    fn empty_hist_is_all_zero() {
-        let json = HistJson::from_buckets(&Buckets::default());
-        assert_eq!((json.count, json.p50, json.p9999, json.max), (0, 0, 0, 0));
-        assert!(json.buckets.is_empty());
-    }
-
-    #[test]
-    fn output_path_checks() {
-        let dir = std::env::temp_dir().join(format!("tracer-report-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = dir.join("r.json");
-        check_output_path(&ok).unwrap();
-        assert!(!ok.exists(), "the check leaves nothing behind");
-        let missing = dir.join("nope/r.json");
-        assert_eq!(
-            check_output_path(&missing).unwrap_err().to_string(),
-            format!("{}: directory does not exist", missing.display())
-        );
-        assert!(matches!(check_output_path(&dir), Err(OutputError::IsDirectory(_))));
-        write_atomically(&ok, b"{}").unwrap();
-        assert_eq!(std::fs::read(&ok).unwrap(), b"{}");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file left");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

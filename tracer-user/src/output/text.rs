@@ -1,7 +1,7 @@
 //! runqlat-compatible text output: the log2 table and a percentile line.
 use std::fmt::Write;
 
-use crate::hist::{Buckets, PERCENTILES};
+use crate::model::hist::{Buckets, PERCENTILES};
 
 /// Time unit of the text output (`-m` selects milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

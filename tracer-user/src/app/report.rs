@@ -1,0 +1,75 @@
+//! The report of a session: built from its aggregation and the probes'
+//! counters, written, and its losses told.
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::session::Session;
+use crate::{
+    output::report::{self, Filters, Report, ReportMeta, Traced},
+    sys::{clock, disks::Disks},
+};
+
+/// Brings the aggregation up to date, builds the report and writes it.
+pub fn finish_report(session: &mut Session, filters: Filters, out: &Path) -> Result<Report> {
+    session.sync();
+    let report = build_report(session, filters);
+    report::write_report(out, &report)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    Ok(report)
+}
+
+/// The report of everything aggregated so far (call `sync` first).
+pub fn build_report(session: &Session, filters: Filters) -> Report {
+    let by_thread = session.probes.syscalls_by_thread;
+    let disks = Disks::read();
+    Report::build(
+        ReportMeta {
+            start_unix_ns: session.start_unix_ns,
+            end_unix_ns: clock::unix_ns(),
+            probe_mode: session.probes.mode.name(),
+            filters,
+            traced: Traced {
+                syscalls: session.probes.attached.syscalls,
+                block_io: session.probes.attached.block_io,
+            },
+            lost: session.probes.losses(),
+            syscalls_by_thread: by_thread,
+            span_anomalies: session
+                .probes
+                .attached
+                .spans
+                .then(|| (session.probes.span_anomalies(), session.probes.losses().spans)),
+        },
+        &session.agg,
+        |dev| disks.name(dev),
+    )
+}
+
+/// Says on stderr what the kernel side could not deliver.
+pub fn warn_losses(session: &Session) {
+    let lost = session.probes.losses();
+    if lost.runq_events > 0 {
+        eprintln!("tracer: warning: {} run-queue events were lost (ring buffer full)", lost.runq_events);
+    }
+    if lost.threads_untracked > 0 {
+        eprintln!(
+            "tracer: warning: {} threads were not tracked (table full; raise --max-threads)",
+            lost.threads_untracked
+        );
+    }
+    if lost.accounting_gaps > 0 {
+        eprintln!(
+            "tracer: note: the kernel did not report {} scheduler switches of traced threads; their time was \
+             split with the kernel's own per-task counters (BTF probes), or counted as unaccounted",
+            lost.accounting_gaps
+        );
+    }
+    if lost.stats_samples > 0 || lost.block_requests > 0 {
+        eprintln!(
+            "tracer: warning: {} syscall/block samples and {} block requests were dropped (tables full)",
+            lost.stats_samples, lost.block_requests
+        );
+    }
+}
+

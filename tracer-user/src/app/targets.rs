@@ -1,0 +1,137 @@
+//! Turns what the user asked to trace (PIDs, a TID, a cgroup path) into the
+//! kernel-side `Filter` and load options, checking each before anything is
+//! loaded.
+use tracer_common::{FILTER_CGROUP, FILTER_TGID, FILTER_TID, Filter, MAX_FILTER_TGIDS};
+
+use crate::{
+    bpf::{LoadOptions, ProbeChoice, SyscallOptions},
+    output::report::Filters,
+    sys::{
+        cgroup::{self, Cgroup, CgroupError},
+        procfs,
+    },
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("no process with PID {0}")]
+    NoSuchProcess(u32),
+    #[error("no thread with TID {0}")]
+    NoSuchThread(u32),
+    #[error("at most {MAX_FILTER_TGIDS} PIDs can be traced at once ({0} given)")]
+    TooManyPids(usize),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+/// What to trace, checked before anything is loaded.
+pub struct Targets {
+    pub options: LoadOptions,
+    pub filters: Filters,
+}
+
+impl Targets {
+    /// Checks the targets and builds the kernel filter; the probes to load
+    /// besides the scheduler's are added by each command.
+    pub fn resolve(
+        probes: ProbeChoice,
+        max_threads: u32,
+        pids: &[u32],
+        tid: Option<u32>,
+        cgroup: Option<&str>,
+    ) -> Result<Targets, TargetError> {
+        let cgroup = cgroup.map(cgroup::resolve_cgroup).transpose()?;
+        let filter = build_filter(pids, tid, cgroup.as_ref())?;
+        Ok(Targets {
+            options: LoadOptions {
+                filter,
+                probes,
+                max_threads,
+                syscalls: None,
+                block_io: false,
+                spans: None,
+                timeline: false,
+            },
+            filters: Filters {
+                pids: pids.to_vec(),
+                tid,
+                cgroup: cgroup.map(|c| c.path.display().to_string()),
+            },
+        })
+    }
+
+    /// Whether a PID, TID or cgroup narrows tracing (syscall probes are
+    /// only attached system-wide when asked for explicitly).
+    pub fn narrowed(&self) -> bool {
+        self.options.filter.flags != 0
+    }
+
+    /// Syscall probes: attached when a filter narrows them or
+    /// `system_wide` says so explicitly.
+    pub fn syscall_options(&self, system_wide: bool, by_thread: bool, only: Vec<u32>) -> Option<SyscallOptions> {
+        (self.narrowed() || system_wide).then_some(SyscallOptions { by_thread, only, histograms: true })
+    }
+}
+
+/// The filter for the kernel programs; every target is checked to exist.
+pub fn build_filter(
+    pids: &[u32],
+    tid: Option<u32>,
+    cgroup: Option<&Cgroup>,
+) -> Result<Filter, TargetError> {
+    let mut filter = Filter {
+        self_tgid: std::process::id(),
+        ..Filter::default()
+    };
+    if pids.len() > MAX_FILTER_TGIDS {
+        return Err(TargetError::TooManyPids(pids.len()));
+    }
+    for (slot, &pid) in pids.iter().enumerate() {
+        if !procfs::process_exists(pid) {
+            return Err(TargetError::NoSuchProcess(pid));
+        }
+        filter.tgids[slot] = pid;
+    }
+    if !pids.is_empty() {
+        filter.flags |= FILTER_TGID;
+        filter.tgid_count = pids.len() as u32;
+    }
+    if let Some(tid) = tid {
+        if procfs::tgid_of(tid).is_none() {
+            return Err(TargetError::NoSuchThread(tid));
+        }
+        filter.flags |= FILTER_TID;
+        filter.tid = tid;
+    }
+    if let Some(cgroup) = cgroup {
+        filter.flags |= FILTER_CGROUP;
+        filter.cgroup_id = cgroup.id;
+        filter.cgroup_level = cgroup.level;
+    }
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_pid_becomes_a_tgid_filter() {
+        let me = std::process::id();
+        let f = build_filter(&[me], None, None).unwrap();
+        assert_eq!(f.flags, FILTER_TGID);
+        assert_eq!((f.tgid_count, f.tgids[0]), (1, me));
+        assert_eq!(build_filter(&[], None, None).unwrap().flags, 0);
+    }
+
+    #[test]
+    fn bad_targets_have_one_line_errors() {
+        let err = build_filter(&[u32::MAX - 3], None, None).unwrap_err();
+        assert_eq!(err.to_string(), format!("no process with PID {}", u32::MAX - 3));
+        let err = build_filter(&[], Some(u32::MAX - 3), None).unwrap_err();
+        assert_eq!(err, TargetError::NoSuchThread(u32::MAX - 3));
+        let many: Vec<u32> = vec![std::process::id(); MAX_FILTER_TGIDS + 1];
+        assert_eq!(build_filter(&many, None, None).unwrap_err(), TargetError::TooManyPids(17));
+    }
+
+}

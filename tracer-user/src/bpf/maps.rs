@@ -1,0 +1,143 @@
+//! Reading the kernel side's maps: draining ring buffers, reading and
+//! pruning hash maps, summing per-CPU values.
+use aya::maps::{MapData, PerCpuHashMap, RingBuf};
+use tracer_common::{
+    BlockKey, BucketStat, COUNTER_ACCOUNTING_GAPS, COUNTER_BLOCK_INFLIGHT_FULL, COUNTER_COUNT, COUNTER_HTTP_PIPELINED,
+    COUNTER_HTTP_UNANSWERED, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_LOST_SPANS, COUNTER_LOST_TIMELINE,
+    COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED, COUNTER_STATS_MAP_FULL, COUNTER_THREADS_MAP_FULL,
+    HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit, ThreadStats, TimelineEvent,
+};
+
+use super::Probes;
+use crate::model::losses::{Losses, SpanAnomalies};
+
+impl Probes {
+    pub fn drain_runq_events(&mut self, mut on_event: impl FnMut(&RunqEvent)) -> usize {
+        drain(&mut self.runq_events, &mut on_event)
+    }
+
+    pub fn drain_exits(&mut self, mut on_exit: impl FnMut(&ThreadExit)) -> usize {
+        drain(&mut self.exits, &mut on_exit)
+    }
+
+    /// Every tracked thread's current entry.
+    pub fn threads(&self) -> Vec<(u32, ThreadStats)> {
+        self.threads.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn forget_thread(&mut self, tid: u32) {
+        let _ = self.threads.remove(&tid);
+    }
+
+    pub fn losses(&self) -> Losses {
+        let sum = |index: u32| {
+            self.counters
+                .get(&index, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        const _: () = assert!(COUNTER_BLOCK_INFLIGHT_FULL < COUNTER_COUNT);
+        Losses {
+            runq_events: sum(COUNTER_LOST_RUNQ_EVENTS),
+            thread_exits: sum(COUNTER_LOST_EXITS),
+            threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
+            stats_samples: sum(COUNTER_STATS_MAP_FULL),
+            block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
+            spans: sum(COUNTER_LOST_SPANS),
+            accounting_gaps: sum(COUNTER_ACCOUNTING_GAPS),
+            timeline_events: sum(COUNTER_LOST_TIMELINE),
+        }
+    }
+
+    pub fn span_anomalies(&self) -> SpanAnomalies {
+        let sum = |index: u32| self.counters.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        SpanAnomalies {
+            end_without_begin: sum(COUNTER_SPAN_END_UNMATCHED),
+            begun_twice: sum(COUNTER_SPAN_BEGIN_DUPLICATE),
+            never_ended: self.spans_expired,
+            http_pipelined: sum(COUNTER_HTTP_PIPELINED),
+            http_unanswered: sum(COUNTER_HTTP_UNANSWERED),
+        }
+    }
+
+    /// HTTP request and response heads (sent before their span; see
+    /// `session::drain_spans` for the order to drain them in).
+    pub fn drain_http_captures(&mut self, mut on_capture: impl FnMut(&HttpCapture)) -> usize {
+        drain(&mut self.http_events, &mut on_capture)
+    }
+
+    pub fn drain_span_events(&mut self, mut on_span: impl FnMut(&SpanEvent)) -> usize {
+        drain(&mut self.span_events, &mut on_span)
+    }
+
+    pub fn drain_timeline(&mut self, mut on_event: impl FnMut(&TimelineEvent)) -> usize {
+        drain(&mut self.timeline_events, &mut on_event)
+    }
+
+    /// Removes spans open since before `older_than_ns` (CLOCK_MONOTONIC),
+    /// so a program that never ends its spans cannot fill the table.
+    pub fn expire_spans(&mut self, older_than_ns: u64) -> u64 {
+        let stale: Vec<SpanKey> = self
+            .spans
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, state)| state.start_ns < older_than_ns)
+            .map(|(key, _)| key)
+            .collect();
+        for key in &stale {
+            let _ = self.spans.remove(key);
+        }
+        self.spans_expired += stale.len() as u64;
+        stale.len() as u64
+    }
+
+    /// Cumulative syscall latency buckets, summed over CPUs.
+    pub fn syscall_latency(&self) -> Vec<(SyscallKey, BucketStat)> {
+        read_per_cpu(&self.syscall_latency, |values| {
+            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
+                count: acc.count + v.count,
+                total: acc.total + v.total,
+            })
+        })
+    }
+
+    /// Cumulative failed-syscall counts, summed over CPUs.
+    pub fn syscall_errors(&self) -> Vec<(SyscallErrorKey, u64)> {
+        read_per_cpu(&self.syscall_errors, |values| values.iter().sum())
+    }
+
+    /// Cumulative block I/O buckets, summed over CPUs.
+    pub fn block_stats(&self) -> Vec<(BlockKey, BucketStat)> {
+        read_per_cpu(&self.block_stats, |values| {
+            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
+                count: acc.count + v.count,
+                total: acc.total + v.total,
+            })
+        })
+    }
+}
+
+fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
+    map: &PerCpuHashMap<MapData, K, V>,
+    sum: impl Fn(&aya::maps::PerCpuValues<V>) -> S,
+) -> Vec<(K, S)> {
+    map.iter()
+        .filter_map(Result::ok)
+        .map(|(key, values)| (key, sum(&values)))
+        .collect()
+}
+
+fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {
+    let mut seen = 0;
+    while let Some(item) = ring.next() {
+        let bytes: &[u8] = &item;
+        if bytes.len() >= std::mem::size_of::<T>() {
+            // SAFETY: the kernel wrote a T (Pod, no padding) at the start of
+            // the record; read_unaligned does not assume alignment.
+            let value = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) };
+            on_item(&value);
+            seen += 1;
+        }
+    }
+    seen
+}

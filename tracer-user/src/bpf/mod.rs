@@ -1,0 +1,229 @@
+//! Kernel access: loads the eBPF programs, configures them for the running
+//! kernel and the user's filters, attaches them, and gives access to their
+//! maps. One file per job: the options and errors (`options`), the privilege
+//! check (`privilege`), load-time offsets from BTF and tracefs (`offsets`),
+//! attaching (`attach`), span marker uprobes (`uprobes`), map draining
+//! (`maps`) and the benchmark floor (`floor`).
+mod attach;
+mod floor;
+mod maps;
+mod offsets;
+mod options;
+mod privilege;
+mod uprobes;
+
+use std::time::Instant;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use tracer_common::{
+    BlockKey, BucketStat, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
+    GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
+    MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
+    MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadStats,
+    TracepointOffsets, programs,
+};
+
+pub use floor::load_empty_syscall_programs;
+pub use options::{Attached, LoadError, LoadOptions, ProbeChoice, ProbeMode, SpanRequest, SyscallOptions};
+pub use privilege::is_privileged;
+
+use attach::{attach_btf, attach_tracepoint, error_chain, optional, take_map};
+use offsets::{block_offsets, syscall_config, task_offsets, tracepoint_offsets};
+use privilege::raise_memlock_limit;
+use uprobes::attach_span_markers;
+
+use crate::sys::{btf::Btf, procfs, tracefs::Format};
+
+/// The eBPF object built from `tracer-ebpf` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+pub struct Probes {
+    _ebpf: Ebpf,
+    pub mode: ProbeMode,
+    pub attached: Attached,
+    /// Syscall statistics are keyed by TID rather than TGID.
+    pub syscalls_by_thread: bool,
+    threads: HashMap<MapData, u32, ThreadStats>,
+    runq_events: RingBuf<MapData>,
+    exits: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    syscall_latency: PerCpuHashMap<MapData, SyscallKey, BucketStat>,
+    syscall_errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
+    block_stats: PerCpuHashMap<MapData, BlockKey, BucketStat>,
+    spans: HashMap<MapData, SpanKey, SpanState>,
+    span_events: RingBuf<MapData>,
+    http_events: RingBuf<MapData>,
+    timeline_events: RingBuf<MapData>,
+    spans_expired: u64,
+}
+
+impl Probes {
+    /// Loads and attaches the scheduler probes. With `ProbeChoice::Auto`, a
+    /// failure of the BTF path falls back to classic tracepoints (and says so).
+    pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        if !is_privileged() {
+            return Err(LoadError::NotPrivileged);
+        }
+        raise_memlock_limit();
+        let has_btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+        match options.probes {
+            ProbeChoice::Btf => Self::load_mode(options, ProbeMode::Btf),
+            ProbeChoice::Tracepoint => Self::load_mode(options, ProbeMode::Tracepoint),
+            ProbeChoice::Auto if !has_btf => Self::load_mode(options, ProbeMode::Tracepoint),
+            ProbeChoice::Auto => Self::load_mode(options, ProbeMode::Btf).or_else(|err| match err {
+                // Not about BTF: classic tracepoints would fail the same way.
+                LoadError::NoMarkers(_) | LoadError::NotPrivileged | LoadError::NoObject => Err(err),
+                _ => {
+                    eprintln!("tracer: {err}; falling back to classic tracepoints");
+                    Self::load_mode(options, ProbeMode::Tracepoint)
+                }
+            }),
+        }
+    }
+
+    fn load_mode(options: &LoadOptions, mode: ProbeMode) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let syscalls = options.syscalls.is_some();
+        let (task_offsets, tp_offsets, btf) = match mode {
+            ProbeMode::Btf => {
+                let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
+                let parsed = Btf::parse(&raw).map_err(|e| LoadError::Btf(e.to_string()))?;
+                let offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
+                let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
+                (offsets, TracepointOffsets::default(), Some(btf))
+            }
+            ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets(syscalls)?, None),
+        };
+        let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
+        let syscall_config = syscall_config(options.syscalls.as_ref());
+        // The timeline names who held the CPU during waits, from the same
+        // per-CPU run slices as span blame.
+        let span_config = SpanConfig {
+            enabled: u32::from(options.spans.is_some() || options.timeline),
+            timeline: u32::from(options.timeline),
+            http: u32::from(options.spans.is_some_and(|request| request.http)),
+            _pad: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global(GLOBAL_FILTER, &options.filter, true)
+            .override_global(GLOBAL_TASK_OFFSETS, &task_offsets, true)
+            .override_global(GLOBAL_TRACEPOINT_OFFSETS, &tp_offsets, true)
+            .override_global(GLOBAL_SYSCALL_CONFIG, &syscall_config, true)
+            .override_global(GLOBAL_BLOCK_OFFSETS, &block.unwrap_or_default(), true)
+            .override_global(GLOBAL_SPAN_CONFIG, &span_config, true)
+            .map_max_entries(MAP_THREADS, options.max_threads)
+            .load(EBPF_OBJECT)
+            .map_err(|e| LoadError::Load(error_chain(&e)))?;
+
+        let sched = [
+            (programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH, "sched", "sched_switch"),
+            (programs::BTF_SCHED_WAKEUP, programs::TP_SCHED_WAKEUP, "sched", "sched_wakeup"),
+            (programs::BTF_SCHED_WAKEUP_NEW, programs::TP_SCHED_WAKEUP_NEW, "sched", "sched_wakeup_new"),
+        ];
+        let syscall_programs = [
+            (programs::BTF_SYS_ENTER, programs::TP_SYS_ENTER, "raw_syscalls", "sys_enter"),
+            (programs::BTF_SYS_EXIT, programs::TP_SYS_EXIT, "raw_syscalls", "sys_exit"),
+        ];
+        let attach = |ebpf: &mut Ebpf, (btf_name, tp_name, category, event): (&str, &str, &str, &str)| match mode {
+            ProbeMode::Btf => attach_btf(ebpf, btf_name, event, btf.as_ref().expect("loaded above for BTF mode")),
+            ProbeMode::Tracepoint => attach_tracepoint(ebpf, tp_name, category, event),
+        };
+        // The scheduler probes are the tool; the others add detail, and a
+        // kernel that refuses one of them gets a warning, not an abort.
+        for program in sched {
+            attach(&mut ebpf, program)?;
+        }
+        let syscalls = syscalls
+            && optional("syscall tracing", syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))).is_some();
+        let block_io = block.is_some()
+            && optional("block I/O tracing", (|| {
+                let block_programs = [
+                    (programs::TP_BLOCK_RQ_INSERT, "block_rq_insert"),
+                    (programs::TP_BLOCK_RQ_ISSUE, "block_rq_issue"),
+                    (programs::TP_BLOCK_RQ_COMPLETE, "block_rq_complete"),
+                ];
+                for (name, event) in block_programs {
+                    attach_tracepoint(&mut ebpf, name, "block", event)?;
+                }
+                // Linux 6.5+: names the submitter even when a kworker issues.
+                if Format::read("block", "block_io_start").is_ok() {
+                    attach_tracepoint(&mut ebpf, programs::TP_BLOCK_IO_START, "block", "block_io_start")?;
+                }
+                Ok(())
+            })())
+            .is_some();
+
+        let mut spans_attached = false;
+        if let Some(request) = options.spans {
+            match attach_span_markers(&mut ebpf, request.pid) {
+                Ok(()) => spans_attached = true,
+                Err(LoadError::NoMarkers(_)) if !request.required || request.http => {}
+                Err(err) => return Err(err),
+            }
+            if request.http {
+                if !syscalls {
+                    return Err(LoadError::Attach {
+                        what: "HTTP spans".into(),
+                        reason: "they need the syscall probes, which did not attach".into(),
+                    });
+                }
+                spans_attached = true;
+            }
+        }
+
+        let mut probes = Probes {
+            spans: take_map(&mut ebpf, MAP_SPANS)?,
+            span_events: take_map(&mut ebpf, MAP_SPAN_EVENTS)?,
+            http_events: take_map(&mut ebpf, MAP_HTTP_EVENTS)?,
+            timeline_events: take_map(&mut ebpf, MAP_TIMELINE_EVENTS)?,
+            spans_expired: 0,
+            threads: take_map(&mut ebpf, MAP_THREADS)?,
+            runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,
+            exits: take_map(&mut ebpf, MAP_EXITS)?,
+            counters: take_map(&mut ebpf, MAP_COUNTERS)?,
+            syscall_latency: take_map(&mut ebpf, MAP_SYSCALL_LATENCY)?,
+            syscall_errors: take_map(&mut ebpf, MAP_SYSCALL_ERRORS)?,
+            block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
+            _ebpf: ebpf,
+            mode,
+            attached: Attached { syscalls, block_io, spans: spans_attached },
+            syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
+        };
+        if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
+            probes.seed_threads(&options.filter);
+        }
+        log_timing(mode, started);
+        Ok(probes)
+    }
+
+    /// Classic tracepoints learn a thread's process only when it leaves a
+    /// CPU; pre-register the target processes' existing threads so they are
+    /// measured from the start.
+    fn seed_threads(&mut self, filter: &Filter) {
+        for &pid in &filter.tgids[..filter.tgid_count as usize] {
+            for tid in procfs::threads_of(pid) {
+                let mut stats = ThreadStats {
+                    tgid: pid,
+                    ..Default::default()
+                };
+                let comm = procfs::comm_of(tid).unwrap_or_default();
+                let len = comm.len().min(stats.comm.len() - 1);
+                stats.comm[..len].copy_from_slice(&comm.as_bytes()[..len]);
+                let _ = self.threads.insert(tid, stats, 0);
+            }
+        }
+    }
+}
+
+fn log_timing(mode: ProbeMode, started: Instant) {
+    if std::env::var_os("TRACER_DEBUG").is_some() {
+        eprintln!("tracer: attached {} probes in {:?}", mode.name(), started.elapsed());
+    }
+}

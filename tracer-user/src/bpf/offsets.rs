@@ -1,0 +1,146 @@
+//! Load-time configuration from the running kernel: struct member offsets
+//! from its BTF, tracepoint record offsets from tracefs format files, never
+//! from the build machine.
+use tracer_common::{
+    BlockOffsets, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE, CGROUP_ANCESTRY_POINTERS, SYSCALL_BITMAP_BITS,
+    SyscallConfig, TaskOffsets, TracepointOffsets,
+};
+
+use super::{LoadError, SyscallOptions};
+use crate::sys::{btf::{Btf, BtfError}, tracefs::Format};
+
+pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
+    let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
+        (CGROUP_ANCESTRY_POINTERS, btf.member_offset("cgroup", "ancestors")?)
+    } else if btf.has_member("cgroup", "ancestor_ids") {
+        (CGROUP_ANCESTRY_IDS, btf.member_offset("cgroup", "ancestor_ids")?)
+    } else {
+        (CGROUP_ANCESTRY_NONE, 0)
+    };
+    // A missing in_iowait only loses the I/O-wait split, not the probes.
+    let (task_in_iowait_byte, task_in_iowait_mask) = btf
+        .member_bit_offset("task_struct", "in_iowait")
+        .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
+    // Without them the HTTP probes cannot see syscall arguments (x86-64 names).
+    let regs_arg0 = btf.member_offset("pt_regs", "di").unwrap_or(0);
+    let regs_arg1 = btf.member_offset("pt_regs", "si").unwrap_or(0);
+    // Missing scheduler counters only lose the filling of unreported switches.
+    let nested = |outer: &str, inner_struct: &str, inner: &str| -> u32 {
+        match (btf.member_offset("task_struct", outer), btf.member_offset(inner_struct, inner)) {
+            (Ok(outer), Ok(inner)) => outer + inner,
+            _ => 0,
+        }
+    };
+    let task_sum_exec_runtime = nested("se", "sched_entity", "sum_exec_runtime");
+    let (task_run_delay, task_pcount, task_last_arrival) =
+        match [nested("sched_info", "sched_info", "run_delay"), nested("sched_info", "sched_info", "pcount"), nested("sched_info", "sched_info", "last_arrival")] {
+            [delay, pcount, arrival] if delay != 0 && pcount != 0 && arrival != 0 && task_sum_exec_runtime != 0 => (delay, pcount, arrival),
+            _ => (0, 0, 0),
+        };
+    let (task_contributes_byte, task_contributes_mask) = btf
+        .member_bit_offset("task_struct", "sched_contributes_to_load")
+        .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
+    // Without them a connection is its descriptor number, and one read and
+    // written through dup'ed descriptors is not matched.
+    let fd_offsets = [
+        btf.member_offset("task_struct", "files"),
+        btf.member_offset("files_struct", "fdt"),
+        btf.member_offset("fdtable", "fd"),
+        btf.member_offset("fdtable", "max_fds"),
+    ];
+    let [task_files, files_fdt, fdtable_fd, fdtable_max_fds] = match fd_offsets {
+        [Ok(files), Ok(fdt), Ok(fd), Ok(max)] if files != 0 => [files, fdt, fd, max],
+        _ => [0; 4],
+    };
+    Ok(TaskOffsets {
+        task_files,
+        files_fdt,
+        fdtable_fd,
+        fdtable_max_fds,
+        regs_arg0,
+        regs_arg1,
+        task_on_cpu: btf.member_offset("task_struct", "on_cpu").unwrap_or(0),
+        task_contributes_byte,
+        task_contributes_mask,
+        task_sum_exec_runtime: if task_run_delay == 0 { 0 } else { task_sum_exec_runtime },
+        task_run_delay,
+        task_pcount,
+        task_last_arrival,
+        task_in_iowait_byte,
+        task_in_iowait_mask,
+        task_pid: btf.member_offset("task_struct", "pid")?,
+        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_comm: btf.member_offset("task_struct", "comm")?,
+        task_cgroups: btf.member_offset("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?,
+        cgroup_kn: btf.member_offset("cgroup", "kn")?,
+        cgroup_level: btf.member_offset("cgroup", "level")?,
+        cgroup_ancestors,
+        kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
+        cgroup_ancestry,
+    })
+}
+
+pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
+    let switch = Format::read("sched", "sched_switch")?;
+    let wakeup = Format::read("sched", "sched_wakeup")?;
+    Format::read("sched", "sched_wakeup_new")?;
+    let (sys_enter_id, sys_enter_args, sys_exit_ret) = if syscalls {
+        let enter = Format::read("raw_syscalls", "sys_enter")?;
+        (enter.offset("id")?, enter.offset("args")?, Format::read("raw_syscalls", "sys_exit")?.offset("ret")?)
+    } else {
+        (0, 0, 0)
+    };
+    Ok(TracepointOffsets {
+        switch_prev_pid: switch.offset("prev_pid")?,
+        switch_prev_state: switch.offset("prev_state")?,
+        switch_next_pid: switch.offset("next_pid")?,
+        switch_next_comm: switch.offset("next_comm")?,
+        wakeup_pid: wakeup.offset("pid")?,
+        wakeup_comm: wakeup.offset("comm")?,
+        sys_enter_id,
+        sys_exit_ret,
+        sys_enter_args,
+    })
+}
+
+pub(super) fn block_offsets() -> Result<BlockOffsets, LoadError> {
+    let issue = Format::read("block", "block_rq_issue")?;
+    let complete = Format::read("block", "block_rq_complete")?;
+    Ok(BlockOffsets {
+        rq_dev: issue.offset("dev")?,
+        rq_sector: issue.offset("sector")?,
+        rq_bytes: issue.offset("bytes")?,
+        rq_rwbs: issue.offset("rwbs")?,
+        done_dev: complete.offset("dev")?,
+        done_sector: complete.offset("sector")?,
+    })
+}
+
+pub(super) fn syscall_config(options: Option<&SyscallOptions>) -> SyscallConfig {
+    let mut config = SyscallConfig::default();
+    if let Some(options) = options {
+        config.by_thread = u32::from(options.by_thread);
+        // No histograms: an empty list of the only syscalls to keep.
+        config.only_listed = u32::from(!options.only.is_empty() || !options.histograms);
+        for &nr in options.only.iter().filter(|&&nr| nr < SYSCALL_BITMAP_BITS) {
+            config.numbers[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_histograms_can_be_left_out() {
+        let all = SyscallOptions { by_thread: false, only: vec![], histograms: true };
+        assert_eq!(syscall_config(Some(&all)).only_listed, 0);
+        let listed = syscall_config(Some(&SyscallOptions { only: vec![0, 65], ..all.clone() }));
+        assert_eq!((listed.only_listed, listed.numbers[0], listed.numbers[1]), (1, 1, 2));
+        let none = syscall_config(Some(&SyscallOptions { histograms: false, ..all }));
+        assert_eq!((none.only_listed, none.numbers), (1, [0; tracer_common::SYSCALL_BITMAP_WORDS]), "nothing kept");
+    }
+}

@@ -1,0 +1,98 @@
+//! What to load and attach, and what can go wrong doing it.
+use tracer_common::Filter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "tracer needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF programs; run it with sudo"
+    )]
+    NotPrivileged,
+    #[error("this tracer binary was built without its eBPF programs; build it with `cargo xtask build`")]
+    NoObject,
+    #[error("kernel BTF unusable ({0}); try --probes tracepoint")]
+    Btf(String),
+    #[error("{0}")]
+    Tracefs(#[from] crate::sys::tracefs::TracefsError),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    #[error("attaching {what} failed: {reason}")]
+    Attach { what: String, reason: String },
+    #[error(
+        "process {0} has no span markers (tracer_span_begin/tracer_span_end in its executable or \
+         libraries): link libtracer_span.so or the tracer-span crate and mark requests (README, \
+         \"Instrumenting an application\"), or, for an HTTP/1.x server, add --http to find requests \
+         in its socket syscalls"
+    )]
+    NoMarkers(u32),
+}
+
+/// How the scheduler tracepoints are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeChoice {
+    /// BTF tracepoints when the kernel has BTF, classic tracepoints otherwise.
+    Auto,
+    /// BTF tracepoints (tp_btf): the cheapest; needs /sys/kernel/btf/vmlinux.
+    Btf,
+    /// Classic tracepoints: any kernel with tracefs.
+    Tracepoint,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    Btf,
+    Tracepoint,
+}
+
+impl ProbeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Btf => "tp_btf",
+            ProbeMode::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// Syscall tracing, when enabled.
+#[derive(Clone, Debug)]
+pub struct SyscallOptions {
+    /// Aggregate per thread instead of per process.
+    pub by_thread: bool,
+    /// Only these syscall numbers (empty: all).
+    pub only: Vec<u32>,
+    /// Keep per-syscall latency histograms and errno counts. Without them
+    /// syscalls still count in thread totals and span top-syscall lists,
+    /// and each costs the traced process one map update less.
+    pub histograms: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub filter: Filter,
+    pub probes: ProbeChoice,
+    pub max_threads: u32,
+    pub syscalls: Option<SyscallOptions>,
+    pub block_io: bool,
+    /// Attach the span marker uprobes in a process.
+    pub spans: Option<SpanRequest>,
+    /// Stream every state change of the traced threads (`record --timeline`).
+    pub timeline: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SpanRequest {
+    pub pid: u32,
+    /// Without markers in the target, fail (`tracer spans`) or go on
+    /// without spans (`tracer record`).
+    pub required: bool,
+    /// Also make spans of the HTTP/1.x exchanges in its socket syscalls
+    /// (markers are then optional).
+    pub http: bool,
+}
+
+/// What is attached besides the scheduler probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    pub syscalls: bool,
+    pub block_io: bool,
+    pub spans: bool,
+}

@@ -1,0 +1,508 @@
+//! A recorded timeline and the questions asked of it: a thread's totals at
+//! any moment, the syscalls and CPU holders in a window, a wall-clock time
+//! on the kernel's clock. Built from events (as `output::timeline_file`
+//! reads them, or in tests), never from a file here.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tracer_common::{
+    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, SPAN_TOP, SpanEvent, TIMELINE_HOLDER,
+    TIMELINE_ON_CPU, TIMELINE_RUNNABLE, TIMELINE_SYSCALL, TIMELINE_TRANSITION, ThreadStats, ThreadTotals,
+    TimelineEvent, TopEntry,
+};
+
+use super::{aggregate::totals_at, names::ProcessName};
+
+/// Version of the file layout and of the event record; readers refuse
+/// other versions rather than misread them.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// CLOCK_MONOTONIC (the kernel's event clock) and CLOCK_REALTIME (what
+/// other tracers stamp spans with) read at the same moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockPair {
+    pub monotonic_ns: u64,
+    pub unix_ns: u64,
+}
+
+/// How and when a timeline was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineHeader {
+    /// [`FORMAT_VERSION`]; set by the writer, whatever the caller put here.
+    pub format_version: u32,
+    /// The traced processes.
+    pub pids: Vec<u32>,
+    /// `tp_btf` or `tracepoint`, as in the report.
+    pub probe_mode: String,
+    /// Clock readings during the recording, at least one: at its start and
+    /// end, and more in between to confine the error of a step of the wall
+    /// clock to the interval around it (docs/spans.md).
+    pub clock_pairs: Vec<ClockPair>,
+    /// The recorded window, CLOCK_MONOTONIC: from when the probes were
+    /// attached to when they were detached.
+    pub first_monotonic_ns: u64,
+    pub last_monotonic_ns: u64,
+    /// Events the kernel could not stream (ring buffer full).
+    pub events_lost: u64,
+}
+
+/// A thread entered `state` (`TIMELINE_ON_CPU`, `TIMELINE_RUNNABLE` or an
+/// `OFF_CPU_*` state) at `ts_ns`, with these cumulative totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub ts_ns: u64,
+    pub state: u32,
+    pub totals: ThreadTotals,
+}
+
+impl Transition {
+    /// The thread's entry as the kernel's table holds it right after this
+    /// transition, so that `totals_at` extends it to a later moment.
+    fn as_stats(&self) -> ThreadStats {
+        let mut stats = ThreadStats { totals: self.totals, ..ThreadStats::default() };
+        match self.state {
+            TIMELINE_ON_CPU => stats.on_cpu_since_ns = self.ts_ns,
+            TIMELINE_RUNNABLE => stats.runnable_since_ns = self.ts_ns,
+            OFF_CPU_PREEMPTED => {
+                stats.runnable_since_ns = self.ts_ns;
+                stats.off_cpu_state = OFF_CPU_PREEMPTED;
+            }
+            blocked => {
+                stats.off_cpu_since_ns = self.ts_ns;
+                stats.off_cpu_state = blocked;
+            }
+        }
+        stats
+    }
+
+    fn is_wait_for_cpu(&self) -> bool {
+        matches!(self.state, TIMELINE_RUNNABLE | OFF_CPU_PREEMPTED)
+    }
+}
+
+fn known_state(state: u32) -> bool {
+    matches!(
+        state,
+        TIMELINE_ON_CPU | TIMELINE_RUNNABLE | OFF_CPU_PREEMPTED | OFF_CPU_SLEEP | OFF_CPU_UNINTERRUPTIBLE | OFF_CPU_IOWAIT
+    )
+}
+
+/// A syscall (`id` = number) or a CPU holder (`id` = TGID) whose time `ns`
+/// ended at `ts_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub ts_ns: u64,
+    pub id: u32,
+    pub ns: u64,
+}
+
+/// One thread's events, each list sorted by time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadHistory {
+    /// Its process (0 when no event said).
+    pub tgid: u32,
+    pub transitions: Vec<Transition>,
+    pub syscalls: Vec<Point>,
+    pub holders: Vec<Point>,
+}
+
+impl ThreadHistory {
+    /// Totals at `t`: the last transition at or before `t`, extended to `t`.
+    fn totals_at(&self, t: u64) -> Option<ThreadTotals> {
+        let after = self.transitions.partition_point(|tr| tr.ts_ns <= t);
+        let last = self.transitions.get(after.checked_sub(1)?)?;
+        Some(totals_at(&last.as_stats(), t))
+    }
+
+    /// Syscalls ending in `(start, end]`, each with its whole duration (as
+    /// the kernel charges a marker span): total time, count, the largest.
+    fn syscalls_in(&self, start: u64, end: u64) -> (u64, u64, [TopEntry; SPAN_TOP]) {
+        let mut by_nr: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+        let (mut ns, mut count) = (0, 0);
+        for s in points_in(&self.syscalls, start, end) {
+            let entry = by_nr.entry(s.id).or_default();
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 += s.ns;
+            ns += s.ns;
+            count += 1;
+        }
+        (ns, count, top(by_nr))
+    }
+
+    /// CPU holders of the waits that overlap `[start, end]`. A wait that
+    /// straddles an end of the window is charged in proportion to its part
+    /// inside it: which holder ran when within a wait is not recorded.
+    fn holders_in(&self, start: u64, end: u64) -> [TopEntry; SPAN_TOP] {
+        // The last wait overlapping the window ends at the first transition
+        // after it.
+        let after_end = self.transitions.partition_point(|t| t.ts_ns <= end);
+        let until = self.transitions.get(after_end).map_or(end, |t| t.ts_ns);
+        let mut by_tgid: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+        for h in points_in(&self.holders, start, until) {
+            let wait_start = self.wait_start(h.ts_ns).unwrap_or(h.ts_ns.saturating_sub(h.ns));
+            let overlap = h.ts_ns.min(end).saturating_sub(wait_start.max(start));
+            if overlap == 0 {
+                continue;
+            }
+            let wait = h.ts_ns - wait_start;
+            let ns = (u128::from(h.ns) * u128::from(overlap) / u128::from(wait)) as u64;
+            let entry = by_tgid.entry(h.id).or_default();
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 += ns;
+        }
+        top(by_tgid)
+    }
+
+    /// When the wait for a CPU that ended at `end` began.
+    fn wait_start(&self, end: u64) -> Option<u64> {
+        let upto = self.transitions.partition_point(|t| t.ts_ns <= end);
+        self.transitions[..upto].iter().rev().find(|t| t.is_wait_for_cpu()).map(|t| t.ts_ns)
+    }
+}
+
+fn points_in(points: &[Point], start: u64, end: u64) -> &[Point] {
+    let from = points.partition_point(|p| p.ts_ns <= start);
+    let to = points.partition_point(|p| p.ts_ns <= end).max(from);
+    &points[from..to]
+}
+
+/// The `SPAN_TOP` largest by time (ties: lower id first), as a span carries them.
+fn top(by_id: BTreeMap<u32, (u32, u64)>) -> [TopEntry; SPAN_TOP] {
+    let mut all: Vec<TopEntry> = by_id.into_iter().map(|(id, (count, ns))| TopEntry { id, count, ns }).collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.ns));
+    let mut top = [TopEntry::default(); SPAN_TOP];
+    for (slot, entry) in top.iter_mut().zip(all) {
+        *slot = entry;
+    }
+    top
+}
+
+/// A timeline: the recorded events of each thread, with the recording's
+/// header and the names of the processes in it.
+#[derive(Debug)]
+pub struct Timeline {
+    pub header: TimelineHeader,
+    pub names: BTreeMap<u32, ProcessName>,
+    threads: HashMap<u32, ThreadHistory>,
+    /// Events added so far.
+    pub event_count: u64,
+}
+
+impl Timeline {
+    /// An empty timeline; `push` adds events in any order, `finish` sorts them.
+    pub fn new(mut header: TimelineHeader, names: BTreeMap<u32, ProcessName>) -> Timeline {
+        header.clock_pairs.sort_by_key(|p| p.monotonic_ns);
+        Timeline { header, names, threads: HashMap::new(), event_count: 0 }
+    }
+
+    /// Adds one event; an event of an unknown kind or thread state is
+    /// refused (a reader says where in its input).
+    pub fn push(&mut self, event: &TimelineEvent) -> Result<(), String> {
+        let thread = self.threads.entry(event.tid).or_default();
+        if event.tgid != 0 {
+            thread.tgid = event.tgid;
+        }
+        let point = Point { ts_ns: event.ts_ns, id: event.value, ns: event.ns };
+        match event.kind {
+            TIMELINE_TRANSITION if known_state(event.value) => {
+                thread.transitions.push(Transition { ts_ns: event.ts_ns, state: event.value, totals: event.totals })
+            }
+            TIMELINE_TRANSITION => return Err(format!("unknown thread state {}", event.value)),
+            TIMELINE_SYSCALL => thread.syscalls.push(point),
+            TIMELINE_HOLDER => thread.holders.push(point),
+            kind => return Err(format!("unknown kind {kind}")),
+        }
+        self.event_count += 1;
+        Ok(())
+    }
+
+    /// Puts each thread's events in time order. Ring buffers are per CPU,
+    /// so events arrive only roughly in order; stable sorts keep the input
+    /// order of events at the same moment.
+    pub fn finish(mut self) -> Timeline {
+        for thread in self.threads.values_mut() {
+            thread.transitions.sort_by_key(|t| t.ts_ns);
+            thread.syscalls.sort_by_key(|p| p.ts_ns);
+            thread.holders.sort_by_key(|p| p.ts_ns);
+        }
+        self
+    }
+
+    pub fn thread(&self, tid: u32) -> Option<&ThreadHistory> {
+        self.threads.get(&tid)
+    }
+
+    /// The CLOCK_MONOTONIC time of a wall-clock time (may lie outside the
+    /// recording, or be negative). NTP slews both clocks alike, so their
+    /// offset changes only when the wall clock is stepped. Between two
+    /// clock pairs it interpolates: exact when their offsets agree, and
+    /// where a step moved the offset, continuous and increasing, so a span
+    /// never maps to a negative length. Outside the pairs, and when a step
+    /// back put their wall-clock times out of order, it uses the offset of
+    /// the pair nearest in time.
+    pub fn unix_to_monotonic(&self, unix_ns: u64) -> i128 {
+        let pairs = &self.header.clock_pairs;
+        let unix = i128::from(unix_ns);
+        let offset_of = |p: &ClockPair| i128::from(p.monotonic_ns) - i128::from(p.unix_ns);
+        let in_order = pairs.windows(2).all(|w| w[0].unix_ns < w[1].unix_ns);
+        let after = pairs.partition_point(|p| i128::from(p.unix_ns) <= unix);
+        if in_order && after > 0 && after < pairs.len() {
+            let (a, b) = (&pairs[after - 1], &pairs[after]);
+            let (a_unix, a_mono) = (i128::from(a.unix_ns), i128::from(a.monotonic_ns));
+            let unix_span = i128::from(b.unix_ns) - a_unix;
+            let mono_span = i128::from(b.monotonic_ns) - a_mono;
+            return a_mono + (unix - a_unix) * mono_span / unix_span;
+        }
+        let nearest = pairs
+            .iter()
+            .min_by_key(|p| (i128::from(p.unix_ns) - unix).abs())
+            .expect("a timeline has at least one clock pair");
+        unix + offset_of(nearest)
+    }
+
+    /// The breakdown of thread `tid` over `[start_ns, end_ns]` (monotonic),
+    /// as the kernel reports a marker span (`span_id` and `name` left
+    /// empty): the difference of its totals, its syscalls ending inside,
+    /// the holders of the CPU while it waited. `None` when the thread has
+    /// no state recorded at `start_ns` (not recorded then).
+    pub fn attribute(&self, tid: u32, start_ns: u64, end_ns: u64) -> Option<SpanEvent> {
+        let thread = self.threads.get(&tid)?;
+        let end_ns = end_ns.max(start_ns);
+        let before = thread.totals_at(start_ns)?;
+        let mut delta = thread.totals_at(end_ns)?.since(&before);
+        // The totals' syscall time moves only at state changes; the syscall
+        // events say exactly which syscalls ended inside the window.
+        let (syscall_ns, syscalls, top_syscalls) = thread.syscalls_in(start_ns, end_ns);
+        delta.syscall_ns = syscall_ns;
+        delta.syscalls = syscalls;
+        Some(SpanEvent {
+            tgid: thread.tgid,
+            tid_begin: tid,
+            tid_end: tid,
+            start_ns,
+            end_ns,
+            delta,
+            syscalls: top_syscalls,
+            holders: thread.holders_in(start_ns, end_ns),
+            ..SpanEvent::default()
+        })
+    }
+}
+
+/// Synthetic recordings for the tests of the timeline and of what reads it.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub const MS: u64 = 1_000_000;
+    /// Monotonic time of the synthetic recordings' start (0 means "unknown"
+    /// to the accounting, so it is not used).
+    pub const T0: u64 = 1_000_000 * MS;
+    pub const TID: u32 = 101;
+    pub const PID: u32 = 100;
+
+    pub fn transition(ms: f64, state: u32, totals: ThreadTotals) -> TimelineEvent {
+        TimelineEvent {
+            kind: TIMELINE_TRANSITION,
+            tid: TID,
+            tgid: PID,
+            cpu: 1,
+            ts_ns: T0 + (ms * MS as f64) as u64,
+            value: state,
+            totals,
+            ..TimelineEvent::default()
+        }
+    }
+
+    pub fn point(kind: u32, end_ms: f64, id: u32, ns: u64) -> TimelineEvent {
+        TimelineEvent {
+            kind,
+            tid: TID,
+            tgid: PID,
+            ts_ns: T0 + (end_ms * MS as f64) as u64,
+            value: id,
+            ns,
+            ..TimelineEvent::default()
+        }
+    }
+
+    /// Thread 101 of process 100, in ms from T0: on a CPU 0-2, preempted
+    /// 2-5 (process 900 held the CPU 2.4 ms of it, 901 0.6 ms), on a CPU
+    /// 5-6 (after migrating), asleep 6-10, runnable 10-11 (the CPU was
+    /// idle: wake-up latency), on a CPU from 11. Syscalls: read 0.5 ms
+    /// ending at 1, write 0.3 ms ending at 5.5, read 0.2 ms ending at 5.8.
+    pub fn history() -> Vec<TimelineEvent> {
+        let preempted = ThreadTotals { on_cpu_ns: 2 * MS, involuntary_switches: 1, ..Default::default() };
+        let running = ThreadTotals {
+            runq_wait_ns: 3 * MS,
+            runq_waits: 1,
+            preempted_ns: 3 * MS,
+            migrations: 1,
+            ..preempted
+        };
+        let asleep = ThreadTotals {
+            on_cpu_ns: 3 * MS,
+            voluntary_switches: 1,
+            syscall_ns: MS,
+            syscalls: 3,
+            ..running
+        };
+        let woken = ThreadTotals { sleep_ns: 4 * MS, ..asleep };
+        let again = ThreadTotals { runq_wait_ns: 4 * MS, runq_waits: 2, ..woken };
+        vec![
+            transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+            point(TIMELINE_SYSCALL, 1.0, 0, MS / 2),
+            transition(2.0, OFF_CPU_PREEMPTED, preempted),
+            transition(5.0, TIMELINE_ON_CPU, running),
+            point(TIMELINE_HOLDER, 5.0, 900, 2_400_000),
+            point(TIMELINE_HOLDER, 5.0, 901, 600_000),
+            point(TIMELINE_SYSCALL, 5.5, 1, 300_000),
+            point(TIMELINE_SYSCALL, 5.8, 0, 200_000),
+            transition(6.0, OFF_CPU_SLEEP, asleep),
+            transition(10.0, TIMELINE_RUNNABLE, woken),
+            transition(11.0, TIMELINE_ON_CPU, again),
+            point(TIMELINE_HOLDER, 11.0, 0, MS),
+        ]
+    }
+
+    pub fn header() -> TimelineHeader {
+        TimelineHeader {
+            format_version: 0,
+            pids: vec![PID],
+            probe_mode: "tp_btf".into(),
+            clock_pairs: vec![ClockPair { monotonic_ns: T0, unix_ns: 1_700_000_000_000 * MS }],
+            first_monotonic_ns: T0,
+            last_monotonic_ns: T0 + 12 * MS,
+            events_lost: 0,
+        }
+    }
+
+    pub fn names() -> BTreeMap<u32, ProcessName> {
+        BTreeMap::from([
+            (PID, ProcessName { comm: "server".into(), cgroup: Some("/app.slice".into()) }),
+            (900, ProcessName { comm: "batch".into(), cgroup: Some("/batch.slice".into()) }),
+            (901, ProcessName { comm: "cron".into(), cgroup: None }),
+        ])
+    }
+
+    /// The synthetic history, added out of order (as per-CPU buffers
+    /// deliver it).
+    pub fn synthetic() -> Timeline {
+        from_events(&history().into_iter().rev().collect::<Vec<_>>())
+    }
+
+    pub fn from_events(events: &[TimelineEvent]) -> Timeline {
+        let mut timeline = Timeline::new(header(), names());
+        for event in events {
+            timeline.push(event).unwrap();
+        }
+        timeline.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fixtures::*, *};
+
+    #[test]
+    fn attribution_follows_the_thread_through_each_state() {
+        let timeline = synthetic();
+        let at = |ms: f64| T0 + (ms * MS as f64) as u64;
+
+        // On a CPU, preempted, on a CPU, asleep: 1 to 6.5 ms.
+        let span = timeline.attribute(TID, at(1.0), at(6.5)).unwrap();
+        assert_eq!((span.tgid, span.tid_begin, span.tid_end, span.flags), (PID, TID, TID, 0));
+        assert_eq!((span.start_ns, span.end_ns), (at(1.0), at(6.5)));
+        let expected = ThreadTotals {
+            on_cpu_ns: 2 * MS,
+            runq_wait_ns: 3 * MS,
+            runq_waits: 1,
+            preempted_ns: 3 * MS,
+            sleep_ns: MS / 2,
+            voluntary_switches: 1,
+            involuntary_switches: 1,
+            migrations: 1,
+            // The read ending at exactly 1 ms belongs to the time before.
+            syscall_ns: 500_000,
+            syscalls: 2,
+            ..Default::default()
+        };
+        assert_eq!(span.delta, expected);
+        assert_eq!(span.syscalls[0], TopEntry { id: 1, count: 1, ns: 300_000 });
+        assert_eq!(span.syscalls[1], TopEntry { id: 0, count: 1, ns: 200_000 });
+        assert_eq!(span.syscalls[2].count, 0);
+        assert_eq!(span.holders[0], TopEntry { id: 900, count: 1, ns: 2_400_000 });
+        assert_eq!(span.holders[1], TopEntry { id: 901, count: 1, ns: 600_000 });
+        assert_eq!(span.holders[2].count, 0);
+
+        // Starting inside the wait: 2 of its 3 ms, and that share of its holders.
+        let span = timeline.attribute(TID, at(3.0), at(8.0)).unwrap();
+        let d = span.delta;
+        assert_eq!((d.on_cpu_ns, d.runq_wait_ns, d.preempted_ns, d.sleep_ns), (MS, 2 * MS, 2 * MS, 2 * MS));
+        assert_eq!((d.runq_waits, d.involuntary_switches, d.voluntary_switches), (1, 0, 1));
+        assert_eq!(span.holders[0], TopEntry { id: 900, count: 1, ns: 1_600_000 });
+        assert_eq!(span.holders[1], TopEntry { id: 901, count: 1, ns: 400_000 });
+
+        // Ending inside the wait: its holders are recorded when it ends, after the span.
+        let span = timeline.attribute(TID, at(4.0), at(4.5)).unwrap();
+        assert_eq!((span.delta.runq_wait_ns, span.delta.on_cpu_ns), (MS / 2, 0));
+        assert_eq!(span.holders[0], TopEntry { id: 900, count: 1, ns: 400_000 });
+        assert_eq!(span.holders[1], TopEntry { id: 901, count: 1, ns: 100_000 });
+
+        // Woken, waiting on an idle CPU (not preempted), then running.
+        let span = timeline.attribute(TID, at(9.0), at(11.5)).unwrap();
+        let d = span.delta;
+        assert_eq!((d.sleep_ns, d.runq_wait_ns, d.preempted_ns, d.on_cpu_ns), (MS, MS, 0, MS / 2));
+        assert_eq!(span.holders[0], TopEntry { id: 0, count: 1, ns: MS });
+        assert_eq!(d.syscalls, 0);
+
+        assert!(timeline.attribute(TID, T0 - 1, at(1.0)).is_none(), "not recorded before its first state");
+        assert!(timeline.attribute(999, at(1.0), at(2.0)).is_none(), "a thread the timeline does not have");
+    }
+
+    #[test]
+    fn blocked_states_land_in_their_totals() {
+        let io_start = ThreadTotals { on_cpu_ns: MS, voluntary_switches: 1, ..Default::default() };
+        let io_done = ThreadTotals { uninterruptible_ns: 2 * MS, iowait_ns: 2 * MS, ..io_start };
+        let lock_done = ThreadTotals { uninterruptible_ns: 3 * MS, ..io_done };
+        let timeline = from_events(
+            &[
+                transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+                transition(1.0, OFF_CPU_IOWAIT, io_start),
+                transition(3.0, OFF_CPU_UNINTERRUPTIBLE, io_done),
+                transition(4.0, TIMELINE_ON_CPU, lock_done),
+            ],
+        );
+        let d = timeline.attribute(TID, T0 + MS / 2, T0 + 4 * MS + MS / 2).unwrap().delta;
+        assert_eq!((d.on_cpu_ns, d.uninterruptible_ns, d.iowait_ns), (MS, 3 * MS, 2 * MS));
+        let d = timeline.attribute(TID, T0 + 2 * MS, T0 + 3 * MS + MS / 2).unwrap().delta;
+        assert_eq!((d.uninterruptible_ns, d.iowait_ns), (MS + MS / 2, MS), "I/O wait extends to the moment asked");
+    }
+
+    #[test]
+    fn wall_clock_times_map_to_the_monotonic_clock() {
+        const S: u64 = 1_000 * MS;
+        let unix0 = 1_700_000_000 * S;
+        let mut timeline = synthetic();
+        // The wall clock was stepped 2 ms forward between the two pairs.
+        timeline.header.clock_pairs = vec![
+            ClockPair { monotonic_ns: 1_000 * S, unix_ns: unix0 },
+            ClockPair { monotonic_ns: 1_010 * S, unix_ns: unix0 + 10 * S + 2 * MS },
+        ];
+        let mono = |unix: u64| timeline.unix_to_monotonic(unix);
+        assert_eq!(mono(unix0), i128::from(1_000 * S));
+        assert_eq!(mono(unix0 + 5 * S + MS), i128::from(1_005 * S), "halfway, half the step");
+        assert_eq!(mono(unix0 + 10 * S + 2 * MS), i128::from(1_010 * S));
+        assert_eq!(mono(unix0 - S), i128::from(999 * S), "before: the first pair's offset");
+        assert_eq!(mono(unix0 + 12 * S + 2 * MS), i128::from(1_012 * S), "after: the last pair's offset");
+
+        // Stepped back 1 s during the recording: the nearest pair decides.
+        timeline.header.clock_pairs[1].unix_ns = unix0 - S / 2;
+        let mono = |unix: u64| timeline.unix_to_monotonic(unix);
+        assert_eq!(mono(unix0 + S), i128::from(1_001 * S));
+        assert_eq!(mono(unix0 - S), i128::from(1_009_500 * MS));
+
+        let single = synthetic();
+        assert_eq!(single.unix_to_monotonic(1_700_000_000_000 * MS + 7), i128::from(T0 + 7));
+    }
+}

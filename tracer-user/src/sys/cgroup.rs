@@ -1,0 +1,102 @@
+//! Cgroup v2 directories: where the hierarchy is mounted, and a path
+//! resolved to the id and level the kernel filter compares with.
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CgroupError {
+    #[error("{0}: no such cgroup directory")]
+    NoSuchCgroup(String),
+    #[error("{0}: not a cgroup v2 directory (cgroup v2 is mounted at {1})")]
+    NotCgroupV2(String, String),
+    #[error("{0}: not a cgroup v2 directory, and no cgroup v2 hierarchy is mounted")]
+    NoCgroupV2(String),
+}
+
+/// A resolved cgroup v2 directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub id: u64,
+    pub level: u32,
+}
+
+/// Where cgroup v2 is mounted, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        left.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills a zeroed struct from a valid C string path.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(cpath.as_ptr(), &mut fs) };
+    rc == 0 && fs.f_type as i64 == CGROUP2_SUPER_MAGIC
+}
+
+/// Resolves an absolute cgroup v2 path, or one relative to the cgroup v2
+/// mount (`system.slice/nginx.service`).
+pub fn resolve_cgroup(arg: &str) -> Result<Cgroup, CgroupError> {
+    let mount = cgroup2_mount();
+    let given = Path::new(arg);
+    let path = if given.is_absolute() || given.exists() {
+        given.to_path_buf()
+    } else if let Some(mount) = &mount {
+        mount.join(given)
+    } else {
+        given.to_path_buf()
+    };
+    let path = path
+        .canonicalize()
+        .map_err(|_| CgroupError::NoSuchCgroup(arg.to_owned()))?;
+    if !path.is_dir() {
+        return Err(CgroupError::NoSuchCgroup(arg.to_owned()));
+    }
+    let Some(mount) = mount else {
+        return Err(CgroupError::NoCgroupV2(arg.to_owned()));
+    };
+    if !is_cgroup2(&path) || !path.starts_with(&mount) {
+        return Err(CgroupError::NotCgroupV2(arg.to_owned(), mount.display().to_string()));
+    }
+    let level = path.strip_prefix(&mount).map_or(0, |rel| rel.components().count()) as u32;
+    let id = std::fs::metadata(&path)
+        .map_err(|_| CgroupError::NoSuchCgroup(arg.to_owned()))?
+        .ino();
+    Ok(Cgroup { path, id, level })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_cgroup_paths_are_rejected() {
+        assert_eq!(
+            resolve_cgroup("/definitely/not/here").unwrap_err(),
+            CgroupError::NoSuchCgroup("/definitely/not/here".into())
+        );
+        let err = resolve_cgroup("/tmp").unwrap_err().to_string();
+        assert!(err.starts_with("/tmp: not a cgroup v2 directory"), "{err}");
+    }
+
+    #[test]
+    fn cgroup_v2_root_resolves_to_level_zero() {
+        let Some(mount) = cgroup2_mount() else { return };
+        let cg = resolve_cgroup(mount.to_str().unwrap()).unwrap();
+        assert_eq!(cg.level, 0);
+        assert_eq!(cg.id, std::fs::metadata(&mount).unwrap().ino());
+    }
+}

@@ -1,0 +1,8 @@
+//! System readers: everything that reads `/proc`, `/sys`, tracefs, BTF,
+//! cgroups and clocks. The model never does; these fill it.
+pub mod btf;
+pub mod cgroup;
+pub mod clock;
+pub mod disks;
+pub mod procfs;
+pub mod tracefs;
