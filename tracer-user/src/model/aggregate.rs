@@ -12,7 +12,7 @@ use super::{
     hist::Buckets,
     http::HttpHeads,
     kstats::KernelStats,
-    names::ProcessName,
+    names::{ProcessName, comm_string},
     spans::{SpanRecord, SpanSummary},
 };
 
@@ -194,11 +194,6 @@ pub fn totals_at(stats: &ThreadStats, now_ns: u64) -> ThreadTotals {
     }
     totals.syscall_ns += since(stats.syscall_since_ns);
     totals
-}
-
-pub fn comm_string(comm: &[u8]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
 impl Aggregator {

@@ -62,6 +62,12 @@ impl ProcessInfo for Offline {
     }
 }
 
+/// A NUL-padded name from the kernel (a task's comm, a span's name) as text.
+pub fn comm_string(comm: &[u8]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
 pub fn syscall_name(nr: u32) -> String {
     Sysno::new(nr as usize).map_or_else(|| format!("syscall_{nr}"), |s| s.name().to_owned())
 }

@@ -6,10 +6,9 @@ use serde::Serialize;
 use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 
 use super::{
-    aggregate::comm_string,
     hist::Buckets,
     http::HttpFields,
-    names::{ProcessName, syscall_name},
+    names::{ProcessName, comm_string, syscall_name},
 };
 
 /// What made a span slow. The rule (documented in docs/spans.md):
