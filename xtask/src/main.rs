@@ -1,6 +1,8 @@
 //! Project tasks: `cargo xtask build | run | test | bench`.
 mod bench;
 mod setup;
+#[cfg(test)]
+mod structure;
 mod util;
 
 use anyhow::Result;
