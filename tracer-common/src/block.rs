@@ -7,22 +7,31 @@ use crate::{MAP_BLOCK_INFLIGHT, MAP_BLOCK_STATS};
 /// Length of the `rwbs` field read from block tracepoints.
 pub const RWBS_LEN: usize = 8;
 
-/// Block operation, decoded from the tracepoints' `rwbs` string.
-pub const BLOCK_OP_READ: u8 = 0;
-pub const BLOCK_OP_WRITE: u8 = 1;
-pub const BLOCK_OP_FLUSH: u8 = 2;
-pub const BLOCK_OP_DISCARD: u8 = 3;
-pub const BLOCK_OP_OTHER: u8 = 4;
+raw_enum! {
+    /// Block operation, decoded from the tracepoints' `rwbs` string
+    /// (`BlockKey::op`, `Inflight::op`).
+    pub enum BlockOp: u8 {
+        Read = 0,
+        Write = 1,
+        Flush = 2,
+        Discard = 3,
+        Other = 4,
+    }
+}
 
-/// What a [`BlockKey`] bucket measures.
-/// Issue to completion (device service time), ns.
-pub const BLOCK_METRIC_LATENCY: u8 = 0;
-/// Insert into the OS queue to issue, ns (0 when issued directly).
-pub const BLOCK_METRIC_QUEUE: u8 = 1;
-/// Insert (or issue, when not queued) to completion, ns.
-pub const BLOCK_METRIC_TOTAL: u8 = 2;
-/// Request size, bytes.
-pub const BLOCK_METRIC_SIZE: u8 = 3;
+raw_enum! {
+    /// What a [`BlockKey`] bucket measures (`BlockKey::metric`).
+    pub enum BlockMetric: u8 {
+        /// Issue to completion (device service time), ns.
+        Latency = 0,
+        /// Insert into the OS queue to issue, ns (0 when issued directly).
+        Queue = 1,
+        /// Insert (or issue, when not queued) to completion, ns.
+        Total = 2,
+        /// Request size, bytes.
+        Size = 3,
+    }
+}
 
 /// Key of [`MAP_BLOCK_STATS`].
 #[repr(C)]
@@ -32,8 +41,10 @@ pub struct BlockKey {
     pub tgid: u32,
     /// Kernel `dev_t` of the disk (major << 20 | minor).
     pub dev: u32,
+    /// A [`BlockOp`].
     pub op: u8,
     pub sync: u8,
+    /// A [`BlockMetric`].
     pub metric: u8,
     pub _pad: u8,
     pub bucket: u16,

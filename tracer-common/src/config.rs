@@ -33,12 +33,18 @@ pub struct Filter {
 }
 const _: () = assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
 
-/// How `cgroup` ancestry can be read on the running kernel.
-pub const CGROUP_ANCESTRY_NONE: u32 = 0;
-/// `struct cgroup { struct cgroup *ancestors[]; }` (Linux 6.0+).
-pub const CGROUP_ANCESTRY_POINTERS: u32 = 1;
-/// `struct cgroup { u64 ancestor_ids[]; }` (Linux 4.x-5.x).
-pub const CGROUP_ANCESTRY_IDS: u32 = 2;
+raw_enum! {
+    /// How `cgroup` ancestry can be read on the running kernel
+    /// (`TaskOffsets::cgroup_ancestry`).
+    pub enum CgroupAncestry: u32 {
+        /// Neither array below: only a task's own cgroup is compared.
+        Unavailable = 0,
+        /// `struct cgroup { struct cgroup *ancestors[]; }` (Linux 6.0+).
+        Pointers = 1,
+        /// `struct cgroup { u64 ancestor_ids[]; }` (Linux 4.x-5.x).
+        Ids = 2,
+    }
+}
 
 /// Byte offsets of the kernel struct members the programs read, taken from
 /// the running kernel's BTF at load time, never from the build machine.
@@ -54,7 +60,7 @@ pub struct TaskOffsets {
     pub cgroup_level: u32,
     pub cgroup_ancestors: u32,
     pub kernfs_node_id: u32,
-    /// One of the `CGROUP_ANCESTRY_*` constants.
+    /// A [`CgroupAncestry`].
     pub cgroup_ancestry: u32,
     /// Byte holding the `task_struct.in_iowait` bit, and the bit's mask
     /// (0: unknown, so I/O waits count as plain uninterruptible waits).

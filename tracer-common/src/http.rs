@@ -9,9 +9,14 @@ use crate::ThreadTotals;
 pub const HTTP_CAPTURE_LEN: usize = 512;
 /// Reads of one request whose bytes are copied (headers split over reads).
 pub const HTTP_CAPTURE_READS: u32 = 4;
-/// `HttpCapture::kind`.
-pub const HTTP_CAPTURE_REQUEST: u32 = 1;
-pub const HTTP_CAPTURE_RESPONSE: u32 = 2;
+
+raw_enum! {
+    /// Which head an [`HttpCapture`] holds bytes of (`HttpCapture::kind`).
+    pub enum HttpCaptureKind: u32 {
+        Request = 1,
+        Response = 2,
+    }
+}
 
 /// The first bytes of one read of a request, or of the write that began
 /// its response, sent before the span they belong to.
@@ -21,6 +26,7 @@ pub struct HttpCapture {
     pub span_id: u64,
     pub tgid: u32,
     pub tid: u32,
+    /// An [`HttpCaptureKind`].
     pub kind: u32,
     /// Bytes of `data` that are valid.
     pub len: u32,
@@ -39,9 +45,15 @@ pub struct HttpConnKey {
 }
 const _: () = assert!(size_of::<HttpConnKey>() == 16);
 
-/// `HttpConn::phase`.
-pub const HTTP_PHASE_REQUEST: u32 = 1;
-pub const HTTP_PHASE_RESPONSE: u32 = 2;
+raw_enum! {
+    /// Where an exchange is (`HttpConn::phase`).
+    pub enum HttpPhase: u32 {
+        /// The request is being read; no response yet.
+        Request = 1,
+        /// The response is being written.
+        Response = 2,
+    }
+}
 
 /// An HTTP exchange in progress on one connection. The span's end moves to
 /// each response write; the span is sent when its thread does anything else.
@@ -49,7 +61,9 @@ pub const HTTP_PHASE_RESPONSE: u32 = 2;
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpConn {
     pub span_id: u64,
+    /// An [`HttpPhase`].
     pub phase: u32,
+    /// Reads of the request whose bytes were captured.
     pub reads: u32,
     pub end_tid: u32,
     pub _pad: u32,

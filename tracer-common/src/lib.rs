@@ -25,6 +25,55 @@ macro_rules! impl_pod {
     };
 }
 
+/// Declares a family of values carried in an integer field across the
+/// boundary as a `#[repr(u32)]` or `#[repr(u8)]` enum. The field itself stays
+/// an integer: an enum is not `Pod`, since not every bit pattern is one of
+/// its variants. The kernel stores `Variant as u32`; a reader converts back
+/// with `from_u32`/`from_u8` (`None` for a value it does not know) or
+/// `TryFrom` (the unknown value as the error).
+macro_rules! raw_enum {
+    ($(#[$meta:meta])* pub enum $name:ident: u32 { $($body:tt)* }) => {
+        raw_enum!(@define $(#[$meta])* $name, u32, from_u32, { $($body)* });
+    };
+    ($(#[$meta:meta])* pub enum $name:ident: u8 { $($body:tt)* }) => {
+        raw_enum!(@define $(#[$meta])* $name, u8, from_u8, { $($body)* });
+    };
+    (@define $(#[$meta:meta])* $name:ident, $raw:ident, $from:ident, {
+        $($(#[$variant_meta:meta])* $variant:ident = $value:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[repr($raw)]
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$($value),*].len()] = [$($name::$variant),*];
+
+            /// The variant stored as `raw`, if there is one.
+            #[inline(always)]
+            pub const fn $from(raw: $raw) -> Option<$name> {
+                match raw {
+                    $($value => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl TryFrom<$raw> for $name {
+            /// The raw value that names no variant.
+            type Error = $raw;
+
+            #[inline(always)]
+            fn try_from(raw: $raw) -> Result<$name, $raw> {
+                $name::$from(raw).ok_or(raw)
+            }
+        }
+    };
+}
+
 pub mod block;
 pub mod config;
 pub mod counters;
@@ -49,3 +98,32 @@ pub use spans::*;
 pub use syscalls::*;
 pub use timeline::*;
 pub use totals::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_enums_round_trip_and_reject_unknown_values() {
+        for state in OffCpuState::ALL {
+            assert_eq!(OffCpuState::from_u32(state as u32), Some(state));
+            assert_eq!(OffCpuState::try_from(state as u32), Ok(state));
+        }
+        assert_eq!(OffCpuState::from_u32(TIMELINE_ON_CPU), None);
+        assert_eq!(TimelineKind::try_from(0), Err(0));
+        for op in BlockOp::ALL {
+            assert_eq!(BlockOp::from_u8(op as u8), Some(op));
+        }
+        assert_eq!(BlockMetric::from_u8(u8::MAX), None);
+        assert_eq!(HttpCaptureKind::from_u32(HttpCaptureKind::Response as u32), Some(HttpCaptureKind::Response));
+        assert_eq!(CgroupAncestry::from_u32(0), Some(CgroupAncestry::Unavailable));
+        assert_eq!(HttpPhase::ALL.len(), 2);
+    }
+
+    #[test]
+    fn counters_are_the_map_slots() {
+        assert_eq!(Counter::COUNT, 12);
+        assert_eq!(Counter::from_u32(Counter::COUNT), None);
+        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::HttpUnanswered));
+    }
+}

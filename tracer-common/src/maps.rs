@@ -3,7 +3,7 @@
 //! capacities.
 #[cfg(doc)]
 use crate::{
-    BlockKey, BlockOffsets, BucketStat, Filter, HttpCapture, HttpConn, HttpConnKey, Inflight, InflightKey,
+    BlockKey, BlockOffsets, BucketStat, Counter, Filter, HttpCapture, HttpConn, HttpConnKey, Inflight, InflightKey,
     RunqEvent, SpanConfig, SpanEvent, SpanKey, SpanState, SyscallConfig, SyscallErrorKey, SyscallKey,
     TaskOffsets, ThreadExit, TimelineEvent, TracepointOffsets,
 };
@@ -14,7 +14,7 @@ pub const MAP_THREADS: &str = "THREADS";
 pub const MAP_RUNQ_EVENTS: &str = "RUNQ_EVENTS";
 /// One [`ThreadExit`] per thread that exited while tracked.
 pub const MAP_EXITS: &str = "EXITS";
-/// Per-CPU loss counters, indexed by the `COUNTER_*` constants.
+/// Per-CPU loss counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Per-CPU syscall latency buckets: [`SyscallKey`] -> [`BucketStat`].
 pub const MAP_SYSCALL_LATENCY: &str = "SYSCALL_LATENCY";

@@ -4,21 +4,35 @@ use core::mem::size_of;
 
 use crate::ThreadTotals;
 #[cfg(doc)]
-use crate::{COUNTER_ACCOUNTING_GAPS, HttpConnKey, MAP_THREADS};
+use crate::{Counter, HttpConnKey, MAP_THREADS};
 
 pub const TASK_COMM_LEN: usize = 16;
 
-/// Why a thread left the CPU, which decides where its off-CPU time goes.
-pub const OFF_CPU_NONE: u32 = 0;
-/// Preempted while runnable: the whole off-CPU period is run-queue wait.
-pub const OFF_CPU_PREEMPTED: u32 = 1;
-/// `TASK_UNINTERRUPTIBLE` (D): disk I/O, some locks, page faults.
-pub const OFF_CPU_UNINTERRUPTIBLE: u32 = 2;
-/// Any other sleep (S, idle D, stopped): futex, epoll, network, timers.
-pub const OFF_CPU_SLEEP: u32 = 3;
-/// `TASK_UNINTERRUPTIBLE` with `in_iowait` set: waiting for I/O
-/// (`io_schedule`), the time `iowait` in /proc/stat accounts.
-pub const OFF_CPU_IOWAIT: u32 = 4;
+raw_enum! {
+    /// Why a thread left the CPU, which decides where its off-CPU time goes
+    /// (`ThreadStats::off_cpu_state`, `RunqEvent::blocked_state`).
+    pub enum OffCpuState: u32 {
+        /// Not off the CPU, or off it for a reason that was not seen: such
+        /// time is unaccounted.
+        Unknown = 0,
+        /// Preempted while runnable: the whole off-CPU period is run-queue wait.
+        Preempted = 1,
+        /// `TASK_UNINTERRUPTIBLE` (D): disk I/O, some locks, page faults.
+        Uninterruptible = 2,
+        /// Any other sleep (S, idle D, stopped): futex, epoll, network, timers.
+        Sleep = 3,
+        /// `TASK_UNINTERRUPTIBLE` with `in_iowait` set: waiting for I/O
+        /// (`io_schedule`), the time `iowait` in /proc/stat accounts.
+        Iowait = 4,
+    }
+}
+
+// The raw values, for matching the integer fields in patterns (where
+// `OffCpuState::Sleep as u32` cannot appear), as the loader does.
+pub const OFF_CPU_PREEMPTED: u32 = OffCpuState::Preempted as u32;
+pub const OFF_CPU_UNINTERRUPTIBLE: u32 = OffCpuState::Uninterruptible as u32;
+pub const OFF_CPU_SLEEP: u32 = OffCpuState::Sleep as u32;
+pub const OFF_CPU_IOWAIT: u32 = OffCpuState::Iowait as u32;
 
 /// `ThreadStats::flags`: the thread has exited but its exit record could not
 /// be sent; the loader collects the entry from the map and deletes it.
@@ -46,13 +60,14 @@ pub struct ThreadStats {
     pub on_cpu_since_ns: u64,
     pub runnable_since_ns: u64,
     pub off_cpu_since_ns: u64,
-    /// One of the `OFF_CPU_*` constants: why the thread last left the CPU.
+    /// An [`OffCpuState`]: why the thread last left the CPU.
     pub off_cpu_state: u32,
     /// CPU the thread last ran on.
     pub last_cpu: u32,
     /// The blocked period closed by the last wakeup, reported with the
     /// run-queue wait that follows it.
     pub last_blocked_ns: u64,
+    /// An [`OffCpuState`].
     pub last_blocked_state: u32,
     /// Syscall in progress (valid while `syscall_since_ns` != 0).
     pub syscall_nr: u32,
@@ -84,7 +99,7 @@ const _: () = assert!(
 
 /// A task's own scheduler accounting, the numbers behind
 /// `/proc/<pid>/task/<tid>/schedstat`. The sched tracepoints occasionally do
-/// not report a switch (see [`COUNTER_ACCOUNTING_GAPS`]); the difference of
+/// not report a switch (see [`Counter::AccountingGaps`]); the difference of
 /// two samples of these says how much of the unreported period was on a CPU
 /// and how much waiting for one.
 #[repr(C)]
@@ -114,8 +129,8 @@ const _: () = assert!(size_of::<ThreadExit>() == 16 + size_of::<ThreadStats>());
 /// One completed run-queue wait: `tid` became runnable and got a CPU
 /// `latency_ns` later, when `prev_tgid` left that CPU. It also carries the
 /// off-CPU episode that ended in this wait: `blocked_ns` in
-/// `blocked_state` (an `OFF_CPU_*` constant; for `OFF_CPU_PREEMPTED` the
-/// episode is the wait itself and `blocked_ns` is 0).
+/// `blocked_state` (an [`OffCpuState`]; for `Preempted` the episode is the
+/// wait itself and `blocked_ns` is 0).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunqEvent {

@@ -28,7 +28,7 @@ pub struct ThreadTotals {
     pub migrations: u64,
     /// Time in an unknown state: the part of a period the sched tracepoints
     /// did not report that the kernel's counters could not place either
-    /// (see `COUNTER_ACCOUNTING_GAPS`).
+    /// (see `Counter::AccountingGaps`).
     pub unaccounted_ns: u64,
 }
 const _: () = assert!(size_of::<ThreadTotals>() == 13 * 8);

@@ -7,9 +7,8 @@
 //! (bounded) for the loader, which parses them.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
-    COUNTER_HTTP_PIPELINED, COUNTER_HTTP_UNANSWERED, HTTP_CAPTURE_READS, HTTP_CAPTURE_REQUEST,
-    HTTP_CAPTURE_RESPONSE, HTTP_PHASE_REQUEST, HTTP_PHASE_RESPONSE, HttpCapture, HttpConn, HttpConnKey,
-    SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals,
+    Counter, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
+    SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals,
 };
 
 use crate::{
@@ -140,9 +139,9 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         if let Some(conn) = conn {
             // SAFETY: a map value; one connection is read by one thread at a time.
             let conn = unsafe { &mut *conn };
-            if conn.phase == HTTP_PHASE_REQUEST && conn.reads < HTTP_CAPTURE_READS {
+            if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
                 conn.reads += 1;
-                capture(conn.span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+                capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
             }
         }
         return;
@@ -150,8 +149,8 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if let Some(conn) = conn {
         // SAFETY: as above.
         let conn = unsafe { &*conn };
-        if conn.phase == HTTP_PHASE_REQUEST {
-            count(COUNTER_HTTP_PIPELINED);
+        if conn.phase == HttpPhase::Request as u32 {
+            count(Counter::HttpPipelined);
             return;
         }
         send(tgid, conn, stats);
@@ -166,7 +165,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     }
     let fresh = HttpConn {
         span_id,
-        phase: HTTP_PHASE_REQUEST,
+        phase: HttpPhase::Request as u32,
         reads: 1,
         end_tid: 0,
         _pad: 0,
@@ -174,7 +173,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         end: ThreadTotals::default(),
     };
     if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
-        capture(span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+        capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
     }
 }
 
@@ -188,13 +187,13 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value; one connection is written by one thread at a time.
     let conn = unsafe { &mut *conn };
-    if conn.phase == HTTP_PHASE_REQUEST {
+    if conn.phase == HttpPhase::Request as u32 {
         let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
         if len < 8 || read_user::<[u8; 7]>(at).is_none_or(|head| &head != b"HTTP/1.") {
             return;
         }
-        conn.phase = HTTP_PHASE_RESPONSE;
-        capture(conn.span_id, tgid, tid, HTTP_CAPTURE_RESPONSE, at, len);
+        conn.phase = HttpPhase::Response as u32;
+        capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
     }
     let (totals, now) = spans::own_totals(tid, stats);
     conn.end_ns = now;
@@ -212,7 +211,7 @@ fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HTTP_PHASE_RESPONSE {
+    if conn.phase == HttpPhase::Response as u32 {
         send(tgid, conn, stats);
         let _ = HTTP_CONNS.remove(&key);
     }
@@ -233,10 +232,10 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HTTP_PHASE_RESPONSE {
+    if conn.phase == HttpPhase::Response as u32 {
         send(tgid, conn, stats);
     } else {
-        count(COUNTER_HTTP_UNANSWERED);
+        count(Counter::HttpUnanswered);
         spans::discard(&SpanKey { tgid, _pad: 0, span_id: conn.span_id });
         spans::release_thread(stats, conn.span_id);
     }
@@ -245,9 +244,9 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
 
 /// Copies the first bytes of a request read or response write.
 #[inline(always)]
-fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
+fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, len: u64) {
     let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
-        count(tracer_common::COUNTER_LOST_SPANS);
+        count(Counter::LostSpans);
         return;
     };
     let capture = record.as_mut_ptr();
@@ -257,7 +256,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
         (*capture).span_id = span_id;
         (*capture).tgid = tgid;
         (*capture).tid = tid;
-        (*capture).kind = kind;
+        (*capture).kind = kind as u32;
         (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
     }
     // The loader drains on a timer; a wakeup per record would only cost.

@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    BlockOffsets, KernelSchedCounters, OFF_CPU_IOWAIT, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
-    SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
+    BlockOffsets, CgroupAncestry, Filter, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS, SpanConfig,
+    SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
@@ -270,18 +270,18 @@ impl TaskPtr {
     }
 
     /// How a task that is being woken had blocked, from what the scheduler
-    /// recorded when it went to sleep: one of the `OFF_CPU_*` states.
-    pub fn blocked_state(self) -> u32 {
+    /// recorded when it went to sleep.
+    pub fn blocked_state(self) -> OffCpuState {
         let mask = global!(TASK_OFFSETS.task_contributes_mask);
         let uninterruptible = mask != 0
             && read_at::<u8>(self.0, global!(TASK_OFFSETS.task_contributes_byte))
                 .is_some_and(|byte| u32::from(byte) & mask != 0);
         if self.in_iowait() {
-            OFF_CPU_IOWAIT
+            OffCpuState::Iowait
         } else if uninterruptible {
-            OFF_CPU_UNINTERRUPTIBLE
+            OffCpuState::Uninterruptible
         } else {
-            OFF_CPU_SLEEP
+            OffCpuState::Sleep
         }
     }
 
@@ -311,11 +311,11 @@ impl TaskPtr {
             return false;
         }
         let slot = global!(TASK_OFFSETS.cgroup_ancestors) + level * 8;
-        match global!(TASK_OFFSETS.cgroup_ancestry) {
-            CGROUP_ANCESTRY_POINTERS => read_at::<*const u8>(cgroup, slot)
+        match CgroupAncestry::from_u32(global!(TASK_OFFSETS.cgroup_ancestry)) {
+            Some(CgroupAncestry::Pointers) => read_at::<*const u8>(cgroup, slot)
                 .is_some_and(|ancestor| cgroup_id(ancestor) == Some(id)),
-            CGROUP_ANCESTRY_IDS => read_at::<u64>(cgroup, slot) == Some(id),
-            _ => cgroup_id(cgroup) == Some(id),
+            Some(CgroupAncestry::Ids) => read_at::<u64>(cgroup, slot) == Some(id),
+            Some(CgroupAncestry::Unavailable) | None => cgroup_id(cgroup) == Some(id),
         }
     }
 }

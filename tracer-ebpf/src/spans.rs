@@ -9,9 +9,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED, CPU_SLICE_RING,
-    SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, THREAD_IN_SPAN, ThreadStats,
-    ThreadTotals, TopEntry,
+    CPU_SLICE_RING, Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
+    THREAD_IN_SPAN, ThreadStats, ThreadTotals, TopEntry,
 };
 
 use crate::{
@@ -97,10 +96,10 @@ pub fn open(
     state.base = base;
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_some() {
-        count(COUNTER_SPAN_BEGIN_DUPLICATE);
+        count(Counter::SpanBeginDuplicate);
     }
     if SPANS.insert(&key, &*state, BPF_ANY as u64).is_err() {
-        count(COUNTER_LOST_SPANS);
+        count(Counter::LostSpans);
         return None;
     }
     stats.flags |= THREAD_IN_SPAN;
@@ -123,7 +122,7 @@ fn end(span_id: u64) {
     }
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_none() {
-        count(COUNTER_SPAN_END_UNMATCHED);
+        count(Counter::SpanEndUnmatched);
         return;
     }
     let mut stats = sched::lookup(tid);
@@ -178,7 +177,7 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
             // The loader drains on a timer; a wakeup per span would only cost.
             record.submit(BPF_RB_NO_WAKEUP as u64);
         }
-        None => count(COUNTER_LOST_SPANS),
+        None => count(Counter::LostSpans),
     }
     let _ = SPANS.remove(key);
 }
@@ -211,7 +210,7 @@ fn add_top(slots: &mut [TopEntry; SPAN_TOP], id: u32, ns: u64) {
 
 /// The thread's open span, if any.
 #[inline(always)]
-fn open_span(tgid: u32, stats: &ThreadStats) -> Option<&'static mut tracer_common::SpanState> {
+fn open_span(tgid: u32, stats: &ThreadStats) -> Option<&'static mut SpanState> {
     if stats.flags & THREAD_IN_SPAN == 0 {
         return None;
     }

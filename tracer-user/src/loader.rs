@@ -8,13 +8,10 @@ use aya::{
     programs::{BtfTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use tracer_common::{
-    BlockKey, BlockOffsets, BucketStat, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE,
-    CGROUP_ANCESTRY_POINTERS, COUNTER_BLOCK_INFLIGHT_FULL, COUNTER_COUNT, COUNTER_LOST_EXITS,
-    COUNTER_LOST_RUNQ_EVENTS, COUNTER_STATS_MAP_FULL, COUNTER_THREADS_MAP_FULL, Filter,
+    BlockKey, BlockOffsets, BucketStat, CgroupAncestry, Counter, Filter,
     GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SYSCALL_CONFIG, GLOBAL_TASK_OFFSETS,
     GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_RUNQ_EVENTS,
     MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS, RunqEvent, SYSCALL_BITMAP_BITS,
-    COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED,
     GLOBAL_SPAN_CONFIG, MAP_SPAN_EVENTS, MAP_SPANS, SpanConfig, SpanEvent, SpanKey, SpanState,
     SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadExit, ThreadStats,
     TracepointOffsets, programs, HttpCapture, TimelineEvent,
@@ -207,11 +204,11 @@ fn raise_memlock_limit() {
 
 fn task_offsets(btf: &Btf) -> Result<TaskOffsets, crate::btf::BtfError> {
     let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
-        (CGROUP_ANCESTRY_POINTERS, btf.member_offset("cgroup", "ancestors")?)
+        (CgroupAncestry::Pointers as u32, btf.member_offset("cgroup", "ancestors")?)
     } else if btf.has_member("cgroup", "ancestor_ids") {
-        (CGROUP_ANCESTRY_IDS, btf.member_offset("cgroup", "ancestor_ids")?)
+        (CgroupAncestry::Ids as u32, btf.member_offset("cgroup", "ancestor_ids")?)
     } else {
-        (CGROUP_ANCESTRY_NONE, 0)
+        (CgroupAncestry::Unavailable as u32, 0)
     };
     // A missing in_iowait only loses the I/O-wait split, not the probes.
     let (task_in_iowait_byte, task_in_iowait_mask) = btf
@@ -531,27 +528,26 @@ impl Probes {
                 .map(|values| values.iter().sum())
                 .unwrap_or(0)
         };
-        const _: () = assert!(COUNTER_BLOCK_INFLIGHT_FULL < COUNTER_COUNT);
         Losses {
-            runq_events: sum(COUNTER_LOST_RUNQ_EVENTS),
-            thread_exits: sum(COUNTER_LOST_EXITS),
-            threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
-            stats_samples: sum(COUNTER_STATS_MAP_FULL),
-            block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
-            spans: sum(COUNTER_LOST_SPANS),
-            accounting_gaps: sum(tracer_common::COUNTER_ACCOUNTING_GAPS),
-            timeline_events: sum(tracer_common::COUNTER_LOST_TIMELINE),
+            runq_events: sum(Counter::LostRunqEvents as u32),
+            thread_exits: sum(Counter::LostExits as u32),
+            threads_untracked: sum(Counter::ThreadsMapFull as u32),
+            stats_samples: sum(Counter::StatsMapFull as u32),
+            block_requests: sum(Counter::BlockInflightFull as u32),
+            spans: sum(Counter::LostSpans as u32),
+            accounting_gaps: sum(Counter::AccountingGaps as u32),
+            timeline_events: sum(Counter::LostTimeline as u32),
         }
     }
 
     pub fn span_anomalies(&self) -> SpanAnomalies {
         let sum = |index: u32| self.counters.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
         SpanAnomalies {
-            end_without_begin: sum(COUNTER_SPAN_END_UNMATCHED),
-            begun_twice: sum(COUNTER_SPAN_BEGIN_DUPLICATE),
+            end_without_begin: sum(Counter::SpanEndUnmatched as u32),
+            begun_twice: sum(Counter::SpanBeginDuplicate as u32),
             never_ended: self.spans_expired,
-            http_pipelined: sum(tracer_common::COUNTER_HTTP_PIPELINED),
-            http_unanswered: sum(tracer_common::COUNTER_HTTP_UNANSWERED),
+            http_pipelined: sum(Counter::HttpPipelined as u32),
+            http_unanswered: sum(Counter::HttpUnanswered as u32),
         }
     }
 
