@@ -121,21 +121,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         http_file: 0,
         woken_at_ns: 0,
         last_wait_ns: 0,
-        totals: ThreadTotals {
-            on_cpu_ns: 0,
-            runq_wait_ns: 0,
-            runq_waits: 0,
-            preempted_ns: 0,
-            uninterruptible_ns: 0,
-            sleep_ns: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            iowait_ns: 0,
-            syscall_ns: 0,
-            syscalls: 0,
-            migrations: 0,
-            unaccounted_ns: 0,
-        },
+        totals: ThreadTotals::ZERO,
         kernel: KernelSchedCounters { exec_ns: 0, run_delay_ns: 0, runs: 0 },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
