@@ -5,6 +5,29 @@ use core::mem::size_of;
 #[cfg(doc)]
 use crate::TimelineEvent;
 
+/// Gives each load-time global its unset value, all zero, as `const ZERO`
+/// (the kernel's statics start from it, before the loader writes theirs) and
+/// as `Default` (what the loader leaves unset), so it is defined once.
+/// Zero is "unknown" for an offset and "off" for an option.
+macro_rules! zero_when_unset {
+    ($($ty:ident),* $(,)?) => {
+        $(
+            impl $ty {
+                /// All zero: unset.
+                // SAFETY: the type is made only of integers (it is Pod), so
+                // all-zero bytes are a valid value of it.
+                pub const ZERO: $ty = unsafe { core::mem::zeroed() };
+            }
+
+            impl Default for $ty {
+                fn default() -> $ty {
+                    $ty::ZERO
+                }
+            }
+        )*
+    };
+}
+
 pub const MAX_FILTER_TGIDS: usize = 16;
 
 /// `Filter::flags` bits. A task passes when it matches every enabled filter.
@@ -16,7 +39,7 @@ pub const FILTER_CGROUP: u32 = 1 << 2;
 /// `sched_wakeup`, `next` when it is switched in, `prev` when switched out),
 /// never on `current`.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     pub flags: u32,
     pub tid: u32,
@@ -49,7 +72,7 @@ raw_enum! {
 /// Byte offsets of the kernel struct members the programs read, taken from
 /// the running kernel's BTF at load time, never from the build machine.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct TaskOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
@@ -96,7 +119,7 @@ const _: () = assert!(size_of::<TaskOffsets>() == 25 * 4);
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct TracepointOffsets {
     pub switch_prev_pid: u32,
     pub switch_prev_state: u32,
@@ -116,7 +139,7 @@ const _: () = assert!(size_of::<TracepointOffsets>() == 9 * 4);
 /// `block_io_start`, `block_rq_insert` and `block_rq_issue`) and of
 /// `block:block_rq_complete`.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct BlockOffsets {
     pub rq_dev: u32,
     pub rq_sector: u32,
@@ -133,7 +156,7 @@ pub const SYSCALL_BITMAP_BITS: u32 = 64 * SYSCALL_BITMAP_WORDS as u32;
 
 /// Syscall tracing options.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SyscallConfig {
     /// Aggregate per thread (key id = TID) instead of per process (TGID).
     pub by_thread: u32,
@@ -145,7 +168,7 @@ const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS
 
 /// Span tracing options.
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SpanConfig {
     /// Keep per-CPU run slices so span waits can be blamed on their holders.
     pub enabled: u32,
@@ -158,4 +181,5 @@ pub struct SpanConfig {
 }
 const _: () = assert!(size_of::<SpanConfig>() == 16);
 
+zero_when_unset!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);
 impl_pod!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);

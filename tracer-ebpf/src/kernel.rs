@@ -14,83 +14,27 @@ use tracer_common::{
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
 #[unsafe(no_mangle)]
-static FILTER: Filter = Filter {
-    flags: 0,
-    tid: 0,
-    tgid_count: 0,
-    tgids: [0; tracer_common::MAX_FILTER_TGIDS],
-    cgroup_level: 0,
-    self_tgid: 0,
-    _pad: 0,
-    cgroup_id: 0,
-};
+static FILTER: Filter = Filter::ZERO;
 
 /// Set by the loader from the running kernel's BTF.
 #[unsafe(no_mangle)]
-static TASK_OFFSETS: TaskOffsets = TaskOffsets {
-    task_pid: 0,
-    task_tgid: 0,
-    task_comm: 0,
-    task_cgroups: 0,
-    css_set_dfl_cgrp: 0,
-    cgroup_kn: 0,
-    cgroup_level: 0,
-    cgroup_ancestors: 0,
-    kernfs_node_id: 0,
-    cgroup_ancestry: 0,
-    task_in_iowait_byte: 0,
-    task_in_iowait_mask: 0,
-    task_sum_exec_runtime: 0,
-    task_run_delay: 0,
-    task_pcount: 0,
-    task_last_arrival: 0,
-    task_on_cpu: 0,
-    task_contributes_byte: 0,
-    task_contributes_mask: 0,
-    regs_arg0: 0,
-    regs_arg1: 0,
-    task_files: 0,
-    files_fdt: 0,
-    fdtable_fd: 0,
-    fdtable_max_fds: 0,
-};
+static TASK_OFFSETS: TaskOffsets = TaskOffsets::ZERO;
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
-static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
-    switch_prev_pid: 0,
-    switch_prev_state: 0,
-    switch_next_pid: 0,
-    switch_next_comm: 0,
-    wakeup_pid: 0,
-    wakeup_comm: 0,
-    sys_enter_id: 0,
-    sys_exit_ret: 0,
-    sys_enter_args: 0,
-};
+static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets::ZERO;
 
 /// Set by the loader from the command line.
 #[unsafe(no_mangle)]
-static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
-    by_thread: 0,
-    only_listed: 0,
-    numbers: [0; SYSCALL_BITMAP_WORDS],
-};
+static SYSCALL_CONFIG: SyscallConfig = SyscallConfig::ZERO;
 
 /// Set by the loader when spans are traced.
 #[unsafe(no_mangle)]
-static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, timeline: 0, http: 0, _pad: 0 };
+static SPAN_CONFIG: SpanConfig = SpanConfig::ZERO;
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
-static BLOCK_OFFSETS: BlockOffsets = BlockOffsets {
-    rq_dev: 0,
-    rq_sector: 0,
-    rq_bytes: 0,
-    rq_rwbs: 0,
-    done_dev: 0,
-    done_sector: 0,
-};
+static BLOCK_OFFSETS: BlockOffsets = BlockOffsets::ZERO;
 
 /// Reads one field of a load-time global. `read_volatile` keeps the compiler
 /// from folding the zero initialiser into the code.
