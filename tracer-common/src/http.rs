@@ -5,6 +5,26 @@ use core::mem::size_of;
 
 use crate::ThreadTotals;
 
+/// Low bits of an HTTP span id that hold the CPU it began on, below its
+/// start time: requests that begin in the same nanosecond on different CPUs
+/// get different ids, and ids still sort by start time.
+const SPAN_ID_CPU_BITS: u32 = 8;
+const SPAN_ID_CPU_MASK: u32 = (1 << SPAN_ID_CPU_BITS) - 1;
+
+/// The id the kernel gives an HTTP span that began at `start_ns`
+/// (`bpf_ktime_get_ns`) on CPU `cpu`.
+#[inline(always)]
+pub const fn http_span_id(start_ns: u64, cpu: u32) -> u64 {
+    (start_ns << SPAN_ID_CPU_BITS) | (cpu & SPAN_ID_CPU_MASK) as u64
+}
+
+/// The lowest id an HTTP span that began at `start_ns` or later can have:
+/// the ids below it are those of spans that began before.
+#[inline(always)]
+pub const fn http_span_id_lower_bound(start_ns: u64) -> u64 {
+    http_span_id(start_ns, 0)
+}
+
 /// Bytes of a request or response head copied per read or write.
 pub const HTTP_CAPTURE_LEN: usize = 512;
 /// Reads of one request whose bytes are copied (headers split over reads).
@@ -74,3 +94,17 @@ pub struct HttpConn {
 const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
 
 impl_pod!(HttpCapture, HttpConnKey, HttpConn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_ids_sort_by_start_time_then_cpu() {
+        assert_eq!(http_span_id(5, 3), (5 << 8) | 3);
+        assert!(http_span_id(5, 255) < http_span_id(6, 0));
+        assert_eq!(http_span_id(5, 256), http_span_id(5, 0), "only the CPU's low bits are kept");
+        assert!(http_span_id_lower_bound(6) > http_span_id(5, u32::MAX));
+        assert!(http_span_id_lower_bound(6) <= http_span_id(6, 0));
+    }
+}

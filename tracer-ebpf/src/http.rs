@@ -8,7 +8,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
     Counter, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
-    SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals,
+    SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
 };
 
 use crate::{
@@ -155,7 +155,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         }
         send(tgid, conn, stats);
     }
-    let span_id = (now_ns() << 8) | u64::from(this_cpu() & 0xff);
+    let span_id = http_span_id(now_ns(), this_cpu());
     // The request was there to read since the thread was woken for this run
     // (if it was): its wait for a CPU since then is part of the request's.
     // Only the first request of a run claims it.
