@@ -6,17 +6,12 @@
 //! `block_rq_insert` or a direct `block_rq_issue`. Later stages may run in a
 //! kworker or in interrupt context and only update the request's entry, so
 //! for them the in-flight lookup is the filter.
-use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::bpf_get_current_pid_tgid,
-    macros::tracepoint,
-    programs::TracePointContext,
-};
+use aya_ebpf::{bindings::BPF_ANY, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{BlockKey, BlockMetric, BlockOp, Counter, Inflight, InflightKey, RWBS_LEN, bucket_index};
 
 use crate::{
     filter,
-    kernel::{block_offsets, now_ns, read_field},
+    kernel::{block_offsets, current_ids, now_ns, read_field},
     maps::{BLOCK_INFLIGHT, BLOCK_STATS, add_to_bucket, count},
 };
 
@@ -98,8 +93,7 @@ fn on_submit(ctx: &TracePointContext, stage: Stage) {
         }
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    let (tid, tgid) = current_ids();
     if !filter::current_measured(tid, tgid) {
         return;
     }

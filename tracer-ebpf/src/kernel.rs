@@ -2,7 +2,7 @@
 //! programs is here, in small helpers named after what they read.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf,
     },
     programs::TracePointContext,
@@ -273,6 +273,13 @@ fn cgroup_id(cgroup: *const u8) -> Option<u64> {
 pub fn current_task() -> TaskPtr {
     // SAFETY: helper call without arguments.
     TaskPtr(unsafe { bpf_get_current_task() } as *const u8)
+}
+
+/// The TID and TGID of the task running this program.
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
 }
 
 pub fn now_ns() -> u64 {

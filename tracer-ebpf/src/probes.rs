@@ -1,7 +1,6 @@
 //! Entry points. Each reads its arguments, filters, and hands over to
 //! `sched`; nothing else happens here.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -9,8 +8,8 @@ use tracer_common::TASK_COMM_LEN;
 
 use crate::{
     filter,
-    kernel::{TaskPtr, current_comm, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
-    sched, spans, timeline,
+    kernel::{TaskPtr, current_comm, current_ids, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
+    sched, slices, spans, timeline,
 };
 
 
@@ -29,7 +28,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     let prev_tid = prev.tid();
     let prev_tgid = prev.tgid();
     if spans_enabled() {
-        spans::record_slice(prev_tgid, now);
+        slices::record(prev_tgid, now);
     }
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
@@ -102,12 +101,12 @@ fn read_comm(ctx: &TracePointContext, offset: u32) -> [u8; TASK_COMM_LEN] {
 pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
     let offsets = tracepoint_offsets();
     let now = now_ns();
-    let current = bpf_get_current_pid_tgid();
+    let (current_tid, current_tgid) = current_ids();
     let prev_tid = read_field::<i32>(&ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
     let prev_state = read_field::<i64>(&ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
-    let prev_tgid = if current as u32 == prev_tid { (current >> 32) as u32 } else { 0 };
+    let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
     if spans_enabled() {
-        spans::record_slice(prev_tgid, now);
+        slices::record(prev_tgid, now);
     }
 
     if prev_tid != 0 && prev_tgid != 0 {

@@ -7,7 +7,7 @@ use tracer_common::{Counter, ThreadStats, ThreadTotals, TimelineEvent, TimelineK
 use crate::{
     kernel::{this_cpu, timeline_enabled},
     maps::{TIMELINE_EVENTS, count},
-    spans,
+    slices,
 };
 
 #[inline(always)]
@@ -54,6 +54,6 @@ pub fn syscall(tid: u32, tgid: u32, nr: u32, ts_ns: u64, took: u64) {
 pub fn holders(tid: u32, tgid: u32, since: u64, now: u64) {
     if timeline_enabled() {
         let none = ThreadTotals::default();
-        spans::for_each_holder(since, now, |holder, ns| emit(TimelineKind::Holder, tid, tgid, now, holder, ns, &none));
+        slices::for_each_holder(since, now, |holder, ns| emit(TimelineKind::Holder, tid, tgid, now, holder, ns, &none));
     }
 }
