@@ -19,6 +19,12 @@ use crate::{
 /// unsigned int prev_state)`.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
+    btf_switch(&ctx)
+}
+
+/// Switch-out of `prev`, then switch-in of `next`, each when measured.
+#[inline(always)]
+fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     let preempt = ctx.arg::<u8>(0) != 0;
     let prev = TaskPtr(ctx.arg::<*const u8>(1));
     let next = TaskPtr(ctx.arg::<*const u8>(2));
@@ -99,11 +105,17 @@ fn read_comm(ctx: &TracePointContext, offset: u32) -> [u8; TASK_COMM_LEN] {
 
 #[tracepoint]
 pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
+    tp_switch(&ctx)
+}
+
+/// As `btf_switch`, from the record's fields and `current` (which is `prev`).
+#[inline(always)]
+fn tp_switch(ctx: &TracePointContext) -> u32 {
     let offsets = tracepoint_offsets();
     let now = now_ns();
     let (current_tid, current_tgid) = current_ids();
-    let prev_tid = read_field::<i32>(&ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
-    let prev_state = read_field::<i64>(&ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
+    let prev_tid = read_field::<i32>(ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
+    let prev_state = read_field::<i64>(ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
     let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
     if spans_enabled() {
         slices::record(prev_tgid, now);
@@ -125,14 +137,14 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
         }
     }
 
-    let next_tid = read_field::<i32>(&ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
+    let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
     if next_tid == 0 {
         return 0;
     }
     let stats = if filter::active() {
         sched::lookup(next_tid)
     } else {
-        sched::lookup_or_track(next_tid, 0, || read_comm(&ctx, offsets.switch_next_comm))
+        sched::lookup_or_track(next_tid, 0, || read_comm(ctx, offsets.switch_next_comm))
     };
     if let Some(stats) = stats {
         let cpu = this_cpu();
