@@ -152,7 +152,7 @@ const _: () = assert!(size_of::<BlockOffsets>() == 6 * 4);
 
 pub const SYSCALL_BITMAP_WORDS: usize = 8;
 /// Highest syscall number the filter bitmap can hold, plus one.
-pub const SYSCALL_BITMAP_BITS: u32 = 64 * SYSCALL_BITMAP_WORDS as u32;
+pub const SYSCALL_BITMAP_BITS: u32 = u64::BITS * SYSCALL_BITMAP_WORDS as u32;
 
 /// Syscall tracing options.
 #[repr(C)]

@@ -22,7 +22,7 @@ pub fn bucket_index(value: u64) -> u16 {
     if value < BUCKET_SUB_COUNT {
         return value as u16;
     }
-    let msb = 63 - value.leading_zeros();
+    let msb = u64::BITS - 1 - value.leading_zeros();
     let shift = msb - BUCKET_SUB_BITS;
     let sub = (value >> shift) - BUCKET_SUB_COUNT;
     (BUCKET_SUB_COUNT + u64::from(shift) * BUCKET_SUB_COUNT + sub) as u16

@@ -29,6 +29,21 @@ const NR_RECVFROM: u32 = 45;
 const NR_SENDMSG: u32 = 46;
 const NR_RECVMSG: u32 = 47;
 
+// User-space layouts (64-bit): `struct msghdr { void *msg_name; int
+// msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
+// *iov_base; size_t iov_len; }`.
+const MSGHDR_MSG_IOV: u64 = 16;
+const IOVEC_IOV_BASE: u64 = 0;
+const IOVEC_IOV_LEN: u64 = 8;
+
+/// Bytes that tell a request line by its method ("GET ", "POST", ...).
+const REQUEST_START_LEN: usize = 4;
+/// How a response starts: the status line's "HTTP/1.", then the minor
+/// version digit.
+const STATUS_LINE_PREFIX: [u8; 7] = *b"HTTP/1.";
+/// The name of every HTTP span (the loader names it from the request line).
+const HTTP_SPAN_NAME: &[u8] = b"HTTP";
+
 /// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Data {
@@ -75,7 +90,7 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
         let [fd, buf] = args();
         // The connection is its `struct file`, so descriptors dup'ed from
         // one another (a reader and a writer) are one connection.
-        file = current_task().file_of(fd as u32).unwrap_or(fd & 0xffff_ffff);
+        file = current_task().file_of(fd as u32).unwrap_or(u64::from(fd as u32));
         stats.syscall_file = file;
         stats.syscall_buf = buf;
     }
@@ -106,19 +121,18 @@ fn first_bytes(data: Data, arg: u64, transferred: u64) -> Option<(u64, u64)> {
     let iovec = match data {
         Data::Buffer => return Some((arg, transferred)),
         Data::Vector => arg,
-        // struct msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
-        Data::Message => read_user::<u64>(arg + 16)?,
+        Data::Message => read_user::<u64>(arg + MSGHDR_MSG_IOV)?,
         Data::None => return None,
     };
-    // struct iovec { void *iov_base; size_t iov_len; }
-    let base = read_user::<u64>(iovec)?;
-    let len = read_user::<u64>(iovec + 8)?;
+    // The first iovec.
+    let base = read_user::<u64>(iovec + IOVEC_IOV_BASE)?;
+    let len = read_user::<u64>(iovec + IOVEC_IOV_LEN)?;
     Some((base, if len < transferred { len } else { transferred }))
 }
 
 /// A request line starts with a method; the loader checks the rest.
 #[inline(always)]
-fn is_request_start(head: [u8; 4]) -> bool {
+fn is_request_start(head: [u8; REQUEST_START_LEN]) -> bool {
     matches!(
         &head,
         b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN" | b"TRAC"
@@ -128,10 +142,10 @@ fn is_request_start(head: [u8; 4]) -> bool {
 #[inline(always)]
 fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-    if len < 4 {
+    if len < REQUEST_START_LEN as u64 {
         return;
     }
-    let Some(head) = read_user::<[u8; 4]>(at) else { return };
+    let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
     let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     let conn = HTTP_CONNS.get_ptr_mut(&key);
     if !is_request_start(head) {
@@ -178,7 +192,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
 }
 
 fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
-    name[..4].copy_from_slice(b"HTTP");
+    name[..HTTP_SPAN_NAME.len()].copy_from_slice(HTTP_SPAN_NAME);
 }
 
 #[inline(always)]
@@ -189,7 +203,10 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
     let conn = unsafe { &mut *conn };
     if conn.phase == HttpPhase::Request as u32 {
         let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-        if len < 8 || read_user::<[u8; 7]>(at).is_none_or(|head| &head != b"HTTP/1.") {
+        // The prefix, and at least the digit after it.
+        if len <= STATUS_LINE_PREFIX.len() as u64
+            || read_user::<[u8; STATUS_LINE_PREFIX.len()]>(at).is_none_or(|head| head != STATUS_LINE_PREFIX)
+        {
             return;
         }
         conn.phase = HttpPhase::Response as u32;

@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    BlockOffsets, CgroupAncestry, Filter, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS, SpanConfig,
-    SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
+    BlockOffsets, CgroupAncestry, Filter, HTTP_CAPTURE_LEN, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
+    SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
@@ -99,11 +99,15 @@ pub fn syscall_args_from_record(ctx: &TracePointContext) -> [u64; 2] {
     read_field::<[u64; 2]>(ctx, tracepoint_offsets().sys_enter_args).unwrap_or([0; 2])
 }
 
+/// All ones above `HTTP_CAPTURE_LEN`: masking a length with it never cuts a
+/// valid one, and gives the verifier a bound it can see.
+const CAPTURE_LEN_MASK: u32 = (HTTP_CAPTURE_LEN as u32).next_power_of_two() * 2 - 1;
+
 /// Copies up to `dst.len()` bytes of user memory; returns how many.
-pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; tracer_common::HTTP_CAPTURE_LEN]) -> u32 {
+pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; HTTP_CAPTURE_LEN]) -> u32 {
     let want = if len > dst.len() as u64 { dst.len() as u32 } else { len as u32 };
     // Keeps the verifier sure of the bound whatever the compiler does above.
-    let want = want & (tracer_common::HTTP_CAPTURE_LEN as u32 * 2 - 1);
+    let want = want & CAPTURE_LEN_MASK;
     if want == 0 || want as usize > dst.len() {
         return 0;
     }
@@ -127,7 +131,7 @@ pub fn syscall_selected(nr: u64) -> bool {
     if global!(SYSCALL_CONFIG.only_listed) == 0 {
         return true;
     }
-    let word = (nr / 64) as usize;
+    let word = (nr / u64::from(u64::BITS)) as usize;
     if word >= SYSCALL_BITMAP_WORDS {
         return false;
     }
@@ -135,8 +139,15 @@ pub fn syscall_selected(nr: u64) -> bool {
     let bits = unsafe {
         core::ptr::read_volatile((&raw const SYSCALL_CONFIG.numbers).cast::<u64>().add(word))
     };
-    bits & (1 << (nr % 64)) != 0
+    bits & (1 << (nr % u64::from(u64::BITS))) != 0
 }
+
+/// Size of a kernel pointer (64-bit kernels): `fdtable.fd` is an array of
+/// `struct file *`.
+const KERNEL_POINTER_SIZE: u32 = 8;
+/// Size of one `cgroup.ancestors[]` slot: a pointer, or a `u64` id in
+/// `ancestor_ids[]` on older kernels.
+const CGROUP_ANCESTOR_SIZE: u32 = 8;
 
 /// A `struct task_struct *` handed to a BTF tracepoint.
 #[derive(Clone, Copy)]
@@ -192,7 +203,7 @@ impl TaskPtr {
             return None;
         }
         let table = read_at::<*const u8>(fdt, global!(TASK_OFFSETS.fdtable_fd))?;
-        read_at::<u64>(table, fd * 8).filter(|&file| file != 0)
+        read_at::<u64>(table, fd * KERNEL_POINTER_SIZE).filter(|&file| file != 0)
     }
 
     /// When the task last got a CPU (`sched_info.last_arrival`), in the
@@ -254,7 +265,7 @@ impl TaskPtr {
         if task_level < level as i32 {
             return false;
         }
-        let slot = global!(TASK_OFFSETS.cgroup_ancestors) + level * 8;
+        let slot = global!(TASK_OFFSETS.cgroup_ancestors) + level * CGROUP_ANCESTOR_SIZE;
         match CgroupAncestry::from_u32(global!(TASK_OFFSETS.cgroup_ancestry)) {
             Some(CgroupAncestry::Pointers) => read_at::<*const u8>(cgroup, slot)
                 .is_some_and(|ancestor| cgroup_id(ancestor) == Some(id)),

@@ -5,15 +5,14 @@
 //! with the state it blocked in). Each transition closes the current period
 //! and adds it to the matching total, so at any moment
 //! on-CPU + run-queue wait + uninterruptible + sleep covers all observed time.
-use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RunqEvent, TASK_COMM_LEN, THREAD_DEAD,
     THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{
-    kernel::TaskPtr,
+    kernel::{TaskPtr, now_ns},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
     timeline,
 };
@@ -25,6 +24,9 @@ pub struct SwitchOut {
     /// The thread is exiting: this is its last switch.
     pub dead: bool,
 }
+
+/// `-EEXIST` from a `BPF_NOEXIST` insert: the key is already there.
+const EEXIST: i32 = 17;
 
 const TASK_RUNNING: u32 = 0;
 const TASK_UNINTERRUPTIBLE: u32 = 0x2;
@@ -126,7 +128,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
     if let Err(err) = THREADS.insert(tid, fresh, BPF_NOEXIST as u64)
-        && err != -17
+        && err != -EEXIST
     {
         count(Counter::ThreadsMapFull);
         return false;
@@ -389,6 +391,9 @@ fn clock_offset() -> Option<u64> {
 /// the same before and after (a preemption changes it).
 #[inline(always)]
 pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
+    // Each retry follows a preemption in the middle of the read; after this
+    // many the last read is taken as it is (the loop must stay bounded).
+    const RETRIES: u32 = 3;
     let since = |s: &ThreadStats| {
         // SAFETY: reading a field of a live map value.
         unsafe { core::ptr::read_volatile(&raw const s.on_cpu_since_ns) }
@@ -398,8 +403,8 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
         let before = since(stats);
         // SAFETY: as above.
         let totals = unsafe { core::ptr::read_volatile(&raw const stats.totals) };
-        let now = crate::kernel::now_ns();
-        if since(stats) == before || attempt == 3 {
+        let now = now_ns();
+        if since(stats) == before || attempt == RETRIES {
             let mut totals = totals;
             if before != 0 && now > before {
                 totals.on_cpu_ns += now - before;
