@@ -4,8 +4,8 @@
 #[cfg(doc)]
 use crate::{
     BlockKey, BlockOffsets, BucketStat, Counter, Filter, HttpCapture, HttpConn, HttpConnKey, Inflight, InflightKey,
-    RunqEvent, SpanConfig, SpanEvent, SpanKey, SpanState, SyscallConfig, SyscallErrorKey, SyscallKey,
-    TaskOffsets, ThreadExit, TimelineEvent, TracepointOffsets,
+    RunqEvent, SpanConfig, SpanEvent, SpanKey, SpanState, SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets,
+    ThreadExit, TimelineEvent, TracepointOffsets,
 };
 
 /// Per-thread cumulative accounting, keyed by TID.

@@ -51,7 +51,8 @@ pub struct TimelineEvent {
     pub totals: ThreadTotals,
 }
 // The transition states share `TimelineEvent::value` with `OffCpuState`.
-const _: () = assert!(OffCpuState::from_u32(TIMELINE_ON_CPU).is_none() && OffCpuState::from_u32(TIMELINE_RUNNABLE).is_none());
+const _: () =
+    assert!(OffCpuState::from_u32(TIMELINE_ON_CPU).is_none() && OffCpuState::from_u32(TIMELINE_RUNNABLE).is_none());
 const _: () = assert!(size_of::<TimelineEvent>() == 40 + size_of::<ThreadTotals>());
 
 impl_pod!(TimelineEvent);

@@ -5,10 +5,10 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight,
-    InflightKey, MAX_OPEN_SPANS, SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState,
-    SyscallErrorKey, SyscallKey, ThreadStats, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey,
-    TIMELINE_RING_BYTES,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
+    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
+    SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
+    ThreadStats,
 };
 
 #[map]

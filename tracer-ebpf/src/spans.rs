@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
-    THREAD_IN_SPAN, ThreadStats, ThreadTotals, TopEntry,
+    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState, THREAD_IN_SPAN, ThreadStats,
+    ThreadTotals, TopEntry,
 };
 
 use crate::{
