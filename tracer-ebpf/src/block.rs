@@ -6,21 +6,12 @@
 //! `block_rq_insert` or a direct `block_rq_issue`. Later stages may run in a
 //! kworker or in interrupt context and only update the request's entry, so
 //! for them the in-flight lookup is the filter.
-use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::bpf_get_current_pid_tgid,
-    macros::tracepoint,
-    programs::TracePointContext,
-};
-use tracer_common::{
-    BLOCK_METRIC_LATENCY, BLOCK_METRIC_QUEUE, BLOCK_METRIC_SIZE, BLOCK_METRIC_TOTAL,
-    BLOCK_OP_DISCARD, BLOCK_OP_FLUSH, BLOCK_OP_OTHER, BLOCK_OP_READ, BLOCK_OP_WRITE, BlockKey,
-    COUNTER_BLOCK_INFLIGHT_FULL, Inflight, InflightKey, RWBS_LEN, bucket_index,
-};
+use aya_ebpf::{bindings::BPF_ANY, macros::tracepoint, programs::TracePointContext};
+use tracer_common::{BlockKey, BlockMetric, BlockOp, Counter, Inflight, InflightKey, RWBS_LEN, bucket_index};
 
 use crate::{
     filter,
-    kernel::{block_offsets, now_ns, read_field},
+    kernel::{block_offsets, current_ids, now_ns, read_field},
     maps::{BLOCK_INFLIGHT, BLOCK_STATS, add_to_bucket, count},
 };
 
@@ -58,23 +49,23 @@ pub fn tp_block_rq_complete(ctx: TracePointContext) -> u32 {
 /// Operation and sync flag from `rwbs` ("WS", "R", "FWS", "F", "DS", ...):
 /// the first of R/W/D is the operation; a lone F is a flush.
 #[inline(always)]
-fn decode_rwbs(rwbs: &[u8; RWBS_LEN]) -> (u8, u8) {
-    let mut op = BLOCK_OP_OTHER;
+fn decode_rwbs(rwbs: &[u8; RWBS_LEN]) -> (BlockOp, u8) {
+    let mut op = BlockOp::Other;
     let mut flush = false;
     let mut sync = 0;
     for &c in rwbs.iter() {
         match c {
             0 => break,
-            b'R' if op == BLOCK_OP_OTHER => op = BLOCK_OP_READ,
-            b'W' if op == BLOCK_OP_OTHER => op = BLOCK_OP_WRITE,
-            b'D' if op == BLOCK_OP_OTHER => op = BLOCK_OP_DISCARD,
+            b'R' if op == BlockOp::Other => op = BlockOp::Read,
+            b'W' if op == BlockOp::Other => op = BlockOp::Write,
+            b'D' if op == BlockOp::Other => op = BlockOp::Discard,
             b'F' => flush = true,
             b'S' => sync = 1,
             _ => {}
         }
     }
-    if op == BLOCK_OP_OTHER && flush {
-        op = BLOCK_OP_FLUSH;
+    if op == BlockOp::Other && flush {
+        op = BlockOp::Flush;
     }
     (op, sync)
 }
@@ -102,8 +93,7 @@ fn on_submit(ctx: &TracePointContext, stage: Stage) {
         }
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    let (tid, tgid) = current_ids();
     if !filter::current_measured(tid, tgid) {
         return;
     }
@@ -114,12 +104,12 @@ fn on_submit(ctx: &TracePointContext, stage: Stage) {
         bytes: read_field::<u32>(ctx, offsets.rq_bytes).unwrap_or(0),
         insert_ns: if stage == Stage::Insert { now } else { 0 },
         issue_ns: if stage == Stage::Issue { now } else { 0 },
-        op,
+        op: op as u8,
         sync,
         _pad: [0; 6],
     };
     if BLOCK_INFLIGHT.insert(&key, &fresh, BPF_ANY as u64).is_err() {
-        count(COUNTER_BLOCK_INFLIGHT_FULL);
+        count(Counter::BlockInflightFull);
     }
 }
 
@@ -152,19 +142,19 @@ fn on_complete(ctx: &TracePointContext) {
         dev,
         op: request.op,
         sync: request.sync,
-        metric: BLOCK_METRIC_LATENCY,
+        metric: BlockMetric::Latency as u8,
         _pad: 0,
         bucket: bucket_index(latency),
         _pad2: 0,
     };
     add_to_bucket(&BLOCK_STATS, &key, latency);
-    key.metric = BLOCK_METRIC_QUEUE;
+    key.metric = BlockMetric::Queue as u8;
     key.bucket = bucket_index(queue);
     add_to_bucket(&BLOCK_STATS, &key, queue);
-    key.metric = BLOCK_METRIC_TOTAL;
+    key.metric = BlockMetric::Total as u8;
     key.bucket = bucket_index(total);
     add_to_bucket(&BLOCK_STATS, &key, total);
-    key.metric = BLOCK_METRIC_SIZE;
+    key.metric = BlockMetric::Size as u8;
     key.bucket = bucket_index(u64::from(request.bytes));
     add_to_bucket(&BLOCK_STATS, &key, u64::from(request.bytes));
 }

@@ -7,9 +7,8 @@
 //! (bounded) for the loader, which parses them.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
-    COUNTER_HTTP_PIPELINED, COUNTER_HTTP_UNANSWERED, HTTP_CAPTURE_READS, HTTP_CAPTURE_REQUEST,
-    HTTP_CAPTURE_RESPONSE, HTTP_PHASE_REQUEST, HTTP_PHASE_RESPONSE, HttpCapture, HttpConn, HttpConnKey,
-    SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals,
+    Counter, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
+    SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
 };
 
 use crate::{
@@ -29,6 +28,21 @@ const NR_SENDTO: u32 = 44;
 const NR_RECVFROM: u32 = 45;
 const NR_SENDMSG: u32 = 46;
 const NR_RECVMSG: u32 = 47;
+
+// User-space layouts (64-bit): `struct msghdr { void *msg_name; int
+// msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
+// *iov_base; size_t iov_len; }`.
+const MSGHDR_MSG_IOV: u64 = 16;
+const IOVEC_IOV_BASE: u64 = 0;
+const IOVEC_IOV_LEN: u64 = 8;
+
+/// Bytes that tell a request line by its method ("GET ", "POST", ...).
+const REQUEST_START_LEN: usize = 4;
+/// How a response starts: the status line's "HTTP/1.", then the minor
+/// version digit.
+const STATUS_LINE_PREFIX: [u8; 7] = *b"HTTP/1.";
+/// The name of every HTTP span (the loader names it from the request line).
+const HTTP_SPAN_NAME: &[u8] = b"HTTP";
 
 /// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,7 +90,7 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
         let [fd, buf] = args();
         // The connection is its `struct file`, so descriptors dup'ed from
         // one another (a reader and a writer) are one connection.
-        file = current_task().file_of(fd as u32).unwrap_or(fd & 0xffff_ffff);
+        file = current_task().file_of(fd as u32).unwrap_or(u64::from(fd as u32));
         stats.syscall_file = file;
         stats.syscall_buf = buf;
     }
@@ -107,19 +121,18 @@ fn first_bytes(data: Data, arg: u64, transferred: u64) -> Option<(u64, u64)> {
     let iovec = match data {
         Data::Buffer => return Some((arg, transferred)),
         Data::Vector => arg,
-        // struct msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
-        Data::Message => read_user::<u64>(arg + 16)?,
+        Data::Message => read_user::<u64>(arg + MSGHDR_MSG_IOV)?,
         Data::None => return None,
     };
-    // struct iovec { void *iov_base; size_t iov_len; }
-    let base = read_user::<u64>(iovec)?;
-    let len = read_user::<u64>(iovec + 8)?;
+    // The first iovec.
+    let base = read_user::<u64>(iovec + IOVEC_IOV_BASE)?;
+    let len = read_user::<u64>(iovec + IOVEC_IOV_LEN)?;
     Some((base, if len < transferred { len } else { transferred }))
 }
 
 /// A request line starts with a method; the loader checks the rest.
 #[inline(always)]
-fn is_request_start(head: [u8; 4]) -> bool {
+fn is_request_start(head: [u8; REQUEST_START_LEN]) -> bool {
     matches!(
         &head,
         b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN" | b"TRAC"
@@ -129,10 +142,10 @@ fn is_request_start(head: [u8; 4]) -> bool {
 #[inline(always)]
 fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-    if len < 4 {
+    if len < REQUEST_START_LEN as u64 {
         return;
     }
-    let Some(head) = read_user::<[u8; 4]>(at) else { return };
+    let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
     let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     let conn = HTTP_CONNS.get_ptr_mut(&key);
     if !is_request_start(head) {
@@ -140,9 +153,9 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         if let Some(conn) = conn {
             // SAFETY: a map value; one connection is read by one thread at a time.
             let conn = unsafe { &mut *conn };
-            if conn.phase == HTTP_PHASE_REQUEST && conn.reads < HTTP_CAPTURE_READS {
+            if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
                 conn.reads += 1;
-                capture(conn.span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+                capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
             }
         }
         return;
@@ -150,13 +163,13 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if let Some(conn) = conn {
         // SAFETY: as above.
         let conn = unsafe { &*conn };
-        if conn.phase == HTTP_PHASE_REQUEST {
-            count(COUNTER_HTTP_PIPELINED);
+        if conn.phase == HttpPhase::Request as u32 {
+            count(Counter::HttpPipelined);
             return;
         }
         send(tgid, conn, stats);
     }
-    let span_id = (now_ns() << 8) | u64::from(this_cpu() & 0xff);
+    let span_id = http_span_id(now_ns(), this_cpu());
     // The request was there to read since the thread was woken for this run
     // (if it was): its wait for a CPU since then is part of the request's.
     // Only the first request of a run claims it.
@@ -166,7 +179,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     }
     let fresh = HttpConn {
         span_id,
-        phase: HTTP_PHASE_REQUEST,
+        phase: HttpPhase::Request as u32,
         reads: 1,
         end_tid: 0,
         _pad: 0,
@@ -174,12 +187,12 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         end: ThreadTotals::default(),
     };
     if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
-        capture(span_id, tgid, tid, HTTP_CAPTURE_REQUEST, at, len);
+        capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
     }
 }
 
 fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
-    name[..4].copy_from_slice(b"HTTP");
+    name[..HTTP_SPAN_NAME.len()].copy_from_slice(HTTP_SPAN_NAME);
 }
 
 #[inline(always)]
@@ -188,13 +201,16 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value; one connection is written by one thread at a time.
     let conn = unsafe { &mut *conn };
-    if conn.phase == HTTP_PHASE_REQUEST {
+    if conn.phase == HttpPhase::Request as u32 {
         let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-        if len < 8 || read_user::<[u8; 7]>(at).is_none_or(|head| &head != b"HTTP/1.") {
+        // The prefix, and at least the digit after it.
+        if len <= STATUS_LINE_PREFIX.len() as u64
+            || read_user::<[u8; STATUS_LINE_PREFIX.len()]>(at).is_none_or(|head| head != STATUS_LINE_PREFIX)
+        {
             return;
         }
-        conn.phase = HTTP_PHASE_RESPONSE;
-        capture(conn.span_id, tgid, tid, HTTP_CAPTURE_RESPONSE, at, len);
+        conn.phase = HttpPhase::Response as u32;
+        capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
     }
     let (totals, now) = spans::own_totals(tid, stats);
     conn.end_ns = now;
@@ -212,7 +228,7 @@ fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HTTP_PHASE_RESPONSE {
+    if conn.phase == HttpPhase::Response as u32 {
         send(tgid, conn, stats);
         let _ = HTTP_CONNS.remove(&key);
     }
@@ -233,10 +249,10 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HTTP_PHASE_RESPONSE {
+    if conn.phase == HttpPhase::Response as u32 {
         send(tgid, conn, stats);
     } else {
-        count(COUNTER_HTTP_UNANSWERED);
+        count(Counter::HttpUnanswered);
         spans::discard(&SpanKey { tgid, _pad: 0, span_id: conn.span_id });
         spans::release_thread(stats, conn.span_id);
     }
@@ -245,9 +261,9 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
 
 /// Copies the first bytes of a request read or response write.
 #[inline(always)]
-fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
+fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, len: u64) {
     let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
-        count(tracer_common::COUNTER_LOST_SPANS);
+        count(Counter::LostSpans);
         return;
     };
     let capture = record.as_mut_ptr();
@@ -257,7 +273,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: u32, at: u64, len: u64) {
         (*capture).span_id = span_id;
         (*capture).tgid = tgid;
         (*capture).tid = tid;
-        (*capture).kind = kind;
+        (*capture).kind = kind as u32;
         (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
     }
     // The loader drains on a timer; a wakeup per record would only cost.

@@ -2,95 +2,39 @@
 //! programs is here, in small helpers named after what they read.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
     programs::TracePointContext,
 };
 use tracer_common::{
-    BlockOffsets, KernelSchedCounters, OFF_CPU_IOWAIT, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_POINTERS, Filter, SYSCALL_BITMAP_WORDS,
+    BlockOffsets, CgroupAncestry, Filter, HTTP_CAPTURE_LEN, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
     SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
 };
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
 #[unsafe(no_mangle)]
-static FILTER: Filter = Filter {
-    flags: 0,
-    tid: 0,
-    tgid_count: 0,
-    tgids: [0; tracer_common::MAX_FILTER_TGIDS],
-    cgroup_level: 0,
-    self_tgid: 0,
-    _pad: 0,
-    cgroup_id: 0,
-};
+static FILTER: Filter = Filter::ZERO;
 
 /// Set by the loader from the running kernel's BTF.
 #[unsafe(no_mangle)]
-static TASK_OFFSETS: TaskOffsets = TaskOffsets {
-    task_pid: 0,
-    task_tgid: 0,
-    task_comm: 0,
-    task_cgroups: 0,
-    css_set_dfl_cgrp: 0,
-    cgroup_kn: 0,
-    cgroup_level: 0,
-    cgroup_ancestors: 0,
-    kernfs_node_id: 0,
-    cgroup_ancestry: 0,
-    task_in_iowait_byte: 0,
-    task_in_iowait_mask: 0,
-    task_sum_exec_runtime: 0,
-    task_run_delay: 0,
-    task_pcount: 0,
-    task_last_arrival: 0,
-    task_on_cpu: 0,
-    task_contributes_byte: 0,
-    task_contributes_mask: 0,
-    regs_arg0: 0,
-    regs_arg1: 0,
-    task_files: 0,
-    files_fdt: 0,
-    fdtable_fd: 0,
-    fdtable_max_fds: 0,
-};
+static TASK_OFFSETS: TaskOffsets = TaskOffsets::ZERO;
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
-static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
-    switch_prev_pid: 0,
-    switch_prev_state: 0,
-    switch_next_pid: 0,
-    switch_next_comm: 0,
-    wakeup_pid: 0,
-    wakeup_comm: 0,
-    sys_enter_id: 0,
-    sys_exit_ret: 0,
-    sys_enter_args: 0,
-};
+static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets::ZERO;
 
 /// Set by the loader from the command line.
 #[unsafe(no_mangle)]
-static SYSCALL_CONFIG: SyscallConfig = SyscallConfig {
-    by_thread: 0,
-    only_listed: 0,
-    numbers: [0; SYSCALL_BITMAP_WORDS],
-};
+static SYSCALL_CONFIG: SyscallConfig = SyscallConfig::ZERO;
 
 /// Set by the loader when spans are traced.
 #[unsafe(no_mangle)]
-static SPAN_CONFIG: SpanConfig = SpanConfig { enabled: 0, timeline: 0, http: 0, _pad: 0 };
+static SPAN_CONFIG: SpanConfig = SpanConfig::ZERO;
 
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
-static BLOCK_OFFSETS: BlockOffsets = BlockOffsets {
-    rq_dev: 0,
-    rq_sector: 0,
-    rq_bytes: 0,
-    rq_rwbs: 0,
-    done_dev: 0,
-    done_sector: 0,
-};
+static BLOCK_OFFSETS: BlockOffsets = BlockOffsets::ZERO;
 
 /// Reads one field of a load-time global. `read_volatile` keeps the compiler
 /// from folding the zero initialiser into the code.
@@ -155,11 +99,15 @@ pub fn syscall_args_from_record(ctx: &TracePointContext) -> [u64; 2] {
     read_field::<[u64; 2]>(ctx, tracepoint_offsets().sys_enter_args).unwrap_or([0; 2])
 }
 
+/// All ones above `HTTP_CAPTURE_LEN`: masking a length with it never cuts a
+/// valid one, and gives the verifier a bound it can see.
+const CAPTURE_LEN_MASK: u32 = (HTTP_CAPTURE_LEN as u32).next_power_of_two() * 2 - 1;
+
 /// Copies up to `dst.len()` bytes of user memory; returns how many.
-pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; tracer_common::HTTP_CAPTURE_LEN]) -> u32 {
+pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; HTTP_CAPTURE_LEN]) -> u32 {
     let want = if len > dst.len() as u64 { dst.len() as u32 } else { len as u32 };
     // Keeps the verifier sure of the bound whatever the compiler does above.
-    let want = want & (tracer_common::HTTP_CAPTURE_LEN as u32 * 2 - 1);
+    let want = want & CAPTURE_LEN_MASK;
     if want == 0 || want as usize > dst.len() {
         return 0;
     }
@@ -183,7 +131,7 @@ pub fn syscall_selected(nr: u64) -> bool {
     if global!(SYSCALL_CONFIG.only_listed) == 0 {
         return true;
     }
-    let word = (nr / 64) as usize;
+    let word = (nr / u64::from(u64::BITS)) as usize;
     if word >= SYSCALL_BITMAP_WORDS {
         return false;
     }
@@ -191,8 +139,15 @@ pub fn syscall_selected(nr: u64) -> bool {
     let bits = unsafe {
         core::ptr::read_volatile((&raw const SYSCALL_CONFIG.numbers).cast::<u64>().add(word))
     };
-    bits & (1 << (nr % 64)) != 0
+    bits & (1 << (nr % u64::from(u64::BITS))) != 0
 }
+
+/// Size of a kernel pointer (64-bit kernels): `fdtable.fd` is an array of
+/// `struct file *`.
+const KERNEL_POINTER_SIZE: u32 = 8;
+/// Size of one `cgroup.ancestors[]` slot: a pointer, or a `u64` id in
+/// `ancestor_ids[]` on older kernels.
+const CGROUP_ANCESTOR_SIZE: u32 = 8;
 
 /// A `struct task_struct *` handed to a BTF tracepoint.
 #[derive(Clone, Copy)]
@@ -248,7 +203,7 @@ impl TaskPtr {
             return None;
         }
         let table = read_at::<*const u8>(fdt, global!(TASK_OFFSETS.fdtable_fd))?;
-        read_at::<u64>(table, fd * 8).filter(|&file| file != 0)
+        read_at::<u64>(table, fd * KERNEL_POINTER_SIZE).filter(|&file| file != 0)
     }
 
     /// When the task last got a CPU (`sched_info.last_arrival`), in the
@@ -270,18 +225,18 @@ impl TaskPtr {
     }
 
     /// How a task that is being woken had blocked, from what the scheduler
-    /// recorded when it went to sleep: one of the `OFF_CPU_*` states.
-    pub fn blocked_state(self) -> u32 {
+    /// recorded when it went to sleep.
+    pub fn blocked_state(self) -> OffCpuState {
         let mask = global!(TASK_OFFSETS.task_contributes_mask);
         let uninterruptible = mask != 0
             && read_at::<u8>(self.0, global!(TASK_OFFSETS.task_contributes_byte))
                 .is_some_and(|byte| u32::from(byte) & mask != 0);
         if self.in_iowait() {
-            OFF_CPU_IOWAIT
+            OffCpuState::Iowait
         } else if uninterruptible {
-            OFF_CPU_UNINTERRUPTIBLE
+            OffCpuState::Uninterruptible
         } else {
-            OFF_CPU_SLEEP
+            OffCpuState::Sleep
         }
     }
 
@@ -310,12 +265,12 @@ impl TaskPtr {
         if task_level < level as i32 {
             return false;
         }
-        let slot = global!(TASK_OFFSETS.cgroup_ancestors) + level * 8;
-        match global!(TASK_OFFSETS.cgroup_ancestry) {
-            CGROUP_ANCESTRY_POINTERS => read_at::<*const u8>(cgroup, slot)
+        let slot = global!(TASK_OFFSETS.cgroup_ancestors) + level * CGROUP_ANCESTOR_SIZE;
+        match CgroupAncestry::from_u32(global!(TASK_OFFSETS.cgroup_ancestry)) {
+            Some(CgroupAncestry::Pointers) => read_at::<*const u8>(cgroup, slot)
                 .is_some_and(|ancestor| cgroup_id(ancestor) == Some(id)),
-            CGROUP_ANCESTRY_IDS => read_at::<u64>(cgroup, slot) == Some(id),
-            _ => cgroup_id(cgroup) == Some(id),
+            Some(CgroupAncestry::Ids) => read_at::<u64>(cgroup, slot) == Some(id),
+            Some(CgroupAncestry::Unavailable) | None => cgroup_id(cgroup) == Some(id),
         }
     }
 }
@@ -329,6 +284,13 @@ fn cgroup_id(cgroup: *const u8) -> Option<u64> {
 pub fn current_task() -> TaskPtr {
     // SAFETY: helper call without arguments.
     TaskPtr(unsafe { bpf_get_current_task() } as *const u8)
+}
+
+/// The TID and TGID of the task running this program.
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid as u32, (pid_tgid >> 32) as u32)
 }
 
 pub fn now_ns() -> u64 {

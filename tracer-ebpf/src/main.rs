@@ -5,6 +5,13 @@
 //! the running kernel's BTF) and classic tracepoints (record fields at offsets
 //! from tracefs format files) for kernels without BTF. The loader attaches one
 //! set. Entry points stay thin; the accounting is in `sched`.
+//!
+//! Modules use only modules of lower layers, so their imports form no cycle:
+//! 1. `kernel` (helpers, kernel memory, load-time globals) and `maps`;
+//! 2. `filter` and `slices` (the per-CPU run slices);
+//! 3. `timeline`, then `sched` (per-thread accounting), then `spans`, then
+//!    `http`;
+//! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -22,6 +29,8 @@ mod maps;
 mod probes;
 #[cfg(target_arch = "bpf")]
 mod sched;
+#[cfg(target_arch = "bpf")]
+mod slices;
 #[cfg(target_arch = "bpf")]
 mod spans;
 #[cfg(target_arch = "bpf")]

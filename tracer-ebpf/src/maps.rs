@@ -5,11 +5,10 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, COUNTER_COUNT, COUNTER_STATS_MAP_FULL,
-    CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES, EXIT_RING_BYTES, Inflight,
-    InflightKey, MAX_OPEN_SPANS, SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState,
-    SyscallErrorKey, SyscallKey, ThreadStats, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey,
-    TIMELINE_RING_BYTES,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
+    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
+    SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
+    ThreadStats,
 };
 
 #[map]
@@ -67,12 +66,12 @@ pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1,
 pub static CLOCK_OFFSETS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
 /// Counts a loss; the loader reports every non-zero counter.
 #[inline(always)]
-pub fn count(counter: u32) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter) {
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it, and programs do not
         // nest on one CPU for these tracepoints.
         unsafe { *slot += 1 };
@@ -93,7 +92,7 @@ pub fn add_to_bucket<K>(map: &PerCpuHashMap<K, BucketStat>, key: &K, value: u64)
         None => {
             let first = BucketStat { count: 1, total: value };
             if map.insert(key, &first, 0).is_err() {
-                count(COUNTER_STATS_MAP_FULL);
+                count(Counter::StatsMapFull);
             }
         }
     }
@@ -107,7 +106,7 @@ pub fn increment<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
         Some(value) => unsafe { *value += 1 },
         None => {
             if map.insert(key, &1, 0).is_err() {
-                count(COUNTER_STATS_MAP_FULL);
+                count(Counter::StatsMapFull);
             }
         }
     }

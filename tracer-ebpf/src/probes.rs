@@ -1,7 +1,6 @@
 //! Entry points. Each reads its arguments, filters, and hands over to
 //! `sched`; nothing else happens here.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -9,8 +8,8 @@ use tracer_common::TASK_COMM_LEN;
 
 use crate::{
     filter,
-    kernel::{TaskPtr, current_comm, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
-    sched, spans, timeline,
+    kernel::{TaskPtr, current_comm, current_ids, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
+    sched, slices, spans, timeline,
 };
 
 
@@ -20,6 +19,12 @@ use crate::{
 /// unsigned int prev_state)`.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
+    btf_switch(&ctx)
+}
+
+/// Switch-out of `prev`, then switch-in of `next`, each when measured.
+#[inline(always)]
+fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     let preempt = ctx.arg::<u8>(0) != 0;
     let prev = TaskPtr(ctx.arg::<*const u8>(1));
     let next = TaskPtr(ctx.arg::<*const u8>(2));
@@ -29,7 +34,7 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
     let prev_tid = prev.tid();
     let prev_tgid = prev.tgid();
     if spans_enabled() {
-        spans::record_slice(prev_tgid, now);
+        slices::record(prev_tgid, now);
     }
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
@@ -100,14 +105,20 @@ fn read_comm(ctx: &TracePointContext, offset: u32) -> [u8; TASK_COMM_LEN] {
 
 #[tracepoint]
 pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
+    tp_switch(&ctx)
+}
+
+/// As `btf_switch`, from the record's fields and `current` (which is `prev`).
+#[inline(always)]
+fn tp_switch(ctx: &TracePointContext) -> u32 {
     let offsets = tracepoint_offsets();
     let now = now_ns();
-    let current = bpf_get_current_pid_tgid();
-    let prev_tid = read_field::<i32>(&ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
-    let prev_state = read_field::<i64>(&ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
-    let prev_tgid = if current as u32 == prev_tid { (current >> 32) as u32 } else { 0 };
+    let (current_tid, current_tgid) = current_ids();
+    let prev_tid = read_field::<i32>(ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
+    let prev_state = read_field::<i64>(ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
+    let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
     if spans_enabled() {
-        spans::record_slice(prev_tgid, now);
+        slices::record(prev_tgid, now);
     }
 
     if prev_tid != 0 && prev_tgid != 0 {
@@ -126,14 +137,14 @@ pub fn tp_sched_switch(ctx: TracePointContext) -> u32 {
         }
     }
 
-    let next_tid = read_field::<i32>(&ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
+    let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
     if next_tid == 0 {
         return 0;
     }
     let stats = if filter::active() {
         sched::lookup(next_tid)
     } else {
-        sched::lookup_or_track(next_tid, 0, || read_comm(&ctx, offsets.switch_next_comm))
+        sched::lookup_or_track(next_tid, 0, || read_comm(ctx, offsets.switch_next_comm))
     };
     if let Some(stats) = stats {
         let cpu = this_cpu();

@@ -5,17 +5,14 @@
 //! with the state it blocked in). Each transition closes the current period
 //! and adds it to the matching total, so at any moment
 //! on-CPU + run-queue wait + uninterruptible + sleep covers all observed time.
-use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
-    COUNTER_ACCOUNTING_GAPS, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_THREADS_MAP_FULL, CPU_UNKNOWN,
-    KernelSchedCounters, OFF_CPU_IOWAIT, OFF_CPU_NONE, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE,
-    RunqEvent, TASK_COMM_LEN, THREAD_DEAD, THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit,
-    ThreadStats, ThreadTotals,
+    CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RunqEvent, TASK_COMM_LEN, THREAD_DEAD,
+    THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{
-    kernel::TaskPtr,
+    kernel::{TaskPtr, now_ns},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
     timeline,
 };
@@ -23,11 +20,13 @@ use crate::{
 /// How a thread left the CPU.
 #[derive(Clone, Copy)]
 pub struct SwitchOut {
-    /// One of the `OFF_CPU_*` constants.
-    pub state: u32,
+    pub state: OffCpuState,
     /// The thread is exiting: this is its last switch.
     pub dead: bool,
 }
+
+/// `-EEXIST` from a `BPF_NOEXIST` insert: the key is already there.
+const EEXIST: i32 = 17;
 
 const TASK_RUNNING: u32 = 0;
 const TASK_UNINTERRUPTIBLE: u32 = 0x2;
@@ -39,14 +38,14 @@ const TASK_NOLOAD: u32 = 0x400;
 #[inline(always)]
 pub fn switch_out_from_raw_state(preempt: bool, state: u32, in_iowait: impl FnOnce() -> bool) -> SwitchOut {
     let state_class = if preempt || state == TASK_RUNNING {
-        OFF_CPU_PREEMPTED
+        OffCpuState::Preempted
     } else if state & TASK_NOLOAD != 0 {
         // TASK_IDLE: kernel threads waiting for work, not load.
-        OFF_CPU_SLEEP
+        OffCpuState::Sleep
     } else if state & TASK_UNINTERRUPTIBLE != 0 {
-        if in_iowait() { OFF_CPU_IOWAIT } else { OFF_CPU_UNINTERRUPTIBLE }
+        if in_iowait() { OffCpuState::Iowait } else { OffCpuState::Uninterruptible }
     } else {
-        OFF_CPU_SLEEP
+        OffCpuState::Sleep
     };
     SwitchOut {
         state: state_class,
@@ -63,11 +62,11 @@ pub fn switch_out_from_reported_state(state: u64) -> SwitchOut {
     const REPORT_Z: u64 = 0x20;
     const REPORT_MAX: u64 = 0x100;
     let state_class = if state == 0 || state & REPORT_MAX != 0 {
-        OFF_CPU_PREEMPTED
+        OffCpuState::Preempted
     } else if state == REPORT_D {
-        OFF_CPU_UNINTERRUPTIBLE
+        OffCpuState::Uninterruptible
     } else {
-        OFF_CPU_SLEEP
+        OffCpuState::Sleep
     };
     SwitchOut {
         state: state_class,
@@ -112,10 +111,10 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         on_cpu_since_ns: 0,
         runnable_since_ns: 0,
         off_cpu_since_ns: 0,
-        off_cpu_state: OFF_CPU_NONE,
+        off_cpu_state: OffCpuState::Unknown as u32,
         last_cpu: CPU_UNKNOWN,
         last_blocked_ns: 0,
-        last_blocked_state: OFF_CPU_NONE,
+        last_blocked_state: OffCpuState::Unknown as u32,
         syscall_nr: 0,
         syscall_since_ns: 0,
         span_id: 0,
@@ -124,28 +123,14 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         http_file: 0,
         woken_at_ns: 0,
         last_wait_ns: 0,
-        totals: ThreadTotals {
-            on_cpu_ns: 0,
-            runq_wait_ns: 0,
-            runq_waits: 0,
-            preempted_ns: 0,
-            uninterruptible_ns: 0,
-            sleep_ns: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            iowait_ns: 0,
-            syscall_ns: 0,
-            syscalls: 0,
-            migrations: 0,
-            unaccounted_ns: 0,
-        },
+        totals: ThreadTotals::ZERO,
         kernel: KernelSchedCounters { exec_ns: 0, run_delay_ns: 0, runs: 0 },
     };
     // Losing the NOEXIST race to another CPU is fine: the lookup finds theirs.
     if let Err(err) = THREADS.insert(tid, fresh, BPF_NOEXIST as u64)
-        && err != -17
+        && err != -EEXIST
     {
-        count(COUNTER_THREADS_MAP_FULL);
+        count(Counter::ThreadsMapFull);
         return false;
     }
     true
@@ -156,7 +141,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
 #[inline(always)]
 fn close_blocked(stats: &mut ThreadStats, now: u64) {
     stats.last_blocked_ns = 0;
-    stats.last_blocked_state = OFF_CPU_NONE;
+    stats.last_blocked_state = OffCpuState::Unknown as u32;
     if stats.off_cpu_since_ns != 0 && now > stats.off_cpu_since_ns {
         let blocked = now - stats.off_cpu_since_ns;
         credit_blocked(stats, blocked);
@@ -168,16 +153,14 @@ fn close_blocked(stats: &mut ThreadStats, now: u64) {
 
 #[inline(always)]
 fn credit_blocked(stats: &mut ThreadStats, blocked: u64) {
-    let state = stats.off_cpu_state;
-    if state == OFF_CPU_UNINTERRUPTIBLE || state == OFF_CPU_IOWAIT {
-        stats.totals.uninterruptible_ns += blocked;
-        if state == OFF_CPU_IOWAIT {
+    match OffCpuState::from_u32(stats.off_cpu_state) {
+        Some(OffCpuState::Uninterruptible) => stats.totals.uninterruptible_ns += blocked,
+        Some(OffCpuState::Iowait) => {
+            stats.totals.uninterruptible_ns += blocked;
             stats.totals.iowait_ns += blocked;
         }
-    } else if state == OFF_CPU_SLEEP {
-        stats.totals.sleep_ns += blocked;
-    } else {
-        stats.totals.unaccounted_ns += blocked;
+        Some(OffCpuState::Sleep) => stats.totals.sleep_ns += blocked,
+        _ => stats.totals.unaccounted_ns += blocked,
     }
 }
 
@@ -214,7 +197,7 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
     if known == 0 || until <= known {
         return;
     }
-    count(COUNTER_ACCOUNTING_GAPS);
+    count(Counter::AccountingGaps);
     let period = until - known;
     let Some(counted) = counted else {
         stats.totals.unaccounted_ns += period;
@@ -254,17 +237,17 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
         stats.totals.on_cpu_ns += ran;
         stats.totals.voluntary_switches += 1;
         stats.off_cpu_since_ns = stats.on_cpu_since_ns + ran;
-        stats.off_cpu_state = task.blocked_state();
+        stats.off_cpu_state = task.blocked_state() as u32;
         stats.on_cpu_since_ns = 0;
         remember_sample(stats, kernel);
-        count(COUNTER_ACCOUNTING_GAPS);
+        count(Counter::AccountingGaps);
         timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
         return;
     }
     close_blocked(stats, now);
-    stats.off_cpu_state = OFF_CPU_NONE;
+    stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = now;
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
 }
@@ -292,7 +275,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
                 stats.totals.runq_wait_ns += waited;
                 stats.totals.runq_waits += counted.runs - 1;
                 stats.totals.unaccounted_ns += off - waited;
-                count(COUNTER_ACCOUNTING_GAPS);
+                count(Counter::AccountingGaps);
             }
             _ => {
                 stats.totals.on_cpu_ns += period;
@@ -305,8 +288,8 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
     remember_sample(stats, kernel);
     stats.woken_at_ns = 0;
     stats.on_cpu_since_ns = 0;
-    stats.off_cpu_state = out.state;
-    if out.state == OFF_CPU_PREEMPTED {
+    stats.off_cpu_state = out.state as u32;
+    if out.state == OffCpuState::Preempted {
         stats.totals.involuntary_switches += 1;
         stats.runnable_since_ns = now;
         stats.off_cpu_since_ns = 0;
@@ -315,7 +298,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = now;
     }
-    timeline::transition(tid, stats, now, out.state);
+    timeline::transition(tid, stats, now, out.state as u32);
     if out.dead {
         finish_thread(tid, stats, now);
     }
@@ -327,7 +310,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
 #[inline(always)]
 fn finish_thread(tid: u32, stats: &mut ThreadStats, now: u64) {
     stats.off_cpu_since_ns = 0;
-    stats.off_cpu_state = OFF_CPU_NONE;
+    stats.off_cpu_state = OffCpuState::Unknown as u32;
     match EXITS.reserve::<ThreadExit>(0) {
         Some(mut record) => {
             record.write(ThreadExit {
@@ -341,7 +324,7 @@ fn finish_thread(tid: u32, stats: &mut ThreadStats, now: u64) {
         }
         None => {
             stats.flags |= THREAD_DEAD;
-            count(COUNTER_LOST_EXITS);
+            count(Counter::LostExits);
         }
     }
 }
@@ -375,7 +358,7 @@ pub fn catch_up_running(tid: u32, stats: &mut ThreadStats, task: TaskPtr, now: u
     fill_unreported(stats, arrived, counted);
     stats.runnable_since_ns = 0;
     stats.off_cpu_since_ns = 0;
-    stats.off_cpu_state = OFF_CPU_NONE;
+    stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.on_cpu_since_ns = arrived;
     stats.last_cpu = cpu;
     timeline::transition(tid, stats, arrived, TIMELINE_ON_CPU);
@@ -408,6 +391,9 @@ fn clock_offset() -> Option<u64> {
 /// the same before and after (a preemption changes it).
 #[inline(always)]
 pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
+    // Each retry follows a preemption in the middle of the read; after this
+    // many the last read is taken as it is (the loop must stay bounded).
+    const RETRIES: u32 = 3;
     let since = |s: &ThreadStats| {
         // SAFETY: reading a field of a live map value.
         unsafe { core::ptr::read_volatile(&raw const s.on_cpu_since_ns) }
@@ -417,8 +403,8 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
         let before = since(stats);
         // SAFETY: as above.
         let totals = unsafe { core::ptr::read_volatile(&raw const stats.totals) };
-        let now = crate::kernel::now_ns();
-        if since(stats) == before || attempt == 3 {
+        let now = now_ns();
+        if since(stats) == before || attempt == RETRIES {
             let mut totals = totals;
             if before != 0 && now > before {
                 totals.on_cpu_ns += now - before;
@@ -447,7 +433,7 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = 0;
         remember_sample(stats, kernel);
-        count(COUNTER_ACCOUNTING_GAPS);
+        count(Counter::AccountingGaps);
     }
     stats.woken_at_ns = 0;
     stats.last_wait_ns = 0;
@@ -456,12 +442,12 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
         stats.last_wait_ns = wait;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;
-        if stats.off_cpu_state != OFF_CPU_PREEMPTED {
+        if stats.off_cpu_state != OffCpuState::Preempted as u32 {
             stats.woken_at_ns = stats.runnable_since_ns;
         }
-        waited = Some(if stats.off_cpu_state == OFF_CPU_PREEMPTED {
+        waited = Some(if stats.off_cpu_state == OffCpuState::Preempted as u32 {
             stats.totals.preempted_ns += wait;
-            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OFF_CPU_PREEMPTED }
+            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OffCpuState::Preempted as u32 }
         } else {
             Waited {
                 wait_ns: wait,
@@ -473,10 +459,10 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
         close_blocked(stats, now);
     }
     stats.last_blocked_ns = 0;
-    stats.last_blocked_state = OFF_CPU_NONE;
+    stats.last_blocked_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = 0;
     stats.off_cpu_since_ns = 0;
-    stats.off_cpu_state = OFF_CPU_NONE;
+    stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.on_cpu_since_ns = now;
     if stats.flags & THREAD_KERNEL_SAMPLED == 0 {
         // A first sample (exact: it is not running yet), so that switches
@@ -510,6 +496,6 @@ pub fn emit_runq_wait(tid: u32, tgid: u32, waited: &Waited, cpu: u32, prev_tgid:
             // more than the event itself.
             record.submit(BPF_RB_NO_WAKEUP as u64);
         }
-        None => count(COUNTER_LOST_RUNQ_EVENTS),
+        None => count(Counter::LostRunqEvents),
     }
 }

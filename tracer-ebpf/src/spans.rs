@@ -4,21 +4,20 @@
 //! waits are charged to it.
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
+    helpers::bpf_probe_read_user_str_bytes,
     macros::uprobe,
     programs::ProbeContext,
 };
 use tracer_common::{
-    COUNTER_LOST_SPANS, COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED, CPU_SLICE_RING,
-    SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, THREAD_IN_SPAN, ThreadStats,
+    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState, THREAD_IN_SPAN, ThreadStats,
     ThreadTotals, TopEntry,
 };
 
 use crate::{
     filter,
-    kernel::{current_comm, current_task, now_ns, this_cpu},
-    maps::{CPU_SLICES, SPAN_EVENTS, SPAN_SCRATCH, SPANS, count},
-    sched,
+    kernel::{current_comm, current_ids, current_task, now_ns, this_cpu},
+    maps::{SPAN_EVENTS, SPAN_SCRATCH, SPANS, count},
+    sched, slices,
 };
 
 #[uprobe]
@@ -35,11 +34,6 @@ pub fn uprobe_span_end(ctx: ProbeContext) -> u32 {
         end(id);
     }
     0
-}
-
-fn current_ids() -> (u32, u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    (pid_tgid as u32, (pid_tgid >> 32) as u32)
 }
 
 #[inline(always)]
@@ -87,7 +81,7 @@ pub fn open(
         base.runq_wait_ns = base.runq_wait_ns.saturating_sub(got_cpu - woken_at);
         base.runq_waits = base.runq_waits.saturating_sub(1);
         start = woken_at;
-        for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
+        slices::for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
     }
     state.tid = tid;
     state._pad = 0;
@@ -97,10 +91,10 @@ pub fn open(
     state.base = base;
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_some() {
-        count(COUNTER_SPAN_BEGIN_DUPLICATE);
+        count(Counter::SpanBeginDuplicate);
     }
     if SPANS.insert(&key, &*state, BPF_ANY as u64).is_err() {
-        count(COUNTER_LOST_SPANS);
+        count(Counter::LostSpans);
         return None;
     }
     stats.flags |= THREAD_IN_SPAN;
@@ -123,7 +117,7 @@ fn end(span_id: u64) {
     }
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_none() {
-        count(COUNTER_SPAN_END_UNMATCHED);
+        count(Counter::SpanEndUnmatched);
         return;
     }
     let mut stats = sched::lookup(tid);
@@ -178,7 +172,7 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
             // The loader drains on a timer; a wakeup per span would only cost.
             record.submit(BPF_RB_NO_WAKEUP as u64);
         }
-        None => count(COUNTER_LOST_SPANS),
+        None => count(Counter::LostSpans),
     }
     let _ = SPANS.remove(key);
 }
@@ -211,7 +205,7 @@ fn add_top(slots: &mut [TopEntry; SPAN_TOP], id: u32, ns: u64) {
 
 /// The thread's open span, if any.
 #[inline(always)]
-fn open_span(tgid: u32, stats: &ThreadStats) -> Option<&'static mut tracer_common::SpanState> {
+fn open_span(tgid: u32, stats: &ThreadStats) -> Option<&'static mut SpanState> {
     if stats.flags & THREAD_IN_SPAN == 0 {
         return None;
     }
@@ -228,47 +222,10 @@ pub fn charge_syscall(tgid: u32, stats: &ThreadStats, nr: u32, took: u64) {
     }
 }
 
-/// Remembers that `tgid` had this CPU from the last switch until `now`.
-#[inline(always)]
-pub fn record_slice(tgid: u32, now: u64) {
-    let Some(ring) = CPU_SLICES.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's slot, written only from sched_switch on this CPU.
-    let ring = unsafe { &mut *ring };
-    if ring.current_start != 0 {
-        let at = (ring.head as usize) % CPU_SLICE_RING;
-        ring.slices[at].tgid = tgid;
-        ring.slices[at].start = ring.current_start;
-        ring.slices[at].end = now;
-        ring.head = ring.head.wrapping_add(1);
-    }
-    ring.current_start = now;
-}
-
 /// A thread with an open span waited from `since` to `now` for this CPU:
 /// charge each task that ran on it meanwhile with its share of the wait.
 #[inline(always)]
 pub fn charge_wait(tgid: u32, stats: &ThreadStats, since: u64, now: u64) {
     let Some(span) = open_span(tgid, stats) else { return };
-    for_each_holder(since, now, |holder, ns| add_top(&mut span.holders, holder, ns));
-}
-
-/// Calls `f(tgid, ns)` for each run slice of this CPU that overlapped
-/// `since..now`, with the overlap.
-#[inline(always)]
-pub fn for_each_holder(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
-    let Some(ring) = CPU_SLICES.get_ptr(0) else { return };
-    // SAFETY: this CPU's slot, read on this CPU.
-    let ring = unsafe { &*ring };
-    for back in 1..=CPU_SLICE_RING {
-        let at = (ring.head as usize).wrapping_sub(back) % CPU_SLICE_RING;
-        let slice = ring.slices[at];
-        if slice.end <= since {
-            break;
-        }
-        let start = if slice.start > since { slice.start } else { since };
-        let end = if slice.end < now { slice.end } else { now };
-        if end > start {
-            f(slice.tgid, end - start);
-        }
-    }
+    slices::for_each_holder(since, now, |holder, ns| add_top(&mut span.holders, holder, ns));
 }

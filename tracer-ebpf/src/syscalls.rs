@@ -3,7 +3,6 @@
 //! loader attaches them only when asked (a PID or cgroup filter, or an
 //! explicit system-wide request).
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -13,7 +12,7 @@ use crate::{
     filter,
     http,
     kernel::{
-        current_comm, http_enabled, now_ns, read_field, syscall_args_from_record, syscall_args_from_regs,
+        current_comm, current_ids, http_enabled, now_ns, read_field, syscall_args_from_record, syscall_args_from_regs,
         syscall_selected, syscalls_by_thread, tracepoint_offsets,
     },
     maps::{SYSCALL_ERRORS, SYSCALL_LATENCY, add_to_bucket, increment},
@@ -51,11 +50,6 @@ pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
         on_exit(ret);
     }
     0
-}
-
-fn current_ids() -> (u32, u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    (pid_tgid as u32, (pid_tgid >> 32) as u32)
 }
 
 /// `args` reads the syscall's first two arguments, for the HTTP probes.

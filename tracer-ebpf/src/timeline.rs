@@ -2,23 +2,20 @@
 //! with their totals, streamed for offline attribution of spans recorded
 //! elsewhere. Nothing here runs unless the loader turned the timeline on.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
-use tracer_common::{
-    COUNTER_LOST_TIMELINE, TIMELINE_HOLDER, TIMELINE_SYSCALL, TIMELINE_TRANSITION, ThreadStats, ThreadTotals,
-    TimelineEvent,
-};
+use tracer_common::{Counter, ThreadStats, ThreadTotals, TimelineEvent, TimelineKind};
 
 use crate::{
     kernel::{this_cpu, timeline_enabled},
     maps::{TIMELINE_EVENTS, count},
-    spans,
+    slices,
 };
 
 #[inline(always)]
-fn emit(kind: u32, tid: u32, tgid: u32, ts_ns: u64, value: u32, ns: u64, totals: &ThreadTotals) {
+fn emit(kind: TimelineKind, tid: u32, tgid: u32, ts_ns: u64, value: u32, ns: u64, totals: &ThreadTotals) {
     match TIMELINE_EVENTS.reserve::<TimelineEvent>(0) {
         Some(mut record) => {
             record.write(TimelineEvent {
-                kind,
+                kind: kind as u32,
                 tid,
                 tgid,
                 cpu: this_cpu(),
@@ -31,15 +28,16 @@ fn emit(kind: u32, tid: u32, tgid: u32, ts_ns: u64, value: u32, ns: u64, totals:
             // The loader drains on a timer, like the run-queue stream.
             record.submit(BPF_RB_NO_WAKEUP as u64);
         }
-        None => count(COUNTER_LOST_TIMELINE),
+        None => count(Counter::LostTimeline),
     }
 }
 
-/// The thread entered `state` (a `TIMELINE_*` or `OFF_CPU_*` state) at `ts_ns`.
+/// The thread entered `state` (`TIMELINE_ON_CPU`, `TIMELINE_RUNNABLE` or an
+/// `OffCpuState`) at `ts_ns`.
 #[inline(always)]
 pub fn transition(tid: u32, stats: &ThreadStats, ts_ns: u64, state: u32) {
     if timeline_enabled() {
-        emit(TIMELINE_TRANSITION, tid, stats.tgid, ts_ns, state, 0, &stats.totals);
+        emit(TimelineKind::Transition, tid, stats.tgid, ts_ns, state, 0, &stats.totals);
     }
 }
 
@@ -47,7 +45,7 @@ pub fn transition(tid: u32, stats: &ThreadStats, ts_ns: u64, state: u32) {
 #[inline(always)]
 pub fn syscall(tid: u32, tgid: u32, nr: u32, ts_ns: u64, took: u64) {
     if timeline_enabled() {
-        emit(TIMELINE_SYSCALL, tid, tgid, ts_ns, nr, took, &ThreadTotals::default());
+        emit(TimelineKind::Syscall, tid, tgid, ts_ns, nr, took, &ThreadTotals::default());
     }
 }
 
@@ -56,6 +54,6 @@ pub fn syscall(tid: u32, tgid: u32, nr: u32, ts_ns: u64, took: u64) {
 pub fn holders(tid: u32, tgid: u32, since: u64, now: u64) {
     if timeline_enabled() {
         let none = ThreadTotals::default();
-        spans::for_each_holder(since, now, |holder, ns| emit(TIMELINE_HOLDER, tid, tgid, now, holder, ns, &none));
+        slices::for_each_holder(since, now, |holder, ns| emit(TimelineKind::Holder, tid, tgid, now, holder, ns, &none));
     }
 }

@@ -2,10 +2,8 @@
 //! pruning hash maps, summing per-CPU values.
 use aya::maps::{MapData, PerCpuHashMap, RingBuf};
 use tracer_common::{
-    BlockKey, BucketStat, COUNTER_ACCOUNTING_GAPS, COUNTER_BLOCK_INFLIGHT_FULL, COUNTER_COUNT, COUNTER_HTTP_PIPELINED,
-    COUNTER_HTTP_UNANSWERED, COUNTER_LOST_EXITS, COUNTER_LOST_RUNQ_EVENTS, COUNTER_LOST_SPANS, COUNTER_LOST_TIMELINE,
-    COUNTER_SPAN_BEGIN_DUPLICATE, COUNTER_SPAN_END_UNMATCHED, COUNTER_STATS_MAP_FULL, COUNTER_THREADS_MAP_FULL,
-    HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit, ThreadStats, TimelineEvent,
+    BlockKey, BucketStat, Counter, HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
+    ThreadStats, TimelineEvent,
 };
 
 use super::Probes;
@@ -36,27 +34,26 @@ impl Probes {
                 .map(|values| values.iter().sum())
                 .unwrap_or(0)
         };
-        const _: () = assert!(COUNTER_BLOCK_INFLIGHT_FULL < COUNTER_COUNT);
         Losses {
-            runq_events: sum(COUNTER_LOST_RUNQ_EVENTS),
-            thread_exits: sum(COUNTER_LOST_EXITS),
-            threads_untracked: sum(COUNTER_THREADS_MAP_FULL),
-            stats_samples: sum(COUNTER_STATS_MAP_FULL),
-            block_requests: sum(COUNTER_BLOCK_INFLIGHT_FULL),
-            spans: sum(COUNTER_LOST_SPANS),
-            accounting_gaps: sum(COUNTER_ACCOUNTING_GAPS),
-            timeline_events: sum(COUNTER_LOST_TIMELINE),
+            runq_events: sum(Counter::LostRunqEvents as u32),
+            thread_exits: sum(Counter::LostExits as u32),
+            threads_untracked: sum(Counter::ThreadsMapFull as u32),
+            stats_samples: sum(Counter::StatsMapFull as u32),
+            block_requests: sum(Counter::BlockInflightFull as u32),
+            spans: sum(Counter::LostSpans as u32),
+            accounting_gaps: sum(Counter::AccountingGaps as u32),
+            timeline_events: sum(Counter::LostTimeline as u32),
         }
     }
 
     pub fn span_anomalies(&self) -> SpanAnomalies {
         let sum = |index: u32| self.counters.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
         SpanAnomalies {
-            end_without_begin: sum(COUNTER_SPAN_END_UNMATCHED),
-            begun_twice: sum(COUNTER_SPAN_BEGIN_DUPLICATE),
+            end_without_begin: sum(Counter::SpanEndUnmatched as u32),
+            begun_twice: sum(Counter::SpanBeginDuplicate as u32),
             never_ended: self.spans_expired,
-            http_pipelined: sum(COUNTER_HTTP_PIPELINED),
-            http_unanswered: sum(COUNTER_HTTP_UNANSWERED),
+            http_pipelined: sum(Counter::HttpPipelined as u32),
+            http_unanswered: sum(Counter::HttpUnanswered as u32),
         }
     }
 

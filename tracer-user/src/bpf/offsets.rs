@@ -1,21 +1,18 @@
 //! Load-time configuration from the running kernel: struct member offsets
 //! from its BTF, tracepoint record offsets from tracefs format files, never
 //! from the build machine.
-use tracer_common::{
-    BlockOffsets, CGROUP_ANCESTRY_IDS, CGROUP_ANCESTRY_NONE, CGROUP_ANCESTRY_POINTERS, SYSCALL_BITMAP_BITS,
-    SyscallConfig, TaskOffsets, TracepointOffsets,
-};
+use tracer_common::{BlockOffsets, CgroupAncestry, SYSCALL_BITMAP_BITS, SyscallConfig, TaskOffsets, TracepointOffsets};
 
 use super::{LoadError, SyscallOptions};
 use crate::sys::{btf::{Btf, BtfError}, tracefs::Format};
 
 pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
     let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
-        (CGROUP_ANCESTRY_POINTERS, btf.member_offset("cgroup", "ancestors")?)
+        (CgroupAncestry::Pointers as u32, btf.member_offset("cgroup", "ancestors")?)
     } else if btf.has_member("cgroup", "ancestor_ids") {
-        (CGROUP_ANCESTRY_IDS, btf.member_offset("cgroup", "ancestor_ids")?)
+        (CgroupAncestry::Ids as u32, btf.member_offset("cgroup", "ancestor_ids")?)
     } else {
-        (CGROUP_ANCESTRY_NONE, 0)
+        (CgroupAncestry::Unavailable as u32, 0)
     };
     // A missing in_iowait only loses the I/O-wait split, not the probes.
     let (task_in_iowait_byte, task_in_iowait_mask) = btf

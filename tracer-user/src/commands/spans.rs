@@ -72,8 +72,8 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
                 last_expiry = std::time::Instant::now();
                 let cutoff = clock::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
                 session.probes.expire_spans(cutoff);
-                // HTTP span ids are their start time << 8 (see tracer-ebpf/src/http.rs).
-                session.agg.http.forget_older_than(cutoff << 8);
+                // HTTP span ids begin with their start time.
+                session.agg.http.forget_older_than(tracer_common::http_span_id_lower_bound(cutoff));
             }
         })
         .await?;

@@ -157,7 +157,7 @@ pub struct Aggregator {
 
 /// The entry says the thread is on a CPU, but /proc says it is not (`state`
 /// is not `R`): its switch-out was not reported (see
-/// `COUNTER_ACCOUNTING_GAPS`). Corrects the snapshot so the time since is not
+/// `Counter::AccountingGaps`). Corrects the snapshot so the time since is not
 /// counted as on-CPU: the kernel's own `exec_ns` says how much of it was,
 /// and the state letter what the thread is blocked in since.
 pub fn settle_unreported_switch_out(stats: &mut ThreadStats, now_ns: u64, state: char, exec_ns: u64) {

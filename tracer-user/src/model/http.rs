@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use tracer_common::{HTTP_CAPTURE_REQUEST, HTTP_CAPTURE_RESPONSE, HttpCapture};
+use tracer_common::{HttpCapture, HttpCaptureKind};
 
 /// What a span line says about its HTTP exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -53,10 +53,10 @@ impl HttpHeads {
     pub fn on_capture(&mut self, capture: &HttpCapture) {
         let heads = self.pending.entry((capture.tgid, capture.span_id)).or_default();
         let bytes = &capture.data[..(capture.len as usize).min(capture.data.len())];
-        match capture.kind {
-            HTTP_CAPTURE_REQUEST => heads.request.extend_from_slice(bytes),
-            HTTP_CAPTURE_RESPONSE => heads.response.extend_from_slice(bytes),
-            _ => {}
+        match HttpCaptureKind::from_u32(capture.kind) {
+            Some(HttpCaptureKind::Request) => heads.request.extend_from_slice(bytes),
+            Some(HttpCaptureKind::Response) => heads.response.extend_from_slice(bytes),
+            None => {}
         }
     }
 
@@ -165,10 +165,10 @@ fn count_requests(mut bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn capture(span_id: u64, kind: u32, bytes: &[u8]) -> HttpCapture {
+    fn capture(span_id: u64, kind: HttpCaptureKind, bytes: &[u8]) -> HttpCapture {
         let mut data = [0u8; tracer_common::HTTP_CAPTURE_LEN];
         data[..bytes.len()].copy_from_slice(bytes);
-        HttpCapture { span_id, tgid: 7, tid: 7, kind, len: bytes.len() as u32, data }
+        HttpCapture { span_id, tgid: 7, tid: 7, kind: kind as u32, len: bytes.len() as u32, data }
     }
 
     #[test]
@@ -176,11 +176,11 @@ mod tests {
         let mut heads = HttpHeads::default();
         heads.on_capture(&capture(
             1,
-            HTTP_CAPTURE_REQUEST,
+            HttpCaptureKind::Request,
             b"GET /cpu?ms=3 HTTP/1.1\r\nHost: x\r\nX-Request-Id: req-42\r\n\
               traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n\r\n",
         ));
-        heads.on_capture(&capture(1, HTTP_CAPTURE_RESPONSE, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+        heads.on_capture(&capture(1, HttpCaptureKind::Response, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
         let fields = heads.take(7, 1).unwrap();
         assert_eq!(fields.http_method, "GET");
         assert_eq!(fields.http_path, "/cpu", "the query string is dropped by default");
@@ -193,9 +193,9 @@ mod tests {
     #[test]
     fn headers_split_over_reads_and_ids_from_the_response() {
         let mut heads = HttpHeads { keep_query: true, ..HttpHeads::default() };
-        heads.on_capture(&capture(2, HTTP_CAPTURE_REQUEST, b"POST /a?b=1 HTTP/1.1\r\nHo"));
-        heads.on_capture(&capture(2, HTTP_CAPTURE_REQUEST, b"st: x\r\n\r\n"));
-        heads.on_capture(&capture(2, HTTP_CAPTURE_RESPONSE, b"HTTP/1.1 200 OK\r\nX-Request-Id: abc\r\n\r\n"));
+        heads.on_capture(&capture(2, HttpCaptureKind::Request, b"POST /a?b=1 HTTP/1.1\r\nHo"));
+        heads.on_capture(&capture(2, HttpCaptureKind::Request, b"st: x\r\n\r\n"));
+        heads.on_capture(&capture(2, HttpCaptureKind::Response, b"HTTP/1.1 200 OK\r\nX-Request-Id: abc\r\n\r\n"));
         let fields = heads.take(7, 2).unwrap();
         assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("POST", "/a?b=1"));
         assert_eq!(fields.request_id.as_deref(), Some("abc"), "nginx-style id added to the response");
@@ -207,12 +207,12 @@ mod tests {
         let mut heads = HttpHeads::default();
         heads.on_capture(&capture(
             3,
-            HTTP_CAPTURE_REQUEST,
+            HttpCaptureKind::Request,
             b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\n",
         ));
         assert_eq!(heads.take(7, 3).unwrap().http_path, "/1");
         assert_eq!(heads.pipelined, 2);
-        heads.on_capture(&capture(4, HTTP_CAPTURE_REQUEST, b"GETTING STARTED is a heading\r\n"));
+        heads.on_capture(&capture(4, HttpCaptureKind::Request, b"GETTING STARTED is a heading\r\n"));
         assert_eq!(heads.take(7, 4), Err(Rejected::NotHttp));
         assert_eq!(heads.take(7, 5), Err(Rejected::HeadLost), "nothing captured");
         assert_eq!((heads.not_http, heads.heads_lost), (1, 1));

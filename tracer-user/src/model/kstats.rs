@@ -3,11 +3,7 @@
 //! snapshots, so nothing is ever deleted under the kernel's feet.
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{
-    BLOCK_METRIC_LATENCY, BLOCK_METRIC_QUEUE, BLOCK_METRIC_SIZE, BLOCK_METRIC_TOTAL,
-    BLOCK_OP_DISCARD, BLOCK_OP_FLUSH, BLOCK_OP_READ, BLOCK_OP_WRITE, BlockKey, BucketStat,
-    SyscallErrorKey, SyscallKey,
-};
+use tracer_common::{BlockKey, BlockMetric, BlockOp, BucketStat, SyscallErrorKey, SyscallKey};
 
 use super::hist::Buckets;
 
@@ -72,17 +68,17 @@ impl KernelStats {
         let mut out: BTreeMap<(u32, u32, u8), BlockStats> = BTreeMap::new();
         for (key, stat) in &self.block {
             let entry = out.entry((group(key.tgid), key.dev, key.op)).or_default();
-            let target = match key.metric {
-                BLOCK_METRIC_LATENCY => {
+            let target = match BlockMetric::from_u8(key.metric) {
+                Some(BlockMetric::Latency) => {
                     if key.sync != 0 {
                         entry.sync_count += stat.count;
                     }
                     &mut entry.latency
                 }
-                BLOCK_METRIC_QUEUE => &mut entry.queue,
-                BLOCK_METRIC_TOTAL => &mut entry.total,
-                BLOCK_METRIC_SIZE => &mut entry.size,
-                _ => continue,
+                Some(BlockMetric::Queue) => &mut entry.queue,
+                Some(BlockMetric::Total) => &mut entry.total,
+                Some(BlockMetric::Size) => &mut entry.size,
+                None => continue,
             };
             target.add_bucket(key.bucket, stat.count, stat.total);
         }
@@ -132,12 +128,12 @@ impl BlockStats {
 }
 
 pub fn block_op_name(op: u8) -> &'static str {
-    match op {
-        BLOCK_OP_READ => "read",
-        BLOCK_OP_WRITE => "write",
-        BLOCK_OP_FLUSH => "flush",
-        BLOCK_OP_DISCARD => "discard",
-        _ => "other",
+    match BlockOp::from_u8(op) {
+        Some(BlockOp::Read) => "read",
+        Some(BlockOp::Write) => "write",
+        Some(BlockOp::Flush) => "flush",
+        Some(BlockOp::Discard) => "discard",
+        Some(BlockOp::Other) | None => "other",
     }
 }
 
@@ -177,24 +173,24 @@ mod tests {
         let key = |metric, value: u64| BlockKey {
             tgid: 9,
             dev: 1,
-            op: BLOCK_OP_WRITE,
+            op: BlockOp::Write as u8,
             sync: 1,
             metric,
             bucket: bucket_index(value),
             ..Default::default()
         };
         for (metric, value) in [
-            (BLOCK_METRIC_LATENCY, 100_000),
-            (BLOCK_METRIC_QUEUE, 5_000),
-            (BLOCK_METRIC_TOTAL, 105_000),
-            (BLOCK_METRIC_SIZE, 65_536),
+            (BlockMetric::Latency as u8, 100_000),
+            (BlockMetric::Queue as u8, 5_000),
+            (BlockMetric::Total as u8, 105_000),
+            (BlockMetric::Size as u8, 65_536),
         ] {
             stats.block.insert(key(metric, value), BucketStat { count: 2, total: 2 * value });
         }
         let by = stats.block_io(|tgid| tgid);
-        let io = &by[&(9, 1, BLOCK_OP_WRITE)];
+        let io = &by[&(9, 1, BlockOp::Write as u8)];
         assert_eq!((io.count(), io.bytes(), io.sync_count), (2, 131_072, 2));
         assert_eq!(io.queue.sum(), 10_000);
-        assert_eq!(block_op_name(BLOCK_OP_WRITE), "write");
+        assert_eq!(block_op_name(BlockOp::Write as u8), "write");
     }
 }

@@ -1,0 +1,185 @@
+//! Load-time globals: the loader writes them into the object before loading
+//! it, from the command line and from the running kernel's BTF and tracefs.
+use core::mem::size_of;
+
+#[cfg(doc)]
+use crate::TimelineEvent;
+
+/// Gives each load-time global its unset value, all zero, as `const ZERO`
+/// (the kernel's statics start from it, before the loader writes theirs) and
+/// as `Default` (what the loader leaves unset), so it is defined once.
+/// Zero is "unknown" for an offset and "off" for an option.
+macro_rules! zero_when_unset {
+    ($($ty:ident),* $(,)?) => {
+        $(
+            impl $ty {
+                /// All zero: unset.
+                // SAFETY: the type is made only of integers (it is Pod), so
+                // all-zero bytes are a valid value of it.
+                pub const ZERO: $ty = unsafe { core::mem::zeroed() };
+            }
+
+            impl Default for $ty {
+                fn default() -> $ty {
+                    $ty::ZERO
+                }
+            }
+        )*
+    };
+}
+
+pub const MAX_FILTER_TGIDS: usize = 16;
+
+/// `Filter::flags` bits. A task passes when it matches every enabled filter.
+pub const FILTER_TGID: u32 = 1 << 0;
+pub const FILTER_TID: u32 = 1 << 1;
+pub const FILTER_CGROUP: u32 = 1 << 2;
+
+/// Filters, evaluated in the kernel on the task being measured (the wakee in
+/// `sched_wakeup`, `next` when it is switched in, `prev` when switched out),
+/// never on `current`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub flags: u32,
+    pub tid: u32,
+    pub tgid_count: u32,
+    pub tgids: [u32; MAX_FILTER_TGIDS],
+    /// Depth of the target cgroup below the cgroup v2 root (root = 0).
+    pub cgroup_level: u32,
+    /// The tracer's own process: its syscalls and I/O are never measured
+    /// (reading the maps would otherwise show up as the busiest syscall).
+    pub self_tgid: u32,
+    pub _pad: u32,
+    /// Kernfs id (the directory's inode number) of the target cgroup.
+    pub cgroup_id: u64,
+}
+const _: () = assert!(size_of::<Filter>() == 4 * (6 + MAX_FILTER_TGIDS) + 8);
+
+raw_enum! {
+    /// How `cgroup` ancestry can be read on the running kernel
+    /// (`TaskOffsets::cgroup_ancestry`).
+    pub enum CgroupAncestry: u32 {
+        /// Neither array below: only a task's own cgroup is compared.
+        Unavailable = 0,
+        /// `struct cgroup { struct cgroup *ancestors[]; }` (Linux 6.0+).
+        Pointers = 1,
+        /// `struct cgroup { u64 ancestor_ids[]; }` (Linux 4.x-5.x).
+        Ids = 2,
+    }
+}
+
+/// Byte offsets of the kernel struct members the programs read, taken from
+/// the running kernel's BTF at load time, never from the build machine.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TaskOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub cgroup_level: u32,
+    pub cgroup_ancestors: u32,
+    pub kernfs_node_id: u32,
+    /// A [`CgroupAncestry`].
+    pub cgroup_ancestry: u32,
+    /// Byte holding the `task_struct.in_iowait` bit, and the bit's mask
+    /// (0: unknown, so I/O waits count as plain uninterruptible waits).
+    pub task_in_iowait_byte: u32,
+    pub task_in_iowait_mask: u32,
+    /// The kernel's own per-task scheduler counters (0: not available, and
+    /// periods the sched tracepoints miss stay unaccounted):
+    /// `task_struct.se.sum_exec_runtime`, `.sched_info.run_delay`,
+    /// `.sched_info.pcount` and `.sched_info.last_arrival`.
+    pub task_sum_exec_runtime: u32,
+    pub task_run_delay: u32,
+    pub task_pcount: u32,
+    pub task_last_arrival: u32,
+    /// `task_struct.on_cpu` (0: unknown), and the byte and mask of the
+    /// `sched_contributes_to_load` bit (set when it blocked uninterruptibly):
+    /// at a wakeup they tell that, and how, a thread left the CPU when that
+    /// switch was not reported.
+    pub task_on_cpu: u32,
+    pub task_contributes_byte: u32,
+    pub task_contributes_mask: u32,
+    /// `pt_regs` members holding a syscall's first two arguments (x86-64:
+    /// `di`, `si`), for `raw_syscalls:sys_enter`'s `regs`.
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.fd` and
+    /// `fdtable.max_fds`: from a descriptor to its `struct file` (0: unknown).
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+}
+const _: () = assert!(size_of::<TaskOffsets>() == 25 * 4);
+
+/// Offsets of the classic tracepoint record fields, from tracefs format files.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    pub switch_prev_pid: u32,
+    pub switch_prev_state: u32,
+    pub switch_next_pid: u32,
+    pub switch_next_comm: u32,
+    pub wakeup_pid: u32,
+    pub wakeup_comm: u32,
+    /// `raw_syscalls:sys_enter.id` and `raw_syscalls:sys_exit.ret`.
+    pub sys_enter_id: u32,
+    pub sys_exit_ret: u32,
+    /// `raw_syscalls:sys_enter.args` (the six arguments).
+    pub sys_enter_args: u32,
+}
+const _: () = assert!(size_of::<TracepointOffsets>() == 9 * 4);
+
+/// Offsets of the `block:block_rq_*` records (the `block_rq` class, shared by
+/// `block_io_start`, `block_rq_insert` and `block_rq_issue`) and of
+/// `block:block_rq_complete`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BlockOffsets {
+    pub rq_dev: u32,
+    pub rq_sector: u32,
+    pub rq_bytes: u32,
+    pub rq_rwbs: u32,
+    pub done_dev: u32,
+    pub done_sector: u32,
+}
+const _: () = assert!(size_of::<BlockOffsets>() == 6 * 4);
+
+pub const SYSCALL_BITMAP_WORDS: usize = 8;
+/// Highest syscall number the filter bitmap can hold, plus one.
+pub const SYSCALL_BITMAP_BITS: u32 = u64::BITS * SYSCALL_BITMAP_WORDS as u32;
+
+/// Syscall tracing options.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyscallConfig {
+    /// Aggregate per thread (key id = TID) instead of per process (TGID).
+    pub by_thread: u32,
+    /// Only syscalls whose bit is set in `numbers` are aggregated.
+    pub only_listed: u32,
+    pub numbers: [u64; SYSCALL_BITMAP_WORDS],
+}
+const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS);
+
+/// Span tracing options.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SpanConfig {
+    /// Keep per-CPU run slices so span waits can be blamed on their holders.
+    pub enabled: u32,
+    /// Stream every state change of traced threads as [`TimelineEvent`]s.
+    pub timeline: u32,
+    /// Detect HTTP/1.x requests and responses in the traced process's
+    /// socket syscalls and make each exchange a span.
+    pub http: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SpanConfig>() == 16);
+
+zero_when_unset!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);
+impl_pod!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);

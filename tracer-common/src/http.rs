@@ -1,0 +1,110 @@
+//! HTTP/1.x exchanges found in the traced process's socket syscalls: the
+//! connections in progress, and the request and response heads copied for
+//! the loader to parse.
+use core::mem::size_of;
+
+use crate::ThreadTotals;
+
+/// Low bits of an HTTP span id that hold the CPU it began on, below its
+/// start time: requests that begin in the same nanosecond on different CPUs
+/// get different ids, and ids still sort by start time.
+const SPAN_ID_CPU_BITS: u32 = 8;
+const SPAN_ID_CPU_MASK: u32 = (1 << SPAN_ID_CPU_BITS) - 1;
+
+/// The id the kernel gives an HTTP span that began at `start_ns`
+/// (`bpf_ktime_get_ns`) on CPU `cpu`.
+#[inline(always)]
+pub const fn http_span_id(start_ns: u64, cpu: u32) -> u64 {
+    (start_ns << SPAN_ID_CPU_BITS) | (cpu & SPAN_ID_CPU_MASK) as u64
+}
+
+/// The lowest id an HTTP span that began at `start_ns` or later can have:
+/// the ids below it are those of spans that began before.
+#[inline(always)]
+pub const fn http_span_id_lower_bound(start_ns: u64) -> u64 {
+    http_span_id(start_ns, 0)
+}
+
+/// Bytes of a request or response head copied per read or write.
+pub const HTTP_CAPTURE_LEN: usize = 512;
+/// Reads of one request whose bytes are copied (headers split over reads).
+pub const HTTP_CAPTURE_READS: u32 = 4;
+
+raw_enum! {
+    /// Which head an [`HttpCapture`] holds bytes of (`HttpCapture::kind`).
+    pub enum HttpCaptureKind: u32 {
+        Request = 1,
+        Response = 2,
+    }
+}
+
+/// The first bytes of one read of a request, or of the write that began
+/// its response, sent before the span they belong to.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HttpCapture {
+    pub span_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// An [`HttpCaptureKind`].
+    pub kind: u32,
+    /// Bytes of `data` that are valid.
+    pub len: u32,
+    pub data: [u8; HTTP_CAPTURE_LEN],
+}
+const _: () = assert!(size_of::<HttpCapture>() == 24 + HTTP_CAPTURE_LEN);
+
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HttpConnKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// The connection's `struct file` (shared by descriptors `dup`ed from
+    /// one another), or its descriptor number when that cannot be read.
+    pub file: u64,
+}
+const _: () = assert!(size_of::<HttpConnKey>() == 16);
+
+raw_enum! {
+    /// Where an exchange is (`HttpConn::phase`).
+    pub enum HttpPhase: u32 {
+        /// The request is being read; no response yet.
+        Request = 1,
+        /// The response is being written.
+        Response = 2,
+    }
+}
+
+/// An HTTP exchange in progress on one connection. The span's end moves to
+/// each response write; the span is sent when its thread does anything else.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpConn {
+    pub span_id: u64,
+    /// An [`HttpPhase`].
+    pub phase: u32,
+    /// Reads of the request whose bytes were captured.
+    pub reads: u32,
+    pub end_tid: u32,
+    pub _pad: u32,
+    pub end_ns: u64,
+    /// The writing thread's totals at the end of the last response write.
+    pub end: ThreadTotals,
+}
+const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
+
+impl_pod!(HttpCapture, HttpConnKey, HttpConn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_ids_sort_by_start_time_then_cpu() {
+        assert_eq!(http_span_id(5, 3), (5 << 8) | 3);
+        assert!(http_span_id(5, 255) < http_span_id(6, 0));
+        assert_eq!(http_span_id(5, 256), http_span_id(5, 0), "only the CPU's low bits are kept");
+        assert!(http_span_id_lower_bound(6) > http_span_id(5, u32::MAX));
+        assert!(http_span_id_lower_bound(6) <= http_span_id(6, 0));
+    }
+}

@@ -1,0 +1,99 @@
+//! Request spans: open spans, finished span records, and the per-CPU run
+//! slices that tell who held a CPU while a span's thread waited for it.
+use core::mem::size_of;
+
+use crate::ThreadTotals;
+#[cfg(doc)]
+use crate::{HttpCapture, MAP_SPANS};
+
+pub const SPAN_NAME_LEN: usize = 32;
+/// Syscalls and CPU holders kept per span (the largest by time).
+pub const SPAN_TOP: usize = 4;
+/// Recent run slices remembered per CPU, to tell who held a CPU while a
+/// span's thread waited for it.
+pub const CPU_SLICE_RING: usize = 16;
+
+/// Key of [`MAP_SPANS`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpanKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub span_id: u64,
+}
+const _: () = assert!(size_of::<SpanKey>() == 16);
+
+/// A syscall (`id` = number) or CPU holder (`id` = TGID) and its time.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopEntry {
+    pub id: u32,
+    pub count: u32,
+    pub ns: u64,
+}
+const _: () = assert!(size_of::<TopEntry>() == 16);
+
+/// An open span: its thread's totals when it began, and what has been
+/// charged to it since.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanState {
+    pub tid: u32,
+    pub _pad: u32,
+    pub start_ns: u64,
+    pub name: [u8; SPAN_NAME_LEN],
+    pub base: ThreadTotals,
+    pub syscalls: [TopEntry; SPAN_TOP],
+    pub holders: [TopEntry; SPAN_TOP],
+}
+const _: () = assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+
+/// `SpanEvent::flags`: ended on another thread than it began; the
+/// breakdown (which follows one thread) is left empty.
+pub const SPAN_MOVED_THREAD: u32 = 1 << 0;
+/// `SpanEvent::flags`: an HTTP exchange found in socket syscalls; its
+/// request and response heads arrived before it as [`HttpCapture`]s.
+pub const SPAN_HTTP: u32 = 1 << 1;
+
+/// A finished span: `delta` is its thread's totals at the end minus those
+/// at the beginning.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanEvent {
+    pub span_id: u64,
+    pub tgid: u32,
+    pub tid_begin: u32,
+    pub tid_end: u32,
+    pub flags: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub name: [u8; SPAN_NAME_LEN],
+    pub delta: ThreadTotals,
+    pub syscalls: [TopEntry; SPAN_TOP],
+    pub holders: [TopEntry; SPAN_TOP],
+}
+const _: () = assert!(size_of::<SpanEvent>() == 40 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+
+/// One run slice: `tgid` had a CPU from `start` to `end`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuSlice {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub start: u64,
+    pub end: u64,
+}
+const _: () = assert!(size_of::<CpuSlice>() == 24);
+
+/// Per-CPU ring of the last run slices, and the slice in progress.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CpuSlices {
+    pub current_tgid: u32,
+    pub head: u32,
+    pub current_start: u64,
+    pub slices: [CpuSlice; CPU_SLICE_RING],
+}
+const _: () = assert!(size_of::<CpuSlices>() == 16 + 24 * CPU_SLICE_RING);
+
+impl_pod!(SpanKey, TopEntry, SpanState, SpanEvent, CpuSlice, CpuSlices);
