@@ -1,8 +1,12 @@
 //! Output files: checked before anything is recorded, written atomically.
 use std::{
+    fs::Permissions,
     io::Write,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
+
+use tempfile::NamedTempFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -16,19 +20,9 @@ pub enum OutputError {
 
 /// Checks, before anything is recorded, that `path` can be written: its
 /// directory exists and accepts a new file, and it is not a directory.
+/// The temporary file made to find out is removed again.
 pub fn check_output_path(path: &Path) -> Result<(), OutputError> {
-    let shown = path.display().to_string();
-    if path.is_dir() {
-        return Err(OutputError::IsDirectory(shown));
-    }
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        return Err(OutputError::NoDirectory(shown));
-    }
-    let probe = temp_path(path);
-    std::fs::File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|source| OutputError::NotWritable { path: shown, source })
+    OutputFile::create(path).map(drop)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -38,30 +32,62 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Where a file bound for `path` is written before it is renamed over it:
-/// the same directory, so the rename is atomic.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp.{}", std::process::id()))
+/// An output on its way to `path`: written to a temporary file in the same
+/// directory (so the rename is atomic), put in place by [`OutputFile::finish`]
+/// and removed if dropped before, so readers never see a partial file.
+pub struct OutputFile {
+    temp: NamedTempFile,
+    path: PathBuf,
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
-/// over `path`, so readers never see a partial report.
+impl OutputFile {
+    pub fn create(path: &Path) -> Result<OutputFile, OutputError> {
+        let shown = path.display().to_string();
+        if path.is_dir() {
+            return Err(OutputError::IsDirectory(shown));
+        }
+        let dir = parent_dir(path);
+        if !dir.is_dir() {
+            return Err(OutputError::NoDirectory(shown));
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            // What File::create gives (less the umask), not tempfile's
+            // owner-only default: reports are read by other users too.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(&dir)
+            .map_err(|source| OutputError::NotWritable { path: shown, source })?;
+        Ok(OutputFile { temp, path: path.to_path_buf() })
+    }
+
+    /// Syncs the file and renames it over the destination.
+    pub fn finish(self) -> Result<(), OutputError> {
+        let failed = |source| OutputError::NotWritable { path: self.path.display().to_string(), source };
+        self.temp.as_file().sync_all().map_err(failed)?;
+        self.temp.persist(&self.path).map_err(|err| failed(err.error))?;
+        Ok(())
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+/// Writes `bytes` to `path` through an [`OutputFile`].
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let tmp = temp_path(path);
-    let shown = path.display().to_string();
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        OutputError::NotWritable { path: shown, source }
-    })
+    let mut file = OutputFile::create(path)?;
+    file.write_all(bytes)
+        .map_err(|source| OutputError::NotWritable { path: path.display().to_string(), source })?;
+    file.finish()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -84,6 +110,10 @@ mod tests {
         assert_eq!(std::fs::read(&ok).unwrap(), b"{}");
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left");
+        let plain = dir.join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&ok), mode(&plain), "the permissions of any new file, not owner-only");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
