@@ -1,4 +1,5 @@
-//! Streams a timeline to a temporary file beside its destination.
+//! Streams a timeline to a temporary file beside its destination (or into
+//! it, for a device or FIFO: see `output::atomic`).
 use std::{
     collections::BTreeMap,
     io::{BufWriter, Write},
@@ -16,7 +17,8 @@ use crate::{
 
 /// Streams a timeline to a temporary file beside its destination; only
 /// [`TimelineWriter::finish`] puts a file at the destination, and a writer
-/// dropped unfinished removes its temporary file.
+/// dropped unfinished removes its temporary file. A device or FIFO is
+/// written as the events come, and opening a FIFO waits for its reader.
 pub struct TimelineWriter {
     encoder: ZlibEncoder<BufWriter<OutputFile>>,
     path: PathBuf,
@@ -25,7 +27,7 @@ pub struct TimelineWriter {
 
 impl TimelineWriter {
     /// Checks that `path` can be written (before anything is recorded) and
-    /// starts the temporary file.
+    /// starts the temporary file (or opens the device or FIFO).
     pub fn create(path: &Path) -> Result<TimelineWriter, TimelineError> {
         let mut out = BufWriter::new(OutputFile::create(path)?);
         let failed = |source| TimelineError::Write { path: path.display().to_string(), source };
