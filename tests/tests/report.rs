@@ -1,6 +1,13 @@
 //! The JSON report: required fields, a decodable HdrHistogram, atomic writes
-//! and clean stops on SIGTERM.
-use std::{thread::sleep, time::Duration};
+//! (and in-place writes to devices and FIFOs) and clean stops on SIGTERM.
+use std::{
+    os::unix::fs::FileTypeExt,
+    path::Path,
+    process::Command,
+    sync::mpsc,
+    thread::sleep,
+    time::Duration,
+};
 
 use base64::Engine;
 use hdrhistogram::serialization::Deserializer;
@@ -111,5 +118,47 @@ fn report_has_required_fields_and_decodable_histograms() {
     );
     // Nothing but the report is left in the directory (atomic write).
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn run_tracer(args: &[&str]) {
+    let out = Command::new(tracer_bin()).args(args).output().expect("running tracer");
+    assert!(out.status.success(), "tracer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn make_node(program: &str, args: &[&str], path: &Path) {
+    let status = Command::new(program).arg(path).args(args).status().expect(program);
+    assert!(status.success(), "{program} {}", path.display());
+}
+
+#[test]
+fn reports_to_a_device_or_a_fifo_are_written_into_it() {
+    if !bpf_available("reports_to_a_device_or_a_fifo_are_written_into_it") {
+        return;
+    }
+    let dir = temp_dir("special-out");
+    // A device node of its own, so a failure cannot harm the real /dev/null.
+    let null = dir.join("null");
+    make_node("mknod", &["c", "1", "3"], &null);
+    run_tracer(&["record", "-d", "1", "--out", null.to_str().unwrap()]);
+    run_tracer(&["runqlat", "--json", null.to_str().unwrap(), "1", "1"]);
+    let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(kind.is_char_device(), "the device was replaced: {kind:?}");
+
+    let fifo = dir.join("fifo");
+    make_node("mkfifo", &[], &fifo);
+    let (tx, rx) = mpsc::channel();
+    let reading = fifo.clone();
+    // Opening a FIFO to read blocks until the writer opens it.
+    std::thread::spawn(move || tx.send(std::fs::read(reading)));
+    run_tracer(&["record", "-d", "1", "--out", fifo.to_str().unwrap()]);
+    let bytes = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("nothing was written into the FIFO")
+        .expect("reading the FIFO");
+    let report: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON report came through the FIFO");
+    assert_eq!(report["schema"], "tracer.report/1");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no temporary file left beside them");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,5 +1,6 @@
 //! Whether this process may load tracing programs, and the memory-lock
 //! limit older kernels charge BPF maps to.
+use rustix::process::{Resource, Rlimit};
 
 /// Capability numbers from linux/capability.h.
 const CAP_SYS_ADMIN: u32 = 21;
@@ -9,8 +10,7 @@ const CAP_BPF: u32 = 39;
 /// Whether this process may load tracing programs: root, or CAP_BPF with
 /// CAP_PERFMON, or CAP_SYS_ADMIN.
 pub fn is_privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return true;
     }
     let caps = std::fs::read_to_string("/proc/self/status")
@@ -26,11 +26,8 @@ pub fn is_privileged() -> bool {
 }
 
 pub(super) fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: valid resource and struct. Kernels before 5.11 charge BPF maps
-    // to RLIMIT_MEMLOCK; newer ones ignore it, so failure is harmless.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    // No limit (None) for both. Kernels before 5.11 charge BPF maps to
+    // RLIMIT_MEMLOCK; newer ones ignore it, so failure is harmless.
+    let unlimited = Rlimit { current: None, maximum: None };
+    let _ = rustix::process::setrlimit(Resource::Memlock, unlimited);
 }

@@ -116,7 +116,7 @@ pub struct IntervalArgs {
     pub timestamp: bool,
 
     /// Also write the whole run as a JSON report (see docs/report-format.md).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_report_file)]
     pub json: Option<PathBuf>,
 
     /// Print every INTERVAL seconds (default: once, at Ctrl-C).
@@ -322,7 +322,8 @@ pub struct RecordArgs {
     #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<std::time::Duration>,
 
-    /// Report file (JSON); its directory must exist and be writable.
+    /// Report file (JSON); its directory must exist and be writable. `-`
+    /// writes the report to standard output.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub out: PathBuf,
 
@@ -333,6 +334,15 @@ pub struct RecordArgs {
     /// --pid, --tid or --cgroup.
     #[arg(long)]
     pub timeline: bool,
+}
+
+/// A live command's `--json`: not `-`, since standard output carries its
+/// text intervals.
+fn parse_report_file(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err("standard output carries the text intervals: give the report a file name".to_owned());
+    }
+    Ok(PathBuf::from(text))
 }
 
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
@@ -368,6 +378,8 @@ mod tests {
     fn per_process_and_per_thread_exclude_each_other() {
         assert!(parse(&["runqlat", "-P", "-L"]).is_err());
         assert!(parse(&["runqlat", "0"]).is_err(), "interval must be >= 1");
+        let err = parse(&["runqlat", "--json", "-"]).unwrap_err().to_string();
+        assert!(err.contains("standard output carries the text intervals"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::{
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     atomic::check_output_path(&args.out)?;
+    if args.timeline && atomic::is_stdout(&args.out) {
+        bail!("the timeline goes next to the report as REPORT.timeline: give --out a file name, not -");
+    }
     let timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
     if timeline_path.as_ref() == Some(&args.out) {
         bail!("the timeline goes next to the report as REPORT.timeline: give the report another name than {}", args.out.display());
@@ -75,9 +78,9 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         eprintln!();
     }
     let report = finish_report(&mut session, targets.filters, &args.out)?;
+    let written_to = if atomic::is_stdout(&args.out) { "standard output".into() } else { args.out.display().to_string() };
     eprintln!(
-        "Report written to {} ({} processes, {} run-queue waits)",
-        args.out.display(),
+        "Report written to {written_to} ({} processes, {} run-queue waits)",
         report.processes.len(),
         report.histograms.runq_latency.count
     );

@@ -35,7 +35,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
 
-    let mut out: Box<dyn Write> = match &args.json {
+    // Lines are streamed into the file as spans end (a device or FIFO
+    // included), not written atomically at the end.
+    let mut out: Box<dyn Write> = match args.json.as_deref().filter(|path| !atomic::is_stdout(path)) {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),

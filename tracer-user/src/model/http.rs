@@ -2,6 +2,7 @@
 //! `tracer spans --http`, parsed into the fields of a span line.
 use std::collections::HashMap;
 
+use httparse::{EMPTY_HEADER, Header, ParserConfig, Request, Response, Status};
 use serde::Serialize;
 use tracer_common::{HttpCapture, HttpCaptureKind};
 
@@ -81,64 +82,112 @@ impl HttpHeads {
     }
 }
 
+/// Headers read per head; a head with more still gives its first line.
+const MAX_HEADERS: usize = 64;
+
+/// A malformed header line costs that header, not the span: the server
+/// may well have answered the request.
+fn config() -> ParserConfig {
+    let mut config = ParserConfig::default();
+    config.ignore_invalid_headers_in_requests(true).ignore_invalid_headers_in_responses(true);
+    config
+}
+
 /// Parses a request head (and what follows it in the same reads) and the
 /// start of the response. Returns the fields and how many more requests
 /// were pipelined behind the first.
 fn parse(request: &[u8], response: &[u8], keep_query: bool) -> Result<(HttpFields, u64), Rejected> {
-    let (line, rest) = split_line(request).ok_or(Rejected::NotHttp)?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Rejected::NotHttp);
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Rejected::NotHttp);
-    }
-    let path = if keep_query { target } else { target.split('?').next().unwrap_or(target) };
-    let (request_headers, after_head) = headers(rest);
-    let pipelined = count_requests(after_head);
-    let mut fields = HttpFields {
-        http_method: method.to_owned(),
-        http_path: path.to_owned(),
-        ..HttpFields::default()
-    };
-    fields.request_id = header(&request_headers, "x-request-id").map(str::to_owned);
-    fields.trace_id = header(&request_headers, "traceparent").and_then(trace_id_of);
-    if let Some((status_line, rest)) = split_line(response) {
-        fields.http_status = status_line
-            .strip_prefix("HTTP/1.")
-            .and_then(|s| s.get(2..5))
-            .and_then(|code| code.parse().ok());
-        if fields.request_id.is_none() {
-            fields.request_id = header(&headers(rest).0, "x-request-id").map(str::to_owned);
-        }
-    }
+    let (mut fields, head_len) = parse_request(request, keep_query)?;
+    let pipelined = head_len.map_or(0, |len| count_requests(&request[len..]));
+    let (status, response_id) = parse_response(response);
+    fields.http_status = status;
+    fields.request_id = fields.request_id.or(response_id);
     Ok((fields, pipelined))
 }
 
-/// The first CRLF-terminated line as text, and the bytes after it.
-fn split_line(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let end = bytes.windows(2).position(|w| w == b"\r\n")?;
-    Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 2..]))
-}
-
-/// Header lines up to the blank line (or as far as captured), and the bytes
-/// after the blank line (empty if it was not seen).
-fn headers(mut bytes: &[u8]) -> (Vec<(&str, &str)>, &[u8]) {
-    let mut found = Vec::new();
-    while let Some((line, rest)) = split_line(bytes) {
-        bytes = rest;
-        if line.is_empty() {
-            return (found, bytes);
+/// The request's fields, and the length of its head if it was captured
+/// whole (what follows may be pipelined requests).
+fn parse_request(bytes: &[u8], keep_query: bool) -> Result<(HttpFields, Option<usize>), Rejected> {
+    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+    let mut request = Request::new(&mut headers);
+    match config().parse_request(&mut request, bytes) {
+        Ok(Status::Complete(len)) => Ok((request_fields(&request, true, keep_query)?, Some(len))),
+        Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            let head = closed_head(bytes);
+            let mut closed_headers = [EMPTY_HEADER; MAX_HEADERS];
+            let mut closed = Request::new(&mut closed_headers);
+            if let Some(head) = &head
+                && let Ok(Status::Complete(_)) = config().parse_request(&mut closed, head)
+            {
+                return Ok((request_fields(&closed, true, keep_query)?, None));
+            }
+            // Cut short inside the request line, or too many headers: the
+            // method and target still make a span if both arrived.
+            Ok((request_fields(&request, false, keep_query)?, None))
         }
-        if let Some((name, value)) = line.split_once(':') {
-            found.push((name.trim(), value.trim()));
-        }
+        Err(_) => Err(Rejected::NotHttp),
     }
-    (found, &[])
 }
 
-fn header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v).filter(|v| !v.is_empty())
+/// The fields of a parsed request line, and of its headers when they were
+/// parsed whole (after a partial parse they are not filled in).
+fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: bool) -> Result<HttpFields, Rejected> {
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return Err(Rejected::NotHttp);
+    };
+    // Methods are upper case: anything else is text that merely looks like
+    // a request line.
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Rejected::NotHttp);
+    }
+    let path = if keep_query { target } else { target.split('?').next().unwrap_or(target) };
+    let headers: &[Header<'_>] = if with_headers { request.headers } else { &[] };
+    Ok(HttpFields {
+        http_method: method.to_owned(),
+        http_path: path.to_owned(),
+        http_status: None,
+        request_id: header(headers, "x-request-id"),
+        trace_id: header(headers, "traceparent").as_deref().and_then(trace_id_of),
+    })
+}
+
+/// The status code and `X-Request-Id` of a response head, as far as it
+/// was captured.
+fn parse_response(bytes: &[u8]) -> (Option<u16>, Option<String>) {
+    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+    let mut response = Response::new(&mut headers);
+    match config().parse_response(&mut response, bytes) {
+        Ok(Status::Complete(_)) => (response.code, header(response.headers, "x-request-id")),
+        Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            let head = closed_head(bytes);
+            let mut closed_headers = [EMPTY_HEADER; MAX_HEADERS];
+            let mut closed = Response::new(&mut closed_headers);
+            let id = match &head {
+                Some(head) if config().parse_response(&mut closed, head).is_ok_and(|s| s.is_complete()) => {
+                    header(closed.headers, "x-request-id")
+                }
+                _ => None,
+            };
+            (response.code, id)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// A head the kernel cut short (it copies at most `HTTP_CAPTURE_LEN`
+/// bytes of a read) made whole: cut after its last complete line and closed
+/// with the blank line, so the header lines that did arrive are read.
+fn closed_head(bytes: &[u8]) -> Option<Vec<u8>> {
+    let end = bytes.windows(2).rposition(|w| w == b"\r\n")? + 2;
+    let mut head = bytes[..end].to_vec();
+    head.extend_from_slice(b"\r\n");
+    Some(head)
+}
+
+fn header(headers: &[Header<'_>], name: &str) -> Option<String> {
+    let value = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
+    let value = std::str::from_utf8(value).ok()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// `00-<trace id>-<parent id>-<flags>`.
@@ -148,17 +197,24 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
         .then(|| id.to_ascii_lowercase())
 }
 
-/// Request lines at the start of `bytes` and behind each complete head.
+/// Requests behind the first: each complete head, and a last one whose
+/// request line arrived.
 fn count_requests(mut bytes: &[u8]) -> u64 {
     let mut count = 0;
-    while let Some((line, rest)) = split_line(bytes) {
-        if !line.ends_with("HTTP/1.1") && !line.ends_with("HTTP/1.0") {
-            break;
+    loop {
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let mut request = Request::new(&mut headers);
+        match config().parse_request(&mut request, bytes) {
+            Ok(Status::Complete(len)) if len > 0 => {
+                count += 1;
+                bytes = &bytes[len..];
+            }
+            Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) if request.version.is_some() => {
+                return count + 1;
+            }
+            _ => return count,
         }
-        count += 1;
-        bytes = headers(rest).1;
     }
-    count
 }
 
 #[cfg(test)]
@@ -216,5 +272,27 @@ mod tests {
         assert_eq!(heads.take(7, 4), Err(Rejected::NotHttp));
         assert_eq!(heads.take(7, 5), Err(Rejected::HeadLost), "nothing captured");
         assert_eq!((heads.not_http, heads.heads_lost), (1, 1));
+    }
+
+    #[test]
+    fn heads_cut_short_give_what_arrived() {
+        let mut heads = HttpHeads::default();
+        heads.on_capture(&capture(
+            6,
+            HTTP_CAPTURE_REQUEST,
+            b"GET /orders?id=7 HTTP/1.1\r\nHost: x\r\nnot a header\r\nX-Request-Id: req-9\r\nUser-Agent: lo",
+        ));
+        heads.on_capture(&capture(6, HTTP_CAPTURE_RESPONSE, b"HTTP/1.1 503 Service Unava"));
+        let fields = heads.take(7, 6).unwrap();
+        assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("GET", "/orders"));
+        assert_eq!(fields.request_id.as_deref(), Some("req-9"), "complete header lines before the cut count");
+        assert_eq!(fields.http_status, Some(503));
+        assert_eq!(heads.pipelined, 0);
+
+        heads.on_capture(&capture(8, HTTP_CAPTURE_REQUEST, b"PUT /a/b HTTP/1."));
+        let fields = heads.take(7, 8).unwrap();
+        assert_eq!((fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status), ("PUT", "/a/b", None));
+        heads.on_capture(&capture(9, HTTP_CAPTURE_REQUEST, b"GET /a/very/long/pa"));
+        assert_eq!(heads.take(7, 9), Err(Rejected::NotHttp), "a target cut short is not reported as a path");
     }
 }

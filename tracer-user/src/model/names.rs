@@ -89,35 +89,20 @@ pub fn errno_name(errno: u16) -> String {
         .map_or_else(|| errno.to_string(), str::to_owned)
 }
 
-/// Up to three candidates within a small edit distance, best first.
+/// Up to three candidates within a small edit (Levenshtein) distance, best
+/// first.
 pub fn close_matches<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (wanted.len() / 3).max(2);
     let common_prefix = |c: &str| wanted.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
     // Closest first; among equals, the one sharing the longer prefix.
     let mut scored: Vec<(usize, std::cmp::Reverse<usize>, &str)> = candidates
-        .map(|c| (edit_distance(wanted, c), std::cmp::Reverse(common_prefix(c)), c))
+        .map(|c| (strsim::levenshtein(wanted, c), std::cmp::Reverse(common_prefix(c)), c))
         .filter(|(d, _, c)| *d <= limit || (c.contains(wanted) && wanted.len() >= 3))
         .collect();
     scored.sort();
     scored.dedup();
     scored.into_iter().take(3).map(|(_, _, c)| c.to_owned()).collect()
 }
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 
 #[cfg(test)]
 mod tests {

@@ -38,13 +38,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 }
 
 fn is_cgroup2(path: &Path) -> bool {
-    let Ok(cpath) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs fills a zeroed struct from a valid C string path.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(cpath.as_ptr(), &mut fs) };
-    rc == 0 && fs.f_type as i64 == CGROUP2_SUPER_MAGIC
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type == CGROUP2_SUPER_MAGIC)
 }
 
 /// Resolves an absolute cgroup v2 path, or one relative to the cgroup v2

@@ -1,5 +1,5 @@
 //! The clocks: CLOCK_MONOTONIC (the kernel's event clock) and
-//! CLOCK_REALTIME, read with rustix (no unsafe here).
+//! CLOCK_REALTIME, read with rustix; only the local time of day needs libc.
 use rustix::time::{ClockId, clock_gettime};
 
 use crate::model::timeline::ClockPair;

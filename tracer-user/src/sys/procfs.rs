@@ -1,9 +1,27 @@
 //! Reads of /proc: processes, threads, names, cgroups, scheduler state.
+//!
+//! The `procfs` crate parses the files whose layout has pitfalls (the stat
+//! line, whose comm may contain ") "; schedstat; the cgroup list). It is
+//! read through `FromRead::from_file` on the path rather than through
+//! `procfs::process::Process`, which opens a directory descriptor for the
+//! process and another for the task first: `sched_state` runs for every
+//! on-CPU thread every second, and that way costs what the hand-written
+//! reads did (about 16 µs per thread, measured on a loop over this process).
 use std::fs;
+
+use procfs::{
+    FromRead, ProcessCGroups,
+    process::{Process, Schedstat, Stat},
+};
 
 use crate::model::ProcessInfo;
 
 /// TGID (user-visible PID) of a thread, from /proc/<tid>/status.
+///
+/// Hand-written: `procfs::process::Status` parses every line of the file
+/// into an owned string in a map, which measured twice the cost of finding
+/// the one line (28 µs against 15 µs), and the TUI asks this on each
+/// refresh for processes that show no threads.
 pub fn tgid_of(tid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
@@ -12,6 +30,11 @@ pub fn tgid_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A thread's command name, from /proc/<tid>/comm.
+///
+/// Hand-written: `procfs` has no reader for the comm file, and taking the
+/// name from `Stat` parses the whole stat line (11 µs against 5 µs); names
+/// are asked for each CPU holder shown.
 pub fn comm_of(tid: u32) -> Option<String> {
     fs::read_to_string(format!("/proc/{tid}/comm"))
         .ok()
@@ -23,30 +46,32 @@ pub fn process_exists(pid: u32) -> bool {
     tgid_of(pid) == Some(pid)
 }
 
-/// TIDs of a live process's threads.
+/// TIDs of a live process's threads (asked once per target process, when
+/// the probes attach, so the crate's descriptor per task costs nothing that
+/// matters).
 pub fn threads_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Some(tasks) = Process::new(pid as i32).and_then(|p| p.tasks()).ok() else {
         return Vec::new();
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    tasks.filter_map(|task| u32::try_from(task.ok()?.tid).ok()).collect()
 }
 
 /// The cgroup v2 path of a process ("/system.slice/nginx.service"), from
 /// the `0::` line of /proc/<pid>/cgroup.
 pub fn cgroup_of(pid: u32) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
+    ProcessCGroups::from_file(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .into_iter()
+        .find(|cg| cg.hierarchy == 0 && cg.controllers.is_empty())
+        .map(|cg| cg.pathname)
 }
 
 /// A thread's scheduler state letter (`R`, `S`, `D`, ...) and its time on a
 /// CPU (`se.sum_exec_runtime`) from /proc/<pid>/task/<tid>/stat and schedstat.
 pub fn sched_state(pid: u32, tid: u32) -> Option<(char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    // The state follows the comm, which may itself contain ") ".
-    let state = stat.rsplit_once(") ")?.1.chars().next()?;
-    let schedstat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-    let exec_ns = schedstat.split_whitespace().next()?.parse().ok()?;
+    let task = format!("/proc/{pid}/task/{tid}");
+    let state = Stat::from_file(format!("{task}/stat")).ok()?.state;
+    let exec_ns = Schedstat::from_file(format!("{task}/schedstat")).ok()?.sum_exec_runtime;
     Some((state, exec_ns))
 }
 
@@ -81,8 +106,9 @@ mod tests {
         assert!(!comm_of(pid).unwrap().is_empty());
         assert!(!process_exists(u32::MAX - 1));
         assert!(cgroup_of(pid).is_some_and(|c| c.starts_with('/')), "every process is in a v2 cgroup");
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::gettid() } as u32;
+        // "<pid>/task/<tid>" names the calling thread.
+        let link = fs::read_link("/proc/thread-self").unwrap();
+        let tid: u32 = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
         // Run past a scheduler tick, which updates the running thread's counter.
         let start = std::time::Instant::now();
         while start.elapsed() < std::time::Duration::from_millis(30) {
@@ -91,5 +117,22 @@ mod tests {
         let (state, exec_ns) = sched_state(pid, tid).unwrap();
         assert_eq!(state, 'R', "the test thread reads its own state while running");
         assert!(exec_ns > 0);
+    }
+
+    #[test]
+    fn a_name_with_a_closing_parenthesis_does_not_hide_the_state() {
+        let pid = std::process::id();
+        let reader = std::thread::Builder::new().name("a) S (b".into());
+        let (state, _) = reader
+            .spawn(move || {
+                let link = fs::read_link("/proc/thread-self").unwrap();
+                let tid: u32 = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
+                assert_eq!(comm_of(tid).as_deref(), Some("a) S (b"));
+                sched_state(pid, tid).unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(state, 'R');
     }
 }

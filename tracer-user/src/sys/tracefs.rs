@@ -1,5 +1,7 @@
 //! tracefs: mounting it when needed and reading tracepoint format files.
-use std::{collections::HashMap, ffi::CString, path::Path};
+use std::{collections::HashMap, path::Path};
+
+use rustix::mount::MountFlags;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracefsError {
@@ -24,19 +26,8 @@ pub fn tracefs_root() -> Result<&'static str, TracefsError> {
             return Ok(root);
         }
     }
-    let source = CString::new("nodev").expect("static string");
-    let target = CString::new(TRACEFS).expect("static string");
-    let fstype = CString::new("tracefs").expect("static string");
-    // SAFETY: valid NUL-terminated strings; no mount data.
-    let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
-    if rc != 0 {
-        return Err(TracefsError::Mount {
-            path: TRACEFS,
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    rustix::mount::mount("nodev", TRACEFS, "tracefs", MountFlags::empty(), None)
+        .map_err(|errno| TracefsError::Mount { path: TRACEFS, source: errno.into() })?;
     Ok(TRACEFS)
 }
 

@@ -6,7 +6,7 @@
 //! The events are streamed through a zlib encoder into a temporary file as
 //! they arrive, so a long recording costs disk, not memory; the header and
 //! the process names, known only at the end, follow the events, and the
-//! finished file is renamed into place.
+//! finished file is renamed into place (`output::atomic` says when not).
 mod reader;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -151,3 +151,28 @@ fn damaged_files_give_typed_errors() {
     assert!(matches!(super::read(&missing), Err(TimelineError::Read { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_timeline_follows_a_link_and_goes_into_a_fifo_in_place() {
+    let dir = scratch_dir("special");
+    let link = dir.join("t.timeline");
+    std::os::unix::fs::symlink("kept.timeline", &link).unwrap();
+    write(&link, &history());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
+    assert_eq!(super::read(&dir.join("kept.timeline")).unwrap().names, names());
+
+    let fifo = dir.join("fifo.timeline");
+    let mode = rustix::fs::Mode::from_raw_mode(0o600);
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, mode, 0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = fifo.clone();
+    std::thread::spawn(move || tx.send(std::fs::read(reading)));
+    // Creating the writer opens the FIFO, which waits for the reader.
+    write(&fifo, &history());
+    let bytes = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the reader got nothing").unwrap();
+    let copy = dir.join("copy.timeline");
+    std::fs::write(&copy, bytes).unwrap();
+    assert_eq!(super::read(&copy).unwrap().names, names(), "a whole timeline came through");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 4, "no temporary file left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,7 @@
-//! Streams a timeline to a temporary file beside its destination.
+//! Streams a timeline to a temporary file beside its destination (or into
+//! it, for a device or FIFO: see `output::atomic`).
 use std::{
     collections::BTreeMap,
-    fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
 };
@@ -12,51 +12,31 @@ use tracer_common::TimelineEvent;
 use super::{END_MAGIC, FORMAT_VERSION, MAGIC, RECORD_LEN, TimelineError, Trailer, encode};
 use crate::{
     model::{names::ProcessName, timeline::TimelineHeader},
-    output::atomic,
+    output::atomic::OutputFile,
 };
 
-/// The temporary file of a writer; removed unless the writer finished.
-struct TempFile {
-    path: PathBuf,
-    renamed: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Streams a timeline to a temporary file beside its destination; only
-/// [`TimelineWriter::finish`] puts a file at the destination.
+/// [`TimelineWriter::finish`] puts a file at the destination, and a writer
+/// dropped unfinished removes its temporary file. A device or FIFO is
+/// written as the events come, and opening a FIFO waits for its reader.
 pub struct TimelineWriter {
-    // Dropped first: an unfinished writer closes its file before the
-    // temporary file is removed.
-    encoder: ZlibEncoder<BufWriter<File>>,
-    temp: TempFile,
+    encoder: ZlibEncoder<BufWriter<OutputFile>>,
     path: PathBuf,
     events: u64,
 }
 
 impl TimelineWriter {
     /// Checks that `path` can be written (before anything is recorded) and
-    /// starts the temporary file.
+    /// starts the temporary file (or opens the device or FIFO).
     pub fn create(path: &Path) -> Result<TimelineWriter, TimelineError> {
-        atomic::check_output_path(path)?;
-        let temp_path = atomic::temp_path(path);
-        let failed = |source| TimelineError::Write { path: temp_path.display().to_string(), source };
-        let file = File::create(&temp_path).map_err(failed)?;
-        let temp = TempFile { path: temp_path.clone(), renamed: false };
-        let mut out = BufWriter::new(file);
+        let mut out = BufWriter::new(OutputFile::create(path)?);
+        let failed = |source| TimelineError::Write { path: path.display().to_string(), source };
         out.write_all(MAGIC)
             .and_then(|()| out.write_all(&FORMAT_VERSION.to_le_bytes()))
             .and_then(|()| out.write_all(&(RECORD_LEN as u32).to_le_bytes()))
             .map_err(failed)?;
         Ok(TimelineWriter {
             path: path.to_path_buf(),
-            temp,
             // The recorder shares the machine with what it measures: the
             // fastest level still shrinks the records several times.
             encoder: ZlibEncoder::new(out, Compression::fast()),
@@ -77,18 +57,14 @@ impl TimelineWriter {
         header.format_version = FORMAT_VERSION;
         let trailer = Trailer { header, event_count: self.events, names };
         let json = serde_json::to_vec(&trailer).expect("the trailer serializes");
-        let mut temp = self.temp;
-        let failed = |source| TimelineError::Write { path: temp.path.display().to_string(), source };
+        let failed = |source| TimelineError::Write { path: self.path.display().to_string(), source };
         let mut out = self.encoder.finish().map_err(failed)?;
         out.write_all(&json)
             .and_then(|()| out.write_all(&(json.len() as u64).to_le_bytes()))
             .and_then(|()| out.write_all(END_MAGIC))
             .map_err(failed)?;
         let file = out.into_inner().map_err(|e| failed(e.into_error()))?;
-        file.sync_all().map_err(failed)?;
-        std::fs::rename(&temp.path, &self.path)
-            .map_err(|source| TimelineError::Write { path: self.path.display().to_string(), source })?;
-        temp.renamed = true;
+        file.finish()?;
         Ok(())
     }
 
@@ -98,7 +74,6 @@ impl TimelineWriter {
     }
 
     fn write_error(&self, source: std::io::Error) -> TimelineError {
-        TimelineError::Write { path: self.temp.path.display().to_string(), source }
+        TimelineError::Write { path: self.path.display().to_string(), source }
     }
 }
-
