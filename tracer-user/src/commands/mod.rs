@@ -21,7 +21,7 @@ pub use syscalls::syscalls;
 
 use crate::{
     app::{
-        Plan, Session, Stop, Targets,
+        Event, EventLoop, Plan, Session, Stop, Targets,
         report::{finish_report, warn_losses},
     },
     cli::{IntervalArgs, KernelArgs, TargetArgs},
@@ -98,13 +98,9 @@ async fn run_live(
 /// programs on the syscall tracepoints.
 pub async fn floor() -> Result<()> {
     let _attached = crate::bpf::load_empty_syscall_programs()?;
+    let mut events = EventLoop::new()?;
     eprintln!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    while !matches!(events.next().await, Event::Stop(_)) {}
     Ok(())
 }
 
