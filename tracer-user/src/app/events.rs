@@ -1,7 +1,8 @@
 //! The one event loop of every command and of the live view: a tick to
 //! drain the ring buffers, the end of each interval, terminal input when
-//! the live view plugs it in, and the end of the run: SIGINT or SIGTERM,
-//! the deadline, or the planned number of intervals. Callers only react to
+//! the live view plugs it in, and the end of the run: SIGINT, SIGTERM or
+//! SIGHUP (a closed terminal, an ssh drop, `tmux kill-session`), the
+//! deadline, or the planned number of intervals. Callers only react to
 //! events, so every way a run can end goes through their one clean exit.
 use std::{
     future::{pending, poll_fn},
@@ -40,7 +41,7 @@ pub enum Event {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
-    /// SIGINT or SIGTERM.
+    /// SIGINT, SIGTERM or SIGHUP.
     Signal,
     /// The planned duration elapsed.
     Deadline,
@@ -61,6 +62,7 @@ struct Intervals {
 pub struct EventLoop {
     sigint: Signal,
     sigterm: Signal,
+    sighup: Signal,
     started: Instant,
     drain: Option<Interval>,
     intervals: Option<Intervals>,
@@ -70,12 +72,13 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop that only stops, on SIGINT or SIGTERM. From here on
+    /// A loop that only stops, on SIGINT, SIGTERM or SIGHUP. From here on
     /// these signals no longer kill the process: they end the run.
     pub fn new() -> Result<EventLoop> {
         Ok(EventLoop {
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
             started: Instant::now(),
             drain: None,
             intervals: None,
@@ -141,6 +144,7 @@ impl EventLoop {
             biased;
             _ = self.sigint.recv() => Event::Stop(StopReason::Signal),
             _ = self.sigterm.recv() => Event::Stop(StopReason::Signal),
+            _ = self.sighup.recv() => Event::Stop(StopReason::Signal),
             () = at(next_interval) => Event::Interval,
             () = at(self.deadline) => Event::Stop(StopReason::Deadline),
             () = tick(&mut self.drain) => Event::Drain,
@@ -297,9 +301,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sigint_and_sigterm_stop() {
+    async fn sigint_sigterm_and_sighup_stop() {
         let _serial = one_at_a_time().await;
-        for signal in [Sig::INT, Sig::TERM] {
+        for signal in [Sig::INT, Sig::TERM, Sig::HUP] {
             let mut events = EventLoop::new().unwrap().drain_every(DRAIN_EVERY).intervals(Duration::from_secs(3600), None);
             kill_process(getpid(), signal).unwrap();
             let stop = tokio::time::timeout(Duration::from_secs(10), async {

@@ -1,7 +1,7 @@
 //! A recording session shared by every command: drain the kernel's ring
 //! buffers at each tick of the event loop, refresh thread totals, call
-//! back at each interval, and stop cleanly on Ctrl-C, SIGTERM, a deadline
-//! or a count.
+//! back at each interval, and stop cleanly on Ctrl-C, SIGTERM, SIGHUP, a
+//! deadline or a count.
 use std::time::Duration;
 
 use anyhow::Result;
@@ -31,7 +31,7 @@ fn drain_spans(probes: &mut Probes, agg: &mut Aggregator) {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Signal,
     /// `--duration` elapsed or the interval count was reached.
     Done,

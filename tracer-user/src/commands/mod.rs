@@ -58,8 +58,8 @@ async fn run_live(
     mut render: impl FnMut(&Session, &IntervalView) -> String,
 ) -> Result<()> {
     match output.interval {
-        Some(secs) => eprintln!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
-        None => eprintln!("Tracing {what}... Hit Ctrl-C to end."),
+        Some(secs) => say!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
+        None => say!("Tracing {what}... Hit Ctrl-C to end."),
     }
     let plan = Plan {
         interval: output.interval.map(Duration::from_secs),
@@ -88,7 +88,7 @@ async fn run_live(
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
         finish_report(&mut session, filters, json)?;
-        eprintln!("Report written to {}", json.display());
+        say!("Report written to {}", json.display());
     }
     warn_losses(&session);
     Ok(())
@@ -99,7 +99,7 @@ async fn run_live(
 pub async fn floor() -> Result<()> {
     let _attached = crate::bpf::load_empty_syscall_programs()?;
     let mut events = EventLoop::new()?;
-    eprintln!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
+    say!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
     while !matches!(events.next().await, Event::Stop(_)) {}
     Ok(())
 }
