@@ -1,5 +1,6 @@
 //! The JSON report: required fields, a decodable HdrHistogram, atomic writes
-//! (and in-place writes to devices and FIFOs) and clean stops on SIGTERM.
+//! (and in-place writes to devices and FIFOs) and clean stops on SIGTERM
+//! and SIGHUP.
 use std::{
     os::unix::fs::FileTypeExt,
     path::Path,
@@ -161,4 +162,54 @@ fn reports_to_a_device_or_a_fifo_are_written_into_it() {
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no temporary file left beside them");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A closed terminal, an ssh drop or `tmux kill-session` sends SIGHUP: it
+/// ends a recording as SIGTERM does, with the report and the timeline
+/// written and no temporary file left.
+#[test]
+fn sigterm_and_sighup_end_a_recording_with_its_report_and_timeline() {
+    if !bpf_available("sigterm_and_sighup_end_a_recording_with_its_report_and_timeline") {
+        return;
+    }
+    let load = Load::start(&["sleepers", "2", "5"]);
+    let pid = load.pid().to_string();
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        for timeline in [false, true] {
+            let dir = temp_dir(&format!("stop-{name}-{timeline}"));
+            let out = dir.join("r.json");
+            let mut args = vec!["record", "--pid", &pid, "--out", out.to_str().unwrap()];
+            if timeline {
+                args.push("--timeline");
+            }
+            let tracer = Tracer::start(&args);
+            sleep(Duration::from_millis(500));
+            let (status, _, stderr) = tracer.stop_with(sig);
+            assert!(status.success(), "{name}, timeline {timeline}: {status}, {stderr:?}");
+            let report = read_report(&out);
+            assert_eq!(report["schema"], "tracer.report/1");
+            assert!(u(&process(&report, load.pid())["on_cpu_ns"]) > 0, "{name}");
+
+            let mut files: Vec<String> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            files.sort();
+            if timeline {
+                assert_eq!(files, ["r.json", "r.timeline"], "{name}: no temporary file left");
+                // Complete: `spans join` reads it to its trailer.
+                let no_spans = dir.join("none.jsonl");
+                std::fs::write(&no_spans, "").unwrap();
+                let joined = std::process::Command::new(tracer_bin())
+                    .args(["spans", "join", "--timeline", dir.join("r.timeline").to_str().unwrap()])
+                    .args(["--spans", no_spans.to_str().unwrap()])
+                    .output()
+                    .expect("tracer spans join");
+                let joined_stderr = String::from_utf8_lossy(&joined.stderr);
+                assert!(joined.status.success(), "{name}: {joined_stderr}");
+                assert!(joined_stderr.contains(&format!("timeline of pid [{pid}]")), "{joined_stderr}");
+            } else {
+                assert_eq!(files, ["r.json"], "{name}: no temporary file left");
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

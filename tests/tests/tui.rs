@@ -1,6 +1,7 @@
-//! The live view in a real terminal (tmux): it shows a known busy process
-//! with its CPU, quits on `q` with status 0, and leaves the terminal as it
-//! found it.
+//! tracer in a real terminal (tmux): the live view shows a known busy
+//! process with its CPU, quits on `q` or SIGHUP with status 0, and leaves
+//! the terminal as it found it; a recording whose terminal closes still
+//! writes its report.
 use std::{
     process::Command,
     thread::sleep,
@@ -33,6 +34,22 @@ impl Tmux {
     fn screen(&self) -> String {
         let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = Command::new("tmux").args(["display", "-p", "-t", &self.session, format]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.display("#{alternate_on}") == "1"
+    }
+
+    /// The process the pane's shell runs in the foreground.
+    fn command_pid(&self) -> u32 {
+        let shell = self.display("#{pane_pid}");
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+        children.split_whitespace().next().expect("a command runs in the pane").parse().unwrap()
     }
 
     /// Waits until `found` accepts the screen; returns that screen.
@@ -97,12 +114,81 @@ fn live_view_shows_a_busy_process_and_restores_the_terminal() {
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
     assert!(!screen.contains("RUNQ%"), "the alternate screen is gone:\n{screen}");
-    // Raw mode is off again: the line discipline echoes and edits lines.
+    assert_not_raw(&tmux);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Raw mode is off again: the line discipline echoes and edits lines.
+fn assert_not_raw(tmux: &Tmux) {
     tmux.send(&["stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | tr '\\n' ' '; echo :STTY", "Enter"]);
     let screen = tmux.wait_for("stty", |s| s.lines().any(|l| l.ends_with(":STTY") && l.contains("icanon")));
     let modes = screen.lines().find(|l| l.ends_with(":STTY") && l.contains("icanon")).unwrap();
     assert!(modes.contains("icanon") && !modes.contains("-icanon"), "{modes}");
     assert!(modes.split_whitespace().any(|m| m == "echo"), "{modes}");
+}
+
+/// SIGHUP, as a closed terminal sends, ends the live view like `q`.
+#[test]
+fn live_view_ends_on_sighup_and_restores_the_terminal() {
+    if !bpf_available("live_view_ends_on_sighup_and_restores_the_terminal") {
+        return;
+    }
+    let tmux = Tmux::start(100, 30);
+    tmux.send(&[&format!("{}; echo EXIT=$?", tracer_bin().display()), "Enter"]);
+    tmux.wait_for("the process table", |s| s.lines().any(|l| l.starts_with("PID")));
+    assert!(tmux.alternate_screen());
+    signal(tmux.command_pid(), libc::SIGHUP);
+    let screen = tmux.wait_for("tracer to exit", exit_line_shown);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+    assert!(!tmux.alternate_screen(), "still on the alternate screen:\n{screen}");
+    assert_not_raw(&tmux);
+}
+
+/// Waits until `pid` has exited (gone, or a zombie nobody reaped yet).
+fn wait_for_exit(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z ")) {
+        assert!(Instant::now() < deadline, "{what} still runs");
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// `tmux kill-session` hangs up the terminal and sends SIGHUP: the live
+/// view exits without a word (its stderr, a file here, stays empty: no
+/// panic writing to the terminal that is gone), and a recording writes its
+/// report and timeline although its progress line and messages cannot be
+/// shown any more.
+#[test]
+fn tracer_in_a_terminal_that_closes_exits_cleanly() {
+    if !bpf_available("tracer_in_a_terminal_that_closes_exits_cleanly") {
+        return;
+    }
+    let dir = temp_dir("hangup");
+    let tmux = Tmux::start(100, 30);
+    let stderr = dir.join("stderr");
+    tmux.send(&[&format!("{} 2>{}", tracer_bin().display(), stderr.display()), "Enter"]);
+    tmux.wait_for("the process table", |s| s.lines().any(|l| l.starts_with("PID")));
+    let live_view = tmux.command_pid();
+    drop(tmux);
+    wait_for_exit(live_view, "the live view");
+    assert_eq!(std::fs::read_to_string(&stderr).unwrap(), "");
+
+    let load = Load::start(&["sleepers", "2", "5"]);
+    let out = dir.join("r.json");
+    let tmux = Tmux::start(100, 30);
+    let record = format!("{} record --pid {} --timeline --out {}", tracer_bin().display(), load.pid(), out.display());
+    tmux.send(&[&record, "Enter"]);
+    // After a progress line: those are written at every second.
+    tmux.wait_for("the progress line", |s| s.contains("threads live"));
+    let recording = tmux.command_pid();
+    drop(tmux);
+    wait_for_exit(recording, "the recording");
+    let report = read_report(&out);
+    assert!(u(&process(&report, load.pid())["on_cpu_ns"]) > 0);
+    assert!(dir.join("r.timeline").exists());
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains(".tmp.")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

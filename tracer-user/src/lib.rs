@@ -12,6 +12,17 @@
 //! - [`app`]: the recording session and its event loop, targets, the
 //!   timeline recorder;
 //! - [`cli`], [`commands`], [`tui`]: the command line and the live view.
+/// `eprintln!` that ignores a failed write instead of panicking: after
+/// SIGHUP stderr may be a terminal that is gone, and the run must still
+/// end cleanly (report written, temporary files removed).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod app;
 pub mod bpf;
 pub mod cli;

@@ -37,7 +37,7 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             // One line: the error and its causes.
             let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("tracer: {}", causes.join(": "));
+            tracer_user::say!("tracer: {}", causes.join(": "));
             std::process::ExitCode::FAILURE
         }
     }

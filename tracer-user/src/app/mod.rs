@@ -1,11 +1,13 @@
-//! The application layer: a recording session (probes plus aggregation,
-//! and the loop that drains one into the other), what to trace, the
-//! timeline recorder, and the report of a session. Commands and the live
-//! view are built on it.
+//! The application layer: the event loop (ticks, intervals, input and the
+//! end of a run), a recording session (probes plus aggregation, drained
+//! one into the other at each tick), what to trace, the timeline recorder,
+//! and the report of a session. Commands and the live view are built on it.
+pub mod events;
 pub mod recorder;
 pub mod report;
 pub mod session;
 pub mod targets;
 
+pub use events::{Event, EventLoop, StopReason};
 pub use session::{Plan, Session, Stop};
 pub use targets::Targets;

@@ -50,23 +50,23 @@ pub fn build_report(session: &Session, filters: Filters) -> Report {
 pub fn warn_losses(session: &Session) {
     let lost = session.probes.losses();
     if lost.runq_events > 0 {
-        eprintln!("tracer: warning: {} run-queue events were lost (ring buffer full)", lost.runq_events);
+        say!("tracer: warning: {} run-queue events were lost (ring buffer full)", lost.runq_events);
     }
     if lost.threads_untracked > 0 {
-        eprintln!(
+        say!(
             "tracer: warning: {} threads were not tracked (table full; raise --max-threads)",
             lost.threads_untracked
         );
     }
     if lost.accounting_gaps > 0 {
-        eprintln!(
+        say!(
             "tracer: note: the kernel did not report {} scheduler switches of traced threads; their time was \
              split with the kernel's own per-task counters (BTF probes), or counted as unaccounted",
             lost.accounting_gaps
         );
     }
     if lost.stats_samples > 0 || lost.block_requests > 0 {
-        eprintln!(
+        say!(
             "tracer: warning: {} syscall/block samples and {} block requests were dropped (tables full)",
             lost.stats_samples, lost.block_requests
         );

@@ -1,13 +1,17 @@
-//! The recording loop shared by every command: drain the kernel's ring
-//! buffers on a short timer, refresh thread totals, call back at each
-//! interval, and stop cleanly on Ctrl-C, SIGTERM, a deadline or a count.
-use std::time::{Duration, Instant};
+//! A recording session shared by every command: drain the kernel's ring
+//! buffers at each tick of the event loop, refresh thread totals, call
+//! back at each interval, and stop cleanly on Ctrl-C, SIGTERM, SIGHUP, a
+//! deadline or a count.
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
+use anyhow::Result;
 use tracer_common::THREAD_DEAD;
 
-use super::{recorder::Recorder, targets::Targets};
+use super::{
+    events::{DRAIN_EVERY, Event, EventLoop, StopReason},
+    recorder::Recorder,
+    targets::Targets,
+};
 use crate::{
     bpf::Probes,
     model::aggregate::{self, Aggregator, HistogramScope},
@@ -25,17 +29,22 @@ fn drain_spans(probes: &mut Probes, agg: &mut Aggregator) {
     finished.iter().for_each(|span| agg.on_span(span));
 }
 
-/// How often the ring buffers are drained. The run-queue ring holds
-/// several seconds of events at a million context switches per second, so
-/// this only bounds the latency of the data, not its completeness.
-const DRAIN_EVERY: Duration = Duration::from_millis(100);
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Signal,
     /// `--duration` elapsed or the interval count was reached.
     Done,
+}
+
+impl From<StopReason> for Stop {
+    fn from(reason: StopReason) -> Stop {
+        match reason {
+            // A session reads no terminal; an ended input is an outside stop too.
+            StopReason::Signal | StopReason::InputEnded => Stop::Signal,
+            StopReason::Deadline | StopReason::Count => Stop::Done,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,37 +139,26 @@ impl Session {
     /// Runs until the plan ends or a signal arrives; `on_interval` is called
     /// after each interval with fresh data.
     pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
-        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let started = Instant::now();
-        let deadline = plan.duration.map(|d| started + d);
-        let mut drain = tokio::time::interval(DRAIN_EVERY);
-        let mut next_interval = plan.interval.map(|i| started + i);
-        let mut intervals_done = 0u64;
+        let mut events = EventLoop::new()?.drain_every(DRAIN_EVERY);
+        if let Some(every) = plan.interval {
+            events = events.intervals(every, plan.intervals);
+        }
+        if let Some(duration) = plan.duration {
+            events = events.deadline(duration);
+        }
         loop {
-            tokio::select! {
-                _ = sigint.recv() => return Ok(Stop::Signal),
-                _ = sigterm.recv() => return Ok(Stop::Signal),
-                _ = drain.tick() => {
-                    self.drain();
-                    let now = Instant::now();
-                    if let (Some(at), Some(every)) = (next_interval, plan.interval)
-                        && now >= at
-                    {
-                        if !plan.drain_only {
-                            self.sync();
-                        }
-                        on_interval(self);
-                        intervals_done += 1;
-                        next_interval = Some(at + every);
-                        if plan.intervals.is_some_and(|n| intervals_done >= n) {
-                            return Ok(Stop::Done);
-                        }
+            match events.next().await {
+                Event::Drain => self.drain(),
+                Event::Interval => {
+                    if plan.drain_only {
+                        self.drain();
+                    } else {
+                        self.sync();
                     }
-                    if deadline.is_some_and(|d| now >= d) {
-                        return Ok(Stop::Done);
-                    }
+                    on_interval(self);
                 }
+                Event::Input(_) => {}
+                Event::Stop(reason) => return Ok(Stop::from(reason)),
             }
         }
     }

@@ -52,7 +52,7 @@ pub enum Command {
     Biolat(BiolatArgs),
     /// Where off-CPU time goes: preempted, I/O wait, other uninterruptible, sleep.
     Offcpu(OffcpuArgs),
-    /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM or --duration.
+    /// Record everything measured to a JSON report, until Ctrl-C, SIGTERM, SIGHUP or --duration.
     Record(RecordArgs),
     /// One JSON line per request span of a process using the span markers:
     /// where its time went, a verdict, and who held the CPU while it waited.
@@ -245,7 +245,7 @@ pub struct SpansArgs {
           value_parser = parse_fraction)]
     pub contention_threshold: f64,
 
-    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    /// Stop after this many seconds (default: at Ctrl-C, SIGTERM or SIGHUP).
     #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<std::time::Duration>,
 
@@ -318,7 +318,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub syscalls: bool,
 
-    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    /// Stop after this many seconds (default: at Ctrl-C, SIGTERM or SIGHUP).
     #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<std::time::Duration>,
 

@@ -21,7 +21,7 @@ pub use syscalls::syscalls;
 
 use crate::{
     app::{
-        Plan, Session, Stop, Targets,
+        Event, EventLoop, Plan, Session, Stop, Targets,
         report::{finish_report, warn_losses},
     },
     cli::{IntervalArgs, KernelArgs, TargetArgs},
@@ -58,8 +58,8 @@ async fn run_live(
     mut render: impl FnMut(&Session, &IntervalView) -> String,
 ) -> Result<()> {
     match output.interval {
-        Some(secs) => eprintln!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
-        None => eprintln!("Tracing {what}... Hit Ctrl-C to end."),
+        Some(secs) => say!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
+        None => say!("Tracing {what}... Hit Ctrl-C to end."),
     }
     let plan = Plan {
         interval: output.interval.map(Duration::from_secs),
@@ -88,7 +88,7 @@ async fn run_live(
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
         finish_report(&mut session, filters, json)?;
-        eprintln!("Report written to {}", json.display());
+        say!("Report written to {}", json.display());
     }
     warn_losses(&session);
     Ok(())
@@ -98,13 +98,9 @@ async fn run_live(
 /// programs on the syscall tracepoints.
 pub async fn floor() -> Result<()> {
     let _attached = crate::bpf::load_empty_syscall_programs()?;
-    eprintln!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    let mut events = EventLoop::new()?;
+    say!("Tracing syscalls with empty programs (benchmark floor)... Ctrl-C to end.");
+    while !matches!(events.next().await, Event::Stop(_)) {}
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! `tracer record`: everything measured, to a JSON report.
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
@@ -44,8 +44,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
     match args.duration {
-        Some(d) => eprintln!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
-        None => eprintln!("Recording ({} probes)... Ctrl-C or SIGTERM ends it and writes the report.", session.probes.mode.name()),
+        Some(d) => say!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
+        None => say!("Recording ({} probes)... Ctrl-C, SIGTERM or SIGHUP ends it and writes the report.", session.probes.mode.name()),
     }
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let plan = Plan {
@@ -65,7 +65,9 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
                 );
             }
             if progress {
-                eprint!(
+                // Not eprint!: it panics once the terminal is gone (SIGHUP).
+                let _ = write!(
+                    std::io::stderr(),
                     "\r  {:>5.0} s  {} threads live, {} run-queue waits   ",
                     started.elapsed().as_secs_f64(),
                     session.agg.live_threads(),
@@ -75,11 +77,11 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         })
         .await?;
     if progress {
-        eprintln!();
+        say!();
     }
     let report = finish_report(&mut session, targets.filters, &args.out)?;
     let written_to = if atomic::is_stdout(&args.out) { "standard output".into() } else { args.out.display().to_string() };
-    eprintln!(
+    say!(
         "Report written to {written_to} ({} processes, {} run-queue waits)",
         report.processes.len(),
         report.histograms.runq_latency.count
@@ -89,9 +91,9 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         let events = recorder
             .finish(session.probes.mode.name(), lost)
             .with_context(|| format!("writing the timeline {}", path.display()))?;
-        eprintln!("Timeline written to {} ({events} events)", path.display());
+        say!("Timeline written to {} ({events} events)", path.display());
         if lost > 0 {
-            eprintln!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
+            say!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
         }
     }
     warn_losses(&session);

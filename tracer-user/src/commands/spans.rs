@@ -44,7 +44,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         None => Box::new(std::io::stdout().lock()),
     };
     let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
-    eprintln!("Tracing spans of process {pid}... Hit Ctrl-C to end.");
+    say!("Tracing spans of process {pid}... Hit Ctrl-C to end.");
     let plan = Plan {
         interval: Some(Duration::from_millis(200)),
         intervals: None,
@@ -93,10 +93,10 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
 fn summary(session: &Session, written: u64) {
     let spans = &session.agg.spans;
     let verdicts: Vec<String> = spans.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
-    eprintln!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
+    say!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
     let anomalies = session.probes.span_anomalies();
     if anomalies.end_without_begin + anomalies.begun_twice + anomalies.never_ended > 0 {
-        eprintln!(
+        say!(
             "tracer: span markers that did not pair up: {} ended without a begin, {} begun twice, {} never ended",
             anomalies.end_without_begin, anomalies.begun_twice, anomalies.never_ended
         );
@@ -104,7 +104,7 @@ fn summary(session: &Session, written: u64) {
     let http = &session.agg.http;
     let pipelined = anomalies.http_pipelined + http.pipelined;
     if pipelined + anomalies.http_unanswered + http.not_http + http.heads_lost > 0 {
-        eprintln!(
+        say!(
             "tracer: HTTP requests not made spans: {pipelined} pipelined behind another, {} unanswered \
              (connection closed first), {} not HTTP after all, {} whose head was lost (buffer full)",
             anomalies.http_unanswered, http.not_http, http.heads_lost

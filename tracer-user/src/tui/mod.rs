@@ -14,11 +14,14 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
-use tokio::signal::unix::{SignalKind, signal};
+use ratatui::crossterm::event::{Event as Input, EventStream, KeyEventKind};
 
 use crate::{
-    app::{Session, report::build_report},
+    app::{
+        Session,
+        events::{DRAIN_EVERY, Event, EventLoop},
+        report::build_report,
+    },
     cli::{KernelArgs, TargetArgs, TuiArgs},
     commands::resolve_targets,
     model::{aggregate::HistogramScope, intervals::Intervals},
@@ -29,33 +32,6 @@ use crate::{
     sys::clock,
 };
 use app::{App, Effect, View};
-
-/// How often the kernel's ring buffers are drained between refreshes.
-const DRAIN_EVERY: Duration = Duration::from_millis(100);
-
-enum Input {
-    Key(KeyEvent),
-    Resize,
-}
-
-/// Reads terminal events on a thread of its own (crossterm's reads block).
-fn spawn_input_reader() -> tokio::sync::mpsc::UnboundedReceiver<Input> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        loop {
-            let input = match event::read() {
-                Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => Input::Key(key),
-                Ok(Event::Resize(_, _)) => Input::Resize,
-                Ok(_) => continue,
-                Err(_) => break,
-            };
-            if tx.send(input).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -78,14 +54,13 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let interval = Duration::from_secs_f64(args.interval);
     let mut app = App::new(view, interval, !no_color());
     app.spans_traced = session.probes.attached.spans;
+    // Signals are caught before the terminal is made raw, so none of them
+    // can leave it raw.
+    let events = EventLoop::new()?.drain_every(DRAIN_EVERY).intervals(app.interval, None);
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
-    let mut inputs = spawn_input_reader();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    let mut events = events.input(Box::pin(EventStream::new()));
     let mut intervals = Intervals::default();
     let mut last_tick = Instant::now();
-    let mut next_tick = tokio::time::Instant::now() + app.interval;
 
     // Drawn after input and new data only, not on every drain.
     let mut dirty = true;
@@ -94,28 +69,26 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
             guard.terminal.draw(|frame| render::draw(frame, &app))?;
             dirty = false;
         }
-        tokio::select! {
-            input = inputs.recv() => match input {
-                Some(Input::Key(key)) => {
-                    dirty = true;
-                    let Some(action) = app.action_for(key) else { continue };
-                    match app.handle_action(action) {
-                        Effect::Quit => break,
-                        Effect::WriteReport => {
-                            app.status = Some(match write_report(&mut session, &intervals, &targets.filters) {
-                                Ok(path) => format!("report written to {}", path.display()),
-                                Err(err) => format!("could not write the report: {err:#}"),
-                            });
-                        }
-                        Effect::IntervalChanged => next_tick = tokio::time::Instant::now() + app.interval,
-                        Effect::None => {}
+        match events.next().await {
+            Event::Input(Input::Key(key)) if key.kind == KeyEventKind::Press => {
+                dirty = true;
+                let Some(action) = app.action_for(key) else { continue };
+                match app.handle_action(action) {
+                    Effect::Quit => break,
+                    Effect::WriteReport => {
+                        app.status = Some(match write_report(&mut session, &intervals, &targets.filters) {
+                            Ok(path) => format!("report written to {}", path.display()),
+                            Err(err) => format!("could not write the report: {err:#}"),
+                        });
                     }
+                    Effect::IntervalChanged => events.set_interval(app.interval),
+                    Effect::None => {}
                 }
-                Some(Input::Resize) => dirty = true,
-                None => break,
-            },
-            _ = drain.tick() => session.drain(),
-            _ = tokio::time::sleep_until(next_tick) => {
+            }
+            Event::Input(Input::Resize(_, _)) => dirty = true,
+            Event::Input(_) => {}
+            Event::Drain => session.drain(),
+            Event::Interval => {
                 session.sync();
                 let view = intervals.next(&mut session.agg);
                 let elapsed = last_tick.elapsed();
@@ -130,11 +103,10 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                 );
                 app.update(model);
                 app.add_spans(session.agg.take_spans());
-                next_tick += app.interval;
                 dirty = true;
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            // A signal, or the terminal is gone.
+            Event::Stop(_) => break,
         }
     }
     drop(guard);
