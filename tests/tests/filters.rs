@@ -78,3 +78,45 @@ fn runqlat_pid_filter_prints_runqlat_table_and_percentiles() {
     }
     assert!(!stdout.contains("pid = 1 "), "other processes are filtered out:\n{stdout}");
 }
+
+/// A target's child processes (fork, then exec or not) are left out unless
+/// `--children` asks for them, and the report says how many were left out.
+#[test]
+fn children_are_followed_with_children_and_counted_without() {
+    if !bpf_available("children_are_followed_with_children_and_counted_without") {
+        return;
+    }
+    const CHILDREN: usize = 3;
+    const BURN_MS: u64 = 60;
+    for follow in [false, true] {
+        let dir = temp_dir(&format!("children-{follow}"));
+        let out = dir.join("report.json");
+        let mut forker = Load::start(&["forker", &CHILDREN.to_string(), &BURN_MS.to_string()]);
+        let target = u64::from(forker.pid());
+        let pid = target.to_string();
+        let mut args = vec!["record", "--pid", &pid, "--out", out.to_str().unwrap()];
+        if follow {
+            args.push("--children");
+        }
+        let tracer = Tracer::start(&args);
+        let children: Vec<u32> = forker.run_work().split(',').map(|p| p.parse().expect("child pid")).collect();
+        let report = tracer.report(Some(libc::SIGINT), &out);
+        forker.finish();
+        assert_eq!(children.len(), CHILDREN);
+        let traced = pids_in(&report);
+        assert_eq!(report["filters"]["children"], follow);
+        if follow {
+            assert_eq!(u(&report["lost"]["children_left_out"]), 0);
+            for child in &children {
+                assert!(traced.contains(&u64::from(*child)), "child {child} traced: {traced:?}");
+                // Each burned BURN_MS of its own CPU clock, all of it seen.
+                let on_cpu = u(&process(&report, *child)["on_cpu_ns"]);
+                assert_close(&format!("child {child} on-CPU"), on_cpu, BURN_MS * 1_000_000, 0.05, 3_000_000);
+            }
+        } else {
+            assert_eq!(traced, vec![target], "only the target");
+            assert_eq!(u(&report["lost"]["children_left_out"]), CHILDREN as u64);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -34,6 +34,9 @@ pub const MAX_FILTER_TGIDS: usize = 16;
 pub const FILTER_TGID: u32 = 1 << 0;
 pub const FILTER_TID: u32 = 1 << 1;
 pub const FILTER_CGROUP: u32 = 1 << 2;
+/// With [`FILTER_TGID`]: processes forked by a traced process are traced
+/// too (`--children`), found in [`crate::MAP_FOLLOWED`].
+pub const FILTER_FOLLOW_CHILDREN: u32 = 1 << 3;
 
 /// Filters, evaluated in the kernel on the task being measured (the wakee in
 /// `sched_wakeup`, `next` when it is switched in, `prev` when switched out),

@@ -1,7 +1,7 @@
 //! Loss and anomaly counters: slots of the per-CPU `COUNTERS` map, which
 //! the kernel programs increment and the loader reports when non-zero.
 #[cfg(doc)]
-use crate::{KernelSchedCounters, MAP_THREADS, TimelineEvent};
+use crate::{KernelSchedCounters, MAP_FOLLOWED, MAP_THREADS, TimelineEvent};
 
 raw_enum! {
     /// A slot of the counters map (its index is `counter as u32`).
@@ -35,6 +35,12 @@ raw_enum! {
         HttpPipelined = 10,
         /// A connection closed between a request and its response.
         HttpUnanswered = 11,
+        /// A traced process forked a new process that is not traced (no
+        /// `--children`): the report says how many were left out.
+        ChildrenLeftOut = 12,
+        /// A child of a traced process could not be followed: the table of
+        /// followed processes ([`MAP_FOLLOWED`]) was full.
+        ChildrenUntracked = 13,
     }
 }
 

@@ -10,6 +10,9 @@ use crate::{
 
 /// Per-thread cumulative accounting, keyed by TID.
 pub const MAP_THREADS: &str = "THREADS";
+/// Processes traced because a traced process forked them (`--children`):
+/// TGID -> the TGID of the parent that forked it.
+pub const MAP_FOLLOWED: &str = "FOLLOWED";
 /// One [`RunqEvent`] per completed run-queue wait.
 pub const MAP_RUNQ_EVENTS: &str = "RUNQ_EVENTS";
 /// One [`ThreadExit`] per thread that exited while tracked.
@@ -50,6 +53,9 @@ pub const GLOBAL_SPAN_CONFIG: &str = "SPAN_CONFIG";
 
 /// Default capacity of [`MAP_THREADS`]; the loader may raise it.
 pub const DEFAULT_MAX_THREADS: u32 = 65_536;
+/// Capacity of [`MAP_FOLLOWED`]: children followed at once (entries of
+/// exited children are removed by the loader).
+pub const MAX_FOLLOWED: u32 = 16_384;
 /// Default size of [`MAP_RUNQ_EVENTS`] in bytes (power of two).
 pub const DEFAULT_RUNQ_RING_BYTES: u32 = 4 << 20;
 /// Size of [`MAP_EXITS`] in bytes (power of two).

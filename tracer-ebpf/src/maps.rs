@@ -6,13 +6,17 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
-    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
+    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats,
 };
 
 #[map]
 pub static THREADS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(DEFAULT_MAX_THREADS, 0);
+
+/// Children of traced processes, traced too (`--children`).
+#[map]
+pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_FOLLOWED, 0);
 
 #[map]
 pub static RUNQ_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RUNQ_RING_BYTES, 0);

@@ -41,6 +41,9 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
             let out = sched::switch_out_from_raw_state(preempt, prev_state, || prev.in_iowait());
             if out.dead {
                 stats.comm = prev.comm();
+                if prev_tid == prev_tgid {
+                    filter::on_process_exit(prev_tgid);
+                }
             }
             sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
         }
@@ -69,6 +72,17 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
 #[btf_tracepoint(function = "sched_wakeup")]
 pub fn btf_sched_wakeup(ctx: BtfTracePointContext) -> u32 {
     btf_wakeup(&ctx)
+}
+
+/// `sched_process_fork(task_struct *parent, task_struct *child)`: children
+/// of traced processes (`--children`). BTF only: the classic record names
+/// the child's thread, not its process.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn btf_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    let parent = TaskPtr(ctx.arg::<*const u8>(0));
+    let child = TaskPtr(ctx.arg::<*const u8>(1));
+    filter::on_fork(parent.tgid(), child.tgid());
+    0
 }
 
 /// `sched_wakeup_new(task_struct *p)`: a new task's first wait for a CPU.

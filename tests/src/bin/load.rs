@@ -20,6 +20,8 @@
 //!                                     SIGINT or SIGTERM
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
+//!   tracer-load forker N MS           forks N child processes, each burning MS ms
+//!                                     of CPU (its own clock); prints their PIDs
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
 //!                                     fsync; prints the write_bytes delta
 //!                                     of /proc/self/io
@@ -54,6 +56,25 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: valid clock id and out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Forks a child process that burns `ms` ms of its own CPU time and exits;
+/// returns its PID. Called while this process has one thread, so the child
+/// may run Rust code after fork.
+fn fork_burner(ms: u64) -> i32 {
+    // SAFETY: fork in a single-threaded process; the child only computes and
+    // leaves with _exit, without running destructors or atexit handlers.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let start = thread_cpu_ns();
+        while thread_cpu_ns() - start < ms * 1_000_000 {
+            std::hint::black_box(0u64);
+        }
+        // SAFETY: ends the child at once, as after any fork.
+        unsafe { libc::_exit(0) };
+    }
+    pid
 }
 
 /// Starts `count` threads running `body`, then prints their TIDs.
@@ -277,6 +298,17 @@ fn main() {
                     unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
                 }
                 n.to_string()
+            });
+        }
+        Some("forker") => {
+            let (n, ms) = (arg(1), arg(2) as u64);
+            on_cue(|| {
+                let children: Vec<String> = (0..n).map(|_| fork_burner(ms).to_string()).collect();
+                for _ in &children {
+                    // SAFETY: waits for any child; the status is not needed.
+                    unsafe { libc::wait(std::ptr::null_mut()) };
+                }
+                children.join(",")
             });
         }
         Some("enoent") => {

@@ -71,5 +71,14 @@ pub fn warn_losses(session: &Session) {
             lost.stats_samples, lost.block_requests
         );
     }
+    if lost.children_left_out > 0 {
+        say!(
+            "tracer: note: the targets started {} child processes that were not traced; add --children to follow them",
+            lost.children_left_out
+        );
+    }
+    if lost.children_untracked > 0 {
+        say!("tracer: warning: {} child processes could not be followed (table full)", lost.children_untracked);
+    }
 }
 

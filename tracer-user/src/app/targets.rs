@@ -1,7 +1,7 @@
 //! Turns what the user asked to trace (PIDs, a TID, a cgroup path) into the
 //! kernel-side `Filter` and load options, checking each before anything is
 //! loaded.
-use tracer_common::{FILTER_CGROUP, FILTER_TGID, FILTER_TID, Filter, MAX_FILTER_TGIDS};
+use tracer_common::{FILTER_CGROUP, FILTER_FOLLOW_CHILDREN, FILTER_TGID, FILTER_TID, Filter, MAX_FILTER_TGIDS};
 
 use crate::{
     bpf::{LoadOptions, ProbeChoice, SyscallOptions},
@@ -39,9 +39,13 @@ impl Targets {
         pids: &[u32],
         tid: Option<u32>,
         cgroup: Option<&str>,
+        children: bool,
     ) -> Result<Targets, TargetError> {
         let cgroup = cgroup.map(cgroup::resolve_cgroup).transpose()?;
-        let filter = build_filter(pids, tid, cgroup.as_ref())?;
+        let mut filter = build_filter(pids, tid, cgroup.as_ref())?;
+        if children && !pids.is_empty() {
+            filter.flags |= FILTER_FOLLOW_CHILDREN;
+        }
         Ok(Targets {
             options: LoadOptions {
                 filter,
@@ -56,6 +60,7 @@ impl Targets {
                 pids: pids.to_vec(),
                 tid,
                 cgroup: cgroup.map(|c| c.path.display().to_string()),
+                children: filter.flags & FILTER_FOLLOW_CHILDREN != 0,
             },
         })
     }

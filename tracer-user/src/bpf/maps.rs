@@ -43,6 +43,8 @@ impl Probes {
             spans: sum(Counter::LostSpans as u32),
             accounting_gaps: sum(Counter::AccountingGaps as u32),
             timeline_events: sum(Counter::LostTimeline as u32),
+            children_left_out: sum(Counter::ChildrenLeftOut as u32),
+            children_untracked: sum(Counter::ChildrenUntracked as u32),
         }
     }
 

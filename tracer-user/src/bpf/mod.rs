@@ -19,6 +19,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
+    FILTER_FOLLOW_CHILDREN, FILTER_TGID,
     BlockKey, BucketStat, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
@@ -139,6 +140,21 @@ impl Probes {
         // kernel that refuses one of them gets a warning, not an abort.
         for program in sched {
             attach(&mut ebpf, program)?;
+        }
+        // Forks of the targets: followed with --children, else counted as
+        // left out. The classic record names the child's thread, not its
+        // process, so only BTF mode sees them.
+        if options.filter.flags & FILTER_TGID != 0 {
+            match &btf {
+                Some(btf) => {
+                    let fork = attach_btf(&mut ebpf, programs::BTF_SCHED_PROCESS_FORK, "sched_process_fork", btf);
+                    optional("following child processes", fork);
+                }
+                None if options.filter.flags & FILTER_FOLLOW_CHILDREN != 0 => {
+                    say!("tracer: warning: --children needs BTF tracepoints; child processes are not followed");
+                }
+                None => {}
+            }
         }
         let syscalls = syscalls
             && optional("syscall tracing", syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))).is_some();

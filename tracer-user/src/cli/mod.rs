@@ -99,6 +99,12 @@ pub struct TargetArgs {
     #[arg(long = "tid", value_name = "TID")]
     pub tid: Option<u32>,
 
+    /// With --pid: also trace the processes the targets fork, and theirs
+    /// (as `perf -p` users expect); needs BTF tracepoints. Without it, the
+    /// report says how many children were left out.
+    #[arg(long, requires = "pids")]
+    pub children: bool,
+
     /// Trace tasks in this cgroup v2 directory (and below it).
     #[arg(short = 'c', long = "cgroup", value_name = "CGROUP_PATH")]
     pub cgroup: Option<String>,

@@ -37,7 +37,14 @@ pub(crate) const SPAN_EXPIRY: Duration = Duration::from_secs(60);
 /// The targets of a command line, checked (one line on failure) before
 /// anything is loaded.
 pub(crate) fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Result<Targets> {
-    Ok(Targets::resolve(kernel.probes, kernel.max_threads, &target.pids, target.tid, target.cgroup.as_deref())?)
+    Ok(Targets::resolve(
+        kernel.probes,
+        kernel.max_threads,
+        &target.pids,
+        target.tid,
+        target.cgroup.as_deref(),
+        target.children,
+    )?)
 }
 
 /// Writes a block of text to stdout at once (intervals stay contiguous

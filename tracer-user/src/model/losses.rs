@@ -17,6 +17,10 @@ pub struct Losses {
     pub accounting_gaps: u64,
     /// Timeline events dropped because the timeline ring was full.
     pub timeline_events: u64,
+    /// Processes forked by a target that were not traced (no `--children`).
+    pub children_left_out: u64,
+    /// Children of a target not followed because their table was full.
+    pub children_untracked: u64,
 }
 
 /// Marker calls that did not pair up.

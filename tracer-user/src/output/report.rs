@@ -163,6 +163,8 @@ pub struct Filters {
     pub pids: Vec<u32>,
     pub tid: Option<u32>,
     pub cgroup: Option<String>,
+    /// Processes the targets forked were traced too (`--children`).
+    pub children: bool,
 }
 
 /// What was traced besides the scheduler.
