@@ -256,3 +256,36 @@ fn python_marks_spans_through_the_shared_library() {
         assert_parts_sum_to_wall(span);
     }
 }
+
+/// `tracer spans -p` ends by itself, with its summary, when its target
+/// exits (it used to go on silently, tracing nothing).
+#[test]
+fn spans_ends_when_its_target_exits() {
+    if !bpf_available("spans_ends_when_its_target_exits") {
+        return;
+    }
+    let server = Server::start(None);
+    let pid = server.pid();
+    let tracer = Tracer::start(&["spans", "-p", &pid.to_string()]);
+    server.get("/cpu?ms=5");
+    drop(server);
+    let exited = std::time::Instant::now();
+    // A tracer that does not stop is killed after 10 s, which fails below.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (done, tracer_pid) = (done.clone(), tracer.pid());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(10));
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                signal(tracer_pid, libc::SIGKILL);
+            }
+        })
+    };
+    let (status, stdout, stderr) = tracer.wait();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(status.success(), "{status}: {stderr:?}");
+    assert!(exited.elapsed() < std::time::Duration::from_secs(5), "stopped {:?} after its target", exited.elapsed());
+    assert!(stderr.iter().any(|l| l.contains(&format!("process {pid} exited"))), "{stderr:?}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"GET /cpu\"")).count(), 1, "the span before the exit: {stdout}");
+    drop(watchdog);
+}

@@ -35,6 +35,8 @@ pub enum Stop {
     Signal,
     /// `--duration` elapsed or the interval count was reached.
     Done,
+    /// The process the plan watches (`Plan::until_exit_of`) exited.
+    TargetExited,
 }
 
 impl From<StopReason> for Stop {
@@ -57,6 +59,9 @@ pub struct Plan {
     /// stream, so the tracer takes as little CPU as possible from the
     /// traced process).
     pub drain_only: bool,
+    /// Stop at the first interval after this process has exited (its last
+    /// events drained first).
+    pub until_exit_of: Option<u32>,
 }
 
 pub struct Session {
@@ -156,6 +161,11 @@ impl Session {
                         self.sync();
                     }
                     on_interval(self);
+                    if plan.until_exit_of.is_some_and(|pid| !procfs::process_exists(pid)) {
+                        self.drain();
+                        on_interval(self);
+                        return Ok(Stop::TargetExited);
+                    }
                 }
                 Event::Input(_) => {}
                 Event::Stop(reason) => return Ok(Stop::from(reason)),

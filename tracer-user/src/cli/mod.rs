@@ -268,6 +268,11 @@ pub struct SpansArgs {
     /// With --http, keep the query string in `http_path`.
     #[arg(long, requires = "http")]
     pub http_query: bool,
+
+    /// Keep tracing after the target process exits (by default the run ends,
+    /// with its summary, once the process is gone).
+    #[arg(long)]
+    pub keep_waiting: bool,
 }
 
 #[derive(Debug, Subcommand)]

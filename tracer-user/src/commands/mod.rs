@@ -73,6 +73,7 @@ async fn run_live(
         intervals: output.count,
         duration: None,
         drain_only: false,
+        until_exit_of: None,
     };
     let mut intervals = Intervals::default();
     let timestamp = output.timestamp;

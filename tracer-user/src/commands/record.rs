@@ -53,6 +53,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         intervals: None,
         duration: args.duration,
         drain_only: false,
+        until_exit_of: None,
     };
     let started = std::time::Instant::now();
     let mut last_expiry = std::time::Instant::now();

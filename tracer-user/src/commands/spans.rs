@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use super::resolve_targets;
 use crate::app::report::warn_losses;
 use crate::{
-    app::{Plan, Session},
+    app::{Plan, Session, Stop},
     bpf::{SpanRequest, SyscallOptions},
     cli::{KernelArgs, SpansArgs, TargetArgs},
     model::aggregate::HistogramScope,
@@ -50,6 +50,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         intervals: None,
         duration: args.duration,
         drain_only: true,
+        until_exit_of: (!args.keep_waiting).then_some(pid),
     };
     let mut last_expiry = std::time::Instant::now();
     let mut written = 0u64;
@@ -66,7 +67,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         }
         let _ = out.flush();
     };
-    session
+    let stop = session
         .run(plan, |session| {
             flush(session, &mut out);
             // Look for stale spans a few times per expiry period.
@@ -79,6 +80,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
             }
         })
         .await?;
+    if stop == Stop::TargetExited {
+        say!("tracer: process {pid} exited; stopping (--keep-waiting keeps tracing what it leaves behind)");
+    }
     session.sync();
     flush(&mut session, &mut out);
     if let Some(err) = failure {
