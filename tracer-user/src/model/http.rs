@@ -2,11 +2,11 @@
 //! `tracer spans --http`, parsed into the fields of a span line.
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::{HTTP_CAPTURE_REQUEST, HTTP_CAPTURE_RESPONSE, HttpCapture};
 
 /// What a span line says about its HTTP exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct HttpFields {
     pub http_method: String,
     /// The request target, without its query string unless asked for.
@@ -15,7 +15,8 @@ pub struct HttpFields {
     /// `X-Request-Id` of the request, or else of the response (servers such
     /// as nginx add it there).
     pub request_id: Option<String>,
-    /// The trace id of a W3C `traceparent` header.
+    /// The trace id of a W3C `traceparent` header (the span line's
+    /// `trace_id`; not read back from JSON).
     #[serde(skip)]
     pub trace_id: Option<String>,
 }
