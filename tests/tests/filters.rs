@@ -1,8 +1,8 @@
 //! Kernel-side filters: only the selected tasks are measured.
 use tracer_tests::*;
 
-fn pids_in(report: &serde_json::Value) -> Vec<u64> {
-    report["processes"].as_array().unwrap().iter().map(|p| u(&p["pid"])).collect()
+fn pids_in(report: &Report) -> Vec<u32> {
+    report.processes.iter().map(|p| p.pid).collect()
 }
 
 #[test]
@@ -17,13 +17,13 @@ fn pid_filter_reports_that_process_only() {
     let pid = target.pid().to_string();
     let tracer = Tracer::start(&["record", "--pid", &pid, "--duration", "1.5", "--out", out.to_str().unwrap()]);
     let report = tracer.report(None, &out);
-    assert_eq!(pids_in(&report), vec![u64::from(target.pid())]);
+    assert_eq!(pids_in(&report), vec![target.pid()]);
     let p = process(&report, target.pid());
     for tid in &target.tids {
-        assert!(u(&thread(p, *tid)["on_cpu_ns"]) > 100_000_000, "busy thread {tid} ran");
+        assert!(thread(p, *tid).totals.on_cpu_ns > 100_000_000, "busy thread {tid} ran");
     }
-    assert!(u(&report["histograms"]["runq_latency"]["count"]) > 0);
-    assert_eq!(report["filters"]["pids"][0], target.pid());
+    assert!(report.histograms.runq_latency.count > 0);
+    assert_eq!(report.meta.filters.pids.first(), Some(&target.pid()));
     drop(other);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -49,10 +49,10 @@ fn cgroup_filter_reports_tasks_of_that_cgroup_only() {
         out.to_str().unwrap(),
     ]);
     let report = tracer.report(None, &out);
-    assert_eq!(pids_in(&report), vec![u64::from(inside.pid())]);
-    let t = thread(process(&report, inside.pid()), inside.tids[0]);
-    assert!(u(&t["on_cpu_ns"]) > 100_000_000);
-    assert!(u(&t["runq_wait_ns"]) > 0, "it shares CPU 1 with the outside process");
+    assert_eq!(pids_in(&report), vec![inside.pid()]);
+    let t = &thread(process(&report, inside.pid()), inside.tids[0]).totals;
+    assert!(t.on_cpu_ns > 100_000_000);
+    assert!(t.runq_wait_ns > 0, "it shares CPU 1 with the outside process");
     drop(outside);
     drop(inside);
     drop(cgroup);

@@ -90,8 +90,8 @@ fn live_view_shows_a_busy_process_and_restores_the_terminal() {
     let path = notice.split("report written to ").nth(1).unwrap().trim();
     assert!(path.starts_with(dir.to_str().unwrap()), "{notice}");
     let report = read_report(std::path::Path::new(path));
-    assert_eq!(report["schema"], "tracer.report/1");
-    assert!(u(&process(&report, busy.pid())["on_cpu_ns"]) > 0);
+    assert_eq!(report.schema, "tracer.report/1");
+    assert!(process(&report, busy.pid()).totals.on_cpu_ns > 0);
 
     tmux.send(&["q"]);
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
