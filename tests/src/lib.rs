@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: run the real `tracer` binary and the
-//! `tracer-load` workloads, read the kernel's own accounting, parse reports.
+//! `tracer-load` workloads, read the kernel's own accounting, read reports
+//! and span lines into the library's own types.
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -10,6 +11,13 @@ use std::{
 };
 
 use serde_json::Value;
+pub use tracer_user::{
+    model::spans::{SpanRecord, Verdict},
+    output::{
+        hist_json::HistJson,
+        report::{ProcessJson, Report, ThreadJson},
+    },
+};
 
 /// Whether BPF tests can run here. Without root they are skipped, unless
 /// TRACER_REQUIRE_BPF=1 (set by `cargo xtask test` and CI), which makes a
@@ -108,7 +116,7 @@ impl Tracer {
 
     /// Stops with `sig` (None: waits for it to end by itself), requires a
     /// clean exit, and returns the report it wrote to `out`.
-    pub fn report(self, sig: Option<i32>, out: &std::path::Path) -> Value {
+    pub fn report(self, sig: Option<i32>, out: &std::path::Path) -> Report {
         let (status, _, stderr) = match sig {
             Some(sig) => self.stop_with(sig),
             None => self.wait(),
@@ -221,28 +229,35 @@ pub fn thread_schedstat(pid: u32, tid: u32) -> Schedstat {
     schedstat(&format!("/proc/{pid}/task/{tid}/schedstat"))
 }
 
-pub fn read_report(path: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("report {} missing: {e}", path.display()));
-    serde_json::from_str(&text).expect("report is JSON")
+pub fn read_report(path: &std::path::Path) -> Report {
+    serde_json::from_str(&read_report_text(path))
+        .unwrap_or_else(|e| panic!("report {} is not a tracer report: {e}", path.display()))
 }
 
-pub fn process<'a>(report: &'a Value, pid: u32) -> &'a Value {
-    report["processes"]
-        .as_array()
-        .expect("processes is a list")
+/// The report as untyped JSON, for checks of the format itself (which the
+/// typed `Report` would hide: a renamed field reads back just the same).
+pub fn read_report_json(path: &std::path::Path) -> Value {
+    serde_json::from_str(&read_report_text(path)).expect("report is JSON")
+}
+
+fn read_report_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("report {} missing: {e}", path.display()))
+}
+
+pub fn process(report: &Report, pid: u32) -> &ProcessJson {
+    report
+        .processes
         .iter()
-        .find(|p| p["pid"] == pid)
+        .find(|p| p.pid == pid)
         .unwrap_or_else(|| panic!("pid {pid} missing from the report"))
 }
 
-pub fn thread<'a>(process: &'a Value, tid: u32) -> &'a Value {
-    process["threads"]
-        .as_array()
-        .expect("threads is a list")
+pub fn thread(process: &ProcessJson, tid: u32) -> &ThreadJson {
+    process
+        .threads
         .iter()
-        .find(|t| t["tid"] == tid)
-        .unwrap_or_else(|| panic!("tid {tid} missing from process {}", process["pid"]))
+        .find(|t| t.tid == tid)
+        .unwrap_or_else(|| panic!("tid {tid} missing from process {}", process.pid))
 }
 
 pub fn u(v: &Value) -> u64 {
@@ -376,7 +391,7 @@ impl Drop for Server {
 }
 
 /// Runs `tracer spans -p <server> ARGS` around `work`; returns the span lines.
-pub fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<Value>, Vec<String>) {
+pub fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec<SpanRecord>, Vec<String>) {
     let pid = server.pid().to_string();
     let mut all = vec!["spans", "-p", &pid];
     all.extend_from_slice(args);
@@ -385,28 +400,31 @@ pub fn spans_around(server: &Server, args: &[&str], work: impl FnOnce()) -> (Vec
     std::thread::sleep(Duration::from_millis(300));
     let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
     assert!(status.success(), "{stderr:?}");
-    let spans = stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    (spans, stderr)
+    (span_lines(&stdout), stderr)
 }
 
-pub fn parts(span: &Value) -> u64 {
-    ["on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"]
-        .iter()
-        .map(|f| u(&span[*f]))
-        .sum()
+/// The span lines `tracer spans` (or `tracer spans join`) printed.
+pub fn span_lines(text: &str) -> Vec<SpanRecord> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a span line ({e}): {l}")))
+        .collect()
+}
+
+pub fn parts(span: &SpanRecord) -> u64 {
+    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.sleep_ns].iter().sum()
 }
 
 /// The five parts sum to the wall time within 1%, also for spans during
 /// which the kernel did not report one of the thread's switches (filled
 /// from its own counters, so `unaccounted_ns` stays under 1%).
-pub fn assert_parts_sum_to_wall(span: &Value) {
-    let wall = u(&span["wall_ns"]);
+pub fn assert_parts_sum_to_wall(span: &SpanRecord) {
+    let wall = span.wall_ns;
     let sum = parts(span);
-    assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span}");
+    assert!(sum.abs_diff(wall) as f64 <= 0.01 * wall as f64, "parts {sum} vs wall {wall}: {span:?}");
 }
 
-pub fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
-    spans.iter().filter(|s| s["name"] == name).collect()
+pub fn named<'a>(spans: &'a [SpanRecord], name: &str) -> Vec<&'a SpanRecord> {
+    spans.iter().filter(|s| s.name == name).collect()
 }
 
 
@@ -504,26 +522,26 @@ fn num_cpus() -> usize {
 }
 
 /// Three busy processes pinned to `cpu` (killed when dropped), and their PIDs.
-pub fn busy_neighbours(cpu: u32) -> (Vec<Load>, Vec<u64>) {
+pub fn busy_neighbours(cpu: u32) -> (Vec<Load>, Vec<u32>) {
     let busy: Vec<Load> = (0..3).map(|_| Load::start(&["spin", "1", &cpu.to_string()])).collect();
-    let pids = busy.iter().map(|l| u64::from(l.pid())).collect();
+    let pids = busy.iter().map(Load::pid).collect();
     (busy, pids)
 }
 
 /// Nanoseconds of a span's blame charged to `pids`.
-pub fn blamed_on(span: &Value, pids: &[u64]) -> u64 {
-    span["blame"].as_array().unwrap().iter().filter(|h| pids.contains(&u(&h["pid"]))).map(|h| u(&h["ns"])).sum()
+pub fn blamed_on(span: &SpanRecord, pids: &[u32]) -> u64 {
+    span.blame.iter().filter(|h| pids.contains(&h.pid)).map(|h| h.ns).sum()
 }
 
 /// A span slowed by busy neighbours: `cpu-contention`, at least half of it
 /// waiting for a CPU, and at least 80% of that wait blamed on them.
-pub fn assert_contended(span: &Value, busy_pids: &[u64]) {
+pub fn assert_contended(span: &SpanRecord, busy_pids: &[u32]) {
     assert_parts_sum_to_wall(span);
-    assert_eq!(span["verdict"], "cpu-contention", "{span}");
-    let (wall, runq) = (u(&span["wall_ns"]), u(&span["runq_wait_ns"]));
+    assert_eq!(span.verdict, Verdict::CpuContention, "{span:?}");
+    let (wall, runq) = (span.wall_ns, span.runq_wait_ns);
     assert!(runq * 2 >= wall, "runq {runq} of {wall} ns");
     let blamed = blamed_on(span, busy_pids);
-    assert!(blamed * 10 >= runq * 8, "busy processes held {blamed} of {runq} ns: {span}");
+    assert!(blamed * 10 >= runq * 8, "busy processes held {blamed} of {runq} ns: {span:?}");
 }
 
 /// Runs `tracer ARGS`, which must fail with exactly one line on stderr;

@@ -1,8 +1,8 @@
 //! Kernel-side filters: only the selected tasks are measured.
 use tracer_tests::*;
 
-fn pids_in(report: &serde_json::Value) -> Vec<u64> {
-    report["processes"].as_array().unwrap().iter().map(|p| u(&p["pid"])).collect()
+fn pids_in(report: &Report) -> Vec<u32> {
+    report.processes.iter().map(|p| p.pid).collect()
 }
 
 #[test]
@@ -17,13 +17,13 @@ fn pid_filter_reports_that_process_only() {
     let pid = target.pid().to_string();
     let tracer = Tracer::start(&["record", "--pid", &pid, "--duration", "1.5", "--out", out.to_str().unwrap()]);
     let report = tracer.report(None, &out);
-    assert_eq!(pids_in(&report), vec![u64::from(target.pid())]);
+    assert_eq!(pids_in(&report), vec![target.pid()]);
     let p = process(&report, target.pid());
     for tid in &target.tids {
-        assert!(u(&thread(p, *tid)["on_cpu_ns"]) > 100_000_000, "busy thread {tid} ran");
+        assert!(thread(p, *tid).totals.on_cpu_ns > 100_000_000, "busy thread {tid} ran");
     }
-    assert!(u(&report["histograms"]["runq_latency"]["count"]) > 0);
-    assert_eq!(report["filters"]["pids"][0], target.pid());
+    assert!(report.histograms.runq_latency.count > 0);
+    assert_eq!(report.meta.filters.pids.first(), Some(&target.pid()));
     drop(other);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -49,10 +49,10 @@ fn cgroup_filter_reports_tasks_of_that_cgroup_only() {
         out.to_str().unwrap(),
     ]);
     let report = tracer.report(None, &out);
-    assert_eq!(pids_in(&report), vec![u64::from(inside.pid())]);
-    let t = thread(process(&report, inside.pid()), inside.tids[0]);
-    assert!(u(&t["on_cpu_ns"]) > 100_000_000);
-    assert!(u(&t["runq_wait_ns"]) > 0, "it shares CPU 1 with the outside process");
+    assert_eq!(pids_in(&report), vec![inside.pid()]);
+    let t = &thread(process(&report, inside.pid()), inside.tids[0]).totals;
+    assert!(t.on_cpu_ns > 100_000_000);
+    assert!(t.runq_wait_ns > 0, "it shares CPU 1 with the outside process");
     drop(outside);
     drop(inside);
     drop(cgroup);
@@ -92,7 +92,7 @@ fn children_are_followed_with_children_and_counted_without() {
         let dir = temp_dir(&format!("children-{follow}"));
         let out = dir.join("report.json");
         let mut forker = Load::start(&["forker", &CHILDREN.to_string(), &BURN_MS.to_string()]);
-        let target = u64::from(forker.pid());
+        let target = forker.pid();
         let pid = target.to_string();
         let mut args = vec!["record", "--pid", &pid, "--out", out.to_str().unwrap()];
         if follow {
@@ -104,18 +104,18 @@ fn children_are_followed_with_children_and_counted_without() {
         forker.finish();
         assert_eq!(children.len(), CHILDREN);
         let traced = pids_in(&report);
-        assert_eq!(report["filters"]["children"], follow);
+        assert_eq!(report.meta.filters.children, follow);
         if follow {
-            assert_eq!(u(&report["lost"]["children_left_out"]), 0);
+            assert_eq!(report.meta.lost.children_left_out, 0);
             for child in &children {
-                assert!(traced.contains(&u64::from(*child)), "child {child} traced: {traced:?}");
+                assert!(traced.contains(child), "child {child} traced: {traced:?}");
                 // Each burned BURN_MS of its own CPU clock, all of it seen.
-                let on_cpu = u(&process(&report, *child)["on_cpu_ns"]);
+                let on_cpu = process(&report, *child).totals.on_cpu_ns;
                 assert_close(&format!("child {child} on-CPU"), on_cpu, BURN_MS * 1_000_000, 0.05, 3_000_000);
             }
         } else {
             assert_eq!(traced, vec![target], "only the target");
-            assert_eq!(u(&report["lost"]["children_left_out"]), CHILDREN as u64);
+            assert_eq!(report.meta.lost.children_left_out, CHILDREN as u64);
         }
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -6,8 +6,8 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
 use tracer_tests::*;
+use tracer_user::model::http::HttpFields;
 
 /// Sends `parts` on one connection (pausing between them) and reads `responses`
 /// responses of the test server.
@@ -33,10 +33,19 @@ fn get(path: &str, request_id: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Request-Id: {request_id}\r\n\r\n")
 }
 
-fn by_request_id<'a>(spans: &'a [Value], id: &str) -> &'a Value {
-    let found: Vec<&Value> = spans.iter().filter(|s| s["request_id"] == id).collect();
+fn by_request_id<'a>(spans: &'a [SpanRecord], id: &str) -> &'a SpanRecord {
+    let found: Vec<&SpanRecord> = spans.iter().filter(|s| request_id(s) == Some(id)).collect();
     assert_eq!(found.len(), 1, "one span with request id {id}: {spans:?}");
     found[0]
+}
+
+/// The HTTP fields of a span of `--http`.
+fn http(span: &SpanRecord) -> &HttpFields {
+    span.http.as_ref().unwrap_or_else(|| panic!("no HTTP fields: {span:?}"))
+}
+
+fn request_id(span: &SpanRecord) -> Option<&str> {
+    span.http.as_ref().and_then(|h| h.request_id.as_deref())
 }
 
 #[test]
@@ -71,36 +80,36 @@ fn http_spans_of_a_server_without_markers() {
     assert_eq!(spans.len(), 9 + 3 + 1, "{spans:#?}\n{stderr:?}");
     for span in &spans {
         assert_parts_sum_to_wall(span);
-        assert_eq!(span["pid"], server.pid());
-        assert_eq!(span["http_method"], "GET", "{span}");
-        assert_eq!(span["http_status"], 200, "{span}");
-        assert_eq!(span["moved_between_threads"], false);
-        let path = span["http_path"].as_str().unwrap();
-        assert!(!path.contains('?'), "query strings are dropped: {span}");
-        assert_eq!(span["name"], format!("GET {path}"));
-        let syscalls: Vec<&str> = span["top_syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-        assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span}");
+        assert_eq!(span.pid, server.pid());
+        assert_eq!(http(span).http_method, "GET", "{span:?}");
+        assert_eq!(http(span).http_status, Some(200), "{span:?}");
+        assert!(!span.moved_between_threads, "{span:?}");
+        let path = &http(span).http_path;
+        assert!(!path.contains('?'), "query strings are dropped: {span:?}");
+        assert_eq!(span.name, format!("GET {path}"));
+        let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span:?}");
     }
     for i in 0..3 {
         let cpu = by_request_id(&spans, &format!("cpu-{i}"));
-        assert_eq!(cpu["http_path"], "/cpu");
-        assert_eq!(cpu["verdict"], "on-cpu", "{cpu}");
-        assert!(u(&cpu["on_cpu_ns"]) >= 30_000_000, "{cpu}");
+        assert_eq!(http(cpu).http_path, "/cpu");
+        assert_eq!(cpu.verdict, Verdict::OnCpu, "{cpu:?}");
+        assert!(cpu.on_cpu_ns >= 30_000_000, "{cpu:?}");
         let sleep = by_request_id(&spans, &format!("sleep-{i}"));
-        assert_eq!(sleep["verdict"], "blocked", "{sleep}");
-        assert!(u(&sleep["sleep_ns"]) >= 19_000_000, "{sleep}");
+        assert_eq!(sleep.verdict, Verdict::Blocked, "{sleep:?}");
+        assert!(sleep.sleep_ns >= 19_000_000, "{sleep:?}");
         let io = by_request_id(&spans, &format!("io-{i}"));
-        assert_eq!(io["verdict"], "io", "{io}");
+        assert_eq!(io.verdict, Verdict::Io, "{io:?}");
         let keep = by_request_id(&spans, &format!("keep-{i}"));
-        assert_eq!(keep["http_path"], "/plain");
+        assert_eq!(http(keep).http_path, "/plain");
     }
-    let keep_tids: Vec<&Value> = (0..3).map(|i| &by_request_id(&spans, &format!("keep-{i}"))["tid"]).collect();
+    let keep_tids: Vec<u32> = (0..3).map(|i| by_request_id(&spans, &format!("keep-{i}")).tid).collect();
     assert!(keep_tids.iter().all(|t| *t == keep_tids[0]), "one connection, one server thread");
     // It began at the first read, so it includes the 30 ms the server then
     // waited in recvfrom for the rest of the head.
     let split = by_request_id(&spans, "split");
-    assert!(u(&split["sleep_ns"]) >= 25_000_000, "{split}");
-    assert_eq!(split["top_syscalls"][0]["name"], "recvfrom", "{split}");
+    assert!(split.sleep_ns >= 25_000_000, "{split:?}");
+    assert_eq!(split.top_syscalls.first().map(|s| s.name.as_str()), Some("recvfrom"), "{split:?}");
 }
 
 #[test]
@@ -133,7 +142,7 @@ fn pipelined_http_requests_are_counted_not_mismeasured() {
         exchange(&server, &[&two], 2);
     });
     assert_eq!(spans.len(), 1, "{spans:?}");
-    assert_eq!(spans[0]["request_id"], "first");
+    assert_eq!(request_id(&spans[0]), Some("first"));
     let note = stderr.iter().find(|l| l.contains("HTTP requests not made spans")).expect("a note on stderr");
     assert!(note.contains("1 pipelined"), "{note}");
 }
@@ -149,7 +158,7 @@ fn a_connection_written_through_a_dup_descriptor_is_one_exchange() {
     });
     assert_eq!(spans.len(), 1, "{spans:?} {stderr:?}");
     let span = &spans[0];
-    assert_eq!((span["request_id"].as_str(), span["http_status"].as_u64()), (Some("dup"), Some(200)), "{span}");
-    assert_eq!(span["verdict"], "blocked", "{span}");
+    assert_eq!((request_id(span), span.http.as_ref().and_then(|h| h.http_status)), (Some("dup"), Some(200)), "{span:?}");
+    assert_eq!(span.verdict, Verdict::Blocked, "{span:?}");
     assert!(!stderr.iter().any(|l| l.contains("unanswered")), "{stderr:?}");
 }

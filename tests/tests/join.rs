@@ -10,7 +10,8 @@ fn join(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn lines(text: &str) -> Vec<Value> {
+/// The test server's own span log: its format, not tracer's, so untyped.
+fn log_lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }
 
@@ -58,25 +59,34 @@ fn joined_spans_match_the_live_ones() {
         joined_path.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
-    let joined = lines(&std::fs::read_to_string(&joined_path).unwrap());
+    let joined = span_lines(&std::fs::read_to_string(&joined_path).unwrap());
     assert_eq!(joined.len(), 9, "{stderr}");
-    let live: HashMap<u64, &Value> = live.iter().map(|s| (u(&s["span_id"]), s)).collect();
+    let live: HashMap<u64, &SpanRecord> = live.iter().map(|s| (s.span_id, s)).collect();
     for span in &joined {
-        let twin = live[&u(&span["span_id"])];
-        assert_eq!(span["name"], twin["name"]);
-        assert_eq!(span["tid"], twin["tid"]);
-        assert_eq!(span["verdict"], twin["verdict"], "joined {span}\nlive {twin}");
+        let twin = live[&span.span_id];
+        assert_eq!(span.name, twin.name);
+        assert_eq!(span.tid, twin.tid);
+        assert_eq!(span.verdict, twin.verdict, "joined {span:?}\nlive {twin:?}");
         // Within 2% of the span, plus however much longer the logged span
         // is than the marked one it encloses (by a clock read and the
         // marker's own uprobe on each side: microseconds, unless an
         // interrupt lands in between).
-        let wall = u(&twin["wall_ns"]);
-        let enclosing = u(&span["wall_ns"]).saturating_sub(wall);
-        assert!(u(&span["wall_ns"]) + 20_000 >= wall, "the logged span encloses the marked one: {span}\nlive {twin}");
+        let wall = twin.wall_ns;
+        let enclosing = span.wall_ns.saturating_sub(wall);
+        assert!(span.wall_ns + 20_000 >= wall, "the logged span encloses the marked one: {span:?}\nlive {twin:?}");
         let tolerance = wall / 50 + enclosing;
-        for part in ["wall_ns", "on_cpu_ns", "runq_wait_ns", "iowait_ns", "uninterruptible_ns", "sleep_ns"] {
-            let (a, b) = (u(&span[part]), u(&twin[part]));
-            assert!(a.abs_diff(b) <= tolerance, "{part}: joined {a} vs live {b}\njoined {span}\nlive {twin}");
+        let parts = |s: &SpanRecord| {
+            [
+                ("wall_ns", s.wall_ns),
+                ("on_cpu_ns", s.on_cpu_ns),
+                ("runq_wait_ns", s.runq_wait_ns),
+                ("iowait_ns", s.iowait_ns),
+                ("uninterruptible_ns", s.uninterruptible_ns),
+                ("sleep_ns", s.sleep_ns),
+            ]
+        };
+        for ((part, a), (_, b)) in parts(span).into_iter().zip(parts(twin)) {
+            assert!(a.abs_diff(b) <= tolerance, "{part}: joined {a} vs live {b}\njoined {span:?}\nlive {twin:?}");
         }
         assert_parts_sum_to_wall(span);
     }
@@ -113,19 +123,20 @@ fn otlp_exports_join_like_span_lines() {
     });
     let log = dir.join("spans.jsonl");
     let otlp = dir.join("trace.json");
-    std::fs::write(&otlp, as_otlp(&lines(&std::fs::read_to_string(&log).unwrap()))).unwrap();
+    std::fs::write(&otlp, as_otlp(&log_lines(&std::fs::read_to_string(&log).unwrap()))).unwrap();
     let timeline = dir.join("record.timeline");
     let (ok, from_lines, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", log.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     let (ok, from_otlp, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", otlp.to_str().unwrap()]);
     assert!(ok, "{stderr}");
-    let (from_lines, from_otlp) = (lines(&from_lines), lines(&from_otlp));
+    let (from_lines, from_otlp) = (span_lines(&from_lines), span_lines(&from_otlp));
     assert_eq!(from_otlp.len(), 2, "{stderr}");
     for (a, b) in from_lines.iter().zip(&from_otlp) {
-        assert_eq!(b["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
-        for field in ["span_id", "name", "tid", "wall_ns", "on_cpu_ns", "runq_wait_ns", "sleep_ns", "verdict"] {
-            assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
-        }
+        assert_eq!(b.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!((a.span_id, &a.name, a.tid), (b.span_id, &b.name, b.tid), "span_id, name, tid: {a:?} vs {b:?}");
+        let times = |s: &SpanRecord| (s.wall_ns, s.on_cpu_ns, s.runq_wait_ns, s.sleep_ns);
+        assert_eq!(times(a), times(b), "wall, on-CPU, runq, sleep ns: {a:?} vs {b:?}");
+        assert_eq!(a.verdict, b.verdict, "verdict: {a:?} vs {b:?}");
     }
 }
 
@@ -155,8 +166,8 @@ fn join_reports_bad_input_by_line_and_keeps_going() {
     let timeline = dir.join("record.timeline");
     let (ok, stdout, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
     assert!(ok, "{stderr}");
-    let joined = lines(&stdout);
-    let names: Vec<&str> = joined.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let joined = span_lines(&stdout);
+    let names: Vec<&str> = joined.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["GET /cpu", "GET /sleep"], "{stderr}");
     assert!(stderr.contains("without a thread id (line 2)"), "{stderr}");
     assert!(stderr.contains("malformed span (line 3)"), "{stderr}");

@@ -12,12 +12,11 @@ use std::{
 
 use base64::Engine;
 use hdrhistogram::serialization::Deserializer;
+use serde_json::Value;
 use tracer_tests::*;
 
-fn decode(hist: &serde_json::Value) -> hdrhistogram::Histogram<u64> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(hist["hdr"].as_str().expect("hdr is a string"))
-        .expect("hdr is base64");
+fn decode(hist: &HistJson) -> hdrhistogram::Histogram<u64> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(&hist.hdr).expect("hdr is base64");
     Deserializer::new()
         .deserialize(&mut raw.as_slice())
         .expect("hdr is a compressed V2 HdrHistogram")
@@ -26,7 +25,7 @@ fn decode(hist: &serde_json::Value) -> hdrhistogram::Histogram<u64> {
 /// Decodes `hdr` with the reference Python HdrHistogram library (installed
 /// by `cargo xtask test`): every recorded (value, count) pair, in order.
 /// (Percentiles are not compared: the libraries round ranks differently.)
-fn decode_in_python(hist: &serde_json::Value) -> Option<Vec<(u64, u64)>> {
+fn decode_in_python(hist: &HistJson) -> Option<Vec<(u64, u64)>> {
     let python = match std::env::var("TRACER_PYTHON_HDR") {
         Ok(p) => p,
         Err(_) if std::env::var("TRACER_REQUIRE_BPF").as_deref() == Ok("1") => {
@@ -41,7 +40,7 @@ fn decode_in_python(hist: &serde_json::Value) -> Option<Vec<(u64, u64)>> {
 h = HdrHistogram.decode(sys.argv[1])\n\
 for i in h.get_recorded_iterator():\n    print(i.value_iterated_to, i.count_at_value_iterated_to)";
     let out = std::process::Command::new(python)
-        .args(["-c", script, hist["hdr"].as_str().unwrap()])
+        .args(["-c", script, &hist.hdr])
         .output()
         .expect("running python");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -56,23 +55,26 @@ for i in h.get_recorded_iterator():\n    print(i.value_iterated_to, i.count_at_v
     )
 }
 
-fn check_hist(hist: &serde_json::Value) {
-    assert_eq!(hist["unit"], "ns");
+/// `json` is `hist` as it is in the report: the format is checked there,
+/// where a renamed field would show.
+fn check_hist(json: &Value, hist: &HistJson) {
+    assert_eq!(json["unit"], "ns");
     for field in ["count", "min", "max", "p50", "p90", "p99", "p999", "p9999"] {
-        assert!(hist[field].is_u64(), "{field} in {hist}");
+        assert!(json[field].is_u64(), "{field} in {json}");
     }
-    assert!(hist["mean"].is_number());
+    assert!(json["mean"].is_number());
+    assert!(json["hdr"].is_string() && json["buckets"].is_array(), "{json}");
     let hdr = decode(hist);
-    assert_eq!(hdr.len(), u(&hist["count"]));
-    assert_eq!(hdr.value_at_quantile(0.99), u(&hist["p99"]));
+    assert_eq!(hdr.len(), hist.count);
+    assert_eq!(hdr.value_at_quantile(0.99), hist.p99);
     if let Some(python) = decode_in_python(hist) {
         let rust: Vec<(u64, u64)> =
             hdr.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
         assert!(!rust.is_empty());
         assert_eq!(python, rust, "Python's HdrHistogram decodes the same histogram");
     }
-    let bucket_total: u64 = hist["buckets"].as_array().unwrap().iter().map(|b| u(&b[2])).sum();
-    assert_eq!(bucket_total, u(&hist["count"]));
+    let bucket_total: u64 = hist.buckets.iter().map(|b| b[2]).sum();
+    assert_eq!(bucket_total, hist.count);
 }
 
 #[test]
@@ -87,36 +89,42 @@ fn report_has_required_fields_and_decodable_histograms() {
     sleep(Duration::from_millis(1500));
     // SIGTERM, as a load-test harness would send, still writes the report.
     let report = tracer.report(Some(libc::SIGTERM), &out);
+    // The same report as plain JSON, for the checks of its format.
+    let json = read_report_json(&out);
 
-    assert_eq!(report["schema"], "tracer.report/1");
-    let (start, end) = (u(&report["start_unix_ns"]), u(&report["end_unix_ns"]));
+    assert_eq!(report.schema, "tracer.report/1");
+    for field in ["schema", "start_unix_ns", "end_unix_ns", "histograms", "processes"] {
+        assert!(!json[field].is_null(), "report field {field}");
+    }
+    let (start, end) = (report.meta.start_unix_ns, report.meta.end_unix_ns);
     assert!(end > start + 1_000_000_000, "start {start} end {end}");
-    check_hist(&report["histograms"]["runq_latency"]);
-    assert!(u(&report["histograms"]["runq_latency"]["count"]) > 100);
+    check_hist(&json["histograms"]["runq_latency"], &report.histograms.runq_latency);
+    assert!(report.histograms.runq_latency.count > 100);
 
     let p = process(&report, load.pid());
+    let p_json = json["processes"]
+        .as_array()
+        .expect("processes is a list")
+        .iter()
+        .find(|p| p["pid"] == load.pid())
+        .expect("the process in the JSON");
     for field in ["pid", "comm", "exited", "on_cpu_ns", "runq_wait_ns", "runq_waits", "threads"] {
-        assert!(!p[field].is_null(), "process field {field}");
+        assert!(!p_json[field].is_null(), "process field {field}");
     }
     for field in ["preempted_ns", "uninterruptible_ns", "sleep_ns"] {
-        assert!(p["off_cpu"][field].is_u64(), "off_cpu.{field}");
+        assert!(p_json["off_cpu"][field].is_u64(), "off_cpu.{field}");
     }
-    check_hist(&p["histograms"]["runq_latency"]);
+    check_hist(&p_json["histograms"]["runq_latency"], &p.histograms.runq_latency);
     // Process totals are the sum of its threads'.
-    let threads = p["threads"].as_array().unwrap();
-    let sum: u64 = threads.iter().map(|t| u(&t["runq_wait_ns"])).sum();
-    assert_eq!(sum, u(&p["runq_wait_ns"]));
-    for t in threads {
+    let sum: u64 = p.threads.iter().map(|t| t.totals.runq_wait_ns).sum();
+    assert_eq!(sum, p.totals.runq_wait_ns);
+    for t in p_json["threads"].as_array().expect("threads is a list") {
         for field in ["tid", "comm", "on_cpu_ns", "runq_wait_ns", "runq_waits"] {
             assert!(!t[field].is_null(), "thread field {field}");
         }
         assert!(t["off_cpu"]["sleep_ns"].is_u64());
     }
-    assert_eq!(
-        u(&p["histograms"]["runq_latency"]["count"]),
-        u(&p["runq_waits"]),
-        "one histogram entry per counted wait"
-    );
+    assert_eq!(p.histograms.runq_latency.count, p.totals.runq_waits, "one histogram entry per counted wait");
     // Nothing but the report is left in the directory (atomic write).
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(dir);
@@ -157,8 +165,8 @@ fn reports_to_a_device_or_a_fifo_are_written_into_it() {
         .recv_timeout(Duration::from_secs(10))
         .expect("nothing was written into the FIFO")
         .expect("reading the FIFO");
-    let report: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON report came through the FIFO");
-    assert_eq!(report["schema"], "tracer.report/1");
+    let report: Report = serde_json::from_slice(&bytes).expect("a report came through the FIFO");
+    assert_eq!(report.schema, "tracer.report/1");
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no temporary file left beside them");
     let _ = std::fs::remove_dir_all(dir);
@@ -187,8 +195,8 @@ fn sigterm_and_sighup_end_a_recording_with_its_report_and_timeline() {
             let (status, _, stderr) = tracer.stop_with(sig);
             assert!(status.success(), "{name}, timeline {timeline}: {status}, {stderr:?}");
             let report = read_report(&out);
-            assert_eq!(report["schema"], "tracer.report/1");
-            assert!(u(&process(&report, load.pid())["on_cpu_ns"]) > 0, "{name}");
+            assert_eq!(report.schema, "tracer.report/1");
+            assert!(process(&report, load.pid()).totals.on_cpu_ns > 0, "{name}");
 
             let mut files: Vec<String> =
                 std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -22,39 +22,39 @@ fn contention_matches_schedstat(probes: &str) {
     sleep(Duration::from_millis(300));
     let kernel: Vec<Schedstat> = load.tids.iter().map(|&t| thread_schedstat(load.pid(), t)).collect();
     let report = tracer.report(Some(libc::SIGINT), &out);
-    assert_eq!(report["probe_mode"], if probes == "btf" { "tp_btf" } else { "tracepoint" });
+    assert_eq!(report.meta.probe_mode, if probes == "btf" { "tp_btf" } else { "tracepoint" });
     let proc_ = process(&report, load.pid());
-    assert_eq!(proc_["exited"], false);
+    assert!(!proc_.exited);
     for (tid, kernel) in load.tids.iter().zip(&kernel) {
-        let t = thread(proc_, *tid);
+        let t = &thread(proc_, *tid).totals;
         assert!(kernel.on_cpu_ns > 300_000_000, "each thread ran ~750 ms: {kernel:?}");
         assert!(kernel.run_delay_ns > 1_000_000_000, "each thread waited ~2 s: {kernel:?}");
-        let gap = u(&t["unaccounted_ns"]);
-        assert_close_given_unaccounted(&format!("tid {tid} on-CPU"), u(&t["on_cpu_ns"]), gap, kernel.on_cpu_ns, 0.03, 0);
+        let gap = t.unaccounted_ns;
+        assert_close_given_unaccounted(&format!("tid {tid} on-CPU"), t.on_cpu_ns, gap, kernel.on_cpu_ns, 0.03, 0);
         assert_close_given_unaccounted(
             &format!("tid {tid} run-queue wait"),
-            u(&t["runq_wait_ns"]),
+            t.runq_wait_ns,
             gap,
             kernel.run_delay_ns,
             0.03,
             0,
         );
-        let waits = u(&t["runq_waits"]);
+        let waits = t.runq_waits;
         assert!(
             waits.abs_diff(kernel.timeslices) <= kernel.timeslices / 20 + 2,
             "tid {tid}: {waits} run-queue waits vs {} timeslices",
             kernel.timeslices
         );
         // Preempted by each other: nearly all the wait follows preemption.
-        assert!(u(&t["off_cpu"]["preempted_ns"]) * 10 >= u(&t["runq_wait_ns"]) * 9);
-        assert!(u(&t["involuntary_switches"]) > 10);
+        assert!(t.off_cpu.preempted_ns * 10 >= t.runq_wait_ns * 9);
+        assert!(t.involuntary_switches > 10);
     }
 
     // Each wait is about three other threads' timeslices.
     let total_delay: u64 = kernel.iter().map(|k| k.run_delay_ns).sum();
     let total_slices: u64 = kernel.iter().map(|k| k.timeslices).sum();
     let mean_wait = total_delay as f64 / total_slices as f64;
-    let p50 = u(&proc_["histograms"]["runq_latency"]["p50"]) as f64;
+    let p50 = proc_.histograms.runq_latency.p50 as f64;
     assert!(
         p50 > mean_wait * 0.5 && p50 < mean_wait * 2.0,
         "runq p50 {p50} ns, but schedstat implies a mean wait of {mean_wait} ns per timeslice"
@@ -92,12 +92,12 @@ fn quiet_cpu_has_near_zero_runq_wait() {
     sleep(Duration::from_millis(200));
     let kernel = thread_schedstat(load.pid(), load.tids[0]);
     let report = tracer.report(Some(libc::SIGINT), &out);
-    let t = thread(process(&report, load.pid()), load.tids[0]);
-    let on_cpu = u(&t["on_cpu_ns"]);
-    let waited = u(&t["runq_wait_ns"]);
+    let t = &thread(process(&report, load.pid()), load.tids[0]).totals;
+    let on_cpu = t.on_cpu_ns;
+    let waited = t.runq_wait_ns;
     assert!(on_cpu > 1_500_000_000, "it ran for most of 2 s: {on_cpu}");
     assert!(waited * 50 < on_cpu, "waited {waited} ns while running {on_cpu} ns");
-    let gap = u(&t["unaccounted_ns"]);
+    let gap = t.unaccounted_ns;
     assert_close_given_unaccounted("on-CPU", on_cpu, gap, kernel.on_cpu_ns, 0.03, 0);
     assert_close_given_unaccounted("run-queue wait", waited, gap, kernel.run_delay_ns, 0.03, 1_000_000);
     let _ = std::fs::remove_dir_all(dir);
@@ -121,15 +121,16 @@ fn exited_process_keeps_final_totals(probes: &str) {
     sleep(Duration::from_millis(300));
     let report = tracer.report(Some(libc::SIGINT), &out);
     let p = process(&report, pid);
-    assert_eq!(p["exited"], true);
-    assert_eq!(p["comm"], "tracer-load");
+    assert!(p.exited);
+    assert_eq!(p.comm, "tracer-load");
     let t = thread(p, pid);
-    assert_eq!(t["exited"], true);
+    assert!(t.exited);
     assert!(kernel.on_cpu_ns >= 300_000_000);
-    let gap = u(&t["unaccounted_ns"]);
-    assert_close_given_unaccounted("exited on-CPU", u(&t["on_cpu_ns"]), gap, kernel.on_cpu_ns, 0.03, 0);
-    assert_close_given_unaccounted("exited run-queue wait", u(&t["runq_wait_ns"]), gap, kernel.run_delay_ns, 0.03, 200_000);
-    assert_eq!(report["lost"]["thread_exits"], 0);
+    let t = &t.totals;
+    let gap = t.unaccounted_ns;
+    assert_close_given_unaccounted("exited on-CPU", t.on_cpu_ns, gap, kernel.on_cpu_ns, 0.03, 0);
+    assert_close_given_unaccounted("exited run-queue wait", t.runq_wait_ns, gap, kernel.run_delay_ns, 0.03, 200_000);
+    assert_eq!(report.meta.lost.thread_exits, 0);
     let _ = std::fs::remove_dir_all(dir);
 }
 

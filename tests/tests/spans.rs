@@ -6,7 +6,6 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
 use tracer_tests::*;
 
 #[test]
@@ -29,28 +28,28 @@ fn spans_alone_have_the_verdict_of_their_work() {
     assert_eq!(spans.len(), 5 + 9, "{spans:?}");
     for span in &spans {
         assert_parts_sum_to_wall(span);
-        assert_eq!(span["pid"], server.pid());
-        assert_eq!(span["moved_between_threads"], false);
+        assert_eq!(span.pid, server.pid());
+        assert!(!span.moved_between_threads, "{span:?}");
     }
     let cpu = named(&spans, "GET /cpu");
     assert_eq!(cpu.len(), 5);
     for (span, client) in cpu.iter().zip(&client_cpu) {
-        assert_eq!(span["verdict"], "on-cpu", "{span}");
-        let wall = u(&span["wall_ns"]);
-        assert!(u(&span["on_cpu_ns"]) as f64 >= 0.9 * wall as f64, "{span}");
-        assert!(wall >= 30_000_000, "30 ms of CPU: {span}");
+        assert_eq!(span.verdict, Verdict::OnCpu, "{span:?}");
+        let wall = span.wall_ns;
+        assert!(span.on_cpu_ns as f64 >= 0.9 * wall as f64, "{span:?}");
+        assert!(wall >= 30_000_000, "30 ms of CPU: {span:?}");
         let client = client.as_nanos() as u64;
         assert!(wall <= client && client - wall < 20_000_000, "server {wall} ns within client {client} ns");
     }
     for span in named(&spans, "GET /sleep") {
-        assert_eq!(span["verdict"], "blocked", "{span}");
-        assert!(u(&span["sleep_ns"]) >= 19_000_000);
+        assert_eq!(span.verdict, Verdict::Blocked, "{span:?}");
+        assert!(span.sleep_ns >= 19_000_000);
     }
     for span in named(&spans, "GET /io") {
-        assert_eq!(span["verdict"], "io", "{span}");
-        assert!(u(&span["iowait_ns"]) > 0);
-        let names: Vec<&str> = span["top_syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"fsync") || names.contains(&"pwrite64"), "{span}");
+        assert_eq!(span.verdict, Verdict::Io, "{span:?}");
+        assert!(span.iowait_ns > 0);
+        let names: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"fsync") || names.contains(&"pwrite64"), "{span:?}");
     }
 }
 
@@ -92,8 +91,8 @@ fn every_span_agrees_with_the_threads_own_cpu_clock() {
     let mut outliers = Vec::new();
     for span in &spans {
         assert_parts_sum_to_wall(span);
-        let kernel = cpu_by_span[&u(&span["span_id"])];
-        let traced = u(&span["on_cpu_ns"]);
+        let kernel = cpu_by_span[&span.span_id];
+        let traced = span.on_cpu_ns;
         // The server reads its clock just inside the markers, whose uprobes
         // cost some microseconds each.
         let close = 50_000 + kernel / 50;
@@ -106,7 +105,7 @@ fn every_span_agrees_with_the_threads_own_cpu_clock() {
         if traced.abs_diff(kernel) > close {
             outliers.push((traced, kernel));
         }
-        preempted += u64::from(u(&span["involuntary_switches"]) > 0);
+        preempted += u64::from(span.involuntary_switches > 0);
     }
     eprintln!("{} of {} spans beyond {{50 us + 2%}} of the thread clock: {outliers:?}", outliers.len(), spans.len());
     assert!(outliers.len() * 50 <= spans.len(), "{outliers:?}");
@@ -130,7 +129,7 @@ fn busy_neighbours_make_spans_cpu_contention_and_are_blamed() {
     assert_eq!(cpu.len(), 5, "{spans:?}");
     for span in cpu {
         assert_contended(span, &busy_pids);
-        assert!(span["blame"][0]["comm"] == "tracer-load", "{span}");
+        assert!(span.blame.first().is_some_and(|h| h.comm == "tracer-load"), "{span:?}");
     }
 }
 
@@ -147,9 +146,9 @@ fn moved_spans_and_marker_misuse_are_reported() {
     });
     let moved = named(&spans, "moved");
     assert_eq!(moved.len(), 1, "{spans:?}");
-    assert_eq!(moved[0]["moved_between_threads"], true);
-    assert_eq!(moved[0]["verdict"], "moved");
-    assert_ne!(moved[0]["tid"], moved[0]["tid_end"]);
+    assert!(moved[0].moved_between_threads);
+    assert_eq!(moved[0].verdict, Verdict::Moved);
+    assert_ne!(moved[0].tid, moved[0].tid_end);
     let notice = stderr.iter().find(|l| l.contains("did not pair up")).unwrap_or_else(|| panic!("{stderr:?}"));
     assert!(notice.contains("1 ended without a begin"), "{notice}");
     assert!(notice.contains("1 begun twice"), "{notice}");
@@ -192,12 +191,13 @@ fn record_report_summarises_spans() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let report = tracer.report(Some(libc::SIGINT), &out);
-    let spans = &report["spans"];
-    assert_eq!(u(&spans["count"]), 8, "{spans}");
-    assert_eq!(u(&spans["by_name"]["GET /cpu"]["count"]), 4);
-    assert_eq!(u(&spans["by_verdict"]["blocked"]["count"]), 4);
-    assert_eq!(u(&spans["contention_free"]["count"]), 8);
-    assert!(u(&spans["by_name"]["GET /sleep"]["p50"]) >= 5_000_000);
+    let spans = report.spans.as_ref().expect("the report's spans");
+    assert_eq!(spans.count, 8, "{spans:?}");
+    let count = |hist: Option<&HistJson>| hist.map(|h| h.count);
+    assert_eq!(count(spans.by_name.get("GET /cpu")), Some(4));
+    assert_eq!(count(spans.by_verdict.get(&Verdict::Blocked)), Some(4));
+    assert_eq!(spans.contention_free.count, 8);
+    assert!(spans.by_name.get("GET /sleep").expect("GET /sleep spans").p50 >= 5_000_000);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -247,12 +247,12 @@ fn python_marks_spans_through_the_shared_library() {
     let output = tracer.output(Some(libc::SIGINT));
     drop(python.stdin.take());
     python.wait().unwrap();
-    let spans: Vec<Value> = output.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let spans = span_lines(&output);
     assert_eq!(spans.len(), 3, "{output}");
     for span in &spans {
-        assert_eq!(span["name"], "py-sleep");
-        assert_eq!(span["verdict"], "blocked", "{span}");
-        assert!(u(&span["sleep_ns"]) >= 19_000_000, "{span}");
+        assert_eq!(span.name, "py-sleep");
+        assert_eq!(span.verdict, Verdict::Blocked, "{span:?}");
+        assert!(span.sleep_ns >= 19_000_000, "{span:?}");
         assert_parts_sum_to_wall(span);
     }
 }

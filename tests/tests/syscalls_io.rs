@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use tracer_tests::*;
+use tracer_user::output::report::SyscallJson;
 
 /// Records `load` (attached before its work starts), runs the work, and
 /// returns the report and what the work printed.
-fn record_work(name: &str, load: &mut Load, extra: &[&str]) -> (serde_json::Value, String) {
+fn record_work(name: &str, load: &mut Load, extra: &[&str]) -> (Report, String) {
     let dir = temp_dir(name);
     let out = dir.join("report.json");
     let pid = load.pid().to_string();
@@ -19,23 +20,16 @@ fn record_work(name: &str, load: &mut Load, extra: &[&str]) -> (serde_json::Valu
     (report, printed)
 }
 
-fn syscall<'a>(process: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    process["syscalls"]
-        .as_array()
-        .expect("syscalls is a list")
+fn syscall<'a>(process: &'a ProcessJson, name: &str) -> &'a SyscallJson {
+    process
+        .syscalls
         .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {}", process["syscalls"]))
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", process.syscalls))
 }
 
-fn block_bytes(process: &serde_json::Value, op: &str) -> u64 {
-    process["block_io"]
-        .as_array()
-        .expect("block_io is a list")
-        .iter()
-        .filter(|b| b["op"] == op)
-        .map(|b| u(&b["bytes"]))
-        .sum()
+fn block_bytes(process: &ProcessJson, op: &str) -> u64 {
+    process.block_io.iter().filter(|b| b.op == op).map(|b| b.bytes).sum()
 }
 
 #[test]
@@ -48,17 +42,17 @@ fn exactly_n_getppid_calls_are_counted() {
     let (report, _) = record_work("getppid", &mut load, &[]);
     let pid = load.pid();
     load.finish();
-    assert_eq!(report["traced"]["syscalls"], true, "a --pid filter turns syscall tracing on");
+    assert!(report.meta.traced.syscalls, "a --pid filter turns syscall tracing on");
     let p = process(&report, pid);
     let getppid = syscall(p, "getppid");
-    assert_eq!(u(&getppid["count"]), N);
-    assert_eq!(u(&getppid["errors"]), 0);
-    assert_eq!(u(&getppid["hist"]["count"]), N);
-    assert!(u(&getppid["total_ns"]) > 0);
-    let t = thread(p, pid);
-    assert!(u(&t["syscalls"]) >= N, "thread totals include the syscalls: {}", t["syscalls"]);
-    assert!(u(&t["syscall_ns"]) >= u(&getppid["total_ns"]));
-    assert_eq!(report["lost"]["stats_samples"], 0);
+    assert_eq!(getppid.count, N);
+    assert_eq!(getppid.errors, 0);
+    assert_eq!(getppid.hist.count, N);
+    assert!(getppid.total_ns > 0);
+    let t = &thread(p, pid).totals;
+    assert!(t.syscalls >= N, "thread totals include the syscalls: {}", t.syscalls);
+    assert!(t.syscall_ns >= getppid.total_ns);
+    assert_eq!(report.meta.lost.stats_samples, 0);
 }
 
 #[test]
@@ -73,23 +67,24 @@ fn nanosleep_latency_and_sleep_time() {
     load.finish();
     let p = process(&report, pid);
     let sleep = syscall(p, "nanosleep");
-    assert_eq!(u(&sleep["count"]), N);
-    let p50 = u(&sleep["hist"]["p50"]) as f64;
+    assert_eq!(sleep.count, N);
+    let p50 = sleep.hist.p50 as f64;
     assert!((p50 - 10e6).abs() / 10e6 <= 0.10, "nanosleep(10 ms) p50 = {p50} ns");
     let t = thread(p, pid);
-    let slept = u(&t["off_cpu"]["sleep_ns"]);
+    let slept = t.totals.off_cpu.sleep_ns;
     assert!(slept as f64 >= 0.9 * N as f64 * 10e6, "voluntary sleep {slept} ns for {N} x 10 ms");
     // Each nanosleep blocks once, unless it was preempted between arming its
     // timer and blocking and only got the CPU back after the timer fired:
     // then its episode is a preemption instead.
     // And an episode whose wake-up and switch-in the kernel's tracepoints
     // did not report is counted as an accounting gap instead.
-    let episodes = &p["off_cpu"]["histograms"]["sleep"];
-    let preempted = u(&p["off_cpu"]["histograms"]["preempted"]["count"]);
-    let gaps = u(&report["lost"]["accounting_gaps"]);
-    assert!(u(&episodes["count"]) + preempted + gaps >= N, "{} gaps {gaps}", p["off_cpu"]["histograms"]);
-    assert!(u(&episodes["count"]) >= N * 9 / 10);
-    let episode_p50 = u(&episodes["p50"]) as f64;
+    let histograms = p.totals.off_cpu.histograms.as_ref().expect("a process's off_cpu.histograms");
+    let episodes = &histograms.sleep;
+    let preempted = histograms.preempted.count;
+    let gaps = report.meta.lost.accounting_gaps;
+    assert!(episodes.count + preempted + gaps >= N, "{histograms:?} gaps {gaps}");
+    assert!(episodes.count >= N * 9 / 10);
+    let episode_p50 = episodes.p50 as f64;
     assert!((episode_p50 - 10e6).abs() / 10e6 <= 0.10, "sleep episode p50 = {episode_p50}");
 }
 
@@ -103,8 +98,8 @@ fn failing_syscalls_are_counted_by_errno() {
     let pid = load.pid();
     load.finish();
     let openat = syscall(process(&report, pid), "openat");
-    assert_eq!(u(&openat["errors"]), 25);
-    assert_eq!(u(&openat["errors_by_errno"]["ENOENT"]), 25);
+    assert_eq!(openat.errors, 25);
+    assert_eq!(openat.errors_by_errno.get("ENOENT"), Some(&25), "{:?}", openat.errors_by_errno);
 }
 
 fn direct_write_dir(test: &str) -> std::path::PathBuf {
@@ -152,15 +147,14 @@ fn flush_dirty_data() {
 }
 
 /// Requests of a process whose size lies in [lower, upper] bytes.
-fn write_requests_sized(process: &serde_json::Value, lower: u64, upper: u64) -> u64 {
-    process["block_io"]
-        .as_array()
-        .unwrap()
+fn write_requests_sized(process: &ProcessJson, lower: u64, upper: u64) -> u64 {
+    process
+        .block_io
         .iter()
-        .filter(|b| b["op"] == "write")
-        .flat_map(|b| b["size"]["buckets"].as_array().unwrap().clone())
-        .filter(|bucket| u(&bucket[0]) >= lower && u(&bucket[1]) <= upper)
-        .map(|bucket| u(&bucket[2]))
+        .filter(|b| b.op == "write")
+        .flat_map(|b| &b.size.buckets)
+        .filter(|[low, high, _]| *low >= lower && *high <= upper)
+        .map(|[_, _, count]| count)
         .sum()
 }
 
@@ -194,8 +188,8 @@ fn direct_writes_match_proc_io_disk_stats_and_show_iowait() {
     let p = process(&report, pid);
     // One request per write, or more where the file's blocks are not
     // contiguous on disk; never fewer (synchronous writes do not merge).
-    let writes = p["block_io"].as_array().unwrap().iter().find(|b| b["op"] == "write").unwrap();
-    assert!(u(&writes["count"]) >= 64, "{writes}");
+    let writes = p.block_io.iter().find(|b| b.op == "write").unwrap();
+    assert!(writes.count >= 64, "{writes:?}");
     let written = block_bytes(p, "write");
     assert!(
         (data..=data + FSYNC_METADATA_SLACK).contains(&written),
@@ -205,18 +199,17 @@ fn direct_writes_match_proc_io_disk_stats_and_show_iowait() {
     assert!(proc_io >= data);
     assert_close("writer's bytes vs /proc/<pid>/io write_bytes", written, proc_io, 0.0, FSYNC_METADATA_SLACK);
 
-    let disk_total: (u64, u64) = report["block_io"]
-        .as_array()
-        .unwrap()
+    let disk_total: (u64, u64) = report
+        .block_io
         .iter()
-        .filter(|b| b["device"] == disk.as_str() && b["op"] == "write")
-        .fold((0, 0), |(n, bytes), b| (n + u(&b["count"]), bytes + u(&b["bytes"])));
+        .filter(|b| b.device == disk && b.op == "write")
+        .fold((0, 0), |(n, bytes), b| (n + b.count, bytes + b.bytes));
     let kernel = (after.0 - before.0, after.1 - before.1);
     assert_close(&format!("{disk} write bytes vs /sys/block/{disk}/stat"), disk_total.1, kernel.1, 0.01, FSYNC_METADATA_SLACK);
     assert!(disk_total.0.abs_diff(kernel.0) <= 4, "{disk} write requests: tracer {}, kernel {}", disk_total.0, kernel.0);
 
-    assert!(u(&thread(p, pid)["off_cpu"]["iowait_ns"]) > 0, "O_DIRECT waits are I/O waits");
-    assert!(u(&p["off_cpu"]["histograms"]["iowait"]["count"]) > 0);
+    assert!(thread(p, pid).totals.off_cpu.iowait_ns > 0, "O_DIRECT waits are I/O waits");
+    assert!(p.totals.off_cpu.histograms.as_ref().expect("a process's off_cpu.histograms").iowait.count > 0);
 }
 
 #[test]
@@ -248,7 +241,7 @@ fn block_io_is_charged_to_its_submitter() {
     let (pa, pb) = (process(&report, pid_a), process(&report, pid_b));
     for (p, data) in [(pa, 48 * 64 * 1024), (pb, 16 * 128 * 1024)] {
         let written = block_bytes(p, "write");
-        assert!((data..=data + FSYNC_METADATA_SLACK).contains(&written), "{written} for {data}: {}", p["block_io"]);
+        assert!((data..=data + FSYNC_METADATA_SLACK).contains(&written), "{written} for {data}: {:?}", p.block_io);
     }
     // The request sizes say whose requests these are: A wrote 64 KiB at a
     // time, B 128 KiB (split only where a file is fragmented on disk).

@@ -107,8 +107,8 @@ fn live_view_shows_a_busy_process_and_restores_the_terminal() {
     let path = notice.split("report written to ").nth(1).unwrap().trim();
     assert!(path.starts_with(dir.to_str().unwrap()), "{notice}");
     let report = read_report(std::path::Path::new(path));
-    assert_eq!(report["schema"], "tracer.report/1");
-    assert!(u(&process(&report, busy.pid())["on_cpu_ns"]) > 0);
+    assert_eq!(report.schema, "tracer.report/1");
+    assert!(process(&report, busy.pid()).totals.on_cpu_ns > 0);
 
     tmux.send(&["q"]);
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
@@ -184,7 +184,7 @@ fn tracer_in_a_terminal_that_closes_exits_cleanly() {
     drop(tmux);
     wait_for_exit(recording, "the recording");
     let report = read_report(&out);
-    assert!(u(&process(&report, load.pid())["on_cpu_ns"]) > 0);
+    assert!(process(&report, load.pid()).totals.on_cpu_ns > 0);
     assert!(dir.join("r.timeline").exists());
     let leftovers: Vec<_> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains(".tmp.")).collect();

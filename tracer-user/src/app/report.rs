@@ -27,7 +27,7 @@ pub fn build_report(session: &Session, filters: Filters) -> Report {
         ReportMeta {
             start_unix_ns: session.start_unix_ns,
             end_unix_ns: clock::unix_ns(),
-            probe_mode: session.probes.mode.name(),
+            probe_mode: session.probes.mode.name().into(),
             filters,
             traced: Traced {
                 syscalls: session.probes.attached.syscalls,

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use httparse::{EMPTY_HEADER, Header, ParserConfig, Request, Response, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::{HttpCapture, HttpCaptureKind};
 
 /// What a span line says about its HTTP exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct HttpFields {
     pub http_method: String,
     /// The request target, without its query string unless asked for.
@@ -16,7 +16,8 @@ pub struct HttpFields {
     /// `X-Request-Id` of the request, or else of the response (servers such
     /// as nginx add it there).
     pub request_id: Option<String>,
-    /// The trace id of a W3C `traceparent` header.
+    /// The trace id of a W3C `traceparent` header (the span line's
+    /// `trace_id`; not read back from JSON).
     #[serde(skip)]
     pub trace_id: Option<String>,
 }

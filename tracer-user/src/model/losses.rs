@@ -1,7 +1,7 @@
 //! What the kernel side could not deliver, and marker calls that did not
 //! pair up: counted by the probes, reported with every output.
 /// Counts of what the kernel side could not deliver.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Losses {
     pub runq_events: u64,
     pub thread_exits: u64,
@@ -24,7 +24,7 @@ pub struct Losses {
 }
 
 /// Marker calls that did not pair up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpanAnomalies {
     /// `tracer_span_end` for an id that was not open (never begun, or ended twice).
     pub end_without_begin: u64,

@@ -2,7 +2,7 @@
 //! lines, and the per-name / per-verdict summary for the report.
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 
 use super::{
@@ -18,27 +18,65 @@ use super::{
 /// (`on-cpu`), I/O wait (`io`), and other waits (`blocked`: sleep and
 /// uninterruptible waits that are not I/O). `moved` when the span ended on
 /// another thread than it began, so no single thread's time explains it.
-pub fn verdict(on_cpu: u64, runq: u64, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> &'static str {
-    let largest = on_cpu.max(io).max(blocked);
-    if runq > 0 && (runq >= largest || runq as f64 >= contention_threshold * wall as f64) {
-        "cpu-contention"
-    } else if largest == on_cpu {
-        "on-cpu"
-    } else if largest == io {
-        "io"
-    } else {
-        "blocked"
+///
+/// The variants are declared in the alphabetical order of their names, so
+/// that maps keyed by verdict (the report's `spans.by_verdict`, the summary
+/// on stderr) list them in the same order as when they were keyed by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Blocked,
+    CpuContention,
+    Io,
+    Moved,
+    OnCpu,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] =
+        [Verdict::Blocked, Verdict::CpuContention, Verdict::Io, Verdict::Moved, Verdict::OnCpu];
+
+    /// Its name in the JSON (`cpu-contention`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Blocked => "blocked",
+            Verdict::CpuContention => "cpu-contention",
+            Verdict::Io => "io",
+            Verdict::Moved => "moved",
+            Verdict::OnCpu => "on-cpu",
+        }
     }
 }
 
-#[derive(Debug, Serialize, Clone, PartialEq)]
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that widths (`{:<14}`) apply.
+        f.pad(self.name())
+    }
+}
+
+/// The verdict of a span that did not move between threads (see [`Verdict`]).
+pub fn verdict(on_cpu: u64, runq: u64, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> Verdict {
+    let largest = on_cpu.max(io).max(blocked);
+    if runq > 0 && (runq >= largest || runq as f64 >= contention_threshold * wall as f64) {
+        Verdict::CpuContention
+    } else if largest == on_cpu {
+        Verdict::OnCpu
+    } else if largest == io {
+        Verdict::Io
+    } else {
+        Verdict::Blocked
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct SyscallTime {
     pub name: String,
     pub count: u32,
     pub ns: u64,
 }
 
-#[derive(Debug, Serialize, Clone, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct Holder {
     pub pid: u32,
     pub comm: String,
@@ -48,7 +86,7 @@ pub struct Holder {
 }
 
 /// One JSON line of `tracer spans`.
-#[derive(Debug, Serialize, Clone, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct SpanRecord {
     pub trace_id: Option<String>,
     pub span_id: u64,
@@ -72,7 +110,7 @@ pub struct SpanRecord {
     /// Times its thread blocked, and was preempted, during the span.
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     /// Who had the CPU while this span's thread waited for it.
     pub blame: Vec<Holder>,
     /// Ended on a different thread (`tid_end`) than it began: no breakdown.
@@ -101,7 +139,7 @@ impl SpanRecord {
         let idle_ns: u64 = event.holders.iter().filter(|h| h.count > 0 && h.id == 0).map(|h| h.ns).sum();
         let contended = d.runq_wait_ns.saturating_sub(idle_ns);
         let verdict = if moved {
-            "moved"
+            Verdict::Moved
         } else {
             verdict(d.on_cpu_ns, contended, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
         };
@@ -156,7 +194,7 @@ impl SpanRecord {
 pub struct SpanSummary {
     pub count: u64,
     pub by_name: BTreeMap<String, Buckets>,
-    pub by_verdict: BTreeMap<&'static str, Buckets>,
+    pub by_verdict: BTreeMap<Verdict, Buckets>,
     /// Wall time minus run-queue wait: the latency without CPU contention.
     pub contention_free: Buckets,
     /// Run-queue wait of all spans, by who held the CPU.
@@ -179,7 +217,7 @@ impl SpanSummary {
 /// A span for tests of what displays spans: `wall_ms` split into on-CPU,
 /// run-queue wait and sleep, with the run-queue wait blamed on "load-gen".
 #[cfg(test)]
-pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: &'static str) -> SpanRecord {
+pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -> SpanRecord {
     const MS: u64 = 1_000_000;
     SpanRecord {
         trace_id: None,
@@ -217,13 +255,27 @@ mod tests {
     #[test]
     fn verdict_rule() {
         // on_cpu, runq, io, blocked, wall
-        assert_eq!(verdict(90, 5, 0, 5, 100, 0.3), "on-cpu");
-        assert_eq!(verdict(40, 50, 0, 10, 100, 0.3), "cpu-contention", "runq largest");
-        assert_eq!(verdict(60, 35, 0, 5, 100, 0.3), "cpu-contention", "over the threshold");
-        assert_eq!(verdict(60, 35, 0, 5, 100, 0.5), "on-cpu", "threshold is a flag");
-        assert_eq!(verdict(5, 1, 90, 4, 100, 0.3), "io");
-        assert_eq!(verdict(2, 1, 0, 97, 100, 0.3), "blocked");
-        assert_eq!(verdict(0, 0, 0, 0, 0, 0.3), "on-cpu");
+        assert_eq!(verdict(90, 5, 0, 5, 100, 0.3), Verdict::OnCpu);
+        assert_eq!(verdict(40, 50, 0, 10, 100, 0.3), Verdict::CpuContention, "runq largest");
+        assert_eq!(verdict(60, 35, 0, 5, 100, 0.3), Verdict::CpuContention, "over the threshold");
+        assert_eq!(verdict(60, 35, 0, 5, 100, 0.5), Verdict::OnCpu, "threshold is a flag");
+        assert_eq!(verdict(5, 1, 90, 4, 100, 0.3), Verdict::Io);
+        assert_eq!(verdict(2, 1, 0, 97, 100, 0.3), Verdict::Blocked);
+        assert_eq!(verdict(0, 0, 0, 0, 0, 0.3), Verdict::OnCpu);
+    }
+
+    #[test]
+    fn verdicts_are_named_as_in_the_json_and_ordered_by_name() {
+        let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.name()).collect();
+        assert_eq!(names, ["blocked", "cpu-contention", "io", "moved", "on-cpu"]);
+        for v in Verdict::ALL {
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<Verdict>(&format!("\"{v}\"")).unwrap(), v);
+        }
+        let mut sorted = Verdict::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Verdict::ALL, "maps keyed by verdict keep the order of the names");
+        assert_eq!(format!("{:<8}|", Verdict::Io), "io      |", "widths apply");
     }
 
     #[test]
@@ -259,7 +311,7 @@ mod tests {
         });
         assert_eq!((r.name.as_str(), r.wall_ns, r.start_unix_ns), ("GET /cpu", 100_000, 1_010));
         assert_eq!(r.on_cpu_ns + r.runq_wait_ns + r.iowait_ns + r.uninterruptible_ns + r.sleep_ns, r.wall_ns);
-        assert_eq!(r.verdict, "cpu-contention");
+        assert_eq!(r.verdict, Verdict::CpuContention);
         assert_eq!((r.blame[0].pid, r.blame[0].comm.as_str(), r.blame[0].ns), (812, "comm812", 45_000));
         assert_eq!(r.blame[0].cgroup.as_deref(), Some("/cg812"), "the caller names the holders");
         assert_eq!(r.top_syscalls[0].count, 3);
@@ -269,16 +321,16 @@ mod tests {
         woken.holders = [TopEntry::default(); tracer_common::SPAN_TOP];
         woken.holders[0] = TopEntry { id: 0, count: 1, ns: 60_000 };
         let woken = SpanRecord::from_event(&woken, 0, 0.3, |_| ProcessName::default());
-        assert_eq!((woken.verdict, woken.blame[0].comm.as_str()), ("on-cpu", "(idle)"));
+        assert_eq!((woken.verdict, woken.blame[0].comm.as_str()), (Verdict::OnCpu, "(idle)"));
         event.flags = SPAN_MOVED_THREAD;
         event.tid_end = 102;
         let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());
-        assert_eq!((moved.verdict, moved.moved_between_threads, moved.tid_end), ("moved", true, 102));
+        assert_eq!((moved.verdict, moved.moved_between_threads, moved.tid_end), (Verdict::Moved, true, 102));
         let mut summary = SpanSummary::default();
         summary.add(&r);
         summary.add(&moved);
         assert_eq!(summary.count, 2);
-        assert_eq!(summary.by_verdict["cpu-contention"].count(), 1);
+        assert_eq!(summary.by_verdict[&Verdict::CpuContention].count(), 1);
         assert_eq!(summary.contention_free.max(), 40_000);
         assert_eq!(summary.blame[&812].ns, 90_000);
     }

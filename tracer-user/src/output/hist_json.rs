@@ -1,16 +1,19 @@
 //! A histogram as JSON: summary, percentiles, log2 buckets and
 //! HdrHistogram's own V2 encoding.
+use std::borrow::Cow;
+
 use base64::Engine;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::hist::Buckets;
 
 /// Histogram summary plus the full data: log2 buckets and HdrHistogram's
 /// compressed V2 encoding (base64), which other HdrHistogram libraries decode.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct HistJson {
-    pub unit: &'static str,
+    /// `ns`, or `bytes` for request sizes.
+    pub unit: Cow<'static, str>,
     pub count: u64,
     pub min: u64,
     pub max: u64,
@@ -43,7 +46,7 @@ impl HistJson {
             }
         }
         HistJson {
-            unit: "ns",
+            unit: Cow::Borrowed("ns"),
             count: buckets.count(),
             min: buckets.min(),
             max: buckets.max(),

@@ -1,7 +1,7 @@
 //! The JSON report (`tracer.report/1`, documented in docs/report-format.md).
-use std::path::Path;
+use std::{borrow::Cow, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::ThreadTotals;
 
 use super::{
@@ -20,13 +20,13 @@ use crate::model::{
 pub const SCHEMA: &str = "tracer.report/1";
 
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Histograms {
     pub runq_latency: HistJson,
 }
 
 /// Episode-length histograms per off-CPU cause.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct OffCpuHistJson {
     pub preempted: HistJson,
     pub iowait: HistJson,
@@ -45,7 +45,7 @@ impl OffCpuHistJson {
     }
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 pub struct OffCpu {
     pub preempted_ns: u64,
     pub uninterruptible_ns: u64,
@@ -56,7 +56,7 @@ pub struct OffCpu {
 }
 
 /// Totals shared by threads and processes (flattened into both).
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 pub struct Totals {
     pub on_cpu_ns: u64,
     pub runq_wait_ns: u64,
@@ -88,7 +88,7 @@ impl Totals {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SyscallJson {
     pub name: String,
     pub nr: u16,
@@ -100,10 +100,10 @@ pub struct SyscallJson {
     pub hist: HistJson,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BlockIoJson {
     pub device: String,
-    pub op: &'static str,
+    pub op: Cow<'static, str>,
     pub count: u64,
     pub bytes: u64,
     /// Requests flagged synchronous.
@@ -121,10 +121,10 @@ pub struct BlockIoJson {
 impl BlockIoJson {
     pub fn new(device: String, op: u8, io: &BlockStats) -> Self {
         let mut size = HistJson::from_buckets(&io.size);
-        size.unit = "bytes";
+        size.unit = Cow::Borrowed("bytes");
         BlockIoJson {
             device,
-            op: block_op_name(op),
+            op: Cow::Borrowed(block_op_name(op)),
             count: io.count(),
             bytes: io.bytes(),
             sync: io.sync_count,
@@ -136,7 +136,7 @@ impl BlockIoJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ThreadJson {
     pub tid: u32,
     pub comm: String,
@@ -145,6 +145,10 @@ pub struct ThreadJson {
     pub totals: Totals,
 }
 
+/// A process. Its JSON object has the key `syscalls` twice: first the
+/// count of its flattened totals, then the list of its syscalls (readers
+/// that keep the last of duplicate keys see the list). Deserializing
+/// assigns each to its field (see the `Deserialize` impl below).
 #[derive(Debug, Serialize)]
 pub struct ProcessJson {
     pub pid: u32,
@@ -158,7 +162,64 @@ pub struct ProcessJson {
     pub block_io: Vec<BlockIoJson>,
 }
 
-#[derive(Debug, Serialize, Clone)]
+/// `ProcessJson` but the list of syscalls, whose key derived code would
+/// take for the totals' count (or refuse as a duplicate).
+#[derive(Deserialize)]
+struct ProcessFields {
+    pid: u32,
+    comm: String,
+    exited: bool,
+    #[serde(flatten)]
+    totals: Totals,
+    threads: Vec<ThreadJson>,
+    histograms: Histograms,
+    block_io: Vec<BlockIoJson>,
+}
+
+impl<'de> Deserialize<'de> for ProcessJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        use serde_json::{Map, Value};
+
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ProcessJson;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a process object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ProcessJson, A::Error> {
+                let mut fields = Map::new();
+                let mut list = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    match value {
+                        Value::Array(_) if key == "syscalls" => list = Some(value),
+                        _ => {
+                            fields.insert(key, value);
+                        }
+                    }
+                }
+                let rest = ProcessFields::deserialize(Value::Object(fields)).map_err(A::Error::custom)?;
+                let list = list.ok_or_else(|| A::Error::missing_field("syscalls"))?;
+                Ok(ProcessJson {
+                    pid: rest.pid,
+                    comm: rest.comm,
+                    exited: rest.exited,
+                    totals: rest.totals,
+                    threads: rest.threads,
+                    histograms: rest.histograms,
+                    syscalls: Vec::deserialize(list).map_err(A::Error::custom)?,
+                    block_io: rest.block_io,
+                })
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
 pub struct Filters {
     pub pids: Vec<u32>,
     pub tid: Option<u32>,
@@ -168,16 +229,16 @@ pub struct Filters {
 }
 
 /// What was traced besides the scheduler.
-#[derive(Debug, Serialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 pub struct Traced {
     pub syscalls: bool,
     pub block_io: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
-    pub schema: &'static str,
-    pub tool_version: &'static str,
+    pub schema: Cow<'static, str>,
+    pub tool_version: Cow<'static, str>,
     #[serde(flatten)]
     pub meta: ReportMeta,
     pub histograms: Histograms,
@@ -190,11 +251,11 @@ pub struct Report {
 }
 
 /// How and when the recording was made.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ReportMeta {
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
-    pub probe_mode: &'static str,
+    pub probe_mode: Cow<'static, str>,
     pub filters: Filters,
     pub traced: Traced,
     pub lost: Losses,
@@ -278,8 +339,8 @@ impl Report {
             })
             .collect();
         Report {
-            schema: SCHEMA,
-            tool_version: env!("CARGO_PKG_VERSION"),
+            schema: Cow::Borrowed(SCHEMA),
+            tool_version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
             spans: meta
                 .span_anomalies
                 .map(|(anomalies, lost)| SpansJson::new(&agg.spans, anomalies, lost)),
@@ -297,4 +358,97 @@ pub fn write_report(path: &Path, report: &Report) -> Result<(), OutputError> {
     let mut json = serde_json::to_vec_pretty(report).expect("report serializes");
     json.push(b'\n');
     write_atomically(path, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{
+        BlockKey, BlockMetric, BlockOp, BucketStat, OFF_CPU_IOWAIT,
+        OFF_CPU_PREEMPTED, RunqEvent, SpanEvent, SyscallErrorKey, SyscallKey, ThreadStats, TopEntry,
+    };
+
+    use super::*;
+    use crate::model::{aggregate::HistogramScope, names::Offline};
+
+    /// A report with every part filled: threads, off-CPU histograms,
+    /// syscalls with errors, block I/O, and spans of two verdicts.
+    fn report() -> Report {
+        let scope = HistogramScope { per_process: true, per_thread: false };
+        let mut agg = Aggregator::new(scope, 1_000, Box::new(Offline));
+        let mut stats = ThreadStats { tgid: 42, ..Default::default() };
+        stats.comm[..4].copy_from_slice(b"work");
+        stats.totals.on_cpu_ns = 5_000_000;
+        stats.totals.runq_wait_ns = 700_000;
+        stats.totals.syscalls = 3;
+        agg.on_thread_snapshot(42, &stats, 0);
+        agg.on_thread_snapshot(43, &stats, 0);
+        for (latency_ns, blocked_state) in [(1_000, OFF_CPU_PREEMPTED), (3_000, OFF_CPU_IOWAIT)] {
+            let (tid, tgid, blocked_ns) = (43, 42, 2_000_000);
+            agg.on_runq_event(&RunqEvent { tid, tgid, latency_ns, blocked_state, blocked_ns, ..Default::default() });
+        }
+        let read = SyscallKey { id: 42, nr: 0, bucket: 900 };
+        agg.kernel.syscall_latency.insert(read, BucketStat { count: 2, total: 9_000 });
+        agg.kernel.syscall_errors.insert(SyscallErrorKey { id: 42, nr: 0, errno: 2 }, 1);
+        for (metric, bucket, total) in [(BlockMetric::Latency as u8, 1_500, 300_000), (BlockMetric::Size as u8, 1_000, 4_096)] {
+            let (tgid, dev, op, sync) = (42, 8 << 20, BlockOp::Write as u8, 1);
+            let key = BlockKey { tgid, dev, op, sync, metric, bucket, ..Default::default() };
+            agg.kernel.block.insert(key, BucketStat { count: 1, total });
+        }
+        let mut span =
+            SpanEvent { span_id: 1, tgid: 42, tid_begin: 43, tid_end: 43, end_ns: 10_000, ..Default::default() };
+        span.name[..4].copy_from_slice(b"GET ");
+        span.delta.on_cpu_ns = 2_000;
+        span.delta.runq_wait_ns = 8_000;
+        span.holders[0] = TopEntry { id: 42, count: 1, ns: 8_000 };
+        agg.on_span(&span);
+        span.delta.runq_wait_ns = 0;
+        agg.on_span(&span);
+        let meta = ReportMeta {
+            start_unix_ns: 1,
+            end_unix_ns: 2,
+            probe_mode: "tp_btf".into(),
+            filters: Filters { pids: vec![42], tid: None, cgroup: Some("/sys/fs/cgroup/x".into()), children: false },
+            traced: Traced { syscalls: true, block_io: true },
+            lost: Losses { spans: 1, accounting_gaps: 2, ..Default::default() },
+            syscalls_by_thread: false,
+            span_anomalies: Some((SpanAnomalies { never_ended: 3, ..Default::default() }, 4)),
+        };
+        Report::build(meta, &agg, |dev| format!("dev{dev}"))
+    }
+
+    #[test]
+    fn report_round_trips_through_json() {
+        let json = serde_json::to_string_pretty(&report()).unwrap();
+        let read: Report = serde_json::from_str(&json).expect("the report deserializes");
+        assert_eq!(serde_json::to_string_pretty(&read).unwrap(), json);
+
+        // What was read is typed, not just re-serialized.
+        assert_eq!((read.schema.as_ref(), read.meta.probe_mode.as_ref()), (SCHEMA, "tp_btf"));
+        let p = &read.processes[0];
+        assert_eq!((p.pid, p.comm.as_str(), p.threads.len()), (42, "work", 2));
+        assert_eq!(p.totals.on_cpu_ns, 10_000_000, "flattened totals");
+        assert_eq!((p.totals.syscalls, p.syscalls.len()), (6, 1), "both keys `syscalls`");
+        assert_eq!(p.totals.off_cpu.histograms.as_ref().unwrap().iowait.count, 1);
+        assert_eq!((p.syscalls[0].errors, p.syscalls[0].errors_by_errno["ENOENT"]), (1, 1));
+        assert_eq!((p.block_io[0].op.as_ref(), p.block_io[0].size.unit.as_ref()), ("write", "bytes"));
+        let spans = read.spans.as_ref().expect("spans");
+        let verdicts: Vec<&str> = spans.by_verdict.keys().map(|v| v.name()).collect();
+        assert_eq!(verdicts, ["cpu-contention", "on-cpu"]);
+        assert_eq!((spans.anomalies.never_ended, spans.lost, read.meta.lost.accounting_gaps), (3, 4, 2));
+        assert!(json.contains("\"by_verdict\": {\n      \"cpu-contention\": {"), "verdicts keyed by name");
+        // Not in the JSON, so read back as their defaults.
+        assert!(!read.meta.syscalls_by_thread && read.meta.span_anomalies.is_none());
+    }
+
+    #[test]
+    fn report_without_spans_or_histograms_round_trips() {
+        let mut report = report();
+        report.spans = None;
+        report.processes[0].totals.off_cpu.histograms = None;
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("\"by_verdict\""), "no spans object");
+        let read: Report = serde_json::from_str(&json).unwrap();
+        assert!(read.spans.is_none() && read.processes[0].totals.off_cpu.histograms.is_none());
+        assert_eq!(serde_json::to_string(&read).unwrap(), json);
+    }
 }

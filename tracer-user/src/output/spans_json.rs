@@ -2,12 +2,12 @@
 //! join`), and the report's summary of a recording's spans.
 use std::{collections::BTreeMap, io::Write};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::hist_json::HistJson;
 use crate::model::{
     losses::SpanAnomalies,
-    spans::{Holder, SpanRecord, SpanSummary},
+    spans::{Holder, SpanRecord, SpanSummary, Verdict},
 };
 
 /// One span as one JSON line, as `tracer spans` and `tracer spans join` print them.
@@ -16,11 +16,11 @@ pub fn write_line(out: &mut dyn Write, span: &SpanRecord) -> std::io::Result<()>
     out.write_all(b"\n")
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SpansJson {
     pub count: u64,
     pub by_name: BTreeMap<String, HistJson>,
-    pub by_verdict: BTreeMap<&'static str, HistJson>,
+    pub by_verdict: BTreeMap<Verdict, HistJson>,
     pub contention_free: HistJson,
     pub blame: Vec<Holder>,
     pub anomalies: SpanAnomalies,
@@ -43,3 +43,34 @@ impl SpansJson {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        http::HttpFields,
+        spans::{Verdict, test_span},
+    };
+
+    #[test]
+    fn span_lines_round_trip_with_and_without_http_fields() {
+        let plain = test_span(30, 10, 15, Verdict::CpuContention);
+        let mut http = test_span(5, 5, 0, Verdict::OnCpu);
+        http.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        http.http = Some(HttpFields {
+            http_method: "GET".into(),
+            http_path: "/cpu".into(),
+            http_status: Some(200),
+            request_id: None,
+            trace_id: None,
+        });
+        let mut out = Vec::new();
+        for span in [&plain, &http] {
+            write_line(&mut out, span).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().next().unwrap().contains(r#""verdict":"cpu-contention""#));
+        let read: Vec<SpanRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(read, [plain, http], "the HTTP fields are flattened and read back; absent, None");
+    }
+}

@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn recent_spans_are_bounded_and_sorted_slowest_first() {
         let mut app = app_with_rows();
-        let span = |wall_ms| crate::model::spans::test_span(wall_ms, wall_ms, 0, "on-cpu");
+        let span = |wall_ms| crate::model::spans::test_span(wall_ms, wall_ms, 0, crate::model::spans::Verdict::OnCpu);
         app.add_spans((1..=600).map(span).collect());
         assert_eq!(app.spans.len(), RECENT_SPANS);
         assert_eq!(app.slowest_spans()[0].wall_ns, 600_000_000);

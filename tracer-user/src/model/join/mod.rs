@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use crate::model::{
         names::syscall_name,
-        spans::{Holder, SyscallTime},
+        spans::{Holder, SyscallTime, Verdict},
         timeline::fixtures::{MS, PID, T0, TID, synthetic},
     };
 
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!((r.on_cpu_ns, r.runq_wait_ns, r.sleep_ns), (2 * MS, 3 * MS, MS / 2));
         assert_eq!((r.iowait_ns, r.uninterruptible_ns, r.unaccounted_ns), (0, 0, 0));
         assert_eq!((r.syscall_ns, r.migrations, r.voluntary_switches, r.involuntary_switches), (500_000, 1, 1, 1));
-        assert_eq!(r.verdict, "cpu-contention");
+        assert_eq!(r.verdict, Verdict::CpuContention);
         assert_eq!(
             r.top_syscalls,
             [

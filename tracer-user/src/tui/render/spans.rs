@@ -9,7 +9,11 @@ use ratatui::{
 };
 
 use super::Theme;
-use crate::{model::spans::SpanRecord, output::text::duration, tui::app::App};
+use crate::{
+    model::spans::{SpanRecord, Verdict},
+    output::text::duration,
+    tui::app::App,
+};
 
 /// (part, glyph, colour) in the order the bar draws them.
 const PARTS: [(&str, char, Color); 5] = [
@@ -80,7 +84,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         cells.push(Span::raw("|"));
         cells.extend(bar(span, bar_width, theme));
         cells.push(Span::raw("| "));
-        let verdict_style = if span.verdict == "cpu-contention" { theme.warn() } else { Style::new() };
+        let verdict_style = if span.verdict == Verdict::CpuContention { theme.warn() } else { Style::new() };
         cells.push(Span::styled(format!("{:<14}", span.verdict), verdict_style));
         if let Some(top) = span.blame.iter().find(|h| h.pid != span.pid) {
             cells.push(Span::raw(format!(" {} {}", top.comm, duration(top.ns))));
@@ -96,7 +100,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::{
-        model::spans::test_span as span,
+        model::spans::{Verdict, test_span as span},
         tui::{
             app::{App, View},
             render::tests::render,
@@ -107,7 +111,7 @@ mod tests {
     fn slowest_spans_with_breakdown_bar_verdict_and_blame() {
         let mut app = App::new(View::Spans, Duration::from_secs(1), false);
         app.spans_traced = true;
-        app.add_spans(vec![span(20, 20, 0, "on-cpu"), span(80, 20, 60, "cpu-contention")]);
+        app.add_spans(vec![span(20, 20, 0, Verdict::OnCpu), span(80, 20, 60, Verdict::CpuContention)]);
         let lines = render(&app, 120, 12);
         assert!(lines[0].starts_with("tracer  slowest of the last 2 spans"), "{}", lines[0]);
         let slowest = &lines[2];
