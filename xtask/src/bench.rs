@@ -535,12 +535,9 @@ fn memory(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let peak = rss_kib(tracer.pid(), "VmHWM:")?;
     tracer.stop()?;
     let text = std::fs::read_to_string(&report)?;
-    // Untyped on purpose, unlike the tests (which read `tracer_user`'s
-    // `Report`): xtask installs bpf-linker, so it must build without it and
+    // Untyped on purpose, unlike the tests: xtask installs bpf-linker, so it
     // cannot depend on tracer-user, whose build script needs bpf-linker for
-    // the eBPF object. Moving the report types to a crate of their own would
-    // take the span and loss types out of tracer-user's model with them, for
-    // the one count read here.
+    // the eBPF object; a crate of report types alone is not worth one count.
     let json: serde_json::Value = serde_json::from_str(&text)?;
     let threads: usize = json["processes"]
         .as_array()

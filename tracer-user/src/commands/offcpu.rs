@@ -70,8 +70,7 @@ fn table(out: &mut String, totals: &Totals, episodes: &OffCpuHistograms) {
     let row = |out: &mut String, name: &str, total: u64, hist: Option<&Buckets>| {
         let _ = write!(out, "  {name:<22} {:>11}", duration(total));
         if let Some(h) = hist.filter(|h| h.count() > 0) {
-            let hdr = h.to_hdr();
-            let q = |q: f64| hdr.value_at_quantile(q).clamp(h.min(), h.max());
+            let q = |q: f64| h.percentile(q);
             let _ = write!(
                 out,
                 " {:>9} {:>11} {:>11} {:>11}",

@@ -67,8 +67,7 @@ fn table(out: &mut String, rows: &[(u16, &SyscallStats)]) {
     );
     let mut failures = Vec::new();
     for (nr, s) in rows {
-        let hdr = s.latency.to_hdr();
-        let q = |q: f64| hdr.value_at_quantile(q).clamp(s.latency.min(), s.latency.max());
+        let q = |q: f64| s.latency.percentile(q);
         let _ = writeln!(
             out,
             "{:<22} {:>10} {:>8} {:>11} {:>11} {:>11} {:>11}",

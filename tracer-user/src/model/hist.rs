@@ -15,6 +15,22 @@ pub use tracer_common::{bucket_index, bucket_range};
 /// values are clamped to it.
 pub const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
 
+/// Sub-buckets per power of two of the exported HdrHistogram: 3
+/// significant digits need 2,000, rounded up to a power of two (2^11).
+const HDR_SUB_BUCKET_BITS: u32 = 11;
+
+/// The largest value the exported HdrHistogram (3 significant digits,
+/// lowest value 1) does not tell from `value`: values below 2^11 are
+/// exact; above, its buckets are 2^(log2(value) - 10) wide.
+fn hdr_highest_equivalent(value: u64) -> u64 {
+    let magnitude = u64::BITS - 1 - value.max(1).leading_zeros();
+    if magnitude < HDR_SUB_BUCKET_BITS {
+        return value;
+    }
+    let width = 1u64 << (magnitude + 1 - HDR_SUB_BUCKET_BITS);
+    (value & !(width - 1)) + width - 1
+}
+
 /// Value a bucket's counts stand for when exported.
 fn bucket_midpoint(index: u16) -> u64 {
     let (lower, upper) = bucket_range(index);
@@ -110,12 +126,13 @@ impl Buckets {
     }
 
     /// Counts per power of two of `value / divisor`, as runqlat prints them:
-    /// slot 0 holds 0 and 1, slot k holds [2^k, 2^(k+1) - 1].
-    pub fn log2_slots(&self, divisor: u64) -> Vec<u64> {
+    /// slot 0 holds 0 and 1, slot k holds [2^k, 2^(k+1) - 1]. A log-linear
+    /// bucket never straddles a power of two, so its midpoint decides.
+    fn log2_slots(&self, divisor: u64) -> Vec<u64> {
         let mut slots = Vec::new();
         for &(index, n) in &self.counts {
             let scaled = bucket_midpoint(index) / divisor.max(1);
-            let slot = if scaled <= 1 { 0 } else { (63 - scaled.leading_zeros()) as usize };
+            let slot = if scaled <= 1 { 0 } else { (u64::BITS - 1 - scaled.leading_zeros()) as usize };
             if slots.len() <= slot {
                 slots.resize(slot + 1, 0);
             }
@@ -124,22 +141,45 @@ impl Buckets {
         slots
     }
 
-    /// The value at quantile `q` (0..=1), at bucket resolution, without
-    /// building an HdrHistogram: cheap enough for a thousand rows a second.
-    /// 0 when empty.
-    pub fn quantile(&self, q: f64) -> u64 {
+    /// The log2 histogram, the one fold used by the text tables, the live
+    /// view and the JSON: `(low, high, count)` per power of two of
+    /// `value / divisor`, from slot 0 (`0..=1`) up to the highest non-empty
+    /// one, empty slots included (as runqlat prints them).
+    pub fn log2_rows(&self, divisor: u64) -> Vec<(u64, u64, u64)> {
+        let slots = self.log2_slots(divisor);
+        let last = slots.iter().rposition(|&n| n > 0).map_or(0, |l| l + 1);
+        slots
+            .iter()
+            .enumerate()
+            .take(last)
+            .map(|(slot, &count)| {
+                let (low, high) = if slot == 0 { (0, 1) } else { (1u64 << slot, (1u64 << (slot + 1)) - 1) };
+                (low, high, count)
+            })
+            .collect()
+    }
+
+    /// The value at quantile `q` (0..=1): the one percentile definition of
+    /// the tables, the live view and the JSON. It is what HdrHistogram's
+    /// `value_at_quantile` answers for the exported histogram (`to_hdr`),
+    /// capped to the exact minimum and maximum (a bucket's representative
+    /// value can lie a hair past them), computed from the buckets directly
+    /// so the live view can afford it for every row. 0 when empty.
+    pub fn percentile(&self, q: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        if rank == self.total {
-            return self.max;
+        if q <= 0.0 {
+            return self.min;
         }
+        // HdrHistogram's rank: the ceiling of q * count, at least 1.
+        let rank = ((q.min(1.0) * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for &(index, n) in &self.counts {
             seen += n;
             if seen >= rank {
-                return bucket_midpoint(index).clamp(self.min, self.max);
+                let exported = bucket_midpoint(index).min(MAX_TRACKABLE_NS);
+                return hdr_highest_equivalent(exported).clamp(self.min, self.max);
             }
         }
         self.max
@@ -222,17 +262,38 @@ mod tests {
         assert_eq!(buckets.max(), *values.last().unwrap());
     }
 
+    /// The one percentile definition is HdrHistogram's answer for the
+    /// exported histogram, capped to the extremes: checked over random data
+    /// of every magnitude and many quantiles.
     #[test]
-    fn quick_quantiles_agree_with_hdr() {
-        let mut b = Buckets::default();
-        (1..=1000u64).for_each(|v| b.record(v * 7_919));
-        let hdr = b.to_hdr();
-        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
-            let (quick, reference) = (b.quantile(q) as f64, hdr.value_at_quantile(q) as f64);
-            assert!((quick - reference).abs() / reference <= 0.005, "q={q}: {quick} vs {reference}");
+    fn percentiles_are_hdrs_capped_to_the_extremes() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..50 {
+            let mut b = Buckets::default();
+            for _ in 0..(1 + round * 37) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let exponent = 12.0 * (x % 1_000_000) as f64 / 1_000_000.0;
+                b.record(10f64.powf(exponent) as u64);
+            }
+            let hdr = b.to_hdr();
+            for q in [0.0, 0.001, 0.1, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+                let reference = hdr.value_at_quantile(q).clamp(b.min(), b.max());
+                assert_eq!(b.percentile(q), reference, "round {round}, q={q}");
+            }
         }
-        assert_eq!(b.quantile(1.0), b.max());
-        assert_eq!(Buckets::default().quantile(0.5), 0);
+        assert_eq!(Buckets::default().percentile(0.5), 0);
+        for v in [1u64, 2_047, 2_048, 2_049, 123_456_789, MAX_TRACKABLE_NS] {
+            let hdr = b_hdr_of(v);
+            assert_eq!(hdr_highest_equivalent(v), hdr.highest_equivalent(v), "{v}");
+        }
+    }
+
+    fn b_hdr_of(v: u64) -> Histogram<u64> {
+        let mut b = Buckets::default();
+        b.record(v);
+        b.to_hdr()
     }
 
     #[test]
@@ -263,19 +324,23 @@ mod tests {
         }
         assert_eq!(added.count(), 4);
         assert_eq!(added.sum(), recorded.sum());
-        assert_eq!(added.log2_slots(1), recorded.log2_slots(1));
+        assert_eq!(added.log2_rows(1), recorded.log2_rows(1));
         assert_eq!(added.min(), 3);
         let (lower, upper) = bucket_range(bucket_index(9_999_999));
         assert!(lower <= 9_999_999 && added.max() == upper);
     }
 
     #[test]
-    fn log2_slots_match_runqlat_layout() {
+    fn log2_rows_match_runqlat_layout() {
         let mut b = Buckets::default();
         // In microseconds: 0, 1 -> slot 0; 2, 3 -> slot 1; 1000 -> slot 9.
         for us in [0u64, 1, 2, 3, 1000] {
             b.record(us * 1000 + 500);
         }
-        assert_eq!(b.log2_slots(1000), vec![2, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let counts: Vec<u64> = b.log2_rows(1000).iter().map(|r| r.2).collect();
+        assert_eq!(counts, vec![2, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(b.log2_rows(1000)[..3], [(0, 1, 2), (2, 3, 2), (4, 7, 0)]);
+        assert_eq!(b.log2_rows(1000)[9], (512, 1023, 1));
+        assert!(Buckets::default().log2_rows(1).is_empty());
     }
 }

@@ -35,16 +35,8 @@ impl HistJson {
         V2DeflateSerializer::new()
             .serialize(&hdr, &mut encoded)
             .expect("serializing into memory cannot fail");
-        let q = |quantile: f64| if hdr.is_empty() { 0 } else { hdr.value_at_quantile(quantile) };
-        let mut log2: Vec<[u64; 3]> = Vec::new();
-        for (lower, _, count) in buckets.iter() {
-            let power = 63 - lower.max(1).leading_zeros();
-            let (lo, hi) = if power == 0 { (0, 1) } else { (1u64 << power, (1u64 << (power + 1)) - 1) };
-            match log2.last_mut() {
-                Some(last) if last[0] == lo => last[2] += count,
-                _ => log2.push([lo, hi, count]),
-            }
-        }
+        let q = |quantile: f64| buckets.percentile(quantile);
+        let log2 = buckets.log2_rows(1).into_iter().filter(|row| row.2 > 0).map(|(lo, hi, n)| [lo, hi, n]).collect();
         HistJson {
             unit: Cow::Borrowed("ns"),
             count: buckets.count(),
@@ -82,7 +74,9 @@ mod tests {
         let hdr: hdrhistogram::Histogram<u64> =
             Deserializer::new().deserialize(&mut raw.as_slice()).unwrap();
         assert_eq!(hdr.len(), json.count);
-        assert_eq!(hdr.value_at_quantile(0.99), json.p99);
+        assert_eq!(hdr.value_at_quantile(0.99).clamp(json.min, json.max), json.p99);
+        // The live view, the tables and the JSON show the same p99.
+        assert_eq!(b.percentile(0.99), json.p99);
         assert!((json.p50 as f64 - 5_000_000.0).abs() / 5_000_000.0 < 0.01);
         // Log2 buckets partition the count: 1 us .. 10 ms spans 1024 ns..16.7 ms.
         assert_eq!(json.buckets.iter().map(|b| b[2]).sum::<u64>(), 10_000);

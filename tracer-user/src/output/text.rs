@@ -45,30 +45,10 @@ fn stars(out: &mut String, value: u64, max: u64, width: u64) {
     }
 }
 
-/// Rows of a log2 histogram as runqlat labels them: (low, high, count) for
-/// each power of two from 0 up to the highest non-empty one.
-pub fn log2_rows(buckets: &Buckets, unit: Unit) -> Vec<(u64, u64, u64)> {
-    let slots = buckets.log2_slots(unit.divisor());
-    let last = slots.iter().rposition(|&n| n > 0).map_or(0, |l| l + 1);
-    slots
-        .iter()
-        .enumerate()
-        .take(last)
-        .map(|(slot, &count)| {
-            let mut low = (1u64 << (slot + 1)) >> 1;
-            let high = (1u64 << (slot + 1)) - 1;
-            if low == high {
-                low -= 1;
-            }
-            (low, high, count)
-        })
-        .collect()
-}
-
 /// The table runqlat prints: `lo -> hi : count |****|`, one row per power of
 /// two up to the highest non-empty one. Empty histograms print nothing.
 pub fn log2_table(buckets: &Buckets, unit: Unit) -> String {
-    let rows = log2_rows(buckets, unit);
+    let rows = buckets.log2_rows(unit.divisor());
     if rows.is_empty() {
         return String::new();
     }
@@ -112,12 +92,9 @@ pub fn percentile_line(buckets: &Buckets, unit: Unit) -> String {
     if buckets.count() == 0 {
         return "count = 0".to_owned();
     }
-    let hdr = buckets.to_hdr();
     let mut line = format!("count = {}", buckets.count());
     for (label, quantile) in PERCENTILES.iter().take(4) {
-        // Bucket midpoints can land a hair outside the exact extremes.
-        let value = hdr.value_at_quantile(*quantile).clamp(buckets.min(), buckets.max());
-        let _ = write!(line, ", {label} = {}", human(value, unit));
+        let _ = write!(line, ", {label} = {}", human(buckets.percentile(*quantile), unit));
     }
     let _ = write!(line, ", max = {}", human(buckets.max(), unit));
     line
@@ -144,11 +121,9 @@ pub fn compact_percentiles(buckets: &Buckets) -> String {
     if buckets.count() == 0 {
         return "count 0".to_owned();
     }
-    let hdr = buckets.to_hdr();
     let mut line = format!("count {}", buckets.count());
     for (label, quantile) in PERCENTILES.iter().take(4) {
-        let value = hdr.value_at_quantile(*quantile).clamp(buckets.min(), buckets.max());
-        let _ = write!(line, "  {label} {}", duration(value));
+        let _ = write!(line, "  {label} {}", duration(buckets.percentile(*quantile)));
     }
     let _ = write!(line, "  max {}", duration(buckets.max()));
     line

@@ -232,7 +232,7 @@ impl App {
             let runq_done = model.rows.iter().any(|r| r.pid == detail.pid);
             for (metric, hist) in &detail.hists {
                 if *metric != Metric::Runq || !runq_done {
-                    push_history(&mut self.history, (detail.pid, *metric), hist.quantile(0.99));
+                    push_history(&mut self.history, (detail.pid, *metric), hist.percentile(0.99));
                 }
             }
             match (&mut self.detail, detail.has_data() || !detail.exited) {

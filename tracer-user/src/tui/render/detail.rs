@@ -9,7 +9,7 @@ use ratatui::{
 
 use super::{Theme, latency, pct};
 use crate::{
-    output::text::{Unit, bar, compact_percentiles, log2_rows},
+    output::text::{Unit, bar, compact_percentiles},
     tui::{
         app::App,
         model::{Detail, Metric},
@@ -84,7 +84,7 @@ fn draw_metric(frame: &mut Frame, app: &App, d: &Detail, area: ratatui::layout::
     // runqlat-style log2 histogram, trimmed to its non-empty range.
     let unit = if hist.max() >= 100_000_000 { Unit::Millis } else { Unit::Micros };
     let mut lines = vec![compact_percentiles(hist)];
-    let rows = log2_rows(hist, unit);
+    let rows = hist.log2_rows(unit.divisor());
     let first = rows.iter().position(|r| r.2 > 0).unwrap_or(0);
     let max = rows.iter().map(|r| r.2).max().unwrap_or(0);
     // "      2048 -> 4095       : 249      |" is 37 columns, then the bar.
