@@ -181,8 +181,30 @@ pub struct SpanConfig {
     /// socket syscalls and make each exchange a span.
     pub http: u32,
     pub _pad: u32,
+    /// The syscalls HTTP detection watches, numbered for the running
+    /// kernel's architecture (the eBPF object is the same on every one).
+    pub http_syscalls: HttpSyscalls,
 }
-const _: () = assert!(size_of::<SpanConfig>() == 16);
+const _: () = assert!(size_of::<SpanConfig>() == 16 + size_of::<HttpSyscalls>());
+
+/// Numbers of the syscalls that carry HTTP on a socket, filled by the
+/// loader from its architecture's syscall table (x86-64 and arm64 have
+/// them all, under different numbers).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HttpSyscalls {
+    pub read: u32,
+    pub write: u32,
+    pub close: u32,
+    pub readv: u32,
+    pub writev: u32,
+    pub sendfile: u32,
+    pub sendto: u32,
+    pub recvfrom: u32,
+    pub sendmsg: u32,
+    pub recvmsg: u32,
+}
+const _: () = assert!(size_of::<HttpSyscalls>() == 4 * 10);
 
 zero_when_unset!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);
 impl_pod!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);

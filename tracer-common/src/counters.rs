@@ -41,6 +41,9 @@ raw_enum! {
         /// A child of a traced process could not be followed: the table of
         /// followed processes ([`MAP_FOLLOWED`]) was full.
         ChildrenUntracked = 13,
+        /// The head of an HTTP request or response could not be streamed:
+        /// the HTTP ring buffer was full (its span still ends, unnamed).
+        LostHttpCaptures = 14,
     }
 }
 

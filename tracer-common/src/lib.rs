@@ -122,8 +122,8 @@ mod tests {
 
     #[test]
     fn counters_are_the_map_slots() {
-        assert_eq!(Counter::COUNT, 14);
+        assert_eq!(Counter::COUNT, 15);
         assert_eq!(Counter::from_u32(Counter::COUNT), None);
-        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::ChildrenUntracked));
+        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::LostHttpCaptures));
     }
 }

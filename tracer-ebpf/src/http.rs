@@ -12,22 +12,11 @@ use tracer_common::{
 };
 
 use crate::{
-    kernel::{current_task, now_ns, read_user, read_user_prefix, this_cpu},
+    kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, this_cpu},
     maps::{HTTP_CONNS, HTTP_EVENTS, count},
     spans,
 };
 
-// x86-64 syscall numbers.
-const NR_READ: u32 = 0;
-const NR_WRITE: u32 = 1;
-const NR_CLOSE: u32 = 3;
-const NR_READV: u32 = 19;
-const NR_WRITEV: u32 = 20;
-const NR_SENDFILE: u32 = 40;
-const NR_SENDTO: u32 = 44;
-const NR_RECVFROM: u32 = 45;
-const NR_SENDMSG: u32 = 46;
-const NR_RECVMSG: u32 = 47;
 
 // User-space layouts (64-bit): `struct msghdr { void *msg_name; int
 // msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
@@ -61,18 +50,29 @@ enum Io {
     Other,
 }
 
+/// What syscall `nr` does with a connection. The numbers come from the
+/// loader, for the running kernel's architecture.
 #[inline(always)]
 fn io_of(nr: u32) -> Io {
-    match nr {
-        NR_READ | NR_RECVFROM => Io::Read(Data::Buffer),
-        NR_READV => Io::Read(Data::Vector),
-        NR_RECVMSG => Io::Read(Data::Message),
-        NR_WRITE | NR_SENDTO => Io::Write(Data::Buffer),
-        NR_WRITEV => Io::Write(Data::Vector),
-        NR_SENDMSG => Io::Write(Data::Message),
-        NR_SENDFILE => Io::Write(Data::None),
-        NR_CLOSE => Io::Close,
-        _ => Io::Other,
+    let sys = http_syscalls();
+    if nr == sys.read || nr == sys.recvfrom {
+        Io::Read(Data::Buffer)
+    } else if nr == sys.readv {
+        Io::Read(Data::Vector)
+    } else if nr == sys.recvmsg {
+        Io::Read(Data::Message)
+    } else if nr == sys.write || nr == sys.sendto {
+        Io::Write(Data::Buffer)
+    } else if nr == sys.writev {
+        Io::Write(Data::Vector)
+    } else if nr == sys.sendmsg {
+        Io::Write(Data::Message)
+    } else if nr == sys.sendfile {
+        Io::Write(Data::None)
+    } else if nr == sys.close {
+        Io::Close
+    } else {
+        Io::Other
     }
 }
 
@@ -263,7 +263,7 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
 #[inline(always)]
 fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, len: u64) {
     let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
-        count(Counter::LostSpans);
+        count(Counter::LostHttpCaptures);
         return;
     };
     let capture = record.as_mut_ptr();

@@ -7,10 +7,8 @@ use aya_ebpf::{
     },
     programs::TracePointContext,
 };
-use tracer_common::{
-    BlockOffsets, CgroupAncestry, Filter, HTTP_CAPTURE_LEN, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
-    SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,
-};
+use tracer_common::{BlockOffsets, CgroupAncestry, Filter, HTTP_CAPTURE_LEN, HttpSyscalls, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
+    SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,};
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
 #[unsafe(no_mangle)]
@@ -83,6 +81,10 @@ pub fn timeline_enabled() -> bool {
 }
 pub fn http_enabled() -> bool {
     global!(SPAN_CONFIG.http) != 0
+}
+/// The HTTP syscalls' numbers on the running kernel's architecture.
+pub fn http_syscalls() -> HttpSyscalls {
+    global!(SPAN_CONFIG.http_syscalls)
 }
 
 /// The first two arguments of a syscall from `raw_syscalls:sys_enter`'s

@@ -45,6 +45,7 @@ impl Probes {
             timeline_events: sum(Counter::LostTimeline as u32),
             children_left_out: sum(Counter::ChildrenLeftOut as u32),
             children_untracked: sum(Counter::ChildrenUntracked as u32),
+            http_captures: sum(Counter::LostHttpCaptures as u32),
         }
     }
 
@@ -126,7 +127,7 @@ fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
         .collect()
 }
 
-fn drain<T: Copy>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {
+fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {
     let mut seen = 0;
     while let Some(item) = ring.next() {
         let bytes: &[u8] = &item;

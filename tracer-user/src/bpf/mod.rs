@@ -32,7 +32,7 @@ pub use options::{Attached, LoadError, LoadOptions, ProbeChoice, ProbeMode, Span
 pub use privilege::is_privileged;
 
 use attach::{attach_btf, attach_tracepoint, error_chain, optional, take_map};
-use offsets::{block_offsets, syscall_config, task_offsets, tracepoint_offsets};
+use offsets::{block_offsets, http_syscalls, syscall_config, task_offsets, tracepoint_offsets};
 use privilege::raise_memlock_limit;
 use uprobes::attach_span_markers;
 
@@ -110,6 +110,7 @@ impl Probes {
             timeline: u32::from(options.timeline),
             http: u32::from(options.spans.is_some_and(|request| request.http)),
             _pad: 0,
+            http_syscalls: http_syscalls(),
         };
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())

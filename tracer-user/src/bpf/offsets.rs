@@ -1,10 +1,18 @@
 //! Load-time configuration from the running kernel: struct member offsets
 //! from its BTF, tracepoint record offsets from tracefs format files, never
 //! from the build machine.
-use tracer_common::{BlockOffsets, CgroupAncestry, SYSCALL_BITMAP_BITS, SyscallConfig, TaskOffsets, TracepointOffsets};
+use tracer_common::{
+    BlockOffsets, CgroupAncestry, HttpSyscalls, SYSCALL_BITMAP_BITS, SyscallConfig, TaskOffsets, TracepointOffsets,
+};
 
 use super::{LoadError, SyscallOptions};
-use crate::sys::{btf::{Btf, BtfError}, tracefs::Format};
+use crate::{
+    model::names::Sysno,
+    sys::{
+        btf::{Btf, BtfError},
+        tracefs::Format,
+    },
+};
 
 pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
     let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
@@ -19,8 +27,7 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         .member_bit_offset("task_struct", "in_iowait")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     // Without them the HTTP probes cannot see syscall arguments (x86-64 names).
-    let regs_arg0 = btf.member_offset("pt_regs", "di").unwrap_or(0);
-    let regs_arg1 = btf.member_offset("pt_regs", "si").unwrap_or(0);
+    let (regs_arg0, regs_arg1) = syscall_arg_registers(btf);
     // Missing scheduler counters only lose the filling of unreported switches.
     let nested = |outer: &str, inner_struct: &str, inner: &str| -> u32 {
         match (btf.member_offset("task_struct", outer), btf.member_offset(inner_struct, inner)) {
@@ -76,6 +83,38 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
         cgroup_ancestry,
     })
+}
+
+/// Where `struct pt_regs` holds a syscall's first two arguments on this
+/// architecture (0: unknown, and the HTTP probes cannot see arguments).
+#[cfg(target_arch = "x86_64")]
+fn syscall_arg_registers(btf: &Btf) -> (u32, u32) {
+    (btf.member_offset("pt_regs", "di").unwrap_or(0), btf.member_offset("pt_regs", "si").unwrap_or(0))
+}
+
+/// On arm64 the arguments are x0 and x1, the first two of `regs[31]`.
+#[cfg(target_arch = "aarch64")]
+fn syscall_arg_registers(btf: &Btf) -> (u32, u32) {
+    const REGISTER_BYTES: u32 = 8;
+    btf.member_offset("pt_regs", "regs").map_or((0, 0), |regs| (regs, regs + REGISTER_BYTES))
+}
+
+/// The syscalls HTTP detection watches, numbered for this architecture
+/// (the `syscalls` crate's tables, generated from the kernel's own).
+pub(super) fn http_syscalls() -> HttpSyscalls {
+    let nr = |sysno: Sysno| sysno.id() as u32;
+    HttpSyscalls {
+        read: nr(Sysno::read),
+        write: nr(Sysno::write),
+        close: nr(Sysno::close),
+        readv: nr(Sysno::readv),
+        writev: nr(Sysno::writev),
+        sendfile: nr(Sysno::sendfile),
+        sendto: nr(Sysno::sendto),
+        recvfrom: nr(Sysno::recvfrom),
+        sendmsg: nr(Sysno::sendmsg),
+        recvmsg: nr(Sysno::recvmsg),
+    }
 }
 
 pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
@@ -139,5 +178,15 @@ mod tests {
         assert_eq!((listed.only_listed, listed.numbers[0], listed.numbers[1]), (1, 1, 2));
         let none = syscall_config(Some(&SyscallOptions { histograms: false, ..all }));
         assert_eq!((none.only_listed, none.numbers), (1, [0; tracer_common::SYSCALL_BITMAP_WORDS]), "nothing kept");
+    }
+
+    /// The numbers the HTTP probes compiled in before they came from the
+    /// loader: x86-64's table must give the same.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn http_syscall_numbers_are_the_architectures() {
+        let s = http_syscalls();
+        let numbers = [s.read, s.write, s.close, s.readv, s.writev, s.sendfile, s.sendto, s.recvfrom, s.sendmsg, s.recvmsg];
+        assert_eq!(numbers, [0, 1, 3, 19, 20, 40, 44, 45, 46, 47]);
     }
 }

@@ -21,6 +21,8 @@ pub struct Losses {
     pub children_left_out: u64,
     /// Children of a target not followed because their table was full.
     pub children_untracked: u64,
+    /// HTTP request or response heads not streamed (ring buffer full).
+    pub http_captures: u64,
 }
 
 /// Marker calls that did not pair up.

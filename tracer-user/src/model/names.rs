@@ -3,9 +3,9 @@
 //! own syscall tables for each architecture (complete, not hand-typed).
 
 #[cfg(target_arch = "aarch64")]
-use syscalls::aarch64::Sysno;
+pub use syscalls::aarch64::Sysno;
 #[cfg(not(target_arch = "aarch64"))]
-use syscalls::x86_64::Sysno;
+pub use syscalls::x86_64::Sysno;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
