@@ -19,6 +19,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
+    HTTP_RING_BYTES, SPAN_RING_BYTES, TIMELINE_RING_BYTES,
     FILTER_FOLLOW_CHILDREN, FILTER_TGID,
     BlockKey, BucketStat, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
@@ -105,10 +106,11 @@ impl Probes {
         let syscall_config = syscall_config(options.syscalls.as_ref());
         // The timeline names who held the CPU during waits, from the same
         // per-CPU run slices as span blame.
+        let http = options.spans.is_some_and(|request| request.http);
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || options.timeline),
             timeline: u32::from(options.timeline),
-            http: u32::from(options.spans.is_some_and(|request| request.http)),
+            http: u32::from(http),
             _pad: 0,
             http_syscalls: http_syscalls(),
         };
@@ -121,6 +123,12 @@ impl Probes {
             .override_global(GLOBAL_BLOCK_OFFSETS, &block.unwrap_or_default(), true)
             .override_global(GLOBAL_SPAN_CONFIG, &span_config, true)
             .map_max_entries(MAP_THREADS, options.max_threads)
+            // Rings of features not asked for shrink to one page: the kernel
+            // maps a ring's data twice into the tracer, so the unused HTTP,
+            // span and timeline rings cost 52 MiB of its RSS otherwise.
+            .map_max_entries(MAP_HTTP_EVENTS, ring_bytes(http, HTTP_RING_BYTES))
+            .map_max_entries(MAP_SPAN_EVENTS, ring_bytes(options.spans.is_some(), SPAN_RING_BYTES))
+            .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(options.timeline, TIMELINE_RING_BYTES))
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 
@@ -237,6 +245,12 @@ impl Probes {
             }
         }
     }
+}
+
+/// A ring buffer's size: `full` when its feature is on, else the smallest
+/// a ring can be (one page).
+fn ring_bytes(enabled: bool, full: u32) -> u32 {
+    if enabled { full } else { rustix::param::page_size() as u32 }
 }
 
 fn log_timing(mode: ProbeMode, started: Instant) {
