@@ -188,6 +188,13 @@ impl Load {
             .to_owned()
     }
 
+    /// The workload's next line of output (for those that report when done).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("reading the workload's output");
+        line.trim().to_owned()
+    }
+
     /// Lets an on-cue workload exit, and reaps it.
     pub fn finish(mut self) {
         drop(self.child.stdin.take());

@@ -20,6 +20,9 @@
 //!                                     SIGINT or SIGTERM
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
+//!   tracer-load churn RATE SECS       starts and joins RATE short-lived threads a
+//!                                     second for SECS, then prints `cpu NS`: the
+//!                                     process's own CPU clock (no cue: starts at once)
 //!   tracer-load forker N MS           forks N child processes, each burning MS ms
 //!                                     of CPU (its own clock); prints their PIDs
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
@@ -75,6 +78,13 @@ fn fork_burner(ms: u64) -> i32 {
         unsafe { libc::_exit(0) };
     }
     pid
+}
+
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Starts `count` threads running `body`, then prints their TIDs.
@@ -299,6 +309,26 @@ fn main() {
                 }
                 n.to_string()
             });
+        }
+        Some("churn") => {
+            let (rate, secs) = (arg(1) as u64, arg(2) as u64);
+            println!("ready {}", gettid());
+            let started = std::time::Instant::now();
+            let mut started_threads = 0u64;
+            while started.elapsed() < Duration::from_secs(secs) {
+                // Catch up to the rate in batches, so a slow start does not
+                // lower it for good.
+                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                let batch: Vec<_> = (started_threads..due.max(started_threads + 1))
+                    .map(|_| thread::spawn(|| std::hint::black_box(0u64)))
+                    .collect();
+                started_threads += batch.len() as u64;
+                for thread in batch {
+                    thread.join().expect("a churn thread");
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            println!("cpu {} threads {started_threads}", process_cpu_ns());
         }
         Some("forker") => {
             let (n, ms) = (arg(1), arg(2) as u64);

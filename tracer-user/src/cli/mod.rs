@@ -345,6 +345,13 @@ pub struct RecordArgs {
     /// --pid, --tid or --cgroup.
     #[arg(long)]
     pub timeline: bool,
+
+    /// Exited threads kept by name per process (the busiest); the others
+    /// are summed into one "other exited threads" row, so thread churn
+    /// cannot grow the recording without bound.
+    #[arg(long, value_name = "N", default_value_t = crate::model::exited::DEFAULT_MAX_EXITED_THREADS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_exited_threads: u32,
 }
 
 /// A live command's `--json`: not `-`, since standard output carries its

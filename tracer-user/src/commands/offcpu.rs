@@ -32,7 +32,7 @@ pub async fn offcpu(kernel: &KernelArgs, args: &OffcpuArgs) -> Result<()> {
 
 fn render(view: &IntervalView, args: &OffcpuArgs, agg: &Aggregator) -> String {
     let mut groups: BTreeMap<u32, Totals> = BTreeMap::new();
-    for (tid, (tgid, totals)) in &view.totals {
+    for ((tgid, tid), totals) in &view.totals {
         let key = if args.per_thread { *tid } else { *tgid };
         groups.entry(key).or_default().add(totals);
     }

@@ -12,6 +12,7 @@ use super::{
     hist::Buckets,
     http::HttpHeads,
     kstats::KernelStats,
+    exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
     names::{ProcessName, comm_string},
     spans::{SpanRecord, SpanSummary},
 };
@@ -133,7 +134,8 @@ pub struct Aggregator {
     scope: HistogramScope,
     pub runq: RunqHistograms,
     live: HashMap<u32, ThreadRecord>,
-    exited: Vec<ThreadRecord>,
+    /// Final records of exited threads, bounded per process.
+    exited: ExitedThreads,
     /// TGIDs of threads whose events arrived before their TGID was known
     /// (classic tracepoints learn it late).
     tgid_of: HashMap<u32, u32>,
@@ -204,7 +206,7 @@ impl Aggregator {
             scope,
             runq: RunqHistograms::default(),
             live: HashMap::new(),
-            exited: Vec::new(),
+            exited: ExitedThreads::new(DEFAULT_MAX_EXITED_THREADS),
             tgid_of: HashMap::new(),
             events: 0,
             kernel: KernelStats::default(),
@@ -260,7 +262,7 @@ impl Aggregator {
             .map(|t| t.tgid)
             .filter(|&t| t != 0)
             .or_else(|| self.tgid_of.get(&tid).copied())
-            .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.tgid))
+            .or_else(|| self.exited.find(tid).map(|t| t.tgid))
             .or_else(|| self.system.tgid_of(tid))
             .unwrap_or(tid)
     }
@@ -285,7 +287,7 @@ impl Aggregator {
         self.system
             .comm_of(tid)
             .or_else(|| self.live.get(&tid).map(|t| t.comm.clone()))
-            .or_else(|| self.exited.iter().find(|t| t.tid == tid).map(|t| t.comm.clone()))
+            .or_else(|| self.exited.find(tid).map(|t| t.comm.clone()))
             .unwrap_or_default()
     }
 
@@ -309,13 +311,21 @@ impl Aggregator {
     pub fn on_thread_exit(&mut self, exit: &ThreadExit) {
         let tgid = self.resolve_tgid(exit.tid, exit.stats.tgid);
         self.live.remove(&exit.tid);
-        self.exited.push(ThreadRecord {
+        // Its process is in the record now; a TID the kernel reuses later
+        // must be looked up afresh.
+        self.tgid_of.remove(&exit.tid);
+        self.exited.add(ThreadRecord {
             tid: exit.tid,
             tgid,
             comm: comm_string(&exit.stats.comm),
             totals: exit.stats.totals,
             exited: true,
         });
+        // Amortized: only when twice the bound has gathered.
+        if self.exited.processes() > 2 * MAX_EXITED_PROCESSES {
+            let live: std::collections::HashSet<u32> = self.live.values().map(|t| t.tgid).collect();
+            self.exited.fold_processes(MAX_EXITED_PROCESSES, |tgid| live.contains(&tgid));
+        }
     }
 
     /// Replaces the live threads' totals with a fresh read of the kernel map.
@@ -343,6 +353,17 @@ impl Aggregator {
         });
     }
 
+    /// At most `max` exited threads per process keep a row of their own
+    /// (`--max-exited-threads`); call before any thread has exited.
+    pub fn limit_exited_threads(&mut self, max: usize) {
+        self.exited = ExitedThreads::new(max);
+    }
+
+    /// Exited threads folded into their process's "other" row so far.
+    pub fn exited_threads_folded(&self) -> u64 {
+        self.exited.folded()
+    }
+
     pub fn live_threads(&self) -> usize {
         self.live.len()
     }
@@ -354,7 +375,8 @@ impl Aggregator {
             by_process.entry(thread.tgid).or_default().push(thread);
         }
         for threads in by_process.values_mut() {
-            threads.sort_by_key(|t| (t.tid, !t.exited));
+            // The folded row of exited threads (TID 0) last.
+            threads.sort_by_key(|t| (t.tid == 0, t.tid, !t.exited));
         }
         by_process
     }

@@ -133,7 +133,7 @@ pub fn build(
         let mut runq = 0;
         let mut iowait = 0;
         for t in threads {
-            if let Some((_, delta)) = view.totals.get(&t.tid) {
+            if let Some(delta) = view.totals.get(&(t.tgid, t.tid)) {
                 on_cpu += delta.on_cpu_ns;
                 runq += delta.runq_wait_ns;
                 iowait += delta.iowait_ns;
@@ -178,7 +178,7 @@ fn build_detail(
     let thread_rows = threads
         .iter()
         .map(|t| {
-            let delta = view.totals.get(&t.tid).map(|(_, d)| *d).unwrap_or_default();
+            let delta = view.totals.get(&(t.tgid, t.tid)).copied().unwrap_or_default();
             ThreadRow {
                 tid: t.tid,
                 comm: t.comm.clone(),
