@@ -279,20 +279,20 @@ mod tests {
         let mut heads = HttpHeads::default();
         heads.on_capture(&capture(
             6,
-            HTTP_CAPTURE_REQUEST,
+            HttpCaptureKind::Request,
             b"GET /orders?id=7 HTTP/1.1\r\nHost: x\r\nnot a header\r\nX-Request-Id: req-9\r\nUser-Agent: lo",
         ));
-        heads.on_capture(&capture(6, HTTP_CAPTURE_RESPONSE, b"HTTP/1.1 503 Service Unava"));
+        heads.on_capture(&capture(6, HttpCaptureKind::Response, b"HTTP/1.1 503 Service Unava"));
         let fields = heads.take(7, 6).unwrap();
         assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("GET", "/orders"));
         assert_eq!(fields.request_id.as_deref(), Some("req-9"), "complete header lines before the cut count");
         assert_eq!(fields.http_status, Some(503));
         assert_eq!(heads.pipelined, 0);
 
-        heads.on_capture(&capture(8, HTTP_CAPTURE_REQUEST, b"PUT /a/b HTTP/1."));
+        heads.on_capture(&capture(8, HttpCaptureKind::Request, b"PUT /a/b HTTP/1."));
         let fields = heads.take(7, 8).unwrap();
         assert_eq!((fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status), ("PUT", "/a/b", None));
-        heads.on_capture(&capture(9, HTTP_CAPTURE_REQUEST, b"GET /a/very/long/pa"));
+        heads.on_capture(&capture(9, HttpCaptureKind::Request, b"GET /a/very/long/pa"));
         assert_eq!(heads.take(7, 9), Err(Rejected::NotHttp), "a target cut short is not reported as a path");
     }
 }
