@@ -80,4 +80,10 @@ fn bad_arguments_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("positive number of seconds"));
     let out = tracer(&["runqlat", "-P", "-L"]);
     assert!(!out.status.success());
+    // Out of range for a Duration and for an Instant: refused, not a panic (status 101).
+    for duration in ["1e30", "1e19"] {
+        let out = tracer(&["record", "--duration", duration, "--out", "/tmp/tracer-never.json"]);
+        assert_eq!(out.status.code(), Some(2), "{duration}: {out:?}");
+        assert_one_line_error(&out, "to 31536000 (one year)");
+    }
 }

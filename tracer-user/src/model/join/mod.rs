@@ -2,6 +2,8 @@
 //! application's own log) broken down like marker spans, from a timeline
 //! recorded at the same time: docs/spans.md, "Spans recorded elsewhere".
 pub mod input;
+#[cfg(test)]
+mod proptests;
 
 use input::{ExternalSpan, Input, Location, Unusable};
 
