@@ -79,14 +79,14 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
             }
         })
         .await?;
-    session.sync();
+    let lost = session.finish();
     flush(&mut session, &mut out);
     if let Some(err) = failure {
         return Err(err).context("writing span records");
     }
     summary(&session, written);
 
-    warn_losses(&session);
+    warn_losses(&lost);
     Ok(())
 }
 
