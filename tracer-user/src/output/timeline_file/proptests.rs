@@ -3,7 +3,7 @@
 //! as a timeline or refused with an error, never panic.
 use proptest::prelude::*;
 
-use super::{END_MAGIC, FORMAT_VERSION, MAGIC, RECORD_LEN, read, tests::{scratch_dir, write}};
+use super::{END_MAGIC, FORMAT_VERSION, MAGIC, RECORD_LEN, read, reader::MAX_TRAILER, tests::{scratch_dir, write}};
 use crate::model::timeline::fixtures::history;
 
 /// A real timeline file, written once.
@@ -21,15 +21,18 @@ fn valid_file() -> &'static [u8] {
 /// The prefix and footer of the format around random events and trailer,
 /// with a random trailer length (the field the reader allocates from).
 fn framed() -> impl Strategy<Value = Vec<u8>> {
-    (prop::collection::vec(any::<u8>(), 0..512), prop_oneof![any::<u64>(), 0..600u64]).prop_map(|(body, trailer_len)| {
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend(FORMAT_VERSION.to_le_bytes());
-        bytes.extend((RECORD_LEN as u32).to_le_bytes());
-        bytes.extend(body);
-        bytes.extend(trailer_len.to_le_bytes());
-        bytes.extend(END_MAGIC);
-        bytes
-    })
+    (prop::collection::vec(any::<u8>(), 0..512), prop_oneof![any::<u64>(), 0..600u64])
+        .prop_map(|(body, trailer_len)| framed_bytes(&body, trailer_len))
+}
+
+fn framed_bytes(body: &[u8], trailer_len: u64) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend(FORMAT_VERSION.to_le_bytes());
+    bytes.extend((RECORD_LEN as u32).to_le_bytes());
+    bytes.extend(body);
+    bytes.extend(trailer_len.to_le_bytes());
+    bytes.extend(END_MAGIC);
+    bytes
 }
 
 /// The real file with some bytes overwritten, and maybe cut short.
@@ -43,6 +46,24 @@ fn damaged() -> impl Strategy<Value = Vec<u8>> {
         bytes.truncate(cut.unwrap_or(bytes.len()));
         bytes
     })
+}
+
+/// A trailer length within the file but beyond any real trailer is
+/// refused before it is allocated (a sparse file: no disk used).
+#[test]
+fn a_huge_trailer_length_is_refused() {
+    let dir = scratch_dir("huge-trailer");
+    let path = dir.join("t.timeline");
+    let len = MAX_TRAILER + 1024;
+    let mut bytes = framed_bytes(&[], MAX_TRAILER + 1);
+    let footer = bytes.split_off(bytes.len() - 16);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(len).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &footer, len - 16).unwrap();
+    let err = read(&path).unwrap_err().to_string();
+    assert!(err.ends_with(&format!("a trailer of {} bytes, more than the {MAX_TRAILER} a timeline can have", MAX_TRAILER + 1)), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 proptest! {
