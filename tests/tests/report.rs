@@ -222,3 +222,28 @@ fn sigterm_and_sighup_end_a_recording_with_its_report_and_timeline() {
         }
     }
 }
+
+/// The stderr warnings and the report give the same loss counts: read once,
+/// after the probes are detached, not while they still count. More threads
+/// than the table holds, waking often, keep a loss counter moving.
+#[test]
+fn stderr_and_report_agree_on_losses() {
+    if !bpf_available("stderr_and_report_agree_on_losses") {
+        return;
+    }
+    let _sleepers = Load::start(&["sleepers", "1100", "20"]);
+    let dir = temp_dir("losses-agree");
+    let out = dir.join("r.json");
+    let tracer = Tracer::start(&["record", "--max-threads", "1024", "--duration", "1", "--out", out.to_str().unwrap()]);
+    let (status, _, stderr) = tracer.wait();
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+    let untracked = report.meta.lost.threads_untracked;
+    assert!(untracked > 0, "more threads than the table holds: {stderr:?}");
+    let warned = stderr
+        .iter()
+        .find_map(|line| line.strip_prefix("tracer: warning: ")?.strip_suffix(" threads were not tracked (table full; raise --max-threads)"))
+        .unwrap_or_else(|| panic!("no warning: {stderr:?}"));
+    assert_eq!(warned, untracked.to_string(), "the warning and the report count the same losses");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,13 +1,23 @@
 //! `tracer`: where did the time of this process, this thread, go? Parses
 //! the command line and hands it to the library.
-use clap::Parser;
+use clap::Parser as _;
 use tracer_user::{
     cli::{Cli, Command, SpansCommand},
     commands, tui,
 };
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap prints them.
+        Err(err) if !err.use_stderr() || err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            err.exit()
+        }
+        Err(err) => {
+            tracer_user::say!("{}", tracer_user::cli::one_line(&err));
+            return std::process::ExitCode::from(err.exit_code() as u8);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {

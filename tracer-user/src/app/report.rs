@@ -4,23 +4,25 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::session::Session;
+use super::session::{FinalLosses, Session};
 use crate::{
+    model::losses::Losses,
     output::report::{self, Filters, Report, ReportMeta, Traced},
     sys::{clock, disks::Disks},
 };
 
-/// Brings the aggregation up to date, builds the report and writes it.
-pub fn finish_report(session: &mut Session, filters: Filters, out: &Path) -> Result<Report> {
-    session.sync();
-    let report = build_report(session, filters);
+/// Builds the report of a finished session ([`Session::finish`]) and
+/// writes it.
+pub fn finish_report(session: &Session, filters: Filters, out: &Path, lost: &FinalLosses) -> Result<Report> {
+    let report = build_report(session, filters, lost);
     report::write_report(out, &report)
         .with_context(|| format!("writing the report to {}", out.display()))?;
     Ok(report)
 }
 
-/// The report of everything aggregated so far (call `sync` first).
-pub fn build_report(session: &Session, filters: Filters) -> Report {
+/// The report of everything aggregated so far (call `sync` first), with
+/// the loss counters read once by the caller.
+pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Report {
     let by_thread = session.probes.syscalls_by_thread;
     let disks = Disks::read();
     Report::build(
@@ -33,22 +35,22 @@ pub fn build_report(session: &Session, filters: Filters) -> Report {
                 syscalls: session.probes.attached.syscalls,
                 block_io: session.probes.attached.block_io,
             },
-            lost: session.probes.losses(),
+            lost: *lost,
             syscalls_by_thread: by_thread,
             span_anomalies: session
                 .probes
                 .attached
                 .spans
-                .then(|| (session.probes.span_anomalies(), session.probes.losses().spans)),
+                .then(|| (session.probes.span_anomalies(), lost.spans)),
         },
         &session.agg,
         |dev| disks.name(dev),
     )
 }
 
-/// Says on stderr what the kernel side could not deliver.
-pub fn warn_losses(session: &Session) {
-    let lost = session.probes.losses();
+/// Says on stderr what the kernel side could not deliver, from the same
+/// counts as the report.
+pub fn warn_losses(lost: &FinalLosses) {
     if lost.runq_events > 0 {
         say!("tracer: warning: {} run-queue events were lost (ring buffer full)", lost.runq_events);
     }

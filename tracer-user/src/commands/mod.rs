@@ -89,16 +89,16 @@ async fn run_live(
         emit(&text);
     };
     let stop = session.run(plan, |s| print(s, &mut intervals)).await?;
+    let lost = session.finish();
     if output.interval.is_none() || stop == Stop::Signal {
-        session.sync();
         print(&mut session, &mut intervals);
     }
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
-        finish_report(&mut session, filters, json)?;
+        finish_report(&session, filters, json, &lost)?;
         say!("Report written to {}", json.display());
     }
-    warn_losses(&session);
+    warn_losses(&lost);
     Ok(())
 }
 

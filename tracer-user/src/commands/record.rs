@@ -81,7 +81,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     if progress {
         say!();
     }
-    let report = finish_report(&mut session, targets.filters, &args.out)?;
+    let lost = session.finish();
+    let report = finish_report(&session, targets.filters, &args.out, &lost)?;
     let written_to = if atomic::is_stdout(&args.out) { "standard output".into() } else { args.out.display().to_string() };
     say!(
         "Report written to {written_to} ({} processes, {} run-queue waits)",
@@ -89,7 +90,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         report.histograms.runq_latency.count
     );
     if let (Some(recorder), Some(path)) = (session.timeline.take(), &timeline_path) {
-        let lost = session.probes.losses().timeline_events;
+        let lost = lost.timeline_events;
         let events = recorder
             .finish(session.probes.mode.name(), lost)
             .with_context(|| format!("writing the timeline {}", path.display()))?;
@@ -98,6 +99,6 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             say!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
         }
     }
-    warn_losses(&session);
+    warn_losses(&lost);
     Ok(())
 }
