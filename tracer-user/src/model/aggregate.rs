@@ -13,6 +13,7 @@ use super::{
     http::HttpHeads,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
+    thread::ThreadRecord,
     names::{ProcessName, comm_string},
     spans::{SpanRecord, SpanSummary},
 };
@@ -26,16 +27,6 @@ pub const DEFAULT_CONTENTION_THRESHOLD: f64 = 0.3;
 pub struct HistogramScope {
     pub per_process: bool,
     pub per_thread: bool,
-}
-
-/// One thread's totals as last read (or final, once `exited`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ThreadRecord {
-    pub tid: u32,
-    pub tgid: u32,
-    pub comm: String,
-    pub totals: ThreadTotals,
-    pub exited: bool,
 }
 
 /// Lengths of off-CPU episodes, by cause.

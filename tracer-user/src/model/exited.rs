@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tracer_common::ThreadTotals;
 
-use super::aggregate::ThreadRecord;
+use super::thread::ThreadRecord;
 
 /// Default of `--max-exited-threads`.
 pub const DEFAULT_MAX_EXITED_THREADS: usize = 64;

@@ -13,6 +13,7 @@ pub mod kstats;
 pub mod losses;
 pub mod names;
 pub mod spans;
+pub mod thread;
 pub mod timeline;
 
 pub use names::{Offline, ProcessInfo};
