@@ -125,7 +125,15 @@ fn report_has_required_fields_and_decodable_histograms() {
         }
         assert!(t["off_cpu"]["sleep_ns"].is_u64());
     }
-    assert_eq!(p.histograms.runq_latency.count, p.totals.runq_waits, "one histogram entry per counted wait");
+    // One histogram entry per wait the tracepoints reported; waits of
+    // switches the kernel did not report are filled from its counters
+    // without latencies of their own (docs/report-format.md, TOTALS).
+    let (measured, counted) = (p.histograms.runq_latency.count, p.totals.runq_waits);
+    if report.meta.lost.accounting_gaps == 0 {
+        assert_eq!(measured, counted, "one histogram entry per counted wait");
+    } else {
+        assert!(measured <= counted, "{measured} histogram entries for {counted} waits");
+    }
     // Nothing but the report is left in the directory (atomic write).
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(dir);
