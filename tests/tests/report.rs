@@ -255,3 +255,30 @@ fn stderr_and_report_agree_on_losses() {
     assert_eq!(warned, untracked.to_string(), "the warning and the report count the same losses");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A signal sent while tracer is still starting (loading its probes) or
+/// the moment it says it is recording ends the run cleanly, with a report:
+/// the handlers are in place from the start, not only once it records.
+#[test]
+fn a_signal_during_start_up_still_ends_with_a_report() {
+    if !bpf_available("a_signal_during_start_up_still_ends_with_a_report") {
+        return;
+    }
+    let dir = temp_dir("early-signal");
+    let out = dir.join("r.json");
+    for delay_ms in [50, 100, 150] {
+        let child = Command::new(tracer_bin())
+            .args(["record", "--out", out.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting tracer");
+        sleep(Duration::from_millis(delay_ms));
+        signal(child.id(), libc::SIGINT);
+        let output = child.wait_with_output().expect("waiting for tracer");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "SIGINT after {delay_ms} ms: {} {stderr}", output.status);
+        assert_eq!(read_report(&out).schema, "tracer.report/1", "after {delay_ms} ms");
+        std::fs::remove_file(&out).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

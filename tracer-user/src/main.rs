@@ -26,6 +26,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Every command but the offline join records until a signal ends
+        // it; its signals must end the run from the first moment.
+        let offline = matches!(&cli.command, Some(Command::Spans(args)) if args.command.is_some());
+        if !offline {
+            tracer_user::app::events::listen_early()?;
+        }
         match &cli.command {
             Some(Command::Runqlat(args)) => commands::runqlat(&cli.kernel, args).await,
             Some(Command::Record(args)) => commands::record(&cli.kernel, args).await,
