@@ -127,6 +127,7 @@ impl Session {
         if probes.attached.block_io {
             agg.kernel.block = probes.block_stats().into_iter().collect();
         }
+        agg.settle();
     }
 
     /// Moves the streamed events (exits, run-queue waits, spans) into the

@@ -75,6 +75,7 @@ async fn run_live(
         drain_only: false,
         until_exit_of: None,
     };
+    session.agg.limit_exited_threads(output.exited.max_exited_threads as usize);
     let mut intervals = Intervals::default();
     let timestamp = output.timestamp;
     let mut print = |session: &mut Session, intervals: &mut Intervals| {

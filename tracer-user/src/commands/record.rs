@@ -43,7 +43,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     };
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
-    session.agg.limit_exited_threads(args.max_exited_threads as usize);
+    session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     match args.duration {
         Some(d) => say!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
         None => say!("Recording ({} probes)... Ctrl-C, SIGTERM or SIGHUP ends it and writes the report.", session.probes.mode.name()),
