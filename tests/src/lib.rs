@@ -142,7 +142,17 @@ impl Tracer {
         }
         let status = self.child.wait().expect("waiting for tracer");
         self.stderr_seen.extend(self.stderr.try_iter());
-        (status, stdout, self.stderr_seen)
+        (status, stdout, std::mem::take(&mut self.stderr_seen))
+    }
+}
+
+/// A tracer a failed test left running is stopped, not left tracing.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -176,23 +186,25 @@ impl Load {
     /// For the on-cue workloads: start the work, wait until it is done, and
     /// return what it printed after `done`.
     pub fn run_work(&mut self) -> String {
-        use std::io::Write;
+        self.cue();
+        self.wait_done()
+    }
+
+    /// For the on-cue workloads: start the work, without waiting for it.
+    pub fn cue(&mut self) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin.write_all(b"go\n").expect("cueing the workload");
         stdin.flush().expect("cueing the workload");
+    }
+
+    /// Waits until cued work is done; returns what it printed after `done`.
+    pub fn wait_done(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("reading the done line");
         line.strip_prefix("done ")
             .unwrap_or_else(|| panic!("unexpected output from tracer-load: {line:?}"))
             .trim()
             .to_owned()
-    }
-
-    /// The workload's next line of output (for those that report when done).
-    pub fn next_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reading the workload's output");
-        line.trim().to_owned()
     }
 
     /// Lets an on-cue workload exit, and reaps it.
@@ -234,6 +246,27 @@ pub fn schedstat(path: &str) -> Schedstat {
 
 pub fn thread_schedstat(pid: u32, tid: u32) -> Schedstat {
     schedstat(&format!("/proc/{pid}/task/{tid}/schedstat"))
+}
+
+/// A process's resident memory (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A process's CPU time so far (utime + stime of /proc/PID/stat), in ns.
+pub fn process_cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
+    // Fields after the command, which may hold spaces, start at `state`.
+    let after_comm = &stat[stat.rfind(')').expect("(comm)") + 2..];
+    let fields: Vec<u64> = after_comm.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    (fields[0] + fields[1]) * 1_000_000_000 / ticks_per_s
 }
 
 pub fn read_report(path: &std::path::Path) -> Report {
@@ -326,6 +359,18 @@ impl TestCgroup {
     pub fn add(&self, pid: u32) {
         std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
             .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
+    }
+
+    /// CPU time of every task that ran in it (`usage_usec` of cpu.stat,
+    /// exited threads included to their last switch), in ns.
+    pub fn cpu_usage_ns(&self) -> u64 {
+        let stat = std::fs::read_to_string(self.path.join("cpu.stat")).expect("cpu.stat");
+        let usec: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("usage_usec in cpu.stat");
+        usec * 1_000
     }
 }
 
