@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use usage::{process_cpu_ns, rss_kib};
 pub use tracer_user::{
     model::spans::{SpanRecord, Verdict},
     output::{
@@ -18,6 +19,8 @@ pub use tracer_user::{
         report::{ProcessJson, Report, ThreadJson},
     },
 };
+
+mod usage;
 
 /// Whether BPF tests can run here. Without root they are skipped, unless
 /// TRACER_REQUIRE_BPF=1 (set by `cargo xtask test` and CI), which makes a
@@ -106,6 +109,20 @@ impl Tracer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to 20 s) for a line on stderr that `found` accepts;
+    /// returns it. The lines seen are kept for `wait`.
+    pub fn wait_for_stderr(&mut self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.stderr.recv_timeout(left) else { break };
+            self.stderr_seen.push(line.clone());
+            if found(&line) {
+                return line;
+            }
+        }
+        panic!("tracer did not say {what}: {:?}", self.stderr_seen);
     }
 
     /// Sends `sig` and waits for exit; returns status, stdout, all stderr.
@@ -248,27 +265,6 @@ pub fn thread_schedstat(pid: u32, tid: u32) -> Schedstat {
     schedstat(&format!("/proc/{pid}/task/{tid}/schedstat"))
 }
 
-/// A process's resident memory (VmRSS), in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-/// A process's CPU time so far (utime + stime of /proc/PID/stat), in ns.
-pub fn process_cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
-    // Fields after the command, which may hold spaces, start at `state`.
-    let after_comm = &stat[stat.rfind(')').expect("(comm)") + 2..];
-    let fields: Vec<u64> = after_comm.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    (fields[0] + fields[1]) * 1_000_000_000 / ticks_per_s
-}
-
 pub fn read_report(path: &std::path::Path) -> Report {
     serde_json::from_str(&read_report_text(path))
         .unwrap_or_else(|e| panic!("report {} is not a tracer report: {e}", path.display()))
@@ -359,18 +355,6 @@ impl TestCgroup {
     pub fn add(&self, pid: u32) {
         std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
             .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
-    }
-
-    /// CPU time of every task that ran in it (`usage_usec` of cpu.stat,
-    /// exited threads included to their last switch), in ns.
-    pub fn cpu_usage_ns(&self) -> u64 {
-        let stat = std::fs::read_to_string(self.path.join("cpu.stat")).expect("cpu.stat");
-        let usec: u64 = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("usage_usec "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("usage_usec in cpu.stat");
-        usec * 1_000
     }
 }
 

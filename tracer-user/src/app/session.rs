@@ -96,7 +96,7 @@ impl Session {
         let Session { probes, agg, timeline, .. } = self;
         if let Some(timeline) = timeline {
             probes.drain_timeline(|event| timeline.on_event(event));
-            timeline.sample_clocks();
+            timeline.tick(probes);
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::bpf::ProbeChoice;
 
 mod limits;
-pub use limits::ExitedArgs;
+pub use limits::{ExitedArgs, SafetyArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -354,6 +354,9 @@ pub struct RecordArgs {
 
     #[command(flatten)]
     pub exited: ExitedArgs,
+
+    #[command(flatten)]
+    pub safety: SafetyArgs,
 }
 
 /// A live command's `--json`: not `-`, since standard output carries its

@@ -56,6 +56,9 @@ fn summary(timeline: &Timeline, joined: &join::Joined) {
     for line in joined.skipped.lines() {
         eprintln!("tracer: {line}");
     }
+    if let Some(reason) = &header.truncated {
+        eprintln!("tracer: note: the timeline stopped before its recording ended ({reason}); later spans are outside it");
+    }
     if header.events_lost > 0 {
         eprintln!(
             "tracer: warning: the timeline lost {} events (ring buffer full); breakdowns of spans on the \

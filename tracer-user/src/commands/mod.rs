@@ -22,7 +22,7 @@ pub use syscalls::syscalls;
 use crate::{
     app::{
         Event, EventLoop, Plan, Session, Stop, Targets,
-        report::{finish_report, warn_losses},
+        report::{final_report, warn_losses, write_final_report},
     },
     cli::{IntervalArgs, KernelArgs, TargetArgs},
     model::intervals::{IntervalView, Intervals},
@@ -94,13 +94,18 @@ async fn run_live(
         session.sync();
         print(&mut session, &mut intervals);
     }
+    let mut written = Ok(());
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
-        finish_report(&mut session, filters, json)?;
-        say!("Report written to {}", json.display());
+        let report = final_report(&mut session, filters);
+        // Saved elsewhere when refused, and the run fails saying where.
+        written = write_final_report(json, &report);
+        if written.is_ok() {
+            say!("Report written to {}", json.display());
+        }
     }
     warn_losses(&session);
-    Ok(())
+    Ok(written?)
 }
 
 /// `tracer floor`: the benchmark's reference for the cost of merely having

@@ -268,6 +268,10 @@ pub struct Report {
 pub struct ReportMeta {
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
+    /// Written while recording (`record --checkpoint`): the recording
+    /// went on after `end_unix_ns`; the final report lacks the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpoint: bool,
     pub probe_mode: Cow<'static, str>,
     pub filters: Filters,
     pub traced: Traced,
@@ -429,6 +433,7 @@ mod tests {
         let meta = ReportMeta {
             start_unix_ns: 1,
             end_unix_ns: 2,
+            checkpoint: false,
             probe_mode: "tp_btf".into(),
             filters: Filters { pids: vec![42], tid: None, cgroup: Some("/sys/fs/cgroup/x".into()), children: false },
             traced: Traced { syscalls: true, block_io: true },
