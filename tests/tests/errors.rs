@@ -59,6 +59,20 @@ fn non_cgroup_path_is_rejected() {
 }
 
 #[test]
+fn conflicting_or_empty_targets_are_rejected() {
+    // This test's main thread belongs to this process, not to PID 1: the
+    // filters together would match nothing.
+    let me = std::process::id().to_string();
+    let out = tracer(&["record", "-p", "1", "--tid", &me, "--out", "/tmp/tracer-never.json"]);
+    assert_one_line_error(&out, &format!("--tid {me} is a thread of process {me}, not of --pid 1"));
+    let out = tracer(&["runqlat", "-p", "1", "--tid", &me]);
+    assert_one_line_error(&out, "nothing would be traced");
+    let out = tracer(&["record", "--cgroup", "", "--out", "/tmp/tracer-never.json"]);
+    assert_one_line_error(&out, "--cgroup is empty");
+    assert!(!std::path::Path::new("/tmp/tracer-never.json").exists());
+}
+
+#[test]
 fn unprivileged_user_is_told_to_use_root() {
     if !bpf_available("unprivileged_user_is_told_to_use_root") {
         return;
@@ -80,4 +94,10 @@ fn bad_arguments_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("positive number of seconds"));
     let out = tracer(&["runqlat", "-P", "-L"]);
     assert!(!out.status.success());
+    // Out of range for a Duration and for an Instant: refused, not a panic (status 101).
+    for duration in ["1e30", "1e19"] {
+        let out = tracer(&["record", "--duration", duration, "--out", "/tmp/tracer-never.json"]);
+        assert_eq!(out.status.code(), Some(2), "{duration}: {out:?}");
+        assert_one_line_error(&out, "to 31536000 (one year)");
+    }
 }

@@ -186,3 +186,47 @@ fn timeline_needs_a_target_and_its_own_file() {
     let stderr = one_line_error(&["record", "--pid", &pid, "--timeline", "-o", "/tmp/x.timeline"]);
     assert!(stderr.contains("another name"), "{stderr}");
 }
+
+/// Peak resident memory of a process so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+#[test]
+fn an_endless_spans_input_fails_in_bounded_memory() {
+    if !bpf_available("an_endless_spans_input_fails_in_bounded_memory") {
+        return;
+    }
+    let (dir, ()) = recorded_with_timeline("join-dev-zero", |server| {
+        server.get("/cpu?ms=5");
+    });
+    let timeline = dir.join("record.timeline");
+    let mut child = Command::new(tracer_bin())
+        .args(["spans", "join", "--timeline", timeline.to_str().unwrap(), "--spans", "/dev/zero"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tracer");
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still reading /dev/zero after 10 s, peak RSS {peak} KiB");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/dev/zero: line 1 is longer than 1048576 bytes"), "{stderr}");
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
+}

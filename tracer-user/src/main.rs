@@ -1,13 +1,23 @@
 //! `tracer`: where did the time of this process, this thread, go? Parses
 //! the command line and hands it to the library.
-use clap::Parser;
+use clap::Parser as _;
 use tracer_user::{
     cli::{Cli, Command, SpansCommand},
     commands, tui,
 };
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap prints them.
+        Err(err) if !err.use_stderr() || err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            err.exit()
+        }
+        Err(err) => {
+            tracer_user::say!("{}", tracer_user::cli::one_line(&err));
+            return std::process::ExitCode::from(err.exit_code() as u8);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -16,6 +26,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Every command but the offline join records until a signal ends
+        // it; its signals must end the run from the first moment.
+        let offline = matches!(&cli.command, Some(Command::Spans(args)) if args.command.is_some());
+        if !offline {
+            tracer_user::app::events::listen_early()?;
+        }
         match &cli.command {
             Some(Command::Runqlat(args)) => commands::runqlat(&cli.kernel, args).await,
             Some(Command::Record(args)) => commands::record(&cli.kernel, args).await,

@@ -59,6 +59,38 @@ struct Intervals {
     left: Option<u64>,
 }
 
+/// Listeners for the signals that end a run. Once one exists for a signal,
+/// that signal no longer kills the process, and a signal that arrives
+/// before anyone polls is kept for the first poll.
+struct StopSignals {
+    sigint: Signal,
+    sigterm: Signal,
+    sighup: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        Ok(StopSignals {
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+}
+
+/// Listeners installed at start-up, waiting for the first loop.
+static EARLY: std::sync::Mutex<Option<StopSignals>> = std::sync::Mutex::new(None);
+
+/// Listens for SIGINT, SIGTERM and SIGHUP now, before the probes load and
+/// a command says it is recording: a signal sent as soon as it says so
+/// (a test harness, a load-test script) then ends the run with its report
+/// instead of killing the process. The first [`EventLoop`] takes them over.
+pub fn listen_early() -> Result<()> {
+    let signals = StopSignals::listen()?;
+    *EARLY.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signals);
+    Ok(())
+}
+
 pub struct EventLoop {
     sigint: Signal,
     sigterm: Signal,
@@ -75,10 +107,15 @@ impl EventLoop {
     /// A loop that only stops, on SIGINT, SIGTERM or SIGHUP. From here on
     /// these signals no longer kill the process: they end the run.
     pub fn new() -> Result<EventLoop> {
+        let early = EARLY.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let StopSignals { sigint, sigterm, sighup } = match early {
+            Some(signals) => signals,
+            None => StopSignals::listen()?,
+        };
         Ok(EventLoop {
-            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            sigint,
+            sigterm,
+            sighup,
             started: Instant::now(),
             drain: None,
             intervals: None,

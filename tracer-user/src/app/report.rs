@@ -6,20 +6,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::session::Session;
+use super::session::{FinalLosses, Session};
 use crate::{
+    model::losses::Losses,
     output::report::{self, Filters, Report, ReportMeta, Traced},
     sys::{clock, disks::Disks},
 };
 
-/// Brings the aggregation up to date and builds the final report.
-pub fn final_report(session: &mut Session, filters: Filters) -> Report {
-    session.sync();
-    build_report(session, filters)
-}
-
-/// The report of everything aggregated so far (call `sync` first).
-pub fn build_report(session: &Session, filters: Filters) -> Report {
+/// The report of everything aggregated so far (call `sync` first), with
+/// the loss counters read once by the caller.
+pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Report {
     let by_thread = session.probes.syscalls_by_thread;
     let disks = Disks::read();
     Report::build(
@@ -33,13 +29,13 @@ pub fn build_report(session: &Session, filters: Filters) -> Report {
                 syscalls: session.probes.attached.syscalls,
                 block_io: session.probes.attached.block_io,
             },
-            lost: session.probes.losses(),
+            lost: *lost,
             syscalls_by_thread: by_thread,
             span_anomalies: session
                 .probes
                 .attached
                 .spans
-                .then(|| (session.probes.span_anomalies(), session.probes.losses().spans)),
+                .then(|| (session.probes.span_anomalies(), lost.spans)),
         },
         &session.agg,
         |dev| disks.name(dev),
@@ -114,7 +110,8 @@ impl Checkpoints {
             return;
         }
         self.last = Instant::now();
-        let mut report = build_report(session, self.filters.clone());
+        // The losses so far: the final report has those read once at the end.
+        let mut report = build_report(session, self.filters.clone(), &session.probes.losses());
         report.meta.checkpoint = true;
         match report::write_report(&self.out, &report) {
             Ok(()) if self.failing => {
@@ -131,9 +128,9 @@ impl Checkpoints {
     }
 }
 
-/// Says on stderr what the kernel side could not deliver.
-pub fn warn_losses(session: &Session) {
-    let lost = session.probes.losses();
+/// Says on stderr what the kernel side could not deliver, from the same
+/// counts as the report.
+pub fn warn_losses(lost: &FinalLosses) {
     if lost.runq_events > 0 {
         say!("tracer: warning: {} run-queue events were lost (ring buffer full)", lost.runq_events);
     }

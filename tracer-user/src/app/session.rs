@@ -14,7 +14,10 @@ use super::{
 };
 use crate::{
     bpf::Probes,
-    model::aggregate::{self, Aggregator, HistogramScope},
+    model::{
+        aggregate::{self, Aggregator, HistogramScope},
+        losses::Losses,
+    },
     sys::{clock, procfs},
 };
 
@@ -62,6 +65,20 @@ pub struct Plan {
     /// Stop at the first interval after this process has exited (its last
     /// events drained first).
     pub until_exit_of: Option<u32>,
+}
+
+/// The loss counters of a finished session, read once after its programs
+/// were detached. Only [`Session::finish`] makes one, so the report and
+/// the warnings, which both take it, cannot disagree.
+#[derive(Clone, Copy, Debug)]
+pub struct FinalLosses(Losses);
+
+impl std::ops::Deref for FinalLosses {
+    type Target = Losses;
+
+    fn deref(&self) -> &Losses {
+        &self.0
+    }
 }
 
 pub struct Session {
@@ -128,6 +145,15 @@ impl Session {
             agg.kernel.block = probes.block_stats().into_iter().collect();
         }
         agg.settle();
+    }
+
+    /// Ends the recording: detaches the programs (nothing more is counted),
+    /// moves everything they produced into the aggregator, and reads the
+    /// loss counters, once.
+    pub fn finish(&mut self) -> FinalLosses {
+        self.probes.detach();
+        self.sync();
+        FinalLosses(self.probes.losses())
     }
 
     /// Moves the streamed events (exits, run-queue waits, spans) into the

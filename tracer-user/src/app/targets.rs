@@ -18,10 +18,17 @@ pub enum TargetError {
     NoSuchProcess(u32),
     #[error("no thread with TID {0}")]
     NoSuchThread(u32),
+    /// The kernel filters are and-ed: such a thread is never traced.
+    #[error("--tid {tid} is a thread of process {tgid}, not of --pid {}: nothing would be traced", pids_text(.pids))]
+    TidNotInPids { tid: u32, tgid: u32, pids: Vec<u32> },
     #[error("at most {MAX_FILTER_TGIDS} PIDs can be traced at once ({0} given)")]
     TooManyPids(usize),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+}
+
+fn pids_text(pids: &[u32]) -> String {
+    pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// What to trace, checked before anything is loaded.
@@ -102,8 +109,11 @@ pub fn build_filter(
         filter.tgid_count = pids.len() as u32;
     }
     if let Some(tid) = tid {
-        if procfs::tgid_of(tid).is_none() {
+        let Some(tgid) = procfs::tgid_of(tid) else {
             return Err(TargetError::NoSuchThread(tid));
+        };
+        if !pids.is_empty() && !pids.contains(&tgid) {
+            return Err(TargetError::TidNotInPids { tid, tgid, pids: pids.to_vec() });
         }
         filter.flags |= FILTER_TID;
         filter.tid = tid;
@@ -137,6 +147,20 @@ mod tests {
         assert_eq!(err, TargetError::NoSuchThread(u32::MAX - 3));
         let many: Vec<u32> = vec![std::process::id(); MAX_FILTER_TGIDS + 1];
         assert_eq!(build_filter(&many, None, None).unwrap_err(), TargetError::TooManyPids(17));
+    }
+
+    #[test]
+    fn a_tid_must_belong_to_one_of_the_pids() {
+        let me = std::process::id();
+        // PID 1 is always there, and its main thread is not ours.
+        let err = build_filter(&[me], Some(1), None).unwrap_err();
+        assert_eq!(err, TargetError::TidNotInPids { tid: 1, tgid: 1, pids: vec![me] });
+        assert_eq!(err.to_string(), format!("--tid 1 is a thread of process 1, not of --pid {me}: nothing would be traced"));
+        let thread = std::thread::spawn(|| unsafe { libc::gettid() } as u32).join().unwrap();
+        let f = build_filter(&[1, me], Some(me), None).unwrap();
+        assert_eq!(f.flags, FILTER_TGID | FILTER_TID);
+        // A thread that has exited is no thread at all, whatever the PIDs.
+        assert_eq!(build_filter(&[me], Some(thread), None).unwrap_err(), TargetError::NoSuchThread(thread));
     }
 
 }

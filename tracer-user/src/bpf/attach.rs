@@ -2,10 +2,29 @@
 //! that name what failed.
 use aya::{
     Ebpf,
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, Program, TracePoint},
 };
 
-use super::LoadError;
+use super::{LoadError, Probes};
+
+impl Probes {
+    /// Detaches and unloads every program, keeping the maps: from here on
+    /// nothing more is produced or counted, so what is drained and read
+    /// afterwards is final. (The program types are those tracer-ebpf
+    /// defines; a program running at this instant still completes.)
+    pub fn detach(&mut self) {
+        for (_, program) in self.ebpf.programs_mut() {
+            // An error is a program that was never loaded (not needed by
+            // this run): nothing to detach.
+            let _ = match program {
+                Program::BtfTracePoint(p) => p.unload(),
+                Program::TracePoint(p) => p.unload(),
+                Program::UProbe(p) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+}
 
 pub(super) fn attach_failed(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
     let what = what.into();

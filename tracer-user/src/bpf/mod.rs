@@ -43,7 +43,8 @@ use crate::sys::{btf::Btf, procfs, tracefs::Format};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 pub struct Probes {
-    _ebpf: Ebpf,
+    /// Owns the programs and their links (dropping it detaches them).
+    ebpf: Ebpf,
     pub mode: ProbeMode,
     pub attached: Attached,
     /// Syscall statistics are keyed by TID rather than TGID.
@@ -216,7 +217,7 @@ impl Probes {
             syscall_latency: take_map(&mut ebpf, MAP_SYSCALL_LATENCY)?,
             syscall_errors: take_map(&mut ebpf, MAP_SYSCALL_ERRORS)?,
             block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
-            _ebpf: ebpf,
+            ebpf,
             mode,
             attached: Attached { syscalls, block_io, spans: spans_attached },
             syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),

@@ -129,7 +129,7 @@ pub struct IntervalArgs {
     pub json: Option<PathBuf>,
 
     /// Print every INTERVAL seconds (default: once, at Ctrl-C).
-    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub interval: Option<u64>,
 
     /// Stop after COUNT intervals.
@@ -248,7 +248,7 @@ pub struct SpansArgs {
     pub json: Option<PathBuf>,
 
     /// Only spans slower than MS milliseconds.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = parse_millis)]
     pub slow: Option<f64>,
 
     /// Share of a span's wall time waiting for a CPU from which its verdict
@@ -359,6 +359,18 @@ pub struct RecordArgs {
     pub safety: SafetyArgs,
 }
 
+/// A command-line error on one line, like every other error of tracer
+/// (`tracer: ...`): clap's message with its lines joined, without the
+/// usage and the pointer to --help that follow it.
+pub fn one_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let message = text.split("\n\nUsage:").next().unwrap_or_default();
+    let message = message.split("\n\nFor more information").next().unwrap_or_default();
+    let words: Vec<&str> = message.split_whitespace().collect();
+    let line = words.join(" ");
+    format!("tracer: {} (see --help)", line.strip_prefix("error: ").unwrap_or(&line))
+}
+
 /// A live command's `--json`: not `-`, since standard output carries its
 /// text intervals.
 fn parse_report_file(text: &str) -> Result<PathBuf, String> {
@@ -368,16 +380,37 @@ fn parse_report_file(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
+/// The longest duration, interval or expiry accepted: one year. Bounded
+/// when parsed because later conversions (`Instant + Duration`, float
+/// seconds to `Duration`, nanoseconds in a `u64`) panic or wrap beyond
+/// their range.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+/// The shortest: below a millisecond a period rounds to nothing (and a
+/// zero period is a panic for the timers).
+const MIN_SECONDS: f64 = 0.001;
+
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("`{text}`: the duration must be a positive number of seconds"));
+    if !(MIN_SECONDS..=MAX_SECONDS as f64).contains(&secs) {
+        return Err(format!(
+            "`{text}`: expected a positive number of seconds from {MIN_SECONDS} to {MAX_SECONDS} (one year)"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// `--slow`: milliseconds, from 0 to a year.
+fn parse_millis(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ms) if (0.0..=(MAX_SECONDS * 1000) as f64).contains(&ms) => Ok(ms),
+        _ => Err(format!("`{text}`: expected a number of milliseconds from 0 to {} (one year)", MAX_SECONDS * 1000)),
+    }
+}
+
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +486,32 @@ mod tests {
         assert!(parse(&["spans", "join", "--timeline", "t.tl"]).is_err(), "--spans is required");
         assert!(parse(&["spans", "-p", "1", "join", "--timeline", "t", "--spans", "s"]).is_err());
         assert!(parse(&["spans", "join", "--timeline", "t", "--spans", "s", "--contention-threshold", "2"]).is_err());
+    }
+
+    #[test]
+    fn command_line_errors_are_one_line() {
+        let err = parse(&["record", "--out", "x", "--duration", "1e30"]).unwrap_err();
+        let line = one_line(&err);
+        assert!(line.starts_with("tracer: invalid value '1e30' for '--duration <SECS>'"), "{line}");
+        assert!(line.contains("(one year)") && !line.contains('\n'), "{line}");
+        let line = one_line(&parse(&["record"]).unwrap_err());
+        assert_eq!(line, "tracer: the following required arguments were not provided: --out <FILE> (see --help)");
+    }
+
+    #[test]
+    fn times_out_of_range_are_refused_when_parsed() {
+        for duration in ["1e30", "1e19", "31536001", "-1", "NaN", "inf", "", "0.0000000001"] {
+            let err = parse(&["record", "--out", "x", &format!("--duration={duration}")]).unwrap_err().to_string();
+            assert!(err.contains("seconds"), "{duration}: {err}");
+            assert!(parse(&["spans", "-p", "1", &format!("--expire-after={duration}")]).is_err(), "{duration}");
+            assert!(parse(&[&format!("--interval={duration}")]).is_err(), "{duration}");
+        }
+        assert!(parse(&["record", "--out", "x", "--duration", "31536000"]).is_ok(), "one year is accepted");
+        assert!(parse(&["runqlat", "18446744073709551615"]).is_err(), "an interval over a year");
+        for slow in ["1e300", "-5", "NaN", "inf"] {
+            assert!(parse(&["spans", "-p", "1", &format!("--slow={slow}")]).is_err(), "--slow {slow}");
+        }
+        assert!(parse(&["spans", "-p", "1", "--slow", "0"]).is_ok());
     }
 
     #[test]

@@ -1,59 +1,106 @@
 //! `tracer spans join`: spans recorded by something else, broken down
 //! with a timeline recorded meanwhile. Needs neither root nor BPF.
-use std::io::Write;
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead, BufReader, BufWriter, Write},
+};
 
 use anyhow::{Context, Result};
 
 use crate::{
     cli::JoinArgs,
-    model::{join, spans::SpanSummary, timeline::Timeline},
-    output::{atomic, spans_json::write_line, timeline_file},
+    model::{
+        join::{Joiner, Skipped, input},
+        spans::Verdict,
+        timeline::Timeline,
+    },
+    output::{
+        atomic::{self, OutputFile},
+        spans_json::write_line,
+        timeline_file,
+    },
 };
+
+/// What the summary on standard error says, kept as the spans go by.
+#[derive(Default)]
+struct Tally {
+    joined: usize,
+    verdicts: BTreeMap<Verdict, u64>,
+    skipped: Skipped,
+}
 
 pub fn join(args: &JoinArgs) -> Result<()> {
     if let Some(json) = &args.json {
         atomic::check_output_path(json)?;
     }
     let timeline = timeline_file::read(&args.timeline).context("loading the timeline")?;
-    let bytes = std::fs::read(&args.spans).with_context(|| format!("reading spans from {}", args.spans.display()))?;
-    let input = join::input::parse(&bytes);
-    let joined = join::join(&timeline, input, args.contention_threshold);
-
-    let mut lines = Vec::new();
-    for record in &joined.records {
-        write_line(&mut lines, record).context("formatting span records")?;
-    }
-    match &args.json {
-        Some(path) => atomic::write_atomically(path, &lines)
-            .with_context(|| format!("writing span records to {}", path.display()))?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&lines)
-                .and_then(|()| stdout.flush())
-                .context("writing span records")?;
+    let reading = || format!("reading spans from {}", args.spans.display());
+    let spans = BufReader::new(File::open(&args.spans).with_context(reading)?);
+    let writing = |path: &std::path::Path| format!("writing span records to {}", path.display());
+    let tally = match &args.json {
+        Some(path) => {
+            // Atomic: the file appears only once every span was joined
+            // (dropped on an error, the temporary file goes away).
+            let mut out = BufWriter::new(OutputFile::create(path).with_context(|| writing(path))?);
+            let tally = stream(&timeline, spans, args.contention_threshold, &mut out, reading)?;
+            let file = out.into_inner().map_err(|e| e.into_error()).with_context(|| writing(path))?;
+            file.finish().with_context(|| writing(path))?;
+            tally
         }
-    }
-    summary(&timeline, &joined);
+        None => stream(&timeline, spans, args.contention_threshold, &mut BufWriter::new(std::io::stdout().lock()), reading)?,
+    };
+    summary(&timeline, &tally);
     Ok(())
 }
 
-fn summary(timeline: &Timeline, joined: &join::Joined) {
-    let mut verdicts = SpanSummary::default();
-    joined.records.iter().for_each(|record| verdicts.add(record));
-    let counts: Vec<String> = verdicts.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
+/// Each span is read, joined and written before the next, so memory stays
+/// bounded whatever the size of the input (at most one line, or one
+/// multi-line OTLP document, is held: `model::join::input`).
+fn stream(
+    timeline: &Timeline,
+    spans: impl BufRead,
+    contention_threshold: f64,
+    out: &mut dyn Write,
+    reading: impl Fn() -> String,
+) -> Result<Tally> {
+    let mut joiner = Joiner::new(timeline, contention_threshold);
+    let mut tally = Tally::default();
+    let mut failure = None;
+    input::read(spans, &mut |at, span| {
+        let Some(record) = joiner.add(at, span) else { return };
+        tally.joined += 1;
+        *tally.verdicts.entry(record.verdict).or_default() += 1;
+        if failure.is_none()
+            && let Err(err) = write_line(out, &record)
+        {
+            failure = Some(err);
+        }
+    })
+    .with_context(reading)?;
+    match failure {
+        Some(err) => Err(err),
+        None => out.flush(),
+    }
+    .context("writing span records")?;
+    tally.skipped = joiner.skipped;
+    Ok(tally)
+}
+
+fn summary(timeline: &Timeline, tally: &Tally) {
+    let counts: Vec<String> = tally.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     let header = &timeline.header;
     let recorded_s = header.last_monotonic_ns.saturating_sub(header.first_monotonic_ns) as f64 / 1e9;
     eprintln!(
         "Joined {} of {} spans with a {recorded_s:.3} s timeline of pid {:?} ({} probes){}{}",
-        joined.records.len(),
-        joined.records.len() + joined.skipped.count(),
+        tally.joined,
+        tally.joined + tally.skipped.count(),
         header.pids,
         header.probe_mode,
         if counts.is_empty() { "" } else { ": " },
         counts.join(", ")
     );
-    for line in joined.skipped.lines() {
+    for line in tally.skipped.lines() {
         eprintln!("tracer: {line}");
     }
     if let Some(reason) = &header.truncated {

@@ -22,7 +22,7 @@ pub use syscalls::syscalls;
 use crate::{
     app::{
         Event, EventLoop, Plan, Session, Stop, Targets,
-        report::{final_report, warn_losses, write_final_report},
+        report::{build_report, warn_losses, write_final_report},
     },
     cli::{IntervalArgs, KernelArgs, TargetArgs},
     model::intervals::{IntervalView, Intervals},
@@ -90,21 +90,21 @@ async fn run_live(
         emit(&text);
     };
     let stop = session.run(plan, |s| print(s, &mut intervals)).await?;
+    let lost = session.finish();
     if output.interval.is_none() || stop == Stop::Signal {
-        session.sync();
         print(&mut session, &mut intervals);
     }
     let mut written = Ok(());
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
-        let report = final_report(&mut session, filters);
+        let report = build_report(&session, filters, &lost);
         // Saved elsewhere when refused, and the run fails saying where.
         written = write_final_report(json, &report);
         if written.is_ok() {
             say!("Report written to {}", json.display());
         }
     }
-    warn_losses(&session);
+    warn_losses(&lost);
     Ok(written?)
 }
 

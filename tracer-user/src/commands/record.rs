@@ -4,7 +4,7 @@ use std::{io::Write, time::Duration};
 use anyhow::{Context, Result, bail};
 
 use super::{resolve_targets, SPAN_EXPIRY};
-use crate::app::report::{Checkpoints, final_report, warn_losses, write_final_report};
+use crate::app::report::{Checkpoints, build_report, warn_losses, write_final_report};
 use crate::{
     app::{
         Plan, Session,
@@ -92,7 +92,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     if progress {
         say!();
     }
-    let report = final_report(&mut session, targets.filters);
+    let lost = session.finish();
+    let report = build_report(&session, targets.filters, &lost);
     // When the report cannot be written where asked, it is saved elsewhere
     // and the run still fails, saying where: after the timeline is done.
     let written = write_final_report(&args.out, &report);
@@ -114,7 +115,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     }
     let mut timeline_lost = None;
     if let (Some(recorder), Some(path)) = (session.timeline.take(), &timeline_path) {
-        let lost = session.probes.losses().timeline_events;
+        let lost = lost.timeline_events;
         match recorder.finish(session.probes.mode.name(), lost) {
             Ok(summary) => match summary.truncated {
                 None => say!("Timeline written to {} ({} events)", path.display(), summary.events),
@@ -133,7 +134,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             say!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
         }
     }
-    warn_losses(&session);
+    warn_losses(&lost);
     if let (Err(_), Some(err)) = (&written, &timeline_lost) {
         say!("tracer: {err:#}");
     }

@@ -83,14 +83,14 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     if stop == Stop::TargetExited {
         say!("tracer: process {pid} exited; stopping (--keep-waiting keeps tracing what it leaves behind)");
     }
-    session.sync();
+    let lost = session.finish();
     flush(&mut session, &mut out);
     if let Some(err) = failure {
         return Err(err).context("writing span records");
     }
     summary(&session, written);
 
-    warn_losses(&session);
+    warn_losses(&lost);
     Ok(())
 }
 

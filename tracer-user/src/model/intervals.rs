@@ -45,16 +45,18 @@ impl Intervals {
             totals.insert(key, thread.totals.since(&before));
             totals_now.insert(key, thread.totals);
         }
-        // A row folded away since the last interval took its whole totals
-        // to its process's "other exited threads" row, or with its process
-        // to the "other exited processes" entry: what it had already accrued
-        // was shown then, and is not new.
+        // A thread folded into its process's "other exited threads" row
+        // (or, with its whole process, into PID 0's "other exited
+        // processes") since the last interval took its whole totals there:
+        // what it had already accrued was shown then, and is not new.
         for (&(tgid, tid), before) in &self.totals_before {
             if totals_now.contains_key(&(tgid, tid)) {
                 continue;
             }
-            let into = if tid != 0 && totals_now.contains_key(&(tgid, 0)) { (tgid, 0) } else { (0, 0) };
-            if let Some(folded) = totals.get_mut(&into) {
+            let into = if totals_now.contains_key(&(tgid, 0)) { (tgid, 0) } else { (0, 0) };
+            if into != (tgid, tid)
+                && let Some(folded) = totals.get_mut(&into)
+            {
                 *folded = folded.since(before);
             }
         }
@@ -70,6 +72,33 @@ mod tests {
 
     use super::*;
     use crate::model::{aggregate::HistogramScope, names::Offline};
+
+    fn stats(on_cpu_ns: u64) -> ThreadStats {
+        let mut stats = ThreadStats { tgid: 10, ..Default::default() };
+        stats.totals.on_cpu_ns = on_cpu_ns;
+        stats
+    }
+
+    /// A thread folded into "other exited threads" brings its whole totals
+    /// there; an interval shows only what is new.
+    #[test]
+    fn folding_an_exited_thread_is_not_counted_twice() {
+        let mut agg = Aggregator::new(HistogramScope::default(), 0, Box::new(Offline));
+        agg.limit_exited_threads(1);
+        let mut intervals = Intervals::default();
+        agg.on_thread_snapshot(11, &stats(100), 0);
+        agg.on_thread_snapshot(12, &stats(100), 0);
+        let first = intervals.next(&mut agg);
+        assert_eq!(first.totals.values().map(|t| t.on_cpu_ns).sum::<u64>(), 200);
+        for (tid, on_cpu_ns) in [(11, 150), (12, 130)] {
+            agg.on_thread_exit(&ThreadExit { tid, _pad: 0, exit_ns: 0, stats: stats(on_cpu_ns) });
+        }
+        let second = intervals.next(&mut agg);
+        assert_eq!(second.totals[&(10, 11)].on_cpu_ns, 50, "kept by name");
+        assert_eq!(second.totals[&(10, 0)].on_cpu_ns, 30, "folded: 130 minus the 100 shown before");
+        let third = intervals.next(&mut agg);
+        assert!(third.totals.values().all(|t| t.on_cpu_ns == 0), "nothing new");
+    }
 
     fn exit(agg: &mut Aggregator, tid: u32, tgid: u32, on_cpu_ns: u64) {
         let mut stats = ThreadStats { tgid, ..Default::default() };

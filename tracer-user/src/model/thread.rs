@@ -1,5 +1,4 @@
-//! One thread's totals, as the aggregation and its record of exited
-//! threads keep them.
+//! A thread as the model keeps it: who it is and its totals.
 use tracer_common::ThreadTotals;
 
 /// One thread's totals as last read (or final, once `exited`).

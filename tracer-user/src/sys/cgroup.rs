@@ -9,6 +9,10 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CgroupError {
+    /// An empty path would resolve to the cgroup mount, the whole machine:
+    /// not what an empty (unset) variable in a script meant.
+    #[error("--cgroup is empty: give a cgroup v2 directory (the whole machine is traced without --cgroup)")]
+    Empty,
     #[error("{0}: no such cgroup directory")]
     NoSuchCgroup(String),
     #[error("{0}: not a cgroup v2 directory (cgroup v2 is mounted at {1})")]
@@ -44,6 +48,9 @@ fn is_cgroup2(path: &Path) -> bool {
 /// Resolves an absolute cgroup v2 path, or one relative to the cgroup v2
 /// mount (`system.slice/nginx.service`).
 pub fn resolve_cgroup(arg: &str) -> Result<Cgroup, CgroupError> {
+    if arg.trim().is_empty() {
+        return Err(CgroupError::Empty);
+    }
     let mount = cgroup2_mount();
     let given = Path::new(arg);
     let path = if given.is_absolute() || given.exists() {
@@ -84,6 +91,9 @@ mod tests {
         );
         let err = resolve_cgroup("/tmp").unwrap_err().to_string();
         assert!(err.starts_with("/tmp: not a cgroup v2 directory"), "{err}");
+        for empty in ["", "  "] {
+            assert_eq!(resolve_cgroup(empty).unwrap_err(), CgroupError::Empty, "not the root cgroup");
+        }
     }
 
     #[test]

@@ -16,6 +16,14 @@ use procfs::{
 
 use crate::model::ProcessInfo;
 
+/// CPUs online, at least 1. Not `available_parallelism`, which is this
+/// process's affinity, not the machine's.
+pub fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions; it returns -1 on error.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
+}
+
 /// TGID (user-visible PID) of a thread, from /proc/<tid>/status.
 ///
 /// Hand-written: `procfs::process::Status` parses every line of the file

@@ -123,7 +123,7 @@ fn write_report(session: &mut Session, intervals: &Intervals, filters: &Filters)
     let mut whole_run = intervals.whole_run.clone();
     whole_run.merge(&session.agg.runq);
     let current = std::mem::replace(&mut session.agg.runq, whole_run);
-    let built = build_report(session, filters.clone());
+    let built = build_report(session, filters.clone(), &session.probes.losses());
     session.agg.runq = current;
     report::write_report(&path, &built)?;
     Ok(std::fs::canonicalize(&path).unwrap_or(path))

@@ -100,9 +100,25 @@ pub struct Model {
     pub lost_events: u64,
 }
 
-fn pct(ns: u64, interval: Duration) -> f64 {
+/// The share of an interval that `ns` is, in percent, clamped to
+/// [0, `max_pct`]: the one computation of every percentage shown. The
+/// totals of an interval are read at slightly different instants than its
+/// measured length, and an exited thread's final totals can arrive an
+/// interval late, so a raw ratio can exceed what is possible (a thread
+/// asleep 101% of the time, a process on 207% of 2 CPUs).
+pub fn share(ns: u64, interval: Duration, max_pct: f64) -> f64 {
     let wall = interval.as_nanos().max(1) as f64;
-    ns as f64 * 100.0 / wall
+    (ns as f64 * 100.0 / wall).clamp(0.0, max_pct)
+}
+
+/// A thread is in one state at a time: each of its shares is at most 100%.
+pub const THREAD_MAX_PCT: f64 = 100.0;
+
+/// A process's shares sum its threads' (`threads` of them, exited ones
+/// included); on a CPU, at most one thread per CPU.
+pub fn process_max_pct(threads: usize, cpus: u32, on_cpu: bool) -> f64 {
+    let threads = threads.max(1) as f64;
+    100.0 * if on_cpu { threads.min(f64::from(cpus.max(1))) } else { threads }
 }
 
 /// Builds the rows for every process active in the interval, and the detail
@@ -127,6 +143,7 @@ pub fn build(
             *best = (total, *nr);
         }
     }
+    let cpus = crate::sys::procfs::online_cpus();
     let mut rows = Vec::new();
     for (pid, threads) in &processes {
         let mut on_cpu = 0;
@@ -147,17 +164,18 @@ pub fn build(
         let empty = Buckets::default();
         let runq_hist = view.runq.by_process.get(pid).unwrap_or(&empty);
         let leader = threads.iter().find(|t| t.tid == *pid).or(threads.first());
+        let max_pct = process_max_pct(threads.len(), cpus, false);
         rows.push(ProcessRow {
             pid: *pid,
             comm: leader.map(|t| t.comm.clone()).unwrap_or_default(),
             threads: threads.iter().filter(|t| !t.exited).count(),
-            cpu_pct: pct(on_cpu, interval),
-            runq_pct: pct(runq, interval),
+            cpu_pct: share(on_cpu, interval, process_max_pct(threads.len(), cpus, true)),
+            runq_pct: share(runq, interval, max_pct),
             runq_p50: runq_hist.percentile(0.5),
             runq_p99: runq_hist.percentile(0.99),
             runq_max: runq_hist.max(),
-            iowait_pct: pct(iowait, interval),
-            syscall_pct: syscalls_traced.then(|| pct(syscall_ns.get(pid).copied().unwrap_or(0), interval)),
+            iowait_pct: share(iowait, interval, max_pct),
+            syscall_pct: syscalls_traced.then(|| share(syscall_ns.get(pid).copied().unwrap_or(0), interval, max_pct)),
             top_syscall: top_syscall.get(pid).map(|(_, nr)| syscall_name(u32::from(*nr))),
             exited,
         });
@@ -182,10 +200,10 @@ fn build_detail(
             ThreadRow {
                 tid: t.tid,
                 comm: t.comm.clone(),
-                cpu_pct: pct(delta.on_cpu_ns, interval),
-                runq_pct: pct(delta.runq_wait_ns, interval),
-                iowait_pct: pct(delta.iowait_ns, interval),
-                sleep_pct: pct(delta.sleep_ns, interval),
+                cpu_pct: share(delta.on_cpu_ns, interval, THREAD_MAX_PCT),
+                runq_pct: share(delta.runq_wait_ns, interval, THREAD_MAX_PCT),
+                iowait_pct: share(delta.iowait_ns, interval, THREAD_MAX_PCT),
+                sleep_pct: share(delta.sleep_ns, interval, THREAD_MAX_PCT),
                 exited: t.exited,
             }
         })
@@ -231,5 +249,25 @@ fn build_detail(
         hists,
         top_syscalls,
         holders,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_clamped_to_what_is_possible() {
+        let second = Duration::from_secs(1);
+        // The reported cases: a thread asleep 101% of the interval, an
+        // exited process on 207% of 2 CPUs.
+        assert_eq!(share(1_010_000_000, second, THREAD_MAX_PCT), 100.0);
+        assert_eq!(share(2_070_000_000, second, process_max_pct(4, 2, true)), 200.0);
+        assert_eq!(share(500_000_000, second, THREAD_MAX_PCT), 50.0);
+        assert_eq!(share(0, Duration::ZERO, THREAD_MAX_PCT), 0.0);
+        // One thread can use one CPU; waits of several threads add up.
+        assert_eq!(process_max_pct(1, 8, true), 100.0);
+        assert_eq!(process_max_pct(3, 2, false), 300.0);
+        assert_eq!(process_max_pct(0, 0, true), 100.0);
     }
 }

@@ -2,6 +2,8 @@
 //! line) or OTLP/JSON (an OpenTelemetry trace export: one document, or one
 //! per line as the OTLP file exporter writes them). Each span that cannot
 //! be used is kept with where it was and why, and the rest still count.
+use std::io::{BufRead, Read};
+
 use serde_json::{Map, Value};
 
 /// Where a span was in the input: its line, or, in a single multi-line
@@ -62,45 +64,133 @@ impl Input {
     }
 }
 
-/// Reads spans from either format, told apart by content: a first
-/// non-empty line that is not a JSON value on its own means one
-/// multi-line document.
-pub fn parse(bytes: &[u8]) -> Input {
-    let mut input = Input::default();
-    let lines = || bytes.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).enumerate();
-    let first = lines().find(|(_, line)| !line.is_empty());
-    if first.is_some_and(|(_, line)| serde_json::from_slice::<Value>(line).is_err())
-        && let Ok(document) = serde_json::from_slice::<Value>(bytes)
+/// The longest line of JSON lines read: a span is a few hundred bytes, and
+/// an input without line breaks (`/dev/zero`, a binary file) must fail
+/// rather than be read into memory whole.
+pub const MAX_LINE: usize = 1 << 20;
+/// The largest single multi-line OTLP/JSON document read: lines do not
+/// separate its spans, so it is parsed whole (docs/spans.md).
+pub const MAX_DOCUMENT: usize = 256 << 20;
+
+/// Why an input could not be read at all (unlike [`Unusable`], which
+/// concerns one span).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("line {0} is longer than {MAX_LINE} bytes: not JSON lines")]
+    LineTooLong(usize),
+    #[error(
+        "a multi-line OTLP/JSON document of more than {} MiB: export it as JSON lines (one document per line)",
+        MAX_DOCUMENT >> 20
+    )]
+    DocumentTooLarge,
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+}
+
+/// Reads the next line (without its line break) into `line`; false at the
+/// end of the input.
+fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>, number: usize) -> Result<bool, InputError> {
+    line.clear();
+    let read = input.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_LINE {
+        return Err(InputError::LineTooLong(number));
+    }
+    Ok(read > 0)
+}
+
+/// Reads spans from either format, told apart by content, calling `found`
+/// with each span (or why it is unusable) as it is read: JSON lines are
+/// streamed line by line; a first non-empty line that opens an object but
+/// is not a JSON value on its own means one multi-line document, read
+/// whole up to [`MAX_DOCUMENT`].
+pub fn read(
+    mut input: impl BufRead,
+    found: &mut dyn FnMut(Location, Result<ExternalSpan, Unusable>),
+) -> Result<(), InputError> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    let mut lines_read = Vec::new();
+    while next_line(&mut input, &mut line, number + 1)? {
+        number += 1;
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            lines_read.extend_from_slice(&line);
+            lines_read.push(b'\n');
+            continue;
+        }
+        if trimmed.starts_with(b"{") && serde_json::from_slice::<Value>(trimmed).is_err() {
+            lines_read.extend_from_slice(&line);
+            lines_read.push(b'\n');
+            return read_document(lines_read, input, found);
+        }
+        span_line_at(trimmed, Location::Line(number), found);
+        break;
+    }
+    while next_line(&mut input, &mut line, number + 1)? {
+        number += 1;
+        let trimmed = line.trim_ascii();
+        if !trimmed.is_empty() {
+            span_line_at(trimmed, Location::Line(number), found);
+        }
+    }
+    Ok(())
+}
+
+/// The rest of an input whose first lines (`head`) began a multi-line
+/// value: one OTLP document, or, when it is not one, JSON lines after all.
+fn read_document(
+    mut head: Vec<u8>,
+    input: impl BufRead,
+    found: &mut dyn FnMut(Location, Result<ExternalSpan, Unusable>),
+) -> Result<(), InputError> {
+    let limit = (MAX_DOCUMENT + 1).saturating_sub(head.len()) as u64;
+    input.take(limit).read_to_end(&mut head)?;
+    if head.len() > MAX_DOCUMENT {
+        return Err(InputError::DocumentTooLarge);
+    }
+    if let Ok(document) = serde_json::from_slice::<Value>(&head)
         && document.get("resourceSpans").is_some()
     {
         let mut n = 0;
         let whole = otlp_document(&document, &mut |span| {
             n += 1;
-            input.take(Location::Span(n), span);
+            found(Location::Span(n), span);
         });
         if let Err(why) = whole {
-            input.unusable.push((Location::Line(1), why));
+            found(Location::Line(1), Err(why));
         }
-        return input;
+        return Ok(());
     }
-    for (index, line) in lines().filter(|(_, line)| !line.is_empty()) {
-        let at = Location::Line(index + 1);
-        let value = match serde_json::from_slice::<Value>(line) {
-            Ok(value) => value,
-            Err(e) => {
-                input.unusable.push((at, malformed(format!("not JSON: {e}"))));
-                continue;
-            }
-        };
-        if value.get("resourceSpans").is_some() {
-            if let Err(why) = otlp_document(&value, &mut |span| input.take(at, span)) {
-                input.unusable.push((at, why));
-            }
-        } else {
-            input.take(at, span_line(&value));
+    for (index, line) in head.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).enumerate() {
+        if !line.is_empty() {
+            span_line_at(line, Location::Line(index + 1), found);
         }
     }
-    input
+    Ok(())
+}
+
+/// One line of JSON lines: a span, or an OTLP document of its own.
+fn span_line_at(line: &[u8], at: Location, found: &mut dyn FnMut(Location, Result<ExternalSpan, Unusable>)) {
+    let value = match serde_json::from_slice::<Value>(line) {
+        Ok(value) => value,
+        Err(e) => return found(at, Err(malformed(format!("not JSON: {e}")))),
+    };
+    if value.get("resourceSpans").is_some() {
+        if let Err(why) = otlp_document(&value, &mut |span| found(at, span)) {
+            found(at, Err(why));
+        }
+    } else {
+        found(at, span_line(&value));
+    }
+}
+
+/// Every span of an input in memory, collected (for tests and small inputs).
+pub fn parse(bytes: &[u8]) -> Result<Input, InputError> {
+    let mut input = Input::default();
+    read(bytes, &mut |at, span| input.take(at, span))?;
+    Ok(input)
 }
 
 /// A field that is present and not null.
@@ -252,7 +342,7 @@ mod tests {
             "[1, 2]\n",
             r#"{"span_id": "12345", "name": "decimal id", "tid": 103, "start_unix_ns": 1, "end_unix_ns": 2}"#,
         );
-        let input = parse(text.as_bytes());
+        let input = parse(text.as_bytes()).unwrap();
         assert_eq!(
             input.spans,
             vec![
@@ -306,7 +396,7 @@ mod tests {
             otlp_span("not-hex", Some("1"), "\"1700000000000000000\""),
             otlp_span("eee19b7ec3c1b177", Some("\"x\""), "\"1700000000000000000\""),
         );
-        let input = parse(document.as_bytes());
+        let input = parse(document.as_bytes()).unwrap();
         let trace = Some("5b8efff798038103d269b633813fc60c");
         assert_eq!(
             input.spans,
@@ -345,7 +435,7 @@ mod tests {
             document(&[otlp_span("eee19b7ec3c1b177", Some("12"), "\"1700000000900000000\"")]),
         ]
         .join("\n");
-        let input = parse(text.as_bytes());
+        let input = parse(text.as_bytes()).unwrap();
         let found: Vec<(Location, u32)> = input.spans.iter().map(|(at, s)| (*at, s.tid)).collect();
         assert_eq!(found, [(Location::Line(1), 10), (Location::Line(3), 11)]);
         let problems = why(&input);
@@ -359,10 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_line_is_refused_without_reading_it_all() {
+        // /dev/zero: no line break, ever.
+        let err = read(std::io::BufReader::new(std::io::repeat(0)), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, InputError::LineTooLong(1)), "{err}");
+        let mut text = b"{\"span_id\": 1}\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.to_string(), format!("line 2 is longer than {MAX_LINE} bytes: not JSON lines"));
+        text.truncate(text.len() - 1);
+        assert_eq!(parse(&text).unwrap().unusable.len(), 2, "a line of the maximum length is read");
+    }
+
+    #[test]
     fn nothing_to_read() {
-        assert_eq!(parse(b""), Input::default());
-        assert_eq!(parse(b"\n  \n"), Input::default());
-        let input = parse(&[0xff, 0xfe, b'\n']);
+        assert_eq!(parse(b"").unwrap(), Input::default());
+        assert_eq!(parse(b"\n  \n").unwrap(), Input::default());
+        let input = parse(&[0xff, 0xfe, b'\n']).unwrap();
         assert_eq!(input.unusable.len(), 1, "invalid UTF-8 is a malformed line, not a failure");
     }
 }

@@ -2,39 +2,72 @@
 //! application's own log) broken down like marker spans, from a timeline
 //! recorded at the same time: docs/spans.md, "Spans recorded elsewhere".
 pub mod input;
+#[cfg(test)]
+mod proptests;
 
 use input::{ExternalSpan, Input, Location, Unusable};
 
 use super::{spans::SpanRecord, timeline::Timeline};
 
-/// Spans that were not joined, by reason, each in input order.
+/// Spans that were not joined, by reason: how many, and where the first
+/// ones were (an input of any size keeps a summary of bounded size).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Skipped {
     /// Not valid JSON, or a required field missing or of the wrong type.
-    pub malformed: Vec<(Location, String)>,
-    pub no_thread_id: Vec<Location>,
+    pub malformed: Listed<(Location, String)>,
+    pub no_thread_id: Listed<Location>,
     /// On a thread the timeline has no event of (another process, or a
     /// thread that never changed state while recorded).
-    pub unknown_thread: Vec<Location>,
+    pub unknown_thread: Listed<Location>,
     /// Beginning before the recording (or before its thread's first
     /// recorded state) or ending after it.
-    pub outside_window: Vec<Location>,
+    pub outside_window: Listed<Location>,
 }
 
 /// Locations listed per reason; the count says how many there were.
 const LISTED: usize = 10;
 
+/// A count, and the first [`LISTED`] items counted, in input order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Listed<T> {
+    pub count: usize,
+    pub first: Vec<T>,
+}
+
+impl<T> Default for Listed<T> {
+    fn default() -> Self {
+        Listed { count: 0, first: Vec::new() }
+    }
+}
+
+impl<T> Listed<T> {
+    fn push(&mut self, item: T) {
+        self.count += 1;
+        if self.first.len() < LISTED {
+            self.first.push(item);
+        }
+    }
+
+    fn places(&self, location: impl Fn(&T) -> Location) -> String {
+        let mut text = self.first.iter().map(|item| location(item).to_string()).collect::<Vec<_>>().join(", ");
+        if self.count > self.first.len() {
+            text.push_str(", ...");
+        }
+        text
+    }
+}
+
 impl Skipped {
     pub fn count(&self) -> usize {
-        self.malformed.len() + self.no_thread_id.len() + self.unknown_thread.len() + self.outside_window.len()
+        self.malformed.count + self.no_thread_id.count + self.unknown_thread.count + self.outside_window.count
     }
 
     /// One line per reason that occurred, for standard error.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if let Some((first, why)) = self.malformed.first() {
-            let places = listed(self.malformed.iter().map(|(at, _)| *at));
-            let n = self.malformed.len();
+        if let Some((first, why)) = self.malformed.first.first() {
+            let places = self.malformed.places(|(at, _)| *at);
+            let n = self.malformed.count;
             lines.push(format!("skipped {n} malformed {} ({places}); {first}: {why}", spans(n)));
         }
         for (locations, reason) in [
@@ -42,9 +75,9 @@ impl Skipped {
             (&self.unknown_thread, "on threads the timeline does not have"),
             (&self.outside_window, "outside the recorded window"),
         ] {
-            if !locations.is_empty() {
-                let places = listed(locations.iter().copied());
-                let n = locations.len();
+            if locations.count > 0 {
+                let places = locations.places(|at| *at);
+                let n = locations.count;
                 lines.push(format!("skipped {n} {} {reason} ({places})", spans(n)));
             }
         }
@@ -54,15 +87,6 @@ impl Skipped {
 
 fn spans(n: usize) -> &'static str {
     if n == 1 { "span" } else { "spans" }
-}
-
-fn listed(locations: impl ExactSizeIterator<Item = Location>) -> String {
-    let more = locations.len() > LISTED;
-    let mut text = locations.take(LISTED).map(|at| at.to_string()).collect::<Vec<_>>().join(", ");
-    if more {
-        text.push_str(", ...");
-    }
-    text
 }
 
 #[derive(Debug)]
@@ -77,24 +101,49 @@ enum Miss {
     OutsideWindow,
 }
 
+/// Joins spans one at a time, as they are read, counting those skipped.
+pub struct Joiner<'a> {
+    timeline: &'a Timeline,
+    contention_threshold: f64,
+    pub skipped: Skipped,
+}
+
+impl<'a> Joiner<'a> {
+    pub fn new(timeline: &'a Timeline, contention_threshold: f64) -> Self {
+        Joiner { timeline, contention_threshold, skipped: Skipped::default() }
+    }
+
+    /// The breakdown of one span of the input, or None when it is skipped.
+    pub fn add(&mut self, at: Location, span: Result<ExternalSpan, Unusable>) -> Option<SpanRecord> {
+        let missed = match span {
+            Err(Unusable::Malformed(what)) => {
+                self.skipped.malformed.push((at, what));
+                return None;
+            }
+            Err(Unusable::NoThreadId) => &mut self.skipped.no_thread_id,
+            Ok(span) => match join_one(self.timeline, span, self.contention_threshold) {
+                Ok(record) => return Some(record),
+                Err(Miss::UnknownThread) => &mut self.skipped.unknown_thread,
+                Err(Miss::OutsideWindow) => &mut self.skipped.outside_window,
+            },
+        };
+        missed.push(at);
+        None
+    }
+}
+
 /// Breaks every usable span of `input` down with `timeline`.
 pub fn join(timeline: &Timeline, input: Input, contention_threshold: f64) -> Joined {
-    let mut skipped = Skipped::default();
-    for (at, why) in input.unusable {
-        match why {
-            Unusable::Malformed(what) => skipped.malformed.push((at, what)),
-            Unusable::NoThreadId => skipped.no_thread_id.push(at),
-        }
-    }
-    let mut records = Vec::with_capacity(input.spans.len());
-    for (at, span) in input.spans {
-        match join_one(timeline, span, contention_threshold) {
-            Ok(record) => records.push(record),
-            Err(Miss::UnknownThread) => skipped.unknown_thread.push(at),
-            Err(Miss::OutsideWindow) => skipped.outside_window.push(at),
-        }
-    }
-    Joined { records, skipped }
+    let mut joiner = Joiner::new(timeline, contention_threshold);
+    let unusable = input.unusable.into_iter().map(|(at, why)| (at, Err(why)));
+    let usable = input.spans.into_iter().map(|(at, span)| (at, Ok(span)));
+    let mut all: Vec<_> = unusable.chain(usable).collect();
+    // In input order, as when streamed.
+    all.sort_by_key(|(at, _)| match at {
+        Location::Line(n) | Location::Span(n) => *n,
+    });
+    let records = all.into_iter().filter_map(|(at, span)| joiner.add(at, span)).collect();
+    Joined { records, skipped: joiner.skipped }
 }
 
 fn join_one(timeline: &Timeline, span: ExternalSpan, contention_threshold: f64) -> Result<SpanRecord, Miss> {
@@ -159,7 +208,7 @@ mod tests {
             line(&tid, 9.0, 11.5, "woken"),
         ]
         .join("\n");
-        let joined = join(&timeline, input::parse(text.as_bytes()), 0.3);
+        let joined = join(&timeline, input::parse(text.as_bytes()).unwrap(), 0.3);
 
         assert_eq!(joined.records.len(), 2);
         let r = &joined.records[0];
@@ -191,11 +240,11 @@ mod tests {
         assert_eq!(woken.blame, [Holder { pid: 0, comm: "(idle)".into(), cgroup: None, ns: MS }]);
 
         let skipped = &joined.skipped;
-        assert_eq!(skipped.unknown_thread, [Location::Line(2)]);
-        assert_eq!(skipped.outside_window, [Location::Line(3), Location::Line(4)]);
-        assert_eq!(skipped.no_thread_id, [Location::Line(5)]);
-        assert_eq!(skipped.malformed.len(), 1);
-        assert_eq!(skipped.malformed[0].0, Location::Line(6));
+        assert_eq!(skipped.unknown_thread.first, [Location::Line(2)]);
+        assert_eq!(skipped.outside_window.first, [Location::Line(3), Location::Line(4)]);
+        assert_eq!(skipped.no_thread_id.first, [Location::Line(5)]);
+        assert_eq!(skipped.malformed.count, 1);
+        assert_eq!(skipped.malformed.first[0].0, Location::Line(6));
         assert_eq!(skipped.count(), 5);
         let lines = skipped.lines();
         assert!(lines[0].starts_with("skipped 1 malformed span (line 6); line 6: not JSON"), "{}", lines[0]);
@@ -213,8 +262,8 @@ mod tests {
     fn long_lists_of_skipped_spans_are_cut() {
         let timeline = synthetic();
         let text = vec![line("", 1.0, 2.0, "no thread"); 12].join("\n");
-        let joined = join(&timeline, input::parse(text.as_bytes()), 0.3);
-        assert_eq!(joined.skipped.no_thread_id.len(), 12);
+        let joined = join(&timeline, input::parse(text.as_bytes()).unwrap(), 0.3);
+        assert_eq!((joined.skipped.no_thread_id.count, joined.skipped.no_thread_id.first.len()), (12, 10));
         let listed: Vec<String> = (1..=10).map(|n| format!("line {n}")).collect();
         assert_eq!(joined.skipped.lines(), [format!("skipped 12 spans without a thread id ({}, ...)", listed.join(", "))]);
     }
@@ -225,7 +274,7 @@ mod tests {
         // The recording began 5 ms before the thread's first event.
         timeline.header.first_monotonic_ns = T0 - 5 * MS;
         let text = line(&format!(r#""tid": {TID}, "#), -2.0, 1.0, "early");
-        let joined = join(&timeline, input::parse(text.as_bytes()), 0.3);
-        assert_eq!((joined.records.len(), joined.skipped.outside_window.len()), (0, 1));
+        let joined = join(&timeline, input::parse(text.as_bytes()).unwrap(), 0.3);
+        assert_eq!((joined.records.len(), joined.skipped.outside_window.count), (0, 1));
     }
 }

@@ -7,6 +7,8 @@
 //! they arrive, so a long recording costs disk, not memory; the header and
 //! the process names, known only at the end, follow the events, and the
 //! finished file is renamed into place (`output::atomic` says when not).
+#[cfg(test)]
+mod proptests;
 mod reader;
 #[cfg(test)]
 pub(crate) mod tests;

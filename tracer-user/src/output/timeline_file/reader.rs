@@ -10,6 +10,11 @@ use flate2::read::ZlibDecoder;
 use super::{END_MAGIC, FOOTER_LEN, FORMAT_VERSION, MAGIC, PREFIX_LEN, RECORD_LEN, TimelineError, Trailer, decode, read_up_to};
 use crate::model::timeline::Timeline;
 
+/// The largest trailer read (the header and the names of the processes
+/// seen: kilobytes in practice). Its length comes from the file itself, so
+/// it is bounded before anything is allocated for it.
+pub const MAX_TRAILER: u64 = 64 << 20;
+
 /// Reads a timeline file back, checking its framing, version and event count.
 pub fn read(path: &Path) -> Result<Timeline, TimelineError> {
     let shown = path.display().to_string();
@@ -49,6 +54,9 @@ pub fn read(path: &Path) -> Result<Timeline, TimelineError> {
     let Some(events_len) = (len - PREFIX_LEN - FOOTER_LEN).checked_sub(trailer_len) else {
         return Err(corrupt(format!("a trailer of {trailer_len} bytes in a file of {len}")));
     };
+    if trailer_len > MAX_TRAILER {
+        return Err(corrupt(format!("a trailer of {trailer_len} bytes, more than the {MAX_TRAILER} a timeline can have")));
+    }
     let mut json = vec![0u8; trailer_len as usize];
     file.seek(SeekFrom::Start(PREFIX_LEN + events_len))
         .and_then(|_| file.read_exact(&mut json))
