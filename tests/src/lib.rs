@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use usage::{process_cpu_ns, rss_kib};
 pub use tracer_user::{
     model::spans::{SpanRecord, Verdict},
     output::{
@@ -18,6 +19,8 @@ pub use tracer_user::{
         report::{ProcessJson, Report, ThreadJson},
     },
 };
+
+mod usage;
 
 /// Whether BPF tests can run here. Without root they are skipped, unless
 /// TRACER_REQUIRE_BPF=1 (set by `cargo xtask test` and CI), which makes a
@@ -108,6 +111,20 @@ impl Tracer {
         self.child.id()
     }
 
+    /// Waits (up to 20 s) for a line on stderr that `found` accepts;
+    /// returns it. The lines seen are kept for `wait`.
+    pub fn wait_for_stderr(&mut self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.stderr.recv_timeout(left) else { break };
+            self.stderr_seen.push(line.clone());
+            if found(&line) {
+                return line;
+            }
+        }
+        panic!("tracer did not say {what}: {:?}", self.stderr_seen);
+    }
+
     /// Sends `sig` and waits for exit; returns status, stdout, all stderr.
     pub fn stop_with(self, sig: i32) -> (ExitStatus, String, Vec<String>) {
         signal(self.child.id(), sig);
@@ -142,7 +159,17 @@ impl Tracer {
         }
         let status = self.child.wait().expect("waiting for tracer");
         self.stderr_seen.extend(self.stderr.try_iter());
-        (status, stdout, self.stderr_seen)
+        (status, stdout, std::mem::take(&mut self.stderr_seen))
+    }
+}
+
+/// A tracer a failed test left running is stopped, not left tracing.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -176,23 +203,25 @@ impl Load {
     /// For the on-cue workloads: start the work, wait until it is done, and
     /// return what it printed after `done`.
     pub fn run_work(&mut self) -> String {
-        use std::io::Write;
+        self.cue();
+        self.wait_done()
+    }
+
+    /// For the on-cue workloads: start the work, without waiting for it.
+    pub fn cue(&mut self) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin.write_all(b"go\n").expect("cueing the workload");
         stdin.flush().expect("cueing the workload");
+    }
+
+    /// Waits until cued work is done; returns what it printed after `done`.
+    pub fn wait_done(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("reading the done line");
         line.strip_prefix("done ")
             .unwrap_or_else(|| panic!("unexpected output from tracer-load: {line:?}"))
             .trim()
             .to_owned()
-    }
-
-    /// The workload's next line of output (for those that report when done).
-    pub fn next_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reading the workload's output");
-        line.trim().to_owned()
     }
 
     /// Lets an on-cue workload exit, and reaps it.

@@ -208,3 +208,41 @@ fn live_view_opens_a_process_detail_with_p() {
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
 }
+
+/// `pid`'s share of a CPU over `period`, from its CPU time.
+fn cpu_share(pid: u32, period: Duration) -> f64 {
+    let before = process_cpu_ns(pid);
+    sleep(period);
+    (process_cpu_ns(pid) - before) as f64 / period.as_nanos() as f64
+}
+
+/// Thread churn under the live view: its memory stays flat, and once the
+/// churn ends it is as idle as before (it used to keep every thread that
+/// ever lived and walk them all at each refresh: 21% of a CPU, idle).
+#[test]
+fn live_view_is_idle_again_after_thread_churn() {
+    if !bpf_available("live_view_is_idle_again_after_thread_churn") {
+        return;
+    }
+    let tmux = Tmux::start(120, 40);
+    tmux.send(&[&format!("{}; echo EXIT=$?", tracer_bin().display()), "Enter"]);
+    tmux.wait_for("the process table", |s| s.lines().any(|l| l.starts_with("PID")));
+    let live_view = tmux.command_pid();
+    sleep(Duration::from_secs(3));
+    let (idle_before, rss_before) = (cpu_share(live_view, Duration::from_secs(5)), rss_kib(live_view));
+    let mut churner = Load::start(&["churn", "10000", "20"]);
+    churner.run_work();
+    drop(churner);
+    // The churner leaves the table at the next refresh.
+    sleep(Duration::from_secs(3));
+    let (idle_after, rss_after) = (cpu_share(live_view, Duration::from_secs(5)), rss_kib(live_view));
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("tracer to exit", exit_line_shown);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+
+    eprintln!("live view: {:.1}% of a CPU and {rss_before} KiB before the churn, {:.1}% and {rss_after} KiB after",
+        idle_before * 100.0, idle_after * 100.0);
+    assert!(idle_after < idle_before + 0.02, "idle at {:.1}% of a CPU after the churn, {:.1}% before",
+        idle_after * 100.0, idle_before * 100.0);
+    assert!(rss_after.saturating_sub(rss_before) < 10 * 1024, "grew from {rss_before} to {rss_after} KiB");
+}

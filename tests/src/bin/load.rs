@@ -21,8 +21,8 @@
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load churn RATE SECS       starts and joins RATE short-lived threads a
-//!                                     second for SECS, then prints `cpu NS`: the
-//!                                     process's own CPU clock (no cue: starts at once)
+//!                                     second for SECS; prints `cpu NS threads N`:
+//!                                     its own CPU clock, and how many it started
 //!   tracer-load forker N MS           forks N child processes, each burning MS ms
 //!                                     of CPU (its own clock); prints their PIDs
 //!   tracer-load write PATH COUNT KIB  COUNT O_DIRECT writes of KIB KiB, then
@@ -312,23 +312,25 @@ fn main() {
         }
         Some("churn") => {
             let (rate, secs) = (arg(1) as u64, arg(2) as u64);
-            println!("ready {}", gettid());
-            let started = std::time::Instant::now();
-            let mut started_threads = 0u64;
-            while started.elapsed() < Duration::from_secs(secs) {
-                // Catch up to the rate in batches, so a slow start does not
-                // lower it for good.
-                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-                let batch: Vec<_> = (started_threads..due.max(started_threads + 1))
-                    .map(|_| thread::spawn(|| std::hint::black_box(0u64)))
-                    .collect();
-                started_threads += batch.len() as u64;
-                for thread in batch {
-                    thread.join().expect("a churn thread");
+            on_cue(|| {
+                let started = std::time::Instant::now();
+                let mut started_threads = 0u64;
+                while started.elapsed() < Duration::from_secs(secs) {
+                    // Catch up to the rate in batches, so a slow start does
+                    // not lower it for good; at most 100 alive at once, or a
+                    // busy machine's backlog would exhaust its PIDs.
+                    let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                    let batch: Vec<_> = (started_threads..due.clamp(started_threads + 1, started_threads + 100))
+                        .map(|_| thread::spawn(|| std::hint::black_box(0u64)))
+                        .collect();
+                    started_threads += batch.len() as u64;
+                    for thread in batch {
+                        thread.join().expect("a churn thread");
+                    }
+                    thread::sleep(Duration::from_millis(1));
                 }
-                thread::sleep(Duration::from_millis(1));
-            }
-            println!("cpu {} threads {started_threads}", process_cpu_ns());
+                format!("cpu {} threads {started_threads}", process_cpu_ns())
+            });
         }
         Some("forker") => {
             let (n, ms) = (arg(1), arg(2) as u64);

@@ -1,8 +1,10 @@
 //! The report of a session: built from its aggregation and the probes'
-//! counters, written, and its losses told.
-use std::path::Path;
-
-use anyhow::{Context, Result};
+//! counters, written (periodically while recording, and elsewhere when its
+//! destination refuses it at the end), and its losses told.
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use super::session::{FinalLosses, Session};
 use crate::{
@@ -10,15 +12,6 @@ use crate::{
     output::report::{self, Filters, Report, ReportMeta, Traced},
     sys::{clock, disks::Disks},
 };
-
-/// Builds the report of a finished session ([`Session::finish`]) and
-/// writes it.
-pub fn finish_report(session: &Session, filters: Filters, out: &Path, lost: &FinalLosses) -> Result<Report> {
-    let report = build_report(session, filters, lost);
-    report::write_report(out, &report)
-        .with_context(|| format!("writing the report to {}", out.display()))?;
-    Ok(report)
-}
 
 /// The report of everything aggregated so far (call `sync` first), with
 /// the loss counters read once by the caller.
@@ -29,6 +22,7 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
         ReportMeta {
             start_unix_ns: session.start_unix_ns,
             end_unix_ns: clock::unix_ns(),
+            checkpoint: false,
             probe_mode: session.probes.mode.name().into(),
             filters,
             traced: Traced {
@@ -46,6 +40,92 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
         &session.agg,
         |dev| disks.name(dev),
     )
+}
+
+/// A report its destination refused at the end of a recording; `cause`
+/// names the destination.
+#[derive(Debug, thiserror::Error)]
+pub enum NotWritten {
+    #[error("the report could not be written: {cause}; it was saved to {saved} instead")]
+    SavedElsewhere { cause: String, saved: String },
+    #[error("the report could not be written: {cause}; nor to {}: it is lost", tried.join(", nor to "))]
+    Lost { cause: String, tried: Vec<String> },
+}
+
+/// Where a report goes when its destination refuses it: `$TMPDIR` (or
+/// /tmp), else the current directory, named after this process and the
+/// time so that nothing is overwritten.
+fn fallback_paths() -> Vec<PathBuf> {
+    let name = format!("tracer-report-{}-{}.json", std::process::id(), clock::unix_ns() / 1_000_000_000);
+    let mut dirs = vec![std::env::temp_dir()];
+    dirs.extend(std::env::current_dir().ok().filter(|dir| *dir != dirs[0]));
+    dirs.into_iter().map(|dir| dir.join(&name)).collect()
+}
+
+/// Writes the final report to `out` (atomically), and when that fails (a
+/// full disk, a directory removed meanwhile) to a fallback file, so that a
+/// recording is not lost at its last step; the error then says where it is.
+pub fn write_final_report(out: &Path, report: &Report) -> Result<(), NotWritten> {
+    let Err(err) = report::write_report(out, report) else { return Ok(()) };
+    let cause = err.to_string();
+    let mut tried = Vec::new();
+    for path in fallback_paths() {
+        match report::write_report(&path, report) {
+            Ok(()) => return Err(NotWritten::SavedElsewhere { cause, saved: path.display().to_string() }),
+            Err(err) => tried.push(err.to_string()),
+        }
+    }
+    Err(NotWritten::Lost { cause, tried })
+}
+
+/// `record --checkpoint`: the report so far, written over the last one at
+/// the report's own path every so often, so that a kill or a crash loses
+/// at most one interval. A failure is said once and the recording goes on.
+pub struct Checkpoints {
+    out: PathBuf,
+    filters: Filters,
+    every: Duration,
+    last: Instant,
+    failing: bool,
+}
+
+impl Checkpoints {
+    /// Checkpoints of the report at `out` every `every`; none for standard
+    /// output, a device or a FIFO (each would get every checkpoint).
+    pub fn new(out: &Path, filters: Filters, every: Duration) -> Option<Checkpoints> {
+        let replaceable = !crate::output::atomic::is_stdout(out)
+            && std::fs::metadata(out).map_or(true, |meta| meta.is_file());
+        (replaceable && !every.is_zero()).then(|| Checkpoints {
+            out: out.to_path_buf(),
+            filters,
+            every,
+            last: Instant::now(),
+            failing: false,
+        })
+    }
+
+    /// Writes a checkpoint if one is due (call after `Session::sync`).
+    pub fn tick(&mut self, session: &Session) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        // The losses so far: the final report has those read once at the end.
+        let mut report = build_report(session, self.filters.clone(), &session.probes.losses());
+        report.meta.checkpoint = true;
+        match report::write_report(&self.out, &report) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                say!("tracer: checkpoints of the report are written to {} again", self.out.display());
+            }
+            Ok(()) => {}
+            Err(err) if !self.failing => {
+                self.failing = true;
+                say!("tracer: warning: no checkpoint of the report: {err}; the recording goes on");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Says on stderr what the kernel side could not deliver, from the same
@@ -84,3 +164,51 @@ pub fn warn_losses(lost: &FinalLosses) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        aggregate::{Aggregator, HistogramScope},
+        losses::Losses,
+        names::Offline,
+    };
+
+    fn report() -> Report {
+        let agg = Aggregator::new(HistogramScope::default(), 0, Box::new(Offline));
+        let meta = ReportMeta {
+            start_unix_ns: 1,
+            end_unix_ns: 2,
+            checkpoint: false,
+            probe_mode: "tp_btf".into(),
+            filters: Filters { pids: vec![], tid: None, cgroup: None, children: false },
+            traced: Traced { syscalls: false, block_io: false },
+            lost: Losses::default(),
+            syscalls_by_thread: false,
+            span_anomalies: None,
+        };
+        Report::build(meta, &agg, |_| String::new())
+    }
+
+    #[test]
+    fn a_refused_report_is_saved_elsewhere_and_says_where() {
+        let gone = std::env::temp_dir().join(format!("tracer-removed-{}/r.json", std::process::id()));
+        let err = write_final_report(&gone, &report()).unwrap_err();
+        let NotWritten::SavedElsewhere { saved, .. } = &err else { panic!("{err}") };
+        let text = err.to_string();
+        assert!(text.contains(&gone.display().to_string()) && text.ends_with(&format!("saved to {saved} instead")), "{text}");
+        assert!(Path::new(saved).starts_with(std::env::temp_dir()), "{saved}");
+        let read: Report = serde_json::from_slice(&std::fs::read(saved).unwrap()).expect("a report");
+        assert_eq!(read.meta.end_unix_ns, 2);
+        std::fs::remove_file(saved).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_only_replace_files() {
+        let every = Duration::from_secs(1);
+        let filters = report().meta.filters;
+        assert!(Checkpoints::new(Path::new("-"), filters.clone(), every).is_none());
+        assert!(Checkpoints::new(Path::new("/dev/null"), filters.clone(), every).is_none());
+        assert!(Checkpoints::new(Path::new("new.json"), filters.clone(), Duration::ZERO).is_none(), "--checkpoint 0");
+        assert!(Checkpoints::new(Path::new("new.json"), filters, every).is_some());
+    }
+}

@@ -113,7 +113,7 @@ impl Session {
         let Session { probes, agg, timeline, .. } = self;
         if let Some(timeline) = timeline {
             probes.drain_timeline(|event| timeline.on_event(event));
-            timeline.sample_clocks();
+            timeline.tick(probes);
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
@@ -144,6 +144,7 @@ impl Session {
         if probes.attached.block_io {
             agg.kernel.block = probes.block_stats().into_iter().collect();
         }
+        agg.settle();
     }
 
     /// Ends the recording: detaches the programs (nothing more is counted),

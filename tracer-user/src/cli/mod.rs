@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::bpf::ProbeChoice;
 
+mod limits;
+pub use limits::{ExitedArgs, SafetyArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tracer",
@@ -132,6 +135,9 @@ pub struct IntervalArgs {
     /// Stop after COUNT intervals.
     #[arg(value_name = "COUNT", requires = "interval", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    #[command(flatten)]
+    pub exited: ExitedArgs,
 }
 
 #[derive(Debug, Args, Default)]
@@ -346,12 +352,11 @@ pub struct RecordArgs {
     #[arg(long)]
     pub timeline: bool,
 
-    /// Exited threads kept by name per process (the busiest); the others
-    /// are summed into one "other exited threads" row, so thread churn
-    /// cannot grow the recording without bound.
-    #[arg(long, value_name = "N", default_value_t = crate::model::exited::DEFAULT_MAX_EXITED_THREADS as u32,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_exited_threads: u32,
+    #[command(flatten)]
+    pub exited: ExitedArgs,
+
+    #[command(flatten)]
+    pub safety: SafetyArgs,
 }
 
 /// A command-line error on one line, like every other error of tracer

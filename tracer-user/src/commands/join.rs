@@ -103,6 +103,9 @@ fn summary(timeline: &Timeline, tally: &Tally) {
     for line in tally.skipped.lines() {
         eprintln!("tracer: {line}");
     }
+    if let Some(reason) = &header.truncated {
+        eprintln!("tracer: note: the timeline stopped before its recording ended ({reason}); later spans are outside it");
+    }
     if header.events_lost > 0 {
         eprintln!(
             "tracer: warning: the timeline lost {} events (ring buffer full); breakdowns of spans on the \

@@ -22,7 +22,7 @@ pub use syscalls::syscalls;
 use crate::{
     app::{
         Event, EventLoop, Plan, Session, Stop, Targets,
-        report::{finish_report, warn_losses},
+        report::{build_report, warn_losses, write_final_report},
     },
     cli::{IntervalArgs, KernelArgs, TargetArgs},
     model::intervals::{IntervalView, Intervals},
@@ -75,6 +75,7 @@ async fn run_live(
         drain_only: false,
         until_exit_of: None,
     };
+    session.agg.limit_exited_threads(output.exited.max_exited_threads as usize);
     let mut intervals = Intervals::default();
     let timestamp = output.timestamp;
     let mut print = |session: &mut Session, intervals: &mut Intervals| {
@@ -93,13 +94,18 @@ async fn run_live(
     if output.interval.is_none() || stop == Stop::Signal {
         print(&mut session, &mut intervals);
     }
+    let mut written = Ok(());
     if let Some(json) = &output.json {
         session.agg.runq = std::mem::take(&mut intervals.whole_run);
-        finish_report(&session, filters, json, &lost)?;
-        say!("Report written to {}", json.display());
+        let report = build_report(&session, filters, &lost);
+        // Saved elsewhere when refused, and the run fails saying where.
+        written = write_final_report(json, &report);
+        if written.is_ok() {
+            say!("Report written to {}", json.display());
+        }
     }
     warn_losses(&lost);
-    Ok(())
+    Ok(written?)
 }
 
 /// `tracer floor`: the benchmark's reference for the cost of merely having

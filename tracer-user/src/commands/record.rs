@@ -4,9 +4,12 @@ use std::{io::Write, time::Duration};
 use anyhow::{Context, Result, bail};
 
 use super::{resolve_targets, SPAN_EXPIRY};
-use crate::app::report::{finish_report, warn_losses};
+use crate::app::report::{Checkpoints, build_report, warn_losses, write_final_report};
 use crate::{
-    app::{Plan, Session, recorder::Recorder},
+    app::{
+        Plan, Session,
+        recorder::{Recorder, size},
+    },
     bpf::SpanRequest,
     cli::{KernelArgs, RecordArgs},
     model::aggregate::HistogramScope,
@@ -30,7 +33,10 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     targets.options.timeline = timeline_path.is_some();
     // Checked (and created empty) before recording, so a bad path costs nothing.
     let recorder = match &timeline_path {
-        Some(path) => Some(Recorder::create(path, args.target.pids.clone()).context("preparing the timeline file")?),
+        Some(path) => {
+            let max_bytes = args.safety.timeline_max_mib << 20;
+            Some(Recorder::create(path, args.target.pids.clone(), max_bytes).context("preparing the timeline file")?)
+        }
         None => None,
     };
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
@@ -43,7 +49,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     };
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
-    session.agg.limit_exited_threads(args.max_exited_threads as usize);
+    session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     match args.duration {
         Some(d) => say!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
         None => say!("Recording ({} probes)... Ctrl-C, SIGTERM or SIGHUP ends it and writes the report.", session.probes.mode.name()),
@@ -58,8 +64,13 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let mut last_expiry = std::time::Instant::now();
+    let every = Duration::from_secs(args.safety.checkpoint);
+    let mut checkpoints = Checkpoints::new(&args.out, targets.filters.clone(), every);
     session
         .run(plan, |session| {
+            if let Some(checkpoints) = &mut checkpoints {
+                checkpoints.tick(session);
+            }
             if session.probes.attached.spans && last_expiry.elapsed() >= Duration::from_secs(10) {
                 last_expiry = std::time::Instant::now();
                 session.probes.expire_spans(
@@ -82,23 +93,51 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         say!();
     }
     let lost = session.finish();
-    let report = finish_report(&session, targets.filters, &args.out, &lost)?;
-    let written_to = if atomic::is_stdout(&args.out) { "standard output".into() } else { args.out.display().to_string() };
-    say!(
-        "Report written to {written_to} ({} processes, {} run-queue waits)",
-        report.processes.len(),
-        report.histograms.runq_latency.count
-    );
+    let report = build_report(&session, targets.filters, &lost);
+    // When the report cannot be written where asked, it is saved elsewhere
+    // and the run still fails, saying where: after the timeline is done.
+    let written = write_final_report(&args.out, &report);
+    if written.is_ok() {
+        let written_to = if atomic::is_stdout(&args.out) { "standard output".into() } else { args.out.display().to_string() };
+        say!(
+            "Report written to {written_to} ({} processes, {} run-queue waits)",
+            report.processes.len(),
+            report.histograms.runq_latency.count
+        );
+    }
+    let folded = session.agg.exited_threads_folded();
+    if folded > 0 {
+        say!(
+            "tracer: note: {folded} exited threads beyond the busiest {} of their process are summed into \"other \
+             exited threads\" rows (--max-exited-threads)",
+            args.exited.max_exited_threads
+        );
+    }
+    let mut timeline_lost = None;
     if let (Some(recorder), Some(path)) = (session.timeline.take(), &timeline_path) {
         let lost = lost.timeline_events;
-        let events = recorder
-            .finish(session.probes.mode.name(), lost)
-            .with_context(|| format!("writing the timeline {}", path.display()))?;
-        say!("Timeline written to {} ({events} events)", path.display());
+        match recorder.finish(session.probes.mode.name(), lost) {
+            Ok(summary) => match summary.truncated {
+                None => say!("Timeline written to {} ({} events)", path.display(), summary.events),
+                Some(_) => say!(
+                    "Timeline written to {} ({} events, {} in size; it stopped early, and {} events after that were not \
+                     written)",
+                    path.display(),
+                    summary.events,
+                    size(std::fs::metadata(path).map_or(0, |meta| meta.len())),
+                    summary.dropped
+                ),
+            },
+            Err(err) => timeline_lost = Some(anyhow::Error::new(err).context(format!("writing the timeline {}", path.display()))),
+        }
         if lost > 0 {
             say!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
         }
     }
     warn_losses(&lost);
-    Ok(())
+    if let (Err(_), Some(err)) = (&written, &timeline_lost) {
+        say!("tracer: {err:#}");
+    }
+    written?;
+    timeline_lost.map_or(Ok(()), Err)
 }

@@ -1,19 +1,21 @@
 //! Folds what the kernel sends (run-queue events, thread totals, exit
 //! records) into per-thread and per-process state.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracer_common::{
-    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, THREAD_KERNEL_SAMPLED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent,
-    ThreadExit, ThreadStats, ThreadTotals,
+    OFF_CPU_IOWAIT, THREAD_KERNEL_SAMPLED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent, ThreadExit, ThreadStats,
+    ThreadTotals,
 };
 
+pub use super::{
+    runq::{HistogramScope, OffCpuHistograms, RunqHistograms},
+    thread::ThreadRecord,
+};
 use super::{
     ProcessInfo,
-    hist::Buckets,
     http::HttpHeads,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
-    thread::ThreadRecord,
     names::{ProcessName, comm_string},
     spans::{SpanRecord, SpanSummary},
 };
@@ -22,104 +24,15 @@ use super::{
 /// its verdict is `cpu-contention`.
 pub const DEFAULT_CONTENTION_THRESHOLD: f64 = 0.3;
 
-/// Which run-queue histograms to keep besides the system-wide one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HistogramScope {
-    pub per_process: bool,
-    pub per_thread: bool,
-}
-
-/// Lengths of off-CPU episodes, by cause.
-#[derive(Clone, Debug, Default)]
-pub struct OffCpuHistograms {
-    /// Preempted while runnable: the run-queue wait that followed.
-    pub preempted: Buckets,
-    /// Uninterruptible sleep waiting for I/O.
-    pub iowait: Buckets,
-    /// Other uninterruptible sleep (locks, page faults...).
-    pub other_uninterruptible: Buckets,
-    /// Interruptible and other sleep (futex, epoll, sockets, timers).
-    pub sleep: Buckets,
-}
-
-impl OffCpuHistograms {
-    fn record(&mut self, event: &RunqEvent) {
-        match event.blocked_state {
-            OFF_CPU_PREEMPTED => self.preempted.record(event.latency_ns),
-            OFF_CPU_IOWAIT => self.iowait.record(event.blocked_ns),
-            OFF_CPU_UNINTERRUPTIBLE => self.other_uninterruptible.record(event.blocked_ns),
-            OFF_CPU_SLEEP => self.sleep.record(event.blocked_ns),
-            _ => {}
-        }
-    }
-
-    pub fn merge(&mut self, other: &OffCpuHistograms) {
-        self.preempted.merge(&other.preempted);
-        self.iowait.merge(&other.iowait);
-        self.other_uninterruptible.merge(&other.other_uninterruptible);
-        self.sleep.merge(&other.sleep);
-    }
-}
-
-/// Run-queue and off-CPU histograms for one interval or one whole recording.
-#[derive(Clone, Debug, Default)]
-pub struct RunqHistograms {
-    pub system: Buckets,
-    pub by_process: HashMap<u32, Buckets>,
-    pub by_thread: HashMap<u32, Buckets>,
-    pub off_cpu_by_process: HashMap<u32, OffCpuHistograms>,
-    pub off_cpu_by_thread: HashMap<u32, OffCpuHistograms>,
-    /// Per waiting process: the process that had the CPU when each of its
-    /// waits ended (the last holder, possibly itself through another
-    /// thread), with the wait time charged to it.
-    pub last_holders: HashMap<u32, HashMap<u32, u64>>,
-}
-
-impl RunqHistograms {
-    pub fn merge(&mut self, other: &RunqHistograms) {
-        self.system.merge(&other.system);
-        for (pid, b) in &other.by_process {
-            self.by_process.entry(*pid).or_default().merge(b);
-        }
-        for (tid, b) in &other.by_thread {
-            self.by_thread.entry(*tid).or_default().merge(b);
-        }
-        for (pid, h) in &other.off_cpu_by_process {
-            self.off_cpu_by_process.entry(*pid).or_default().merge(h);
-        }
-        for (tid, h) in &other.off_cpu_by_thread {
-            self.off_cpu_by_thread.entry(*tid).or_default().merge(h);
-        }
-        for (waiter, holders) in &other.last_holders {
-            let mine = self.last_holders.entry(*waiter).or_default();
-            for (holder, ns) in holders {
-                *mine.entry(*holder).or_default() += ns;
-            }
-        }
-    }
-
-    fn record(&mut self, scope: HistogramScope, tgid: u32, event: &RunqEvent) {
-        self.system.record(event.latency_ns);
-        if scope.per_process {
-            self.by_process.entry(tgid).or_default().record(event.latency_ns);
-            self.off_cpu_by_process.entry(tgid).or_default().record(event);
-            if event.prev_tgid != 0 {
-                *self.last_holders.entry(tgid).or_default().entry(event.prev_tgid).or_default() +=
-                    event.latency_ns;
-            }
-        }
-        if scope.per_thread {
-            self.by_thread.entry(event.tid).or_default().record(event.latency_ns);
-            self.off_cpu_by_thread.entry(event.tid).or_default().record(event);
-        }
-    }
-}
-
 /// How long a CPU holder's name and cgroup are reused before /proc is read
 /// again (a PID reused sooner would be misnamed in blame).
 const HOLDER_NAME_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Cached holder names above which expired ones are dropped.
 const MAX_HOLDER_NAMES: usize = 65_536;
+/// Threads whose process is only known from /proc (classic tracepoints)
+/// beyond which that cache is dropped, to be read again as needed: threads
+/// whose exit is never seen (untracked ones) must not grow it for good.
+const MAX_UNRESOLVED_TIDS: usize = 65_536;
 
 pub struct Aggregator {
     scope: HistogramScope,
@@ -130,6 +43,13 @@ pub struct Aggregator {
     /// TGIDs of threads whose events arrived before their TGID was known
     /// (classic tracepoints learn it late).
     tgid_of: HashMap<u32, u32>,
+    /// Exited processes beyond which a thread's exit folds some away (see
+    /// `on_thread_exit`).
+    fold_exited_at: usize,
+    /// Processes folded into PID 0 since `take_folded_processes`; `None`
+    /// until the first call, so that a recording nobody cuts into intervals
+    /// (`model::intervals`) keeps no log.
+    folded_log: Option<Vec<u32>>,
     pub events: u64,
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
@@ -199,6 +119,8 @@ impl Aggregator {
             live: HashMap::new(),
             exited: ExitedThreads::new(DEFAULT_MAX_EXITED_THREADS),
             tgid_of: HashMap::new(),
+            fold_exited_at: 2 * MAX_EXITED_PROCESSES,
+            folded_log: None,
             events: 0,
             kernel: KernelStats::default(),
             spans: SpanSummary::default(),
@@ -311,12 +233,53 @@ impl Aggregator {
             comm: comm_string(&exit.stats.comm),
             totals: exit.stats.totals,
             exited: true,
+            folded: 0,
         });
-        // Amortized: only when twice the bound has gathered.
-        if self.exited.processes() > 2 * MAX_EXITED_PROCESSES {
-            let live: std::collections::HashSet<u32> = self.live.values().map(|t| t.tgid).collect();
-            self.exited.fold_processes(MAX_EXITED_PROCESSES, |tgid| live.contains(&tgid));
+        // Between two `settle`s, process churn is bounded here; amortized:
+        // when processes with live threads cannot be folded, the next try
+        // waits for as many more again.
+        if self.exited.processes() > self.fold_exited_at {
+            self.fold_exited_processes(MAX_EXITED_PROCESSES, |_| false);
+            self.fold_exited_at = (2 * MAX_EXITED_PROCESSES).max(self.exited.processes() + MAX_EXITED_PROCESSES);
         }
+    }
+
+    /// Folds processes whose threads have all exited into the "other
+    /// exited processes" entry (PID 0), histograms included: the least busy
+    /// first, until at most `max` processes keep rows of exited threads,
+    /// sparing those `keep` names.
+    pub fn fold_exited_processes(&mut self, max: usize, keep: impl Fn(u32) -> bool) {
+        let live: HashSet<u32> = self.live.values().map(|t| t.tgid).collect();
+        let folded = self.exited.fold_processes(max, |tgid| live.contains(&tgid) || keep(tgid));
+        self.runq.fold_processes(&folded);
+        if let Some(log) = &mut self.folded_log {
+            log.extend(&folded);
+        }
+    }
+
+    /// Processes folded into PID 0 since the last call; from the first
+    /// call on, folds are logged for the next.
+    pub fn take_folded_processes(&mut self) -> Vec<u32> {
+        self.folded_log.replace(Vec::new()).unwrap_or_default()
+    }
+
+    /// Bounds what exited threads and processes leave behind; called at each
+    /// refresh (`Session::sync`), so a report never lists more than
+    /// `MAX_EXITED_PROCESSES` exited processes.
+    pub fn settle(&mut self) {
+        if self.exited.processes() > MAX_EXITED_PROCESSES {
+            self.fold_exited_processes(MAX_EXITED_PROCESSES, |_| false);
+        }
+        let live = &self.live;
+        self.tgid_of.retain(|tid, _| live.get(tid).is_none_or(|t| t.tgid == 0));
+        if self.tgid_of.len() > MAX_UNRESOLVED_TIDS {
+            self.tgid_of.clear();
+        }
+    }
+
+    /// The processes with a live thread.
+    pub fn live_processes(&self) -> HashSet<u32> {
+        self.live.values().map(|t| t.tgid).collect()
     }
 
     /// Replaces the live threads' totals with a fresh read of the kernel map.
@@ -328,6 +291,7 @@ impl Aggregator {
             comm: self.system.comm_of(tid).unwrap_or_else(|| comm_string(&stats.comm)),
             totals: ThreadTotals::default(),
             exited: false,
+            folded: 0,
         });
         record.tgid = tgid;
         record.totals = totals_at(stats, now_ns);
@@ -353,6 +317,11 @@ impl Aggregator {
     /// Exited threads folded into their process's "other" row so far.
     pub fn exited_threads_folded(&self) -> u64 {
         self.exited.folded()
+    }
+
+    /// Exited processes folded into the "other exited processes" entry.
+    pub fn exited_processes_folded(&self) -> u64 {
+        self.exited.folded_processes()
     }
 
     pub fn live_threads(&self) -> usize {
@@ -381,7 +350,9 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracer_common::{OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE};
+    use tracer_common::{OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE};
+
+    use crate::model::hist::Buckets;
 
     use crate::model::names::Offline;
 
@@ -477,6 +448,27 @@ mod tests {
         assert!(agg.runq.by_thread.is_empty());
         assert_eq!(agg.take_runq().system.count(), 3);
         assert_eq!(agg.runq.system.count(), 0);
+    }
+
+    #[test]
+    fn settling_bounds_exited_processes_and_keeps_their_totals() {
+        let mut agg = aggregator(HistogramScope { per_process: true, per_thread: false });
+        let processes = MAX_EXITED_PROCESSES as u32 + 10;
+        for tgid in 1..=processes {
+            agg.on_runq_event(&RunqEvent { tid: tgid, tgid, latency_ns: 1_000, ..Default::default() });
+            let mut stats = ThreadStats { tgid, ..Default::default() };
+            stats.totals.on_cpu_ns = u64::from(tgid);
+            agg.on_thread_exit(&ThreadExit { tid: tgid, _pad: 0, exit_ns: 0, stats });
+        }
+        agg.settle();
+        let by_process = agg.processes();
+        assert!(by_process.len() <= MAX_EXITED_PROCESSES, "{} processes", by_process.len());
+        let on_cpu: u64 = by_process.values().flatten().map(|t| t.totals.on_cpu_ns).sum();
+        assert_eq!(on_cpu, u64::from(processes) * u64::from(processes + 1) / 2, "nothing lost");
+        assert!(by_process.contains_key(&0) && !by_process.contains_key(&1), "the least busy are summed");
+        assert_eq!(agg.runq.by_process.values().map(Buckets::count).sum::<u64>(), u64::from(processes));
+        assert_eq!(agg.runq.by_process.len(), by_process.len(), "histograms follow their processes");
+        assert_eq!(agg.exited_processes_folded() as usize, processes as usize + 1 - by_process.len());
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub struct IntervalView {
     pub runq: RunqHistograms,
     pub kernel: KernelStats,
     /// Per thread, keyed by (TGID, TID): totals accrued during the
-    /// interval. TID 0 is a process's row of folded exited threads.
+    /// interval. TID 0 is a process's row of folded exited threads, (0, 0)
+    /// the entry of folded exited processes.
     pub totals: HashMap<(u32, u32), ThreadTotals>,
 }
 
@@ -22,6 +23,8 @@ pub struct IntervalView {
 /// the JSON report.
 #[derive(Default)]
 pub struct Intervals {
+    /// What the report of the whole run shows (see
+    /// `RunqHistograms::merge_whole_run`).
     pub whole_run: RunqHistograms,
     kernel_before: KernelStats,
     totals_before: HashMap<(u32, u32), ThreadTotals>,
@@ -30,7 +33,8 @@ pub struct Intervals {
 impl Intervals {
     pub fn next(&mut self, agg: &mut Aggregator) -> IntervalView {
         let runq = agg.take_runq();
-        self.whole_run.merge(&runq);
+        self.whole_run.fold_processes(&agg.take_folded_processes());
+        self.whole_run.merge_whole_run(&runq);
         let kernel = agg.kernel.since(&self.kernel_before);
         self.kernel_before = agg.kernel.clone();
         let mut totals = HashMap::new();
@@ -64,7 +68,7 @@ impl Intervals {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::{ThreadExit, ThreadStats};
+    use tracer_common::{RunqEvent, ThreadExit, ThreadStats};
 
     use super::*;
     use crate::model::{aggregate::HistogramScope, names::Offline};
@@ -94,5 +98,37 @@ mod tests {
         assert_eq!(second.totals[&(10, 0)].on_cpu_ns, 30, "folded: 130 minus the 100 shown before");
         let third = intervals.next(&mut agg);
         assert!(third.totals.values().all(|t| t.on_cpu_ns == 0), "nothing new");
+    }
+
+    fn exit(agg: &mut Aggregator, tid: u32, tgid: u32, on_cpu_ns: u64) {
+        let mut stats = ThreadStats { tgid, ..Default::default() };
+        stats.totals.on_cpu_ns = on_cpu_ns;
+        agg.on_thread_exit(&ThreadExit { tid, _pad: 0, exit_ns: 0, stats });
+    }
+
+    #[test]
+    fn folded_rows_and_processes_are_not_counted_twice() {
+        let scope = HistogramScope { per_process: true, per_thread: false };
+        let mut agg = Aggregator::new(scope, 0, Box::new(Offline));
+        agg.limit_exited_threads(1);
+        let mut intervals = Intervals::default();
+        exit(&mut agg, 11, 10, 100);
+        exit(&mut agg, 21, 20, 50);
+        agg.on_runq_event(&RunqEvent { tid: 21, tgid: 20, latency_ns: 7, ..Default::default() });
+        let first = intervals.next(&mut agg);
+        assert_eq!((first.totals[&(10, 11)].on_cpu_ns, first.totals[&(20, 21)].on_cpu_ns), (100, 50));
+
+        // 12 pushes 11 into process 10's other row: only 12's time is new.
+        exit(&mut agg, 12, 10, 300);
+        let second = intervals.next(&mut agg);
+        let shown: u64 = second.totals.values().map(|t| t.on_cpu_ns).sum();
+        assert_eq!(shown, 300);
+
+        // Process 20 is folded into PID 0: nothing new, histograms moved.
+        agg.fold_exited_processes(0, |pid| pid == 10);
+        let third = intervals.next(&mut agg);
+        assert_eq!(third.totals[&(0, 0)].on_cpu_ns, 0);
+        assert_eq!(intervals.whole_run.by_process[&0].count(), 1);
+        assert!(!intervals.whole_run.by_process.contains_key(&20));
     }
 }

@@ -12,6 +12,7 @@ pub mod join;
 pub mod kstats;
 pub mod losses;
 pub mod names;
+pub mod runq;
 pub mod spans;
 pub mod thread;
 pub mod timeline;

@@ -9,4 +9,7 @@ pub struct ThreadRecord {
     pub comm: String,
     pub totals: ThreadTotals,
     pub exited: bool,
+    /// Exited threads summed into this row (TID 0, see `model::exited`);
+    /// 0 for a thread's own row.
+    pub folded: u64,
 }

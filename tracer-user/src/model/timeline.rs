@@ -44,6 +44,11 @@ pub struct TimelineHeader {
     pub last_monotonic_ns: u64,
     /// Events the kernel could not stream (ring buffer full).
     pub events_lost: u64,
+    /// Why the timeline stopped before the recording ended (a size limit,
+    /// a disk running out of space), at `last_monotonic_ns`; absent when it
+    /// covers the whole recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
 }
 
 /// A thread entered `state` (`TIMELINE_ON_CPU`, `TIMELINE_RUNNABLE` or an
@@ -374,6 +379,7 @@ pub(crate) mod fixtures {
             first_monotonic_ns: T0,
             last_monotonic_ns: T0 + 12 * MS,
             events_lost: 0,
+            truncated: None,
         }
     }
 

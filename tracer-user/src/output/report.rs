@@ -136,11 +136,18 @@ impl BlockIoJson {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ThreadJson {
     pub tid: u32,
     pub comm: String,
     pub exited: bool,
+    /// On a row summing exited threads (`tid` 0): how many it sums.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folded_threads: u64,
     #[serde(flatten)]
     pub totals: Totals,
 }
@@ -154,6 +161,9 @@ pub struct ProcessJson {
     pub pid: u32,
     pub comm: String,
     pub exited: bool,
+    /// On the entry summing exited processes (`pid` 0): how many it sums.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub folded_processes: u64,
     #[serde(flatten)]
     pub totals: Totals,
     pub threads: Vec<ThreadJson>,
@@ -169,6 +179,8 @@ struct ProcessFields {
     pid: u32,
     comm: String,
     exited: bool,
+    #[serde(default)]
+    folded_processes: u64,
     #[serde(flatten)]
     totals: Totals,
     threads: Vec<ThreadJson>,
@@ -207,6 +219,7 @@ impl<'de> Deserialize<'de> for ProcessJson {
                     pid: rest.pid,
                     comm: rest.comm,
                     exited: rest.exited,
+                    folded_processes: rest.folded_processes,
                     totals: rest.totals,
                     threads: rest.threads,
                     histograms: rest.histograms,
@@ -255,6 +268,10 @@ pub struct Report {
 pub struct ReportMeta {
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
+    /// Written while recording (`record --checkpoint`): the recording
+    /// went on after `end_unix_ns`; the final report lacks the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpoint: bool,
     pub probe_mode: Cow<'static, str>,
     pub filters: Filters,
     pub traced: Traced,
@@ -286,12 +303,21 @@ impl Report {
         let empty = Buckets::default();
         let no_off_cpu = OffCpuHistograms::default();
         let by_thread = meta.syscalls_by_thread;
+        let processes = agg.processes();
+        // Syscalls and block I/O of processes summed into the "other exited
+        // processes" entry are summed there too; those of no known process
+        // (TGID 0: block I/O submitted from interrupts) stay out of them.
+        let entry_of = |pid: u32| match pid {
+            0 => u32::MAX,
+            _ if processes.contains_key(&pid) || !processes.contains_key(&0) => pid,
+            _ => 0,
+        };
         let mut syscalls_of: std::collections::BTreeMap<u32, Vec<SyscallJson>> = Default::default();
-        for ((pid, nr), stats) in agg.kernel.syscalls(|id| if by_thread { agg.process_of(id) } else { id }) {
+        for ((pid, nr), stats) in agg.kernel.syscalls(|id| entry_of(if by_thread { agg.process_of(id) } else { id })) {
             syscalls_of.entry(pid).or_default().push(syscall_json(nr, &stats));
         }
         let mut block_of: std::collections::BTreeMap<u32, Vec<BlockIoJson>> = Default::default();
-        for ((pid, dev, op), io) in agg.kernel.block_io(|tgid| tgid) {
+        for ((pid, dev, op), io) in agg.kernel.block_io(entry_of) {
             block_of.entry(pid).or_default().push(BlockIoJson::new(disk_name(dev), op, &io));
         }
         let block_io = agg
@@ -300,8 +326,7 @@ impl Report {
             .into_iter()
             .map(|((_, dev, op), io)| BlockIoJson::new(disk_name(dev), op, &io))
             .collect();
-        let processes = agg
-            .processes()
+        let processes = processes
             .into_iter()
             .map(|(pid, threads)| {
                 let mut totals = Totals::default();
@@ -314,6 +339,7 @@ impl Report {
                     pid,
                     comm: leader.map(|t| t.comm.clone()).unwrap_or_default(),
                     exited: threads.iter().all(|t| t.exited),
+                    folded_processes: if pid == 0 { agg.exited_processes_folded() } else { 0 },
                     totals,
                     threads: threads
                         .iter()
@@ -324,6 +350,7 @@ impl Report {
                                 tid: t.tid,
                                 comm: t.comm.clone(),
                                 exited: t.exited,
+                                folded_threads: t.folded,
                                 totals,
                             }
                         })
@@ -406,6 +433,7 @@ mod tests {
         let meta = ReportMeta {
             start_unix_ns: 1,
             end_unix_ns: 2,
+            checkpoint: false,
             probe_mode: "tp_btf".into(),
             filters: Filters { pids: vec![42], tid: None, cgroup: Some("/sys/fs/cgroup/x".into()), children: false },
             traced: Traced { syscalls: true, block_io: true },

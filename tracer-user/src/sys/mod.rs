@@ -5,4 +5,5 @@ pub mod cgroup;
 pub mod clock;
 pub mod disks;
 pub mod procfs;
+pub mod space;
 pub mod tracefs;

@@ -1,14 +1,14 @@
 //! State of the live view and how keys change it. Nothing here touches the
 //! terminal or the kernel, so every key's effect is unit-tested.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Detail, Metric, Model, ProcessRow};
-use crate::model::spans::SpanRecord;
+use crate::model::{aggregate::Aggregator, spans::SpanRecord};
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
@@ -244,6 +244,20 @@ impl App {
         self.model = model;
         let shown = self.visible_rows().len();
         self.selected = self.selected.min(shown.saturating_sub(1));
+    }
+
+    /// Drops what the view no longer shows, so that churn cannot grow it:
+    /// exited processes that have left the table are folded into the
+    /// "other exited processes" entry (a `w` report still counts them), and
+    /// their p99 histories go.
+    pub fn forget_unshown(&mut self, agg: &mut Aggregator) {
+        let shown: HashSet<u32> = (self.model.rows.iter().map(|r| r.pid))
+            .chain(self.detail_pid())
+            .chain(self.detail.as_ref().map(|d| d.pid))
+            .collect();
+        agg.fold_exited_processes(0, |pid| shown.contains(&pid));
+        let live = agg.live_processes();
+        self.history.retain(|(pid, _), _| shown.contains(pid) || live.contains(pid));
     }
 
     /// Maps a key to an action for the current mode.

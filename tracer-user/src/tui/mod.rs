@@ -102,6 +102,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                     session.probes.losses().runq_events,
                 );
                 app.update(model);
+                app.forget_unshown(&mut session.agg);
                 app.add_spans(session.agg.take_spans());
                 dirty = true;
             }

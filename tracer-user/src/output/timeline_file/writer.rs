@@ -73,6 +73,16 @@ impl TimelineWriter {
         self.events
     }
 
+    /// Bytes written so far, about: the compressor holds some back.
+    pub fn bytes(&self) -> u64 {
+        super::PREFIX_LEN + self.encoder.total_out()
+    }
+
+    /// Where the finished file goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn write_error(&self, source: std::io::Error) -> TimelineError {
         TimelineError::Write { path: self.path.display().to_string(), source }
     }
