@@ -297,7 +297,8 @@ pub struct JoinArgs {
     pub timeline: PathBuf,
 
     /// Spans: JSON lines (`span_id`, `name`, `tid`, `start_unix_ns`,
-    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON.
+    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON; `-` reads them
+    /// from standard input.
     #[arg(long, value_name = "FILE")]
     pub spans: PathBuf,
 
