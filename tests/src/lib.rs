@@ -158,7 +158,9 @@ impl Tracer {
             out.read_to_string(&mut stdout).expect("reading tracer stdout");
         }
         let status = self.child.wait().expect("waiting for tracer");
-        self.stderr_seen.extend(self.stderr.try_iter());
+        // To the end of the pipe: lines tracer wrote just before exiting
+        // may not have reached the channel yet (try_iter missed them).
+        self.stderr_seen.extend(self.stderr.iter());
         (status, stdout, std::mem::take(&mut self.stderr_seen))
     }
 }

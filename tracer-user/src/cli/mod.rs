@@ -81,14 +81,24 @@ pub struct TuiArgs {
     #[arg(long)]
     pub syscalls: bool,
 
-    /// Refresh interval in seconds.
+    /// Refresh interval in seconds, from 0.25 to 3600.
     #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0,
           value_parser = parse_interval)]
     pub interval: f64,
 }
 
+/// The live view's refresh interval, in seconds: from its fastest `-`
+/// step (tui::app::INTERVALS_MS) to an hour, past which nothing is live.
+/// (A millisecond, what any other duration may be, redraws the screen and
+/// re-reads every thread a thousand times a second.)
+pub const LIVE_INTERVAL_SECS: (f64, f64) = (0.25, 3600.0);
+
 fn parse_interval(text: &str) -> Result<f64, String> {
-    parse_seconds(text).map(|d| d.as_secs_f64())
+    let (shortest, longest) = LIVE_INTERVAL_SECS;
+    match text.parse::<f64>() {
+        Ok(secs) if (shortest..=longest).contains(&secs) => Ok(secs),
+        _ => Err(format!("`{text}`: the refresh interval must be from {shortest} to {longest} seconds")),
+    }
 }
 
 /// Which tasks to trace; filters run in the kernel on the measured task.
@@ -158,7 +168,8 @@ pub struct SyscallsArgs {
     pub latency: bool,
 
     /// Show the N syscalls with the most total time.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top: usize,
 
     /// Only these syscalls (repeat for several), by name.
@@ -303,7 +314,8 @@ pub struct JoinArgs {
     pub timeline: PathBuf,
 
     /// Spans: JSON lines (`span_id`, `name`, `tid`, `start_unix_ns`,
-    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON.
+    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON; `-` reads them
+    /// from standard input.
     #[arg(long, value_name = "FILE")]
     pub spans: PathBuf,
 
@@ -512,6 +524,17 @@ mod tests {
             assert!(parse(&["spans", "-p", "1", &format!("--slow={slow}")]).is_err(), "--slow {slow}");
         }
         assert!(parse(&["spans", "-p", "1", "--slow", "0"]).is_ok());
+    }
+
+    #[test]
+    fn the_live_view_refreshes_from_a_quarter_second_to_an_hour() {
+        for bad in ["0.1", "0.001", "3601", "1e30", "NaN", "0"] {
+            let err = parse(&[&format!("--interval={bad}")]).unwrap_err().to_string();
+            assert!(err.contains("must be from 0.25 to 3600 seconds"), "{bad}: {err}");
+        }
+        assert!(parse(&["-i", "0.25"]).is_ok() && parse(&["-i", "3600"]).is_ok());
+        let err = parse(&["syscalls", "--top", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--top"), "a table of no rows: {err}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{self, BufRead, BufReader, BufWriter, Write},
+    ops::ControlFlow,
+    path::Path,
 };
 
 use anyhow::{Context, Result};
@@ -36,7 +38,7 @@ pub fn join(args: &JoinArgs) -> Result<()> {
     }
     let timeline = timeline_file::read(&args.timeline).context("loading the timeline")?;
     let reading = || format!("reading spans from {}", args.spans.display());
-    let spans = BufReader::new(File::open(&args.spans).with_context(reading)?);
+    let spans = open(&args.spans).with_context(reading)?;
     let writing = |path: &std::path::Path| format!("writing span records to {}", path.display());
     let tally = match &args.json {
         Some(path) => {
@@ -54,6 +56,18 @@ pub fn join(args: &JoinArgs) -> Result<()> {
     Ok(())
 }
 
+/// The spans input: `-` is standard input; any other path is opened as a
+/// file, a FIFO or a device included.
+fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+    if atomic::is_stdout(path) {
+        return Ok(Box::new(BufReader::with_capacity(READ_BUFFER, io::stdin().lock())));
+    }
+    Ok(Box::new(BufReader::with_capacity(READ_BUFFER, File::open(path)?)))
+}
+
+/// Reads of the spans input: large, since a pipe or a big file is read through.
+const READ_BUFFER: usize = 64 << 10;
+
 /// Each span is read, joined and written before the next, so memory stays
 /// bounded whatever the size of the input (at most one line, or one
 /// multi-line OTLP document, is held: `model::join::input`).
@@ -68,13 +82,17 @@ fn stream(
     let mut tally = Tally::default();
     let mut failure = None;
     input::read(spans, &mut |at, span| {
-        let Some(record) = joiner.add(at, span) else { return };
+        let Some(record) = joiner.add(at, span) else { return ControlFlow::Continue(()) };
         tally.joined += 1;
         *tally.verdicts.entry(record.verdict).or_default() += 1;
-        if failure.is_none()
-            && let Err(err) = write_line(out, &record)
-        {
-            failure = Some(err);
+        match write_line(out, &record) {
+            Ok(()) => ControlFlow::Continue(()),
+            // A closed pipe (`| head`) ends the reading too, rather than
+            // joining the rest of the input for nothing.
+            Err(err) => {
+                failure = Some(err);
+                ControlFlow::Break(())
+            }
         }
     })
     .with_context(reading)?;

@@ -66,6 +66,29 @@ fn a_huge_trailer_length_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Within the bound, a length read from a damaged file costs nothing
+/// either: the trailer is parsed as it is read and fails at its first byte
+/// (read into a buffer first, all 512 MiB of this hole would be allocated
+/// and read).
+#[test]
+fn a_damaged_trailer_is_refused_at_its_first_byte() {
+    let dir = scratch_dir("hole-trailer");
+    let path = dir.join("t.timeline");
+    let trailer_len = MAX_TRAILER / 2;
+    let mut bytes = framed_bytes(&[], trailer_len);
+    let footer = bytes.split_off(bytes.len() - 16);
+    let file = std::fs::File::create(&path).unwrap();
+    let len = trailer_len + 32;
+    file.set_len(len).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &footer, len - 16).unwrap();
+    let started = std::time::Instant::now();
+    let err = read(&path).unwrap_err().to_string();
+    assert!(err.contains("corrupt timeline file: header: "), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 

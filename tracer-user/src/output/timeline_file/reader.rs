@@ -10,10 +10,11 @@ use flate2::read::ZlibDecoder;
 use super::{END_MAGIC, FOOTER_LEN, FORMAT_VERSION, MAGIC, PREFIX_LEN, RECORD_LEN, TimelineError, Trailer, decode, read_up_to};
 use crate::model::timeline::Timeline;
 
-/// The largest trailer read (the header and the names of the processes
-/// seen: kilobytes in practice). Its length comes from the file itself, so
-/// it is bounded before anything is allocated for it.
-pub const MAX_TRAILER: u64 = 64 << 20;
+/// The largest trailer read. Its length comes from the file itself, so a
+/// damaged file could claim any length its size allows. The header holds a
+/// clock pair per second of recording (about 60 bytes): a quiet process
+/// recorded for a month has a 150 MiB trailer, so the bound is well above.
+pub const MAX_TRAILER: u64 = 1 << 30;
 
 /// Reads a timeline file back, checking its framing, version and event count.
 pub fn read(path: &Path) -> Result<Timeline, TimelineError> {
@@ -57,11 +58,12 @@ pub fn read(path: &Path) -> Result<Timeline, TimelineError> {
     if trailer_len > MAX_TRAILER {
         return Err(corrupt(format!("a trailer of {trailer_len} bytes, more than the {MAX_TRAILER} a timeline can have")));
     }
-    let mut json = vec![0u8; trailer_len as usize];
-    file.seek(SeekFrom::Start(PREFIX_LEN + events_len))
-        .and_then(|_| file.read_exact(&mut json))
-        .map_err(read_error)?;
-    let trailer: Trailer = serde_json::from_slice(&json).map_err(|e| corrupt(format!("header: {e}")))?;
+    // Parsed as it is read rather than read into a buffer of the length
+    // found: a damaged trailer fails at its first wrong byte, before
+    // anything of its length is allocated.
+    file.seek(SeekFrom::Start(PREFIX_LEN + events_len)).map_err(read_error)?;
+    let trailer: Trailer = serde_json::from_reader(BufReader::new((&mut file).take(trailer_len)))
+        .map_err(|e| corrupt(format!("header: {e}")))?;
     if trailer.header.clock_pairs.is_empty() {
         return Err(corrupt("the header has no clock pairs".into()));
     }
