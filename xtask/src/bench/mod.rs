@@ -12,7 +12,12 @@
 //!   untraced and with `tracer spans --http` on its worker;
 //! * live view: CPU used by `tracer` (the TUI, in tmux, refreshing every
 //!   second) and by `tracer record`, with 1,000 processes alive;
-//! * memory: peak RSS of `tracer record` while 10,000 threads are tracked.
+//! * memory: peak RSS of `tracer record` while 10,000 threads are tracked;
+//! * start-up: how long `tracer record` takes to start, the kernel's per-CPU
+//!   memory it holds while recording, and the kernel-worker runs its start
+//!   and stop cause (what a user comparing /proc schedstat sees);
+//! * churn: RSS and CPU of `tracer record` (system-wide and `--pid`) while
+//!   a process starts and ends 10,000 threads a second for 10 minutes.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -25,6 +30,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{setup, util};
+
+mod churn;
+mod memory;
+mod startup;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -46,6 +55,12 @@ pub struct BenchArgs {
     /// Seconds each live-view measurement lasts.
     #[arg(long, default_value_t = 20)]
     pub tui_seconds: u64,
+    /// Threads started and ended per second in the churn benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    pub churn_rate: u32,
+    /// How long the churn benchmark churns, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub churn_seconds: u64,
     /// Run only these benchmarks (repeatable; default: all).
     #[arg(long, value_enum)]
     pub only: Vec<Bench>,
@@ -59,6 +74,8 @@ pub enum Bench {
     Http,
     Tui,
     Memory,
+    Startup,
+    Churn,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -433,7 +450,7 @@ fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
 }
 
 /// CPU time (user + system) of a process so far, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are 14, 15.
     let after = stat.rsplit_once(')').context("malformed stat")?.1;
@@ -514,44 +531,6 @@ fn tui_cost(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     result
 }
 
-fn rss_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("{field} missing for pid {pid}"))
-}
-
-fn memory(built: &setup::Built, args: &BenchArgs) -> Result<()> {
-    let mut load = Command::new(&built.load_helper);
-    load.args(["sleepers", &args.threads.to_string(), "1000"]);
-    let load = Background::start(load, "ready")?;
-    let report = std::env::temp_dir().join("tracer-bench-memory.json");
-    let mut cmd = Command::new(&built.tracer);
-    cmd.args(["record", "--out"]).arg(&report);
-    let tracer = Background::start(cmd, "Recording")?;
-    std::thread::sleep(Duration::from_secs(5));
-    let peak = rss_kib(tracer.pid(), "VmHWM:")?;
-    tracer.stop()?;
-    let text = std::fs::read_to_string(&report)?;
-    // Untyped on purpose, unlike the tests: xtask installs bpf-linker, so it
-    // cannot depend on tracer-user, whose build script needs bpf-linker for
-    // the eBPF object; a crate of report types alone is not worth one count.
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    let threads: usize = json["processes"]
-        .as_array()
-        .map(|ps| ps.iter().map(|p| p["threads"].as_array().map_or(0, Vec::len)).sum())
-        .unwrap_or(0);
-    let _ = std::fs::remove_file(&report);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(load.pid() as i32, libc::SIGKILL) };
-    println!("\n| threads tracked | tracer peak RSS (VmHWM) |");
-    println!("|---|---|");
-    println!("| {threads} | {:.1} MiB |", peak as f64 / 1024.0);
-    Ok(())
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("benchmarks load eBPF programs: run `sudo -E cargo xtask bench` or as root");
@@ -591,8 +570,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if wanted(Bench::Memory) {
         util::step(&format!("memory: tracer record with {} sleeping threads", args.threads), || {
-            memory(&built, args)
+            memory::memory(&built, args)
         })?;
+    }
+    if wanted(Bench::Startup) {
+        util::step(&format!("start-up: time, per-CPU memory and kernel-worker runs x {} alternating rounds", args.rounds), || {
+            startup::startup(&built, args)
+        })?;
+    }
+    if wanted(Bench::Churn) {
+        util::step(
+            &format!("churn: {} threads/s for {} s under tracer record, sampled every 10 s", args.churn_rate, args.churn_seconds),
+            || churn::churn(&built, args),
+        )?;
     }
     Ok(())
 }
