@@ -205,22 +205,30 @@ fn kernel_worker_switches_match_schedstat(probes: &str) {
             "kernel worker {tid}: {switches} switches in the report, the kernel counted {runs_inside} runs inside \
              the recording and {runs_around} around it ({probes})"
         );
+        // Each run began after a wait for a CPU or a wake-up on an idle one.
+        let starts = t.runq_waits + t.idle_wakeups;
         assert!(
-            t.runq_waits >= runs_inside && t.runq_waits <= runs_around + 1,
-            "kernel worker {tid}: {} run-queue waits, {runs_inside}..{runs_around} runs ({probes})",
-            t.runq_waits
+            starts >= runs_inside && starts <= runs_around + 1,
+            "kernel worker {tid}: {} run-queue waits and {} idle wake-ups, {runs_inside}..{runs_around} runs \
+             ({probes})",
+            t.runq_waits,
+            t.idle_wakeups
         );
-        // Runs this short are mostly the CPU leaving idle, which the kernel
-        // charges as CPU time and tracer as the wait for the CPU (issue 15):
-        // only their sum is bounded below by the kernel's CPU time.
+        // A worker woken by the writer on the writer's own CPU preempts it:
+        // the kernel then reuses the clock read at the wakeup for the
+        // switch, so it charges the worker's CPU clock from the wakeup on,
+        // while tracer counts the writer's last microseconds as the wait
+        // they were. Runs this short are mostly that: only the sum of
+        // running and waiting is bounded below by the kernel's CPU time.
         let on_inside = last.on_cpu_ns - first.on_cpu_ns;
         let on_around = end.on_cpu_ns - start.on_cpu_ns;
         let on_or_waiting = t.on_cpu_ns + t.runq_wait_ns + t.unaccounted_ns;
         assert!(
             on_or_waiting >= on_inside && t.on_cpu_ns <= on_around,
-            "kernel worker {tid}: {} ns on a CPU and {} waiting for one, the kernel counted {on_inside} ns on a CPU \
-             inside and {on_around} around ({probes})",
+            "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle) and {} waiting for one, the kernel \
+             counted {on_inside} ns on a CPU inside and {on_around} around ({probes})",
             t.on_cpu_ns,
+            t.wakeup_idle_ns,
             t.runq_wait_ns
         );
     }
@@ -239,5 +247,59 @@ fn kernel_worker_switches_match_schedstat_btf() {
 fn kernel_worker_switches_match_schedstat_classic_tracepoints() {
     if bpf_available("kernel_worker_switches_match_schedstat_classic_tracepoints") {
         kernel_worker_switches_match_schedstat("tracepoint");
+    }
+}
+
+/// A thread that sleeps 1 ms and computes 20 µs, 3,000 times (most servers
+/// look like this): tracer's on-CPU equals the thread's own CPU clock within
+/// 1% (BTF probes), because the CPU leaving idle after each wakeup, which the kernel
+/// charges to the thread, is on-CPU time (`wakeup_idle_ns`), not a wait for
+/// a CPU, and nobody is blamed for it.
+fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
+    const ROUNDS: u64 = 3_000;
+    let dir = temp_dir(&format!("sleepy-{probes}"));
+    let out = dir.join("report.json");
+    let mut load = Load::start(&["sleepwork", &ROUNDS.to_string(), "1000", "20"]);
+    let tracer =
+        Tracer::start(&["record", "--probes", probes, "--pid", &load.pid().to_string(), "--out", out.to_str().unwrap()]);
+    let clock_ns: u64 = load.run_work().parse().expect("CPU clock delta");
+    let report = tracer.report(Some(libc::SIGINT), &out);
+    let t = &thread(process(&report, load.pid()), load.pid()).totals;
+    let wakeups = t.idle_wakeups + t.runq_waits;
+    assert!(wakeups >= ROUNDS, "{wakeups} wakeups seen for {ROUNDS} sleeps ({probes})");
+    assert!(
+        t.idle_wakeups * 10 >= ROUNDS * 9,
+        "a lone sleeper wakes on an idle CPU: {} of {ROUNDS} wakeups were on one ({probes})",
+        t.idle_wakeups
+    );
+    assert!(t.wakeup_idle_ns > 0 && t.wakeup_idle_ns < t.on_cpu_ns, "{t:?}");
+    // Classic tracepoints run after the perf event's record is built, so
+    // their clock reads lag the kernel's by a varying fraction of a
+    // microsecond per switch, and they are skipped while another classic
+    // program runs on the CPU (gaps they cannot split without the task's
+    // counters): 3% there, as in the contention test; 1% with BTF probes.
+    let tolerance = if probes == "btf" { 0.01 } else { 0.03 };
+    assert_close_given_unaccounted(
+        &format!("on-CPU of a sleepy thread against its CPU clock ({probes})"),
+        t.on_cpu_ns,
+        t.unaccounted_ns,
+        clock_ns,
+        tolerance,
+        0,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sleepy_thread_on_cpu_matches_its_clock_btf() {
+    if bpf_available("sleepy_thread_on_cpu_matches_its_clock_btf") {
+        sleepy_thread_on_cpu_matches_its_clock("btf");
+    }
+}
+
+#[test]
+fn sleepy_thread_on_cpu_matches_its_clock_classic_tracepoints() {
+    if bpf_available("sleepy_thread_on_cpu_matches_its_clock_classic_tracepoints") {
+        sleepy_thread_on_cpu_matches_its_clock("tracepoint");
     }
 }

@@ -44,6 +44,9 @@ pub const THREAD_KERNEL_SAMPLED: u32 = 1 << 2;
 /// The thread wrote an HTTP response on `http_fd`; its span ends at the
 /// thread's first syscall that is not another write to that connection.
 pub const THREAD_HTTP_RESPONDING: u32 = 1 << 3;
+/// The thread's current run began with a wake-up on an idle CPU: the time
+/// since `woken_at_ns` is in `wakeup_idle_ns`, not `runq_wait_ns`.
+pub const THREAD_WOKEN_ON_IDLE: u32 = 1 << 4;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 

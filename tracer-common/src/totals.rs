@@ -26,14 +26,14 @@ macro_rules! thread_totals {
             /// What accrued between `earlier` and `self` (a span, an interval).
             #[inline(always)]
             pub fn since(&self, earlier: &ThreadTotals) -> ThreadTotals {
-                ThreadTotals { $($field: self.$field.saturating_sub(earlier.$field)),* }
+                ThreadTotals { $($field: saturating_difference(self.$field, earlier.$field)),* }
             }
 
             /// `*self = later.since(earlier)`, written field by field in place
             /// (the BPF stack has no room for a temporary in the larger programs).
             #[inline(always)]
             pub fn set_since(&mut self, later: &ThreadTotals, earlier: &ThreadTotals) {
-                $(self.$field = later.$field.saturating_sub(earlier.$field);)*
+                $(self.$field = saturating_difference(later.$field, earlier.$field);)*
             }
 
             /// Each total with its field name, in declaration order.
@@ -53,6 +53,18 @@ macro_rules! thread_totals {
             }
         }
     };
+}
+
+/// `later.saturating_sub(earlier)` without a branch. The kernel programs
+/// difference every total of a span at once; a branch per total doubles the
+/// paths the BPF verifier walks with each total added (the HTTP syscall exit
+/// program reached its million-instruction limit at 15 totals).
+#[inline(always)]
+pub const fn saturating_difference(later: u64, earlier: u64) -> u64 {
+    let difference = later.wrapping_sub(earlier);
+    // The borrow out of the top bit: 1 when `earlier > later`.
+    let borrow = ((!later & earlier) | (!(later ^ earlier) & difference)) >> 63;
+    difference & borrow.wrapping_sub(1)
 }
 
 thread_totals! {
@@ -84,6 +96,14 @@ thread_totals! {
         /// did not report that the kernel's counters could not place either
         /// (see `Counter::AccountingGaps`).
         pub unaccounted_ns: u64,
+        /// The part of `on_cpu_ns` between a wakeup and the switch-in on a
+        /// CPU that was idle: the CPU leaving idle (on a VM, the hypervisor
+        /// running the virtual CPU again). The kernel charges it to the
+        /// thread's own CPU clock, and nobody else held the CPU, so it is
+        /// neither a wait for a CPU nor anyone's fault.
+        pub wakeup_idle_ns: u64,
+        /// Wake-ups that found their CPU idle (not counted in `runq_waits`).
+        pub idle_wakeups: u64,
     }
 }
 const _: () = assert!(size_of::<ThreadTotals>() == ThreadTotals::FIELD_COUNT * 8);
@@ -103,10 +123,29 @@ mod tests {
     fn values_follow_the_declaration_order() {
         let totals = sample();
         assert_eq!(totals.on_cpu_ns, 100);
-        assert_eq!(totals.unaccounted_ns, 100 * ThreadTotals::FIELD_COUNT as u64);
+        assert_eq!(totals.idle_wakeups, 100 * ThreadTotals::FIELD_COUNT as u64);
         assert_eq!(ThreadTotals::from_values(totals.values()), totals);
         assert_eq!(totals.fields()[1], ("runq_wait_ns", 200));
         assert_eq!(ThreadTotals::ZERO, ThreadTotals::default());
+    }
+
+    #[test]
+    fn saturating_difference_is_saturating_sub() {
+        let edges = [0, 1, 2, 1 << 62, (1 << 63) - 1, 1 << 63, (1 << 63) + 1, u64::MAX - 1, u64::MAX];
+        for &later in &edges {
+            for &earlier in &edges {
+                assert_eq!(super::saturating_difference(later, earlier), later.saturating_sub(earlier), "{later} - {earlier}");
+            }
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (later, earlier) = (x, x.rotate_left(23) >> (x % 64));
+            assert_eq!(super::saturating_difference(later, earlier), later.saturating_sub(earlier));
+            assert_eq!(super::saturating_difference(earlier, later), earlier.saturating_sub(later));
+        }
     }
 
     #[test]

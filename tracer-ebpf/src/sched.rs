@@ -8,7 +8,7 @@
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RunqEvent, TASK_COMM_LEN, THREAD_DEAD,
-    THREAD_KERNEL_SAMPLED, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
+    THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{
@@ -416,9 +416,17 @@ pub fn own_totals_now(stats: &ThreadStats) -> (ThreadTotals, u64) {
 }
 
 /// The thread got a CPU. Returns the run-queue wait that just ended.
-/// `task` is the kernel's task when readable.
+/// `task` is the kernel's task when readable; `from_idle` says this CPU was
+/// running its idle task until now.
 #[inline(always)]
-pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task: Option<TaskPtr>) -> Option<Waited> {
+pub fn on_switch_in(
+    tid: u32,
+    stats: &mut ThreadStats,
+    now: u64,
+    cpu: u32,
+    task: Option<TaskPtr>,
+    from_idle: bool,
+) -> Option<Waited> {
     let mut waited = None;
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         // The mirror of the gap in on_switch_out: no switch-out was reported
@@ -437,7 +445,19 @@ pub fn on_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, cpu: u32, task:
     }
     stats.woken_at_ns = 0;
     stats.last_wait_ns = 0;
-    if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
+    stats.flags &= !THREAD_WOKEN_ON_IDLE;
+    let woken = stats.runnable_since_ns != 0 && stats.off_cpu_state != OffCpuState::Preempted as u32;
+    if woken && from_idle && now >= stats.runnable_since_ns {
+        // Woken onto an idle CPU: until now the CPU was leaving idle. The
+        // kernel starts the thread's CPU clock at the wakeup (the switch
+        // reuses the clock read there), so this is CPU time, and no wait.
+        let leaving_idle = now - stats.runnable_since_ns;
+        stats.totals.on_cpu_ns += leaving_idle;
+        stats.totals.wakeup_idle_ns += leaving_idle;
+        stats.totals.idle_wakeups += 1;
+        stats.woken_at_ns = stats.runnable_since_ns;
+        stats.flags |= THREAD_WOKEN_ON_IDLE;
+    } else if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
         stats.last_wait_ns = wait;
         stats.totals.runq_wait_ns += wait;

@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState, THREAD_IN_SPAN, ThreadStats,
-    ThreadTotals, TopEntry,
+    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState, THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE,
+    ThreadStats, ThreadTotals, TopEntry,
 };
 
 use crate::{
@@ -78,8 +78,15 @@ pub fn open(
         // span's (the thread has run on this CPU without a switch since, so
         // its totals are still those of the switch-in).
         base = stats.totals;
-        base.runq_wait_ns = base.runq_wait_ns.saturating_sub(got_cpu - woken_at);
-        base.runq_waits = base.runq_waits.saturating_sub(1);
+        let waited = got_cpu - woken_at;
+        if stats.flags & THREAD_WOKEN_ON_IDLE != 0 {
+            base.on_cpu_ns = base.on_cpu_ns.saturating_sub(waited);
+            base.wakeup_idle_ns = base.wakeup_idle_ns.saturating_sub(waited);
+            base.idle_wakeups = base.idle_wakeups.saturating_sub(1);
+        } else {
+            base.runq_wait_ns = base.runq_wait_ns.saturating_sub(waited);
+            base.runq_waits = base.runq_waits.saturating_sub(1);
+        }
         start = woken_at;
         slices::for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
     }

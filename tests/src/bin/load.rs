@@ -20,6 +20,10 @@
 //!                                     SIGINT or SIGTERM
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
+//!   tracer-load sleepwork N SLEEP_US WORK_US
+//!                                     N rounds of sleeping SLEEP_US then computing
+//!                                     WORK_US (its own CPU clock); prints its
+//!                                     CPU clock's advance over the rounds
 //!   tracer-load churn RATE SECS       starts and joins RATE short-lived threads a
 //!                                     second for SECS; prints `cpu NS threads N`:
 //!                                     its own CPU clock, and how many it started
@@ -297,6 +301,22 @@ fn main() {
                     drop(tracer_span::Span::begin(id, c"bench"));
                 }
                 started.elapsed().as_nanos().to_string()
+            });
+        }
+        Some("sleepwork") => {
+            let (n, sleep_us, work_us) = (arg(1), arg(2), arg(3) as u64);
+            on_cue(|| {
+                let ts = libc::timespec { tv_sec: 0, tv_nsec: sleep_us * 1_000 };
+                let start = thread_cpu_ns();
+                for _ in 0..n {
+                    // SAFETY: valid timespec; no remainder wanted.
+                    unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
+                    let woke = thread_cpu_ns();
+                    while thread_cpu_ns() - woke < work_us * 1_000 {
+                        std::hint::black_box(0u64);
+                    }
+                }
+                (thread_cpu_ns() - start).to_string()
             });
         }
         Some("nanosleep") => {

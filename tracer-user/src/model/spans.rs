@@ -96,6 +96,10 @@ pub struct SpanRecord {
     pub start_unix_ns: u64,
     pub wall_ns: u64,
     pub on_cpu_ns: u64,
+    /// The part of `on_cpu_ns` spent by the CPU leaving idle after the
+    /// thread's wakeups (the kernel charges it to the thread's CPU clock).
+    #[serde(default)]
+    pub wakeup_idle_ns: u64,
     pub runq_wait_ns: u64,
     pub iowait_ns: u64,
     /// Uninterruptible waits other than I/O (locks, page faults).
@@ -170,6 +174,7 @@ impl SpanRecord {
             start_unix_ns: (i128::from(event.start_ns) + monotonic_to_unix_ns).max(0) as u64,
             wall_ns: wall,
             on_cpu_ns: d.on_cpu_ns,
+            wakeup_idle_ns: d.wakeup_idle_ns,
             runq_wait_ns: d.runq_wait_ns,
             iowait_ns: d.iowait_ns,
             uninterruptible_ns: other_d,
@@ -228,6 +233,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         start_unix_ns: 0,
         wall_ns: wall_ms * MS,
         on_cpu_ns: on_cpu_ms * MS,
+        wakeup_idle_ns: 0,
         runq_wait_ns: runq_ms * MS,
         iowait_ns: 0,
         uninterruptible_ns: 0,

@@ -68,6 +68,12 @@ pub struct Totals {
     pub syscalls: u64,
     pub migrations: u64,
     pub unaccounted_ns: u64,
+    /// The part of `on_cpu_ns` spent by the CPU leaving idle after a wakeup.
+    #[serde(default)]
+    pub wakeup_idle_ns: u64,
+    /// Wake-ups onto an idle CPU (not in `runq_waits`).
+    #[serde(default)]
+    pub idle_wakeups: u64,
 }
 
 impl Totals {
@@ -85,6 +91,8 @@ impl Totals {
         self.syscalls += t.syscalls;
         self.migrations += t.migrations;
         self.unaccounted_ns += t.unaccounted_ns;
+        self.wakeup_idle_ns += t.wakeup_idle_ns;
+        self.idle_wakeups += t.idle_wakeups;
     }
 }
 

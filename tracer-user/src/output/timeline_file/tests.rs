@@ -132,10 +132,13 @@ fn damaged_files_give_typed_errors() {
     assert_eq!(err.to_string(), format!("{}: not a tracer timeline file", dir.join("garbage").display()));
     assert!(matches!(read("empty", b""), TimelineError::NotATimeline { .. }));
 
-    let mut other_version = bytes.clone();
-    other_version[8] = 2;
-    let err = read("v2", &other_version);
-    assert!(matches!(err, TimelineError::UnsupportedVersion { found: 2, .. }), "{err}");
+    // Version 1 files (before the idle wake-up totals) and future versions.
+    for version in [1, FORMAT_VERSION + 1] {
+        let mut other_version = bytes.clone();
+        other_version[8..12].copy_from_slice(&version.to_le_bytes());
+        let err = read("other-version", &other_version);
+        assert!(matches!(err, TimelineError::UnsupportedVersion { found, .. } if found == version), "{err}");
+    }
 
     for cut in [12, 40, bytes.len() / 2, bytes.len() - 1] {
         let err = read("cut", &bytes[..cut]);
