@@ -77,6 +77,7 @@ macro_rules! raw_enum {
 pub mod block;
 pub mod config;
 pub mod counters;
+pub mod cpus;
 pub mod hist;
 pub mod http;
 pub mod maps;
@@ -90,6 +91,7 @@ pub mod totals;
 pub use block::*;
 pub use config::*;
 pub use counters::*;
+pub use cpus::*;
 pub use hist::*;
 pub use http::*;
 pub use maps::*;

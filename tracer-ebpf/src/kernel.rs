@@ -7,7 +7,7 @@ use aya_ebpf::{
     },
     programs::TracePointContext,
 };
-use tracer_common::{BlockOffsets, CgroupAncestry, Filter, HTTP_CAPTURE_LEN, HttpSyscalls, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
+use tracer_common::{BlockOffsets, CgroupAncestry, CpuQueueConfig, Filter, HTTP_CAPTURE_LEN, HttpSyscalls, KernelSchedCounters, OffCpuState, SYSCALL_BITMAP_WORDS,
     SpanConfig, SyscallConfig, TASK_COMM_LEN, TaskOffsets, TracepointOffsets,};
 
 /// Set by the loader from the command line (see `tracer_common::Filter`).
@@ -33,6 +33,10 @@ static SPAN_CONFIG: SpanConfig = SpanConfig::ZERO;
 /// Set by the loader from tracefs format files.
 #[unsafe(no_mangle)]
 static BLOCK_OFFSETS: BlockOffsets = BlockOffsets::ZERO;
+
+/// Set by the loader when the per-CPU view is on, from the running kernel's BTF.
+#[unsafe(no_mangle)]
+static CPU_QUEUE_CONFIG: CpuQueueConfig = CpuQueueConfig::ZERO;
 
 /// Reads one field of a load-time global. `read_volatile` keeps the compiler
 /// from folding the zero initialiser into the code.
@@ -150,6 +154,26 @@ const KERNEL_POINTER_SIZE: u32 = 8;
 /// Size of one `cgroup.ancestors[]` slot: a pointer, or a `u64` id in
 /// `ancestor_ids[]` on older kernels.
 const CGROUP_ANCESTOR_SIZE: u32 = 8;
+
+pub fn cpu_queues_enabled() -> bool {
+    global!(CPU_QUEUE_CONFIG.enabled) != 0
+}
+
+/// A `struct rq *` (a CPU's run queue) handed to a BTF tracepoint.
+#[derive(Clone, Copy)]
+pub struct RqPtr(pub *const u8);
+
+impl RqPtr {
+    /// Tasks on this run queue, the running one included (`rq.nr_running`).
+    pub fn nr_running(self) -> Option<u32> {
+        read_at(self.0, global!(CPU_QUEUE_CONFIG.rq_nr_running))
+    }
+
+    /// The CPU it belongs to (`rq.cpu`).
+    pub fn cpu(self) -> Option<u32> {
+        read_at::<i32>(self.0, global!(CPU_QUEUE_CONFIG.rq_cpu)).map(|cpu| cpu as u32)
+    }
+}
 
 /// A `struct task_struct *` handed to a BTF tracepoint.
 #[derive(Clone, Copy)]

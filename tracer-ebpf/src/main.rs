@@ -11,12 +11,15 @@
 //! 2. `filter` and `slices` (the per-CPU run slices);
 //! 3. `timeline`, then `sched` (per-thread accounting), then `spans`, then
 //!    `http`;
-//! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`.
+//! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
+//!    `cpus` (run-queue lengths).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod block;
+#[cfg(target_arch = "bpf")]
+mod cpus;
 #[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]

@@ -3,10 +3,10 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuSlices, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
     EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats,
@@ -77,6 +77,10 @@ pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1,
 /// `sched_info.last_arrival` into our timestamps.
 #[map]
 pub static CLOCK_OFFSETS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each CPU's run-queue lengths over time (the per-CPU view).
+#[map]
+pub static CPU_QUEUES: Array<CpuQueue> = Array::with_max_entries(MAX_CPUS, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);

@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
         }
         match &cli.command {
             Some(Command::Runqlat(args)) => commands::runqlat(&cli.kernel, args).await,
+            Some(Command::Runqlen(args)) => commands::runqlen(&cli.kernel, args).await,
             Some(Command::Record(args)) => commands::record(&cli.kernel, args).await,
             Some(Command::Syscalls(args)) => commands::syscalls(&cli.kernel, args).await,
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,

@@ -8,8 +8,11 @@ use std::{
 
 use super::session::{FinalLosses, Session};
 use crate::{
-    model::losses::Losses,
-    output::report::{self, Filters, Report, ReportMeta, Traced},
+    model::{cpus, losses::Losses},
+    output::{
+        cpus_json::CpuJson,
+        report::{self, Filters, Report, ReportMeta, Traced},
+    },
     sys::{clock, disks::Disks},
 };
 
@@ -18,7 +21,11 @@ use crate::{
 pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Report {
     let by_thread = session.probes.syscalls_by_thread;
     let disks = Disks::read();
-    Report::build(
+    let cpus = match (&session.cpus_at_start, session.cpu_reading()) {
+        (Some(start), Some(now)) => cpus::windows(start, &now).iter().map(CpuJson::new).collect(),
+        _ => Vec::new(),
+    };
+    let mut report = Report::build(
         ReportMeta {
             start_unix_ns: session.start_unix_ns,
             end_unix_ns: clock::unix_ns(),
@@ -39,7 +46,9 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
         },
         &session.agg,
         |dev| disks.name(dev),
-    )
+    );
+    report.cpus = cpus;
+    report
 }
 
 /// A report its destination refused at the end of a recording; `cause`

@@ -16,6 +16,7 @@ use crate::{
     bpf::Probes,
     model::{
         aggregate::{self, Aggregator, HistogramScope},
+        cpus::CpuReading,
         losses::Losses,
     },
     sys::{clock, procfs},
@@ -87,16 +88,21 @@ pub struct Session {
     pub start_unix_ns: u64,
     /// Where the timeline goes (`tracer record --timeline`).
     pub timeline: Option<Recorder>,
+    /// The CPUs when the recording started (the per-CPU view, if on).
+    pub cpus_at_start: Option<CpuReading>,
 }
 
 impl Session {
     pub fn new(probes: Probes, agg: Aggregator) -> Self {
-        Self {
+        let mut session = Self {
             probes,
             agg,
             start_unix_ns: clock::unix_ns(),
             timeline: None,
-        }
+            cpus_at_start: None,
+        };
+        session.cpus_at_start = session.cpu_reading();
+        session
     }
 
     /// Loads the probes for `targets` and starts aggregating, with names
@@ -105,6 +111,15 @@ impl Session {
         let probes = Probes::load(&targets.options)?;
         let agg = Aggregator::new(scope, clock::monotonic_to_unix_offset_ns(), Box::new(procfs::ProcFs));
         Ok(Session::new(probes, agg))
+    }
+
+    /// The CPUs now (the per-CPU view), when its probe is attached.
+    pub fn cpu_reading(&self) -> Option<CpuReading> {
+        Some(CpuReading {
+            queues: self.probes.cpu_queues()?,
+            ticks: procfs::cpu_ticks(),
+            at_ns: clock::monotonic_ns(),
+        })
     }
 
     /// Moves everything the kernel has produced into the aggregator: exit

@@ -62,6 +62,7 @@ impl Targets {
                 block_io: false,
                 spans: None,
                 timeline: false,
+                cpu_queues: false,
             },
             filters: Filters {
                 pids: pids.to_vec(),

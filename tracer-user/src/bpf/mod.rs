@@ -3,8 +3,9 @@
 //! maps. One file per job: the options and errors (`options`), the privilege
 //! check (`privilege`), load-time offsets from BTF and tracefs (`offsets`),
 //! attaching (`attach`), span marker uprobes (`uprobes`), map draining
-//! (`maps`) and the benchmark floor (`floor`).
+//! (`maps`), the per-CPU view (`cpus`) and the benchmark floor (`floor`).
 mod attach;
+mod cpus;
 mod floor;
 mod maps;
 mod offsets;
@@ -16,12 +17,12 @@ use std::time::Instant;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     HTTP_RING_BYTES, SPAN_RING_BYTES, TIMELINE_RING_BYTES,
     FILTER_FOLLOW_CHILDREN, FILTER_TGID,
-    BlockKey, BucketStat, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
+    BlockKey, BucketStat, CpuQueue, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_CPU_QUEUE_CONFIG, MAP_CPU_QUEUES, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadStats,
@@ -32,6 +33,7 @@ pub use floor::load_empty_syscall_programs;
 pub use options::{Attached, LoadError, LoadOptions, ProbeChoice, ProbeMode, SpanRequest, SyscallOptions};
 pub use privilege::is_privileged;
 
+use cpus::{attach_cpu_queues, cpu_queue_config, cpu_queue_entries};
 use attach::{attach_btf, attach_tracepoint, error_chain, optional, take_map};
 use offsets::{block_offsets, http_syscalls, syscall_config, task_offsets, tracepoint_offsets};
 use privilege::raise_memlock_limit;
@@ -60,6 +62,8 @@ pub struct Probes {
     span_events: RingBuf<MapData>,
     http_events: RingBuf<MapData>,
     timeline_events: RingBuf<MapData>,
+    /// Each CPU's run queue, when the per-CPU view is on.
+    cpu_queues: Option<Array<MapData, CpuQueue>>,
     spans_expired: u64,
 }
 
@@ -93,15 +97,21 @@ impl Probes {
     fn load_mode(options: &LoadOptions, mode: ProbeMode) -> Result<Self, LoadError> {
         let started = Instant::now();
         let syscalls = options.syscalls.is_some();
-        let (task_offsets, tp_offsets, btf) = match mode {
+        let (task_offsets, tp_offsets, btf, cpu_config) = match mode {
             ProbeMode::Btf => {
                 let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
                 let parsed = Btf::parse(&raw).map_err(|e| LoadError::Btf(e.to_string()))?;
                 let offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
                 let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
-                (offsets, TracepointOffsets::default(), Some(btf))
+                let cpu_config = cpu_queue_config(options.cpu_queues, Some(&parsed));
+                (offsets, TracepointOffsets::default(), Some(btf), cpu_config)
             }
-            ProbeMode::Tracepoint => (TaskOffsets::default(), tracepoint_offsets(syscalls)?, None),
+            ProbeMode::Tracepoint => (
+                TaskOffsets::default(),
+                tracepoint_offsets(syscalls)?,
+                None,
+                cpu_queue_config(options.cpu_queues, None),
+            ),
         };
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
@@ -123,6 +133,8 @@ impl Probes {
             .override_global(GLOBAL_SYSCALL_CONFIG, &syscall_config, true)
             .override_global(GLOBAL_BLOCK_OFFSETS, &block.unwrap_or_default(), true)
             .override_global(GLOBAL_SPAN_CONFIG, &span_config, true)
+            .override_global(GLOBAL_CPU_QUEUE_CONFIG, &cpu_config, true)
+            .map_max_entries(MAP_CPU_QUEUES, cpu_queue_entries(&cpu_config))
             .map_max_entries(MAP_THREADS, options.max_threads)
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
@@ -186,6 +198,8 @@ impl Probes {
             })())
             .is_some();
 
+        let cpu_queues = attach_cpu_queues(&mut ebpf, &cpu_config, btf.as_ref());
+
         let mut spans_attached = false;
         if let Some(request) = options.spans {
             match attach_span_markers(&mut ebpf, request.pid) {
@@ -217,6 +231,7 @@ impl Probes {
             syscall_latency: take_map(&mut ebpf, MAP_SYSCALL_LATENCY)?,
             syscall_errors: take_map(&mut ebpf, MAP_SYSCALL_ERRORS)?,
             block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
+            cpu_queues,
             ebpf,
             mode,
             attached: Attached { syscalls, block_io, spans: spans_attached },

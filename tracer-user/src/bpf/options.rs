@@ -76,6 +76,8 @@ pub struct LoadOptions {
     pub spans: Option<SpanRequest>,
     /// Stream every state change of the traced threads (`record --timeline`).
     pub timeline: bool,
+    /// Keep each CPU's run-queue length over time (the per-CPU view).
+    pub cpu_queues: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

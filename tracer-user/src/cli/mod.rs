@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::bpf::ProbeChoice;
 
 mod limits;
+mod runqlen;
 pub use limits::{ExitedArgs, SafetyArgs};
+pub use runqlen::RunqlenArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +51,9 @@ pub struct KernelArgs {
 pub enum Command {
     /// Run-queue latency histograms, like runqlat, plus exact percentiles.
     Runqlat(RunqlatArgs),
+    /// Run-queue length per CPU, like runqlen, exact (from every change of a
+    /// run queue, not sampled), with each CPU's busy share.
+    Runqlen(RunqlenArgs),
     /// Syscall counts, errors and latency percentiles, like syscount -L.
     Syscalls(SyscallsArgs),
     /// Block I/O latency histograms, like biolatency, per disk, operation or process.

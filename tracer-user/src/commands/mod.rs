@@ -5,6 +5,7 @@ mod join;
 mod offcpu;
 mod record;
 mod runqlat;
+mod runqlen;
 mod spans;
 mod syscalls;
 
@@ -16,6 +17,7 @@ pub use join::join;
 pub use offcpu::offcpu;
 pub use record::record;
 pub use runqlat::runqlat;
+pub use runqlen::runqlen;
 pub use spans::spans;
 pub use syscalls::syscalls;
 

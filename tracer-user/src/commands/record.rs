@@ -31,6 +31,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     }
     let mut targets = resolve_targets(kernel, &args.target)?;
     targets.options.timeline = timeline_path.is_some();
+    // The report's per-CPU section (run-queue lengths, busy share).
+    targets.options.cpu_queues = true;
     // Checked (and created empty) before recording, so a bad path costs nothing.
     let recorder = match &timeline_path {
         Some(path) => {

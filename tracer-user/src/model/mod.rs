@@ -4,6 +4,7 @@
 //! access here: callers pass what the model needs (a [`ProcessInfo`] for
 //! names, clock offsets as numbers), so every piece is testable on its own.
 pub mod aggregate;
+pub mod cpus;
 pub mod exited;
 pub mod hist;
 pub mod http;

@@ -3,6 +3,8 @@
 //! before recording, atomic). Each turns the model into bytes; none reaches
 //! into the loader or reads the system.
 pub mod atomic;
+pub mod cpus_json;
+pub mod cpus_text;
 pub mod hist_json;
 pub mod report;
 pub mod spans_json;

@@ -6,6 +6,7 @@ use tracer_common::ThreadTotals;
 
 use super::{
     atomic::{OutputError, write_atomically},
+    cpus_json::CpuJson,
     hist_json::HistJson,
     spans_json::SpansJson,
 };
@@ -268,6 +269,9 @@ pub struct Report {
     /// Request spans, when the target has span markers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spans: Option<SpansJson>,
+    /// Each CPU's run-queue length and busy share (BTF probes only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<CpuJson>,
     pub processes: Vec<ProcessJson>,
 }
 
@@ -384,6 +388,7 @@ impl Report {
                 runq_latency: HistJson::from_buckets(&agg.runq.system),
             },
             block_io,
+            cpus: Vec::new(),
             processes,
         }
     }

@@ -14,7 +14,7 @@ use procfs::{
     process::{Process, Schedstat, Stat},
 };
 
-use crate::model::ProcessInfo;
+use crate::model::{ProcessInfo, cpus::CpuTicks};
 
 /// CPUs online, at least 1. Not `available_parallelism`, which is this
 /// process's affinity, not the machine's.
@@ -22,6 +22,23 @@ pub fn online_cpus() -> u32 {
     // SAFETY: sysconf has no preconditions; it returns -1 on error.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     u32::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Each CPU's busy and total ticks so far (/proc/stat, in CPU order), as
+/// mpstat counts them: busy is everything but idle and I/O-wait idle.
+/// Empty when /proc/stat cannot be read.
+pub fn cpu_ticks() -> Vec<CpuTicks> {
+    use procfs::CurrentSI;
+    let Ok(stats) = procfs::KernelStats::current() else { return Vec::new() };
+    stats
+        .cpu_time
+        .iter()
+        .map(|t| {
+            let idle = t.idle + t.iowait.unwrap_or(0);
+            let busy = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
+            CpuTicks { busy, total: busy + idle }
+        })
+        .collect()
 }
 
 /// TGID (user-visible PID) of a thread, from /proc/<tid>/status.
