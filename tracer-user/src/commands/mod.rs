@@ -66,17 +66,7 @@ async fn run_live(
     what: &str,
     mut render: impl FnMut(&Session, &IntervalView) -> String,
 ) -> Result<()> {
-    match output.interval {
-        Some(secs) => say!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
-        None => say!("Tracing {what}... Hit Ctrl-C to end."),
-    }
-    let plan = Plan {
-        interval: output.interval.map(Duration::from_secs),
-        intervals: output.count,
-        duration: None,
-        drain_only: false,
-        until_exit_of: None,
-    };
+    let plan = announce_intervals(what, output.interval, output.count);
     session.agg.limit_exited_threads(output.exited.max_exited_threads as usize);
     let mut intervals = Intervals::default();
     let timestamp = output.timestamp;
@@ -108,6 +98,15 @@ async fn run_live(
     }
     warn_losses(&lost);
     Ok(written?)
+}
+
+/// Says what is traced and how often it is printed; the plan for that.
+fn announce_intervals(what: &str, interval: Option<u64>, count: Option<u64>) -> Plan {
+    match interval {
+        Some(secs) => say!("Tracing {what}... Hit Ctrl-C to end. Printing every {secs} s."),
+        None => say!("Tracing {what}... Hit Ctrl-C to end."),
+    }
+    Plan { interval: interval.map(Duration::from_secs), intervals: count, ..Plan::default() }
 }
 
 /// `tracer floor`: the benchmark's reference for the cost of merely having

@@ -1,10 +1,8 @@
 //! `tracer runqlen`: run-queue length per CPU in runqlen's layout, from
 //! every change of each run queue rather than from samples.
-use std::time::Duration;
-
 use anyhow::{Result, bail};
 
-use super::emit;
+use super::{announce_intervals, emit};
 use crate::{
     app::{Plan, Session, Stop, Targets},
     cli::{KernelArgs, RunqlenArgs},
@@ -23,18 +21,8 @@ pub async fn runqlen(kernel: &KernelArgs, args: &RunqlenArgs) -> Result<()> {
     let Some(mut last) = session.cpu_reading() else {
         bail!("runqlen needs BTF tracepoints (/sys/kernel/btf/vmlinux and a kernel that describes struct rq)");
     };
-    match args.interval {
-        Some(secs) => say!("Tracing run queue length... Hit Ctrl-C to end. Printing every {secs} s."),
-        None => say!("Tracing run queue length... Hit Ctrl-C to end."),
-    }
-    let plan = Plan {
-        interval: args.interval.map(Duration::from_secs),
-        intervals: args.count,
-        duration: None,
-        // Only the run queues are read; the thread table is not needed.
-        drain_only: true,
-        until_exit_of: None,
-    };
+    // Only the run queues are read; the thread table is not needed.
+    let plan = Plan { drain_only: true, ..announce_intervals("run queue length", args.interval, args.count) };
     let print = |session: &Session, last: &mut CpuReading| {
         if let Some(now) = session.cpu_reading() {
             emit(&render(args, last, &now));
