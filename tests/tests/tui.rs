@@ -110,6 +110,23 @@ fn live_view_shows_a_busy_process_and_restores_the_terminal() {
     assert_eq!(report.schema, "tracer.report/1");
     assert!(process(&report, busy.pid()).totals.on_cpu_ns > 0);
 
+    // `c`: a row per CPU and one for all, whose busy share includes the
+    // spinning thread's whole CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tmux.send(&["c"]);
+    let all_busy = |s: &str| -> Option<f64> {
+        let row = s.lines().find(|l| l.trim_start().starts_with("all "))?;
+        row.split_whitespace().nth(1)?.parse().ok()
+    };
+    let screen = tmux.wait_for("the CPUs pane", |s| all_busy(s).is_some_and(|b| b > 0.0));
+    assert!(screen.contains("CPUs over the last interval"), "{screen}");
+    let rows = screen.lines().filter(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok())).count();
+    assert_eq!(rows, cpus, "one row per CPU:\n{screen}");
+    let busy_pct = all_busy(&screen).unwrap();
+    assert!(busy_pct >= 80.0 / cpus as f64, "one of {cpus} CPUs spins, all CPUs {busy_pct}% busy:\n{screen}");
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the process table again", |s| s.contains("RUNQ%"));
+
     tmux.send(&["q"]);
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");

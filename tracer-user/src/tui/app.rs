@@ -8,7 +8,7 @@ use std::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Detail, Metric, Model, ProcessRow};
-use crate::model::{aggregate::Aggregator, spans::SpanRecord};
+use crate::model::{aggregate::Aggregator, cpus::CpuWindow, spans::SpanRecord};
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
@@ -22,6 +22,7 @@ pub enum View {
     Processes,
     Detail(u32),
     Spans,
+    Cpus,
 }
 
 /// Columns of the process table, in display order.
@@ -112,6 +113,7 @@ pub enum Action {
     PrevMetric,
     WriteReport,
     ShowSpans,
+    ShowCpus,
 }
 
 /// What the event loop must do after an action.
@@ -145,8 +147,10 @@ pub struct App {
     pub spans: VecDeque<SpanRecord>,
     /// Span markers are attached (`tracer -p PID` of an instrumented process).
     pub spans_traced: bool,
-    /// Where Esc goes from the spans view.
-    spans_return: View,
+    /// Each CPU over the last interval (the `c` pane); empty without BTF.
+    pub cpus: Vec<CpuWindow>,
+    /// Where Esc goes from the spans or CPUs view.
+    overlay_return: View,
 }
 
 impl App {
@@ -169,7 +173,8 @@ impl App {
             color,
             spans: VecDeque::new(),
             spans_traced: false,
-            spans_return: View::Processes,
+            cpus: Vec::new(),
+            overlay_return: View::Processes,
         }
     }
 
@@ -195,7 +200,7 @@ impl App {
     pub fn detail_pid(&self) -> Option<u32> {
         match self.view {
             View::Detail(pid) => Some(pid),
-            View::Processes | View::Spans => None,
+            View::Processes | View::Spans | View::Cpus => None,
         }
     }
 
@@ -292,8 +297,17 @@ impl App {
             KeyCode::BackTab | KeyCode::Left => Action::PrevMetric,
             KeyCode::Char('w') => Action::WriteReport,
             KeyCode::Char('s') => Action::ShowSpans,
+            KeyCode::Char('c') => Action::ShowCpus,
             _ => return None,
         })
+    }
+
+    /// Opens the spans or CPUs view; Esc returns to the view it was opened from.
+    fn show_overlay(&mut self, overlay: View) {
+        if !matches!(self.view, View::Spans | View::Cpus) {
+            self.overlay_return = self.view;
+        }
+        self.view = overlay;
     }
 
     pub fn handle_action(&mut self, action: Action) -> Effect {
@@ -314,18 +328,14 @@ impl App {
             Action::Back => {
                 if self.show_help {
                     self.show_help = false;
-                } else if self.view == View::Spans {
-                    self.view = self.spans_return;
+                } else if matches!(self.view, View::Spans | View::Cpus) {
+                    self.view = self.overlay_return;
                 } else {
                     self.view = View::Processes;
                 }
             }
-            Action::ShowSpans => {
-                if self.view != View::Spans {
-                    self.spans_return = self.view;
-                    self.view = View::Spans;
-                }
-            }
+            Action::ShowSpans => self.show_overlay(View::Spans),
+            Action::ShowCpus => self.show_overlay(View::Cpus),
             Action::TogglePause => self.paused = !self.paused,
             Action::Faster | Action::Slower => {
                 let now = self.interval.as_millis() as u64;
@@ -502,6 +512,13 @@ mod tests {
         assert_eq!(app.view, View::Spans);
         app.handle_action(Action::Back);
         assert_eq!(app.view, View::Detail(10), "back to the detail it came from");
+        // c opens the CPUs, also from the spans, and Esc still goes back.
+        assert_eq!(app.action_for(key(KeyCode::Char('c'))), Some(Action::ShowCpus));
+        app.handle_action(Action::ShowSpans);
+        app.handle_action(Action::ShowCpus);
+        assert_eq!(app.view, View::Cpus);
+        app.handle_action(Action::Back);
+        assert_eq!(app.view, View::Detail(10));
     }
 
     #[test]

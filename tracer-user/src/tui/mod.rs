@@ -24,7 +24,7 @@ use crate::{
     },
     cli::{KernelArgs, TargetArgs, TuiArgs},
     commands::resolve_targets,
-    model::{aggregate::HistogramScope, intervals::Intervals},
+    model::{aggregate::HistogramScope, cpus, intervals::Intervals},
     output::{
         atomic,
         report::{self, Filters},
@@ -45,6 +45,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let mut targets = resolve_targets(kernel, &target)?;
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
+    targets.options.cpu_queues = true;
     // With -p, request spans come along when the process has markers.
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pid, required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
@@ -61,6 +62,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let mut events = events.input(Box::pin(EventStream::new()));
     let mut intervals = Intervals::default();
     let mut last_tick = Instant::now();
+    let mut cpus_last = session.cpu_reading();
 
     // Drawn after input and new data only, not on every drain.
     let mut dirty = true;
@@ -102,6 +104,12 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                     session.probes.losses().runq_events,
                 );
                 app.update(model);
+                if let (Some(last), Some(now)) = (&cpus_last, session.cpu_reading()) {
+                    if !app.paused {
+                        app.cpus = cpus::windows(last, &now);
+                    }
+                    cpus_last = Some(now);
+                }
                 app.forget_unshown(&mut session.agg);
                 app.add_spans(session.agg.take_spans());
                 dirty = true;

@@ -1,4 +1,5 @@
 //! Drawing. Each view is a function of the `App` state only.
+mod cpus;
 mod detail;
 mod help;
 mod processes;
@@ -45,6 +46,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Processes => processes::draw(frame, app, &theme),
         View::Detail(pid) => detail::draw(frame, app, pid, &theme),
         View::Spans => spans::draw(frame, app, &theme),
+        View::Cpus => cpus::draw(frame, app, &theme),
     }
     if app.show_help {
         help::draw(frame, &theme);
