@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::bpf::ProbeChoice;
 
 mod limits;
+mod otlp;
 pub use limits::{ExitedArgs, SafetyArgs};
+pub use otlp::OtlpArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -290,6 +292,9 @@ pub struct SpansArgs {
     /// with its summary, once the process is gone).
     #[arg(long)]
     pub keep_waiting: bool,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,6 +333,9 @@ pub struct JoinArgs {
     #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
           value_parser = parse_fraction)]
     pub contention_threshold: f64,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
