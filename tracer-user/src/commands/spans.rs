@@ -107,6 +107,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         return Err(err).context("writing span records");
     }
     summary(&session, written);
+    if lost.spans > 0 {
+        say!("tracer: warning: {} spans were lost (open-span table or span ring buffer full)", lost.spans);
+    }
     if let Some((endpoint, totals)) = exported {
         say!("{}", otlp::summary_line(&endpoint, &totals));
     }

@@ -65,6 +65,9 @@ impl Endpoint {
         if uri.host().is_none_or(str::is_empty) {
             return Err(EndpointError::NoHost(text.to_owned()));
         }
+        if uri.port().is_some() && uri.port_u16().is_none() {
+            return Err(EndpointError::NotAUrl(text.to_owned()));
+        }
         let uri = if matches!(uri.path(), "" | "/") && uri.query().is_none() {
             let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
             format!("http://{authority}/v1/traces").parse().map_err(|_| EndpointError::NotAUrl(text.to_owned()))?

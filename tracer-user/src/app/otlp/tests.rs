@@ -33,6 +33,7 @@ fn endpoints_get_the_traces_path_and_bad_urls_say_why() {
     assert!(matches!(url("not a url"), Err(EndpointError::NotAUrl(_))));
     assert!(matches!(url("/v1/traces"), Err(EndpointError::NotAUrl(_))));
     assert!(matches!(url(""), Err(EndpointError::NotAUrl(_))));
+    assert!(matches!(url("http://collector:99999"), Err(EndpointError::NotAUrl(_))), "port out of range");
 }
 
 /// A collector on loopback that answers each export with `answer`, and
