@@ -65,7 +65,10 @@ impl Endpoint {
         if uri.host().is_none_or(str::is_empty) {
             return Err(EndpointError::NoHost(text.to_owned()));
         }
-        if uri.port().is_some() && uri.port_u16().is_none() {
+        // A port that is not a u16 parses, as no port at all.
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let port = authority.rsplit_once(':').map(|(_, port)| port).filter(|port| !port.contains(']'));
+        if port.is_some_and(|port| !port.is_empty()) && uri.port_u16().is_none() {
             return Err(EndpointError::NotAUrl(text.to_owned()));
         }
         let uri = if matches!(uri.path(), "" | "/") && uri.query().is_none() {
