@@ -67,6 +67,7 @@ fn test(filter: Option<&str>) -> Result<()> {
     })?;
 
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
+    let python_otlp = util::step("reference OTLP decoder for the span export", setup::python_otlp_decoder)?;
     util::step("tmux, nginx and wrk for the terminal and HTTP tests", || {
         util::ensure_packages(&[("tmux", "tmux"), ("nginx", "nginx"), ("wrk", "wrk")], "the tests")
     })?;
@@ -79,6 +80,7 @@ fn test(filter: Option<&str>) -> Result<()> {
         let binaries = built.integration_test_binaries()?;
         let env = [
             ("TRACER_PYTHON_HDR", python.display().to_string()),
+            ("TRACER_PYTHON_OTLP", python_otlp.display().to_string()),
             ("TRACER_BIN", built.tracer.display().to_string()),
             ("TRACER_LOAD_BIN", built.load_helper.display().to_string()),
             (

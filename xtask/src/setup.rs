@@ -188,31 +188,51 @@ const PY_HDRHISTOGRAM: &str = "hdrhistogram==0.10.8";
 /// A Python with the reference HdrHistogram decoder, in a per-user venv, so
 /// the tests can prove the report's `hdr` is readable outside Rust.
 pub fn python_hdr_decoder() -> Result<PathBuf> {
-    let venv = cache_dir()?.join("py-hdrhistogram-0.10.8");
+    python_venv("py-hdrhistogram-0.10.8", "python HdrHistogram", &[PY_HDRHISTOGRAM], "hdrh.histogram")
+}
+
+/// The OpenTelemetry project's own Python protobuf definitions (and the
+/// protobuf runtime they were generated for), which the OTLP test's
+/// receiver decodes tracer's exports with.
+const PY_OTLP: [&str; 2] = ["opentelemetry-proto==1.45.2", "protobuf==7.36.2"];
+
+/// A Python with the official OTLP protobuf definitions, in a per-user venv.
+pub fn python_otlp_decoder() -> Result<PathBuf> {
+    python_venv(
+        "py-opentelemetry-proto-1.45.2",
+        "python opentelemetry-proto",
+        &PY_OTLP,
+        "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+    )
+}
+
+/// A venv under the cache holding `packages` (pinned), created once; ready
+/// when `module` imports. Returns its interpreter.
+fn python_venv(dir: &str, what: &str, packages: &[&str], module: &str) -> Result<PathBuf> {
+    let venv = cache_dir()?.join(dir);
     let python = venv.join("bin/python3");
     let ready = || {
         Command::new(&python)
-            .args(["-c", "import hdrh.histogram"])
+            .args(["-c", &format!("import {module}")])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
     if ready() {
-        eprintln!("    python HdrHistogram: {}", venv.display());
+        eprintln!("    {what}: {}", venv.display());
         return Ok(python);
     }
-    eprintln!("    python HdrHistogram: installing {PY_HDRHISTOGRAM} into {}", venv.display());
+    eprintln!("    {what}: installing {} into {}", packages.join(" "), venv.display());
     let python3 = util::which("python3")
         .context("python3 is missing: install it (`apt-get install python3 python3-venv`)")?;
     util::run_checked(Command::new(python3).args(["-m", "venv"]).arg(&venv))
         .context("creating a Python venv failed: install python3-venv")?;
     util::run_checked(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check", PY_HDRHISTOGRAM]),
+        Command::new(venv.join("bin/pip")).args(["install", "-q", "--disable-pip-version-check"]).args(packages),
     )
-    .context("installing the Python hdrhistogram package from PyPI failed")?;
+    .with_context(|| format!("installing {} from PyPI failed", packages.join(" ")))?;
     if !ready() {
-        bail!("{} cannot import hdrh after installation", python.display());
+        bail!("{} cannot import {module} after installation", python.display());
     }
     Ok(python)
 }

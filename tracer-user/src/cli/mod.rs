@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::bpf::ProbeChoice;
 
 mod limits;
+mod otlp;
 mod runqlen;
 pub use limits::{ExitedArgs, SafetyArgs};
+pub use otlp::OtlpArgs;
 pub use runqlen::RunqlenArgs;
 
 #[derive(Debug, Parser)]
@@ -295,6 +297,9 @@ pub struct SpansArgs {
     /// with its summary, once the process is gone).
     #[arg(long)]
     pub keep_waiting: bool,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +338,9 @@ pub struct JoinArgs {
     #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
           value_parser = parse_fraction)]
     pub contention_threshold: f64,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

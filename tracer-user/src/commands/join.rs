@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
+    app::otlp::{self, Exporter},
     cli::JoinArgs,
     model::{
         join::{Joiner, Skipped, input},
@@ -19,6 +20,7 @@ use crate::{
     },
     output::{
         atomic::{self, OutputFile},
+        otlp::Origin,
         spans_json::write_line,
         timeline_file,
     },
@@ -39,20 +41,41 @@ pub fn join(args: &JoinArgs) -> Result<()> {
     let timeline = timeline_file::read(&args.timeline).context("loading the timeline")?;
     let reading = || format!("reading spans from {}", args.spans.display());
     let spans = open(&args.spans).with_context(reading)?;
+    let mut exporter = match &args.otlp.otlp {
+        Some(endpoint) => {
+            // The recorded process is gone: its name comes from the timeline.
+            let name = timeline
+                .header
+                .pids
+                .first()
+                .and_then(|pid| timeline.names.get(pid))
+                .map_or_else(|| "unknown".to_owned(), |n| n.comm.clone());
+            let resource = otlp::resource(None, &name, args.otlp.service_name.as_deref());
+            Some(Exporter::start(endpoint.clone(), &resource, Origin::Joined).context("starting the OTLP exporter")?)
+        }
+        None => None,
+    };
     let writing = |path: &std::path::Path| format!("writing span records to {}", path.display());
     let tally = match &args.json {
         Some(path) => {
             // Atomic: the file appears only once every span was joined
             // (dropped on an error, the temporary file goes away).
             let mut out = BufWriter::new(OutputFile::create(path).with_context(|| writing(path))?);
-            let tally = stream(&timeline, spans, args.contention_threshold, &mut out, reading)?;
+            let tally = stream(&timeline, spans, args.contention_threshold, &mut out, exporter.as_mut(), reading)?;
             let file = out.into_inner().map_err(|e| e.into_error()).with_context(|| writing(path))?;
             file.finish().with_context(|| writing(path))?;
             tally
         }
-        None => stream(&timeline, spans, args.contention_threshold, &mut BufWriter::new(std::io::stdout().lock()), reading)?,
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            stream(&timeline, spans, args.contention_threshold, &mut out, exporter.as_mut(), reading)?
+        }
     };
     summary(&timeline, &tally);
+    if let Some(exporter) = exporter {
+        let endpoint = exporter.endpoint().clone();
+        eprintln!("{}", otlp::summary_line(&endpoint, &exporter.finish()));
+    }
     Ok(())
 }
 
@@ -76,6 +99,7 @@ fn stream(
     spans: impl BufRead,
     contention_threshold: f64,
     out: &mut dyn Write,
+    mut exporter: Option<&mut Exporter>,
     reading: impl Fn() -> String,
 ) -> Result<Tally> {
     let mut joiner = Joiner::new(timeline, contention_threshold);
@@ -85,7 +109,11 @@ fn stream(
         let Some(record) = joiner.add(at, span) else { return ControlFlow::Continue(()) };
         tally.joined += 1;
         *tally.verdicts.entry(record.verdict).or_default() += 1;
-        match write_line(out, &record) {
+        let written = write_line(out, &record);
+        if let Some(exporter) = exporter.as_deref_mut() {
+            exporter.send_waiting(record);
+        }
+        match written {
             Ok(()) => ControlFlow::Continue(()),
             // A closed pipe (`| head`) ends the reading too, rather than
             // joining the rest of the input for nothing.
@@ -147,6 +175,7 @@ mod tests {
             spans: dir.join(spans),
             json: Some(dir.join(json)),
             contention_threshold: 0.3,
+            otlp: Default::default(),
         }
     }
 

@@ -11,11 +11,14 @@ use anyhow::{Context, Result};
 use super::resolve_targets;
 use crate::app::report::warn_losses;
 use crate::{
-    app::{Plan, Session, Stop},
+    app::{
+        Plan, Session, Stop,
+        otlp::{self, Exporter},
+    },
     bpf::{SpanRequest, SyscallOptions},
     cli::{KernelArgs, SpansArgs, TargetArgs},
     model::aggregate::HistogramScope,
-    output::{atomic, spans_json::write_line},
+    output::{atomic, otlp::Origin, spans_json::write_line},
     sys::clock,
 };
 
@@ -30,6 +33,14 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pid, required: true, http: args.http });
+    // Started before the probes, so that a span of the first tick is sent.
+    let mut exporter = match &args.otlp.otlp {
+        Some(endpoint) => {
+            let resource = otlp::resource(Some(pid), &pid.to_string(), args.otlp.service_name.as_deref());
+            Some(Exporter::start(endpoint.clone(), &resource, Origin::Traced).context("starting the OTLP exporter")?)
+        }
+        None => None,
+    };
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
@@ -64,6 +75,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
                 failure.get_or_insert(err);
             }
             written += 1;
+            if let Some(exporter) = exporter.as_mut() {
+                exporter.send(span);
+            }
         }
         let _ = out.flush();
     };
@@ -85,10 +99,20 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     }
     let lost = session.finish();
     flush(&mut session, &mut out);
+    let exported = exporter.map(|exporter| {
+        let endpoint = exporter.endpoint().clone();
+        (endpoint, exporter.finish())
+    });
     if let Some(err) = failure {
         return Err(err).context("writing span records");
     }
     summary(&session, written);
+    if lost.spans > 0 {
+        say!("tracer: warning: {} spans were lost (open-span table or span ring buffer full)", lost.spans);
+    }
+    if let Some((endpoint, totals)) = exported {
+        say!("{}", otlp::summary_line(&endpoint, &totals));
+    }
 
     warn_losses(&lost);
     Ok(())

@@ -20,6 +20,10 @@ pub struct HttpFields {
     /// `trace_id`; not read back from JSON).
     #[serde(skip)]
     pub trace_id: Option<String>,
+    /// The parent id of that `traceparent` (16 hex digits): the caller's
+    /// span, which the OTLP export makes this span's parent (not in JSON).
+    #[serde(skip)]
+    pub parent_span_id: Option<String>,
 }
 
 /// Why a captured exchange was not made a span line.
@@ -143,12 +147,14 @@ fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: boo
     }
     let path = if keep_query { target } else { target.split('?').next().unwrap_or(target) };
     let headers: &[Header<'_>] = if with_headers { request.headers } else { &[] };
+    let traceparent = header(headers, "traceparent");
     Ok(HttpFields {
         http_method: method.to_owned(),
         http_path: path.to_owned(),
         http_status: None,
         request_id: header(headers, "x-request-id"),
-        trace_id: header(headers, "traceparent").as_deref().and_then(trace_id_of),
+        trace_id: traceparent.as_deref().and_then(trace_id_of),
+        parent_span_id: traceparent.as_deref().and_then(parent_id_of),
     })
 }
 
@@ -198,6 +204,15 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
         .then(|| id.to_ascii_lowercase())
 }
 
+/// The parent id of a `traceparent` whose trace id is valid: 16 hex
+/// digits, not all zero (W3C Trace Context).
+fn parent_id_of(traceparent: &str) -> Option<String> {
+    trace_id_of(traceparent)?;
+    let id = traceparent.split('-').nth(2)?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0'))
+        .then(|| id.to_ascii_lowercase())
+}
+
 /// Requests behind the first: each complete head, and a last one whose
 /// request line arrived.
 fn count_requests(mut bytes: &[u8]) -> u64 {
@@ -244,6 +259,7 @@ mod tests {
         assert_eq!(fields.http_status, Some(404));
         assert_eq!(fields.request_id.as_deref(), Some("req-42"));
         assert_eq!(fields.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(fields.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
         assert!(heads.pending.is_empty());
     }
 
@@ -256,7 +272,17 @@ mod tests {
         let fields = heads.take(7, 2).unwrap();
         assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("POST", "/a?b=1"));
         assert_eq!(fields.request_id.as_deref(), Some("abc"), "nginx-style id added to the response");
-        assert_eq!(fields.trace_id, None);
+        assert_eq!((fields.trace_id, fields.parent_span_id), (None, None));
+    }
+
+    #[test]
+    fn traceparent_parent_ids_are_checked() {
+        let parent = |header: &str| parent_id_of(header);
+        assert_eq!(parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01").as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(parent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"), None, "all zero");
+        assert_eq!(parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902-01"), None, "too short");
+        assert_eq!(parent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None, "no trace id");
+        assert_eq!(parent("00-4bf92f3577b34da6a3ce929d0e0e4736"), None);
     }
 
     #[test]

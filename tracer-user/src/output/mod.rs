@@ -1,11 +1,12 @@
-//! Outputs: the JSON report, span JSON lines, text tables like runqlat's,
-//! the timeline file format, and the one way files are written (checked
-//! before recording, atomic). Each turns the model into bytes; none reaches
+//! Outputs: the JSON report, span JSON lines, OTLP span exports, text
+//! tables like runqlat's, the timeline file format, and the one way files
+//! are written (checked before recording, atomic). Each turns the model into bytes; none reaches
 //! into the loader or reads the system.
 pub mod atomic;
 pub mod cpus_json;
 pub mod cpus_text;
 pub mod hist_json;
+pub mod otlp;
 pub mod report;
 pub mod spans_json;
 pub mod text;

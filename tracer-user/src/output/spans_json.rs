@@ -63,6 +63,7 @@ mod tests {
             http_status: Some(200),
             request_id: None,
             trace_id: None,
+            parent_span_id: None,
         });
         let mut out = Vec::new();
         for span in [&plain, &http] {

@@ -1,4 +1,5 @@
-//! Reads of /proc: processes, threads, names, cgroups, scheduler state.
+//! Reads of /proc: processes, threads, names, cgroups, scheduler state, the
+//! host name; and a random seed from the kernel.
 //!
 //! The `procfs` crate parses the files whose layout has pitfalls (the stat
 //! line, whose comm may contain ") "; schedstat; the cgroup list). It is
@@ -64,6 +65,36 @@ pub fn comm_of(tid: u32) -> Option<String> {
     fs::read_to_string(format!("/proc/{tid}/comm"))
         .ok()
         .map(|s| s.trim_end_matches('\n').to_owned())
+}
+
+/// The file name of a process's executable (`process.executable.name`),
+/// from the /proc/<pid>/exe link; without ` (deleted)` when it was replaced.
+pub fn executable_name(pid: u32) -> Option<String> {
+    let target = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    Some(name.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(name))
+}
+
+/// This machine's host name (`host.name`), from /proc/sys/kernel/hostname.
+pub fn host_name() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// 64 random bits from the kernel (getrandom), to seed ids with.
+pub fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the buffer is valid for its length; flags 0 is a blocking read
+    // of the urandom pool, which never blocks once it was initialised.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Without getrandom: the clock and the process id, still distinct
+        // between runs.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_ne_bytes(bytes)
 }
 
 /// Whether `pid` names a live process (a thread-group leader).

@@ -17,7 +17,8 @@
 //!   memory it holds while recording, and the kernel-worker runs its start
 //!   and stop cause (what a user comparing /proc schedstat sees);
 //! * churn: RSS and CPU of `tracer record` (system-wide and `--pid`) while
-//!   a process starts and ends 10,000 threads a second for 10 minutes.
+//!   a process starts and ends 10,000 threads a second for 10 minutes;
+//! * otlp: tracer's CPU at 20,000 spans/s with and without `--otlp`.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -33,6 +34,7 @@ use crate::{setup, util};
 
 mod churn;
 mod memory;
+mod otlp;
 mod startup;
 
 #[derive(Args)]
@@ -76,6 +78,7 @@ pub enum Bench {
     Memory,
     Startup,
     Churn,
+    Otlp,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -576,6 +579,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::Startup) {
         util::step(&format!("start-up: time, per-CPU memory and kernel-worker runs x {} alternating rounds", args.rounds), || {
             startup::startup(&built, args)
+        })?;
+    }
+    if wanted(Bench::Otlp) {
+        util::step(&format!("otlp: tracer's CPU at 20,000 spans/s x {} alternating rounds", args.rounds), || {
+            otlp::otlp_cost(&built, args)
         })?;
     }
     if wanted(Bench::Churn) {

@@ -1,0 +1,153 @@
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+
+use super::*;
+use crate::model::{
+    http::HttpFields,
+    spans::{SyscallTime, Verdict, test_span},
+};
+
+fn info() -> ResourceInfo {
+    ResourceInfo { service_name: "shop".into(), host_name: "box".into(), executable_name: "shop-server".into() }
+}
+
+fn http_span(traceparent: Option<(&str, &str)>) -> SpanRecord {
+    let mut span = test_span(20, 5, 10, Verdict::CpuContention);
+    span.span_id = 0x0123_4567_89ab_cdef;
+    span.trace_id = traceparent.map(|(trace, _)| trace.to_owned());
+    span.http = Some(HttpFields {
+        http_method: "GET".into(),
+        http_path: "/cpu".into(),
+        http_status: Some(503),
+        request_id: Some("req-1".into()),
+        trace_id: span.trace_id.clone(),
+        parent_span_id: traceparent.map(|(_, parent)| parent.to_owned()),
+    });
+    span
+}
+
+/// Attributes by key, each value as text (arrays as `[a, b]`).
+fn attrs(span: &Span) -> BTreeMap<String, String> {
+    fn text(value: &AnyValue) -> String {
+        match value.value.as_ref().unwrap() {
+            Value::IntValue(v) => v.to_string(),
+            Value::StringValue(v) => v.clone(),
+            Value::BoolValue(v) => v.to_string(),
+            Value::ArrayValue(a) => format!("[{}]", a.values.iter().map(text).collect::<Vec<_>>().join(", ")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    span.attributes.iter().map(|kv| (kv.key.clone(), text(kv.value.as_ref().unwrap()))).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_request_round_trips_with_its_resource_and_every_breakdown_attribute() {
+    let mut span = test_span(30, 10, 15, Verdict::CpuContention);
+    span.top_syscalls = vec![SyscallTime { name: "read".into(), count: 3, ns: 7_000 }];
+    let mut encoder = Encoder::new(&info(), Origin::Traced, Ids::new(1));
+    let body = encoder.encode(&[span.clone(), http_span(None)]);
+    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    let [resource_spans] = request.resource_spans.as_slice() else { panic!("one resource") };
+    let resource: BTreeMap<String, String> = resource_spans
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), format!("{:?}", kv.value.as_ref().unwrap().value.as_ref().unwrap())))
+        .collect();
+    assert_eq!(resource["service.name"], "StringValue(\"shop\")");
+    assert_eq!(resource["host.name"], "StringValue(\"box\")");
+    assert_eq!(resource["process.executable.name"], "StringValue(\"shop-server\")");
+    let scope = &resource_spans.scope_spans[0];
+    assert_eq!(scope.scope.as_ref().unwrap().name, "tracer");
+    let [marker, http] = scope.spans.as_slice() else { panic!("two spans") };
+
+    assert_eq!(marker.name, "GET /cpu");
+    assert_eq!(marker.span_id, span.span_id.to_be_bytes(), "a marker span keeps its id");
+    assert_eq!(marker.trace_id.len(), 16);
+    assert!(marker.trace_id.iter().any(|&b| b != 0), "a fresh trace id");
+    assert!(marker.parent_span_id.is_empty());
+    assert_eq!(marker.kind, SpanKind::Internal as i32);
+    assert_eq!(marker.end_time_unix_nano - marker.start_time_unix_nano, span.wall_ns);
+    let a = attrs(marker);
+    assert_eq!((a["process.pid"].as_str(), a["thread.id"].as_str()), ("100", "101"));
+    let parts: u64 = ["on_cpu", "runq_wait", "iowait", "uninterruptible", "sleep"]
+        .iter()
+        .map(|p| a[&format!("tracer.{p}_ns")].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(parts, span.wall_ns);
+    assert_eq!(a["tracer.verdict"], "cpu-contention");
+    assert_eq!(a["tracer.blame.comms"], "[load-gen]");
+    assert_eq!(a["tracer.blame.pids"], "[812]");
+    assert_eq!(a["tracer.blame.ns"], format!("[{}]", 15_000_000));
+    assert_eq!(a["tracer.top_syscalls.names"], "[read]");
+    assert_eq!(a["tracer.top_syscalls.counts"], "[3]");
+    assert!(!a.contains_key("http.request.method"));
+
+    assert_eq!(http.kind, SpanKind::Server as i32);
+    assert_ne!(http.trace_id, marker.trace_id, "each span without a traceparent gets its own trace");
+    let a = attrs(http);
+    assert_eq!(a["http.request.method"], "GET");
+    assert_eq!(a["url.path"], "/cpu");
+    assert_eq!(a["http.response.status_code"], "503");
+    assert_eq!(a["tracer.request_id"], "req-1");
+    assert_eq!(http.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32), "a 5xx is an error");
+}
+
+#[test]
+fn traceparent_puts_the_span_in_the_callers_trace() {
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut encoder = Encoder::new(&info(), Origin::Traced, Ids::new(7));
+    let span = encoder.span(&http_span(Some((trace, "00f067aa0ba902b7"))));
+    assert_eq!(hex(&span.trace_id), trace);
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(hex(&span.span_id), "0123456789abcdef");
+
+    // A trace id that is not 32 hex digits is not used, nor its parent.
+    let span = encoder.span(&http_span(Some(("not-a-trace-id", "00f067aa0ba902b7"))));
+    assert_ne!(hex(&span.trace_id), trace);
+    assert!(span.parent_span_id.is_empty());
+}
+
+#[test]
+fn a_joined_span_becomes_the_child_of_the_applications_own() {
+    let mut joined = test_span(5, 5, 0, Verdict::OnCpu);
+    joined.trace_id = Some("4BF92F3577B34DA6A3CE929D0E0E4736".into());
+    joined.span_id = 0x00f0_67aa_0ba9_02b7;
+    let mut encoder = Encoder::new(&info(), Origin::Joined, Ids::new(3));
+    let span = encoder.span(&joined);
+    assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_ne!(span.span_id, span.parent_span_id, "a span id of its own");
+    joined.trace_id = None;
+    let span = encoder.span(&joined);
+    assert!(span.parent_span_id.is_empty(), "no trace, no parent");
+}
+
+#[test]
+fn ids_are_unique_and_never_zero() {
+    let mut ids = Ids::new(0);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        let id = ids.span_id();
+        assert!(id.iter().any(|&b| b != 0));
+        assert!(seen.insert(id));
+    }
+    assert_eq!(ids.trace_id().len(), 16);
+}
+
+#[test]
+fn partial_success_is_read_from_the_answer() {
+    let answer = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess { rejected_spans: 2, error_message: "too old".into() }),
+    };
+    assert_eq!(rejected(&answer.encode_to_vec()), Some((2, "too old".into())));
+    assert_eq!(rejected(b""), None, "an empty answer is full success");
+    assert_eq!(rejected(b"\xff\xff not protobuf"), None);
+}
