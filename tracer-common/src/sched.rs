@@ -144,8 +144,14 @@ pub struct RunqEvent {
     pub prev_tgid: u32,
     pub blocked_ns: u64,
     pub blocked_state: u32,
-    pub _pad: u32,
+    /// [`RUNQ_WOKEN_ON_IDLE`], or 0.
+    pub flags: u32,
 }
 const _: () = assert!(size_of::<RunqEvent>() == 40);
+
+/// `RunqEvent::flags`: the thread was woken onto an idle CPU; `latency_ns`
+/// is the CPU leaving idle (on-CPU time, `wakeup_idle_ns`), not a wait for
+/// a CPU. The event is sent for the off-CPU episode it ended.
+pub const RUNQ_WOKEN_ON_IDLE: u32 = 1;
 
 impl_pod!(ThreadStats, KernelSchedCounters, ThreadExit, RunqEvent);

@@ -14,6 +14,9 @@
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
 //!    `cpus` (run-queue lengths).
 #![cfg_attr(target_arch = "bpf", no_std)]
+// `atomic_xadd`: shared statistics are added to atomically (maps.rs).
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]

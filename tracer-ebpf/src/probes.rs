@@ -60,8 +60,10 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0) {
-            spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
-            timeline::holders(next_tid, next_tgid, now - waited.wait_ns, now);
+            if !waited.idle {
+                spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
+                timeline::holders(next_tid, next_tgid, now - waited.wait_ns, now);
+            }
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
     }
@@ -163,8 +165,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
     if let Some(stats) = stats {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0) {
-            spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
-            timeline::holders(next_tid, stats.tgid, now - waited.wait_ns, now);
+            if !waited.idle {
+                spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
+                timeline::holders(next_tid, stats.tgid, now - waited.wait_ns, now);
+            }
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }
     }

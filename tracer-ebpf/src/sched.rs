@@ -8,7 +8,7 @@
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RunqEvent, TASK_COMM_LEN, THREAD_DEAD,
-    THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
+    RUNQ_WOKEN_ON_IDLE, THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{
@@ -334,6 +334,9 @@ pub struct Waited {
     pub wait_ns: u64,
     pub blocked_ns: u64,
     pub blocked_state: u32,
+    /// Woken onto an idle CPU: `wait_ns` was the CPU leaving idle, which
+    /// nobody is blamed for.
+    pub idle: bool,
 }
 
 /// Called by a program running on behalf of the thread itself (a uprobe): if
@@ -457,6 +460,12 @@ pub fn on_switch_in(
         stats.totals.idle_wakeups += 1;
         stats.woken_at_ns = stats.runnable_since_ns;
         stats.flags |= THREAD_WOKEN_ON_IDLE;
+        waited = Some(Waited {
+            wait_ns: leaving_idle,
+            blocked_ns: stats.last_blocked_ns,
+            blocked_state: stats.last_blocked_state,
+            idle: true,
+        });
     } else if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
         stats.last_wait_ns = wait;
@@ -467,12 +476,13 @@ pub fn on_switch_in(
         }
         waited = Some(if stats.off_cpu_state == OffCpuState::Preempted as u32 {
             stats.totals.preempted_ns += wait;
-            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OffCpuState::Preempted as u32 }
+            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OffCpuState::Preempted as u32, idle: false }
         } else {
             Waited {
                 wait_ns: wait,
                 blocked_ns: stats.last_blocked_ns,
                 blocked_state: stats.last_blocked_state,
+                idle: false,
             }
         });
     } else {
@@ -510,7 +520,7 @@ pub fn emit_runq_wait(tid: u32, tgid: u32, waited: &Waited, cpu: u32, prev_tgid:
                 prev_tgid,
                 blocked_ns: waited.blocked_ns,
                 blocked_state: waited.blocked_state,
-                _pad: 0,
+                flags: if waited.idle { RUNQ_WOKEN_ON_IDLE } else { 0 },
             });
             // The loader polls on a timer; waking it per event would cost
             // more than the event itself.

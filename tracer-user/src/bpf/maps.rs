@@ -1,6 +1,6 @@
 //! Reading the kernel side's maps: draining ring buffers, reading and
 //! pruning hash maps, summing per-CPU values.
-use aya::maps::{MapData, PerCpuHashMap, RingBuf};
+use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
     BlockKey, BucketStat, Counter, HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
     ThreadStats, TimelineEvent,
@@ -91,40 +91,24 @@ impl Probes {
         stale.len() as u64
     }
 
-    /// Cumulative syscall latency buckets, summed over CPUs.
+    /// Cumulative syscall latency buckets.
     pub fn syscall_latency(&self) -> Vec<(SyscallKey, BucketStat)> {
-        read_per_cpu(&self.syscall_latency, |values| {
-            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
-                count: acc.count + v.count,
-                total: acc.total + v.total,
-            })
-        })
+        read_all(&self.syscall_latency)
     }
 
-    /// Cumulative failed-syscall counts, summed over CPUs.
+    /// Cumulative failed-syscall counts.
     pub fn syscall_errors(&self) -> Vec<(SyscallErrorKey, u64)> {
-        read_per_cpu(&self.syscall_errors, |values| values.iter().sum())
+        read_all(&self.syscall_errors)
     }
 
-    /// Cumulative block I/O buckets, summed over CPUs.
+    /// Cumulative block I/O buckets.
     pub fn block_stats(&self) -> Vec<(BlockKey, BucketStat)> {
-        read_per_cpu(&self.block_stats, |values| {
-            values.iter().fold(BucketStat::default(), |acc, v| BucketStat {
-                count: acc.count + v.count,
-                total: acc.total + v.total,
-            })
-        })
+        read_all(&self.block_stats)
     }
 }
 
-fn read_per_cpu<K: aya::Pod, V: aya::Pod, S>(
-    map: &PerCpuHashMap<MapData, K, V>,
-    sum: impl Fn(&aya::maps::PerCpuValues<V>) -> S,
-) -> Vec<(K, S)> {
-    map.iter()
-        .filter_map(Result::ok)
-        .map(|(key, values)| (key, sum(&values)))
-        .collect()
+fn read_all<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> Vec<(K, V)> {
+    map.iter().filter_map(Result::ok).collect()
 }
 
 fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {

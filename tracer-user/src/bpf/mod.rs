@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    HTTP_RING_BYTES, SPAN_RING_BYTES, TIMELINE_RING_BYTES,
+    HTTP_RING_BYTES, SPAN_RING_BYTES, STATS_MAP_ENTRIES, TIMELINE_RING_BYTES,
     FILTER_FOLLOW_CHILDREN, FILTER_TGID,
     BlockKey, BucketStat, CpuQueue, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_CPU_QUEUE_CONFIG, MAP_CPU_QUEUES, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
@@ -55,9 +55,9 @@ pub struct Probes {
     runq_events: RingBuf<MapData>,
     exits: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
-    syscall_latency: PerCpuHashMap<MapData, SyscallKey, BucketStat>,
-    syscall_errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
-    block_stats: PerCpuHashMap<MapData, BlockKey, BucketStat>,
+    syscall_latency: HashMap<MapData, SyscallKey, BucketStat>,
+    syscall_errors: HashMap<MapData, SyscallErrorKey, u64>,
+    block_stats: HashMap<MapData, BlockKey, BucketStat>,
     spans: HashMap<MapData, SpanKey, SpanState>,
     span_events: RingBuf<MapData>,
     http_events: RingBuf<MapData>,
@@ -136,6 +136,11 @@ impl Probes {
             .override_global(GLOBAL_CPU_QUEUE_CONFIG, &cpu_config, true)
             .map_max_entries(MAP_CPU_QUEUES, cpu_queue_entries(&cpu_config))
             .map_max_entries(MAP_THREADS, options.max_threads)
+            // Statistics maps are preallocated: a feature not asked for
+            // keeps one entry, not 10 MiB of kernel memory.
+            .map_max_entries(MAP_SYSCALL_LATENCY, entries_if(syscalls, STATS_MAP_ENTRIES))
+            .map_max_entries(MAP_SYSCALL_ERRORS, entries_if(syscalls, STATS_MAP_ENTRIES))
+            .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
             // span and timeline rings cost 52 MiB of its RSS otherwise.
@@ -261,6 +266,11 @@ impl Probes {
             }
         }
     }
+}
+
+/// A map's entries: `full` when its feature is on, else one.
+fn entries_if(enabled: bool, full: u32) -> u32 {
+    if enabled { full } else { 1 }
 }
 
 /// A ring buffer's size: `full` when its feature is on, else the smallest

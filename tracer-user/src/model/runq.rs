@@ -2,7 +2,9 @@
 //! thread, for one interval or a whole recording.
 use std::collections::{HashMap, HashSet};
 
-use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent};
+use tracer_common::{
+    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RUNQ_WOKEN_ON_IDLE, RunqEvent,
+};
 
 use super::hist::Buckets;
 
@@ -93,6 +95,16 @@ impl RunqHistograms {
     }
 
     pub fn record(&mut self, scope: HistogramScope, tgid: u32, event: &RunqEvent) {
+        if event.flags & RUNQ_WOKEN_ON_IDLE != 0 {
+            // No wait for a CPU: only the off-CPU episode it ended counts.
+            if scope.per_process {
+                self.off_cpu_by_process.entry(tgid).or_default().record(event);
+            }
+            if scope.per_thread {
+                self.off_cpu_by_thread.entry(event.tid).or_default().record(event);
+            }
+            return;
+        }
         self.system.record(event.latency_ns);
         if scope.per_process {
             self.by_process.entry(tgid).or_default().record(event.latency_ns);
