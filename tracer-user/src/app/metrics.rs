@@ -3,18 +3,25 @@
 //! session's numbers, which the event loop publishes after each refresh.
 //! A scrape therefore never runs on the loop that drains the kernel's
 //! rings, and the loop never waits for a scrape: it only swaps a pointer.
+//!
+//! Snapshots are published every second; a scrape that finds the last one
+//! older than [`FRESH_ENOUGH`] asks the loop for a new one and waits for it
+//! (at most [`WAIT_AT_MOST`], then answers with what it has). So the values
+//! are those of the scrape's moment, not of up to a second before, and a
+//! `rate()` over them is not skewed by where scrapes fall between snapshots.
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tiny_http::{Header, Method, Request, Response, Server};
+use tokio::sync::Notify;
 
 use super::session::Session;
 use crate::{
@@ -30,14 +37,58 @@ pub struct ListenError {
     reason: String,
 }
 
+/// A scrape takes a snapshot younger than this as it is.
+pub const FRESH_ENOUGH: Duration = Duration::from_millis(200);
+/// How long a scrape waits for a fresh snapshot.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(1);
+
 /// The families the server answers with: the last published.
-type Latest = Arc<Mutex<Arc<Vec<MetricFamily>>>>;
+struct Snapshot {
+    families: Arc<Vec<MetricFamily>>,
+    taken: Instant,
+    generation: u64,
+}
+
+/// What the event loop and the server's thread share.
+struct Shared {
+    latest: Mutex<Snapshot>,
+    published: Condvar,
+    /// A scrape waits for a fresh snapshot.
+    wanted: AtomicBool,
+    /// Wakes the event loop for one (`Session::refresh`).
+    requests: Arc<Notify>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn latest(&self) -> MutexGuard<'_, Snapshot> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last snapshot, after asking for a fresh one when it is stale.
+    fn fresh_families(&self) -> Arc<Vec<MetricFamily>> {
+        let mut latest = self.latest();
+        if latest.taken.elapsed() >= FRESH_ENOUGH {
+            let seen = latest.generation;
+            self.wanted.store(true, Ordering::SeqCst);
+            self.requests.notify_one();
+            let deadline = Instant::now() + WAIT_AT_MOST;
+            while latest.generation == seen {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                latest = self.published.wait_timeout(latest, left).unwrap_or_else(PoisonError::into_inner).0;
+            }
+        }
+        latest.families.clone()
+    }
+}
 
 pub struct MetricsEndpoint {
     addr: SocketAddr,
     server: Arc<Server>,
-    latest: Latest,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
     exporter: Exporter,
     by: By,
@@ -53,20 +104,24 @@ impl MetricsEndpoint {
         let server = Server::http(addr).map_err(|err| ListenError { addr, reason: err.to_string() })?;
         let bound = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
-        let latest: Latest = Arc::default();
-        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(Snapshot { families: Arc::default(), taken: Instant::now(), generation: 0 }),
+            published: Condvar::new(),
+            wanted: AtomicBool::new(false),
+            requests: Arc::new(Notify::new()),
+            stopping: AtomicBool::new(false),
+        });
         let worker = {
-            let (server, latest, stopping) = (server.clone(), latest.clone(), stopping.clone());
+            let (server, shared) = (server.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("tracer-metrics".into())
-                .spawn(move || answer(&server, &latest, &stopping))
+                .spawn(move || answer(&server, &shared))
                 .map_err(|err| ListenError { addr, reason: format!("cannot start its thread: {err}") })?
         };
         Ok(MetricsEndpoint {
             addr: bound,
             server,
-            latest,
-            stopping,
+            shared,
             worker: Some(worker),
             exporter: Exporter::new(max_series),
             by,
@@ -77,6 +132,17 @@ impl MetricsEndpoint {
     /// Where the metrics are served.
     pub fn url(&self) -> String {
         format!("http://{}/metrics", self.addr)
+    }
+
+    /// What wakes the event loop when a scrape wants fresh numbers: give it
+    /// to the session (`Session::refresh`).
+    pub fn refresh_requests(&self) -> Arc<Notify> {
+        self.shared.requests.clone()
+    }
+
+    /// Whether a scrape waits for fresh numbers.
+    pub fn wanted(&self) -> bool {
+        self.shared.wanted.load(Ordering::SeqCst)
     }
 
     /// Takes a snapshot of the session's numbers (call after a `sync`) for
@@ -99,7 +165,10 @@ impl MetricsEndpoint {
             cgroup_of: &|pid| cgroups.get(&pid).cloned(),
         };
         let families = Arc::new(self.exporter.families(&session.agg, &inputs));
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = families;
+        let mut latest = self.shared.latest();
+        *latest = Snapshot { families, taken: Instant::now(), generation: latest.generation + 1 };
+        self.shared.wanted.store(false, Ordering::SeqCst);
+        self.shared.published.notify_all();
     }
 
     /// Reads the cgroup of each new live process; forgets processes the
@@ -119,7 +188,7 @@ impl MetricsEndpoint {
 
 impl Drop for MetricsEndpoint {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.server.unblock();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
@@ -128,11 +197,11 @@ impl Drop for MetricsEndpoint {
 }
 
 /// The server's thread: answers requests one at a time until stopped.
-fn answer(server: &Server, latest: &Latest, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::SeqCst) {
+fn answer(server: &Server, shared: &Shared) {
+    while !shared.stopping.load(Ordering::SeqCst) {
         match server.recv() {
             Ok(request) => {
-                let response = respond(&request, latest);
+                let response = respond(&request, shared);
                 // A client that went away is its own problem.
                 let _ = request.respond(response);
             }
@@ -143,15 +212,14 @@ fn answer(server: &Server, latest: &Latest, stopping: &AtomicBool) {
     }
 }
 
-fn respond(request: &Request, latest: &Latest) -> Response<std::io::Cursor<Vec<u8>>> {
+fn respond(request: &Request, shared: &Shared) -> Response<std::io::Cursor<Vec<u8>>> {
     let path = request.url().split('?').next().unwrap_or_default();
     if !matches!(request.method(), Method::Get | Method::Head) {
         return text(405, "only GET and HEAD\n");
     }
     match path {
         "/metrics" => {
-            let families = latest.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            match metrics::encode_text(&families) {
+            match metrics::encode_text(&shared.fresh_families()) {
                 Ok(body) => text(200, &body).with_header(header(metrics::CONTENT_TYPE)),
                 Err(err) => text(500, &format!("{err}\n")),
             }
@@ -200,7 +268,22 @@ mod tests {
         counter.set_value(42.0);
         metric.set_counter(counter);
         family.set_metric(vec![metric]);
-        *endpoint.latest.lock().unwrap() = Arc::new(vec![family]);
+        // A stale snapshot asks the loop for a fresh one, and is still
+        // answered when none comes.
+        std::thread::sleep(FRESH_ENOUGH);
+        let asked = Instant::now();
+        let stale = get(addr, "/metrics");
+        assert!(stale.starts_with("HTTP/1.1 200") && asked.elapsed() >= WAIT_AT_MOST, "{stale}");
+        assert!(endpoint.wanted());
+        let requests = endpoint.refresh_requests();
+        let requested = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), requests.notified()).await.is_ok()
+        });
+        assert!(requested, "the loop was woken");
+        {
+            let mut latest = endpoint.shared.latest();
+            *latest = Snapshot { families: Arc::new(vec![family]), taken: Instant::now(), generation: latest.generation + 1 };
+        }
         let response = get(addr, "/metrics?x=1");
         assert!(response.contains("# TYPE tracer_test_total counter\ntracer_test_total 42\n"), "{response}");
         assert!(get(addr, "/nothing").starts_with("HTTP/1.1 404"));

@@ -52,9 +52,10 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     session.agg.spans.slo_ns = args.metrics.series.slo_ns();
     if let Some(endpoint) = &mut endpoint {
+        session.refresh = Some(endpoint.refresh_requests());
         session.sync();
         endpoint.publish(&session);
-        say!("Metrics at {} (refreshed every second)", endpoint.url());
+        say!("Metrics at {}", endpoint.url());
     }
     match args.duration {
         Some(d) => say!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),

@@ -37,9 +37,10 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     session.agg.http.keep_query = args.http_query;
     session.agg.spans.slo_ns = args.metrics.series.slo_ns();
     if let Some(endpoint) = &mut endpoint {
+        session.refresh = Some(endpoint.refresh_requests());
         session.sync();
         endpoint.publish(&session);
-        say!("Metrics at {} (refreshed every second)", endpoint.url());
+        say!("Metrics at {}", endpoint.url());
     }
 
     // Lines are streamed into the file as spans end (a device or FIFO
@@ -81,7 +82,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
             // Only the span events are drained at each interval; the
             // metrics want every thread's totals too, once a second.
             if let Some(endpoint) = &mut endpoint
-                && last_publish.elapsed() >= Duration::from_secs(1)
+                && (endpoint.wanted() || last_publish.elapsed() >= Duration::from_secs(1))
             {
                 last_publish = std::time::Instant::now();
                 session.sync();
