@@ -42,7 +42,7 @@ impl Prometheus {
             .expect("prometheus (the Debian package; `cargo xtask test` installs it)");
         let prometheus = Prometheus { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !http_get(port, "/-/ready").is_some_and(|(status, _)| status == 200) {
+        while http_get(port, "/-/ready").is_none_or(|(status, _)| status != 200) {
             assert!(Instant::now() < deadline, "prometheus did not get ready: {}", log(dir));
             sleep(Duration::from_millis(100));
         }
@@ -297,7 +297,7 @@ fn prometheus_scrapes_agree_with_schedstat_and_series_stay_bounded() {
     most = most.max(series_count(&exposition));
     eprintln!("series while {CHILDREN} processes came and went: at most {most}");
     assert!(folded_seen, "the bound was reached, so some label sets were folded into other: {last}");
-    assert!(most <= MAX_SERIES && most >= 2, "{most} label sets, --max-series {MAX_SERIES}");
+    assert!((2..=MAX_SERIES).contains(&most), "{most} label sets, --max-series {MAX_SERIES}");
     let in_prometheus = prometheus.value(r#"max_over_time(count(tracer_on_cpu_seconds_total{job="churn"})[30s:1s])"#);
     assert!(in_prometheus <= MAX_SERIES as f64 && in_prometheus >= 2.0, "{in_prometheus} series in prometheus");
     // Folded, not lost: every child's CPU time is in some series.

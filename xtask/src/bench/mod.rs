@@ -17,7 +17,9 @@
 //!   memory it holds while recording, and the kernel-worker runs its start
 //!   and stop cause (what a user comparing /proc schedstat sees);
 //! * churn: RSS and CPU of `tracer record` (system-wide and `--pid`) while
-//!   a process starts and ends 10,000 threads a second for 10 minutes.
+//!   a process starts and ends 10,000 threads a second for 10 minutes;
+//! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
+//!   processes alive.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -33,6 +35,7 @@ use crate::{setup, util};
 
 mod churn;
 mod memory;
+mod metrics;
 mod startup;
 
 #[derive(Args)]
@@ -76,6 +79,7 @@ pub enum Bench {
     Memory,
     Startup,
     Churn,
+    Metrics,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -583,6 +587,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &format!("churn: {} threads/s for {} s under tracer record, sampled every 10 s", args.churn_rate, args.churn_seconds),
             || churn::churn(&built, args),
         )?;
+    }
+    if wanted(Bench::Metrics) {
+        let what = format!("metrics: /metrics scrape time and size with {} processes alive", args.processes);
+        util::step(&what, || metrics::metrics(&built, args))?;
     }
     Ok(())
 }
