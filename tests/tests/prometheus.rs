@@ -210,7 +210,8 @@ fn prometheus_scrapes_agree_with_schedstat_and_series_stay_bounded() {
     // window, and the query evaluated at its end.
     sleep(Duration::from_secs(3));
     let kernel = KernelSamples::record(pid, tid, WINDOW_SECS + 1);
-    let eval = unix_now();
+    // At the last kernel sample: every sample of the window is within them.
+    let eval = kernel.0.last().unwrap().0;
     let exposition = scrape(busy_port);
     let selector = format!(r#"job="busy",pid="{pid}""#);
     let window = format!("[{WINDOW_SECS}s]");
@@ -309,4 +310,20 @@ fn prometheus_scrapes_agree_with_schedstat_and_series_stay_bounded() {
     forker.finish();
     drop(prometheus);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn prometheus_listen_address_bad_or_taken_fails_in_one_line() {
+    if !bpf_available("prometheus_listen_address_bad_or_taken_fails_in_one_line") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let line = one_line_error(&["serve", "--listen", &addr]);
+    assert!(line.starts_with(&format!("tracer: cannot listen on {addr} for the metrics: ")), "{line}");
+    let out = temp_dir("prometheus-listen").join("r.json");
+    let line = one_line_error(&["record", "--out", out.to_str().unwrap(), "--listen", &addr]);
+    assert!(line.contains("cannot listen on") && !out.exists(), "{line}");
+    let line = one_line_error(&["spans", "-p", "1", "--listen", "localhost:9464"]);
+    assert!(line.contains("give IP:PORT"), "{line}");
 }
