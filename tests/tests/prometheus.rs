@@ -326,4 +326,5 @@ fn prometheus_listen_address_bad_or_taken_fails_in_one_line() {
     assert!(line.contains("cannot listen on") && !out.exists(), "{line}");
     let line = one_line_error(&["spans", "-p", "1", "--listen", "localhost:9464"]);
     assert!(line.contains("give IP:PORT"), "{line}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
 }
