@@ -39,6 +39,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Syscalls(args)) => commands::syscalls(&cli.kernel, args).await,
             Some(Command::Biolat(args)) => commands::biolat(&cli.kernel, args).await,
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
+            Some(Command::Serve(args)) => commands::serve(&cli.kernel, args).await,
             Some(Command::Floor) => commands::floor().await,
             Some(Command::Spans(args)) => match (&args.command, args.pid) {
                 (Some(SpansCommand::Join(join)), _) => commands::join(join),

@@ -68,8 +68,11 @@ fn test(filter: Option<&str>) -> Result<()> {
 
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
     let python_otlp = util::step("reference OTLP decoder for the span export", setup::python_otlp_decoder)?;
-    util::step("tmux, nginx and wrk for the terminal and HTTP tests", || {
-        util::ensure_packages(&[("tmux", "tmux"), ("nginx", "nginx"), ("wrk", "wrk")], "the tests")
+    util::step("tmux, nginx, wrk and prometheus for the terminal, HTTP and metrics tests", || {
+        util::ensure_packages(
+            &[("tmux", "tmux"), ("nginx", "nginx"), ("wrk", "wrk"), ("prometheus", "prometheus"), ("promtool", "prometheus")],
+            "the tests",
+        )
     })?;
     // The build leaves dirty pages behind; their writeback would be noise in
     // the block I/O and scheduling tests.

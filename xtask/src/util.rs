@@ -68,11 +68,13 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
 /// Installs the Debian packages whose programs are missing: `needed` is
 /// (program, package) pairs; `why` says what needs them, for the error.
 pub fn ensure_packages(needed: &[(&str, &str)], why: &str) -> Result<()> {
-    let missing: Vec<&str> = needed
+    let mut missing: Vec<&str> = needed
         .iter()
         .filter(|(program, _)| which(program).is_none() && !std::path::Path::new("/usr/sbin").join(program).exists())
         .map(|(_, package)| *package)
         .collect();
+    // Several programs of one package (prometheus, promtool) name it once.
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

@@ -2,12 +2,14 @@
 //! drain the ring buffers, the end of each interval, terminal input when
 //! the live view plugs it in, and the end of the run: SIGINT, SIGTERM or
 //! SIGHUP (a closed terminal, an ssh drop, `tmux kill-session`), the
-//! deadline, or the planned number of intervals. Callers only react to
+//! deadline, or the planned number of intervals; and requests for fresh
+//! numbers from another thread (a metrics scrape). Callers only react to
 //! events, so every way a run can end goes through their one clean exit.
 use std::{
     future::{pending, poll_fn},
     io,
     pin::Pin,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,6 +18,7 @@ use futures_core::Stream;
 use ratatui::crossterm::event::Event as Input;
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
+    sync::Notify,
     time::{Instant, Interval, interval, sleep_until},
 };
 
@@ -35,6 +38,8 @@ pub enum Event {
     Interval,
     /// A terminal event (only with [`EventLoop::input`]).
     Input(Input),
+    /// Fresh numbers were asked for (only with [`EventLoop::refresh_on`]).
+    Refresh,
     /// The run is over; every later call returns the same.
     Stop(StopReason),
 }
@@ -100,6 +105,7 @@ pub struct EventLoop {
     intervals: Option<Intervals>,
     deadline: Option<Instant>,
     input: Option<InputStream>,
+    refresh: Option<Arc<Notify>>,
     stopped: Option<StopReason>,
 }
 
@@ -121,6 +127,7 @@ impl EventLoop {
             intervals: None,
             deadline: None,
             input: None,
+            refresh: None,
             stopped: None,
         })
     }
@@ -148,6 +155,13 @@ impl EventLoop {
     /// Yields the events of `input` too, and stops when it ends.
     pub fn input(mut self, input: InputStream) -> Self {
         self.input = Some(input);
+        self
+    }
+
+    /// Yields [`Event::Refresh`] each time `requests` is notified (from any
+    /// thread; a request made while the loop is busy is kept).
+    pub fn refresh_on(mut self, requests: Arc<Notify>) -> Self {
+        self.refresh = Some(requests);
         self
     }
 
@@ -185,6 +199,7 @@ impl EventLoop {
             () = at(next_interval) => Event::Interval,
             () = at(self.deadline) => Event::Stop(StopReason::Deadline),
             () = tick(&mut self.drain) => Event::Drain,
+            () = requested(&self.refresh) => Event::Refresh,
             input = next_input(&mut self.input) => match input {
                 Some(Ok(input)) => Event::Input(input),
                 None | Some(Err(_)) => Event::Stop(StopReason::InputEnded),
@@ -211,6 +226,13 @@ async fn tick(drain: &mut Option<Interval>) {
         Some(drain) => {
             drain.tick().await;
         }
+        None => pending().await,
+    }
+}
+
+async fn requested(refresh: &Option<Arc<Notify>>) {
+    match refresh {
+        Some(requests) => requests.notified().await,
         None => pending().await,
     }
 }
@@ -335,6 +357,17 @@ mod tests {
         let script = Scripted(VecDeque::from([Err(io::Error::other("terminal gone"))]));
         let events = EventLoop::new().unwrap().input(Box::pin(script));
         assert_eq!(run(events).await.0, [at(0, "InputEnded")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_asked_from_another_thread_comes_through_once() {
+        let _serial = one_at_a_time().await;
+        let requests = Arc::new(Notify::new());
+        let mut events = EventLoop::new().unwrap().refresh_on(requests.clone()).deadline(Duration::from_secs(1));
+        let asker = requests.clone();
+        std::thread::spawn(move || asker.notify_one()).join().unwrap();
+        assert!(matches!(events.next().await, Event::Refresh), "asked before the loop waited: kept");
+        assert!(matches!(events.next().await, Event::Stop(StopReason::Deadline)), "once");
     }
 
     #[tokio::test]

@@ -2,9 +2,10 @@
 //! buffers at each tick of the event loop, refresh thread totals, call
 //! back at each interval, and stop cleanly on Ctrl-C, SIGTERM, SIGHUP, a
 //! deadline or a count.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
+use tokio::sync::Notify;
 use tracer_common::THREAD_DEAD;
 
 use super::{
@@ -90,6 +91,9 @@ pub struct Session {
     pub timeline: Option<Recorder>,
     /// The CPUs when the recording started (the per-CPU view, if on).
     pub cpus_at_start: Option<CpuReading>,
+    /// Asked for fresh numbers between intervals (a metrics scrape): `run`
+    /// then refreshes as at an interval and calls back.
+    pub refresh: Option<Arc<Notify>>,
 }
 
 impl Session {
@@ -100,6 +104,7 @@ impl Session {
             start_unix_ns: clock::unix_ns(),
             timeline: None,
             cpus_at_start: None,
+            refresh: None,
         };
         session.cpus_at_start = session.cpu_reading();
         session
@@ -183,8 +188,18 @@ impl Session {
         drain_spans(probes, agg);
     }
 
+    /// What each interval refreshes: the streamed events, or everything.
+    fn refresh_for(&mut self, plan: Plan) {
+        if plan.drain_only {
+            self.drain();
+        } else {
+            self.sync();
+        }
+    }
+
     /// Runs until the plan ends or a signal arrives; `on_interval` is called
-    /// after each interval with fresh data.
+    /// after each interval with fresh data, and after each refresh asked
+    /// for through `refresh`.
     pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
         let mut events = EventLoop::new()?.drain_every(DRAIN_EVERY);
         if let Some(every) = plan.interval {
@@ -193,15 +208,18 @@ impl Session {
         if let Some(duration) = plan.duration {
             events = events.deadline(duration);
         }
+        if let Some(requests) = &self.refresh {
+            events = events.refresh_on(requests.clone());
+        }
         loop {
             match events.next().await {
                 Event::Drain => self.drain(),
+                Event::Refresh => {
+                    self.refresh_for(plan);
+                    on_interval(self);
+                }
                 Event::Interval => {
-                    if plan.drain_only {
-                        self.drain();
-                    } else {
-                        self.sync();
-                    }
+                    self.refresh_for(plan);
                     on_interval(self);
                     if plan.until_exit_of.is_some_and(|pid| !procfs::process_exists(pid)) {
                         self.drain();

@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::bpf::ProbeChoice;
 
 mod limits;
+mod metrics;
 mod otlp;
 mod runqlen;
 pub use limits::{ExitedArgs, SafetyArgs};
+pub use metrics::{ListenArgs, SeriesArgs, ServeArgs};
 pub use otlp::OtlpArgs;
 pub use runqlen::RunqlenArgs;
 
@@ -72,6 +74,11 @@ pub enum Command {
     /// by something else (OpenTelemetry, an application's log), from a
     /// timeline recorded meanwhile; it needs neither root nor BPF.
     Spans(SpansArgs),
+    /// Serve Prometheus metrics (http://127.0.0.1:9464/metrics unless
+    /// --listen says otherwise) of what is traced, until Ctrl-C, SIGTERM,
+    /// SIGHUP or --duration.
+    #[command(long_about = metrics::SERVE_LONG_ABOUT)]
+    Serve(ServeArgs),
     /// Benchmark floor: attach empty programs to the syscall tracepoints until Ctrl-C.
     #[command(hide = true)]
     Floor,
@@ -300,6 +307,9 @@ pub struct SpansArgs {
 
     #[command(flatten)]
     pub otlp: OtlpArgs,
+
+    #[command(flatten)]
+    pub metrics: ListenArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +392,9 @@ pub struct RecordArgs {
 
     #[command(flatten)]
     pub safety: SafetyArgs,
+
+    #[command(flatten)]
+    pub metrics: ListenArgs,
 }
 
 /// A command-line error on one line, like every other error of tracer

@@ -6,10 +6,15 @@ mod offcpu;
 mod record;
 mod runqlat;
 mod runqlen;
+mod serve;
 mod spans;
 mod syscalls;
 
-use std::{io::Write, time::Duration};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 pub use biolat::biolat;
@@ -18,15 +23,17 @@ pub use offcpu::offcpu;
 pub use record::record;
 pub use runqlat::runqlat;
 pub use runqlen::runqlen;
+pub use serve::serve;
 pub use spans::spans;
 pub use syscalls::syscalls;
 
 use crate::{
     app::{
         Event, EventLoop, Plan, Session, Stop, Targets,
+        metrics::MetricsEndpoint,
         report::{build_report, warn_losses, write_final_report},
     },
-    cli::{IntervalArgs, KernelArgs, TargetArgs},
+    cli::{IntervalArgs, KernelArgs, SeriesArgs, TargetArgs},
     model::intervals::{IntervalView, Intervals},
     output::{report::Filters, text::Unit},
     sys::clock,
@@ -47,6 +54,21 @@ pub(crate) fn resolve_targets(kernel: &KernelArgs, target: &TargetArgs) -> Resul
         target.cgroup.as_deref(),
         target.children,
     )?)
+}
+
+/// The Prometheus endpoint of `--listen` (and `tracer serve`), listening
+/// before anything is loaded: a bad or taken address costs nothing.
+pub(crate) fn listen(addr: SocketAddr, series: &SeriesArgs) -> Result<MetricsEndpoint> {
+    Ok(MetricsEndpoint::listen(addr, series.by, series.max_series as usize)?)
+}
+
+/// Removes spans open longer than [`SPAN_EXPIRY`], counting them as never
+/// ended; looks every 10 s.
+pub(crate) fn expire_stale_spans(session: &mut Session, last: &mut Instant) {
+    if session.probes.attached.spans && last.elapsed() >= Duration::from_secs(10) {
+        *last = Instant::now();
+        session.probes.expire_spans(clock::monotonic_ns().saturating_sub(SPAN_EXPIRY.as_nanos() as u64));
+    }
 }
 
 /// Writes a block of text to stdout at once (intervals stay contiguous

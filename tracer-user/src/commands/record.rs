@@ -3,7 +3,7 @@ use std::{io::Write, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
-use super::{resolve_targets, SPAN_EXPIRY};
+use super::{expire_stale_spans, listen, resolve_targets};
 use crate::app::report::{Checkpoints, build_report, warn_losses, write_final_report};
 use crate::{
     app::{
@@ -14,7 +14,6 @@ use crate::{
     cli::{KernelArgs, RecordArgs},
     model::aggregate::HistogramScope,
     output::atomic,
-    sys::clock,
 };
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
@@ -29,6 +28,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     if timeline_path.is_some() && args.target.pids.is_empty() && args.target.tid.is_none() && args.target.cgroup.is_none() {
         bail!("--timeline records the threads of a target: add --pid, --tid or --cgroup");
     }
+    let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let mut targets = resolve_targets(kernel, &args.target)?;
     targets.options.timeline = timeline_path.is_some();
     // The report's per-CPU section (run-queue lengths, busy share).
@@ -52,6 +52,13 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
+    session.agg.spans.slo_ns = args.metrics.series.slo_ns();
+    if let Some(endpoint) = &mut endpoint {
+        session.refresh = Some(endpoint.refresh_requests());
+        session.sync();
+        endpoint.publish(&session);
+        say!("Metrics at {}", endpoint.url());
+    }
     match args.duration {
         Some(d) => say!("Recording for {:.1} s ({} probes)... Ctrl-C ends early and still writes the report.", d.as_secs_f64(), session.probes.mode.name()),
         None => say!("Recording ({} probes)... Ctrl-C, SIGTERM or SIGHUP ends it and writes the report.", session.probes.mode.name()),
@@ -73,11 +80,9 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             if let Some(checkpoints) = &mut checkpoints {
                 checkpoints.tick(session);
             }
-            if session.probes.attached.spans && last_expiry.elapsed() >= Duration::from_secs(10) {
-                last_expiry = std::time::Instant::now();
-                session.probes.expire_spans(
-                    clock::monotonic_ns().saturating_sub(SPAN_EXPIRY.as_nanos() as u64),
-                );
+            expire_stale_spans(session, &mut last_expiry);
+            if let Some(endpoint) = &mut endpoint {
+                endpoint.publish(session);
             }
             if progress {
                 // Not eprint!: it panics once the terminal is gone (SIGHUP).

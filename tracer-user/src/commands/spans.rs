@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::resolve_targets;
+use super::{listen, resolve_targets};
 use crate::app::report::warn_losses;
 use crate::{
     app::{
@@ -26,6 +26,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     if let Some(json) = &args.json {
         atomic::check_output_path(json)?;
     }
+    let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let target = TargetArgs { pids: vec![pid], ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
     // Span lines carry each span's top syscalls, not per-syscall histograms.
@@ -45,6 +46,13 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
+    session.agg.spans.slo_ns = args.metrics.series.slo_ns();
+    if let Some(endpoint) = &mut endpoint {
+        session.refresh = Some(endpoint.refresh_requests());
+        session.sync();
+        endpoint.publish(&session);
+        say!("Metrics at {}", endpoint.url());
+    }
 
     // Lines are streamed into the file as spans end (a device or FIFO
     // included), not written atomically at the end.
@@ -64,6 +72,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         until_exit_of: (!args.keep_waiting).then_some(pid),
     };
     let mut last_expiry = std::time::Instant::now();
+    let mut last_publish = std::time::Instant::now();
     let mut written = 0u64;
     let mut failure = None;
     let mut flush = |session: &mut Session, out: &mut dyn Write| {
@@ -84,6 +93,15 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     let stop = session
         .run(plan, |session| {
             flush(session, &mut out);
+            // Only the span events are drained at each interval; the
+            // metrics want every thread's totals too, once a second.
+            if let Some(endpoint) = &mut endpoint
+                && (endpoint.wanted() || last_publish.elapsed() >= Duration::from_secs(1))
+            {
+                last_publish = std::time::Instant::now();
+                session.sync();
+                endpoint.publish(session);
+            }
             // Look for stale spans a few times per expiry period.
             if last_expiry.elapsed() >= (args.expire_after / 4).min(Duration::from_secs(10)) {
                 last_expiry = std::time::Instant::now();

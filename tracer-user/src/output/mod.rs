@@ -1,11 +1,13 @@
-//! Outputs: the JSON report, span JSON lines, OTLP span exports, text
-//! tables like runqlat's, the timeline file format, and the one way files
-//! are written (checked before recording, atomic). Each turns the model into bytes; none reaches
+//! Outputs: the JSON report, span JSON lines, OTLP span exports,
+//! Prometheus metrics, text tables like runqlat's and runqlen's, the
+//! timeline file format, and the one way files are written (checked
+//! before recording, atomic). Each turns the model into bytes; none reaches
 //! into the loader or reads the system.
 pub mod atomic;
 pub mod cpus_json;
 pub mod cpus_text;
 pub mod hist_json;
+pub mod metrics;
 pub mod otlp;
 pub mod report;
 pub mod spans_json;

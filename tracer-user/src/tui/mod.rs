@@ -88,7 +88,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                 }
             }
             Event::Input(Input::Resize(_, _)) => dirty = true,
-            Event::Input(_) => {}
+            Event::Input(_) | Event::Refresh => {}
             Event::Drain => session.drain(),
             Event::Interval => {
                 session.sync();

@@ -19,6 +19,8 @@
 //! * churn: RSS and CPU of `tracer record` (system-wide and `--pid`) while
 //!   a process starts and ends 10,000 threads a second for 10 minutes;
 //! * otlp: tracer's CPU at 20,000 spans/s with and without `--otlp`.
+//! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
+//!   processes alive.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -35,7 +37,9 @@ use crate::{setup, util};
 mod churn;
 mod memory;
 mod otlp;
+mod metrics;
 mod startup;
+mod syscalls;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -79,6 +83,7 @@ pub enum Bench {
     Startup,
     Churn,
     Otlp,
+    Metrics,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -419,39 +424,6 @@ fn with_server(server_bin: &Path, config: &Config, measure: impl FnOnce(u16) -> 
     result
 }
 
-fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
-    let report = std::env::temp_dir().join("tracer-bench-syscalls.json");
-    // A process that makes no syscalls, for the "filter on another pid" case.
-    let mut bystander = Command::new("sleep").arg("86400").spawn().context("starting sleep")?;
-    let floor_tracer = built.tracer.clone();
-    let configs = [
-        Config { name: "untraced", start: None },
-        Config {
-            name: "empty tp_btf programs (floor)",
-            start: Some(Box::new(move |_| {
-                let mut cmd = Command::new(&floor_tracer);
-                cmd.arg("floor");
-                Background::start(cmd, "Tracing")
-            })),
-        },
-        Config {
-            name: "tracer record --pid <other>",
-            start: Some(tracer_record(&built.tracer, &report, Some(bystander.id()))),
-        },
-        Config { name: "tracer record --pid <self>", start: Some(tracer_record(&built.tracer, &report, None)) },
-        Config {
-            name: "libbpf-tools syscount -L -p <self>",
-            start: Some(libbpf_tool("syscount", vec!["-L".into(), "-p".into(), "{pid}".into()], "Tracing")),
-        },
-    ];
-    let result = alternate(&configs, args.rounds, "ns/call", |config| {
-        load_ns_per_op(built, "getppid", args.syscalls, config)
-    });
-    let _ = bystander.kill();
-    let _ = bystander.wait();
-    result
-}
-
 /// CPU time (user + system) of a process so far, in seconds.
 pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -552,7 +524,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if wanted(Bench::Syscalls) {
         util::step(&format!("syscalls: {} getppid calls x {} alternating rounds", args.syscalls, args.rounds), || {
-            syscall_overhead(&built, args)
+            syscalls::syscall_overhead(&built, args)
         })?;
     }
     if wanted(Bench::Spans) {
@@ -591,6 +563,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             &format!("churn: {} threads/s for {} s under tracer record, sampled every 10 s", args.churn_rate, args.churn_seconds),
             || churn::churn(&built, args),
         )?;
+    }
+    if wanted(Bench::Metrics) {
+        let what = format!("metrics: /metrics scrape time and size with {} processes alive", args.processes);
+        util::step(&what, || metrics::metrics(&built, args))?;
     }
     Ok(())
 }
