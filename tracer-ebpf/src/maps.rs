@@ -112,7 +112,11 @@ fn atomic_add(target: *mut u64, value: u64) {
 }
 
 /// Adds one value to a shared bucket, creating the bucket on first use.
-#[inline(always)]
+/// Not inlined: as a function of its own its branches end at its return,
+/// instead of multiplying the paths the verifier walks through the rest of
+/// the syscall exit program (which then passed its million-instruction
+/// limit with `--http`).
+#[inline(never)]
 pub fn add_to_bucket<K>(map: &HashMap<K, BucketStat>, key: &K, value: u64) {
     if map.get_ptr_mut(key).is_none() {
         // Losing the race to another CPU is fine: the entry exists then.
@@ -130,8 +134,9 @@ pub fn add_to_bucket<K>(map: &HashMap<K, BucketStat>, key: &K, value: u64) {
     }
 }
 
-/// Adds one to a shared counter, creating it on first use.
-#[inline(always)]
+/// Adds one to a shared counter, creating it on first use. Not inlined,
+/// like `add_to_bucket`.
+#[inline(never)]
 pub fn increment<K>(map: &HashMap<K, u64>, key: &K) {
     if map.get_ptr_mut(key).is_none()
         && let Err(err) = map.insert(key, &0, BPF_NOEXIST as u64)
