@@ -486,6 +486,12 @@ pub fn on_switch_in(
             }
         });
     } else {
+        if stats.off_cpu_since_ns != 0 {
+            // Blocked, and back on a CPU without a reported wakeup (classic
+            // tracepoints skip one that fires while another classic program
+            // runs on its CPU): the blocked period ends here instead.
+            count(Counter::AccountingGaps);
+        }
         close_blocked(stats, now);
     }
     stats.last_blocked_ns = 0;
