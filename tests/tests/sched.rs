@@ -251,10 +251,10 @@ fn kernel_worker_switches_match_schedstat_classic_tracepoints() {
 }
 
 /// A thread that sleeps 1 ms and computes 20 µs, 3,000 times (most servers
-/// look like this): tracer's on-CPU equals the thread's own CPU clock within
-/// 1% (BTF probes), because the CPU leaving idle after each wakeup, which the kernel
-/// charges to the thread, is on-CPU time (`wakeup_idle_ns`), not a wait for
-/// a CPU, and nobody is blamed for it.
+/// look like this): tracer's on-CPU agrees with the thread's own CPU clock
+/// within 1% (BTF probes; below), because the CPU leaving idle after each
+/// wakeup, which the kernel charges to the thread, is on-CPU time
+/// (`wakeup_idle_ns`), not a wait for a CPU, and nobody is blamed for it.
 fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
     const ROUNDS: u64 = 3_000;
     let dir = temp_dir(&format!("sleepy-{probes}"));
@@ -276,20 +276,24 @@ fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
         t.idle_wakeups
     );
     assert!(t.wakeup_idle_ns > 0 && t.wakeup_idle_ns < t.on_cpu_ns, "{t:?}");
-    // With BTF probes tracer stays 0.3-0.8% under the clock (measured over
-    // runs): the kernel reads its clock for the woken thread when it queues
-    // it, a fraction of a microsecond before the wakeup tracepoint fires.
-    // Issue 15 asks for 1%; this asserts 1.5% until that bias is removed.
+    // Wake-ups on an idle CPU were the whole difference (tracer counted them
+    // as waiting and reported about a third less CPU time). What is left:
+    // a wakeup that found its CPU busy and preempted the running task,
+    // where the kernel also starts the woken thread's clock at the wakeup
+    // while tracer keeps the microseconds until the switch as the wait
+    // they were (another task ran). So the clock lies between tracer's
+    // on-CPU and its on-CPU plus run-queue wait, and that wait is small.
+    assert!(t.runq_wait_ns * 20 <= t.on_cpu_ns, "a lone sleeper hardly waits for a CPU: {t:?} ({probes})");
     // Classic tracepoints run after the perf event's record is built, so
     // their clock reads lag the kernel's by a varying fraction of a
     // microsecond per switch, and they are skipped while another classic
     // program runs on the CPU (gaps they cannot split without the task's
-    // counters): 3% there, as in the contention test.
-    let tolerance = if probes == "btf" { 0.015 } else { 0.03 };
+    // counters): 3% there, as in the contention test; 1% with BTF probes.
+    let tolerance = if probes == "btf" { 0.01 } else { 0.03 };
     assert_close_given_unaccounted(
         &format!("on-CPU of a sleepy thread against its CPU clock ({probes})"),
         t.on_cpu_ns,
-        t.unaccounted_ns,
+        t.unaccounted_ns + t.runq_wait_ns,
         clock_ns,
         tolerance,
         0,
