@@ -140,6 +140,14 @@ impl MetricsEndpoint {
         self.shared.requests.clone()
     }
 
+    /// Starts serving `session`: it is woken by stale scrapes from now on,
+    /// and its numbers so far are the first snapshot.
+    pub fn serve(&mut self, session: &mut Session) {
+        session.refresh = Some(self.refresh_requests());
+        session.sync();
+        self.publish(session);
+    }
+
     /// Whether a scrape waits for fresh numbers.
     pub fn wanted(&self) -> bool {
         self.shared.wanted.load(Ordering::SeqCst)

@@ -54,9 +54,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     session.agg.spans.slo_ns = args.metrics.series.slo_ns();
     if let Some(endpoint) = &mut endpoint {
-        session.refresh = Some(endpoint.refresh_requests());
-        session.sync();
-        endpoint.publish(&session);
+        endpoint.serve(&mut session);
         say!("Metrics at {}", endpoint.url());
     }
     match args.duration {

@@ -21,9 +21,7 @@ pub async fn serve(kernel: &KernelArgs, args: &ServeArgs) -> Result<()> {
     targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.spans.slo_ns = args.series.slo_ns();
-    session.refresh = Some(endpoint.refresh_requests());
-    session.sync();
-    endpoint.publish(&session);
+    endpoint.serve(&mut session);
     say!(
         "Tracing ({} probes); metrics at {}. Ctrl-C, SIGTERM or SIGHUP ends it.",
         session.probes.mode.name(),

@@ -48,9 +48,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     session.agg.http.keep_query = args.http_query;
     session.agg.spans.slo_ns = args.metrics.series.slo_ns();
     if let Some(endpoint) = &mut endpoint {
-        session.refresh = Some(endpoint.refresh_requests());
-        session.sync();
-        endpoint.publish(&session);
+        endpoint.serve(&mut session);
         say!("Metrics at {}", endpoint.url());
     }
 
