@@ -220,11 +220,15 @@ fn kernel_worker_switches_match_schedstat(probes: &str) {
         // while tracer counts the writer's last microseconds as the wait
         // they were. Runs this short are mostly that: only the sum of
         // running and waiting is bounded below by the kernel's CPU time.
+        // Above, the kernel's clock covers at least the time the worker
+        // really ran (switch-in to switch-out): leaving idle after a wakeup
+        // from another CPU it counts only from its last clock update,
+        // which may come after the wakeup.
         let on_inside = last.on_cpu_ns - first.on_cpu_ns;
         let on_around = end.on_cpu_ns - start.on_cpu_ns;
         let on_or_waiting = t.on_cpu_ns + t.runq_wait_ns + t.unaccounted_ns;
         assert!(
-            on_or_waiting >= on_inside && t.on_cpu_ns <= on_around,
+            on_or_waiting >= on_inside && t.on_cpu_ns - t.wakeup_idle_ns <= on_around,
             "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle) and {} waiting for one, the kernel \
              counted {on_inside} ns on a CPU inside and {on_around} around ({probes})",
             t.on_cpu_ns,
