@@ -7,8 +7,9 @@
 //! on-CPU + run-queue wait + uninterruptible + sleep covers all observed time.
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
-    CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RunqEvent, TASK_COMM_LEN, THREAD_DEAD,
-    RUNQ_WOKEN_ON_IDLE, THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
+    CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RUNQ_WOKEN_ON_IDLE, RunqEvent, TASK_COMM_LEN,
+    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit,
+    ThreadStats, ThreadTotals,
 };
 
 use crate::{
