@@ -14,18 +14,23 @@ pub(super) enum Line {
     End,
 }
 
+/// The next bytes buffered from `input`; a signal while reading a pipe is
+/// no error: it reads again.
+fn fill(input: &mut impl BufRead) -> io::Result<&[u8]> {
+    // Retried until the result is not an interruption; the final call
+    // returns what the last one buffered (the borrow checker cannot return
+    // from inside the loop).
+    while matches!(input.fill_buf(), Err(e) if e.kind() == io::ErrorKind::Interrupted) {}
+    input.fill_buf()
+}
+
 /// Reads the next line into `buf` (cleared first) if it has at most
 /// `limit` bytes; of a longer one, only its first `limit + 1` bytes.
 pub(super) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Line> {
     buf.clear();
     let mut any = false;
     loop {
-        // A signal while reading a pipe is no error: read again.
-        let available = match input.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = fill(input)?;
         if available.is_empty() {
             // A last line without a line end is still a line.
             return Ok(if any { Line::Whole } else { Line::End });
@@ -52,11 +57,7 @@ pub(super) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, limit: usiz
 pub(super) fn skip_rest(input: &mut impl BufRead, limit: u64) -> io::Result<bool> {
     let mut skipped = 0u64;
     loop {
-        let available = match input.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = fill(input)?;
         if available.is_empty() {
             return Ok(true);
         }

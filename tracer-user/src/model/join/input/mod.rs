@@ -61,8 +61,13 @@ pub struct Input {
 
 /// Every span of an input in memory, collected (for tests and small inputs).
 pub fn parse(bytes: &[u8]) -> Result<Input, InputError> {
+    parse_with(bytes, Limits::DEFAULT)
+}
+
+/// [`parse`] within `limits`.
+fn parse_with(bytes: &[u8], limits: Limits) -> Result<Input, InputError> {
     let mut input = Input::default();
-    read(bytes, &mut |at, span| {
+    read_with(bytes, limits, &mut |at, span| {
         match span {
             Ok(span) => input.spans.push((at, span)),
             Err(why) => input.unusable.push((at, why)),

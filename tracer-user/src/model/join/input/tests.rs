@@ -4,18 +4,6 @@ use std::{cell::Cell, io::BufReader, rc::Rc};
 
 use super::*;
 
-fn parse_with(bytes: &[u8], limits: Limits) -> Result<Input, InputError> {
-    let mut input = Input::default();
-    read_with(bytes, limits, &mut |at, span| {
-        match span {
-            Ok(span) => input.spans.push((at, span)),
-            Err(why) => input.unusable.push((at, why)),
-        }
-        ControlFlow::Continue(())
-    })?;
-    Ok(input)
-}
-
 /// Every span of a slice (which cannot fail to be read).
 fn parsed(bytes: &[u8]) -> Input {
     parse(bytes).expect("a slice is read to its end")
