@@ -205,39 +205,38 @@ fn kernel_worker_switches_match_schedstat(probes: &str) {
             "kernel worker {tid}: {switches} switches in the report, the kernel counted {runs_inside} runs inside \
              the recording and {runs_around} around it ({probes})"
         );
-        // Each run began after a wait for a CPU or a wake-up on an idle one.
+        // Each run began after a wait for a CPU or a wake-up on an idle one,
+        // or without a reported wake-up: classic tracepoints skip one that
+        // fires while another tracing program runs on its CPU, and tracer
+        // counts each such run as an accounting gap (not a wait).
         let starts = t.runq_waits + t.idle_wakeups;
+        let unreported = report.meta.lost.accounting_gaps;
         assert!(
-            starts >= runs_inside && starts <= runs_around + 1,
-            "kernel worker {tid}: {} run-queue waits and {} idle wake-ups, {runs_inside}..{runs_around} runs \
-             ({probes})",
+            starts + unreported >= runs_inside && starts <= runs_around + 1,
+            "kernel worker {tid}: {} run-queue waits and {} idle wake-ups, {runs_inside}..{runs_around} runs, \
+             {unreported} accounting gaps in the recording ({probes})",
             t.runq_waits,
             t.idle_wakeups
         );
-        // A worker woken by the writer on the writer's own CPU preempts it:
-        // the kernel then reuses the clock read at the wakeup for the
-        // switch, so it charges the worker's CPU clock from the wakeup on,
-        // while tracer counts the writer's last microseconds as the wait
-        // they were. Runs this short are mostly that: only the sum of
-        // running and waiting is bounded below by the kernel's CPU time.
-        // Above, the kernel's clock covers the time the worker really ran
+        // The kernel's clock covers the time the worker really ran
         // (switch-in to switch-out), give or take where each clock is read:
         // the kernel stops a run's clock at its last update in `__schedule`,
         // before the switch tracepoint fires, which makes a run of a few
         // microseconds look up to a couple of them longer to tracer (2 us a
-        // run allowed); and leaving idle after a wakeup from another CPU it
-        // counts only from its last clock update, which may come later.
-        let on_inside = last.on_cpu_ns - first.on_cpu_ns;
+        // run allowed). It is no lower bound here: a woken worker's clock
+        // starts at a clock read taken before the wake-up tracepoint fires
+        // (at the enqueue, or earlier when the wake-up preempts and the
+        // switch skips its clock update), 1 to 5 us a run on this kind of
+        // machine, a large share of runs of about 15 us. That disagreement is
+        // open (issue 15); the tests above check on-CPU time of longer runs.
         let on_around = end.on_cpu_ns - start.on_cpu_ns;
-        let on_or_waiting = t.on_cpu_ns + t.runq_wait_ns + t.unaccounted_ns;
         let ran = t.on_cpu_ns - t.wakeup_idle_ns;
         assert!(
-            on_or_waiting >= on_inside && ran <= on_around + 2_000 * runs_around,
-            "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle) and {} waiting for one, the kernel \
-             counted {on_inside} ns on a CPU inside and {on_around} around ({probes})",
+            ran <= on_around + 2_000 * runs_around,
+            "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle), the kernel counted {on_around} ns \
+             around the recording, {runs_around} runs ({probes})",
             t.on_cpu_ns,
             t.wakeup_idle_ns,
-            t.runq_wait_ns
         );
     }
     assert!(checked >= 2, "every CPU's kernel worker ran once per write; {checked} were seen doing so");
