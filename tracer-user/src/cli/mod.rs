@@ -264,16 +264,24 @@ pub struct RunqlatArgs {
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "tracer spans --pid <PID> [OPTIONS]\n       \
+    override_usage = "tracer spans --pid <PID> [--pid <PID>...] [OPTIONS]\n       \
+                      tracer spans --cgroup <CGROUP_PATH> [OPTIONS]\n       \
                       tracer spans join --timeline <FILE> --spans <FILE> [OPTIONS]"
 )]
 pub struct SpansArgs {
     #[command(subcommand)]
     pub command: Option<SpansCommand>,
 
-    /// The instrumented process (required unless joining).
-    #[arg(short = 'p', long = "pid", value_name = "PID", required = true)]
-    pub pid: Option<u32>,
+    /// An instrumented process (repeat for several, up to 16, in one
+    /// recording: a proxy and its application). Required unless joining or
+    /// with --cgroup.
+    #[arg(short = 'p', long = "pid", value_name = "PID", required_unless_present = "cgroup")]
+    pub pids: Vec<u32>,
+
+    /// The processes in this cgroup v2 directory (and below it): markers of
+    /// those running when tracing starts, HTTP exchanges (--http) of all.
+    #[arg(short = 'c', long = "cgroup", value_name = "CGROUP_PATH")]
+    pub cgroup: Option<String>,
 
     /// Write the JSON lines to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -521,7 +529,7 @@ mod tests {
     fn spans_traces_a_pid_or_joins() {
         let cli = parse(&["spans", "-p", "42", "--slow", "5", "--json", "s.json"]).unwrap();
         let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
-        assert_eq!((a.pid, a.slow, a.command.is_none()), (Some(42), Some(5.0), true));
+        assert_eq!((a.pids.as_slice(), a.slow, a.command.is_none()), (&[42][..], Some(5.0), true));
         assert_eq!(a.contention_threshold, crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD);
 
         let cli = parse(&["spans", "join", "--timeline", "t.tl", "--spans", "s.jsonl", "--contention-threshold", "0.5"])
@@ -529,7 +537,14 @@ mod tests {
         let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
         let Some(SpansCommand::Join(j)) = a.command else { panic!("join expected") };
         assert_eq!((j.timeline.to_str(), j.spans.to_str(), j.json), (Some("t.tl"), Some("s.jsonl"), None));
-        assert_eq!((a.pid, j.contention_threshold), (None, 0.5));
+        assert_eq!((a.pids.is_empty(), j.contention_threshold), (true, 0.5));
+
+        let cli = parse(&["spans", "-p", "1", "-p", "2"]).unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        assert_eq!(a.pids, [1, 2], "several processes");
+        let cli = parse(&["spans", "--cgroup", "app.slice"]).unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        assert_eq!((a.pids.is_empty(), a.cgroup.as_deref()), (true, Some("app.slice")), "a cgroup instead of -p");
 
         let err = parse(&["spans"]).unwrap_err().to_string();
         assert!(err.contains("--pid <PID>") && err.contains("tracer spans join"), "neither -p nor join: {err}");
