@@ -60,12 +60,14 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     }
 
     // Lines are streamed into the file as spans end (a device or FIFO
-    // included), not written atomically at the end.
+    // included), not written atomically at the end; buffered, and flushed
+    // after each drain (5 times a second), also on standard output, which
+    // would otherwise write each line on its own.
     let mut out: Box<dyn Write> = match args.json.as_deref().filter(|path| !atomic::is_stdout(path)) {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
     for pid in &session.probes.without_markers {
@@ -96,7 +98,9 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
                 exporter.send(span);
             }
         }
-        let _ = out.flush();
+        if let Err(err) = out.flush() {
+            failure.get_or_insert(err);
+        }
     };
     let stop = session
         .run(plan, |session| {
