@@ -238,6 +238,12 @@ fn spans_of_several_processes_in_one_recording() {
     for span in &spans {
         assert_parts_sum_to_wall(span);
     }
+
+    let empty = TestCgroup::create("tracer-spans-empty");
+    let out = Command::new(tracer_bin()).args(["spans", "--cgroup", empty.path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.lines().count() == 1, "{stderr}");
+    assert!(stderr.contains("has no processes"), "{stderr}");
 }
 
 /// Goodput against `--slo`: per span name and second, the report counts

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{listen, resolve_targets};
 use crate::app::report::warn_losses;
@@ -36,6 +36,9 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         _ => args.pids.clone(),
     };
     let what = describe(&args.pids, targets.filters.cgroup.as_deref());
+    if marked.is_empty() && !args.http {
+        bail!("{what} has no processes: start the service first, or add --http to find the requests of those started later");
+    }
     // Span lines carry each span's top syscalls, not per-syscall histograms.
     targets.options.syscalls =
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
