@@ -83,6 +83,9 @@ pub fn spans_enabled() -> bool {
 pub fn timeline_enabled() -> bool {
     global!(SPAN_CONFIG.timeline) != 0
 }
+pub fn holders_enabled() -> bool {
+    global!(SPAN_CONFIG.holders) != 0
+}
 pub fn http_enabled() -> bool {
     global!(SPAN_CONFIG.http) != 0
 }

@@ -13,6 +13,7 @@ pub use super::{
 };
 use super::{
     ProcessInfo,
+    holders::{CpuHolders, Identity},
     http::HttpHeads,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
@@ -53,6 +54,8 @@ pub struct Aggregator {
     pub events: u64,
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
+    /// Who held the CPU during each process's run-queue waits.
+    pub holders: CpuHolders,
     pub spans: SpanSummary,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: HttpHeads,
@@ -123,6 +126,7 @@ impl Aggregator {
             folded_log: None,
             events: 0,
             kernel: KernelStats::default(),
+            holders: CpuHolders::default(),
             spans: SpanSummary::default(),
             http: HttpHeads::default(),
             holder_names: HashMap::new(),
@@ -178,6 +182,18 @@ impl Aggregator {
             .or_else(|| self.exited.find(tid).map(|t| t.tgid))
             .or_else(|| self.system.tgid_of(tid))
             .unwrap_or(tid)
+    }
+
+    /// Takes the kernel's cumulative CPU-holder sums, and names the
+    /// processes new in them while they are alive.
+    pub fn on_wait_holders(&mut self, sums: impl IntoIterator<Item = ((u32, u32), u64)>) {
+        for pid in self.holders.update(sums) {
+            let identity = self.system.comm_of(pid).map(|comm| Identity {
+                name: ProcessName { comm, cgroup: self.system.cgroup_of(pid) },
+                kernel_thread: self.system.is_kernel_thread(pid),
+            });
+            self.holders.identify(pid, identity);
+        }
     }
 
     /// Names a CPU holder from /proc, at most every `HOLDER_NAME_TTL` per

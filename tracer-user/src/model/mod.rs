@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod cpus;
 pub mod exited;
 pub mod hist;
+pub mod holders;
 pub mod http;
 pub mod intervals;
 pub mod join;

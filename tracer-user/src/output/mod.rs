@@ -7,6 +7,8 @@ pub mod atomic;
 pub mod cpus_json;
 pub mod cpus_text;
 pub mod hist_json;
+pub mod holders_json;
+pub mod holders_text;
 pub mod metrics;
 pub mod otlp;
 pub mod report;
