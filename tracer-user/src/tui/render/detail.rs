@@ -124,7 +124,7 @@ fn draw_metric(frame: &mut Frame, app: &App, d: &Detail, area: ratatui::layout::
                     HolderKind::Idle => "(idle)".into(),
                     _ => held.comm.chars().take(15).collect(),
                 };
-                text.push(format!("{:>7} {comm:<15} {:<5} {}", held.pid, kind_tag(held.kind), latency(held.ns)));
+                text.push(format!("{:>6} {comm:<15} {:<5} {}", held.pid, kind_tag(held.kind), latency(held.ns)));
             }
         }
         frame.render_widget(Paragraph::new(text.join("\n")), side);
@@ -199,8 +199,8 @@ mod tests {
         assert!(row("1024 -> 2047").contains(": 1        |"), "{text}");
         let top = row("2048 -> 4095");
         assert!(top.contains(": 2        |****"), "the fullest bucket has the longest bar: {top}");
-        assert!(text.contains("812 load-gen         other 3.1"), "{text}");
-        assert!(text.contains("31 kworker/1:2     kern"), "{text}");
+        assert!(text.contains("812 load-gen        other 3.1 ms"), "{text}");
+        assert!(text.contains("31 kworker/1:2     kern  900.00 us"), "{text}");
         assert!(text.contains("4242 (own threads)   own"), "{text}");
         assert!(text.contains("p99 over the last 1 intervals"), "{text}");
     }
