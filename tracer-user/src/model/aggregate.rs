@@ -486,15 +486,4 @@ mod tests {
         assert_eq!(agg.runq.by_process.len(), by_process.len(), "histograms follow their processes");
         assert_eq!(agg.exited_processes_folded() as usize, processes as usize + 1 - by_process.len());
     }
-
-    #[test]
-    fn waits_are_charged_to_the_process_that_last_held_the_cpu() {
-        let mut agg = aggregator(HistogramScope { per_process: true, per_thread: false });
-        for (tid, latency_ns, prev_tgid) in [(2, 700, 9), (1, 300, 9), (1, 50, 1), (1, 20, 0)] {
-            agg.on_runq_event(&RunqEvent { tid, tgid: 1, latency_ns, prev_tgid, ..Default::default() });
-        }
-        assert_eq!(agg.runq.last_holders[&1].len(), 2, "the idle task is no holder");
-        assert_eq!(agg.runq.last_holders[&1][&9], 1_000);
-        assert_eq!(agg.runq.last_holders[&1][&1], 50, "its own other threads are");
-    }
 }
