@@ -57,7 +57,8 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let dir = temp_dir("holders");
     let out = dir.join("report.json");
     let (server_pid, siblings_pid) = (server.pid().to_string(), siblings.pid().to_string());
-    let record = Tracer::start(&["record", "--pid", &server_pid, "--pid", &siblings_pid, "--out", out.to_str().unwrap()]);
+    let record =
+        Tracer::start(&["record", "--pid", &server_pid, "--pid", &siblings_pid, "--out", out.to_str().unwrap()]);
     let runqlat = Tracer::start(&["runqlat", "--holders", "-p", &siblings_pid, "2", "1"]);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
@@ -75,7 +76,11 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let summed: u64 = holders.holders.iter().map(|h| h.ns).sum::<u64>() + holders.other_holders_ns;
     assert!(summed <= waited, "holders {summed} ns of a {waited} ns wait: {holders:?}");
     let top = &holders.holders[0];
-    assert_eq!((top.pid, top.comm.as_str(), top.kind), (load.pid(), "tracer-load", HolderKind::OtherCgroups), "{holders:?}");
+    assert_eq!(
+        (top.pid, top.comm.as_str(), top.kind),
+        (load.pid(), "tracer-load", HolderKind::OtherCgroups),
+        "{holders:?}"
+    );
     let cgroup_name = cgroup.path.file_name().unwrap().to_str().unwrap();
     assert!(top.cgroup.as_deref().is_some_and(|c| c.ends_with(cgroup_name)), "{top:?}");
     assert!(top.ns * 10 >= waited * 8, "the load generator held {} of {waited} ns", top.ns);
@@ -101,7 +106,11 @@ fn record_names_who_held_the_cpu_and_says_so() {
     assert!(top.ns * 2 >= waited, "own threads held {} of {waited} ns: {holders:?}", top.ns);
     let line = format!("tracer-load (pid {siblings_pid}) waited ");
     assert!(
-        stderr.iter().any(|l| l.starts_with(&line) && l.split_once(": ").is_some_and(|(_, who)| who.split(", ").next().is_some_and(|first| first.ends_with("% behind its own threads")))),
+        stderr.iter().any(|l| l.starts_with(&line)
+            && l.split_once(": ").is_some_and(|(_, who)| who
+                .split(", ")
+                .next()
+                .is_some_and(|first| first.ends_with("% behind its own threads")))),
         "{stderr:?}"
     );
 

@@ -193,7 +193,14 @@ pub(crate) mod tests {
 
     pub(crate) fn holders() -> CpuHolders {
         let mut holders = CpuHolders::default();
-        let new = holders.update([((10, 10), 200), ((10, 20), 700), ((10, 30), 50), ((10, 40), 40), ((10, 0), 10), ((10, 50), 5)]);
+        let new = holders.update([
+            ((10, 10), 200),
+            ((10, 20), 700),
+            ((10, 30), 50),
+            ((10, 40), 40),
+            ((10, 0), 10),
+            ((10, 50), 5),
+        ]);
         assert_eq!(new, vec![10, 20, 30, 40, 50], "idle (0) needs no name");
         holders.identify(10, identity("goserver", "/app", false));
         holders.identify(20, identity("h2load", "/load", false));

@@ -46,7 +46,13 @@ impl CpuHoldersJson {
             holders: held
                 .iter()
                 .take(LISTED_HOLDERS)
-                .map(|h| HolderJson { pid: h.pid, comm: h.comm.clone(), cgroup: h.cgroup.clone(), kind: h.kind, ns: h.ns })
+                .map(|h| HolderJson {
+                    pid: h.pid,
+                    comm: h.comm.clone(),
+                    cgroup: h.cgroup.clone(),
+                    kind: h.kind,
+                    ns: h.ns,
+                })
                 .collect(),
             other_holders_ns: held.iter().skip(LISTED_HOLDERS).map(|h| h.ns).sum(),
         }
@@ -60,8 +66,20 @@ mod tests {
     #[test]
     fn kinds_sum_every_holder_and_the_list_is_bounded() {
         let held: Vec<Held> = (0..25)
-            .map(|i| Held { pid: 100 + i, comm: format!("p{i}"), cgroup: None, kind: HolderKind::OtherCgroups, ns: 1_000 })
-            .chain([Held { pid: 7, comm: "me".into(), cgroup: Some("/app".into()), kind: HolderKind::OwnThreads, ns: 500 }])
+            .map(|i| Held {
+                pid: 100 + i,
+                comm: format!("p{i}"),
+                cgroup: None,
+                kind: HolderKind::OtherCgroups,
+                ns: 1_000,
+            })
+            .chain([Held {
+                pid: 7,
+                comm: "me".into(),
+                cgroup: Some("/app".into()),
+                kind: HolderKind::OwnThreads,
+                ns: 500,
+            }])
             .collect();
         let json = CpuHoldersJson::new(&held);
         assert_eq!(json.other_cgroups_ns, 25_000);

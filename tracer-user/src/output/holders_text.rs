@@ -67,7 +67,12 @@ pub fn holders_table(holders: &CpuHolders, sums: &HolderSums, comm_of: impl Fn(u
     waiters.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut out = String::new();
     for (total, waiter, held) in waiters.into_iter().take(TABLE_WAITERS) {
-        let _ = writeln!(out, "cpu holders of pid = {waiter} {} ({} held while it waited)", comm_of(waiter), duration(total));
+        let _ = writeln!(
+            out,
+            "cpu holders of pid = {waiter} {} ({} held while it waited)",
+            comm_of(waiter),
+            duration(total)
+        );
         let _ = writeln!(out, "     {:>7} {:<16} {:<15} {:>10}  {}", "PID", "COMM", "KIND", "TIME", "CGROUP");
         for h in held.iter().take(TABLE_HOLDERS) {
             let comm = if h.kind == HolderKind::Idle { "(idle)" } else { &h.comm };
@@ -94,13 +99,22 @@ mod tests {
             "goserver waited 1.00 us for a CPU, 50% of its time: 70% behind h2load (pid 20, another cgroup), \
              20% behind its own threads, 5% behind sidecar (pid 30, same cgroup)"
         );
-        let held = [Held { pid: 19491, comm: "h2load".into(), cgroup: None, kind: HolderKind::OtherCgroups, ns: 1_242_500_000 }];
+        let held = [Held {
+            pid: 19491,
+            comm: "h2load".into(),
+            cgroup: None,
+            kind: HolderKind::OtherCgroups,
+            ns: 1_242_500_000,
+        }];
         assert_eq!(
             summary("goserver", 1_750_000_000, 3_240_000_000, &held),
             "goserver waited 1.75 s for a CPU, 54% of its time: 71% behind h2load (pid 19491, another cgroup)"
         );
         assert_eq!(summary("idle", 0, 1_000, &[]), "idle did not wait for a CPU");
-        assert_eq!(summary("x", 5_000_000, 10_000_000, &[]), "x waited 5.0 ms for a CPU, 50% of its time (who held the CPU was not recorded)");
+        assert_eq!(
+            summary("x", 5_000_000, 10_000_000, &[]),
+            "x waited 5.0 ms for a CPU, 50% of its time (who held the CPU was not recorded)"
+        );
     }
 
     #[test]
@@ -110,7 +124,10 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "cpu holders of pid = 10 goserver (1.00 us held while it waited)");
         assert!(lines[1].contains("PID") && lines[1].contains("KIND"), "{table}");
-        assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["20", "h2load", "other_cgroups", "700", "ns", "/load"]);
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["20", "h2load", "other_cgroups", "700", "ns", "/load"]
+        );
         assert_eq!(lines.len(), 2 + TABLE_HOLDERS, "{table}");
     }
 }
