@@ -83,7 +83,7 @@ fn record_names_who_held_the_cpu_and_says_so() {
     );
     let cgroup_name = cgroup.path.file_name().unwrap().to_str().unwrap();
     assert!(top.cgroup.as_deref().is_some_and(|c| c.ends_with(cgroup_name)), "{top:?}");
-    assert!(top.ns * 10 >= waited * 8, "the load generator held {} of {waited} ns", top.ns);
+    assert!(top.ns * 10 >= waited * 8, "the load generator held {} of {waited} ns: {holders:?}", top.ns);
     assert!(holders.other_cgroups_ns >= top.ns, "{holders:?}");
 
     let line = stderr
