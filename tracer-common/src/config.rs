@@ -173,14 +173,17 @@ const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SpanConfig {
-    /// Keep per-CPU run slices so span waits can be blamed on their holders.
+    /// Keep per-CPU run slices so waits can be blamed on their holders
+    /// (spans, the timeline and the CPU-holder sums all read them).
     pub enabled: u32,
     /// Stream every state change of traced threads as [`TimelineEvent`]s.
     pub timeline: u32,
     /// Detect HTTP/1.x requests and responses in the traced process's
     /// socket syscalls and make each exchange a span.
     pub http: u32,
-    pub _pad: u32,
+    /// Sum, per waiting process, who held the CPU during its run-queue
+    /// waits (`WAIT_HOLDERS`). Needs `enabled` (the run slices).
+    pub holders: u32,
     /// The syscalls HTTP detection watches, numbered for the running
     /// kernel's architecture (the eBPF object is the same on every one).
     pub http_syscalls: HttpSyscalls,

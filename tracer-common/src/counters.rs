@@ -44,6 +44,9 @@ raw_enum! {
         /// The head of an HTTP request or response could not be streamed:
         /// the HTTP ring buffer was full (its span still ends, unnamed).
         LostHttpCaptures = 14,
+        /// A (waiting process, CPU holder) pair could not be summed: the
+        /// table of CPU holders ([`crate::MAP_WAIT_HOLDERS`]) was full.
+        WaitHoldersMapFull = 15,
     }
 }
 

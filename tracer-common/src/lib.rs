@@ -79,6 +79,7 @@ pub mod config;
 pub mod counters;
 pub mod cpus;
 pub mod hist;
+pub mod holders;
 pub mod http;
 pub mod maps;
 pub mod programs;
@@ -93,6 +94,7 @@ pub use config::*;
 pub use counters::*;
 pub use cpus::*;
 pub use hist::*;
+pub use holders::*;
 pub use http::*;
 pub use maps::*;
 pub use sched::*;
@@ -124,8 +126,8 @@ mod tests {
 
     #[test]
     fn counters_are_the_map_slots() {
-        assert_eq!(Counter::COUNT, 15);
+        assert_eq!(Counter::COUNT, 16);
         assert_eq!(Counter::from_u32(Counter::COUNT), None);
-        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::LostHttpCaptures));
+        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::WaitHoldersMapFull));
     }
 }

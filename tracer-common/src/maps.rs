@@ -5,7 +5,7 @@
 use crate::{
     BlockKey, BlockOffsets, BucketStat, Counter, Filter, HttpCapture, HttpConn, HttpConnKey, Inflight, InflightKey,
     RunqEvent, SpanConfig, SpanEvent, SpanKey, SpanState, SyscallConfig, SyscallErrorKey, SyscallKey, TaskOffsets,
-    ThreadExit, TimelineEvent, TracepointOffsets,
+    ThreadExit, TimelineEvent, TracepointOffsets, WaitHolderKey,
 };
 
 /// Per-thread cumulative accounting, keyed by TID.
@@ -37,6 +37,9 @@ pub const MAP_TIMELINE_EVENTS: &str = "TIMELINE_EVENTS";
 pub const MAP_HTTP_EVENTS: &str = "HTTP_EVENTS";
 /// Open HTTP connections of the traced process: [`HttpConnKey`] -> [`HttpConn`].
 pub const MAP_HTTP_CONNS: &str = "HTTP_CONNS";
+/// CPU holders of traced processes' run-queue waits:
+/// [`WaitHolderKey`] -> nanoseconds (cumulative).
+pub const MAP_WAIT_HOLDERS: &str = "WAIT_HOLDERS";
 
 /// Global: [`Filter`] applied to the task being measured.
 pub const GLOBAL_FILTER: &str = "FILTER";

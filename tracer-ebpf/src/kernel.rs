@@ -77,11 +77,16 @@ pub fn block_offsets() -> BlockOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
 }
+/// The per-CPU run slices are kept: for spans, the timeline or the
+/// CPU-holder sums (`SpanConfig::enabled`).
 pub fn spans_enabled() -> bool {
     global!(SPAN_CONFIG.enabled) != 0
 }
 pub fn timeline_enabled() -> bool {
     global!(SPAN_CONFIG.timeline) != 0
+}
+pub fn holders_enabled() -> bool {
+    global!(SPAN_CONFIG.holders) != 0
 }
 pub fn http_enabled() -> bool {
     global!(SPAN_CONFIG.http) != 0

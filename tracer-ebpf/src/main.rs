@@ -9,7 +9,7 @@
 //! Modules use only modules of lower layers, so their imports form no cycle:
 //! 1. `kernel` (helpers, kernel memory, load-time globals) and `maps`;
 //! 2. `filter` and `slices` (the per-CPU run slices);
-//! 3. `timeline`, then `sched` (per-thread accounting), then `spans`, then
+//! 3. `timeline` and `holders` (the CPU-holder sums), then `sched` (per-thread accounting), then `spans`, then
 //!    `http`;
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
 //!    `cpus` (run-queue lengths).
@@ -25,6 +25,8 @@ mod block;
 mod cpus;
 #[cfg(target_arch = "bpf")]
 mod filter;
+#[cfg(target_arch = "bpf")]
+mod holders;
 #[cfg(target_arch = "bpf")]
 mod http;
 #[cfg(target_arch = "bpf")]

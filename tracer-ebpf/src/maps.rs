@@ -9,7 +9,7 @@ use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
     EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
-    ThreadStats,
+    ThreadStats, WAIT_HOLDERS_ENTRIES, WaitHolderKey,
 };
 
 #[map]
@@ -41,6 +41,10 @@ pub static SYSCALL_LATENCY: HashMap<SyscallKey, BucketStat> =
 #[map]
 pub static SYSCALL_ERRORS: HashMap<SyscallErrorKey, u64> =
     HashMap::with_max_entries(STATS_MAP_ENTRIES, 0);
+
+/// Shared and preallocated like the statistics maps above.
+#[map]
+pub static WAIT_HOLDERS: HashMap<WaitHolderKey, u64> = HashMap::with_max_entries(WAIT_HOLDERS_ENTRIES, 0);
 
 #[map]
 pub static BLOCK_INFLIGHT: HashMap<InflightKey, Inflight> =
@@ -134,18 +138,25 @@ pub fn add_to_bucket<K>(map: &HashMap<K, BucketStat>, key: &K, value: u64) {
     }
 }
 
-/// Adds one to a shared counter, creating it on first use. Not inlined,
-/// like `add_to_bucket`.
-#[inline(never)]
+/// Adds one to a shared counter, creating it on first use.
+#[inline(always)]
 pub fn increment<K>(map: &HashMap<K, u64>, key: &K) {
+    add_to_counter(map, key, 1, Counter::StatsMapFull);
+}
+
+/// Adds `value` to a shared counter, creating it on first use; counts
+/// `when_full` when the map has no room for it. Not inlined, like
+/// `add_to_bucket`.
+#[inline(never)]
+pub fn add_to_counter<K>(map: &HashMap<K, u64>, key: &K, value: u64, when_full: Counter) {
     if map.get_ptr_mut(key).is_none()
         && let Err(err) = map.insert(key, &0, BPF_NOEXIST as u64)
         && err != -EEXIST
     {
-        count(Counter::StatsMapFull);
+        count(when_full);
         return;
     }
-    if let Some(value) = map.get_ptr_mut(key) {
-        atomic_add(value, 1);
+    if let Some(total) = map.get_ptr_mut(key) {
+        atomic_add(total, value);
     }
 }

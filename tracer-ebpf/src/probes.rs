@@ -9,7 +9,7 @@ use tracer_common::TASK_COMM_LEN;
 use crate::{
     filter,
     kernel::{TaskPtr, current_comm, current_ids, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
-    sched, slices, spans, timeline,
+    holders, sched, slices, spans, timeline,
 };
 
 
@@ -63,6 +63,7 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
             if !waited.idle {
                 spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
                 timeline::holders(next_tid, next_tgid, now - waited.wait_ns, now);
+                holders::charge(next_tgid, now - waited.wait_ns, now);
             }
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
@@ -168,6 +169,7 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
             if !waited.idle {
                 spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
                 timeline::holders(next_tid, stats.tgid, now - waited.wait_ns, now);
+                holders::charge(stats.tgid, now - waited.wait_ns, now);
             }
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }

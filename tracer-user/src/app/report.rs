@@ -8,10 +8,11 @@ use std::{
 
 use super::session::{FinalLosses, Session};
 use crate::{
-    model::{cpus, losses::Losses},
+    model::{aggregate::Aggregator, cpus, losses::Losses},
     output::{
         cpus_json::CpuJson,
-        report::{self, Filters, Report, ReportMeta, Traced},
+        holders_text,
+        report::{self, Filters, ProcessJson, Report, ReportMeta, Traced},
     },
     sys::{clock, disks::Disks},
 };
@@ -49,6 +50,35 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
     );
     report.cpus = cpus;
     report
+}
+
+/// Processes a recording without `--pid` sums up at its end: the ones
+/// that waited longest for a CPU.
+const SUMMARIZED_PROCESSES: usize = 3;
+
+/// One plain sentence per target process (each `--pid`; without, the
+/// processes that waited longest): how long it waited for a CPU and behind
+/// whom.
+pub fn holder_summaries(report: &Report, agg: &Aggregator) -> Vec<String> {
+    let mut chosen: Vec<&ProcessJson> = if report.meta.filters.pids.is_empty() {
+        let mut waiting: Vec<&ProcessJson> =
+            report.processes.iter().filter(|p| p.pid != 0 && p.totals.runq_wait_ns > 0).collect();
+        waiting.sort_by_key(|p| std::cmp::Reverse(p.totals.runq_wait_ns));
+        waiting
+    } else {
+        report.processes.iter().filter(|p| report.meta.filters.pids.contains(&p.pid)).collect()
+    };
+    chosen.truncate(SUMMARIZED_PROCESSES.max(report.meta.filters.pids.len()));
+    let held = agg.holders.by_waiter(agg.holders.sums());
+    chosen
+        .into_iter()
+        .map(|p| {
+            let t = &p.totals;
+            let time = t.on_cpu_ns + t.runq_wait_ns + t.off_cpu.uninterruptible_ns + t.off_cpu.sleep_ns + t.unaccounted_ns;
+            let name = format!("{} (pid {})", p.comm, p.pid);
+            holders_text::summary(&name, t.runq_wait_ns, time, held.get(&p.pid).map_or(&[], Vec::as_slice))
+        })
+        .collect()
 }
 
 /// A report its destination refused at the end of a recording; `cause`
@@ -166,6 +196,12 @@ pub fn warn_losses(lost: &FinalLosses) {
         say!(
             "tracer: note: the targets started {} child processes that were not traced; add --children to follow them",
             lost.children_left_out
+        );
+    }
+    if lost.wait_holders > 0 {
+        say!(
+            "tracer: warning: {} CPU holders of run-queue waits were not summed (table full); cpu_holders is incomplete",
+            lost.wait_holders
         );
     }
     if lost.children_untracked > 0 {

@@ -164,6 +164,9 @@ impl Session {
         if probes.attached.block_io {
             agg.kernel.block = probes.block_stats().into_iter().collect();
         }
+        if probes.holders {
+            agg.on_wait_holders(probes.wait_holders().into_iter().map(|(key, ns)| ((key.waiter, key.holder), ns)));
+        }
         agg.settle();
     }
 

@@ -63,6 +63,7 @@ impl Targets {
                 spans: None,
                 timeline: false,
                 cpu_queues: false,
+                holders: false,
             },
             filters: Filters {
                 pids: pids.to_vec(),

@@ -3,7 +3,7 @@
 use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
     BlockKey, BucketStat, Counter, HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
-    ThreadStats, TimelineEvent,
+    ThreadStats, TimelineEvent, WaitHolderKey,
 };
 
 use super::Probes;
@@ -46,6 +46,7 @@ impl Probes {
             children_left_out: sum(Counter::ChildrenLeftOut as u32),
             children_untracked: sum(Counter::ChildrenUntracked as u32),
             http_captures: sum(Counter::LostHttpCaptures as u32),
+            wait_holders: sum(Counter::WaitHoldersMapFull as u32),
         }
     }
 
@@ -99,6 +100,12 @@ impl Probes {
     /// Cumulative failed-syscall counts.
     pub fn syscall_errors(&self) -> Vec<(SyscallErrorKey, u64)> {
         read_all(&self.syscall_errors)
+    }
+
+    /// Cumulative CPU holders of run-queue waits: (waiting process,
+    /// holding process) -> ns. Empty unless asked for at load.
+    pub fn wait_holders(&self) -> Vec<(WaitHolderKey, u64)> {
+        if self.holders { read_all(&self.wait_holders) } else { Vec::new() }
     }
 
     /// Cumulative block I/O buckets.

@@ -26,7 +26,7 @@ use tracer_common::{
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadStats,
-    TracepointOffsets, programs,
+    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, WaitHolderKey, programs,
 };
 
 pub use floor::load_empty_syscall_programs;
@@ -61,6 +61,9 @@ pub struct Probes {
     syscall_latency: HashMap<MapData, SyscallKey, BucketStat>,
     syscall_errors: HashMap<MapData, SyscallErrorKey, u64>,
     block_stats: HashMap<MapData, BlockKey, BucketStat>,
+    wait_holders: HashMap<MapData, WaitHolderKey, u64>,
+    /// The CPU holders of waits are summed (`LoadOptions::holders`).
+    pub holders: bool,
     spans: HashMap<MapData, SpanKey, SpanState>,
     span_events: RingBuf<MapData>,
     http_events: RingBuf<MapData>,
@@ -122,10 +125,10 @@ impl Probes {
         // per-CPU run slices as span blame.
         let http = options.spans.as_ref().is_some_and(|request| request.http);
         let span_config = SpanConfig {
-            enabled: u32::from(options.spans.is_some() || options.timeline),
+            enabled: u32::from(options.spans.is_some() || options.timeline || options.holders),
             timeline: u32::from(options.timeline),
             http: u32::from(http),
-            _pad: 0,
+            holders: u32::from(options.holders),
             http_syscalls: http_syscalls(),
         };
         let mut ebpf = EbpfLoader::new()
@@ -144,6 +147,7 @@ impl Probes {
             .map_max_entries(MAP_SYSCALL_LATENCY, entries_if(syscalls, STATS_MAP_ENTRIES))
             .map_max_entries(MAP_SYSCALL_ERRORS, entries_if(syscalls, STATS_MAP_ENTRIES))
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
+            .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
             // span and timeline rings cost 52 MiB of its RSS otherwise.
@@ -245,6 +249,8 @@ impl Probes {
             syscall_latency: take_map(&mut ebpf, MAP_SYSCALL_LATENCY)?,
             syscall_errors: take_map(&mut ebpf, MAP_SYSCALL_ERRORS)?,
             block_stats: take_map(&mut ebpf, MAP_BLOCK_STATS)?,
+            wait_holders: take_map(&mut ebpf, MAP_WAIT_HOLDERS)?,
+            holders: options.holders,
             cpu_queues,
             ebpf,
             mode,

@@ -78,6 +78,8 @@ pub struct LoadOptions {
     pub timeline: bool,
     /// Keep each CPU's run-queue length over time (the per-CPU view).
     pub cpu_queues: bool,
+    /// Sum who held the CPU during the traced processes' run-queue waits.
+    pub holders: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -258,6 +258,11 @@ pub struct RunqlatArgs {
     #[arg(short = 'L', long = "tids")]
     pub per_thread: bool,
 
+    /// Also print, per interval, who held the CPU while each process
+    /// waited (its own threads, its cgroup, other cgroups, kernel threads).
+    #[arg(long)]
+    pub holders: bool,
+
     #[command(flatten)]
     pub output: IntervalArgs,
 }

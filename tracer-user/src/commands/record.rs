@@ -4,7 +4,7 @@ use std::{io::Write, time::Duration};
 use anyhow::{Context, Result, bail};
 
 use super::{expire_stale_spans, listen, resolve_targets};
-use crate::app::report::{Checkpoints, build_report, warn_losses, write_final_report};
+use crate::app::report::{Checkpoints, build_report, holder_summaries, warn_losses, write_final_report};
 use crate::{
     app::{
         Plan, Session,
@@ -33,6 +33,9 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     targets.options.timeline = timeline_path.is_some();
     // The report's per-CPU section (run-queue lengths, busy share).
     targets.options.cpu_queues = true;
+    // Who held the CPU while each process waited: the report's
+    // `cpu_holders` and the summary at the end.
+    targets.options.holders = true;
     // Checked (and created empty) before recording, so a bad path costs nothing.
     let recorder = match &timeline_path {
         Some(path) => {
@@ -110,6 +113,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             report.histograms.runq_latency.count
         );
     }
+    holder_summaries(&report, &session.agg).iter().for_each(|line| say!("{line}"));
     if let Some(goodput) = &session.agg.goodput {
         for line in goodput_text::summary_lines(goodput) {
             say!("Spans {line}");

@@ -10,7 +10,7 @@ use crate::{
         hist::Buckets,
     },
     output::{
-        atomic,
+        atomic, holders_text,
         text::{self, Unit},
     },
 };
@@ -19,7 +19,8 @@ pub async fn runqlat(kernel: &KernelArgs, args: &RunqlatArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
         atomic::check_output_path(json)?;
     }
-    let targets = resolve_targets(kernel, &args.target)?;
+    let mut targets = resolve_targets(kernel, &args.target)?;
+    targets.options.holders = args.holders;
     let scope = HistogramScope {
         per_process: args.per_process || args.output.json.is_some(),
         per_thread: args.per_thread,
@@ -27,7 +28,12 @@ pub async fn runqlat(kernel: &KernelArgs, args: &RunqlatArgs) -> Result<()> {
     let session = Session::start(&targets, scope)?;
     let unit = unit(&args.output);
     run_live(session, targets.filters, &args.output, "run queue latency", |session, view| {
-        render(&view.runq, args, unit, &session.agg)
+        let mut text = render(&view.runq, args, unit, &session.agg);
+        if args.holders {
+            text.push('\n');
+            text.push_str(&holders_text::holders_table(&session.agg.holders, &view.holders, |pid| session.agg.comm_of(pid)));
+        }
+        text
     })
     .await
 }

@@ -13,6 +13,7 @@ pub use super::{
 };
 use super::{
     ProcessInfo,
+    holders::{CpuHolders, Identity},
     http::HttpHeads,
     goodput::Goodput,
     kstats::KernelStats,
@@ -54,6 +55,8 @@ pub struct Aggregator {
     pub events: u64,
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
+    /// Who held the CPU during each process's run-queue waits.
+    pub holders: CpuHolders,
     pub spans: SpanSummary,
     /// Goodput per span name and second against `--slo` (none without it).
     pub goodput: Option<Goodput>,
@@ -126,6 +129,7 @@ impl Aggregator {
             folded_log: None,
             events: 0,
             kernel: KernelStats::default(),
+            holders: CpuHolders::default(),
             spans: SpanSummary::default(),
             goodput: None,
             http: HttpHeads::default(),
@@ -190,6 +194,18 @@ impl Aggregator {
             .or_else(|| self.exited.find(tid).map(|t| t.tgid))
             .or_else(|| self.system.tgid_of(tid))
             .unwrap_or(tid)
+    }
+
+    /// Takes the kernel's cumulative CPU-holder sums, and names the
+    /// processes new in them while they are alive.
+    pub fn on_wait_holders(&mut self, sums: impl IntoIterator<Item = ((u32, u32), u64)>) {
+        for pid in self.holders.update(sums) {
+            let identity = self.system.comm_of(pid).map(|comm| Identity {
+                name: ProcessName { comm, cgroup: self.system.cgroup_of(pid) },
+                kernel_thread: self.system.is_kernel_thread(pid),
+            });
+            self.holders.identify(pid, identity);
+        }
     }
 
     /// Names a CPU holder from /proc, at most every `HOLDER_NAME_TTL` per
@@ -481,16 +497,5 @@ mod tests {
         assert_eq!(agg.runq.by_process.values().map(Buckets::count).sum::<u64>(), u64::from(processes));
         assert_eq!(agg.runq.by_process.len(), by_process.len(), "histograms follow their processes");
         assert_eq!(agg.exited_processes_folded() as usize, processes as usize + 1 - by_process.len());
-    }
-
-    #[test]
-    fn waits_are_charged_to_the_process_that_last_held_the_cpu() {
-        let mut agg = aggregator(HistogramScope { per_process: true, per_thread: false });
-        for (tid, latency_ns, prev_tgid) in [(2, 700, 9), (1, 300, 9), (1, 50, 1), (1, 20, 0)] {
-            agg.on_runq_event(&RunqEvent { tid, tgid: 1, latency_ns, prev_tgid, ..Default::default() });
-        }
-        assert_eq!(agg.runq.last_holders[&1].len(), 2, "the idle task is no holder");
-        assert_eq!(agg.runq.last_holders[&1][&9], 1_000);
-        assert_eq!(agg.runq.last_holders[&1][&1], 50, "its own other threads are");
     }
 }

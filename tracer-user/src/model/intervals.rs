@@ -6,6 +6,7 @@ use tracer_common::ThreadTotals;
 
 use super::{
     aggregate::{Aggregator, RunqHistograms},
+    holders::HolderSums,
     kstats::KernelStats,
 };
 
@@ -17,6 +18,8 @@ pub struct IntervalView {
     /// interval. TID 0 is a process's row of folded exited threads, (0, 0)
     /// the entry of folded exited processes.
     pub totals: HashMap<(u32, u32), ThreadTotals>,
+    /// CPU holders of the interval's run-queue waits, when summed.
+    pub holders: HolderSums,
 }
 
 /// Cuts the running aggregation into intervals, keeping the whole run for
@@ -28,6 +31,7 @@ pub struct Intervals {
     pub whole_run: RunqHistograms,
     kernel_before: KernelStats,
     totals_before: HashMap<(u32, u32), ThreadTotals>,
+    holders_before: HolderSums,
 }
 
 impl Intervals {
@@ -61,7 +65,9 @@ impl Intervals {
             }
         }
         self.totals_before = totals_now;
-        IntervalView { runq, kernel, totals }
+        let holders = agg.holders.since(&self.holders_before);
+        self.holders_before = agg.holders.sums().clone();
+        IntervalView { runq, kernel, totals, holders }
     }
 }
 

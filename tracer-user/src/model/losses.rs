@@ -23,6 +23,10 @@ pub struct Losses {
     pub children_untracked: u64,
     /// HTTP request or response heads not streamed (ring buffer full).
     pub http_captures: u64,
+    /// (waiting process, CPU holder) pairs not summed because their table
+    /// was full (their wait is still counted, without its holder).
+    #[serde(default)]
+    pub wait_holders: u64,
 }
 
 /// Marker calls that did not pair up.

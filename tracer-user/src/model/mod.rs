@@ -8,6 +8,7 @@ pub mod cpus;
 pub mod exited;
 pub mod goodput;
 pub mod hist;
+pub mod holders;
 pub mod http;
 pub mod intervals;
 pub mod join;

@@ -41,6 +41,10 @@ pub trait ProcessInfo {
     fn comm_of(&self, tid: u32) -> Option<String>;
     /// A process's cgroup v2 path, while it exists.
     fn cgroup_of(&self, pid: u32) -> Option<String>;
+    /// Whether a live process is a kernel thread (kworker, ksoftirqd...).
+    fn is_kernel_thread(&self, _pid: u32) -> bool {
+        false
+    }
 }
 
 /// No live processes to ask: for the model's own tests, and for work on a

@@ -1,6 +1,6 @@
 //! Run-queue and off-CPU histograms: system-wide, per process and per
 //! thread, for one interval or a whole recording.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tracer_common::{
     OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RUNQ_WOKEN_ON_IDLE, RunqEvent,
@@ -55,10 +55,6 @@ pub struct RunqHistograms {
     pub by_thread: HashMap<u32, Buckets>,
     pub off_cpu_by_process: HashMap<u32, OffCpuHistograms>,
     pub off_cpu_by_thread: HashMap<u32, OffCpuHistograms>,
-    /// Per waiting process: the process that had the CPU when each of its
-    /// waits ended (the last holder, possibly itself through another
-    /// thread), with the wait time charged to it.
-    pub last_holders: HashMap<u32, HashMap<u32, u64>>,
 }
 
 fn merge_into<K: Copy + Eq + std::hash::Hash, V: Default>(
@@ -76,17 +72,11 @@ impl RunqHistograms {
         self.merge_whole_run(other);
         merge_into(&mut self.by_thread, &other.by_thread, Buckets::merge);
         merge_into(&mut self.off_cpu_by_thread, &other.off_cpu_by_thread, OffCpuHistograms::merge);
-        for (waiter, holders) in &other.last_holders {
-            let mine = self.last_holders.entry(*waiter).or_default();
-            for (holder, ns) in holders {
-                *mine.entry(*holder).or_default() += ns;
-            }
-        }
     }
 
     /// Merges what a report of the whole run shows: the system-wide and
-    /// per-process histograms. Per-thread histograms and CPU holders are
-    /// only shown per interval, and keeping them for the whole run would
+    /// per-process histograms. Per-thread histograms are only shown per
+    /// interval, and keeping them for the whole run would
     /// grow with every thread and process that ever lived.
     pub fn merge_whole_run(&mut self, other: &RunqHistograms) {
         self.system.merge(&other.system);
@@ -109,10 +99,6 @@ impl RunqHistograms {
         if scope.per_process {
             self.by_process.entry(tgid).or_default().record(event.latency_ns);
             self.off_cpu_by_process.entry(tgid).or_default().record(event);
-            if event.prev_tgid != 0 {
-                *self.last_holders.entry(tgid).or_default().entry(event.prev_tgid).or_default() +=
-                    event.latency_ns;
-            }
         }
         if scope.per_thread {
             self.by_thread.entry(event.tid).or_default().record(event.latency_ns);
@@ -121,7 +107,7 @@ impl RunqHistograms {
     }
 
     /// Moves the histograms of processes summed into the "other exited
-    /// processes" entry (PID 0) under PID 0, as waiters and as CPU holders.
+    /// processes" entry (PID 0) under PID 0.
     pub fn fold_processes(&mut self, pids: &[u32]) {
         if pids.is_empty() {
             return;
@@ -133,26 +119,6 @@ impl RunqHistograms {
             if let Some(off_cpu) = self.off_cpu_by_process.remove(pid) {
                 self.off_cpu_by_process.entry(0).or_default().merge(&off_cpu);
             }
-            if let Some(holders) = self.last_holders.remove(pid) {
-                let other = self.last_holders.entry(0).or_default();
-                for (holder, ns) in holders {
-                    *other.entry(holder).or_default() += ns;
-                }
-            }
-        }
-        let gone: HashSet<u32> = pids.iter().copied().filter(|&pid| pid != 0).collect();
-        for holders in self.last_holders.values_mut() {
-            let mut moved = 0;
-            holders.retain(|holder, ns| {
-                let fold = gone.contains(holder);
-                if fold {
-                    moved += *ns;
-                }
-                !fold
-            });
-            if moved > 0 {
-                *holders.entry(0).or_default() += moved;
-            }
         }
     }
 }
@@ -162,23 +128,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folded_processes_land_under_pid_0_as_waiters_and_holders() {
+    fn folded_processes_land_under_pid_0() {
         let mut runq = RunqHistograms::default();
         let scope = HistogramScope { per_process: true, per_thread: true };
-        for (tgid, prev_tgid, latency_ns) in [(5, 6, 100), (6, 5, 200), (7, 5, 300), (7, 7, 400)] {
-            runq.record(scope, tgid, &RunqEvent { tid: tgid, tgid, prev_tgid, latency_ns, ..Default::default() });
+        for (tgid, latency_ns) in [(5, 100), (6, 200), (7, 300), (7, 400)] {
+            runq.record(scope, tgid, &RunqEvent { tid: tgid, tgid, latency_ns, ..Default::default() });
         }
         runq.fold_processes(&[5, 6]);
         assert_eq!(runq.by_process[&0].count(), 2);
         assert!(!runq.by_process.contains_key(&5) && !runq.off_cpu_by_process.contains_key(&6));
-        assert_eq!(runq.last_holders[&7][&0], 300, "5 held the CPU; it is now among the others");
-        assert_eq!(runq.last_holders[&7][&7], 400);
-        assert_eq!(runq.last_holders[&0][&0], 300, "5 and 6 waited for each other");
+        assert_eq!(runq.by_process[&7].count(), 2);
         assert_eq!(runq.by_thread.len(), 3, "threads are not folded here");
 
         let mut whole = RunqHistograms::default();
         whole.merge_whole_run(&runq);
         assert_eq!(whole.system.count(), 4);
-        assert!(whole.by_thread.is_empty() && whole.last_holders.is_empty());
+        assert!(whole.by_thread.is_empty());
     }
 }

@@ -8,6 +8,8 @@ pub mod cpus_json;
 pub mod cpus_text;
 pub mod goodput_text;
 pub mod hist_json;
+pub mod holders_json;
+pub mod holders_text;
 pub mod metrics;
 pub mod otlp;
 pub mod report;

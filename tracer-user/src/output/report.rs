@@ -8,6 +8,7 @@ use super::{
     atomic::{OutputError, write_atomically},
     cpus_json::CpuJson,
     hist_json::HistJson,
+    holders_json::CpuHoldersJson,
     spans_json::SpansJson,
 };
 use crate::model::{
@@ -179,6 +180,9 @@ pub struct ProcessJson {
     pub histograms: Histograms,
     pub syscalls: Vec<SyscallJson>,
     pub block_io: Vec<BlockIoJson>,
+    /// Who held the CPU while it waited for one (when summed: `record`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_holders: Option<CpuHoldersJson>,
 }
 
 /// `ProcessJson` but the list of syscalls, whose key derived code would
@@ -195,6 +199,8 @@ struct ProcessFields {
     threads: Vec<ThreadJson>,
     histograms: Histograms,
     block_io: Vec<BlockIoJson>,
+    #[serde(default)]
+    cpu_holders: Option<CpuHoldersJson>,
 }
 
 impl<'de> Deserialize<'de> for ProcessJson {
@@ -234,6 +240,7 @@ impl<'de> Deserialize<'de> for ProcessJson {
                     histograms: rest.histograms,
                     syscalls: Vec::deserialize(list).map_err(A::Error::custom)?,
                     block_io: rest.block_io,
+                    cpu_holders: rest.cpu_holders,
                 })
             }
         }
@@ -338,6 +345,7 @@ impl Report {
             .into_iter()
             .map(|((_, dev, op), io)| BlockIoJson::new(disk_name(dev), op, &io))
             .collect();
+        let mut holders = agg.holders.by_waiter(agg.holders.sums());
         let processes = processes
             .into_iter()
             .map(|(pid, threads)| {
@@ -374,6 +382,7 @@ impl Report {
                     },
                     syscalls: syscalls_of.remove(&pid).unwrap_or_default(),
                     block_io: block_of.remove(&pid).unwrap_or_default(),
+                    cpu_holders: holders.remove(&pid).map(|held| CpuHoldersJson::new(&held)),
                 }
             })
             .collect();

@@ -122,6 +122,13 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
         .map(|cg| cg.pathname)
 }
 
+/// Whether a live process is a kernel thread: `PF_KTHREAD` in the flags
+/// of /proc/<pid>/stat.
+pub fn is_kernel_thread(pid: u32) -> bool {
+    const PF_KTHREAD: u32 = 0x0020_0000;
+    Stat::from_file(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.flags & PF_KTHREAD != 0)
+}
+
 /// A thread's scheduler state letter (`R`, `S`, `D`, ...) and its time on a
 /// CPU (`se.sum_exec_runtime`) from /proc/<pid>/task/<tid>/stat and schedstat.
 pub fn sched_state(pid: u32, tid: u32) -> Option<(char, u64)> {
@@ -147,11 +154,21 @@ impl ProcessInfo for ProcFs {
     fn cgroup_of(&self, pid: u32) -> Option<String> {
         cgroup_of(pid)
     }
+
+    fn is_kernel_thread(&self, pid: u32) -> bool {
+        is_kernel_thread(pid)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_threads_are_told_apart() {
+        assert!(is_kernel_thread(2), "kthreadd");
+        assert!(!is_kernel_thread(std::process::id()));
+    }
 
     #[test]
     fn reads_this_process() {

@@ -49,6 +49,8 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     targets.options.cpu_queues = true;
+    // A process's detail names who held the CPU while it waited.
+    targets.options.holders = true;
     // With -p, request spans come along when the process has markers.
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;

@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, time::Duration};
 use crate::model::{
     aggregate::{Aggregator, OffCpuHistograms},
     hist::Buckets,
+    holders::Held,
     intervals::IntervalView,
     names::syscall_name,
 };
@@ -81,8 +82,9 @@ pub struct Detail {
     pub hists: BTreeMap<Metric, Buckets>,
     /// (syscall, count, total ns), most time first.
     pub top_syscalls: Vec<(String, u64, u64)>,
-    /// (pid, comm, wait ns): who had the CPU when this process's waits ended.
-    pub holders: Vec<(u32, String, u64)>,
+    /// Who held the CPU while this process waited in the interval,
+    /// largest first.
+    pub holders: Vec<Held>,
 }
 
 impl Detail {
@@ -232,13 +234,7 @@ fn build_detail(
         }
     }
     hists.insert(Metric::BlockIo, block);
-    let mut holders: Vec<(u32, String, u64)> = view
-        .runq
-        .last_holders
-        .get(&pid)
-        .map(|h| h.iter().map(|(holder, ns)| (*holder, agg.comm_of(*holder), *ns)).collect())
-        .unwrap_or_default();
-    holders.sort_by_key(|(_, _, ns)| std::cmp::Reverse(*ns));
+    let holders = agg.holders.by_waiter(&view.holders).remove(&pid).unwrap_or_default();
     let leader = threads.iter().find(|t| t.tid == pid).or(threads.first());
     Detail {
         pid,

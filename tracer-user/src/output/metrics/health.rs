@@ -93,6 +93,7 @@ pub fn health_families(agg: &Aggregator, inputs: &Inputs, folded: &[(&str, usize
         ("http_captures", lost.http_captures),
         ("timeline_events", lost.timeline_events),
         ("children_untracked", lost.children_untracked),
+        ("wait_holders", lost.wait_holders),
     ] {
         losses.add(&Labels::new().with("kind", kind), n as f64);
     }

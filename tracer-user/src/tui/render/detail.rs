@@ -9,6 +9,7 @@ use ratatui::{
 
 use super::{Theme, latency, pct};
 use crate::{
+    model::holders::HolderKind,
     output::text::{Unit, bar, compact_percentiles},
     tui::{
         app::App,
@@ -116,13 +117,29 @@ fn draw_metric(frame: &mut Frame, app: &App, d: &Detail, area: ratatui::layout::
                 text.push(format!("{name:<16} {count:>7} {}", latency(*total)));
             }
         } else {
-            text.push("CPU held, when waits ended, by:".to_owned());
-            for (pid, comm, ns) in d.holders.iter().take(8) {
-                let comm = if *pid == d.pid { "(its own threads)".to_owned() } else { comm.chars().take(15).collect() };
-                text.push(format!("{pid:>7} {comm:<17} {}", latency(*ns)));
+            text.push("CPU held while it waited, by:".to_owned());
+            for held in d.holders.iter().take(8) {
+                let comm: String = match held.kind {
+                    HolderKind::OwnThreads => "(own threads)".into(),
+                    HolderKind::Idle => "(idle)".into(),
+                    _ => held.comm.chars().take(15).collect(),
+                };
+                text.push(format!("{:>6} {comm:<15} {:<5} {}", held.pid, kind_tag(held.kind), latency(held.ns)));
             }
         }
         frame.render_widget(Paragraph::new(text.join("\n")), side);
+    }
+}
+
+/// A holder's kind in five columns.
+fn kind_tag(kind: HolderKind) -> &'static str {
+    match kind {
+        HolderKind::OwnThreads => "own",
+        HolderKind::SameCgroup => "cgrp",
+        HolderKind::OtherCgroups => "other",
+        HolderKind::KernelThreads => "kern",
+        HolderKind::Idle => "idle",
+        HolderKind::Unknown => "gone",
     }
 }
 
@@ -131,7 +148,10 @@ mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
     use crate::{
-        model::hist::Buckets,
+        model::{
+            hist::Buckets,
+            holders::{Held, HolderKind},
+        },
         tui::{
             app::{App, View},
             model::{Detail, Metric, Model, ThreadRow},
@@ -151,8 +171,12 @@ mod tests {
             threads: vec![ThreadRow { tid: 4243, comm: "worker".into(), cpu_pct: 55.0, runq_pct: 20.0, ..Default::default() }],
             hists,
             top_syscalls: vec![("epoll_wait".into(), 10, 5_000_000)],
-            holders: vec![(812, "load-gen".into(), 3_100_000), (31, "kworker/1:2".into(), 900_000)],
+            holders: vec![held(812, "load-gen", HolderKind::OtherCgroups, 3_100_000), held(31, "kworker/1:2", HolderKind::KernelThreads, 900_000)],
         }
+    }
+
+    fn held(pid: u32, comm: &str, kind: HolderKind, ns: u64) -> Held {
+        Held { pid, comm: comm.into(), cgroup: None, kind, ns }
     }
 
     fn app(detail: Detail) -> App {
@@ -164,7 +188,7 @@ mod tests {
     #[test]
     fn detail_shows_threads_histogram_percentiles_and_cpu_holders() {
         let mut d = detail(false, &[1_000_000, 1_500_000, 3_000_000, 3_000_000]);
-        d.holders.push((4242, "nginx".into(), 100_000));
+        d.holders.push(held(4242, "nginx", HolderKind::OwnThreads, 100_000));
         let lines = render(&app(d), 120, 30);
         let text = lines.join("\n");
         assert!(lines[0].starts_with("pid 4242 nginx"), "{}", lines[0]);
@@ -175,8 +199,9 @@ mod tests {
         assert!(row("1024 -> 2047").contains(": 1        |"), "{text}");
         let top = row("2048 -> 4095");
         assert!(top.contains(": 2        |****"), "the fullest bucket has the longest bar: {top}");
-        assert!(text.contains("812 load-gen"), "{text}");
-        assert!(text.contains("4242 (its own threads)"), "{text}");
+        assert!(text.contains("812 load-gen        other 3.1 ms"), "{text}");
+        assert!(text.contains("31 kworker/1:2     kern  900.00 us"), "{text}");
+        assert!(text.contains("4242 (own threads)   own"), "{text}");
         assert!(text.contains("p99 over the last 1 intervals"), "{text}");
     }
 
