@@ -10,10 +10,12 @@ mod limits;
 mod metrics;
 mod otlp;
 mod runqlen;
+mod timeline;
 pub use limits::{ExitedArgs, SafetyArgs};
 pub use metrics::{ListenArgs, SeriesArgs, ServeArgs};
 pub use otlp::OtlpArgs;
 pub use runqlen::RunqlenArgs;
+pub use timeline::{ExportArgs, TimelineArgs, TimelineCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +76,9 @@ pub enum Command {
     /// by something else (OpenTelemetry, an application's log), from a
     /// timeline recorded meanwhile; it needs neither root nor BPF.
     Spans(SpansArgs),
+    /// Timelines recorded by `tracer record --timeline`: `tracer timeline
+    /// export` converts one to a Perfetto trace (no root needed).
+    Timeline(TimelineArgs),
     /// Serve Prometheus metrics (http://127.0.0.1:9464/metrics unless
     /// --listen says otherwise) of what is traced, until Ctrl-C, SIGTERM,
     /// SIGHUP or --duration.
@@ -353,7 +358,7 @@ pub struct JoinArgs {
     pub otlp: OtlpArgs,
 }
 
-fn parse_fraction(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err(format!("`{text}`: expected a fraction between 0 and 1")),
@@ -386,6 +391,12 @@ pub struct RecordArgs {
     /// --pid, --tid or --cgroup.
     #[arg(long)]
     pub timeline: bool,
+
+    /// Also write a Perfetto trace to FILE (ui.perfetto.dev opens it): each
+    /// traced thread's states, what ran on each CPU while they waited, and
+    /// request spans. Needs --pid, --tid or --cgroup.
+    #[arg(long, value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
 
     #[command(flatten)]
     pub exited: ExitedArgs,

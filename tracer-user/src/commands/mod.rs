@@ -9,6 +9,7 @@ mod runqlen;
 mod serve;
 mod spans;
 mod syscalls;
+mod timeline;
 
 use std::{
     io::Write,
@@ -26,6 +27,7 @@ pub use runqlen::runqlen;
 pub use serve::serve;
 pub use spans::spans;
 pub use syscalls::syscalls;
+pub use timeline::export;
 
 use crate::{
     app::{
