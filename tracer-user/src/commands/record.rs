@@ -80,8 +80,8 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     };
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
-    // Spans come along when the (first) target has span markers.
-    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
+    // Spans come along when the (first) target has span markers, or with --http.
+    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: args.http });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,

@@ -17,7 +17,7 @@ use tracer_common::{
     OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE,
 };
 
-use crate::model::timeline::Timeline;
+use crate::model::timeline::{Timeline, Transition};
 
 /// `prev_state` of `sched_switch`, in the layout Perfetto's trace processor
 /// assumes when a trace names no kernel version (Linux 4.4's), which is why
@@ -90,21 +90,52 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
     for (tid, thread) in timeline.threads() {
         for (i, t) in thread.transitions.iter().enumerate() {
             let next = thread.transitions.get(i + 1);
-            match t.state {
-                TIMELINE_ON_CPU => occupants.entry(t.cpu).or_default().push(Occupant {
+            let ran_until = |n: &Transition| n.ts_ns.min(t.ts_ns + n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns));
+            match (t.state, next) {
+                // Back on a CPU without a reported switch-out: it ran for
+                // what its totals say, then waited (or is not known).
+                (TIMELINE_ON_CPU, Some(n)) if n.state == TIMELINE_ON_CPU => {
+                    occupants.entry(t.cpu).or_default().push(Occupant {
+                        tid,
+                        start: t.ts_ns,
+                        end: ran_until(n),
+                        left_in: Some(OFF_CPU_PREEMPTED),
+                        traced: true,
+                    })
+                }
+                (TIMELINE_ON_CPU, _) => occupants.entry(t.cpu).or_default().push(Occupant {
                     tid,
                     start: t.ts_ns,
                     end: next.map_or(timeline.header.last_monotonic_ns.max(t.ts_ns), |n| n.ts_ns),
                     left_in: next.map(|n| n.state),
                     traced: true,
                 }),
+                // Left a CPU without a reported switch-in (the kernel does
+                // not report every switch): its totals say how long it ran,
+                // which ended at that switch-out.
+                (_, Some(n)) if is_switch_out(n.state) => {
+                    let ran = n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns).min(n.ts_ns - t.ts_ns);
+                    if ran > 0 {
+                        occupants.entry(n.cpu).or_default().push(Occupant {
+                            tid,
+                            start: n.ts_ns - ran,
+                            end: n.ts_ns,
+                            left_in: Some(n.state),
+                            traced: true,
+                        });
+                    }
+                }
+                _ => {}
+            }
+            match t.state {
+                TIMELINE_ON_CPU => {}
                 TIMELINE_RUNNABLE => {
                     let target_cpu = next.filter(|n| n.state == TIMELINE_ON_CPU).map_or(t.cpu, |n| n.cpu);
                     by_cpu.entry(t.cpu).or_default().push(SchedEvent::Waking { ts_ns: t.ts_ns, tid, target_cpu });
                 }
                 // The recording began while it ran: it left at its first
                 // state change, from when on its states are known.
-                _ if i == 0 => occupants.entry(t.cpu).or_default().push(Occupant {
+                state if i == 0 && is_switch_out(state) => occupants.entry(t.cpu).or_default().push(Occupant {
                     tid,
                     start: t.ts_ns,
                     end: t.ts_ns,
@@ -194,6 +225,11 @@ fn switches(occupants: Vec<Occupant>) -> Vec<SchedEvent> {
         push_io_wait(&mut events, &r);
     }
     events
+}
+
+/// A state a thread enters when it leaves a CPU.
+fn is_switch_out(state: u32) -> bool {
+    matches!(state, OFF_CPU_PREEMPTED | OFF_CPU_SLEEP | OFF_CPU_UNINTERRUPTIBLE | OFF_CPU_IOWAIT)
 }
 
 fn push_io_wait(events: &mut Vec<SchedEvent>, left: &Occupant) {

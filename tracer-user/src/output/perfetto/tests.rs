@@ -2,7 +2,7 @@
 //! schema: names, each CPU's switches, wake-ups, I/O waits and span slices.
 use perfetto_protos::{debug_annotation::debug_annotation, trace::Trace, track_event::track_event::Type};
 use protobuf::Message;
-use tracer_common::{OFF_CPU_IOWAIT, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
+use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
 
 use super::*;
 use crate::model::{
@@ -109,6 +109,30 @@ fn io_waits_are_marked_and_holders_of_traced_processes_are_their_own_threads() {
         .map(|e| e.sched_blocked_reason().pid())
         .collect();
     assert_eq!(io_waits, [tid, sib]);
+}
+
+#[test]
+fn a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
+    let preempted = ThreadTotals { on_cpu_ns: 2 * MS, ..ThreadTotals::default() };
+    // Preempted again at 10 ms with 3 ms more on a CPU: its switch-in was
+    // not reported, and the run ended at that switch-out.
+    let again = ThreadTotals { on_cpu_ns: 5 * MS, ..preempted };
+    let events = [
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(2.0, OFF_CPU_PREEMPTED, preempted),
+        transition(10.0, OFF_CPU_PREEMPTED, again),
+    ];
+    let (trace, _) = decode(&from_events(&events), &[]);
+    let tid = TID as i32;
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (2.0, tid, PREV_STATE_PREEMPTED, 0),
+            (7.0, 0, PREV_STATE_RUNNABLE, tid),
+            (10.0, tid, PREV_STATE_PREEMPTED, 0),
+        ]
+    );
 }
 
 #[test]
