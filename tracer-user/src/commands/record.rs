@@ -18,9 +18,27 @@ use crate::{
     },
     bpf::SpanRequest,
     cli::{KernelArgs, RecordArgs},
-    model::aggregate::HistogramScope,
+    model::{aggregate::HistogramScope, spans::SpanRecord},
     output::{atomic, timeline_file},
 };
+
+/// Spans `record --perfetto` keeps for its trace, a few hundred bytes
+/// each: a long recording of a busy server keeps the first ones only.
+const MAX_TRACE_SPANS: usize = 1 << 20;
+
+#[derive(Default)]
+struct TraceSpans {
+    kept: Vec<SpanRecord>,
+    dropped: u64,
+}
+
+impl TraceSpans {
+    fn keep(&mut self, spans: Vec<SpanRecord>) {
+        let room = MAX_TRACE_SPANS.saturating_sub(self.kept.len());
+        self.dropped += spans.len().saturating_sub(room) as u64;
+        self.kept.extend(spans.into_iter().take(room));
+    }
+}
 
 /// An empty file beside `trace` (or in the temporary directory, when the
 /// trace goes to standard output, a device or a FIFO) for the timeline it
@@ -90,7 +108,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     session.timeline = recorder;
     // The trace shows every span: they are kept as they end.
     session.agg.keep_span_records = args.perfetto.is_some();
-    let mut spans = Vec::new();
+    let mut spans = TraceSpans::default();
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     session.agg.spans.slo_ns = args.metrics.series.slo_ns();
     if let Some(endpoint) = &mut endpoint {
@@ -119,7 +137,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
                 checkpoints.tick(session);
             }
             expire_stale_spans(session, &mut last_expiry);
-            spans.extend(session.agg.take_spans());
+            spans.keep(session.agg.take_spans());
             if let Some(endpoint) = &mut endpoint {
                 endpoint.publish(session);
             }
@@ -139,7 +157,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         say!();
     }
     let lost = session.finish();
-    spans.extend(session.agg.take_spans());
+    spans.keep(session.agg.take_spans());
     let report = build_report(&session, targets.filters, &lost);
     // When the report cannot be written where asked, it is saved elsewhere
     // and the run still fails, saying where: after the timeline is done.
@@ -186,7 +204,14 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         {
             let converted = timeline_file::read(path)
                 .context("reading back the timeline")
-                .and_then(|timeline| write_trace(perfetto, &timeline, &spans));
+                .and_then(|timeline| write_trace(perfetto, &timeline, &spans.kept));
+            if spans.dropped > 0 {
+                say!(
+                    "tracer: note: the trace shows the first {MAX_TRACE_SPANS} spans; {} later ones are only in the \
+                     report's counts",
+                    spans.dropped
+                );
+            }
             timeline_lost = converted.err();
         }
     }
