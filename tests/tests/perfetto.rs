@@ -3,12 +3,7 @@
 //! in the venv `cargo xtask test` installs), whose thread states agree with
 //! the kernel's schedstat, whose names are the processes' and threads' own,
 //! and whose slices are the spans the server logged.
-use std::{
-    path::Path,
-    process::Command,
-    thread::sleep,
-    time::Duration,
-};
+use std::{path::Path, process::Command, thread::sleep, time::Duration};
 
 use serde_json::Value;
 use tracer_tests::*;
@@ -37,7 +32,10 @@ fn comm(path: &str) -> String {
 
 fn assert_within(what: &str, actual: u64, expected: u64, rel: f64, abs_ns: u64) {
     let allowed = (expected as f64 * rel) as u64 + abs_ns;
-    assert!(actual.abs_diff(expected) <= allowed, "{what}: trace {actual} ns vs kernel {expected} ns (allowed {allowed})");
+    assert!(
+        actual.abs_diff(expected) <= allowed,
+        "{what}: trace {actual} ns vs kernel {expected} ns (allowed {allowed})"
+    );
 }
 
 #[test]
@@ -63,8 +61,18 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
     let (report, trace) = (dir.join("run.json"), dir.join("run.pftrace"));
     let pids = [server.pid(), spin.pid(), sleeper.pid()].map(|p| p.to_string());
     let tracer = Tracer::start(&[
-        "record", "-p", &pids[0], "-p", &pids[1], "-p", &pids[2], "--timeline", "-o", report.to_str().unwrap(),
-        "--perfetto", trace.to_str().unwrap(),
+        "record",
+        "-p",
+        &pids[0],
+        "-p",
+        &pids[1],
+        "-p",
+        &pids[2],
+        "--timeline",
+        "-o",
+        report.to_str().unwrap(),
+        "--perfetto",
+        trace.to_str().unwrap(),
     ]);
     signal(spin.pid(), libc::SIGCONT);
     signal(sleeper.pid(), libc::SIGCONT);
@@ -173,8 +181,16 @@ fn perfetto_http_spans_carry_their_http_fields() {
     let server = Server::start_with(None, &["--no-markers"]);
     let (report, trace) = (dir.join("run.json"), dir.join("run.pftrace"));
     let pid = server.pid().to_string();
-    let tracer =
-        Tracer::start(&["record", "-p", &pid, "--http", "-o", report.to_str().unwrap(), "--perfetto", trace.to_str().unwrap()]);
+    let tracer = Tracer::start(&[
+        "record",
+        "-p",
+        &pid,
+        "--http",
+        "-o",
+        report.to_str().unwrap(),
+        "--perfetto",
+        trace.to_str().unwrap(),
+    ]);
     let paths = ["/cpu?ms=5", "/sleep?ms=5", "/plain"];
     for path in paths {
         server.get(path);
@@ -208,7 +224,8 @@ fn perfetto_mistakes_are_one_line_before_anything_is_recorded() {
     let not_a_timeline = dir.join("x.json");
     std::fs::write(&not_a_timeline, "{}").unwrap();
     let out = dir.join("x.pftrace");
-    let stderr = one_line_error(&["timeline", "export", not_a_timeline.to_str().unwrap(), "--perfetto", out.to_str().unwrap()]);
+    let stderr =
+        one_line_error(&["timeline", "export", not_a_timeline.to_str().unwrap(), "--perfetto", out.to_str().unwrap()]);
     assert!(stderr.contains("not a tracer timeline"), "{stderr}");
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(dir);

@@ -14,7 +14,7 @@ mod spans;
 mod tests;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{BufWriter, Write},
     path::Path,
 };
@@ -84,7 +84,12 @@ struct Names<'a> {
 
 impl Names<'_> {
     fn process(&self, pid: u32) -> String {
-        self.timeline.names.get(&pid).map(|n| n.comm.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| pid.to_string())
+        self.timeline
+            .names
+            .get(&pid)
+            .map(|n| n.comm.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| pid.to_string())
     }
 
     fn thread(&self, tid: u32) -> String {
@@ -170,17 +175,17 @@ fn put(out: &mut impl Write, p: &TracePacket) -> std::io::Result<()> {
 
 /// Every process and thread in the trace, named: the traced ones, and the
 /// holders, each shown as its main thread.
-fn process_tree(timeline: &Timeline, holders: &std::collections::BTreeSet<u32>, names: &Names) -> ProcessTree {
-    let mut processes: BTreeMap<u32, ()> = timeline.names.keys().map(|&pid| (pid, ())).collect();
+fn process_tree(timeline: &Timeline, holders: &BTreeSet<u32>, names: &Names) -> ProcessTree {
+    let mut processes: BTreeSet<u32> = timeline.names.keys().copied().collect();
     let mut threads: BTreeMap<u32, u32> = holders.iter().map(|&pid| (pid, pid)).collect();
     for (tid, thread) in timeline.threads() {
         let pid = if thread.tgid == 0 { tid } else { thread.tgid };
         threads.insert(tid, pid);
-        processes.insert(pid, ());
+        processes.insert(pid);
     }
     let mut tree = ProcessTree::new();
     tree.processes = processes
-        .into_keys()
+        .into_iter()
         .filter(|&pid| pid != 0)
         .map(|pid| {
             let mut p = Process::new();
@@ -196,11 +201,7 @@ fn process_tree(timeline: &Timeline, holders: &std::collections::BTreeSet<u32>, 
             let mut t = Thread::new();
             t.set_tid(tid as i32);
             t.set_tgid(pid as i32);
-            t.set_name(if holders.contains(&tid) && timeline.thread(tid).is_none() {
-                names.process(tid)
-            } else {
-                names.thread(tid)
-            });
+            t.set_name(names.thread(tid));
             t
         })
         .collect();

@@ -90,7 +90,8 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
     for (tid, thread) in timeline.threads() {
         for (i, t) in thread.transitions.iter().enumerate() {
             let next = thread.transitions.get(i + 1);
-            let ran_until = |n: &Transition| n.ts_ns.min(t.ts_ns + n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns));
+            let ran_until =
+                |n: &Transition| n.ts_ns.min(t.ts_ns + n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns));
             match (t.state, next) {
                 // Back on a CPU without a reported switch-out: it ran for
                 // what its totals say, then waited (or is not known).

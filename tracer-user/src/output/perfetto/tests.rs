@@ -149,9 +149,13 @@ fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
     let (trace, summary) = decode(&timeline, &[outer, inner, crossing]);
     assert_eq!((summary.spans, summary.spans_unplaced), (3, 0));
 
-    let tracks: Vec<_> = trace.packet.iter().filter(|p| p.has_track_descriptor()).map(|p| p.track_descriptor()).collect();
+    let tracks: Vec<_> =
+        trace.packet.iter().filter(|p| p.has_track_descriptor()).map(|p| p.track_descriptor()).collect();
     assert_eq!(tracks.len(), 2);
-    assert_eq!((tracks[0].thread.tid(), tracks[0].thread.pid(), tracks[0].thread.thread_name()), (TID as i32, PID as i32, "server-worker"));
+    assert_eq!(
+        (tracks[0].thread.tid(), tracks[0].thread.pid(), tracks[0].thread.thread_name()),
+        (TID as i32, PID as i32, "server-worker")
+    );
     assert_eq!(tracks[1].parent_uuid(), tracks[0].uuid());
 
     let events: Vec<(f64, Type, u64, &str)> = trace
@@ -177,7 +181,8 @@ fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
         ]
     );
     let begin = trace.packet.iter().find(|p| p.has_track_event()).unwrap().track_event();
-    let arg = |name: &str| begin.debug_annotations.iter().find(|a| a.name() == name).unwrap_or_else(|| panic!("{name}"));
+    let arg =
+        |name: &str| begin.debug_annotations.iter().find(|a| a.name() == name).unwrap_or_else(|| panic!("{name}"));
     assert_eq!(arg("verdict").string_value(), "cpu-contention");
     assert_eq!(arg("runq_wait_ns").int_value(), 3 * MS as i64);
     let blame = &arg("blame").array_values[0];
