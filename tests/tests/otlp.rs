@@ -15,19 +15,7 @@ use tracer_tests::*;
 
 /// The receiver's interpreter, or None (skipped) outside `cargo xtask test`.
 fn python(test: &str) -> Option<String> {
-    if !bpf_available(test) {
-        return None;
-    }
-    match std::env::var("TRACER_PYTHON_OTLP") {
-        Ok(python) => Some(python),
-        Err(_) if std::env::var("TRACER_REQUIRE_BPF").as_deref() == Ok("1") => {
-            panic!("TRACER_PYTHON_OTLP is not set: run the tests with `cargo xtask test`")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED {test}: TRACER_PYTHON_OTLP not set (run `cargo xtask test`)");
-            None
-        }
-    }
+    reference_python(test, "TRACER_PYTHON_OTLP")
 }
 
 /// `tests/otlp_receiver.py` on a free loopback port; killed when dropped.

@@ -2,7 +2,7 @@
 //! the command line and hands it to the library.
 use clap::Parser as _;
 use tracer_user::{
-    cli::{Cli, Command, SpansCommand},
+    cli::{Cli, Command, SpansCommand, TimelineCommand},
     commands, tui,
 };
 
@@ -26,9 +26,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        // Every command but the offline join records until a signal ends
+        // Every command but the offline ones (join, export) records until a signal ends
         // it; its signals must end the run from the first moment.
-        let offline = matches!(&cli.command, Some(Command::Spans(args)) if args.command.is_some());
+        let offline = matches!(&cli.command, Some(Command::Spans(args)) if args.command.is_some())
+            || matches!(&cli.command, Some(Command::Timeline(_)));
         if !offline {
             tracer_user::app::events::listen_early()?;
         }
@@ -44,6 +45,9 @@ fn main() -> std::process::ExitCode {
             Some(Command::Spans(args)) => match &args.command {
                 Some(SpansCommand::Join(join)) => commands::join(join),
                 None => commands::spans(&cli.kernel, args).await,
+            },
+            Some(Command::Timeline(args)) => match &args.command {
+                TimelineCommand::Export(export) => commands::export(export),
             },
             None => tui::run(&cli.kernel, &cli.tui).await,
         }

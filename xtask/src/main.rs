@@ -68,6 +68,7 @@ fn test(filter: Option<&str>) -> Result<()> {
 
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
     let python_otlp = util::step("reference OTLP decoder for the span export", setup::python_otlp_decoder)?;
+    let python_perfetto = util::step("Perfetto's schema for the trace output", setup::python_perfetto_decoder)?;
     util::step("tmux, nginx, wrk and prometheus for the terminal, HTTP and metrics tests", || {
         util::ensure_packages(
             &[("tmux", "tmux"), ("nginx", "nginx"), ("wrk", "wrk"), ("prometheus", "prometheus"), ("promtool", "prometheus")],
@@ -84,6 +85,7 @@ fn test(filter: Option<&str>) -> Result<()> {
         let env = [
             ("TRACER_PYTHON_HDR", python.display().to_string()),
             ("TRACER_PYTHON_OTLP", python_otlp.display().to_string()),
+            ("TRACER_PYTHON_PERFETTO", python_perfetto.display().to_string()),
             ("TRACER_BIN", built.tracer.display().to_string()),
             ("TRACER_LOAD_BIN", built.load_helper.display().to_string()),
             (

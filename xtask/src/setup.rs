@@ -206,6 +206,17 @@ pub fn python_otlp_decoder() -> Result<PathBuf> {
     )
 }
 
+/// Perfetto's own Python schema (its generated perfetto_trace_pb2) and the
+/// protobuf runtime it was generated for, which the Perfetto test decodes
+/// tracer's traces with. (The package's trace processor downloads its
+/// binary at run time, so the test applies its rules itself.)
+const PY_PERFETTO: [&str; 2] = ["perfetto==0.59.1", "protobuf==7.36.2"];
+
+/// A Python with Perfetto's protobuf definitions, in a per-user venv.
+pub fn python_perfetto_decoder() -> Result<PathBuf> {
+    python_venv("py-perfetto-0.59.1", "python perfetto", &PY_PERFETTO, "perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+}
+
 /// A venv under the cache holding `packages` (pinned), created once; ready
 /// when `module` imports. Returns its interpreter.
 fn python_venv(dir: &str, what: &str, packages: &[&str], module: &str) -> Result<PathBuf> {

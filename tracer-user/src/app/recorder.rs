@@ -76,6 +76,7 @@ pub struct Recorder {
     dropped: u64,
     pids: Vec<u32>,
     names: BTreeMap<u32, ProcessName>,
+    thread_names: BTreeMap<u32, String>,
     clock_pairs: Vec<ClockPair>,
     first_monotonic_ns: u64,
 }
@@ -124,6 +125,7 @@ impl Recorder {
             dropped: 0,
             pids,
             names: BTreeMap::new(),
+            thread_names: BTreeMap::new(),
             first_monotonic_ns: first.monotonic_ns,
             clock_pairs: vec![first],
         };
@@ -140,7 +142,10 @@ impl Recorder {
             self.dropped += 1;
             return;
         }
-        // Holders may exit before the end: name them when first seen.
+        // Threads and holders may exit before the end: name them when first seen.
+        if event.kind != TIMELINE_HOLDER && !self.thread_names.contains_key(&event.tid) {
+            self.thread_names.insert(event.tid, procfs::comm_of(event.tid).unwrap_or_default());
+        }
         for tgid in [event.tgid, if event.kind == TIMELINE_HOLDER { event.value } else { 0 }] {
             if tgid != 0 && !self.names.contains_key(&tgid) {
                 let comm = procfs::comm_of(tgid).unwrap_or_default();
@@ -214,7 +219,7 @@ impl Recorder {
         let State::Writing(writer) = std::mem::replace(&mut self.state, placeholder) else { return };
         let events = writer.events();
         let header = self.header(probe_mode, events_lost, Some(reason.clone()));
-        match writer.finish(header, std::mem::take(&mut self.names)) {
+        match writer.finish(header, std::mem::take(&mut self.names), std::mem::take(&mut self.thread_names)) {
             Ok(()) => {
                 say!(
                     "tracer: warning: the timeline stopped after {events} events: {reason}; {} is finished as it is, \
@@ -245,7 +250,7 @@ impl Recorder {
             State::Writing(writer) => {
                 let events = writer.events();
                 let header = self.header(probe_mode, events_lost, None);
-                writer.finish(header, std::mem::take(&mut self.names))?;
+                writer.finish(header, std::mem::take(&mut self.names), std::mem::take(&mut self.thread_names))?;
                 Ok(TimelineSummary { events, truncated: None, dropped: 0 })
             }
             State::Stopped { events, reason } => Ok(TimelineSummary { events, truncated: Some(reason), dropped: self.dropped }),

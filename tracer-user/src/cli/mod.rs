@@ -11,11 +11,13 @@ mod metrics;
 mod otlp;
 mod runqlen;
 mod spans;
+mod timeline;
 pub use limits::{ExitedArgs, SafetyArgs};
 pub use metrics::{ListenArgs, SeriesArgs, ServeArgs};
 pub use otlp::OtlpArgs;
 pub use runqlen::RunqlenArgs;
 pub use spans::{JoinArgs, SpansArgs, SpansCommand};
+pub use timeline::{ExportArgs, TimelineArgs, TimelineCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +78,9 @@ pub enum Command {
     /// by something else (OpenTelemetry, an application's log), from a
     /// timeline recorded meanwhile; it needs neither root nor BPF.
     Spans(SpansArgs),
+    /// Timelines recorded by `tracer record --timeline`: `tracer timeline
+    /// export` converts one to a Perfetto trace (no root needed).
+    Timeline(TimelineArgs),
     /// Serve Prometheus metrics (http://127.0.0.1:9464/metrics unless
     /// --listen says otherwise) of what is traced, until Ctrl-C, SIGTERM,
     /// SIGHUP or --duration.
@@ -300,6 +305,17 @@ pub struct RecordArgs {
     /// --pid, --tid or --cgroup.
     #[arg(long)]
     pub timeline: bool,
+
+    /// Also write a Perfetto trace to FILE (ui.perfetto.dev opens it): each
+    /// traced thread's states, what ran on each CPU while they waited, and
+    /// request spans. Needs --pid, --tid or --cgroup.
+    #[arg(long, value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
+
+    /// Also make a span of every HTTP/1.x exchange of the first --pid, as
+    /// `tracer spans --http` does (no markers needed).
+    #[arg(long, requires = "pids")]
+    pub http: bool,
 
     #[command(flatten)]
     pub exited: ExitedArgs,

@@ -81,7 +81,7 @@ pub fn join(args: &JoinArgs) -> Result<()> {
 
 /// The spans input: `-` is standard input; any other path is opened as a
 /// file, a FIFO or a device included.
-fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+pub(super) fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
     if atomic::is_stdout(path) {
         return Ok(Box::new(BufReader::with_capacity(READ_BUFFER, io::stdin().lock())));
     }

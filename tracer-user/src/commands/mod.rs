@@ -9,6 +9,7 @@ mod runqlen;
 mod serve;
 mod spans;
 mod syscalls;
+mod timeline;
 
 use std::{
     io::Write,
@@ -26,6 +27,7 @@ pub use runqlen::runqlen;
 pub use serve::serve;
 pub use spans::spans;
 pub use syscalls::syscalls;
+pub use timeline::export;
 
 use crate::{
     app::{
@@ -63,11 +65,14 @@ pub(crate) fn listen(addr: SocketAddr, series: &SeriesArgs) -> Result<MetricsEnd
 }
 
 /// Removes spans open longer than [`SPAN_EXPIRY`], counting them as never
-/// ended; looks every 10 s.
+/// ended, and the HTTP heads of requests that old; looks every 10 s.
 pub(crate) fn expire_stale_spans(session: &mut Session, last: &mut Instant) {
     if session.probes.attached.spans && last.elapsed() >= Duration::from_secs(10) {
         *last = Instant::now();
-        session.probes.expire_spans(clock::monotonic_ns().saturating_sub(SPAN_EXPIRY.as_nanos() as u64));
+        let cutoff = clock::monotonic_ns().saturating_sub(SPAN_EXPIRY.as_nanos() as u64);
+        session.probes.expire_spans(cutoff);
+        // HTTP span ids begin with their start time.
+        session.agg.http.forget_older_than(tracer_common::http_span_id_lower_bound(cutoff));
     }
 }
 

@@ -1,9 +1,15 @@
-//! `tracer record`: everything measured, to a JSON report.
-use std::{io::Write, time::Duration};
+//! `tracer record`: everything measured, to a JSON report (and a timeline
+//! and a Perfetto trace, when asked).
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
+use tempfile::TempPath;
 
-use super::{expire_stale_spans, listen, resolve_targets};
+use super::{expire_stale_spans, listen, resolve_targets, timeline::write_trace};
 use crate::app::report::{Checkpoints, build_report, holder_summaries, warn_losses, write_final_report};
 use crate::{
     app::{
@@ -12,21 +18,70 @@ use crate::{
     },
     bpf::SpanRequest,
     cli::{KernelArgs, RecordArgs},
-    model::aggregate::HistogramScope,
-    output::{atomic, goodput_text},
+    model::{aggregate::HistogramScope, spans::SpanRecord},
+    output::{atomic, goodput_text, timeline_file},
 };
+
+/// Spans `record --perfetto` keeps for its trace, a few hundred bytes
+/// each: a long recording of a busy server keeps the first ones only.
+const MAX_TRACE_SPANS: usize = 1 << 20;
+
+#[derive(Default)]
+struct TraceSpans {
+    kept: Vec<SpanRecord>,
+    dropped: u64,
+}
+
+impl TraceSpans {
+    fn keep(&mut self, spans: Vec<SpanRecord>) {
+        let room = MAX_TRACE_SPANS.saturating_sub(self.kept.len());
+        self.dropped += spans.len().saturating_sub(room) as u64;
+        self.kept.extend(spans.into_iter().take(room));
+    }
+}
+
+/// An empty file beside `trace` (or in the temporary directory, when the
+/// trace goes to standard output, a device or a FIFO) for the timeline it
+/// is converted from; removed when dropped.
+fn scratch_beside(trace: &Path) -> std::io::Result<TempPath> {
+    let regular = !atomic::is_stdout(trace) && std::fs::metadata(trace).map_or(true, |meta| meta.is_file());
+    let dir = match trace.parent() {
+        Some(dir) if regular && !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ if regular => PathBuf::from("."),
+        _ => std::env::temp_dir(),
+    };
+    Ok(tempfile::Builder::new().prefix(".tracer-").suffix(".timeline").tempfile_in(dir)?.into_temp_path())
+}
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     atomic::check_output_path(&args.out)?;
     if args.timeline && atomic::is_stdout(&args.out) {
         bail!("the timeline goes next to the report as REPORT.timeline: give --out a file name, not -");
     }
-    let timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
+    let mut timeline_path = args.timeline.then(|| args.out.with_extension("timeline"));
     if timeline_path.as_ref() == Some(&args.out) {
         bail!("the timeline goes next to the report as REPORT.timeline: give the report another name than {}", args.out.display());
     }
-    if timeline_path.is_some() && args.target.pids.is_empty() && args.target.tid.is_none() && args.target.cgroup.is_none() {
+    let no_target = args.target.pids.is_empty() && args.target.tid.is_none() && args.target.cgroup.is_none();
+    if timeline_path.is_some() && no_target {
         bail!("--timeline records the threads of a target: add --pid, --tid or --cgroup");
+    }
+    // A Perfetto trace is converted from a timeline at the end: the one
+    // asked for, or a scratch one beside the trace.
+    let mut scratch_timeline = None;
+    if let Some(perfetto) = &args.perfetto {
+        if no_target {
+            bail!("--perfetto records the threads of a target: add --pid, --tid or --cgroup");
+        }
+        atomic::check_output_path(perfetto)?;
+        if [Some(&args.out), timeline_path.as_ref()].contains(&Some(perfetto)) {
+            bail!("--perfetto needs a file of its own, not {}", perfetto.display());
+        }
+        if timeline_path.is_none() {
+            let scratch = scratch_beside(perfetto).context("preparing the Perfetto trace's timeline")?;
+            timeline_path = Some(scratch.to_path_buf());
+            scratch_timeline = Some(scratch);
+        }
     }
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let mut targets = resolve_targets(kernel, &args.target)?;
@@ -46,14 +101,18 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     };
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
-    // Spans come along when the (first) target has span markers.
-    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: false });
+    // Spans come along when the (first) target has span markers, or with --http.
+    targets.options.spans =
+        args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: args.http });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,
     };
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
+    // The trace shows every span: they are kept as they end.
+    session.agg.keep_span_records = args.perfetto.is_some();
+    let mut spans = TraceSpans::default();
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
     session.agg.set_slo(args.metrics.series.slo_ns());
     if let Some(endpoint) = &mut endpoint {
@@ -82,6 +141,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
                 checkpoints.tick(session);
             }
             expire_stale_spans(session, &mut last_expiry);
+            spans.keep(session.agg.take_spans());
             if let Some(endpoint) = &mut endpoint {
                 endpoint.publish(session);
             }
@@ -101,6 +161,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         say!();
     }
     let lost = session.finish();
+    spans.keep(session.agg.take_spans());
     let report = build_report(&session, targets.filters, &lost);
     // When the report cannot be written where asked, it is saved elsewhere
     // and the run still fails, saying where: after the timeline is done.
@@ -131,6 +192,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     if let (Some(recorder), Some(path)) = (session.timeline.take(), &timeline_path) {
         let lost = lost.timeline_events;
         match recorder.finish(session.probes.mode.name(), lost) {
+            Ok(_) if scratch_timeline.is_some() => {}
             Ok(summary) => match summary.truncated {
                 None => say!("Timeline written to {} ({} events)", path.display(), summary.events),
                 Some(_) => say!(
@@ -146,6 +208,21 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         }
         if lost > 0 {
             say!("tracer: warning: {lost} timeline events were lost (ring buffer full)");
+        }
+        if let Some(perfetto) = &args.perfetto
+            && timeline_lost.is_none()
+        {
+            let converted = timeline_file::read(path)
+                .context("reading back the timeline")
+                .and_then(|timeline| write_trace(perfetto, &timeline, &spans.kept));
+            if spans.dropped > 0 {
+                say!(
+                    "tracer: note: the trace shows the first {MAX_TRACE_SPANS} spans; {} later ones are only in the \
+                     report's counts",
+                    spans.dropped
+                );
+            }
+            timeline_lost = converted.err();
         }
     }
     warn_losses(&lost);

@@ -57,6 +57,8 @@ pub struct TimelineHeader {
 pub struct Transition {
     pub ts_ns: u64,
     pub state: u32,
+    /// The CPU it was switched in on, or left, or was woken from.
+    pub cpu: u32,
     pub totals: ThreadTotals,
 }
 
@@ -99,6 +101,8 @@ pub struct Point {
     pub ts_ns: u64,
     pub id: u32,
     pub ns: u64,
+    /// The CPU: where the syscall ran, or the one a holder held.
+    pub cpu: u32,
 }
 
 /// One thread's events, each list sorted by time.
@@ -188,6 +192,9 @@ fn top(by_id: BTreeMap<u32, (u32, u64)>) -> [TopEntry; SPAN_TOP] {
 pub struct Timeline {
     pub header: TimelineHeader,
     pub names: BTreeMap<u32, ProcessName>,
+    /// TID -> its own `comm`, for the threads recorded (empty in files
+    /// written before it was kept).
+    pub thread_names: BTreeMap<u32, String>,
     threads: HashMap<u32, ThreadHistory>,
     /// Events added so far.
     pub event_count: u64,
@@ -197,7 +204,7 @@ impl Timeline {
     /// An empty timeline; `push` adds events in any order, `finish` sorts them.
     pub fn new(mut header: TimelineHeader, names: BTreeMap<u32, ProcessName>) -> Timeline {
         header.clock_pairs.sort_by_key(|p| p.monotonic_ns);
-        Timeline { header, names, threads: HashMap::new(), event_count: 0 }
+        Timeline { header, names, thread_names: BTreeMap::new(), threads: HashMap::new(), event_count: 0 }
     }
 
     /// Adds one event; an event of an unknown kind or thread state is
@@ -207,10 +214,15 @@ impl Timeline {
         if event.tgid != 0 {
             thread.tgid = event.tgid;
         }
-        let point = Point { ts_ns: event.ts_ns, id: event.value, ns: event.ns };
+        let point = Point { ts_ns: event.ts_ns, id: event.value, ns: event.ns, cpu: event.cpu };
         match event.kind {
             TIMELINE_TRANSITION if known_state(event.value) => {
-                thread.transitions.push(Transition { ts_ns: event.ts_ns, state: event.value, totals: event.totals })
+                thread.transitions.push(Transition {
+                    ts_ns: event.ts_ns,
+                    state: event.value,
+                    cpu: event.cpu,
+                    totals: event.totals,
+                })
             }
             TIMELINE_TRANSITION => return Err(format!("unknown thread state {}", event.value)),
             TIMELINE_SYSCALL => thread.syscalls.push(point),
@@ -235,6 +247,11 @@ impl Timeline {
 
     pub fn thread(&self, tid: u32) -> Option<&ThreadHistory> {
         self.threads.get(&tid)
+    }
+
+    /// Every thread recorded, by TID.
+    pub fn threads(&self) -> impl Iterator<Item = (u32, &ThreadHistory)> {
+        self.threads.iter().map(|(&tid, history)| (tid, history))
     }
 
     /// The CLOCK_MONOTONIC time of a wall-clock time (may lie outside the
@@ -305,6 +322,8 @@ pub(crate) mod fixtures {
     pub const T0: u64 = 1_000_000 * MS;
     pub const TID: u32 = 101;
     pub const PID: u32 = 100;
+    /// The wall-clock time of T0 in the synthetic recordings' clock pair.
+    pub const UNIX0: u64 = 1_700_000_000_000 * MS;
 
     pub fn transition(ms: f64, state: u32, totals: ThreadTotals) -> TimelineEvent {
         TimelineEvent {
@@ -324,6 +343,7 @@ pub(crate) mod fixtures {
             kind,
             tid: TID,
             tgid: PID,
+            cpu: 1,
             ts_ns: T0 + (end_ms * MS as f64) as u64,
             value: id,
             ns,
@@ -375,7 +395,7 @@ pub(crate) mod fixtures {
             format_version: 0,
             pids: vec![PID],
             probe_mode: "tp_btf".into(),
-            clock_pairs: vec![ClockPair { monotonic_ns: T0, unix_ns: 1_700_000_000_000 * MS }],
+            clock_pairs: vec![ClockPair { monotonic_ns: T0, unix_ns: UNIX0 }],
             first_monotonic_ns: T0,
             last_monotonic_ns: T0 + 12 * MS,
             events_lost: 0,
@@ -389,6 +409,10 @@ pub(crate) mod fixtures {
             (900, ProcessName { comm: "batch".into(), cgroup: Some("/batch.slice".into()) }),
             (901, ProcessName { comm: "cron".into(), cgroup: None }),
         ])
+    }
+
+    pub fn thread_names() -> BTreeMap<u32, String> {
+        BTreeMap::from([(TID, "server-worker".into())])
     }
 
     /// The synthetic history, added out of order (as per-CPU buffers

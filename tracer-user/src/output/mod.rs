@@ -1,6 +1,6 @@
 //! Outputs: the JSON report, span JSON lines, OTLP span exports,
 //! Prometheus metrics, text tables like runqlat's and runqlen's, the
-//! timeline file format, and the one way files are written (checked
+//! timeline file format, Perfetto traces, and the one way files are written (checked
 //! before recording, atomic). Each turns the model into bytes; none reaches
 //! into the loader or reads the system.
 pub mod atomic;
@@ -12,6 +12,7 @@ pub mod holders_json;
 pub mod holders_text;
 pub mod metrics;
 pub mod otlp;
+pub mod perfetto;
 pub mod report;
 pub mod spans_json;
 pub mod text;

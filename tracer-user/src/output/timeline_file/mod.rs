@@ -61,6 +61,10 @@ struct Trailer {
     /// Events in the stream, to tell a damaged stream from a short recording.
     event_count: u64,
     names: BTreeMap<u32, ProcessName>,
+    /// TID -> comm of the recorded threads (added within version 2:
+    /// older files have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    thread_names: BTreeMap<u32, String>,
 }
 
 /// The totals in file order (docs/report-format.md), named once for both

@@ -68,6 +68,7 @@ pub fn read(path: &Path) -> Result<Timeline, TimelineError> {
         return Err(corrupt("the header has no clock pairs".into()));
     }
     let mut timeline = Timeline::new(trailer.header, trailer.names);
+    timeline.thread_names = trailer.thread_names;
 
     file.seek(SeekFrom::Start(PREFIX_LEN)).map_err(read_error)?;
     let mut events = ZlibDecoder::new(BufReader::new(file.take(events_len)));

@@ -29,7 +29,7 @@ pub fn write(path: &Path, events: &[TimelineEvent]) {
     for event in events {
         writer.push(event).unwrap();
     }
-    writer.finish(header(), names()).unwrap();
+    writer.finish(header(), names(), thread_names()).unwrap();
 }
 
 
@@ -47,27 +47,27 @@ fn round_trip_keeps_every_event_header_and_name() {
         writer.push(event).unwrap();
     }
     assert!(!path.exists(), "nothing at the destination before finish");
-    writer.finish(header(), names()).unwrap();
+    writer.finish(header(), names(), thread_names()).unwrap();
     let leftovers = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(leftovers, 1, "only the timeline, no temporary file");
 
     let timeline = super::read(&path).unwrap();
     assert_eq!(timeline.header, TimelineHeader { format_version: FORMAT_VERSION, ..header() });
-    assert_eq!(timeline.names, names());
+    assert_eq!((&timeline.names, &timeline.thread_names), (&names(), &thread_names()));
     let thread = timeline.thread(TID).unwrap();
     assert_eq!(thread.tgid, PID);
     let expected = history();
     let transitions: Vec<Transition> = expected
         .iter()
         .filter(|e| e.kind == TIMELINE_TRANSITION)
-        .map(|e| Transition { ts_ns: e.ts_ns, state: e.value, totals: e.totals })
+        .map(|e| Transition { ts_ns: e.ts_ns, state: e.value, cpu: e.cpu, totals: e.totals })
         .collect();
     assert_eq!(thread.transitions, transitions, "sorted back into time order, totals intact");
     let points = |kind| -> Vec<Point> {
         expected
             .iter()
             .filter(|e| e.kind == kind)
-            .map(|e| Point { ts_ns: e.ts_ns, id: e.value, ns: e.ns })
+            .map(|e| Point { ts_ns: e.ts_ns, id: e.value, ns: e.ns, cpu: e.cpu })
             .collect()
     };
     assert_eq!(thread.syscalls, points(TIMELINE_SYSCALL));
@@ -109,7 +109,7 @@ fn long_recordings_compress() {
         let state = if i % 2 == 0 { TIMELINE_ON_CPU } else { OFF_CPU_SLEEP };
         writer.push(&TimelineEvent { ts_ns: T0 + i * 20_000, ..transition(0.0, state, totals) }).unwrap();
     }
-    writer.finish(header(), names()).unwrap();
+    writer.finish(header(), names(), thread_names()).unwrap();
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size < 10_000 * RECORD_LEN as u64 / 8, "{size} bytes for 10,000 events");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -51,11 +51,16 @@ impl TimelineWriter {
     }
 
     /// Ends the event stream, appends the header and the names of the
-    /// processes in it (targets and CPU holders), and renames the file
-    /// into place.
-    pub fn finish(self, mut header: TimelineHeader, names: BTreeMap<u32, ProcessName>) -> Result<(), TimelineError> {
+    /// processes in it (targets and CPU holders) and of its threads, and
+    /// renames the file into place.
+    pub fn finish(
+        self,
+        mut header: TimelineHeader,
+        names: BTreeMap<u32, ProcessName>,
+        thread_names: BTreeMap<u32, String>,
+    ) -> Result<(), TimelineError> {
         header.format_version = FORMAT_VERSION;
-        let trailer = Trailer { header, event_count: self.events, names };
+        let trailer = Trailer { header, event_count: self.events, names, thread_names };
         let json = serde_json::to_vec(&trailer).expect("the trailer serializes");
         let failed = |source| TimelineError::Write { path: self.path.display().to_string(), source };
         let mut out = self.encoder.finish().map_err(failed)?;

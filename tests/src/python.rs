@@ -1,0 +1,21 @@
+//! The Python interpreters of the format owners' reference decoders, which
+//! `cargo xtask test` installs in venvs and names in the environment.
+use crate::bpf_available;
+
+/// The interpreter in `var`, or None (the test is skipped) when BPF is not
+/// available or the variable is unset outside `cargo xtask test`.
+pub fn reference_python(test: &str, var: &str) -> Option<String> {
+    if !bpf_available(test) {
+        return None;
+    }
+    match std::env::var(var) {
+        Ok(python) => Some(python),
+        Err(_) if std::env::var("TRACER_REQUIRE_BPF").as_deref() == Ok("1") => {
+            panic!("{var} is not set: run the tests with `cargo xtask test`")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: {var} not set (run `cargo xtask test`)");
+            None
+        }
+    }
+}

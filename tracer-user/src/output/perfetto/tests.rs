@@ -1,0 +1,192 @@
+//! The trace of the synthetic timeline, decoded with the same generated
+//! schema: names, each CPU's switches, wake-ups, I/O waits and span slices.
+use perfetto_protos::{debug_annotation::debug_annotation, trace::Trace, track_event::track_event::Type};
+use protobuf::Message;
+use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
+
+use super::*;
+use crate::model::{
+    spans::{Verdict, test_span},
+    timeline::fixtures::{MS, PID, T0, TID, UNIX0, from_events, history, thread_names, transition},
+};
+
+/// The synthetic history in the order the kernel emits it (a wait's
+/// holders most recent first), with its threads' names.
+fn recorded() -> Timeline {
+    let mut timeline = from_events(&history());
+    timeline.thread_names = thread_names();
+    timeline
+}
+
+fn decode(timeline: &Timeline, spans: &[SpanRecord]) -> (Trace, PerfettoSummary) {
+    let mut bytes = Vec::new();
+    let summary = encode(&mut bytes, timeline, spans).unwrap();
+    (Trace::parse_from_bytes(&bytes).expect("a Trace message"), summary)
+}
+
+/// (ms from T0, prev, prev_state, next) of every switch on `cpu`.
+fn switches(trace: &Trace, cpu: u32) -> Vec<(f64, i32, i64, i32)> {
+    let mut all = Vec::new();
+    for p in &trace.packet {
+        if p.has_ftrace_events() && p.ftrace_events().cpu() == cpu {
+            for e in &p.ftrace_events().event {
+                if e.has_sched_switch() {
+                    let s = e.sched_switch();
+                    let ms = (e.timestamp() - T0) as f64 / MS as f64;
+                    all.push((ms, s.prev_pid(), s.prev_state(), s.next_pid()));
+                }
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn threads_switch_in_and_out_with_their_states_and_holders_fill_the_waits() {
+    let (trace, summary) = decode(&recorded(), &[]);
+    let tid = TID as i32;
+    // Preempted at 2 ms; while it waited, cron held the CPU 0.6 ms, then
+    // batch 2.4 ms (the most recent slice comes first in the timeline);
+    // asleep at 6; woken at 10 onto an idle CPU, running at 11.
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (2.0, tid, PREV_STATE_PREEMPTED, 901),
+            (2.6, 901, PREV_STATE_RUNNABLE, 900),
+            (5.0, 900, PREV_STATE_RUNNABLE, tid),
+            (6.0, tid, PREV_STATE_SLEEPING, 0),
+            (11.0, 0, PREV_STATE_RUNNABLE, tid),
+        ]
+    );
+    let wakings: Vec<(u64, i32, i32)> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_ftrace_events())
+        .flat_map(|p| p.ftrace_events().event.iter())
+        .filter(|e| e.has_sched_waking())
+        .map(|e| (e.timestamp(), e.sched_waking().pid(), e.sched_waking().target_cpu()))
+        .collect();
+    assert_eq!(wakings, [(T0 + 10 * MS, tid, 1)]);
+    assert_eq!((summary.threads, summary.cpus, summary.sched_events), (1, 1, 7));
+
+    let tree = trace.packet.iter().find(|p| p.has_process_tree()).expect("a process tree").process_tree();
+    let processes: Vec<(i32, &str)> = tree.processes.iter().map(|p| (p.pid(), p.cmdline[0].as_str())).collect();
+    assert_eq!(processes, [(PID as i32, "server"), (900, "batch"), (901, "cron")]);
+    let threads: Vec<(i32, i32, &str)> = tree.threads.iter().map(|t| (t.tid(), t.tgid(), t.name())).collect();
+    assert_eq!(threads, [(tid, PID as i32, "server-worker"), (900, 900, "batch"), (901, 901, "cron")]);
+}
+
+#[test]
+fn io_waits_are_marked_and_holders_of_traced_processes_are_their_own_threads() {
+    let io = ThreadTotals { on_cpu_ns: MS, ..ThreadTotals::default() };
+    let sibling = |e: TimelineEvent| TimelineEvent { tid: TID + 1, ..e };
+    let mut events = vec![
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(1.0, OFF_CPU_IOWAIT, io),
+        sibling(transition(1.0, TIMELINE_ON_CPU, ThreadTotals::default())),
+        sibling(transition(3.0, OFF_CPU_IOWAIT, io)),
+    ];
+    // The sibling held the CPU: as a holder it names its process, which is
+    // traced, so its own switches say it and no "main thread" is made up.
+    events.push(TimelineEvent { kind: tracer_common::TIMELINE_HOLDER, value: PID, ns: MS, ..history()[4] });
+    let (trace, _) = decode(&from_events(&events), &[]);
+    let (tid, sib) = (TID as i32, TID as i32 + 1);
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (1.0, tid, PREV_STATE_UNINTERRUPTIBLE, sib),
+            (3.0, sib, PREV_STATE_UNINTERRUPTIBLE, 0),
+        ]
+    );
+    let io_waits: Vec<i32> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_ftrace_events())
+        .flat_map(|p| p.ftrace_events().event.iter())
+        .filter(|e| e.has_sched_blocked_reason() && e.sched_blocked_reason().io_wait() == 1)
+        .map(|e| e.sched_blocked_reason().pid())
+        .collect();
+    assert_eq!(io_waits, [tid, sib]);
+}
+
+#[test]
+fn a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
+    let preempted = ThreadTotals { on_cpu_ns: 2 * MS, ..ThreadTotals::default() };
+    // Preempted again at 10 ms with 3 ms more on a CPU: its switch-in was
+    // not reported, and the run ended at that switch-out.
+    let again = ThreadTotals { on_cpu_ns: 5 * MS, ..preempted };
+    let events = [
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(2.0, OFF_CPU_PREEMPTED, preempted),
+        transition(10.0, OFF_CPU_PREEMPTED, again),
+    ];
+    let (trace, _) = decode(&from_events(&events), &[]);
+    let tid = TID as i32;
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (2.0, tid, PREV_STATE_PREEMPTED, 0),
+            (7.0, 0, PREV_STATE_RUNNABLE, tid),
+            (10.0, tid, PREV_STATE_PREEMPTED, 0),
+        ]
+    );
+}
+
+#[test]
+fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
+    let timeline = recorded();
+    let mut outer = test_span(5, 2, 3, Verdict::CpuContention);
+    outer.start_unix_ns = UNIX0 + MS;
+    let mut inner = test_span(1, 1, 0, Verdict::OnCpu);
+    inner.start_unix_ns = UNIX0 + 2 * MS;
+    inner.name = "SELECT".into();
+    // Overlaps the outer one without nesting: on a lane of its own.
+    let mut crossing = test_span(4, 1, 0, Verdict::OnCpu);
+    crossing.start_unix_ns = UNIX0 + 4 * MS;
+    let (trace, summary) = decode(&timeline, &[outer, inner, crossing]);
+    assert_eq!((summary.spans, summary.spans_unplaced), (3, 0));
+
+    let tracks: Vec<_> =
+        trace.packet.iter().filter(|p| p.has_track_descriptor()).map(|p| p.track_descriptor()).collect();
+    assert_eq!(tracks.len(), 2);
+    assert_eq!(
+        (tracks[0].thread.tid(), tracks[0].thread.pid(), tracks[0].thread.thread_name()),
+        (TID as i32, PID as i32, "server-worker")
+    );
+    assert_eq!(tracks[1].parent_uuid(), tracks[0].uuid());
+
+    let events: Vec<(f64, Type, u64, &str)> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_track_event())
+        .map(|p| {
+            let e = p.track_event();
+            let ms = (p.timestamp() - T0) as f64 / MS as f64;
+            (ms, e.type_(), e.track_uuid(), if e.has_name() { e.name() } else { "" })
+        })
+        .collect();
+    let (own, lane) = (tracks[0].uuid(), tracks[1].uuid());
+    assert_eq!(
+        events,
+        [
+            (1.0, Type::TYPE_SLICE_BEGIN, own, "GET /cpu"),
+            (6.0, Type::TYPE_SLICE_END, own, ""),
+            (2.0, Type::TYPE_SLICE_BEGIN, own, "SELECT"),
+            (3.0, Type::TYPE_SLICE_END, own, ""),
+            (4.0, Type::TYPE_SLICE_BEGIN, lane, "GET /cpu"),
+            (8.0, Type::TYPE_SLICE_END, lane, ""),
+        ]
+    );
+    let begin = trace.packet.iter().find(|p| p.has_track_event()).unwrap().track_event();
+    let arg =
+        |name: &str| begin.debug_annotations.iter().find(|a| a.name() == name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(arg("verdict").string_value(), "cpu-contention");
+    assert_eq!(arg("runq_wait_ns").int_value(), 3 * MS as i64);
+    let blame = &arg("blame").array_values[0];
+    let comm = blame.dict_entries.iter().find(|a| a.name() == "comm").unwrap();
+    assert!(matches!(comm.value, Some(debug_annotation::Value::StringValue(ref s)) if s == "load-gen"));
+    assert!(!begin.debug_annotations.iter().any(|a| a.name() == "trace_id"), "nulls are left out");
+}
