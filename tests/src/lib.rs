@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use cpu_quota::QuotaCgroup;
 pub use usage::{process_cpu_ns, rss_kib};
 pub use tracer_user::{
     model::spans::{SpanRecord, Verdict},
@@ -20,6 +21,7 @@ pub use tracer_user::{
     },
 };
 
+mod cpu_quota;
 mod usage;
 
 /// Whether BPF tests can run here. Without root they are skipped, unless

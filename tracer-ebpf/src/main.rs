@@ -9,7 +9,7 @@
 //! Modules use only modules of lower layers, so their imports form no cycle:
 //! 1. `kernel` (helpers, kernel memory, load-time globals) and `maps`;
 //! 2. `filter` and `slices` (the per-CPU run slices);
-//! 3. `timeline`, then `sched` (per-thread accounting), then `spans`, then
+//! 3. `timeline` and `throttle`, then `sched` (per-thread accounting), then `spans`, then
 //!    `http`;
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
 //!    `cpus` (run-queue lengths).
@@ -37,6 +37,8 @@ mod probes;
 mod sched;
 #[cfg(target_arch = "bpf")]
 mod slices;
+#[cfg(target_arch = "bpf")]
+mod throttle;
 #[cfg(target_arch = "bpf")]
 mod spans;
 #[cfg(target_arch = "bpf")]

@@ -41,6 +41,10 @@ pub trait ProcessInfo {
     fn comm_of(&self, tid: u32) -> Option<String>;
     /// A process's cgroup v2 path, while it exists.
     fn cgroup_of(&self, pid: u32) -> Option<String>;
+    /// The CPU quota a process runs under, if it has one.
+    fn cpu_limit_of(&self, _pid: u32) -> Option<super::spans::CpuLimit> {
+        None
+    }
 }
 
 /// No live processes to ask: for the model's own tests, and for work on a

@@ -109,9 +109,10 @@ impl RunqHistograms {
         if scope.per_process {
             self.by_process.entry(tgid).or_default().record(event.latency_ns);
             self.off_cpu_by_process.entry(tgid).or_default().record(event);
-            if event.prev_tgid != 0 {
-                *self.last_holders.entry(tgid).or_default().entry(event.prev_tgid).or_default() +=
-                    event.latency_ns;
+            // While its cgroup was throttled by its quota nobody held the CPU from it.
+            let held = event.latency_ns.saturating_sub(event.throttled_ns);
+            if event.prev_tgid != 0 && held > 0 {
+                *self.last_holders.entry(tgid).or_default().entry(event.prev_tgid).or_default() += held;
             }
         }
         if scope.per_thread {
@@ -180,5 +181,16 @@ mod tests {
         whole.merge_whole_run(&runq);
         assert_eq!(whole.system.count(), 4);
         assert!(whole.by_thread.is_empty() && whole.last_holders.is_empty());
+    }
+
+    #[test]
+    fn throttled_waits_are_not_charged_to_the_cpu_holder() {
+        let mut runq = RunqHistograms::default();
+        let scope = HistogramScope { per_process: true, per_thread: false };
+        let wait = |latency_ns, throttled_ns| RunqEvent { tid: 5, tgid: 5, prev_tgid: 9, latency_ns, throttled_ns, ..Default::default() };
+        runq.record(scope, 5, &wait(800, 800));
+        runq.record(scope, 5, &wait(300, 100));
+        assert_eq!(runq.last_holders[&5][&9], 200, "only the wait after the unthrottle");
+        assert_eq!(runq.by_process[&5].count(), 2, "both are waits for a CPU");
     }
 }

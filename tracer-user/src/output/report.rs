@@ -75,6 +75,9 @@ pub struct Totals {
     /// Wake-ups onto an idle CPU (not in `runq_waits`).
     #[serde(default)]
     pub idle_wakeups: u64,
+    /// The part of `runq_wait_ns` its cgroup was throttled by its CPU quota.
+    #[serde(default)]
+    pub throttled_ns: u64,
 }
 
 impl Totals {
@@ -94,6 +97,7 @@ impl Totals {
         self.unaccounted_ns += t.unaccounted_ns;
         self.wakeup_idle_ns += t.wakeup_idle_ns;
         self.idle_wakeups += t.idle_wakeups;
+        self.throttled_ns += t.throttled_ns;
     }
 }
 

@@ -147,6 +147,10 @@ impl ProcessInfo for ProcFs {
     fn cgroup_of(&self, pid: u32) -> Option<String> {
         cgroup_of(pid)
     }
+
+    fn cpu_limit_of(&self, pid: u32) -> Option<crate::model::spans::CpuLimit> {
+        super::cpu_limit::cpu_limit_of(pid)
+    }
 }
 
 #[cfg(test)]
