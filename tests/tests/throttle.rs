@@ -4,9 +4,9 @@
 //! of the cgroup's throttled time (`cpu.stat`).
 use tracer_tests::*;
 
-const REQUESTS: usize = 6;
-/// CPU per request: more than a period's quota, so every request waits.
-const REQUEST: &str = "/cpu?ms=30";
+const REQUESTS: usize = 5;
+/// CPU per request: more than two periods' quota, so every request waits for it.
+const REQUEST: &str = "/cpu?ms=50";
 
 /// Runs `work`; returns what it returned and the cgroup's throttled time
 /// meanwhile, as the kernel counts it.

@@ -16,8 +16,8 @@ use super::{
     http::HttpHeads,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
-    names::{ProcessName, comm_string},
-    spans::{CpuLimit, SpanRecord, SpanSummary, Verdict},
+    names::{CpuLimit, ProcessName, comm_string},
+    spans::{SpanRecord, SpanSummary, Verdict},
 };
 
 /// Default share of a span's wall time spent waiting for a CPU above which

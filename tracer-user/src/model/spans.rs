@@ -8,7 +8,7 @@ use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 use super::{
     hist::Buckets,
     http::HttpFields,
-    names::{ProcessName, comm_string, syscall_name},
+    names::{CpuLimit, ProcessName, comm_string, syscall_name},
 };
 
 /// What made a span slow. The rule (documented in docs/spans.md):
@@ -106,17 +106,6 @@ pub struct Holder {
     /// Its cgroup v2 path, when it could still be read.
     pub cgroup: Option<String>,
     pub ns: u64,
-}
-
-/// The CPU quota of a cgroup, as cgroup v2's `cpu.max` writes it.
-#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
-pub struct CpuLimit {
-    /// The cgroup whose quota it is (the process's own or an ancestor),
-    /// as a path in its hierarchy.
-    pub cgroup: String,
-    /// Quota and period in microseconds (`"20000 100000"`: 20% of a CPU),
-    /// from `cpu.max`, or from v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us`.
-    pub cpu_max: String,
 }
 
 /// One JSON line of `tracer spans`.

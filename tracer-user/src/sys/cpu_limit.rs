@@ -5,7 +5,7 @@
 //! mechanism in both.
 use std::path::{Path, PathBuf};
 
-use crate::model::spans::CpuLimit;
+use crate::model::names::CpuLimit;
 
 /// `pid`'s CPU quota, if any cgroup on its path has one.
 pub fn cpu_limit_of(pid: u32) -> Option<CpuLimit> {

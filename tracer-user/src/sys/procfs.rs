@@ -148,7 +148,7 @@ impl ProcessInfo for ProcFs {
         cgroup_of(pid)
     }
 
-    fn cpu_limit_of(&self, pid: u32) -> Option<crate::model::spans::CpuLimit> {
+    fn cpu_limit_of(&self, pid: u32) -> Option<crate::model::names::CpuLimit> {
         super::cpu_limit::cpu_limit_of(pid)
     }
 }
