@@ -83,16 +83,13 @@ fn table(out: &mut String, totals: &Totals, episodes: &OffCpuHistograms) {
         out.push('\n');
     };
     let other_d = totals.off_cpu.uninterruptible_ns.saturating_sub(totals.off_cpu.iowait_ns);
-    // A thread throttled by its cgroup's CPU quota leaves the CPU runnable:
-    // its throttled time is taken out of the preempted waits first.
-    let preempted = totals.off_cpu.preempted_ns.saturating_sub(totals.throttled_ns);
-    let after_wakeup = totals.runq_wait_ns.saturating_sub(totals.throttled_ns).saturating_sub(preempted);
+    let runq = totals.runq_causes();
     row(out, "on-cpu", totals.on_cpu_ns, None);
-    if totals.throttled_ns > 0 {
-        row(out, "runq: cpu quota throttled", totals.throttled_ns, None);
+    if runq.throttled_ns > 0 {
+        row(out, "runq: cpu quota throttled", runq.throttled_ns, None);
     }
-    row(out, "runq: preempted", preempted, Some(&episodes.preempted));
-    row(out, "runq: after wakeup", after_wakeup, None);
+    row(out, "runq: preempted", runq.preempted_ns, Some(&episodes.preempted));
+    row(out, "runq: after wakeup", runq.woken_ns, None);
     row(out, "iowait", totals.off_cpu.iowait_ns, Some(&episodes.iowait));
     row(out, "other uninterruptible", other_d, Some(&episodes.other_uninterruptible));
     row(out, "sleep", totals.off_cpu.sleep_ns, Some(&episodes.sleep));
