@@ -201,6 +201,98 @@ fn record_report_summarises_spans() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Goodput against `--slo`: per span name and second, the report counts
+/// the requests and those within the objective as the client itself does
+/// (by its own clock and its own latency), and the misses by verdict.
+#[test]
+fn goodput_per_second_matches_the_clients_own_count() {
+    if !bpf_available("goodput_per_second_matches_the_clients_own_count") {
+        return;
+    }
+    const SLO_MS: u64 = 15;
+    let server = Server::start(None);
+    let dir = temp_dir("spans-goodput");
+    let out = dir.join("report.json");
+    let pid = server.pid().to_string();
+    let tracer =
+        Tracer::start(&["record", "--pid", &pid, "--slo", &SLO_MS.to_string(), "--out", out.to_str().unwrap()]);
+    // (name, path) of fast and slow requests, mixed: 2 ms and 30 ms.
+    let requests = [
+        ("GET /sleep", "/sleep?ms=2"),
+        ("GET /cpu", "/cpu?ms=2"),
+        ("GET /sleep", "/sleep?ms=30"),
+        ("GET /sleep", "/sleep?ms=2"),
+        ("GET /cpu", "/cpu?ms=30"),
+    ];
+    // Per (name, second the client got the response): requests, within the
+    // SLO by the client's own latency; and the responses ending within 5 ms
+    // after a second began, or slower than the SLO by less than 5 ms, which
+    // the server may place otherwise.
+    let mut client: std::collections::BTreeMap<(String, u64), (u64, u64)> = Default::default();
+    let mut ambiguous = 0;
+    let started = std::time::Instant::now();
+    for (name, path) in requests.iter().cycle() {
+        if started.elapsed() >= Duration::from_millis(2_500) {
+            break;
+        }
+        let latency = server.get(path);
+        let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let within = latency <= Duration::from_millis(SLO_MS);
+        let tally = client.entry((name.to_string(), end.as_secs())).or_default();
+        tally.0 += 1;
+        tally.1 += u64::from(within);
+        let late = latency.saturating_sub(Duration::from_millis(SLO_MS));
+        if end.subsec_millis() < 5 || (!within && late < Duration::from_millis(5)) {
+            ambiguous += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+    let goodput = report.spans.as_ref().and_then(|s| s.goodput.as_ref()).expect("the report's goodput");
+    assert_eq!(goodput.slo_ns, SLO_MS * 1_000_000);
+    let mut tracer_counts: std::collections::BTreeMap<(String, u64), (u64, u64)> = Default::default();
+    for (name, of_name) in &goodput.by_name {
+        let missed: u64 = of_name.total.missed.values().sum();
+        assert_eq!(of_name.total.requests - of_name.total.within_slo, missed, "{name}: misses by verdict");
+        for second in &of_name.per_second {
+            let missed: u64 = second.tally.missed.values().sum();
+            assert_eq!(second.tally.requests - second.tally.within_slo, missed, "{name} at {}", second.unix_s);
+            tracer_counts.insert((name.clone(), second.unix_s), (second.tally.requests, second.tally.within_slo));
+        }
+        // A slow request worked or slept, unless it mostly waited for a CPU
+        // (helpers on a busy machine).
+        let work = if name == "GET /cpu" { Verdict::OnCpu } else { Verdict::Blocked };
+        assert!(
+            of_name.total.missed.keys().all(|v| [work, Verdict::CpuContention].contains(v)),
+            "{name}: misses are {work} or cpu-contention: {:?}",
+            of_name.total.missed
+        );
+    }
+    let total = |counts: &std::collections::BTreeMap<(String, u64), (u64, u64)>| {
+        counts.values().fold((0, 0), |(r, w), (cr, cw)| (r + cr, w + cw))
+    };
+    assert_eq!(total(&tracer_counts).0, total(&client).0, "every request is counted once");
+    let keys: std::collections::BTreeSet<&(String, u64)> = tracer_counts.keys().chain(client.keys()).collect();
+    let (mut requests_off, mut within_off) = (0, 0);
+    for key in keys {
+        let (tr, tw) = tracer_counts.get(key).copied().unwrap_or_default();
+        let (cr, cw) = client.get(key).copied().unwrap_or_default();
+        requests_off += tr.abs_diff(cr);
+        within_off += tw.abs_diff(cw);
+    }
+    assert!(
+        requests_off <= 2 * ambiguous && within_off <= 2 * ambiguous,
+        "per second, {requests_off} requests and {within_off} within the SLO counted otherwise than the client did, \
+         {ambiguous} responses near a second's start or the SLO: tracer {tracer_counts:?}, client {client:?}"
+    );
+    assert!(total(&client).1 > 0 && total(&client).1 < total(&client).0, "a mixed run: {client:?}");
+    let summary = stderr.iter().find(|l| l.starts_with("Spans GET /sleep: ")).expect("a goodput line per name");
+    assert!(summary.contains(&format!("within {SLO_MS}.0 ms")), "{summary}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The shared library works from another language: Python loads
 /// libtracer_span.so with ctypes, and its spans are traced.
 #[test]

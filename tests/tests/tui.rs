@@ -226,6 +226,48 @@ fn live_view_opens_a_process_detail_with_p() {
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
 }
 
+/// `--slo`: the spans view (`s`) starts with goodput per span name and
+/// second, with the misses' verdicts.
+#[test]
+fn live_spans_view_shows_goodput_per_second() {
+    if !bpf_available("live_spans_view_shows_goodput_per_second") {
+        return;
+    }
+    let server = Server::start(None);
+    let tmux = Tmux::start(120, 30);
+    tmux.send(&[&format!("{} -p {} --slo 15; echo EXIT=$?", tracer_bin().display(), server.pid()), "Enter"]);
+    tmux.wait_for("the detail view", |s| s.contains(&format!("pid {}", server.pid())));
+    tmux.send(&["s"]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let screen = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                server.get("/sleep?ms=2");
+                server.get("/sleep?ms=30");
+            }
+        });
+        let screen = tmux.wait_for("a goodput row with a miss", |s| {
+            s.contains("goodput within 15.0 ms, per second")
+                && s.lines().any(|l| l.starts_with("GET /sleep") && l.trim_end().ends_with("blocked"))
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        screen
+    });
+    let row: Vec<&str> = screen
+        .lines()
+        .find(|l| l.starts_with("GET /sleep") && l.trim_end().ends_with("blocked"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // GET /sleep HH:MM:SS requests within % missed verdict
+    let (requests, within, missed): (u64, u64, u64) =
+        (row[3].parse().unwrap(), row[4].parse().unwrap(), row[6].parse().unwrap());
+    assert!(requests > 0 && within + missed == requests, "{row:?}\n{screen}");
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("tracer to exit", exit_line_shown);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+}
+
 /// `pid`'s share of a CPU over `period`, from its CPU time.
 fn cpu_share(pid: u32, period: Duration) -> f64 {
     let before = process_cpu_ns(pid);

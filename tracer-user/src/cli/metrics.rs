@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use super::{TargetArgs, parse_millis, parse_seconds};
+use super::{TargetArgs, millis_to_ns, parse_millis, parse_seconds};
 use crate::output::metrics::By;
 
 /// Where `tracer serve` listens unless told.
@@ -29,7 +29,9 @@ pub struct SeriesArgs {
     pub max_series: u32,
 
     /// Latency objective of the request spans: those at most MS
-    /// milliseconds long are counted per name (tracer_spans_within_slo_total).
+    /// milliseconds long are counted per name and second, with the verdicts
+    /// of the misses (the report's spans.goodput, a line per name at the end,
+    /// tracer_spans_within_slo_total).
     #[arg(long, value_name = "MS", value_parser = parse_millis)]
     pub slo: Option<f64>,
 }
@@ -43,7 +45,7 @@ impl Default for SeriesArgs {
 impl SeriesArgs {
     /// `--slo` in nanoseconds.
     pub fn slo_ns(&self) -> Option<u64> {
-        self.slo.map(|ms| (ms * 1e6) as u64)
+        self.slo.map(millis_to_ns)
     }
 }
 

@@ -99,6 +99,13 @@ pub struct TuiArgs {
     #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0,
           value_parser = parse_interval)]
     pub interval: f64,
+
+    /// With -p of a process with span markers: the latency objective of its
+    /// request spans. The spans view (`s`) then shows, per span name and
+    /// second, the requests, those at most MS milliseconds long (goodput),
+    /// and the verdicts of those that missed it.
+    #[arg(long, value_name = "MS", value_parser = parse_millis, requires = "pid")]
+    pub slo: Option<f64>,
 }
 
 /// The live view's refresh interval, in seconds: from its fastest `-`
@@ -440,6 +447,11 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `--slow`: milliseconds, from 0 to a year.
+/// Milliseconds of an option (`--slo`) in nanoseconds.
+pub fn millis_to_ns(ms: f64) -> u64 {
+    (ms * 1e6) as u64
+}
+
 fn parse_millis(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(ms) if (0.0..=(MAX_SECONDS * 1000) as f64).contains(&ms) => Ok(ms),

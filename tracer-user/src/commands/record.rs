@@ -13,7 +13,7 @@ use crate::{
     bpf::SpanRequest,
     cli::{KernelArgs, RecordArgs},
     model::aggregate::HistogramScope,
-    output::atomic,
+    output::{atomic, goodput_text},
 };
 
 pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
@@ -52,7 +52,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     let mut session = Session::start(&targets, scope)?;
     session.timeline = recorder;
     session.agg.limit_exited_threads(args.exited.max_exited_threads as usize);
-    session.agg.spans.slo_ns = args.metrics.series.slo_ns();
+    session.agg.set_slo(args.metrics.series.slo_ns());
     if let Some(endpoint) = &mut endpoint {
         endpoint.serve(&mut session);
         say!("Metrics at {}", endpoint.url());
@@ -109,6 +109,11 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
             report.processes.len(),
             report.histograms.runq_latency.count
         );
+    }
+    if let Some(goodput) = &session.agg.goodput {
+        for line in goodput_text::summary_lines(goodput) {
+            say!("Spans {line}");
+        }
     }
     let folded = session.agg.exited_threads_folded();
     if folded > 0 {

@@ -20,7 +20,7 @@ pub async fn serve(kernel: &KernelArgs, args: &ServeArgs) -> Result<()> {
     // Spans come along when the (first) target has span markers.
     targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
-    session.agg.spans.slo_ns = args.series.slo_ns();
+    session.agg.set_slo(args.series.slo_ns());
     endpoint.serve(&mut session);
     say!(
         "Tracing ({} probes); metrics at {}. Ctrl-C, SIGTERM or SIGHUP ends it.",

@@ -18,7 +18,7 @@ use crate::{
     bpf::{SpanRequest, SyscallOptions},
     cli::{KernelArgs, SpansArgs, TargetArgs},
     model::aggregate::HistogramScope,
-    output::{atomic, otlp::Origin, spans_json::write_line},
+    output::{atomic, goodput_text, otlp::Origin, spans_json::write_line},
     sys::clock,
 };
 
@@ -46,7 +46,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
-    session.agg.spans.slo_ns = args.metrics.series.slo_ns();
+    session.agg.set_slo(args.metrics.series.slo_ns());
     if let Some(endpoint) = &mut endpoint {
         endpoint.serve(&mut session);
         say!("Metrics at {}", endpoint.url());
@@ -138,6 +138,11 @@ fn summary(session: &Session, written: u64) {
     let spans = &session.agg.spans;
     let verdicts: Vec<String> = spans.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
     say!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
+    if let Some(goodput) = &session.agg.goodput {
+        for line in goodput_text::summary_lines(goodput) {
+            say!("{line}");
+        }
+    }
     let anomalies = session.probes.span_anomalies();
     if anomalies.end_without_begin + anomalies.begun_twice + anomalies.never_ended > 0 {
         say!(

@@ -14,6 +14,7 @@ pub use super::{
 use super::{
     ProcessInfo,
     http::HttpHeads,
+    goodput::Goodput,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
     names::{CpuLimit, ProcessName, comm_string},
@@ -54,6 +55,8 @@ pub struct Aggregator {
     /// Latest cumulative syscall and block I/O statistics from the kernel.
     pub kernel: KernelStats,
     pub spans: SpanSummary,
+    /// Goodput per span name and second against `--slo` (none without it).
+    pub goodput: Option<Goodput>,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: HttpHeads,
     /// CPU holders' names, with when they were read.
@@ -126,6 +129,7 @@ impl Aggregator {
             events: 0,
             kernel: KernelStats::default(),
             spans: SpanSummary::default(),
+            goodput: None,
             http: HttpHeads::default(),
             holder_names: HashMap::new(),
             cpu_limits: HashMap::new(),
@@ -165,9 +169,17 @@ impl Aggregator {
             record.http = Some(fields);
         }
         self.spans.add(&record);
+        if let Some(goodput) = &mut self.goodput {
+            goodput.add(&record);
+        }
         if self.keep_span_records {
             self.finished_spans.push(record);
         }
+    }
+
+    /// `--slo`: spans at most `slo_ns` long are within it.
+    pub fn set_slo(&mut self, slo_ns: Option<u64>) {
+        self.goodput = slo_ns.map(Goodput::new);
     }
 
     pub fn take_spans(&mut self) -> Vec<SpanRecord> {

@@ -243,10 +243,6 @@ pub struct SpanSummary {
     /// Wall time per span name and verdict (the metrics endpoint's
     /// `tracer_span_duration_seconds`).
     pub by_name_verdict: BTreeMap<(String, Verdict), Buckets>,
-    /// `--slo`: spans at most this long are within it.
-    pub slo_ns: Option<u64>,
-    /// Spans within `slo_ns`, per name (none without it).
-    pub within_slo: BTreeMap<String, u64>,
 }
 
 impl SpanSummary {
@@ -255,9 +251,6 @@ impl SpanSummary {
         self.by_name.entry(span.name.clone()).or_default().record(span.wall_ns);
         self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
         self.by_name_verdict.entry((span.name.clone(), span.verdict)).or_default().record(span.wall_ns);
-        if self.slo_ns.is_some_and(|slo| span.wall_ns <= slo) {
-            *self.within_slo.entry(span.name.clone()).or_default() += 1;
-        }
         self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
         for holder in &span.blame {
             let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
@@ -403,19 +396,5 @@ mod tests {
         assert_eq!(summary.contention_free.max(), 40_000);
         assert_eq!(summary.blame[&812].ns, 90_000);
         assert_eq!(summary.by_name_verdict[&("GET /cpu".to_owned(), Verdict::Moved)].count(), 1);
-        assert!(summary.within_slo.is_empty(), "no SLO, nothing counted within it");
-    }
-
-    #[test]
-    fn spans_within_the_slo_are_counted_per_name() {
-        let mut summary = SpanSummary { slo_ns: Some(20_000_000), ..Default::default() };
-        for (wall_ms, name) in [(10, "a"), (20, "a"), (21, "a"), (30, "b")] {
-            let mut span = test_span(wall_ms, wall_ms / 2, 0, Verdict::OnCpu);
-            span.name = name.into();
-            summary.add(&span);
-        }
-        assert_eq!(summary.within_slo.get("a"), Some(&2), "at most the SLO is within it");
-        assert_eq!(summary.within_slo.get("b"), None);
-        assert_eq!(summary.by_name_verdict[&("a".to_owned(), Verdict::OnCpu)].count(), 3);
     }
 }

@@ -403,7 +403,7 @@ impl Report {
             tool_version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
             spans: meta
                 .span_anomalies
-                .map(|(anomalies, lost)| SpansJson::new(&agg.spans, anomalies, lost)),
+                .map(|(anomalies, lost)| SpansJson::new(&agg.spans, agg.goodput.as_ref(), anomalies, lost)),
             meta,
             histograms: Histograms {
                 runq_latency: HistJson::from_buckets(&agg.runq.system),

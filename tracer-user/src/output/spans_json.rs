@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hist_json::HistJson;
 use crate::model::{
+    goodput::{Goodput, Second, Tally},
     losses::SpanAnomalies,
     spans::{Holder, SpanRecord, SpanSummary, Verdict},
 };
@@ -25,10 +26,43 @@ pub struct SpansJson {
     pub blame: Vec<Holder>,
     pub anomalies: SpanAnomalies,
     pub lost: u64,
+    /// With `--slo`: requests, goodput and the misses' verdicts per name and second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<GoodputJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GoodputJson {
+    pub slo_ns: u64,
+    pub by_name: BTreeMap<String, NameGoodputJson>,
+}
+
+/// One span name: the whole recording (flattened) and its seconds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NameGoodputJson {
+    #[serde(flatten)]
+    pub total: Tally,
+    pub per_second: Vec<Second>,
+}
+
+impl GoodputJson {
+    pub fn new(goodput: &Goodput) -> GoodputJson {
+        GoodputJson {
+            slo_ns: goodput.slo_ns,
+            by_name: goodput
+                .by_name
+                .iter()
+                .map(|(name, of_name)| {
+                    let per_second = of_name.seconds.iter().cloned().collect();
+                    (name.clone(), NameGoodputJson { total: of_name.total.clone(), per_second })
+                })
+                .collect(),
+        }
+    }
 }
 
 impl SpansJson {
-    pub fn new(summary: &SpanSummary, anomalies: SpanAnomalies, lost: u64) -> SpansJson {
+    pub fn new(summary: &SpanSummary, goodput: Option<&Goodput>, anomalies: SpanAnomalies, lost: u64) -> SpansJson {
         let mut blame: Vec<Holder> = summary.blame.values().cloned().collect();
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
         SpansJson {
@@ -39,6 +73,7 @@ impl SpansJson {
             blame,
             anomalies,
             lost,
+            goodput: goodput.map(GoodputJson::new),
         }
     }
 }

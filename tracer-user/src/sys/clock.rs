@@ -36,7 +36,12 @@ pub fn clock_pair() -> ClockPair {
 
 /// The local wall-clock time as HH:MM:SS, for interval headers (`-T`).
 pub fn wall_clock_hms() -> String {
-    let secs = (unix_ns() / 1_000_000_000) as libc::time_t;
+    local_hms(unix_ns() / 1_000_000_000)
+}
+
+/// A Unix time in seconds as local HH:MM:SS.
+pub fn local_hms(unix_s: u64) -> String {
+    let secs = unix_s as libc::time_t;
     // SAFETY: localtime_r fills the zeroed tm from a valid time_t; rustix
     // has no time zone support, and the local zone is what users expect.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -8,7 +8,7 @@ use std::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Detail, Metric, Model, ProcessRow};
-use crate::model::{aggregate::Aggregator, cpus::CpuWindow, spans::SpanRecord};
+use crate::model::{aggregate::Aggregator, cpus::CpuWindow, goodput::Tally, spans::SpanRecord};
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
@@ -16,6 +16,15 @@ pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
 pub const HISTORY_LEN: usize = 60;
 /// Recent spans kept for the spans view (the slowest of them are shown).
 pub const RECENT_SPANS: usize = 500;
+
+/// One second of one span name in the spans view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoodputRow {
+    pub name: String,
+    /// The second, as the local time it began (HH:MM:SS).
+    pub at: String,
+    pub tally: Tally,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -147,6 +156,10 @@ pub struct App {
     pub spans: VecDeque<SpanRecord>,
     /// Span markers are attached (`tracer -p PID` of an instrumented process).
     pub spans_traced: bool,
+    /// `--slo`: the objective, and goodput per span name over the last
+    /// seconds (the spans view's table).
+    pub slo_ns: Option<u64>,
+    pub goodput: Vec<GoodputRow>,
     /// Each CPU over the last interval (the `c` pane); empty without BTF.
     pub cpus: Vec<CpuWindow>,
     /// Where Esc goes from the spans or CPUs view.
@@ -173,6 +186,8 @@ impl App {
             color,
             spans: VecDeque::new(),
             spans_traced: false,
+            slo_ns: None,
+            goodput: Vec::new(),
             cpus: Vec::new(),
             overlay_return: View::Processes,
         }

@@ -22,7 +22,7 @@ use crate::{
         events::{DRAIN_EVERY, Event, EventLoop},
         report::build_report,
     },
-    cli::{KernelArgs, TargetArgs, TuiArgs},
+    cli::{KernelArgs, TargetArgs, TuiArgs, millis_to_ns},
     commands::resolve_targets,
     model::{aggregate::HistogramScope, cpus, intervals::Intervals},
     output::{
@@ -31,7 +31,10 @@ use crate::{
     },
     sys::clock,
 };
-use app::{App, Effect, View};
+use app::{App, Effect, GoodputRow, View};
+
+/// Seconds of goodput per span name in the spans view (with `--slo`).
+const GOODPUT_SECONDS: usize = 5;
 
 fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -50,11 +53,14 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pid, required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
+    let slo_ns = args.slo.map(millis_to_ns);
+    session.agg.set_slo(slo_ns);
 
     let view = args.pid.map_or(View::Processes, View::Detail);
     let interval = Duration::from_secs_f64(args.interval);
     let mut app = App::new(view, interval, !no_color());
     app.spans_traced = session.probes.attached.spans;
+    app.slo_ns = slo_ns;
     // Signals are caught before the terminal is made raw, so none of them
     // can leave it raw.
     let events = EventLoop::new()?.drain_every(DRAIN_EVERY).intervals(app.interval, None);
@@ -112,6 +118,13 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                 }
                 app.forget_unshown(&mut session.agg);
                 app.add_spans(session.agg.take_spans());
+                if let Some(goodput) = session.agg.goodput.as_ref().filter(|_| !app.paused) {
+                    app.goodput = goodput
+                        .recent(GOODPUT_SECONDS)
+                        .into_iter()
+                        .map(|(name, second)| GoodputRow { name, at: clock::local_hms(second.unix_s), tally: second.tally })
+                        .collect();
+                }
                 dirty = true;
             }
             // A signal, or the terminal is gone.

@@ -43,13 +43,13 @@ pub fn span_families(agg: &Aggregator, names: &mut SeriesTable<String>, out: &mu
     }
     by_verdict.push_into(out);
 
-    let Some(slo_ns) = spans.slo_ns else { return };
+    let Some(goodput) = &agg.goodput else { return };
     let mut slo = Family::gauge("tracer_span_slo_seconds", "The latency objective of --slo.");
-    slo.add(&Labels::new(), seconds(slo_ns.into()));
+    slo.add(&Labels::new(), seconds(goodput.slo_ns.into()));
     slo.push_into(out);
     let mut within: BTreeMap<String, u64> = by_name_verdict.keys().map(|(name, _)| (name.clone(), 0)).collect();
-    for (name, count) in &spans.within_slo {
-        *within.entry(name_of(name)).or_default() += count;
+    for (name, of_name) in &goodput.by_name {
+        *within.entry(name_of(name)).or_default() += of_name.total.within_slo;
     }
     let mut goodput = Family::counter(
         "tracer_spans_within_slo_total",

@@ -169,7 +169,7 @@ fn syscalls_and_block_io_are_labelled_by_name_device_and_op() {
 #[test]
 fn spans_by_name_and_verdict_bounded_and_within_the_slo() {
     let mut agg = aggregator();
-    agg.spans.slo_ns = Some(5_000);
+    agg.set_slo(Some(5_000));
     for (name, wall, runq) in [("GET /a", 4_000, 0), ("GET /a", 9_000, 8_000), ("GET /b", 1_000, 0), ("GET /c", 1_000, 0)] {
         let mut span = SpanEvent { span_id: 1, tgid: 10, tid_begin: 10, tid_end: 10, end_ns: wall, ..Default::default() };
         span.name[..name.len()].copy_from_slice(name.as_bytes());

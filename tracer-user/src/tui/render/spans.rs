@@ -50,14 +50,47 @@ fn bar<'a>(span: &SpanRecord, width: usize, theme: &Theme) -> Vec<Span<'a>> {
     cells
 }
 
+/// Per span name and second (newest last): requests, those within the
+/// objective, and the verdicts of the misses.
+fn goodput_lines<'a>(app: &App, slo_ns: u64, theme: &Theme) -> Vec<Line<'a>> {
+    let heading = format!("goodput within {}, per second", duration(slo_ns));
+    let mut lines =
+        vec![Line::from(format!("{heading:<27}{:>17} {:>9} {:>6}   missed, by verdict", "requests", "within", "%")).style(theme.dim())];
+    if app.goodput.is_empty() {
+        lines.push(Line::from("no request has finished yet"));
+    }
+    for row in &app.goodput {
+        let ratio = 100.0 * row.tally.goodput_ratio();
+        let style = if row.tally.missed.is_empty() { Style::new() } else { theme.warn() };
+        lines.push(Line::from(vec![
+            Span::raw(format!(
+                "{:<16} {}  {:>17} {:>9} {:>6.1}   ",
+                row.name.chars().take(16).collect::<String>(),
+                row.at,
+                row.tally.requests,
+                row.tally.within_slo,
+                ratio
+            )),
+            Span::styled(row.tally.missed_mix(), style),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines
+}
+
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
-    let [title, legend, list, footer] = Layout::vertical([
+    let goodput_height = app.slo_ns.map_or(0, |_| app.goodput.len().max(1) as u16 + 2);
+    let [title, goodput, legend, list, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(goodput_height),
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
     .areas(frame.area());
+    if let Some(slo_ns) = app.slo_ns {
+        frame.render_widget(Paragraph::new(goodput_lines(app, slo_ns, theme)), goodput);
+    }
     let mut heading = vec![Span::raw(format!("tracer  slowest of the last {} spans", app.spans.len()))];
     if app.paused {
         heading.push(Span::styled("  PAUSED", theme.warn()));
@@ -106,9 +139,12 @@ mod tests {
     use std::time::Duration;
 
     use crate::{
-        model::spans::{Verdict, test_span as span},
+        model::{
+            goodput::Goodput,
+            spans::{Verdict, test_span as span},
+        },
         tui::{
-            app::{App, View},
+            app::{App, GoodputRow, View},
             render::tests::render,
         },
     };
@@ -129,6 +165,33 @@ mod tests {
         assert_eq!(bar.chars().filter(|c| *c == '#').count(), 10, "{bar}");
         assert_eq!(bar.chars().filter(|c| *c == 'R').count(), 30, "{bar}");
         assert!(lines[3].contains("20.0 ms") && lines[3].contains("on-cpu"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn with_an_slo_a_goodput_table_per_name_and_second_comes_first() {
+        let mut app = App::new(View::Spans, Duration::from_secs(1), false);
+        app.spans_traced = true;
+        app.slo_ns = Some(15_000_000);
+        let mut goodput = Goodput::new(15_000_000);
+        for (wall_ms, verdict) in [(5, Verdict::OnCpu), (30, Verdict::CpuContention), (20, Verdict::OnCpu)] {
+            goodput.add(&span(wall_ms, 0, 0, verdict));
+        }
+        app.goodput = goodput
+            .recent(5)
+            .into_iter()
+            .map(|(name, second)| GoodputRow { name, at: "12:00:01".into(), tally: second.tally })
+            .collect();
+        app.add_spans(vec![span(30, 10, 20, Verdict::CpuContention)]);
+        let lines = render(&app, 120, 12);
+        assert!(lines[1].starts_with("goodput within 15.0 ms, per second"), "{}", lines[1]);
+        let row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            ["GET", "/cpu", "12:00:01", "3", "1", "33.3", "1", "cpu-contention,", "1", "on-cpu"],
+            "{}",
+            lines[2]
+        );
+        assert!(lines[5].starts_with("GET /cpu") && lines[5].contains("30.0 ms"), "the slowest spans follow: {lines:?}");
     }
 
     #[test]
