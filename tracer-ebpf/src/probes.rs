@@ -48,8 +48,10 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
                     filter::on_process_exit(prev_tgid);
                 }
             }
-            throttle::on_switch_out(stats, prev, this_cpu(), out.state == OffCpuState::Preempted);
             sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
+            if !out.dead {
+                throttle::on_switch_out(stats, prev, this_cpu(), out.state == OffCpuState::Preempted);
+            }
         }
     }
 
@@ -155,8 +157,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
             if out.dead {
                 stats.comm = current_comm();
             }
-            throttle::on_switch_out(stats, current_task(), this_cpu(), out.state == OffCpuState::Preempted);
             sched::on_switch_out(prev_tid, stats, out, now, None);
+            if !out.dead {
+                throttle::on_switch_out(stats, current_task(), this_cpu(), out.state == OffCpuState::Preempted);
+            }
         }
     }
 

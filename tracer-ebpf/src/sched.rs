@@ -13,7 +13,7 @@ use tracer_common::{
 };
 
 use crate::{
-    kernel::{TaskPtr, now_ns},
+    kernel::{TaskPtr, now_ns, this_cpu},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
@@ -221,6 +221,28 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
     }
 }
 
+/// `fill_unreported` at a switch-out, for a thread whose wait began with a
+/// reading of its run queue's throttled time: the throttled time since then
+/// was part of the wait (a throttled thread does not run), so that much of
+/// what the counters could not place, or of the run-queue wait they did
+/// place, is throttled wait. Not for the uprobe programs, which have no room.
+#[inline(always)]
+fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) {
+    let throttled = if stats.flags & THREAD_THROTTLE_SAMPLED != 0 && stats.runnable_since_ns != 0 {
+        throttle::throttled_part(stats, this_cpu(), until.saturating_sub(stats.runnable_since_ns))
+    } else {
+        0
+    };
+    let (unaccounted_before, waited_before) = (stats.totals.unaccounted_ns, stats.totals.runq_wait_ns);
+    fill_unreported(stats, until, counted);
+    let waited = stats.totals.runq_wait_ns - waited_before;
+    let unplaced = stats.totals.unaccounted_ns - unaccounted_before;
+    let placed_now = throttled.saturating_sub(waited).min(unplaced);
+    stats.totals.unaccounted_ns -= placed_now;
+    stats.totals.runq_wait_ns += placed_now;
+    stats.totals.throttled_ns += throttled.min(waited + placed_now);
+}
+
 /// The thread became runnable: its run-queue wait starts now, unless it is
 /// still on a CPU (woken before it managed to block) or already queued.
 /// `task` is the kernel's task when readable: if it says the thread is off
@@ -263,7 +285,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
     let counted = counted_since(stats, kernel);
     if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
         // It ran, but its switch-in was not reported.
-        fill_unreported(stats, now, counted);
+        fill_unreported_with_throttling(stats, now, counted);
     }
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         let period = now - stats.on_cpu_since_ns;
