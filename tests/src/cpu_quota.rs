@@ -42,15 +42,24 @@ impl QuotaCgroup {
     pub fn throttled_ns(&self) -> u64 {
         let stat = std::fs::read_to_string(self.path.join("cpu.stat")).expect("cpu.stat");
         let field = |name: &str| {
-            stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).expect(name)
+            stat.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .expect(name)
         };
-        if self.v1 { field("throttled_time ") } else { field("throttled_usec ") * 1_000 }
+        if self.v1 {
+            field("throttled_time ")
+        } else {
+            field("throttled_usec ") * 1_000
+        }
     }
 }
 
 impl Drop for QuotaCgroup {
     fn drop(&mut self) {
-        if let (Ok(procs), Some(parent)) = (std::fs::read_to_string(self.path.join("cgroup.procs")), self.path.parent()) {
+        if let (Ok(procs), Some(parent)) = (
+            std::fs::read_to_string(self.path.join("cgroup.procs")),
+            self.path.parent(),
+        ) {
             for pid in procs.split_whitespace() {
                 let _ = std::fs::write(parent.join("cgroup.procs"), pid);
             }
@@ -69,7 +78,11 @@ fn cpu_hierarchy() -> Option<(PathBuf, bool)> {
             let (left, right) = line.split_once(" - ")?;
             let mut right = right.split(' ');
             let (fs_type, _source, options) = (right.next()?, right.next()?, right.next()?);
-            let found = if wanted_v1 { fs_type == "cgroup" && options.split(',').any(|o| o == "cpu") } else { fs_type == "cgroup2" };
+            let found = if wanted_v1 {
+                fs_type == "cgroup" && options.split(',').any(|o| o == "cpu")
+            } else {
+                fs_type == "cgroup2"
+            };
             found.then(|| left.split(' ').nth(4).map(PathBuf::from))?
         })
     };

@@ -8,8 +8,8 @@
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RUNQ_WOKEN_ON_IDLE, RunqEvent, TASK_COMM_LEN,
-    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit,
-    ThreadStats, ThreadTotals,
+    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU,
+    TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{

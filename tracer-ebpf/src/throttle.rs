@@ -51,6 +51,10 @@ pub fn throttled_part(stats: &ThreadStats, cpu: u32, wait_ns: u64) -> u64 {
     if cpu != stats.last_cpu {
         return 0;
     }
-    let Some(throttled) = cfs_rq_throttled_ns(stats.cfs_rq) else { return 0 };
-    throttled.saturating_sub(stats.cfs_rq_throttled_at_wait_ns).min(wait_ns)
+    let Some(throttled) = cfs_rq_throttled_ns(stats.cfs_rq) else {
+        return 0;
+    };
+    throttled
+        .saturating_sub(stats.cfs_rq_throttled_at_wait_ns)
+        .min(wait_ns)
 }

@@ -187,7 +187,14 @@ mod tests {
     fn throttled_waits_are_not_charged_to_the_cpu_holder() {
         let mut runq = RunqHistograms::default();
         let scope = HistogramScope { per_process: true, per_thread: false };
-        let wait = |latency_ns, throttled_ns| RunqEvent { tid: 5, tgid: 5, prev_tgid: 9, latency_ns, throttled_ns, ..Default::default() };
+        let wait = |latency_ns, throttled_ns| RunqEvent {
+            tid: 5,
+            tgid: 5,
+            prev_tgid: 9,
+            latency_ns,
+            throttled_ns,
+            ..Default::default()
+        };
         runq.record(scope, 5, &wait(800, 800));
         runq.record(scope, 5, &wait(300, 100));
         assert_eq!(runq.last_holders[&5][&9], 200, "only the wait after the unthrottle");

@@ -11,7 +11,9 @@ use crate::model::names::CpuLimit;
 pub fn cpu_limit_of(pid: u32) -> Option<CpuLimit> {
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    cpu_hierarchies(&cgroups, &mountinfo).iter().find_map(nearest_limit)
+    cpu_hierarchies(&cgroups, &mountinfo)
+        .iter()
+        .find_map(nearest_limit)
 }
 
 /// A process's cgroup in a hierarchy that may have the `cpu` controller.
@@ -33,7 +35,11 @@ fn cpu_hierarchies(cgroups: &str, mountinfo: &str) -> Vec<CpuHierarchy> {
         let path = cgroups.lines().find_map(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            let wanted = if v1 { controllers.split(',').any(|c| c == "cpu") } else { controllers.is_empty() };
+            let wanted = if v1 {
+                controllers.split(',').any(|c| c == "cpu")
+            } else {
+                controllers.is_empty()
+            };
             wanted.then_some(path)
         });
         let Some(path) = path else { continue };
@@ -41,17 +47,32 @@ fn cpu_hierarchies(cgroups: &str, mountinfo: &str) -> Vec<CpuHierarchy> {
             let (left, right) = line.split_once(" - ")?;
             let mut right = right.split(' ');
             let (fs_type, _source, options) = (right.next()?, right.next()?, right.next()?);
-            let is_ours = if v1 { fs_type == "cgroup" && options.split(',').any(|o| o == "cpu") } else { fs_type == "cgroup2" };
+            let is_ours = if v1 {
+                fs_type == "cgroup" && options.split(',').any(|o| o == "cpu")
+            } else {
+                fs_type == "cgroup2"
+            };
             if !is_ours {
                 return None;
             }
             let mut left = left.split(' ').skip(3);
             let (root, mount) = (left.next()?, left.next()?);
             let relative = path.strip_prefix(root.trim_end_matches('/'))?;
-            Some((PathBuf::from(mount), if relative.is_empty() { "/".to_owned() } else { relative.to_owned() }))
+            Some((
+                PathBuf::from(mount),
+                if relative.is_empty() {
+                    "/".to_owned()
+                } else {
+                    relative.to_owned()
+                },
+            ))
         });
         if let Some((mount, relative)) = mount {
-            found.push(CpuHierarchy { mount, path: relative, v1 });
+            found.push(CpuHierarchy {
+                mount,
+                path: relative,
+                v1,
+            });
         }
     }
     found
@@ -61,10 +82,19 @@ fn cpu_hierarchies(cgroups: &str, mountinfo: &str) -> Vec<CpuHierarchy> {
 fn nearest_limit(hierarchy: &CpuHierarchy) -> Option<CpuLimit> {
     let mut cgroup = Path::new(&hierarchy.path);
     loop {
-        let dir = hierarchy.mount.join(cgroup.strip_prefix("/").unwrap_or(cgroup));
-        let cpu_max = if hierarchy.v1 { v1_quota(&dir) } else { v2_quota(&dir) };
+        let dir = hierarchy
+            .mount
+            .join(cgroup.strip_prefix("/").unwrap_or(cgroup));
+        let cpu_max = if hierarchy.v1 {
+            v1_quota(&dir)
+        } else {
+            v2_quota(&dir)
+        };
         if let Some(cpu_max) = cpu_max {
-            return Some(CpuLimit { cgroup: cgroup.display().to_string(), cpu_max });
+            return Some(CpuLimit {
+                cgroup: cgroup.display().to_string(),
+                cpu_max,
+            });
         }
         cgroup = cgroup.parent()?;
     }
@@ -72,7 +102,13 @@ fn nearest_limit(hierarchy: &CpuHierarchy) -> Option<CpuLimit> {
 
 /// "quota period" from v1's files, when the quota is set (not -1).
 fn v1_quota(dir: &Path) -> Option<String> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok()?.trim().parse::<i64>().ok();
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse::<i64>()
+            .ok()
+    };
     let quota = read("cpu.cfs_quota_us").filter(|&quota| quota > 0)?;
     Some(format!("{quota} {}", read("cpu.cfs_period_us")?))
 }
@@ -101,7 +137,11 @@ mod tests {
         assert_eq!(
             found,
             [
-                CpuHierarchy { mount: "/sys/fs/cgroup/cpu,cpuacct".into(), path: "/app/web".into(), v1: true },
+                CpuHierarchy {
+                    mount: "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    path: "/app/web".into(),
+                    v1: true
+                },
                 CpuHierarchy {
                     mount: "/sys/fs/cgroup/unified".into(),
                     path: "/system.slice/web.service".into(),
@@ -109,8 +149,18 @@ mod tests {
                 },
             ]
         );
-        let v2_only = cpu_hierarchies("0::/a\n", "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
-        assert_eq!(v2_only, [CpuHierarchy { mount: "/sys/fs/cgroup".into(), path: "/a".into(), v1: false }]);
+        let v2_only = cpu_hierarchies(
+            "0::/a\n",
+            "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        );
+        assert_eq!(
+            v2_only,
+            [CpuHierarchy {
+                mount: "/sys/fs/cgroup".into(),
+                path: "/a".into(),
+                v1: false
+            }]
+        );
     }
 
     #[test]
@@ -122,11 +172,27 @@ mod tests {
         std::fs::write(web.join("cpu.cfs_period_us"), "100000\n").unwrap();
         std::fs::write(root.path().join("app/cpu.cfs_quota_us"), "20000\n").unwrap();
         std::fs::write(root.path().join("app/cpu.cfs_period_us"), "100000\n").unwrap();
-        let v1 = CpuHierarchy { mount: root.path().into(), path: "/app/web".into(), v1: true };
-        assert_eq!(nearest_limit(&v1), Some(CpuLimit { cgroup: "/app".into(), cpu_max: "20000 100000".into() }));
+        let v1 = CpuHierarchy {
+            mount: root.path().into(),
+            path: "/app/web".into(),
+            v1: true,
+        };
+        assert_eq!(
+            nearest_limit(&v1),
+            Some(CpuLimit {
+                cgroup: "/app".into(),
+                cpu_max: "20000 100000".into()
+            })
+        );
         std::fs::write(web.join("cpu.max"), "50000 100000\n").unwrap();
         let v2 = CpuHierarchy { v1: false, ..v1 };
-        assert_eq!(nearest_limit(&v2), Some(CpuLimit { cgroup: "/app/web".into(), cpu_max: "50000 100000".into() }));
+        assert_eq!(
+            nearest_limit(&v2),
+            Some(CpuLimit {
+                cgroup: "/app/web".into(),
+                cpu_max: "50000 100000".into()
+            })
+        );
         std::fs::write(web.join("cpu.max"), "max 100000\n").unwrap();
         assert_eq!(nearest_limit(&v2), None, "no quota anywhere on the path");
     }
