@@ -3,6 +3,8 @@
 //! of the time it was throttled (`cpu.stat`).
 use std::path::PathBuf;
 
+use tracer_user::sys::cpu_limit::cpu_controller_mount;
+
 /// Removed, after moving its processes back to its parent, when dropped.
 pub struct QuotaCgroup {
     pub path: PathBuf,
@@ -73,19 +75,7 @@ impl Drop for QuotaCgroup {
 /// children of its root here). Whether it is v1.
 fn cpu_hierarchy() -> Option<(PathBuf, bool)> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount_of = |wanted_v1: bool| {
-        mountinfo.lines().find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut right = right.split(' ');
-            let (fs_type, _source, options) = (right.next()?, right.next()?, right.next()?);
-            let found = if wanted_v1 {
-                fs_type == "cgroup" && options.split(',').any(|o| o == "cpu")
-            } else {
-                fs_type == "cgroup2"
-            };
-            found.then(|| left.split(' ').nth(4).map(PathBuf::from))?
-        })
-    };
+    let mount_of = |v1: bool| cpu_controller_mount(&mountinfo, v1).map(|found| PathBuf::from(found.mount));
     if let Some(mount) = mount_of(true) {
         return Some((mount, true));
     }

@@ -26,6 +26,31 @@ struct CpuHierarchy {
     v1: bool,
 }
 
+/// Where a cgroup hierarchy is mounted, from a `/proc/self/mountinfo` line.
+pub struct CgroupMount<'a> {
+    /// The cgroup the mount shows as its root ("/" for the whole hierarchy).
+    pub root: &'a str,
+    pub mount: &'a str,
+}
+
+/// The mount of cgroup v1's hierarchy with the `cpu` controller (`v1`), or
+/// of cgroup v2's, from the text of `/proc/self/mountinfo`.
+pub fn cpu_controller_mount(mountinfo: &str, v1: bool) -> Option<CgroupMount<'_>> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut right = right.split(' ');
+        let (fs_type, _source, options) = (right.next()?, right.next()?, right.next()?);
+        let is_ours = if v1 {
+            fs_type == "cgroup" && options.split(',').any(|o| o == "cpu")
+        } else {
+            fs_type == "cgroup2"
+        };
+        let mut left = left.split(' ').skip(3);
+        let (root, mount) = (left.next()?, left.next()?);
+        is_ours.then_some(CgroupMount { root, mount })
+    })
+}
+
 /// The `cpu` controller's v1 hierarchy first (where it is mounted, v2 has
 /// no `cpu.max`), then the v2 hierarchy, from `/proc/<pid>/cgroup` and
 /// `/proc/self/mountinfo`.
@@ -43,20 +68,7 @@ fn cpu_hierarchies(cgroups: &str, mountinfo: &str) -> Vec<CpuHierarchy> {
             wanted.then_some(path)
         });
         let Some(path) = path else { continue };
-        let mount = mountinfo.lines().find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut right = right.split(' ');
-            let (fs_type, _source, options) = (right.next()?, right.next()?, right.next()?);
-            let is_ours = if v1 {
-                fs_type == "cgroup" && options.split(',').any(|o| o == "cpu")
-            } else {
-                fs_type == "cgroup2"
-            };
-            if !is_ours {
-                return None;
-            }
-            let mut left = left.split(' ').skip(3);
-            let (root, mount) = (left.next()?, left.next()?);
+        let mount = cpu_controller_mount(mountinfo, v1).and_then(|CgroupMount { root, mount }| {
             let relative = path.strip_prefix(root.trim_end_matches('/'))?;
             Some((
                 PathBuf::from(mount),
