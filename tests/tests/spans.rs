@@ -201,6 +201,51 @@ fn record_report_summarises_spans() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Several processes in one recording (`-p A -p B`, or a cgroup): each
+/// one's spans, with its own PID, and nothing of a process left out.
+#[test]
+fn spans_of_several_processes_in_one_recording() {
+    if !bpf_available("spans_of_several_processes_in_one_recording") {
+        return;
+    }
+    let (first, second, outside) = (Server::start(None), Server::start(None), Server::start(None));
+    let requests = |server: &Server, count| {
+        for _ in 0..count {
+            server.get("/sleep?ms=3");
+        }
+    };
+    let everyone = |(a, b, c)| {
+        requests(&first, a);
+        requests(&second, b);
+        requests(&outside, c);
+    };
+    let (spans, _) = spans_around(&first, &["-p", &second.pid().to_string()], || everyone((3, 4, 2)));
+    let of = |spans: &[SpanRecord], pid| spans.iter().filter(|s| s.pid == pid && s.name == "GET /sleep").count();
+    assert_eq!((of(&spans, first.pid()), of(&spans, second.pid())), (3, 4), "{spans:?}");
+    assert_eq!(spans.len(), 7, "only the targets' spans: {spans:?}");
+
+    let cgroup = TestCgroup::create("tracer-spans");
+    cgroup.add(first.pid());
+    cgroup.add(second.pid());
+    let tracer = Tracer::start(&["spans", "--cgroup", cgroup.path.to_str().unwrap()]);
+    everyone((2, 5, 3));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let spans = span_lines(&stdout);
+    assert_eq!((of(&spans, first.pid()), of(&spans, second.pid())), (2, 5), "{spans:?}");
+    assert_eq!(spans.len(), 7, "only the cgroup's spans: {spans:?}");
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+    }
+
+    let empty = TestCgroup::create("tracer-spans-empty");
+    let out = Command::new(tracer_bin()).args(["spans", "--cgroup", empty.path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.lines().count() == 1, "{stderr}");
+    assert!(stderr.contains("has no processes"), "{stderr}");
+}
+
 /// Goodput against `--slo`: per span name and second, the report counts
 /// the requests and those within the objective as the client itself does
 /// (by its own clock and its own latency), and the misses by verdict.

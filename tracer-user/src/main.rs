@@ -41,11 +41,9 @@ fn main() -> std::process::ExitCode {
             Some(Command::Offcpu(args)) => commands::offcpu(&cli.kernel, args).await,
             Some(Command::Serve(args)) => commands::serve(&cli.kernel, args).await,
             Some(Command::Floor) => commands::floor().await,
-            Some(Command::Spans(args)) => match (&args.command, args.pid) {
-                (Some(SpansCommand::Join(join)), _) => commands::join(join),
-                (None, Some(pid)) => commands::spans(&cli.kernel, pid, args).await,
-                // clap requires --pid without a subcommand; kept as an error, not a panic.
-                (None, None) => Err(anyhow::anyhow!("spans: give -p PID, or use `tracer spans join`")),
+            Some(Command::Spans(args)) => match &args.command {
+                Some(SpansCommand::Join(join)) => commands::join(join),
+                None => commands::spans(&cli.kernel, args).await,
             },
             None => tui::run(&cli.kernel, &cli.tui).await,
         }

@@ -54,7 +54,7 @@ impl From<StopReason> for Stop {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub interval: Option<Duration>,
     pub intervals: Option<u64>,
@@ -64,9 +64,9 @@ pub struct Plan {
     /// stream, so the tracer takes as little CPU as possible from the
     /// traced process).
     pub drain_only: bool,
-    /// Stop at the first interval after this process has exited (its last
-    /// events drained first).
-    pub until_exit_of: Option<u32>,
+    /// Stop at the first interval after all these processes have exited
+    /// (their last events drained first); empty: never.
+    pub until_exit_of: Vec<u32>,
 }
 
 /// The loss counters of a finished session, read once after its programs
@@ -189,7 +189,7 @@ impl Session {
     }
 
     /// What each interval refreshes: the streamed events, or everything.
-    fn refresh_for(&mut self, plan: Plan) {
+    fn refresh_for(&mut self, plan: &Plan) {
         if plan.drain_only {
             self.drain();
         } else {
@@ -215,13 +215,15 @@ impl Session {
             match events.next().await {
                 Event::Drain => self.drain(),
                 Event::Refresh => {
-                    self.refresh_for(plan);
+                    self.refresh_for(&plan);
                     on_interval(self);
                 }
                 Event::Interval => {
-                    self.refresh_for(plan);
+                    self.refresh_for(&plan);
                     on_interval(self);
-                    if plan.until_exit_of.is_some_and(|pid| !procfs::process_exists(pid)) {
+                    if !plan.until_exit_of.is_empty()
+                        && plan.until_exit_of.iter().all(|&pid| !procfs::process_exists(pid))
+                    {
                         self.drain();
                         on_interval(self);
                         return Ok(Stop::TargetExited);

@@ -51,6 +51,9 @@ pub struct Probes {
     pub attached: Attached,
     /// Syscall statistics are keyed by TID rather than TGID.
     pub syscalls_by_thread: bool,
+    /// Span targets whose markers were not found (their HTTP exchanges are
+    /// still spans with `--http`).
+    pub without_markers: Vec<u32>,
     threads: HashMap<MapData, u32, ThreadStats>,
     runq_events: RingBuf<MapData>,
     exits: RingBuf<MapData>,
@@ -117,7 +120,7 @@ impl Probes {
         let syscall_config = syscall_config(options.syscalls.as_ref());
         // The timeline names who held the CPU during waits, from the same
         // per-CPU run slices as span blame.
-        let http = options.spans.is_some_and(|request| request.http);
+        let http = options.spans.as_ref().is_some_and(|request| request.http);
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || options.timeline),
             timeline: u32::from(options.timeline),
@@ -206,11 +209,17 @@ impl Probes {
         let cpu_queues = attach_cpu_queues(&mut ebpf, &cpu_config, btf.as_ref());
 
         let mut spans_attached = false;
-        if let Some(request) = options.spans {
-            match attach_span_markers(&mut ebpf, request.pid) {
-                Ok(()) => spans_attached = true,
-                Err(LoadError::NoMarkers(_)) if !request.required || request.http => {}
-                Err(err) => return Err(err),
+        let mut without_markers = Vec::new();
+        if let Some(request) = &options.spans {
+            for &pid in &request.pids {
+                match attach_span_markers(&mut ebpf, pid) {
+                    Ok(()) => spans_attached = true,
+                    Err(LoadError::NoMarkers(pid)) => without_markers.push(pid),
+                    Err(err) => return Err(err),
+                }
+            }
+            if !spans_attached && request.required && !request.http {
+                return Err(LoadError::NoMarkers(request.pids.first().copied().unwrap_or(0)));
             }
             if request.http {
                 if !syscalls {
@@ -241,6 +250,7 @@ impl Probes {
             mode,
             attached: Attached { syscalls, block_io, spans: spans_attached },
             syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
+            without_markers,
         };
         if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
             probes.seed_threads(&options.filter);

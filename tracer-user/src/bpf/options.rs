@@ -80,9 +80,10 @@ pub struct LoadOptions {
     pub cpu_queues: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SpanRequest {
-    pub pid: u32,
+    /// The processes whose span markers to attach.
+    pub pids: Vec<u32>,
     /// Without markers in the target, fail (`tracer spans`) or go on
     /// without spans (`tracer record`).
     pub required: bool,

@@ -34,7 +34,10 @@ pub(super) fn attach_span_markers(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadE
     let markers = [(programs::UPROBE_SPAN_BEGIN, "tracer_span_begin"), (programs::UPROBE_SPAN_END, "tracer_span_end")];
     for (name, _) in markers {
         let program: &mut UProbe = program(ebpf, name)?;
-        program.load().map_err(attach_failed(name))?;
+        // Loaded once, attached to each target process in turn.
+        if program.fd().is_err() {
+            program.load().map_err(attach_failed(name))?;
+        }
     }
     let mut attached = 0;
     for object in mapped_objects(pid) {

@@ -10,10 +10,12 @@ mod limits;
 mod metrics;
 mod otlp;
 mod runqlen;
+mod spans;
 pub use limits::{ExitedArgs, SafetyArgs};
 pub use metrics::{ListenArgs, SeriesArgs, ServeArgs};
 pub use otlp::OtlpArgs;
 pub use runqlen::RunqlenArgs;
+pub use spans::{JoinArgs, SpansArgs, SpansCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -260,106 +262,6 @@ pub struct RunqlatArgs {
     pub output: IntervalArgs,
 }
 
-#[derive(Debug, Args)]
-#[command(
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true,
-    override_usage = "tracer spans --pid <PID> [OPTIONS]\n       \
-                      tracer spans join --timeline <FILE> --spans <FILE> [OPTIONS]"
-)]
-pub struct SpansArgs {
-    #[command(subcommand)]
-    pub command: Option<SpansCommand>,
-
-    /// The instrumented process (required unless joining).
-    #[arg(short = 'p', long = "pid", value_name = "PID", required = true)]
-    pub pid: Option<u32>,
-
-    /// Write the JSON lines to FILE instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// Only spans slower than MS milliseconds.
-    #[arg(long, value_name = "MS", value_parser = parse_millis)]
-    pub slow: Option<f64>,
-
-    /// Share of a span's wall time waiting for a CPU from which its verdict
-    /// is cpu-contention (it also is whenever that wait is its largest part).
-    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
-          value_parser = parse_fraction)]
-    pub contention_threshold: f64,
-
-    /// Stop after this many seconds (default: at Ctrl-C, SIGTERM or SIGHUP).
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
-    pub duration: Option<std::time::Duration>,
-
-    /// Spans open longer than this are removed and counted as never ended.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-    pub expire_after: std::time::Duration,
-
-    /// Also make a span of every HTTP/1.x exchange in the process's socket
-    /// syscalls, from the read of a request to the end of its response
-    /// (no markers needed; see docs/spans.md).
-    #[arg(long)]
-    pub http: bool,
-
-    /// With --http, keep the query string in `http_path`.
-    #[arg(long, requires = "http")]
-    pub http_query: bool,
-
-    /// Keep tracing after the target process exits (by default the run ends,
-    /// with its summary, once the process is gone).
-    #[arg(long)]
-    pub keep_waiting: bool,
-
-    #[command(flatten)]
-    pub otlp: OtlpArgs,
-
-    #[command(flatten)]
-    pub metrics: ListenArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SpansCommand {
-    /// Break down spans recorded by something else, after the fact, with a
-    /// timeline recorded at the same time.
-    #[command(long_about = "Break down spans recorded by something else, after the fact.\n\n\
-Reads spans with a thread id and wall-clock start and end (JSON lines, or an OTLP/JSON trace \
-export with the `thread.id` attribute) and a timeline that `tracer record --timeline` wrote while \
-they ran, and prints the same JSON lines as `tracer spans -p PID`: where each span's time went \
-(on a CPU, waiting for one, I/O, other waits), its syscalls, a verdict, and who held the CPU while \
-it waited. Spans without a thread id, outside the recording, or unreadable are counted and \
-reported on standard error with their line numbers; the others are still joined. Needs neither \
-root nor BPF. See docs/spans.md.")]
-    Join(JoinArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct JoinArgs {
-    /// Timeline written by `tracer record --timeline`.
-    #[arg(long, value_name = "FILE")]
-    pub timeline: PathBuf,
-
-    /// Spans: JSON lines (`span_id`, `name`, `tid`, `start_unix_ns`,
-    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON; `-` reads them
-    /// from standard input.
-    #[arg(long, value_name = "FILE")]
-    pub spans: PathBuf,
-
-    /// Write the JSON lines to FILE (atomically) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// Share of a span's wall time waiting for a CPU from which its verdict
-    /// is cpu-contention (it also is whenever that wait is its largest part).
-    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
-          value_parser = parse_fraction)]
-    pub contention_threshold: f64,
-
-    #[command(flatten)]
-    pub otlp: OtlpArgs,
-}
-
 fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
@@ -521,7 +423,7 @@ mod tests {
     fn spans_traces_a_pid_or_joins() {
         let cli = parse(&["spans", "-p", "42", "--slow", "5", "--json", "s.json"]).unwrap();
         let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
-        assert_eq!((a.pid, a.slow, a.command.is_none()), (Some(42), Some(5.0), true));
+        assert_eq!((a.pids.as_slice(), a.slow, a.command.is_none()), (&[42][..], Some(5.0), true));
         assert_eq!(a.contention_threshold, crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD);
 
         let cli = parse(&["spans", "join", "--timeline", "t.tl", "--spans", "s.jsonl", "--contention-threshold", "0.5"])
@@ -529,7 +431,14 @@ mod tests {
         let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
         let Some(SpansCommand::Join(j)) = a.command else { panic!("join expected") };
         assert_eq!((j.timeline.to_str(), j.spans.to_str(), j.json), (Some("t.tl"), Some("s.jsonl"), None));
-        assert_eq!((a.pid, j.contention_threshold), (None, 0.5));
+        assert_eq!((a.pids.is_empty(), j.contention_threshold), (true, 0.5));
+
+        let cli = parse(&["spans", "-p", "1", "-p", "2"]).unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        assert_eq!(a.pids, [1, 2], "several processes");
+        let cli = parse(&["spans", "--cgroup", "app.slice"]).unwrap();
+        let Some(Command::Spans(a)) = cli.command else { panic!("spans expected") };
+        assert_eq!((a.pids.is_empty(), a.cgroup.as_deref()), (true, Some("app.slice")), "a cgroup instead of -p");
 
         let err = parse(&["spans"]).unwrap_err().to_string();
         assert!(err.contains("--pid <PID>") && err.contains("tracer spans join"), "neither -p nor join: {err}");

@@ -14,8 +14,8 @@ pub struct OtlpArgs {
     #[arg(long, value_name = "URL", value_parser = parse_endpoint)]
     pub otlp: Option<Endpoint>,
 
-    /// With --otlp: the spans' `service.name` (default: the traced
-    /// process's name).
+    /// With --otlp: the spans' `service.name` (default: the name of the
+    /// process each span is from).
     #[arg(long, value_name = "NAME", requires = "otlp")]
     pub service_name: Option<String>,
 }

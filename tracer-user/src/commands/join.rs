@@ -51,7 +51,7 @@ pub fn join(args: &JoinArgs) -> Result<()> {
                 .and_then(|pid| timeline.names.get(pid))
                 .map_or_else(|| "unknown".to_owned(), |n| n.comm.clone());
             let resource = otlp::resource(None, &name, args.otlp.service_name.as_deref());
-            Some(Exporter::start(endpoint.clone(), &resource, Origin::Joined).context("starting the OTLP exporter")?)
+            Some(Exporter::start(endpoint.clone(), otlp::Resources::One(resource), Origin::Joined).context("starting the OTLP exporter")?)
         }
         None => None,
     };

@@ -44,7 +44,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers.
-    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pid, required: false, http: false });
+    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: false });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,
@@ -67,7 +67,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
         intervals: None,
         duration: args.duration,
         drain_only: false,
-        until_exit_of: None,
+        until_exit_of: Vec::new(),
     };
     let started = std::time::Instant::now();
     let mut last_expiry = std::time::Instant::now();

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{listen, resolve_targets};
 use crate::app::report::warn_losses;
@@ -19,26 +19,36 @@ use crate::{
     cli::{KernelArgs, SpansArgs, TargetArgs},
     model::aggregate::HistogramScope,
     output::{atomic, goodput_text, otlp::Origin, spans_json::write_line},
-    sys::clock,
+    sys::{cgroup, clock},
 };
 
-pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()> {
+pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     if let Some(json) = &args.json {
         atomic::check_output_path(json)?;
     }
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
-    let target = TargetArgs { pids: vec![pid], ..TargetArgs::default() };
+    let target = TargetArgs { pids: args.pids.clone(), cgroup: args.cgroup.clone(), ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
+    // With --cgroup, the markers of the processes in it now (new ones are
+    // found by --http only: uprobes attach per process).
+    let marked = match &targets.filters.cgroup {
+        Some(cgroup) if args.pids.is_empty() => cgroup::processes(std::path::Path::new(cgroup)),
+        _ => args.pids.clone(),
+    };
+    let what = describe(&args.pids, targets.filters.cgroup.as_deref());
+    if marked.is_empty() && !args.http {
+        bail!("{what} has no processes: start the service first, or add --http to find the requests of those started later");
+    }
     // Span lines carry each span's top syscalls, not per-syscall histograms.
     targets.options.syscalls =
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
-    targets.options.spans = Some(SpanRequest { pid, required: true, http: args.http });
+    targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http });
     // Started before the probes, so that a span of the first tick is sent.
     let mut exporter = match &args.otlp.otlp {
         Some(endpoint) => {
-            let resource = otlp::resource(Some(pid), &pid.to_string(), args.otlp.service_name.as_deref());
-            Some(Exporter::start(endpoint.clone(), &resource, Origin::Traced).context("starting the OTLP exporter")?)
+            let resources = otlp::Resources::PerProcess { pids: marked.clone(), service_name: args.otlp.service_name.clone() };
+            Some(Exporter::start(endpoint.clone(), resources, Origin::Traced).context("starting the OTLP exporter")?)
         }
         None => None,
     };
@@ -53,21 +63,26 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
     }
 
     // Lines are streamed into the file as spans end (a device or FIFO
-    // included), not written atomically at the end.
+    // included), not written atomically at the end; buffered, and flushed
+    // after each drain (5 times a second), also on standard output, which
+    // would otherwise write each line on its own.
     let mut out: Box<dyn Write> = match args.json.as_deref().filter(|path| !atomic::is_stdout(path)) {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
-    say!("Tracing spans of process {pid}... Hit Ctrl-C to end.");
+    for pid in &session.probes.without_markers {
+        say!("tracer: note: process {pid} has no span markers; only --http finds its requests");
+    }
+    say!("Tracing spans of {what}... Hit Ctrl-C to end.");
     let plan = Plan {
         interval: Some(Duration::from_millis(200)),
         intervals: None,
         duration: args.duration,
         drain_only: true,
-        until_exit_of: (!args.keep_waiting).then_some(pid),
+        until_exit_of: if args.keep_waiting { Vec::new() } else { args.pids.clone() },
     };
     let mut last_expiry = std::time::Instant::now();
     let mut last_publish = std::time::Instant::now();
@@ -86,7 +101,9 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
                 exporter.send(span);
             }
         }
-        let _ = out.flush();
+        if let Err(err) = out.flush() {
+            failure.get_or_insert(err);
+        }
     };
     let stop = session
         .run(plan, |session| {
@@ -111,7 +128,7 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
         })
         .await?;
     if stop == Stop::TargetExited {
-        say!("tracer: process {pid} exited; stopping (--keep-waiting keeps tracing what it leaves behind)");
+        say!("tracer: {what} exited; stopping (--keep-waiting keeps tracing what it leaves behind)");
     }
     let lost = session.finish();
     flush(&mut session, &mut out);
@@ -132,6 +149,16 @@ pub async fn spans(kernel: &KernelArgs, pid: u32, args: &SpansArgs) -> Result<()
 
     warn_losses(&lost);
     Ok(())
+}
+
+/// "process 12", "processes 12, 34", "cgroup /sys/fs/cgroup/app".
+fn describe(pids: &[u32], cgroup: Option<&str>) -> String {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    match (pids.len(), cgroup) {
+        (0, Some(cgroup)) => format!("cgroup {cgroup}"),
+        (1, _) => format!("process {}", pids[0]),
+        _ => format!("processes {}", pids.join(", ")),
+    }
 }
 
 fn summary(session: &Session, written: u64) {

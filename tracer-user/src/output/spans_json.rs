@@ -11,10 +11,21 @@ use crate::model::{
     spans::{Holder, SpanRecord, SpanSummary, Verdict},
 };
 
+thread_local! {
+    /// The line being serialised (reused: tens of thousands a second).
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One span as one JSON line, as `tracer spans` and `tracer spans join` print them.
+/// Serialised whole, then written at once: serde writes token by token,
+/// which through `dyn Write` costs a call (and a buffer copy) each.
 pub fn write_line(out: &mut dyn Write, span: &SpanRecord) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, span)?;
-    out.write_all(b"\n")
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        serde_json::to_writer(&mut *line, span)?;
+        line.push(b'\n');
+        out.write_all(line)
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -79,6 +79,24 @@ pub fn resolve_cgroup(arg: &str) -> Result<Cgroup, CgroupError> {
     Ok(Cgroup { path, id, level })
 }
 
+/// The processes in a cgroup directory and the cgroups below it (their
+/// `cgroup.procs`), each once, in the order found; unreadable parts skipped.
+pub fn processes(path: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|line| line.trim().parse::<u32>().ok()));
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    pids.retain(|pid| seen.insert(*pid));
+    pids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

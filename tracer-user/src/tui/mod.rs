@@ -50,7 +50,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.block_io = true;
     targets.options.cpu_queues = true;
     // With -p, request spans come along when the process has markers.
-    targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pid, required: false, http: false });
+    targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     let slo_ns = args.slo.map(millis_to_ns);

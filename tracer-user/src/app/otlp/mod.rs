@@ -122,27 +122,39 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the export thread.
-    pub fn start(endpoint: Endpoint, resource: &ResourceInfo, origin: Origin) -> std::io::Result<Exporter> {
-        Exporter::start_with(endpoint, resource, origin, procfs::random_seed(), EXPORT_TIMEOUT)
+    pub fn start(endpoint: Endpoint, resources: Resources, origin: Origin) -> std::io::Result<Exporter> {
+        Exporter::start_with(endpoint, resources, origin, procfs::random_seed(), EXPORT_TIMEOUT)
     }
 
     /// `seed` draws the random trace and span ids.
 
     fn start_with(
         endpoint: Endpoint,
-        resource: &ResourceInfo,
+        resources: Resources,
         origin: Origin,
         seed: u64,
         timeout: Duration,
     ) -> std::io::Result<Exporter> {
         let (queue, spans) = std::sync::mpsc::sync_channel(QUEUE_SPANS);
-        let encoder = Encoder::new(resource, origin, Ids::new(seed));
+        let (fallback, per_process, known_pids) = match resources {
+            Resources::One(info) => (info, None, Vec::new()),
+            Resources::PerProcess { pids, service_name } => {
+                (resource(None, "unknown", service_name.as_deref()), Some(service_name), pids)
+            }
+        };
+        let mut encoder = Encoder::new(&fallback, origin, Ids::new(seed));
+        if let Some(service_name) = &per_process {
+            // Known before the first span, while they surely run.
+            for pid in known_pids {
+                encoder.set_resource(pid, &resource(Some(pid), &pid.to_string(), service_name.as_deref()));
+            }
+        }
         let target = endpoint.clone();
         let closing = Arc::new(AtomicBool::new(false));
         let closed = closing.clone();
         let thread = std::thread::Builder::new()
             .name("otlp-export".into())
-            .spawn(move || Batcher::new(target, encoder, timeout).run(spans, &closed))?;
+            .spawn(move || Batcher::new(target, encoder, per_process, timeout).run(spans, &closed))?;
         Ok(Exporter { queue: Some(queue), thread: Some(thread), closing, dropped: 0, endpoint })
     }
 
@@ -178,17 +190,29 @@ impl Exporter {
     }
 }
 
+/// Which resource the exported spans get.
+pub enum Resources {
+    /// All the same (`spans join`: its input names no traced process).
+    One(ResourceInfo),
+    /// Each span its process's, named by `service_name` or the process's
+    /// own name (`tracer spans`, which may trace several).
+    PerProcess { pids: Vec<u32>, service_name: Option<String> },
+}
+
 /// The export thread: batches, posts, counts.
 struct Batcher {
     endpoint: Endpoint,
     encoder: Encoder,
+    /// `Resources::PerProcess`: the resource of processes first seen in a
+    /// batch is read here, off the tracing path.
+    per_process: Option<Option<String>>,
     agent: ureq::Agent,
     totals: ExportTotals,
     warned: bool,
 }
 
 impl Batcher {
-    fn new(endpoint: Endpoint, encoder: Encoder, timeout: Duration) -> Batcher {
+    fn new(endpoint: Endpoint, encoder: Encoder, per_process: Option<Option<String>>, timeout: Duration) -> Batcher {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
@@ -197,7 +221,7 @@ impl Batcher {
             .proxy(None)
             .build()
             .new_agent();
-        Batcher { endpoint, encoder, agent, totals: ExportTotals::default(), warned: false }
+        Batcher { endpoint, encoder, per_process, agent, totals: ExportTotals::default(), warned: false }
     }
 
     fn run(mut self, spans: Receiver<SpanRecord>, closing: &AtomicBool) -> ExportTotals {
@@ -232,6 +256,14 @@ impl Batcher {
     }
 
     fn post(&mut self, batch: &[SpanRecord]) {
+        if let Some(service_name) = &self.per_process {
+            for span in batch {
+                if !self.encoder.has_resource(span.pid) {
+                    let info = resource(Some(span.pid), &span.pid.to_string(), service_name.as_deref());
+                    self.encoder.set_resource(span.pid, &info);
+                }
+            }
+        }
         let body = self.encoder.encode(batch);
         let result = self
             .agent

@@ -101,7 +101,7 @@ fn span_ids(requests: &[ExportTraceServiceRequest]) -> Vec<u64> {
 #[test]
 fn every_span_is_sent_once_in_batches() {
     let (endpoint, received) = collector(ExportTraceServiceResponse::default());
-    let mut exporter = Exporter::start_with(endpoint, &info(), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
+    let mut exporter = Exporter::start_with(endpoint, Resources::One(info()), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
     for id in 1..=1_200 {
         exporter.send(span(id));
     }
@@ -118,7 +118,7 @@ fn spans_the_collector_refuses_are_counted() {
         partial_success: Some(ExportTracePartialSuccess { rejected_spans: 1, error_message: "no".into() }),
     };
     let (endpoint, _received) = collector(answer);
-    let mut exporter = Exporter::start_with(endpoint, &info(), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
+    let mut exporter = Exporter::start_with(endpoint, Resources::One(info()), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
     exporter.send(span(1));
     exporter.send(span(2));
     let totals = exporter.finish();
@@ -130,7 +130,7 @@ fn an_unreachable_collector_costs_failures_not_waiting() {
     // A port nothing listens on: connections are refused.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    let mut exporter = Exporter::start_with(endpoint.clone(), &info(), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
+    let mut exporter = Exporter::start_with(endpoint.clone(), Resources::One(info()), Origin::Traced, 1, EXPORT_TIMEOUT).unwrap();
     for id in 1..=600 {
         exporter.send(span(id));
     }
@@ -147,7 +147,7 @@ fn a_collector_that_does_not_answer_fills_the_queue_and_the_rest_is_dropped() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     let mut exporter =
-        Exporter::start_with(endpoint, &info(), Origin::Traced, 1, Duration::from_millis(300)).unwrap();
+        Exporter::start_with(endpoint, Resources::One(info()), Origin::Traced, 1, Duration::from_millis(300)).unwrap();
     let offered = QUEUE_SPANS as u64 + 5 * BATCH_SPANS as u64;
     let started = Instant::now();
     for id in 1..=offered {

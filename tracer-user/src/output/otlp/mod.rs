@@ -8,6 +8,8 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
+use std::collections::{BTreeMap, HashMap};
+
 use prost::Message;
 
 use crate::model::spans::SpanRecord;
@@ -77,22 +79,37 @@ impl Ids {
 
 /// Turns span records into export requests.
 pub struct Encoder {
+    /// The resource of spans of processes without one of their own.
     resource: Resource,
+    /// The resource of each process's spans, when they differ.
+    by_pid: HashMap<u32, Resource>,
     origin: Origin,
     ids: Ids,
 }
 
+fn resource_of(info: &ResourceInfo) -> Resource {
+    Resource {
+        attributes: vec![
+            string("service.name", &info.service_name),
+            string("host.name", &info.host_name),
+            string("process.executable.name", &info.executable_name),
+        ],
+        ..Default::default()
+    }
+}
+
 impl Encoder {
     pub fn new(info: &ResourceInfo, origin: Origin, ids: Ids) -> Encoder {
-        let resource = Resource {
-            attributes: vec![
-                string("service.name", &info.service_name),
-                string("host.name", &info.host_name),
-                string("process.executable.name", &info.executable_name),
-            ],
-            ..Default::default()
-        };
-        Encoder { resource, origin, ids }
+        Encoder { resource: resource_of(info), by_pid: HashMap::new(), origin, ids }
+    }
+
+    /// Spans of process `pid` get this resource from now on.
+    pub fn set_resource(&mut self, pid: u32, info: &ResourceInfo) {
+        self.by_pid.insert(pid, resource_of(info));
+    }
+
+    pub fn has_resource(&self, pid: u32) -> bool {
+        self.by_pid.contains_key(&pid)
     }
 
     /// One `ExportTraceServiceRequest` holding `spans`, as protobuf bytes.
@@ -106,17 +123,23 @@ impl Encoder {
             version: env!("CARGO_PKG_VERSION").into(),
             ..Default::default()
         };
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(scope),
-                    spans: spans.iter().map(|span| self.span(span)).collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        // One ResourceSpans per process with a resource of its own (in
+        // PID order), one for all the others.
+        let mut groups: BTreeMap<Option<u32>, Vec<Span>> = BTreeMap::new();
+        for record in spans {
+            let key = self.by_pid.contains_key(&record.pid).then_some(record.pid);
+            let span = self.span(record);
+            groups.entry(key).or_default().push(span);
         }
+        let resource_spans = groups
+            .into_iter()
+            .map(|(pid, spans)| ResourceSpans {
+                resource: Some(pid.and_then(|pid| self.by_pid.get(&pid)).unwrap_or(&self.resource).clone()),
+                scope_spans: vec![ScopeSpans { scope: Some(scope.clone()), spans, ..Default::default() }],
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest { resource_spans }
     }
 
     /// One span: its ids (see [`Origin`]), times, kind and attributes.

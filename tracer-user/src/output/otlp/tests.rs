@@ -151,3 +151,28 @@ fn partial_success_is_read_from_the_answer() {
     assert_eq!(rejected(b""), None, "an empty answer is full success");
     assert_eq!(rejected(b"\xff\xff not protobuf"), None);
 }
+
+#[test]
+fn spans_of_several_processes_carry_their_own_resource() {
+    let mut encoder = Encoder::new(&info(), Origin::Traced, Ids::new(5));
+    let proxy = ResourceInfo { service_name: "nginx".into(), host_name: "box".into(), executable_name: "nginx".into() };
+    encoder.set_resource(7, &proxy);
+    let mut of_proxy = test_span(10, 5, 0, Verdict::OnCpu);
+    of_proxy.pid = 7;
+    let of_app = test_span(20, 5, 0, Verdict::OnCpu);
+    let mut also_proxy = of_proxy.clone();
+    also_proxy.span_id += 1;
+    let request = encoder.request(&[of_app, of_proxy, also_proxy]);
+    let services: Vec<(String, usize)> = request
+        .resource_spans
+        .iter()
+        .map(|group| {
+            let service = group.resource.as_ref().unwrap().attributes.iter().find(|kv| kv.key == "service.name");
+            let Some(Value::StringValue(name)) = service.and_then(|kv| kv.value.as_ref()?.value.clone()) else {
+                panic!("service.name")
+            };
+            (name, group.scope_spans[0].spans.len())
+        })
+        .collect();
+    assert_eq!(services, [("shop".to_owned(), 1), ("nginx".to_owned(), 2)], "the others first, then by PID");
+}

@@ -1,0 +1,116 @@
+//! `tracer spans`: the options of tracing spans live, and of joining spans
+//! recorded elsewhere with a timeline (`tracer spans join`).
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{ListenArgs, OtlpArgs, parse_fraction, parse_millis, parse_seconds};
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "tracer spans --pid <PID> [--pid <PID>...] [OPTIONS]\n       \
+                      tracer spans --cgroup <CGROUP_PATH> [OPTIONS]\n       \
+                      tracer spans join --timeline <FILE> --spans <FILE> [OPTIONS]"
+)]
+pub struct SpansArgs {
+    #[command(subcommand)]
+    pub command: Option<SpansCommand>,
+
+    /// An instrumented process (repeat for several, up to 16, in one
+    /// recording: a proxy and its application). Required unless joining or
+    /// with --cgroup.
+    #[arg(short = 'p', long = "pid", value_name = "PID", required_unless_present = "cgroup")]
+    pub pids: Vec<u32>,
+
+    /// The processes in this cgroup v2 directory (and below it): markers of
+    /// those running when tracing starts, HTTP exchanges (--http) of all.
+    #[arg(short = 'c', long = "cgroup", value_name = "CGROUP_PATH")]
+    pub cgroup: Option<String>,
+
+    /// Write the JSON lines to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Only spans slower than MS milliseconds.
+    #[arg(long, value_name = "MS", value_parser = parse_millis)]
+    pub slow: Option<f64>,
+
+    /// Share of a span's wall time waiting for a CPU from which its verdict
+    /// is cpu-contention (it also is whenever that wait is its largest part).
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+          value_parser = parse_fraction)]
+    pub contention_threshold: f64,
+
+    /// Stop after this many seconds (default: at Ctrl-C, SIGTERM or SIGHUP).
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Spans open longer than this are removed and counted as never ended.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub expire_after: std::time::Duration,
+
+    /// Also make a span of every HTTP/1.x exchange in the process's socket
+    /// syscalls, from the read of a request to the end of its response
+    /// (no markers needed; see docs/spans.md).
+    #[arg(long)]
+    pub http: bool,
+
+    /// With --http, keep the query string in `http_path`.
+    #[arg(long, requires = "http")]
+    pub http_query: bool,
+
+    /// Keep tracing after the target process exits (by default the run ends,
+    /// with its summary, once the process is gone).
+    #[arg(long)]
+    pub keep_waiting: bool,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+
+    #[command(flatten)]
+    pub metrics: ListenArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpansCommand {
+    /// Break down spans recorded by something else, after the fact, with a
+    /// timeline recorded at the same time.
+    #[command(long_about = "Break down spans recorded by something else, after the fact.\n\n\
+Reads spans with a thread id and wall-clock start and end (JSON lines, or an OTLP/JSON trace \
+export with the `thread.id` attribute) and a timeline that `tracer record --timeline` wrote while \
+they ran, and prints the same JSON lines as `tracer spans -p PID`: where each span's time went \
+(on a CPU, waiting for one, I/O, other waits), its syscalls, a verdict, and who held the CPU while \
+it waited. Spans without a thread id, outside the recording, or unreadable are counted and \
+reported on standard error with their line numbers; the others are still joined. Needs neither \
+root nor BPF. See docs/spans.md.")]
+    Join(JoinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Timeline written by `tracer record --timeline`.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: PathBuf,
+
+    /// Spans: JSON lines (`span_id`, `name`, `tid`, `start_unix_ns`,
+    /// `end_unix_ns`, optional `trace_id`) or OTLP/JSON; `-` reads them
+    /// from standard input.
+    #[arg(long, value_name = "FILE")]
+    pub spans: PathBuf,
+
+    /// Write the JSON lines to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Share of a span's wall time waiting for a CPU from which its verdict
+    /// is cpu-contention (it also is whenever that wait is its largest part).
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::model::aggregate::DEFAULT_CONTENTION_THRESHOLD,
+          value_parser = parse_fraction)]
+    pub contention_threshold: f64,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+}
+
