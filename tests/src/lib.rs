@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use cpu_quota::QuotaCgroup;
 pub use python::reference_python;
 pub use usage::{process_cpu_ns, rss_kib};
 pub use tracer_user::{
@@ -21,6 +22,7 @@ pub use tracer_user::{
     },
 };
 
+mod cpu_quota;
 mod python;
 mod usage;
 

@@ -117,8 +117,15 @@ pub struct TaskOffsets {
     pub files_fdt: u32,
     pub fdtable_fd: u32,
     pub fdtable_max_fds: u32,
+    /// CPU-quota throttling (0: unknown, and no wait is told apart as
+    /// throttled): `task_struct.se.cfs_rq`; `cfs_rq.throttled_clock_self`,
+    /// followed by `throttled_clock_self_time`; `cfs_rq.rq`; `rq.clock`.
+    pub task_cfs_rq: u32,
+    pub cfs_rq_throttled_clock_self: u32,
+    pub cfs_rq_rq: u32,
+    pub rq_clock: u32,
 }
-const _: () = assert!(size_of::<TaskOffsets>() == 25 * 4);
+const _: () = assert!(size_of::<TaskOffsets>() == 29 * 4);
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
 #[repr(C)]

@@ -47,6 +47,9 @@ pub const THREAD_HTTP_RESPONDING: u32 = 1 << 3;
 /// The thread's current run began with a wake-up on an idle CPU: the time
 /// since `woken_at_ns` is in `wakeup_idle_ns`, not `runq_wait_ns`.
 pub const THREAD_WOKEN_ON_IDLE: u32 = 1 << 4;
+/// `ThreadStats::cfs_rq_throttled_at_wait_ns` holds a reading for the
+/// current wait.
+pub const THREAD_THROTTLE_SAMPLED: u32 = 1 << 5;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 
@@ -89,6 +92,12 @@ pub struct ThreadStats {
     pub woken_at_ns: u64,
     /// The run-queue wait that ended at its last switch-in.
     pub last_wait_ns: u64,
+    /// The CFS run queue the thread was on at its last switch-out
+    /// (`se.cfs_rq`: its cgroup's on that CPU), as an address; 0 if unknown.
+    pub cfs_rq: u64,
+    /// That run queue's throttled time (rq clock, ns) when the thread's
+    /// current wait for a CPU began (valid with `THREAD_THROTTLE_SAMPLED`).
+    pub cfs_rq_throttled_at_wait_ns: u64,
     pub totals: ThreadTotals,
     /// The kernel's counters when `totals` last agreed with them (at the
     /// last switch-out; valid with `THREAD_KERNEL_SAMPLED`).
@@ -96,7 +105,7 @@ pub struct ThreadStats {
 }
 const _: () = assert!(
     size_of::<ThreadStats>()
-        == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 24 + 8 + 8 + size_of::<ThreadTotals>()
+        == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 24 + 8 + 8 + 16 + size_of::<ThreadTotals>()
             + size_of::<KernelSchedCounters>()
 );
 
@@ -146,8 +155,11 @@ pub struct RunqEvent {
     pub blocked_state: u32,
     /// [`RUNQ_WOKEN_ON_IDLE`], or 0.
     pub flags: u32,
+    /// The part of `latency_ns` during which the thread's cgroup was
+    /// throttled by its CPU quota: nobody held the CPU from it then.
+    pub throttled_ns: u64,
 }
-const _: () = assert!(size_of::<RunqEvent>() == 40);
+const _: () = assert!(size_of::<RunqEvent>() == 48);
 
 /// `RunqEvent::flags`: the thread was woken onto an idle CPU; `latency_ns`
 /// is the CPU leaving idle (on-CPU time, `wakeup_idle_ns`), not a wait for

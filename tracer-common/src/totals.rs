@@ -104,6 +104,11 @@ thread_totals! {
         pub wakeup_idle_ns: u64,
         /// Wake-ups that found their CPU idle (not counted in `runq_waits`).
         pub idle_wakeups: u64,
+        /// The part of `runq_wait_ns` during which the thread's cgroup (or an
+        /// ancestor) was throttled on its CPU by its CPU quota (`cpu.max`,
+        /// `cpu.cfs_quota_us`): the thread waited for its quota, not behind
+        /// other tasks. The kernel counts it in `run_delay` too.
+        pub throttled_ns: u64,
     }
 }
 const _: () = assert!(size_of::<ThreadTotals>() == ThreadTotals::FIELD_COUNT * 8);
@@ -123,7 +128,7 @@ mod tests {
     fn values_follow_the_declaration_order() {
         let totals = sample();
         assert_eq!(totals.on_cpu_ns, 100);
-        assert_eq!(totals.idle_wakeups, 100 * ThreadTotals::FIELD_COUNT as u64);
+        assert_eq!(totals.throttled_ns, 100 * ThreadTotals::FIELD_COUNT as u64);
         assert_eq!(ThreadTotals::from_values(totals.values()), totals);
         assert_eq!(totals.fields()[1], ("runq_wait_ns", 200));
         assert_eq!(ThreadTotals::ZERO, ThreadTotals::default());

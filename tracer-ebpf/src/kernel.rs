@@ -246,6 +246,15 @@ impl TaskPtr {
         }
     }
 
+    /// The CFS run queue the task is on (`se.cfs_rq`: its cgroup's on its
+    /// CPU), as an address; `None` without the throttling offsets.
+    pub fn cfs_rq(self) -> Option<u64> {
+        match global!(TASK_OFFSETS.task_cfs_rq) {
+            0 => None,
+            offset => read_at::<u64>(self.0, offset).filter(|&cfs_rq| cfs_rq != 0),
+        }
+    }
+
     /// Whether the task is off every CPU (`task_struct.on_cpu == 0`);
     /// `None` when unknown.
     pub fn off_cpu(self) -> Option<bool> {
@@ -304,6 +313,22 @@ impl TaskPtr {
             Some(CgroupAncestry::Unavailable) | None => cgroup_id(cgroup) == Some(id),
         }
     }
+}
+
+/// How long the CFS run queue at `cfs_rq` has been throttled by its
+/// cgroup's (or an ancestor's) CPU quota while it had tasks, in the rq
+/// clock's ns: `throttled_clock_self_time`, which the kernel adds to at each
+/// unthrottle, plus the throttle in progress, since `throttled_clock_self`,
+/// to the rq clock now (the scheduler updated it before the tracepoint).
+pub fn cfs_rq_throttled_ns(cfs_rq: u64) -> Option<u64> {
+    let cfs_rq = cfs_rq as *const u8;
+    let [since, total] = read_at::<[u64; 2]>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_throttled_clock_self))?;
+    if since == 0 {
+        return Some(total);
+    }
+    let rq = read_at::<*const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
+    let clock = read_at::<u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
+    Some(total + clock.saturating_sub(since))
 }
 
 fn cgroup_id(cgroup: *const u8) -> Option<u64> {

@@ -9,8 +9,8 @@
 //! Modules use only modules of lower layers, so their imports form no cycle:
 //! 1. `kernel` (helpers, kernel memory, load-time globals) and `maps`;
 //! 2. `filter` and `slices` (the per-CPU run slices);
-//! 3. `timeline` and `holders` (the CPU-holder sums), then `sched` (per-thread accounting), then `spans`, then
-//!    `http`;
+//! 3. `timeline`, `holders` (the CPU-holder sums) and `throttle` (CPU-quota
+//!    waits), then `sched` (per-thread accounting), then `spans`, then `http`;
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
 //!    `cpus` (run-queue lengths).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -43,6 +43,8 @@ mod slices;
 mod spans;
 #[cfg(target_arch = "bpf")]
 mod syscalls;
+#[cfg(target_arch = "bpf")]
+mod throttle;
 #[cfg(target_arch = "bpf")]
 mod timeline;
 

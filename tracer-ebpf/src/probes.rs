@@ -4,12 +4,15 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_common::TASK_COMM_LEN;
+use tracer_common::{OffCpuState, TASK_COMM_LEN};
 
 use crate::{
     filter,
-    kernel::{TaskPtr, current_comm, current_ids, now_ns, read_field, spans_enabled, this_cpu, tracepoint_offsets},
-    holders, sched, slices, spans, timeline,
+    kernel::{
+        TaskPtr, current_comm, current_ids, current_task, now_ns, read_field, spans_enabled, this_cpu,
+        tracepoint_offsets,
+    },
+    holders, sched, slices, spans, throttle, timeline,
 };
 
 
@@ -46,6 +49,9 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
                 }
             }
             sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
+            if !out.dead {
+                throttle::on_switch_out(stats, prev, this_cpu(), out.state == OffCpuState::Preempted);
+            }
         }
     }
 
@@ -61,9 +67,11 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0) {
             if !waited.idle {
-                spans::charge_wait(next_tgid, stats, now - waited.wait_ns, now);
-                timeline::holders(next_tid, next_tgid, now - waited.wait_ns, now);
-                holders::charge(next_tgid, now - waited.wait_ns, now);
+                // The throttled start of the wait is nobody's doing.
+                let held_since = now - waited.wait_ns + waited.throttled_ns;
+                spans::charge_wait(next_tgid, stats, held_since, now);
+                timeline::holders(next_tid, next_tgid, held_since, now);
+                holders::charge(next_tgid, held_since, now);
             }
             sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
         }
@@ -151,6 +159,9 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
                 stats.comm = current_comm();
             }
             sched::on_switch_out(prev_tid, stats, out, now, None);
+            if !out.dead {
+                throttle::on_switch_out(stats, current_task(), this_cpu(), out.state == OffCpuState::Preempted);
+            }
         }
     }
 
@@ -167,9 +178,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         let cpu = this_cpu();
         if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0) {
             if !waited.idle {
-                spans::charge_wait(stats.tgid, stats, now - waited.wait_ns, now);
-                timeline::holders(next_tid, stats.tgid, now - waited.wait_ns, now);
-                holders::charge(stats.tgid, now - waited.wait_ns, now);
+                let held_since = now - waited.wait_ns + waited.throttled_ns;
+                spans::charge_wait(stats.tgid, stats, held_since, now);
+                timeline::holders(next_tid, stats.tgid, held_since, now);
+                holders::charge(stats.tgid, held_since, now);
             }
             sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
         }

@@ -8,14 +8,14 @@
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RUNQ_WOKEN_ON_IDLE, RunqEvent, TASK_COMM_LEN,
-    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadExit,
-    ThreadStats, ThreadTotals,
+    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU,
+    TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
 };
 
 use crate::{
-    kernel::{TaskPtr, now_ns},
+    kernel::{TaskPtr, now_ns, this_cpu},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
-    timeline,
+    throttle, timeline,
 };
 
 /// How a thread left the CPU.
@@ -124,6 +124,8 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         http_file: 0,
         woken_at_ns: 0,
         last_wait_ns: 0,
+        cfs_rq: 0,
+        cfs_rq_throttled_at_wait_ns: 0,
         totals: ThreadTotals::ZERO,
         kernel: KernelSchedCounters { exec_ns: 0, run_delay_ns: 0, runs: 0 },
     };
@@ -219,6 +221,28 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
     }
 }
 
+/// `fill_unreported` at a switch-out, for a thread whose wait began with a
+/// reading of its run queue's throttled time: the throttled time since then
+/// was part of the wait (a throttled thread does not run), so that much of
+/// what the counters could not place, or of the run-queue wait they did
+/// place, is throttled wait. Not for the uprobe programs, which have no room.
+#[inline(always)]
+fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) {
+    let throttled = if stats.flags & THREAD_THROTTLE_SAMPLED != 0 && stats.runnable_since_ns != 0 {
+        throttle::throttled_part(stats, this_cpu(), until.saturating_sub(stats.runnable_since_ns))
+    } else {
+        0
+    };
+    let (unaccounted_before, waited_before) = (stats.totals.unaccounted_ns, stats.totals.runq_wait_ns);
+    fill_unreported(stats, until, counted);
+    let waited = stats.totals.runq_wait_ns - waited_before;
+    let unplaced = stats.totals.unaccounted_ns - unaccounted_before;
+    let placed_now = throttled.saturating_sub(waited).min(unplaced);
+    stats.totals.unaccounted_ns -= placed_now;
+    stats.totals.runq_wait_ns += placed_now;
+    stats.totals.throttled_ns += throttled.min(waited + placed_now);
+}
+
 /// The thread became runnable: its run-queue wait starts now, unless it is
 /// still on a CPU (woken before it managed to block) or already queued.
 /// `task` is the kernel's task when readable: if it says the thread is off
@@ -250,6 +274,7 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
     close_blocked(stats, now);
     stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = now;
+    throttle::wait_begins(stats);
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
 }
 
@@ -260,7 +285,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
     let counted = counted_since(stats, kernel);
     if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
         // It ran, but its switch-in was not reported.
-        fill_unreported(stats, now, counted);
+        fill_unreported_with_throttling(stats, now, counted);
     }
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         let period = now - stats.on_cpu_since_ns;
@@ -338,6 +363,10 @@ pub struct Waited {
     /// Woken onto an idle CPU: `wait_ns` was the CPU leaving idle, which
     /// nobody is blamed for.
     pub idle: bool,
+    /// The part of `wait_ns` its cgroup was throttled by its CPU quota: at
+    /// the start of the wait (the throttle is why it left the CPU), and
+    /// nobody is blamed for it either.
+    pub throttled_ns: u64,
 }
 
 /// Called by a program running on behalf of the thread itself (a uprobe): if
@@ -449,7 +478,8 @@ pub fn on_switch_in(
     }
     stats.woken_at_ns = 0;
     stats.last_wait_ns = 0;
-    stats.flags &= !THREAD_WOKEN_ON_IDLE;
+    let throttle_sampled = stats.flags & THREAD_THROTTLE_SAMPLED != 0;
+    stats.flags &= !(THREAD_WOKEN_ON_IDLE | THREAD_THROTTLE_SAMPLED);
     let woken = stats.runnable_since_ns != 0 && stats.off_cpu_state != OffCpuState::Preempted as u32;
     if woken && from_idle && now >= stats.runnable_since_ns {
         // Woken onto an idle CPU: until now the CPU was leaving idle. The
@@ -466,24 +496,34 @@ pub fn on_switch_in(
             blocked_ns: stats.last_blocked_ns,
             blocked_state: stats.last_blocked_state,
             idle: true,
+            throttled_ns: 0,
         });
     } else if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
+        let throttled = if throttle_sampled { throttle::throttled_part(stats, cpu, wait) } else { 0 };
         stats.last_wait_ns = wait;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;
+        stats.totals.throttled_ns += throttled;
         if stats.off_cpu_state != OffCpuState::Preempted as u32 {
             stats.woken_at_ns = stats.runnable_since_ns;
         }
         waited = Some(if stats.off_cpu_state == OffCpuState::Preempted as u32 {
             stats.totals.preempted_ns += wait;
-            Waited { wait_ns: wait, blocked_ns: 0, blocked_state: OffCpuState::Preempted as u32, idle: false }
+            Waited {
+                wait_ns: wait,
+                blocked_ns: 0,
+                blocked_state: OffCpuState::Preempted as u32,
+                idle: false,
+                throttled_ns: throttled,
+            }
         } else {
             Waited {
                 wait_ns: wait,
                 blocked_ns: stats.last_blocked_ns,
                 blocked_state: stats.last_blocked_state,
                 idle: false,
+                throttled_ns: throttled,
             }
         });
     } else {
@@ -528,6 +568,7 @@ pub fn emit_runq_wait(tid: u32, tgid: u32, waited: &Waited, cpu: u32, prev_tgid:
                 blocked_ns: waited.blocked_ns,
                 blocked_state: waited.blocked_state,
                 flags: if waited.idle { RUNQ_WOKEN_ON_IDLE } else { 0 },
+                throttled_ns: waited.throttled_ns,
             });
             // The loader polls on a timer; waking it per event would cost
             // more than the event itself.

@@ -25,7 +25,7 @@ use tracer_common::{
     BlockKey, BucketStat, CpuQueue, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_CPU_QUEUE_CONFIG, MAP_CPU_QUEUES, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
-    MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TaskOffsets, ThreadStats,
+    MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, ThreadStats,
     TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, WaitHolderKey, programs,
 };
 
@@ -35,7 +35,7 @@ pub use privilege::is_privileged;
 
 use cpus::{attach_cpu_queues, cpu_queue_config, cpu_queue_entries};
 use attach::{attach_btf, attach_tracepoint, error_chain, optional, take_map};
-use offsets::{block_offsets, http_syscalls, syscall_config, task_offsets, tracepoint_offsets};
+use offsets::{block_offsets, http_syscalls, syscall_config, task_offsets, throttle_only_offsets, tracepoint_offsets};
 use privilege::raise_memlock_limit;
 use uprobes::attach_span_markers;
 
@@ -113,7 +113,7 @@ impl Probes {
                 (offsets, TracepointOffsets::default(), Some(btf), cpu_config)
             }
             ProbeMode::Tracepoint => (
-                TaskOffsets::default(),
+                throttle_only_offsets(),
                 tracepoint_offsets(syscalls)?,
                 None,
                 cpu_queue_config(options.cpu_queues, None),

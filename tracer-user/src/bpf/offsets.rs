@@ -56,7 +56,12 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         [Ok(files), Ok(fdt), Ok(fd), Ok(max)] if files != 0 => [files, fdt, fd, max],
         _ => [0; 4],
     };
+    let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(btf);
     Ok(TaskOffsets {
+        task_cfs_rq,
+        cfs_rq_throttled_clock_self,
+        cfs_rq_rq,
+        rq_clock,
         task_files,
         files_fdt,
         fdtable_fd,
@@ -83,6 +88,40 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
         cgroup_ancestry,
     })
+}
+
+/// For classic tracepoints, which read no kernel struct but this: the
+/// throttling offsets when the kernel has BTF, none otherwise (then no wait
+/// is told apart as throttled).
+pub(super) fn throttle_only_offsets() -> TaskOffsets {
+    let Some(btf) = Btf::from_sys_fs().ok().and_then(|raw| Btf::parse(&raw).ok()) else {
+        return TaskOffsets::default();
+    };
+    let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(&btf);
+    TaskOffsets { task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock, ..TaskOffsets::default() }
+}
+
+/// `task_struct.se.cfs_rq`, `cfs_rq.throttled_clock_self`, `cfs_rq.rq` and
+/// `rq.clock`, or all 0 (the time a cgroup was throttled per CPU is only
+/// kept since Linux 6.6, with `CONFIG_CFS_BANDWIDTH` and
+/// `CONFIG_FAIR_GROUP_SCHED`). The programs read `throttled_clock_self` and
+/// `throttled_clock_self_time` in one go, so they must be neighbours.
+fn throttle_offsets(btf: &Btf) -> [u32; 4] {
+    const U64_BYTES: u32 = 8;
+    let offsets = (
+        btf.member_offset("task_struct", "se"),
+        btf.member_offset("sched_entity", "cfs_rq"),
+        btf.member_offset("cfs_rq", "throttled_clock_self"),
+        btf.member_offset("cfs_rq", "throttled_clock_self_time"),
+        btf.member_offset("cfs_rq", "rq"),
+        btf.member_offset("rq", "clock"),
+    );
+    match offsets {
+        (Ok(se), Ok(se_cfs_rq), Ok(since), Ok(total), Ok(rq), Ok(clock)) if total == since + U64_BYTES => {
+            [se + se_cfs_rq, since, rq, clock]
+        }
+        _ => [0; 4],
+    }
 }
 
 /// Where `struct pt_regs` holds a syscall's first two arguments on this

@@ -83,10 +83,13 @@ fn table(out: &mut String, totals: &Totals, episodes: &OffCpuHistograms) {
         out.push('\n');
     };
     let other_d = totals.off_cpu.uninterruptible_ns.saturating_sub(totals.off_cpu.iowait_ns);
-    let after_wakeup = totals.runq_wait_ns.saturating_sub(totals.off_cpu.preempted_ns);
+    let runq = totals.runq_causes();
     row(out, "on-cpu", totals.on_cpu_ns, None);
-    row(out, "runq: preempted", totals.off_cpu.preempted_ns, Some(&episodes.preempted));
-    row(out, "runq: after wakeup", after_wakeup, None);
+    if runq.throttled_ns > 0 {
+        row(out, "runq: cpu quota throttled", runq.throttled_ns, None);
+    }
+    row(out, "runq: preempted", runq.preempted_ns, Some(&episodes.preempted));
+    row(out, "runq: after wakeup", runq.woken_ns, None);
     row(out, "iowait", totals.off_cpu.iowait_ns, Some(&episodes.iowait));
     row(out, "other uninterruptible", other_d, Some(&episodes.other_uninterruptible));
     row(out, "sleep", totals.off_cpu.sleep_ns, Some(&episodes.sleep));

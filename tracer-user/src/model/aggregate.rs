@@ -18,8 +18,8 @@ use super::{
     goodput::Goodput,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
-    names::{ProcessName, comm_string},
-    spans::{SpanRecord, SpanSummary},
+    names::{CpuLimit, ProcessName, comm_string},
+    spans::{SpanRecord, SpanSummary, Verdict},
 };
 
 /// Default share of a span's wall time spent waiting for a CPU above which
@@ -64,6 +64,8 @@ pub struct Aggregator {
     pub http: HttpHeads,
     /// CPU holders' names, with when they were read.
     holder_names: HashMap<u32, (std::time::Instant, ProcessName)>,
+    /// Throttled processes' CPU quotas, with when they were read.
+    cpu_limits: HashMap<u32, (std::time::Instant, Option<CpuLimit>)>,
     /// Finished spans not yet taken by `take_spans` (kept only when asked).
     finished_spans: Vec<SpanRecord>,
     pub keep_span_records: bool,
@@ -134,6 +136,7 @@ impl Aggregator {
             goodput: None,
             http: HttpHeads::default(),
             holder_names: HashMap::new(),
+            cpu_limits: HashMap::new(),
             finished_spans: Vec::new(),
             keep_span_records: false,
             contention_threshold: DEFAULT_CONTENTION_THRESHOLD,
@@ -161,6 +164,9 @@ impl Aggregator {
         let mut record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
             self.holder_names.get(&pid).map(|(_, name)| name.clone()).unwrap_or_default()
         });
+        if record.verdict == Verdict::CpuThrottled {
+            record.throttle = self.cpu_limit(event.tgid);
+        }
         if let Some(fields) = http {
             record.name = format!("{} {}", fields.http_method, fields.http_path);
             record.trace_id = fields.trace_id.clone();
@@ -221,6 +227,23 @@ impl Aggregator {
             self.holder_names.retain(|_, (at, _)| now.duration_since(*at) < HOLDER_NAME_TTL);
         }
         self.holder_names.insert(pid, (now, name));
+    }
+
+    /// The CPU quota of a throttled process, read from its cgroup at most
+    /// every `HOLDER_NAME_TTL` (as holders' names are).
+    fn cpu_limit(&mut self, pid: u32) -> Option<CpuLimit> {
+        let now = std::time::Instant::now();
+        if let Some((at, limit)) = self.cpu_limits.get(&pid)
+            && now.duration_since(*at) < HOLDER_NAME_TTL
+        {
+            return limit.clone();
+        }
+        if self.cpu_limits.len() > MAX_HOLDER_NAMES {
+            self.cpu_limits.retain(|_, (at, _)| now.duration_since(*at) < HOLDER_NAME_TTL);
+        }
+        let limit = self.system.cpu_limit_of(pid);
+        self.cpu_limits.insert(pid, (now, limit.clone()));
+        limit
     }
 
     /// A thread's name as last known.

@@ -32,6 +32,17 @@ pub struct ProcessName {
     pub cgroup: Option<String>,
 }
 
+/// The CPU quota of a cgroup, as cgroup v2's `cpu.max` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuLimit {
+    /// The cgroup whose quota it is (the process's own or an ancestor),
+    /// as a path in its hierarchy.
+    pub cgroup: String,
+    /// Quota and period in microseconds (`"20000 100000"`: 20% of a CPU),
+    /// from `cpu.max`, or from v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us`.
+    pub cpu_max: String,
+}
+
 /// What the model needs to know about live processes and threads, asked
 /// of the system (`sys::procfs::ProcFs`) while tracing, or of a test fake.
 pub trait ProcessInfo {
@@ -44,6 +55,11 @@ pub trait ProcessInfo {
     /// Whether a live process is a kernel thread (kworker, ksoftirqd...).
     fn is_kernel_thread(&self, _pid: u32) -> bool {
         false
+    }
+
+    /// The CPU quota a process runs under, if it has one.
+    fn cpu_limit_of(&self, _pid: u32) -> Option<CpuLimit> {
+        None
     }
 }
 

@@ -8,10 +8,13 @@ use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
 use super::{
     hist::Buckets,
     http::HttpFields,
-    names::{ProcessName, comm_string, syscall_name},
+    names::{CpuLimit, ProcessName, comm_string, syscall_name},
 };
 
 /// What made a span slow. The rule (documented in docs/spans.md):
+/// `cpu-throttled` when the run-queue wait while its cgroup was throttled
+/// by its CPU quota is at least the wait behind other tasks and is the
+/// largest part or at least `contention_threshold` of the wall time;
 /// `cpu-contention` when the run-queue wait while other tasks held the CPU
 /// (`runq`) is the largest part or at least
 /// `contention_threshold` of the wall time; otherwise the largest of on-CPU
@@ -27,20 +30,28 @@ use super::{
 pub enum Verdict {
     Blocked,
     CpuContention,
+    CpuThrottled,
     Io,
     Moved,
     OnCpu,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 5] =
-        [Verdict::Blocked, Verdict::CpuContention, Verdict::Io, Verdict::Moved, Verdict::OnCpu];
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Blocked,
+        Verdict::CpuContention,
+        Verdict::CpuThrottled,
+        Verdict::Io,
+        Verdict::Moved,
+        Verdict::OnCpu,
+    ];
 
     /// Its name in the JSON (`cpu-contention`).
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Blocked => "blocked",
             Verdict::CpuContention => "cpu-contention",
+            Verdict::CpuThrottled => "cpu-throttled",
             Verdict::Io => "io",
             Verdict::Moved => "moved",
             Verdict::OnCpu => "on-cpu",
@@ -55,10 +66,22 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// The waits for a CPU of a span: while its cgroup was throttled by its CPU
+/// quota, and behind other tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuWaits {
+    pub throttled: u64,
+    pub contended: u64,
+}
+
 /// The verdict of a span that did not move between threads (see [`Verdict`]).
-pub fn verdict(on_cpu: u64, runq: u64, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> Verdict {
+pub fn verdict(on_cpu: u64, waits: CpuWaits, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> Verdict {
     let largest = on_cpu.max(io).max(blocked);
-    if runq > 0 && (runq >= largest || runq as f64 >= contention_threshold * wall as f64) {
+    let dominates = |wait: u64| wait > 0 && (wait >= largest || wait as f64 >= contention_threshold * wall as f64);
+    let CpuWaits { throttled, contended: runq } = waits;
+    if throttled >= runq && dominates(throttled) {
+        Verdict::CpuThrottled
+    } else if dominates(runq) {
         Verdict::CpuContention
     } else if largest == on_cpu {
         Verdict::OnCpu
@@ -101,6 +124,10 @@ pub struct SpanRecord {
     #[serde(default)]
     pub wakeup_idle_ns: u64,
     pub runq_wait_ns: u64,
+    /// The part of `runq_wait_ns` while its cgroup was throttled by its CPU
+    /// quota (nobody is blamed for it).
+    #[serde(default)]
+    pub throttled_ns: u64,
     pub iowait_ns: u64,
     /// Uninterruptible waits other than I/O (locks, page faults).
     pub uninterruptible_ns: u64,
@@ -115,6 +142,9 @@ pub struct SpanRecord {
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub verdict: Verdict,
+    /// With `cpu-throttled`: the quota it waited for, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<CpuLimit>,
     /// Who had the CPU while this span's thread waited for it.
     pub blame: Vec<Holder>,
     /// Ended on a different thread (`tid_end`) than it began: no breakdown.
@@ -141,11 +171,15 @@ impl SpanRecord {
         let moved = event.flags & SPAN_MOVED_THREAD != 0;
         // Waiting while the CPU was idle is wake-up latency, not contention.
         let idle_ns: u64 = event.holders.iter().filter(|h| h.count > 0 && h.id == 0).map(|h| h.ns).sum();
-        let contended = d.runq_wait_ns.saturating_sub(idle_ns);
+        // Neither is waiting while its cgroup was throttled by its quota.
+        let waits = CpuWaits {
+            throttled: d.throttled_ns,
+            contended: d.runq_wait_ns.saturating_sub(idle_ns).saturating_sub(d.throttled_ns),
+        };
         let verdict = if moved {
             Verdict::Moved
         } else {
-            verdict(d.on_cpu_ns, contended, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
+            verdict(d.on_cpu_ns, waits, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
         };
         let mut top_syscalls: Vec<SyscallTime> = event
             .syscalls
@@ -176,6 +210,7 @@ impl SpanRecord {
             on_cpu_ns: d.on_cpu_ns,
             wakeup_idle_ns: d.wakeup_idle_ns,
             runq_wait_ns: d.runq_wait_ns,
+            throttled_ns: d.throttled_ns,
             iowait_ns: d.iowait_ns,
             uninterruptible_ns: other_d,
             sleep_ns: d.sleep_ns,
@@ -186,6 +221,7 @@ impl SpanRecord {
             voluntary_switches: d.voluntary_switches,
             involuntary_switches: d.involuntary_switches,
             verdict,
+            throttle: None,
             blame,
             moved_between_threads: moved,
             tid_end: event.tid_end,
@@ -239,6 +275,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         on_cpu_ns: on_cpu_ms * MS,
         wakeup_idle_ns: 0,
         runq_wait_ns: runq_ms * MS,
+        throttled_ns: 0,
         iowait_ns: 0,
         uninterruptible_ns: 0,
         sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * MS,
@@ -249,6 +286,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         voluntary_switches: 0,
         involuntary_switches: 0,
         verdict,
+        throttle: None,
         blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * MS }],
         moved_between_threads: false,
         tid_end: 101,
@@ -264,20 +302,26 @@ mod tests {
 
     #[test]
     fn verdict_rule() {
-        // on_cpu, runq, io, blocked, wall
-        assert_eq!(verdict(90, 5, 0, 5, 100, 0.3), Verdict::OnCpu);
-        assert_eq!(verdict(40, 50, 0, 10, 100, 0.3), Verdict::CpuContention, "runq largest");
-        assert_eq!(verdict(60, 35, 0, 5, 100, 0.3), Verdict::CpuContention, "over the threshold");
-        assert_eq!(verdict(60, 35, 0, 5, 100, 0.5), Verdict::OnCpu, "threshold is a flag");
-        assert_eq!(verdict(5, 1, 90, 4, 100, 0.3), Verdict::Io);
-        assert_eq!(verdict(2, 1, 0, 97, 100, 0.3), Verdict::Blocked);
-        assert_eq!(verdict(0, 0, 0, 0, 0, 0.3), Verdict::OnCpu);
+        // on_cpu, waits, io, blocked, wall
+        let runq = |contended| CpuWaits { throttled: 0, contended };
+        assert_eq!(verdict(90, runq(5), 0, 5, 100, 0.3), Verdict::OnCpu);
+        assert_eq!(verdict(40, runq(50), 0, 10, 100, 0.3), Verdict::CpuContention, "runq largest");
+        assert_eq!(verdict(60, runq(35), 0, 5, 100, 0.3), Verdict::CpuContention, "over the threshold");
+        assert_eq!(verdict(60, runq(35), 0, 5, 100, 0.5), Verdict::OnCpu, "threshold is a flag");
+        assert_eq!(verdict(5, runq(1), 90, 4, 100, 0.3), Verdict::Io);
+        assert_eq!(verdict(2, runq(1), 0, 97, 100, 0.3), Verdict::Blocked);
+        assert_eq!(verdict(0, runq(0), 0, 0, 0, 0.3), Verdict::OnCpu);
+        let throttled = |throttled, contended| CpuWaits { throttled, contended };
+        assert_eq!(verdict(15, throttled(80, 5), 0, 0, 100, 0.3), Verdict::CpuThrottled, "quota largest");
+        assert_eq!(verdict(60, throttled(35, 5), 0, 0, 100, 0.3), Verdict::CpuThrottled, "over the threshold");
+        assert_eq!(verdict(20, throttled(30, 50), 0, 0, 100, 0.3), Verdict::CpuContention, "more behind others");
+        assert_eq!(verdict(90, throttled(5, 0), 0, 5, 100, 0.3), Verdict::OnCpu);
     }
 
     #[test]
     fn verdicts_are_named_as_in_the_json_and_ordered_by_name() {
         let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.name()).collect();
-        assert_eq!(names, ["blocked", "cpu-contention", "io", "moved", "on-cpu"]);
+        assert_eq!(names, ["blocked", "cpu-contention", "cpu-throttled", "io", "moved", "on-cpu"]);
         for v in Verdict::ALL {
             assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{}\"", v.name()));
             assert_eq!(serde_json::from_str::<Verdict>(&format!("\"{v}\"")).unwrap(), v);
@@ -332,6 +376,14 @@ mod tests {
         woken.holders[0] = TopEntry { id: 0, count: 1, ns: 60_000 };
         let woken = SpanRecord::from_event(&woken, 0, 0.3, |_| ProcessName::default());
         assert_eq!((woken.verdict, woken.blame[0].comm.as_str()), (Verdict::OnCpu, "(idle)"));
+        // Waiting while its cgroup was throttled is neither contention nor
+        // wake-up latency, and nobody held the CPU from it.
+        let mut throttled = event;
+        throttled.delta.throttled_ns = 50_000;
+        throttled.holders = [TopEntry::default(); tracer_common::SPAN_TOP];
+        throttled.holders[0] = TopEntry { id: 812, count: 1, ns: 10_000 };
+        let throttled = SpanRecord::from_event(&throttled, 0, 0.3, |_| ProcessName::default());
+        assert_eq!((throttled.verdict, throttled.throttled_ns), (Verdict::CpuThrottled, 50_000));
         event.flags = SPAN_MOVED_THREAD;
         event.tid_end = 102;
         let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());

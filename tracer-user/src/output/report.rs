@@ -76,9 +76,29 @@ pub struct Totals {
     /// Wake-ups onto an idle CPU (not in `runq_waits`).
     #[serde(default)]
     pub idle_wakeups: u64,
+    /// The part of `runq_wait_ns` its cgroup was throttled by its CPU quota.
+    #[serde(default)]
+    pub throttled_ns: u64,
+}
+
+/// Run-queue wait split by why it began, disjoint: its cgroup was throttled
+/// by its CPU quota, or it was preempted, or woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunqCauses {
+    pub throttled_ns: u64,
+    pub preempted_ns: u64,
+    pub woken_ns: u64,
 }
 
 impl Totals {
+    /// A thread throttled by its quota leaves the CPU runnable, as if
+    /// preempted: its throttled time is taken out of the preempted waits first.
+    pub fn runq_causes(&self) -> RunqCauses {
+        let preempted_ns = self.off_cpu.preempted_ns.saturating_sub(self.throttled_ns);
+        let woken_ns = self.runq_wait_ns.saturating_sub(self.throttled_ns).saturating_sub(preempted_ns);
+        RunqCauses { throttled_ns: self.throttled_ns, preempted_ns, woken_ns }
+    }
+
     pub fn add(&mut self, t: &ThreadTotals) {
         self.on_cpu_ns += t.on_cpu_ns;
         self.runq_wait_ns += t.runq_wait_ns;
@@ -95,6 +115,7 @@ impl Totals {
         self.unaccounted_ns += t.unaccounted_ns;
         self.wakeup_idle_ns += t.wakeup_idle_ns;
         self.idle_wakeups += t.idle_wakeups;
+        self.throttled_ns += t.throttled_ns;
     }
 }
 
@@ -466,6 +487,16 @@ mod tests {
         Report::build(meta, &agg, |dev| format!("dev{dev}"))
     }
 
+
+    #[test]
+    fn runq_causes_are_disjoint_and_take_throttling_out_of_preemptions_first() {
+        let mut totals = Totals { runq_wait_ns: 100, throttled_ns: 30, ..Default::default() };
+        totals.off_cpu.preempted_ns = 50;
+        let causes = totals.runq_causes();
+        assert_eq!(causes, RunqCauses { throttled_ns: 30, preempted_ns: 20, woken_ns: 50 });
+        totals.throttled_ns = 70;
+        assert_eq!(totals.runq_causes(), RunqCauses { throttled_ns: 70, preempted_ns: 0, woken_ns: 30 });
+    }
     #[test]
     fn report_round_trips_through_json() {
         let json = serde_json::to_string_pretty(&report()).unwrap();

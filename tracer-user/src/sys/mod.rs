@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod clock;
+pub mod cpu_limit;
 pub mod disks;
 pub mod procfs;
 pub mod space;

@@ -158,6 +158,10 @@ impl ProcessInfo for ProcFs {
     fn is_kernel_thread(&self, pid: u32) -> bool {
         is_kernel_thread(pid)
     }
+
+    fn cpu_limit_of(&self, pid: u32) -> Option<crate::model::names::CpuLimit> {
+        super::cpu_limit::cpu_limit_of(pid)
+    }
 }
 
 #[cfg(test)]

@@ -67,7 +67,10 @@ pub struct ThreadRow {
     pub tid: u32,
     pub comm: String,
     pub cpu_pct: f64,
+    /// All its run-queue wait, including `throttled_pct`.
     pub runq_pct: f64,
+    /// The part of the run-queue wait its cgroup was throttled by its CPU quota.
+    pub throttled_pct: f64,
     pub iowait_pct: f64,
     pub sleep_pct: f64,
     pub exited: bool,
@@ -204,6 +207,7 @@ fn build_detail(
                 comm: t.comm.clone(),
                 cpu_pct: share(delta.on_cpu_ns, interval, THREAD_MAX_PCT),
                 runq_pct: share(delta.runq_wait_ns, interval, THREAD_MAX_PCT),
+                throttled_pct: share(delta.throttled_ns, interval, THREAD_MAX_PCT),
                 iowait_pct: share(delta.iowait_ns, interval, THREAD_MAX_PCT),
                 sleep_pct: share(delta.sleep_ns, interval, THREAD_MAX_PCT),
                 exited: t.exited,

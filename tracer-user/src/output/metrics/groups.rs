@@ -131,17 +131,20 @@ fn time_families(grouping: &Grouping, out: &mut Vec<prometheus::proto::MetricFam
     );
     let mut off_cpu = Family::counter(
         "tracer_off_cpu_seconds_total",
-        "Time off the CPU by cause: waiting for a CPU after a preemption (preempted) or a wakeup (woken), \
-         in I/O wait (iowait), in other uninterruptible waits (other_uninterruptible), asleep (sleep).",
+        "Time off the CPU by cause: waiting for a CPU while its cgroup was throttled by its CPU quota (throttled), \
+         after a preemption (preempted) or a wakeup (woken), in I/O wait (iowait), in other uninterruptible waits \
+         (other_uninterruptible), asleep (sleep).",
     );
     let mut latency = Family::histogram("tracer_runq_latency_seconds", "Run-queue latency: each wait for a CPU.");
     for series in &grouping.series {
         let (t, labels) = (&series.totals, &series.labels);
         on_cpu.add(labels, seconds(t.on_cpu_ns.into()));
         runq.add(labels, seconds(t.runq_wait_ns.into()));
+        let runq_causes = t.runq_causes();
         let causes = [
-            ("preempted", t.off_cpu.preempted_ns),
-            ("woken", t.runq_wait_ns.saturating_sub(t.off_cpu.preempted_ns)),
+            ("throttled", runq_causes.throttled_ns),
+            ("preempted", runq_causes.preempted_ns),
+            ("woken", runq_causes.woken_ns),
             ("iowait", t.off_cpu.iowait_ns),
             ("other_uninterruptible", t.off_cpu.uninterruptible_ns.saturating_sub(t.off_cpu.iowait_ns)),
             ("sleep", t.off_cpu.sleep_ns),

@@ -183,6 +183,7 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         int("tracer.wall_ns", r.wall_ns),
         int("tracer.on_cpu_ns", r.on_cpu_ns),
         int("tracer.runq_wait_ns", r.runq_wait_ns),
+        int("tracer.throttled_ns", r.throttled_ns),
         int("tracer.iowait_ns", r.iowait_ns),
         int("tracer.uninterruptible_ns", r.uninterruptible_ns),
         int("tracer.sleep_ns", r.sleep_ns),
@@ -193,6 +194,10 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         int("tracer.involuntary_switches", r.involuntary_switches),
         string("tracer.verdict", r.verdict.name()),
     ];
+    if let Some(limit) = &r.throttle {
+        out.push(string("tracer.throttle.cgroup", &limit.cgroup));
+        out.push(string("tracer.throttle.cpu_max", &limit.cpu_max));
+    }
     if r.moved_between_threads {
         out.push(KeyValue { key: "tracer.moved_between_threads".into(), value: Some(bool_value(true)), ..Default::default() });
         out.push(int("tracer.tid_end", r.tid_end.into()));

@@ -34,8 +34,8 @@ const PREFIX_LEN: u64 = 16;
 const FOOTER_LEN: u64 = 16;
 /// Bytes per event in the compressed stream: the fields of
 /// [`TimelineEvent`] in declaration order, little-endian.
-const RECORD_LEN: usize = 160;
-const TOTALS_FIELDS: usize = 15;
+const RECORD_LEN: usize = 168;
+const TOTALS_FIELDS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
@@ -98,6 +98,7 @@ totals_in_file_order!(
     unaccounted_ns,
     wakeup_idle_ns,
     idle_wakeups,
+    throttled_ns,
 );
 
 fn encode(e: &TimelineEvent) -> [u8; RECORD_LEN] {

@@ -132,8 +132,8 @@ fn damaged_files_give_typed_errors() {
     assert_eq!(err.to_string(), format!("{}: not a tracer timeline file", dir.join("garbage").display()));
     assert!(matches!(read("empty", b""), TimelineError::NotATimeline { .. }));
 
-    // Version 1 files (before the idle wake-up totals) and future versions.
-    for version in [1, FORMAT_VERSION + 1] {
+    // Versions 1 and 2 (before the idle wake-up and throttled totals) and future versions.
+    for version in [1, 2, FORMAT_VERSION + 1] {
         let mut other_version = bytes.clone();
         other_version[8..12].copy_from_slice(&version.to_le_bytes());
         let err = read("other-version", &other_version);

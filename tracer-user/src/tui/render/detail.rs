@@ -39,7 +39,7 @@ pub fn draw(frame: &mut Frame, app: &App, pid: u32, theme: &Theme) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), title);
 
-    let header = Row::new(["TID", "THREAD", "CPU%", "RUNQ%", "IOW%", "SLEEP%"]).style(theme.header());
+    let header = Row::new(["TID", "THREAD", "CPU%", "RUNQ%", "THROT%", "IOW%", "SLEEP%"]).style(theme.header());
     let rows = detail.map(|d| d.threads.clone()).unwrap_or_default();
     let rows = rows.into_iter().map(|t| {
         let comm = if t.exited { format!("{} (exited)", t.comm) } else { t.comm };
@@ -48,6 +48,7 @@ pub fn draw(frame: &mut Frame, app: &App, pid: u32, theme: &Theme) {
             Cell::from(comm),
             Cell::from(pct(t.cpu_pct)),
             Cell::from(pct(t.runq_pct)),
+            Cell::from(pct(t.throttled_pct)),
             Cell::from(pct(t.iowait_pct)),
             Cell::from(pct(t.sleep_pct)),
         ])
@@ -57,6 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App, pid: u32, theme: &Theme) {
         Constraint::Min(10),
         Constraint::Length(6),
         Constraint::Length(6),
+        Constraint::Length(7),
         Constraint::Length(6),
         Constraint::Length(7),
     ];

@@ -117,9 +117,15 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         cells.push(Span::raw("|"));
         cells.extend(bar(span, bar_width, theme));
         cells.push(Span::raw("| "));
-        let verdict_style = if span.verdict == Verdict::CpuContention { theme.warn() } else { Style::new() };
+        let verdict_style = if matches!(span.verdict, Verdict::CpuContention | Verdict::CpuThrottled) {
+            theme.warn()
+        } else {
+            Style::new()
+        };
         cells.push(Span::styled(format!("{:<14}", span.verdict), verdict_style));
-        if let Some(top) = span.blame.iter().find(|h| h.pid != span.pid) {
+        if let Some(limit) = span.throttle.as_ref().filter(|_| span.verdict == Verdict::CpuThrottled) {
+            cells.push(Span::raw(format!(" {} cpu.max {}", limit.cgroup, limit.cpu_max)));
+        } else if let Some(top) = span.blame.iter().find(|h| h.pid != span.pid) {
             cells.push(Span::raw(format!(" {} {}", top.comm, duration(top.ns))));
         }
         lines.push(Line::from(cells));
