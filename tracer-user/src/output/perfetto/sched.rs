@@ -114,6 +114,8 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                 // Left a CPU without a reported switch-in (the kernel does
                 // not report every switch): its totals say how long it ran,
                 // which ended at that switch-out.
+                // Before that run it waited for the CPU as long as its
+                // totals say (split from the kernel's counters).
                 (_, Some(n)) if is_switch_out(n.state) => {
                     let ran = n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns).min(n.ts_ns - t.ts_ns);
                     if ran > 0 {
@@ -124,6 +126,12 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                             left_in: Some(n.state),
                             traced: true,
                         });
+                    }
+                    let waited =
+                        n.totals.runq_wait_ns.saturating_sub(t.totals.runq_wait_ns).min(n.ts_ns - ran - t.ts_ns);
+                    if waited > 0 && t.state != TIMELINE_RUNNABLE {
+                        let ts_ns = n.ts_ns - ran - waited;
+                        by_cpu.entry(n.cpu).or_default().push(SchedEvent::Waking { ts_ns, tid, target_cpu: n.cpu });
                     }
                 }
                 _ => {}
