@@ -2,7 +2,7 @@
 //! schema: names, each CPU's switches, wake-ups, I/O waits and span slices.
 use perfetto_protos::{debug_annotation::debug_annotation, trace::Trace, track_event::track_event::Type};
 use protobuf::Message;
-use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
+use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
 
 use super::*;
 use crate::model::{
@@ -131,6 +131,40 @@ fn a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
             (2.0, tid, PREV_STATE_PREEMPTED, 0),
             (7.0, 0, PREV_STATE_RUNNABLE, tid),
             (10.0, tid, PREV_STATE_PREEMPTED, 0),
+        ]
+    );
+}
+
+#[test]
+fn the_wait_before_a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
+    let asleep = ThreadTotals { on_cpu_ns: 2 * MS, ..ThreadTotals::default() };
+    // Asleep at 2 ms; asleep again at 10 ms with 1 ms more on a CPU and
+    // 3 ms more waiting for one: its wake-up and switch-in were not
+    // reported, and it was woken at 6 ms, ran from 9 to 10.
+    let again = ThreadTotals { on_cpu_ns: 3 * MS, runq_wait_ns: 3 * MS, ..asleep };
+    let events = [
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(2.0, OFF_CPU_SLEEP, asleep),
+        transition(10.0, OFF_CPU_SLEEP, again),
+    ];
+    let (trace, _) = decode(&from_events(&events), &[]);
+    let wakings: Vec<(u64, i32, i32)> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_ftrace_events())
+        .flat_map(|p| p.ftrace_events().event.iter())
+        .filter(|e| e.has_sched_waking())
+        .map(|e| (e.timestamp(), e.sched_waking().pid(), e.sched_waking().target_cpu()))
+        .collect();
+    assert_eq!(wakings, [(T0 + 6 * MS, TID as i32, 1)]);
+    let tid = TID as i32;
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (2.0, tid, PREV_STATE_SLEEPING, 0),
+            (9.0, 0, PREV_STATE_RUNNABLE, tid),
+            (10.0, tid, PREV_STATE_SLEEPING, 0),
         ]
     );
 }
