@@ -41,6 +41,18 @@ fn switches(trace: &Trace, cpu: u32) -> Vec<(f64, i32, i64, i32)> {
     all
 }
 
+/// (timestamp, tid, target CPU) of every wake-up, on any CPU.
+fn wakings(trace: &Trace) -> Vec<(u64, i32, i32)> {
+    trace
+        .packet
+        .iter()
+        .filter(|p| p.has_ftrace_events())
+        .flat_map(|p| p.ftrace_events().event.iter())
+        .filter(|e| e.has_sched_waking())
+        .map(|e| (e.timestamp(), e.sched_waking().pid(), e.sched_waking().target_cpu()))
+        .collect()
+}
+
 #[test]
 fn threads_switch_in_and_out_with_their_states_and_holders_fill_the_waits() {
     let (trace, summary) = decode(&recorded(), &[]);
@@ -59,15 +71,7 @@ fn threads_switch_in_and_out_with_their_states_and_holders_fill_the_waits() {
             (11.0, 0, PREV_STATE_RUNNABLE, tid),
         ]
     );
-    let wakings: Vec<(u64, i32, i32)> = trace
-        .packet
-        .iter()
-        .filter(|p| p.has_ftrace_events())
-        .flat_map(|p| p.ftrace_events().event.iter())
-        .filter(|e| e.has_sched_waking())
-        .map(|e| (e.timestamp(), e.sched_waking().pid(), e.sched_waking().target_cpu()))
-        .collect();
-    assert_eq!(wakings, [(T0 + 10 * MS, tid, 1)]);
+    assert_eq!(wakings(&trace), [(T0 + 10 * MS, tid, 1)]);
     assert_eq!((summary.threads, summary.cpus, summary.sched_events), (1, 1, 7));
 
     let tree = trace.packet.iter().find(|p| p.has_process_tree()).expect("a process tree").process_tree();
@@ -148,15 +152,7 @@ fn the_wait_before_a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
         transition(10.0, OFF_CPU_SLEEP, again),
     ];
     let (trace, _) = decode(&from_events(&events), &[]);
-    let wakings: Vec<(u64, i32, i32)> = trace
-        .packet
-        .iter()
-        .filter(|p| p.has_ftrace_events())
-        .flat_map(|p| p.ftrace_events().event.iter())
-        .filter(|e| e.has_sched_waking())
-        .map(|e| (e.timestamp(), e.sched_waking().pid(), e.sched_waking().target_cpu()))
-        .collect();
-    assert_eq!(wakings, [(T0 + 6 * MS, TID as i32, 1)]);
+    assert_eq!(wakings(&trace), [(T0 + 6 * MS, TID as i32, 1)]);
     let tid = TID as i32;
     assert_eq!(
         switches(&trace, 1),
