@@ -2,7 +2,8 @@
 package's generated perfetto_trace_pb2) and prints, as one JSON document,
 what Perfetto's trace processor derives from it: process and thread names,
 each thread's time per state, each CPU's time per thread that ran on it,
-and the track-event slices with their arguments.
+and the track-event slices with their arguments and the slices their flows
+lead to (the CPU holders', category "cpu holder", listed only as targets).
 
 The trace processor itself cannot run here (it downloads its binary at run
 time), so its rules for the scheduler events are applied below as it
@@ -12,6 +13,9 @@ kernel: 0 R, 0x1 S, 0x2 D, 0x800 R+) and starts `next`'s Running;
 sched_waking makes a thread that is not running Runnable; a
 sched_blocked_reason with io_wait marks the thread's current D as I/O.
 A thread's last state, still open when the trace ends, has no duration.
+A flow goes from the slice whose beginning lists its id in flow_ids to the
+slice whose end lists it in terminating_flow_ids, as the trace processor
+binds flow ids to the slice an event opens or closes.
 
 Usage: python3 perfetto_decode.py TRACE
 """
@@ -63,7 +67,9 @@ def main(path):
         if packet.HasField("track_event"):
             e = packet.track_event
             args = {a.name: annotation(a) for a in e.debug_annotations}
-            slice_events.append((packet.timestamp, order, e.track_uuid, e.type, e.name, args))
+            flows = list(e.flow_ids) + list(e.terminating_flow_ids)
+            slice_events.append((packet.timestamp, order, e.track_uuid, e.type, e.name, args,
+                                 list(e.categories), flows))
 
     sched.sort(key=lambda x: (x[0], x[1], x[2]))
     open_state = {}  # tid -> [state, since]
@@ -98,16 +104,31 @@ def main(path):
                 open_state[b.pid][0] = "D (I/O)"
 
     stacks = defaultdict(list)
-    slices = []
-    for ts, _, uuid, kind, name, args in sorted(slice_events, key=lambda x: (x[0], x[1])):
+    slices, holders = [], []
+    flow_source, flow_target = {}, {}
+    for ts, _, uuid, kind, name, args, categories, flows in sorted(slice_events, key=lambda x: (x[0], x[1])):
         if kind == pb.TrackEvent.TYPE_SLICE_BEGIN:
-            stacks[uuid].append((ts, name, args))
+            stacks[uuid].append((ts, name, args, categories, flows))
         elif kind == pb.TrackEvent.TYPE_SLICE_END and stacks[uuid]:
-            start, name, args = stacks[uuid].pop()
+            start, name, args, categories, begin_flows = stacks[uuid].pop()
             track = uuid
             while track not in tracks and track in parents:
                 track = parents[track]
-            slices.append({"tid": tracks.get(track), "name": name, "ts": start, "dur": ts - start, "args": args})
+            tid = tracks.get(track)
+            s = {"tid": tid, "name": name, "ts": start, "dur": ts - start, "args": args}
+            if "cpu holder" in categories:
+                s["tgid"] = threads.get(tid, {}).get("tgid")
+                holders.append(s)
+                for flow in flows:
+                    flow_target[flow] = s
+            else:
+                s["flows_to"] = []
+                slices.append(s)
+                for flow in begin_flows:
+                    flow_source[flow] = s
+    for flow, source in flow_source.items():
+        if flow in flow_target:
+            source["flows_to"].append(flow_target[flow])
 
     print(json.dumps({
         "processes": {str(k): v for k, v in processes.items()},

@@ -2,8 +2,9 @@
 //! traces decoded with Perfetto's own schema (`tests/perfetto_decode.py`,
 //! in the venv `cargo xtask test` installs), whose thread states agree with
 //! the kernel's schedstat, whose names are the processes' and threads' own,
-//! and whose slices are the spans the server logged.
-use std::{path::Path, process::Command, thread::sleep, time::Duration};
+//! and whose slices are the spans the server logged, with flows to the
+//! holders that kept them waiting.
+use std::{collections::BTreeMap, path::Path, process::Command, thread::sleep, time::Duration};
 
 use serde_json::Value;
 use tracer_tests::*;
@@ -161,6 +162,7 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
             assert_eq!(verdict, "cpu-contention", "{slice:?}");
             let blamed = slice["args"]["blame"].as_array().unwrap();
             assert!(blamed.iter().any(|h| busy_pids.contains(&(u(&h["pid"]) as u32))), "{slice:?}");
+            assert_flows_lead_to_the_busy_neighbours(slice, &busy_pids);
         }
     }
 
@@ -181,6 +183,33 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
     let names = |d: &Value| d["slices"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect::<Vec<_>>();
     assert_eq!(names(&again), names(&decoded));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The flows of a span that waited on CPU 1 with busy neighbours: each
+/// leads to a slice of a process that ran on the CPU inside the span, one
+/// of them a busy neighbour, and every process the span blames (the
+/// kernel's own account of the span's waits, at its wait ends) is reached
+/// for at least the time it is blamed for (a flow reaches a holder's whole
+/// run, which may go on after the wait; the CPU track trims a holder's run
+/// where a traced thread's own switch says it ran, by the clocks of two
+/// CPUs: 2% and 100 us allowed).
+fn assert_flows_lead_to_the_busy_neighbours(slice: &Value, busy_pids: &[u32]) {
+    let (start, end) = (u(&slice["ts"]), u(&slice["ts"]) + u(&slice["dur"]));
+    let targets = slice["flows_to"].as_array().unwrap();
+    let mut reached: BTreeMap<u64, u64> = BTreeMap::new();
+    for target in targets {
+        let (t_start, t_end) = (u(&target["ts"]), u(&target["ts"]) + u(&target["dur"]));
+        assert!(t_start < end && t_end > start, "a holder slice inside the span: {target:?} vs {slice:?}");
+        *reached.entry(u(&target["tgid"])).or_default() += t_end.min(end) - t_start.max(start);
+    }
+    let blamed: Vec<(u64, u64)> =
+        slice["args"]["blame"].as_array().unwrap().iter().map(|h| (u(&h["pid"]), u(&h["ns"]))).collect();
+    eprintln!("span {} ({} ns): flows reach {reached:?} (pid: ns), blamed {blamed:?}", slice["name"], slice["dur"]);
+    assert!(reached.keys().any(|&pid| busy_pids.contains(&(pid as u32))), "a busy neighbour reached: {slice:?}");
+    for (pid, ns) in blamed.into_iter().filter(|&(pid, _)| pid != 0) {
+        let flows_ns = reached.get(&pid).copied().unwrap_or(0);
+        assert!(flows_ns * 50 >= (ns * 49).saturating_sub(5_000_000), "blamed {pid} for {ns} ns, flows reach {flows_ns} ns: {slice:?}");
+    }
 }
 
 /// `record --http --perfetto` on a server without markers: each HTTP

@@ -5,9 +5,11 @@
 //! The scheduler part is ftrace events (`sched`), from which Perfetto
 //! builds thread states and CPU tracks the way it does for its own
 //! recordings; process and thread names come in a process tree; spans are
-//! track-event slices on their threads (`spans`). A trace is a sequence of
+//! track-event slices on their threads (`spans`), with flows to the CPU
+//! holders that kept them waiting (`flows`). A trace is a sequence of
 //! `TracePacket`s, each written as field 1 of `Trace` as soon as it is
 //! built, so a large timeline is never held as one message.
+mod flows;
 mod sched;
 mod spans;
 #[cfg(test)]
@@ -53,6 +55,8 @@ pub struct PerfettoSummary {
     pub cpus: usize,
     pub sched_events: usize,
     pub spans: usize,
+    /// Flows from spans to the holders that kept them waiting.
+    pub flows: usize,
     /// Spans whose start could not be placed on the trace's clock.
     pub spans_unplaced: usize,
 }
@@ -96,12 +100,18 @@ impl Names<'_> {
         if tid == 0 {
             return "swapper".into();
         }
-        let tgid = self.timeline.thread(tid).map_or(tid, |t| if t.tgid == 0 { tid } else { t.tgid });
+        let tgid = process_of(self.timeline, tid);
         match self.timeline.thread_names.get(&tid) {
             Some(name) if !name.is_empty() => name.clone(),
             _ => self.process(tgid),
         }
     }
+}
+
+/// The process of thread `tid`: its recorded TGID, else itself (a holder
+/// is shown as its process's main thread).
+fn process_of(timeline: &Timeline, tid: u32) -> u32 {
+    timeline.thread(tid).map(|t| t.tgid).filter(|&p| p != 0).unwrap_or(tid)
 }
 
 /// Writes the trace as `Trace` message bytes.
@@ -130,6 +140,7 @@ pub fn encode(out: &mut impl Write, timeline: &Timeline, spans: &[SpanRecord]) -
 
     let (placed, unplaced) = spans::place(timeline, spans);
     summary.spans_unplaced = unplaced;
+    let flows = flows::flows(timeline, &placed, &cpu.runs);
     for (&tid, thread_spans) in &placed {
         let pid = thread_spans[0].span.pid;
         let mut p = packet(thread_spans[0].start_ns);
@@ -141,12 +152,33 @@ pub fn encode(out: &mut impl Write, timeline: &Timeline, spans: &[SpanRecord]) -
             p.set_track_descriptor(spans::lane_track(tid, lane));
             put(out, &p)?;
         }
-        for placed in thread_spans {
-            let (begin, end) = spans::slice(placed);
+        for (index, placed) in thread_spans.iter().enumerate() {
+            let (mut begin, end) = spans::slice(placed);
+            if let Some(ids) = flows.from_span.get(&(tid, index)) {
+                begin.flow_ids = ids.clone();
+                summary.flows += ids.len();
+            }
             put(out, &track_event(placed.start_ns, begin))?;
             put(out, &track_event(placed.end_ns, end))?;
             summary.spans += 1;
         }
+    }
+    let mut described: BTreeSet<(u32, Option<u32>)> = placed.keys().map(|&tid| (tid, None)).collect();
+    for holder in &flows.to_holders {
+        let (tid, at) = (holder.run.tid, holder.run.start);
+        if described.insert((tid, None)) {
+            let mut p = packet(at);
+            p.set_track_descriptor(spans::thread_track(process_of(timeline, tid), tid, &names.thread(tid)));
+            put(out, &p)?;
+        }
+        if described.insert((tid, Some(holder.cpu))) {
+            let mut p = packet(at);
+            p.set_track_descriptor(flows::holder_track(tid, holder.cpu));
+            put(out, &p)?;
+        }
+        let (begin, end) = flows::holder_slice(holder);
+        put(out, &track_event(at, begin))?;
+        put(out, &track_event(holder.run.end, end))?;
     }
     out.flush()?;
     Ok(summary)

@@ -17,7 +17,7 @@ use tracer_common::{
     OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE,
 };
 
-use crate::model::timeline::{Timeline, Transition};
+use crate::model::timeline::{ThreadHistory, Timeline, Transition};
 
 /// `prev_state` of `sched_switch`, in the layout Perfetto's trace processor
 /// assumes when a trace names no kernel version (Linux 4.4's), which is why
@@ -80,6 +80,17 @@ impl Occupant {
 pub struct CpuEvents {
     pub by_cpu: BTreeMap<u32, Vec<SchedEvent>>,
     pub holders: BTreeSet<u32>,
+    /// Who ran on each CPU, as its switches show it: in time order, without
+    /// overlaps.
+    pub runs: BTreeMap<u32, Vec<Run>>,
+}
+
+/// Thread `tid` on a CPU over `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub tid: u32,
+    pub start: u64,
+    pub end: u64,
 }
 
 pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
@@ -154,36 +165,54 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                 _ => {}
             }
         }
-        // Consecutive holder records of one wait (same end, same CPU), most
-        // recent slice first, back to back.
-        let mut wait_end = None;
-        let mut slice_end = 0;
-        for h in &thread.holders {
-            if wait_end != Some((h.ts_ns, h.cpu)) {
-                wait_end = Some((h.ts_ns, h.cpu));
-                slice_end = h.ts_ns;
-            }
-            let start = slice_end.saturating_sub(h.ns);
-            if h.id != 0 && !traced_processes.contains(&h.id) && start < slice_end {
-                holders.insert(h.id);
-                occupants.entry(h.cpu).or_default().push(Occupant {
-                    tid: h.id,
-                    start,
-                    end: slice_end,
-                    left_in: None,
-                    traced: false,
-                });
-            }
-            slice_end = start;
+        for h in held_slices(thread).filter(|h| !traced_processes.contains(&h.pid)) {
+            holders.insert(h.pid);
+            occupants.entry(h.cpu).or_default().push(Occupant {
+                tid: h.pid,
+                start: h.start,
+                end: h.end,
+                left_in: None,
+                traced: false,
+            });
         }
     }
+    let mut runs = BTreeMap::new();
     for (cpu, on_cpu) in occupants {
+        let on_cpu = placed(on_cpu);
+        runs.insert(cpu, on_cpu.iter().map(|o| Run { tid: o.tid, start: o.start, end: o.end }).collect());
         by_cpu.entry(cpu).or_default().extend(switches(on_cpu));
     }
     for events in by_cpu.values_mut() {
         events.sort_by_key(SchedEvent::ts_ns);
     }
-    CpuEvents { by_cpu, holders }
+    CpuEvents { by_cpu, holders, runs }
+}
+
+/// A run slice of a CPU holder recorded by a waiting thread: process `pid`
+/// held `cpu` over `[start, end)` while the thread waited for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldSlice {
+    pub pid: u32,
+    pub cpu: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The run slices of the holders of `thread`'s waits, idle CPUs and empty
+/// slices left out. Consecutive holder records of one wait (same end, same
+/// CPU) are its most recent slice first, back to back.
+pub fn held_slices(thread: &ThreadHistory) -> impl Iterator<Item = HeldSlice> + '_ {
+    let mut wait_end = None;
+    let mut slice_end = 0;
+    thread.holders.iter().filter_map(move |h| {
+        if wait_end != Some((h.ts_ns, h.cpu)) {
+            wait_end = Some((h.ts_ns, h.cpu));
+            slice_end = h.ts_ns;
+        }
+        let held = HeldSlice { pid: h.id, cpu: h.cpu, start: slice_end.saturating_sub(h.ns), end: slice_end };
+        slice_end = held.start;
+        (held.pid != 0 && held.start < held.end).then_some(held)
+    })
 }
 
 /// One CPU's occupants without overlaps: a traced thread's own switches
@@ -213,11 +242,11 @@ fn placed(mut occupants: Vec<Occupant>) -> Vec<Occupant> {
     placed
 }
 
-/// The switches that put each occupant on the CPU and take it off.
-fn switches(occupants: Vec<Occupant>) -> Vec<SchedEvent> {
+/// The switches that put each (placed) occupant on the CPU and take it off.
+fn switches(placed: Vec<Occupant>) -> Vec<SchedEvent> {
     let mut events = Vec::new();
     let mut running: Option<Occupant> = None;
-    for o in placed(occupants) {
+    for o in placed {
         if let Some(r) = running.take_if(|r| r.end < o.start) {
             events.push(SchedEvent::Switch { ts_ns: r.end, prev: r.tid, prev_state: r.prev_state(), next: 0 });
             push_io_wait(&mut events, &r);

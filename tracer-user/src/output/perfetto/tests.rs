@@ -179,8 +179,15 @@ fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
     let (trace, summary) = decode(&timeline, &[outer, inner, crossing]);
     assert_eq!((summary.spans, summary.spans_unplaced), (3, 0));
 
-    let tracks: Vec<_> =
-        trace.packet.iter().filter(|p| p.has_track_descriptor()).map(|p| p.track_descriptor()).collect();
+    // The thread's own tracks (the holders' come with the flows).
+    let own = spans::thread_track_uuid(TID);
+    let tracks: Vec<_> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_track_descriptor())
+        .map(|p| p.track_descriptor())
+        .filter(|t| t.uuid() == own || t.parent_uuid() == own)
+        .collect();
     assert_eq!(tracks.len(), 2);
     assert_eq!(
         (tracks[0].thread.tid(), tracks[0].thread.pid(), tracks[0].thread.thread_name()),
@@ -191,7 +198,7 @@ fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
     let events: Vec<(f64, Type, u64, &str)> = trace
         .packet
         .iter()
-        .filter(|p| p.has_track_event())
+        .filter(|p| p.has_track_event() && [tracks[0].uuid(), tracks[1].uuid()].contains(&p.track_event().track_uuid()))
         .map(|p| {
             let e = p.track_event();
             let ms = (p.timestamp() - T0) as f64 / MS as f64;
@@ -219,4 +226,70 @@ fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
     let comm = blame.dict_entries.iter().find(|a| a.name() == "comm").unwrap();
     assert!(matches!(comm.value, Some(debug_annotation::Value::StringValue(ref s)) if s == "load-gen"));
     assert!(!begin.debug_annotations.iter().any(|a| a.name() == "trace_id"), "nulls are left out");
+}
+
+#[test]
+fn spans_flow_to_the_runs_of_the_holders_that_kept_them_waiting() {
+    // The thread waited 2-5 ms on CPU 1 while cron (2-2.6) and batch
+    // (2.6-5) ran, and 10-11 for an idle CPU (no holder).
+    let mut outer = test_span(5, 2, 3, Verdict::CpuContention);
+    outer.start_unix_ns = UNIX0 + MS;
+    let mut early = test_span(1, 1, 0, Verdict::OnCpu);
+    early.start_unix_ns = UNIX0 + 2 * MS;
+    early.name = "SELECT".into();
+    let mut late = test_span(4, 1, 0, Verdict::OnCpu);
+    late.start_unix_ns = UNIX0 + 4 * MS;
+    late.name = "late".into();
+    let mut woken = test_span(3, 1, 0, Verdict::OnCpu);
+    woken.start_unix_ns = UNIX0 + 9 * MS;
+    woken.name = "woken".into();
+    let (trace, summary) = decode(&recorded(), &[outer, early, late, woken]);
+
+    // Holder tracks: a child per CPU of the holder's thread track.
+    let mut thread_of_track = std::collections::BTreeMap::new();
+    let mut parents = std::collections::BTreeMap::new();
+    for t in trace.packet.iter().filter(|p| p.has_track_descriptor()).map(|p| p.track_descriptor()) {
+        if t.thread.is_some() {
+            thread_of_track.insert(t.uuid(), t.thread.tid());
+        }
+        if t.has_parent_uuid() {
+            parents.insert(t.uuid(), t.parent_uuid());
+        }
+    }
+    let tid_of = |uuid: u64| thread_of_track.get(&uuid).or_else(|| thread_of_track.get(&parents[&uuid])).copied();
+    // Flow id -> (holder thread, its slice in ms from T0).
+    let mut ends = std::collections::BTreeMap::new();
+    let mut open = std::collections::BTreeMap::new();
+    let ms = |ts: u64| (ts - T0) as f64 / MS as f64;
+    for p in trace.packet.iter().filter(|p| p.has_track_event()) {
+        let e = p.track_event();
+        if e.categories == [flows::HOLDER_CATEGORY] {
+            assert_eq!(e.name(), "held CPU 1");
+            open.insert(e.track_uuid(), p.timestamp());
+        } else if !e.terminating_flow_ids.is_empty() {
+            let start = open.remove(&e.track_uuid()).expect("a holder slice ends after it begins");
+            for &id in &e.terminating_flow_ids {
+                ends.insert(id, (tid_of(e.track_uuid()).unwrap(), ms(start), ms(p.timestamp())));
+            }
+        }
+    }
+    let flows_of = |name: &str| -> Vec<(i32, f64, f64)> {
+        let begin = trace
+            .packet
+            .iter()
+            .map(|p| p.track_event())
+            .find(|e| e.type_() == Type::TYPE_SLICE_BEGIN && e.name() == name)
+            .unwrap();
+        begin.flow_ids.iter().map(|id| ends[id]).collect()
+    };
+    let (cron, batch) = ((901, 2.0, 2.6), (900, 2.6, 5.0));
+    assert_eq!(flows_of("GET /cpu"), [cron, batch]);
+    assert_eq!(flows_of("SELECT"), [cron, batch]);
+    assert_eq!(flows_of("late"), [batch], "only what ran after it began");
+    assert_eq!(flows_of("woken"), [], "an idle CPU holds nobody");
+    assert_eq!(summary.flows, 5);
+    assert_eq!(ends.len(), 5, "every flow ends on a holder slice");
+    let holder_slices =
+        trace.packet.iter().filter(|p| p.track_event().categories == [flows::HOLDER_CATEGORY]).count();
+    assert_eq!(holder_slices, 2, "one slice per run, where every span's flow to it ends");
 }
