@@ -227,7 +227,8 @@ fn live_view_opens_a_process_detail_with_p() {
 }
 
 /// `--slo`: the spans view (`s`) starts with goodput per span name and
-/// second, with the misses' verdicts.
+/// second, with the misses' verdicts; Enter shows the slowest span's
+/// timeline.
 #[test]
 fn live_spans_view_shows_goodput_per_second() {
     if !bpf_available("live_spans_view_shows_goodput_per_second") {
@@ -263,6 +264,31 @@ fn live_spans_view_shows_goodput_per_second() {
     let (requests, within, missed): (u64, u64, u64) =
         (row[3].parse().unwrap(), row[4].parse().unwrap(), row[6].parse().unwrap());
     assert!(requests > 0 && within + missed == requests, "{row:?}\n{screen}");
+
+    // Enter on the slowest span (a 30 ms sleep): its timeline, a row for
+    // its thread that is nearly all sleep, the time axis its wall time.
+    tmux.send(&["Enter"]);
+    let screen = tmux.wait_for("the gantt chart", |s| s.contains("Esc/Enter back to the spans"));
+    let title: Vec<&str> = screen.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(title[..4], ["tracer", "GET", "/sleep", "tid"], "{screen}");
+    let row = screen
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(title[4]) && l.contains('|'))
+        .unwrap_or_else(|| panic!("a row for thread {}:\n{screen}", title[4]));
+    // Its 30 ms sleep takes its share of the chart (to a cell at either
+    // end), the rest is running or waiting for the CPU, and every state is
+    // known.
+    let chart = row.split('|').nth(1).unwrap();
+    let wall_ms: f64 = title[5].parse().unwrap();
+    assert_eq!(title[6], "ms", "{screen}");
+    let cells = chart.chars().count() as f64;
+    let asleep = chart.chars().filter(|&c| c == '.').count() as f64;
+    let expected = 30.0 / wall_ms * cells;
+    assert!((asleep - expected).abs() <= 2.0, "{asleep} cells asleep, {expected:.1} expected: {row}\n{screen}");
+    assert!(chart.chars().all(|c| ".#Rw".contains(c)), "asleep, running or waiting: {row}\n{screen}");
+    assert!(screen.contains(&format!("{}|", title[5..7].join(" "))), "the axis ends at its wall time\n{screen}");
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the spans again", |s| s.contains("slowest of the last"));
     tmux.send(&["q"]);
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");

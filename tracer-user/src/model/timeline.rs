@@ -169,6 +169,34 @@ impl ThreadHistory {
     }
 }
 
+/// A run slice of a CPU holder recorded by a waiting thread: process `pid`
+/// (0: the CPU was idle) held `cpu` over `[start, end)` while the thread
+/// waited for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldSlice {
+    pub pid: u32,
+    pub cpu: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The run slices of a thread's holder records, in their order. The
+/// records of one wait share its end and CPU and come most recent slice
+/// first, back to back.
+pub fn held_slices<'a>(holders: impl IntoIterator<Item = &'a Point>) -> impl Iterator<Item = HeldSlice> {
+    let mut wait_end = None;
+    let mut slice_end = 0;
+    holders.into_iter().map(move |h| {
+        if wait_end != Some((h.ts_ns, h.cpu)) {
+            wait_end = Some((h.ts_ns, h.cpu));
+            slice_end = h.ts_ns;
+        }
+        let held = HeldSlice { pid: h.id, cpu: h.cpu, start: slice_end.saturating_sub(h.ns), end: slice_end };
+        slice_end = held.start;
+        held
+    })
+}
+
 fn points_in(points: &[Point], start: u64, end: u64) -> &[Point] {
     let from = points.partition_point(|p| p.ts_ns <= start);
     let to = points.partition_point(|p| p.ts_ns <= end).max(from);

@@ -7,8 +7,8 @@ use std::{
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::model::{Detail, Metric, Model, ProcessRow};
-use crate::model::{aggregate::Aggregator, cpus::CpuWindow, goodput::Tally, spans::SpanRecord};
+use super::model::{Detail, GanttView, Metric, Model, ProcessRow};
+use crate::model::{aggregate::Aggregator, cpus::CpuWindow, gantt::RecentTimeline, goodput::Tally, spans::SpanRecord};
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
@@ -162,6 +162,16 @@ pub struct App {
     pub goodput: Vec<GoodputRow>,
     /// Each CPU over the last interval (the `c` pane); empty without BTF.
     pub cpus: Vec<CpuWindow>,
+    /// The selected line of the spans view (slowest first).
+    pub span_selected: usize,
+    /// The traced threads' recent states (with -p, when the kernel streams
+    /// them), from which Enter on a span cuts its gantt chart.
+    pub recent: Option<RecentTimeline>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC: spans are dated in the one,
+    /// state changes in the other.
+    pub monotonic_to_unix_ns: i128,
+    /// The chart open over the spans view (Enter; Esc or Enter closes it).
+    pub gantt: Option<GanttView>,
     /// Where Esc goes from the spans or CPUs view.
     overlay_return: View,
 }
@@ -189,8 +199,18 @@ impl App {
             slo_ns: None,
             goodput: Vec::new(),
             cpus: Vec::new(),
+            span_selected: 0,
+            recent: None,
+            monotonic_to_unix_ns: 0,
+            gantt: None,
             overlay_return: View::Processes,
         }
+    }
+
+    /// The chart of the selected span.
+    fn open_gantt(&mut self) {
+        let Some(span) = self.slowest_spans().get(self.span_selected).map(|s| (*s).clone()) else { return };
+        self.gantt = Some(GanttView::of(span, self.recent.as_ref(), self.monotonic_to_unix_ns));
     }
 
     /// Spans that finished during the last interval.
@@ -328,10 +348,19 @@ impl App {
     pub fn handle_action(&mut self, action: Action) -> Effect {
         match action {
             Action::Quit => return Effect::Quit,
+            Action::Up if self.view == View::Spans => self.span_selected = self.span_selected.saturating_sub(1),
+            Action::Down if self.view == View::Spans => {
+                self.span_selected = (self.span_selected + 1).min(self.spans.len().saturating_sub(1))
+            }
             Action::Up => self.selected = self.selected.saturating_sub(1),
             Action::Down => {
                 let last = self.visible_rows().len().saturating_sub(1);
                 self.selected = (self.selected + 1).min(last);
+            }
+            Action::Open if self.view == View::Spans => {
+                if self.gantt.take().is_none() {
+                    self.open_gantt();
+                }
             }
             Action::Open => {
                 if let Some(pid) = self.visible_rows().get(self.selected).map(|r| r.pid) {
@@ -343,6 +372,8 @@ impl App {
             Action::Back => {
                 if self.show_help {
                     self.show_help = false;
+                } else if self.gantt.is_some() {
+                    self.gantt = None;
                 } else if matches!(self.view, View::Spans | View::Cpus) {
                     self.view = self.overlay_return;
                 } else {
@@ -350,7 +381,10 @@ impl App {
                 }
             }
             Action::ShowSpans => self.show_overlay(View::Spans),
-            Action::ShowCpus => self.show_overlay(View::Cpus),
+            Action::ShowCpus => {
+                self.gantt = None;
+                self.show_overlay(View::Cpus)
+            }
             Action::TogglePause => self.paused = !self.paused,
             Action::Faster | Action::Slower => {
                 let now = self.interval.as_millis() as u64;

@@ -24,7 +24,7 @@ use crate::{
     },
     cli::{KernelArgs, TargetArgs, TuiArgs, millis_to_ns},
     commands::resolve_targets,
-    model::{aggregate::HistogramScope, cpus, intervals::Intervals},
+    model::{aggregate::HistogramScope, cpus, gantt::RecentTimeline, intervals::Intervals},
     output::{
         atomic,
         report::{self, Filters},
@@ -35,6 +35,14 @@ use app::{App, Effect, GoodputRow, View};
 
 /// Seconds of goodput per span name in the spans view (with `--slo`).
 const GOODPUT_SECONDS: usize = 5;
+/// How long the state changes of the traced threads are kept for the
+/// spans' timelines (the slowest spans shown are among the last few
+/// hundred), and at most how many per thread and in all (a state change
+/// kept is about 150 bytes: at most about 30 MiB; a thread that switches
+/// 10k times a second keeps its last 5 s at most).
+const RECENT_STATES_NS: u64 = 10_000_000_000;
+const RECENT_STATES_PER_THREAD: usize = 50_000;
+const RECENT_STATES_TOTAL: usize = 200_000;
 
 fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -51,8 +59,10 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.cpu_queues = true;
     // A process's detail names who held the CPU while it waited.
     targets.options.holders = true;
-    // With -p, request spans come along when the process has markers.
+    // With -p, request spans come along when the process has markers, and
+    // the process's state changes, from which a span's timeline is cut.
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
+    targets.options.timeline = args.pid.is_some();
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     let slo_ns = args.slo.map(millis_to_ns);
@@ -62,6 +72,10 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let interval = Duration::from_secs_f64(args.interval);
     let mut app = App::new(view, interval, !no_color());
     app.spans_traced = session.probes.attached.spans;
+    if targets.options.timeline {
+        app.recent = Some(RecentTimeline::new(RECENT_STATES_NS, RECENT_STATES_PER_THREAD, RECENT_STATES_TOTAL));
+        app.monotonic_to_unix_ns = clock::monotonic_to_unix_offset_ns();
+    }
     app.slo_ns = slo_ns;
     // Signals are caught before the terminal is made raw, so none of them
     // can leave it raw.
@@ -94,11 +108,23 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                     Effect::IntervalChanged => events.set_interval(app.interval),
                     Effect::None => {}
                 }
+                if let Some(view) = &mut app.gantt {
+                    for id in view.unnamed() {
+                        view.names.insert(id, session.agg.comm_of(id));
+                    }
+                }
             }
             Event::Input(Input::Resize(_, _)) => dirty = true,
             Event::Input(_) | Event::Refresh => {}
-            Event::Drain => session.drain(),
+            Event::Drain => {
+                drain_states(&mut session, &mut app);
+                session.drain();
+            }
             Event::Interval => {
+                drain_states(&mut session, &mut app);
+                if let Some(recent) = &mut app.recent {
+                    recent.forget_before(clock::monotonic_ns());
+                }
                 session.sync();
                 let view = intervals.next(&mut session.agg);
                 let elapsed = last_tick.elapsed();
@@ -135,6 +161,14 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     }
     drop(guard);
     Ok(())
+}
+
+/// Moves the streamed state changes into the recent ones the spans view
+/// cuts timelines from (none are streamed without -p).
+fn drain_states(session: &mut Session, app: &mut App) {
+    if let Some(recent) = &mut app.recent {
+        session.probes.drain_timeline(|event| recent.push(event));
+    }
 }
 
 /// `w`: the whole run so far, as `tracer record` would write it, to

@@ -3,10 +3,12 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::model::{
     aggregate::{Aggregator, OffCpuHistograms},
+    gantt::{Gantt, RecentTimeline},
     hist::Buckets,
     holders::Held,
     intervals::IntervalView,
     names::syscall_name,
+    spans::SpanRecord,
 };
 
 /// A distribution the detail view can show.
@@ -103,6 +105,43 @@ pub struct Model {
     pub rows: Vec<ProcessRow>,
     pub detail: Option<Detail>,
     pub lost_events: u64,
+}
+
+/// A span's gantt chart as the spans view shows it (Enter on a span).
+#[derive(Clone, Debug)]
+pub struct GanttView {
+    pub span: SpanRecord,
+    /// `None` when its window is no longer (or was never) in the recent
+    /// states kept.
+    pub gantt: Option<Gantt>,
+    /// Process names of the holders and thread names of the rows.
+    pub names: BTreeMap<u32, String>,
+}
+
+impl GanttView {
+    /// The chart of `span`, cut from the recent states of the threads it
+    /// touched (where it began and, if it moved, where it ended); spans
+    /// are dated by the wall clock, states by CLOCK_MONOTONIC.
+    pub fn of(span: SpanRecord, recent: Option<&RecentTimeline>, monotonic_to_unix_ns: i128) -> GanttView {
+        let start = i128::from(span.start_unix_ns) - monotonic_to_unix_ns;
+        let mut tids = vec![span.tid];
+        if span.tid_end != 0 && span.tid_end != span.tid {
+            tids.push(span.tid_end);
+        }
+        let gantt = match (recent, u64::try_from(start)) {
+            (Some(recent), Ok(start)) => recent.gantt(&tids, start, start + span.wall_ns),
+            _ => None,
+        };
+        let names = span.blame.iter().map(|h| (h.pid, h.comm.clone())).collect();
+        GanttView { span, gantt, names }
+    }
+
+    /// The PIDs and TIDs still to be named.
+    pub fn unnamed(&self) -> Vec<u32> {
+        let Some(gantt) = &self.gantt else { return Vec::new() };
+        let ids = gantt.rows.iter().map(|r| r.tid).chain(gantt.holders.iter().map(|h| h.0));
+        ids.filter(|id| !self.names.contains_key(id)).collect()
+    }
 }
 
 /// The share of an interval that `ns` is, in percent, clamped to

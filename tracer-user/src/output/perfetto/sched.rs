@@ -17,7 +17,7 @@ use tracer_common::{
     OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE,
 };
 
-use crate::model::timeline::{ThreadHistory, Timeline, Transition};
+use crate::model::timeline::{self, HeldSlice, ThreadHistory, Timeline, Transition};
 
 /// `prev_state` of `sched_switch`, in the layout Perfetto's trace processor
 /// assumes when a trace names no kernel version (Linux 4.4's), which is why
@@ -188,31 +188,10 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
     CpuEvents { by_cpu, holders, runs }
 }
 
-/// A run slice of a CPU holder recorded by a waiting thread: process `pid`
-/// held `cpu` over `[start, end)` while the thread waited for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeldSlice {
-    pub pid: u32,
-    pub cpu: u32,
-    pub start: u64,
-    pub end: u64,
-}
-
 /// The run slices of the holders of `thread`'s waits, idle CPUs and empty
-/// slices left out. Consecutive holder records of one wait (same end, same
-/// CPU) are its most recent slice first, back to back.
+/// slices left out.
 pub fn held_slices(thread: &ThreadHistory) -> impl Iterator<Item = HeldSlice> + '_ {
-    let mut wait_end = None;
-    let mut slice_end = 0;
-    thread.holders.iter().filter_map(move |h| {
-        if wait_end != Some((h.ts_ns, h.cpu)) {
-            wait_end = Some((h.ts_ns, h.cpu));
-            slice_end = h.ts_ns;
-        }
-        let held = HeldSlice { pid: h.id, cpu: h.cpu, start: slice_end.saturating_sub(h.ns), end: slice_end };
-        slice_end = held.start;
-        (held.pid != 0 && held.start < held.end).then_some(held)
-    })
+    timeline::held_slices(&thread.holders).filter(|h| h.pid != 0 && h.start < h.end)
 }
 
 /// One CPU's occupants without overlaps: a traced thread's own switches

@@ -20,6 +20,7 @@ const KEYS: &[(&str, &str)] = &[
     ("+ -", "longer/shorter interval"),
     ("w", "write the JSON report (as tracer record)"),
     ("s", "slowest recent request spans (with -p PID)"),
+    ("Enter (spans)", "the selected span's timeline; Esc back"),
     ("c", "CPUs: busy share and run-queue length of each"),
     ("?", "this help"),
 ];

@@ -1,6 +1,7 @@
 //! Drawing. Each view is a function of the `App` state only.
 mod cpus;
 mod detail;
+mod gantt;
 mod help;
 mod processes;
 mod spans;
@@ -45,7 +46,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match app.view {
         View::Processes => processes::draw(frame, app, &theme),
         View::Detail(pid) => detail::draw(frame, app, pid, &theme),
-        View::Spans => spans::draw(frame, app, &theme),
+        View::Spans => match &app.gantt {
+            Some(view) => gantt::draw(frame, view, &theme),
+            None => spans::draw(frame, app, &theme),
+        },
         View::Cpus => cpus::draw(frame, app, &theme),
     }
     if app.show_help {

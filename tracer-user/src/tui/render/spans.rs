@@ -1,5 +1,6 @@
 //! The slowest recent request spans: wall time, a bar of where it went,
-//! the verdict, and who held the CPU while it waited.
+//! the verdict, and who held the CPU while it waited; Enter on the
+//! selected one shows its timeline (`gantt`).
 use ratatui::{
     Frame,
     layout::{Constraint, Layout},
@@ -107,7 +108,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     }
     let width = usize::from(list.width);
     let bar_width = width.saturating_sub(62).clamp(10, 40);
-    for span in app.slowest_spans().into_iter().take(usize::from(list.height)) {
+    let height = usize::from(list.height).saturating_sub(lines.len()).max(1);
+    let first = app.span_selected.saturating_sub(height - 1);
+    for (i, span) in app.slowest_spans().into_iter().enumerate().skip(first).take(height) {
         let mut cells = vec![Span::raw(format!(
             "{:<16} {:>7} {:>9} ",
             span.name.chars().take(16).collect::<String>(),
@@ -128,10 +131,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         } else if let Some(top) = span.blame.iter().find(|h| h.pid != span.pid) {
             cells.push(Span::raw(format!(" {} {}", top.comm, duration(top.ns))));
         }
-        lines.push(Line::from(cells));
+        let line = Line::from(cells);
+        lines.push(if i == app.span_selected { line.style(theme.selected()) } else { line });
     }
     frame.render_widget(Paragraph::new(lines), list);
-    frame.render_widget(Paragraph::new("Esc back  space pause  w write  q quit").style(theme.dim()), footer);
+    let keys = "Up/Down select  Enter its timeline  Esc back  space pause  w write  q quit";
+    frame.render_widget(Paragraph::new(keys).style(theme.dim()), footer);
 }
 
 #[cfg(test)]
