@@ -63,6 +63,8 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 struct Pending {
     span: SpanRecord,
     start_ns: u64,
+    /// When the span ended, and when its window does (CLOCK_MONOTONIC).
+    span_end_ns: u64,
     end_ns: u64,
 }
 
@@ -191,21 +193,32 @@ impl FlightRecorder {
         let offset = clock::monotonic_to_unix_offset_ns();
         let start = (i128::from(span.start_unix_ns) - offset).max(0) as u64;
         let after = self.options.after.as_nanos() as u64;
+        let span_end_ns = start + span.wall_ns;
         self.pending.push_back(Pending {
             span: span.clone(),
             start_ns: start.saturating_sub(after),
-            end_ns: start + span.wall_ns + after,
+            span_end_ns,
+            end_ns: span_end_ns + after,
         });
     }
 
     /// At each tick: hands the dumps whose window has ended (and been
-    /// drained) to the dump thread, and says how the earlier ones went.
+    /// drained) to the dump thread, and says how the earlier ones went. A
+    /// dump whose window's beginning the ring is already dropping (at a
+    /// rate that fills --max-mib in less than the window) goes now, with
+    /// less after the span, rather than lose the span itself.
     pub fn tick(&mut self, probes: &Probes) {
         self.ring.push_clock_pair(clock::clock_pair());
         let drained_until = clock::monotonic_ns().saturating_sub(2 * DRAIN_EVERY.as_nanos() as u64);
-        while self.pending.front().is_some_and(|p| p.end_ns <= drained_until) {
-            let pending = self.pending.pop_front().expect("checked");
-            self.send(pending, probes);
+        while let Some(pending) = self.pending.pop_front() {
+            let losing = self.ring.dropped_any && self.ring.oldest_ns().is_some_and(|oldest| oldest > pending.start_ns);
+            if pending.end_ns <= drained_until || losing {
+                let end_ns = pending.end_ns.min(drained_until.max(pending.span_end_ns));
+                self.send(Pending { end_ns, ..pending }, probes);
+            } else {
+                self.pending.push_front(pending);
+                break;
+            }
         }
         self.collect(false);
         if self.last_sweep.elapsed() >= NAME_SWEEP_EVERY {
@@ -218,8 +231,7 @@ impl FlightRecorder {
         self.header.probe_mode = probes.mode.name().to_owned();
         self.header.events_lost = probes.losses().timeline_events;
         let window = self.ring.window(pending.start_ns, pending.end_ns, self.header.clone());
-        let ended_ns = pending.end_ns.saturating_sub(self.options.after.as_nanos() as u64);
-        let job = Job { window, span: pending.span, ended_ns };
+        let job = Job { window, span: pending.span, ended_ns: pending.span_end_ns };
         if let Some(jobs) = &self.jobs
             && jobs.send(job).is_ok()
         {
@@ -271,8 +283,9 @@ impl FlightRecorder {
         self.counts
     }
 
-    /// The end-of-run line.
-    pub fn summary(&self, counts: &FlightCounts) -> String {
+    /// The end-of-run line; `events_lost`: timeline events the kernel could
+    /// not stream (its ring buffer full), missing from the dumps.
+    pub fn summary(&self, counts: &FlightCounts, events_lost: u64) -> String {
         let mut line = format!(
             "Flight recorder: {} slow spans, {} dumps written to {}",
             counts.triggers,
@@ -295,6 +308,9 @@ impl FlightRecorder {
             size(self.ring.bytes()),
             size(self.options.max_bytes)
         ));
+        if events_lost > 0 {
+            line.push_str(&format!("; {events_lost} timeline events were lost (ring buffer full)"));
+        }
         line
     }
 }

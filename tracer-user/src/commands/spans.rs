@@ -158,7 +158,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     flush(&mut session, &mut out);
     let flight_summary = session.flight.as_mut().map(|flight| {
         let counts = flight.finish(&session.probes);
-        flight.summary(&counts)
+        flight.summary(&counts, lost.timeline_events)
     });
     let exported = exporter.map(|exporter| {
         let endpoint = exporter.endpoint().clone();

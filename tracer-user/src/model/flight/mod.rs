@@ -68,12 +68,15 @@ struct Chunks<T> {
     per_chunk: usize,
     /// The bytes of all of them, kept as they come and go.
     bytes: u64,
+    /// Chunks dropped while a window still held them: counted until it
+    /// lets go.
+    held: Vec<Arc<Chunk<T>>>,
 }
 
 impl<T: Clone> Chunks<T> {
     fn new(per_chunk: usize) -> Chunks<T> {
         let filling = Chunk::with_capacity(per_chunk);
-        Chunks { bytes: filling.bytes, full: VecDeque::new(), filling, per_chunk }
+        Chunks { bytes: filling.bytes, full: VecDeque::new(), filling, per_chunk, held: Vec::new() }
     }
 
     fn push(&mut self, item: T, at_ns: u64, heap_bytes: u64) {
@@ -88,10 +91,30 @@ impl<T: Clone> Chunks<T> {
         self.bytes += heap_bytes;
     }
 
-    fn pop_oldest(&mut self) -> Option<Arc<Chunk<T>>> {
-        let chunk = self.full.pop_front()?;
-        self.bytes -= chunk.bytes;
-        Some(chunk)
+    /// Drops the oldest full chunk (kept as held if a window has it).
+    fn drop_oldest(&mut self) {
+        if let Some(chunk) = self.full.pop_front() {
+            self.bytes -= chunk.bytes;
+            if Arc::strong_count(&chunk) > 1 {
+                self.held.push(chunk);
+            }
+        }
+    }
+
+    /// Lets go of the held chunks no window holds any more.
+    fn release(&mut self) {
+        if !self.held.is_empty() {
+            self.held.retain(|c| Arc::strong_count(c) > 1);
+        }
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.bytes + self.held.iter().map(|c| c.bytes).sum::<u64>()
+    }
+
+    fn first_ns(&self, ts: impl Fn(&T) -> u64) -> Option<u64> {
+        let first = self.full.front().map_or(&self.filling, |c| &**c);
+        first.items.first().map(ts)
     }
 
     fn oldest_ns(&self) -> Option<u64> {
@@ -110,6 +133,31 @@ impl<T: Clone> Chunks<T> {
             shared.push(Arc::new(copy));
         }
         shared
+    }
+}
+
+/// A syscall or CPU holder event, without the totals only a state change
+/// carries: a quarter of the size, and most of the events.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    kind: u32,
+    tid: u32,
+    tgid: u32,
+    cpu: u32,
+    ts_ns: u64,
+    value: u32,
+    ns: u64,
+}
+
+impl Point {
+    fn of(event: &TimelineEvent) -> Point {
+        let TimelineEvent { kind, tid, tgid, cpu, ts_ns, value, ns, .. } = *event;
+        Point { kind, tid, tgid, cpu, ts_ns, value, ns }
+    }
+
+    fn event(&self) -> TimelineEvent {
+        let Point { kind, tid, tgid, cpu, ts_ns, value, ns } = *self;
+        TimelineEvent { kind, tid, tgid, cpu, ts_ns, value, ns, ..TimelineEvent::default() }
     }
 }
 
@@ -135,11 +183,11 @@ fn span_heap_bytes(span: &SpanRecord) -> u64 {
 #[derive(Debug)]
 pub struct FlightRing {
     limits: RingLimits,
-    events: Chunks<TimelineEvent>,
+    /// State changes, with the thread's totals.
+    transitions: Chunks<TimelineEvent>,
+    /// Syscalls and CPU holders.
+    points: Chunks<Point>,
     spans: Chunks<SpanRecord>,
-    /// Dropped chunks a window still holds: counted until it lets go.
-    held_events: Vec<Arc<Chunk<TimelineEvent>>>,
-    held_spans: Vec<Arc<Chunk<SpanRecord>>>,
     /// The latest event time seen: the ring keeps `keep_ns` back from it.
     newest_ns: u64,
     /// Clock readings, for placing spans (wall clock) on the events' clock.
@@ -148,21 +196,24 @@ pub struct FlightRing {
     thread_names: HashMap<u32, String>,
     /// Chunks dropped because of the byte limit before they were `keep_ns` old.
     pub dropped_early: u64,
+    /// Whether any chunk was dropped yet (the ring no longer reaches back
+    /// to the start of the recording).
+    pub dropped_any: bool,
 }
 
 impl FlightRing {
     pub fn new(limits: RingLimits) -> FlightRing {
         FlightRing {
             limits,
-            events: Chunks::new(chunk_items(limits.max_bytes, size_of::<TimelineEvent>())),
+            transitions: Chunks::new(chunk_items(limits.max_bytes, size_of::<TimelineEvent>())),
+            points: Chunks::new(chunk_items(limits.max_bytes, size_of::<Point>())),
             spans: Chunks::new(chunk_items(limits.max_bytes, size_of::<SpanRecord>() + 256)),
-            held_events: Vec::new(),
-            held_spans: Vec::new(),
             newest_ns: 0,
             clock_pairs: VecDeque::new(),
             names: HashMap::new(),
             thread_names: HashMap::new(),
             dropped_early: 0,
+            dropped_any: false,
         }
     }
 
@@ -194,7 +245,11 @@ impl FlightRing {
     }
 
     pub fn push_event(&mut self, event: &TimelineEvent) {
-        self.events.push(*event, event.ts_ns, 0);
+        if event.kind == TIMELINE_TRANSITION {
+            self.transitions.push(*event, event.ts_ns, 0);
+        } else {
+            self.points.push(Point::of(event), event.ts_ns, 0);
+        }
         self.newest_ns = self.newest_ns.max(event.ts_ns);
         self.evict();
     }
@@ -218,53 +273,43 @@ impl FlightRing {
 
     /// Memory held: kept chunks, and dropped ones a window still holds.
     pub fn bytes(&self) -> u64 {
-        self.events.bytes
-            + self.spans.bytes
-            + self.held_events.iter().map(|c| c.bytes).sum::<u64>()
-            + self.held_spans.iter().map(|c| c.bytes).sum::<u64>()
+        self.transitions.total_bytes() + self.points.total_bytes() + self.spans.total_bytes()
     }
 
     /// The time of the oldest event the ring still holds.
     pub fn oldest_ns(&self) -> Option<u64> {
-        let first = self.events.full.front().map_or(&self.events.filling, |c| &**c);
-        first.items.first().map(|e| e.ts_ns)
+        let transition = self.transitions.first_ns(|e| e.ts_ns);
+        let point = self.points.first_ns(|p| p.ts_ns);
+        transition.into_iter().chain(point).min()
     }
 
     /// Drops the oldest chunks while the oldest is older than `keep_ns` or
     /// the ring is over `max_bytes`.
     fn evict(&mut self) {
-        if !self.held_events.is_empty() || !self.held_spans.is_empty() {
-            self.held_events.retain(|c| Arc::strong_count(c) > 1);
-            self.held_spans.retain(|c| Arc::strong_count(c) > 1);
-        }
+        self.transitions.release();
+        self.points.release();
+        self.spans.release();
         let aged = self.newest_ns.saturating_sub(self.limits.keep_ns);
         loop {
-            let over = self.bytes() > self.limits.max_bytes;
-            // The chunk whose newest item is older goes first.
-            let events_first = match (self.events.oldest_ns(), self.spans.oldest_ns()) {
-                (Some(e), Some(s)) => e <= s,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => return,
+            // The chunk whose newest item is oldest goes first.
+            let fronts = [self.transitions.oldest_ns(), self.points.oldest_ns(), self.spans.oldest_ns()];
+            let Some((stream, oldest)) =
+                fronts.iter().enumerate().filter_map(|(i, ns)| Some((i, (*ns)?))).min_by_key(|&(_, ns)| ns)
+            else {
+                return;
             };
-            let oldest = if events_first { self.events.oldest_ns() } else { self.spans.oldest_ns() };
-            let too_old = oldest.is_some_and(|ns| ns < aged);
-            if !too_old && !over {
+            let too_old = oldest < aged;
+            if !too_old && self.bytes() <= self.limits.max_bytes {
                 return;
             }
             if !too_old {
                 self.dropped_early += 1;
             }
-            if events_first {
-                let chunk = self.events.pop_oldest().expect("a chunk, as oldest_ns said");
-                if Arc::strong_count(&chunk) > 1 {
-                    self.held_events.push(chunk);
-                }
-            } else {
-                let chunk = self.spans.pop_oldest().expect("a chunk, as oldest_ns said");
-                if Arc::strong_count(&chunk) > 1 {
-                    self.held_spans.push(chunk);
-                }
+            self.dropped_any = true;
+            match stream {
+                0 => self.transitions.drop_oldest(),
+                1 => self.points.drop_oldest(),
+                _ => self.spans.drop_oldest(),
             }
         }
     }
@@ -275,7 +320,8 @@ impl FlightRing {
             start_ns,
             end_ns,
             header,
-            events: self.events.share(),
+            transitions: self.transitions.share(),
+            points: self.points.share(),
             spans: self.spans.share(),
             clock_pairs: self.clock_pairs.iter().copied().collect(),
             // Names are few next to events: copied whole.
@@ -289,10 +335,15 @@ impl FlightRing {
     pub fn forget_unseen_names(&mut self) {
         let mut threads = std::collections::HashSet::new();
         let mut processes = std::collections::HashSet::new();
-        let chunks = self.events.full.iter().map(|c| &c.items[..]).chain(std::iter::once(&self.events.filling.items[..]));
-        for event in chunks.flatten() {
+        let transitions = self.transitions.full.iter().map(|c| &c.items[..]).chain([&self.transitions.filling.items[..]]);
+        for event in transitions.flatten() {
             threads.insert(event.tid);
-            processes.extend(FlightRing::processes_of(event));
+            processes.insert(event.tgid);
+        }
+        let points = self.points.full.iter().map(|c| &c.items[..]).chain([&self.points.filling.items[..]]);
+        for point in points.flatten() {
+            threads.insert(point.tid);
+            processes.extend(FlightRing::processes_of(&point.event()));
         }
         self.thread_names.retain(|tid, _| threads.contains(tid));
         self.names.retain(|tgid, _| processes.contains(tgid));
@@ -313,7 +364,8 @@ pub struct Window {
     pub start_ns: u64,
     pub end_ns: u64,
     header: WindowHeader,
-    events: Vec<Arc<Chunk<TimelineEvent>>>,
+    transitions: Vec<Arc<Chunk<TimelineEvent>>>,
+    points: Vec<Arc<Chunk<Point>>>,
     spans: Vec<Arc<Chunk<SpanRecord>>>,
     clock_pairs: Vec<ClockPair>,
     names: BTreeMap<u32, ProcessName>,
@@ -325,7 +377,9 @@ impl Window {
     /// state change before it, so that its state is known from the start.
     /// `truncated` says so when the ring no longer reached back to the start.
     pub fn timeline(&self) -> Timeline {
-        let first_kept = self.events.first().and_then(|c| c.items.first()).map_or(self.start_ns, |e| e.ts_ns);
+        let first_transition = self.transitions.first().and_then(|c| c.items.first()).map(|e| e.ts_ns);
+        let first_point = self.points.first().and_then(|c| c.items.first()).map(|p| p.ts_ns);
+        let first_kept = first_transition.into_iter().chain(first_point).min().unwrap_or(self.start_ns);
         let truncated = (first_kept > self.start_ns).then(|| {
             format!(
                 "the flight recorder's ring began {:.3} s after the window's start (--keep, --max-mib)",
@@ -344,19 +398,21 @@ impl Window {
         };
         let mut timeline = Timeline::new(header, self.names.clone());
         let mut before: HashMap<u32, TimelineEvent> = HashMap::new();
-        for event in self.events.iter().flat_map(|c| c.items.iter()) {
+        let inside = |ts_ns: u64| (self.start_ns..=self.end_ns).contains(&ts_ns);
+        // Kinds and states come from the kernel program that defines them;
+        // one the timeline does not know is left out.
+        for event in self.transitions.iter().flat_map(|c| c.items.iter()) {
             if event.ts_ns < self.start_ns {
-                if event.kind == TIMELINE_TRANSITION {
-                    let last = before.entry(event.tid).or_insert(*event);
-                    if event.ts_ns >= last.ts_ns {
-                        *last = *event;
-                    }
+                let last = before.entry(event.tid).or_insert(*event);
+                if event.ts_ns >= last.ts_ns {
+                    *last = *event;
                 }
-            } else if event.ts_ns <= self.end_ns {
-                // Kinds and states came from the kernel program that
-                // defines them; one it does not know is left out.
+            } else if inside(event.ts_ns) {
                 let _ = timeline.push(event);
             }
+        }
+        for point in self.points.iter().flat_map(|c| c.items.iter()).filter(|p| inside(p.ts_ns)) {
+            let _ = timeline.push(&point.event());
         }
         for event in before.values() {
             let _ = timeline.push(event);
