@@ -129,7 +129,10 @@ impl FlightRecorder {
                 }
             })
             .context("starting the flight recorder's dump thread")?;
-        let limits = RingLimits { keep_ns: options.keep.as_nanos() as u64, max_bytes: options.max_bytes };
+        // A dump builds its trace from the part of the ring it covers, in
+        // about as much memory again: the ring gets half of --max-mib, so
+        // that the two together stay within it.
+        let limits = RingLimits { keep_ns: options.keep.as_nanos() as u64, max_bytes: options.max_bytes / 2 };
         let mut ring = FlightRing::new(limits);
         ring.push_clock_pair(clock::clock_pair());
         Ok(FlightRecorder {
@@ -251,14 +254,15 @@ impl FlightRecorder {
                     self.counts.written += 1;
                     say!(
                         "tracer: flight recorder: slow span {} ({} {:.1} ms) written to {} ({} threads, {} spans; \
-                         {:.2} s after it ended)",
+                         {:.2} s after it ended){}",
                         span.span_id,
                         span.name,
                         span.wall_ns as f64 / 1e6,
                         dump.trace.display(),
                         dump.summary.threads,
                         dump.summary.spans,
-                        after_end.as_secs_f64()
+                        after_end.as_secs_f64(),
+                        dump.truncated.map_or(String::new(), |reason| format!("; {reason}"))
                     );
                 }
                 Outcome::Failed { error, span } => {
@@ -303,10 +307,10 @@ impl FlightRecorder {
         }
         let kept = self.ring.oldest_ns().map_or(0, |oldest| clock::monotonic_ns().saturating_sub(oldest));
         line.push_str(&format!(
-            "; the ring held the last {:.1} s ({} of {})",
+            "; the ring held the last {:.1} s ({} of its {}, half of --max-mib)",
             Duration::from_nanos(kept).min(self.options.keep).as_secs_f64(),
             size(self.ring.bytes()),
-            size(self.options.max_bytes)
+            size(self.ring.limits().max_bytes)
         ));
         if events_lost > 0 {
             line.push_str(&format!("; {events_lost} timeline events were lost (ring buffer full)"));

@@ -26,6 +26,8 @@ pub struct Dump {
     pub trace: PathBuf,
     pub line: PathBuf,
     pub summary: PerfettoSummary,
+    /// Why the trace begins later than asked, if it does.
+    pub truncated: Option<String>,
 }
 
 /// `YYYYMMDDTHHMMSS.mmmZ` (UTC) of a wall-clock time: file names that sort
@@ -63,7 +65,7 @@ pub fn write_dump(dir: &Path, window: &Window, trigger: &SpanRecord) -> Result<D
     atomic::write_atomically(&line_path, &line)?;
     let timeline = window.timeline();
     let summary = perfetto::write(&trace_path, &timeline, &window.spans())?;
-    Ok(Dump { trace: trace_path, line: line_path, summary })
+    Ok(Dump { trace: trace_path, line: line_path, summary, truncated: timeline.header.truncated })
 }
 
 #[cfg(test)]
