@@ -129,9 +129,10 @@ fn flight_recorder_writes_each_slow_span_with_its_window() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// With `--max-dumps-per-min 2`: the first slow span is written, the
-/// second fails (its directory is gone: one line, and tracing goes on),
-/// the third is over the limit and counted.
+/// With `--http` (a server without markers) and `--max-dumps-per-min 2`:
+/// the first slow request is written, the second fails (its directory is
+/// gone: one line, and tracing goes on), the third is over the limit and
+/// counted.
 #[test]
 fn flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one() {
     let test = "flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one";
@@ -139,8 +140,8 @@ fn flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one() {
         return;
     }
     let dir = temp_dir("flight-limit");
-    let server = Server::start(None);
-    let mut tracer = flight_recorder(&server, &dir, &["--after", "0.2", "--max-dumps-per-min", "2"]);
+    let server = Server::start_with(None, &["--no-markers"]);
+    let mut tracer = flight_recorder(&server, &dir, &["--http", "--after", "0.2", "--max-dumps-per-min", "2"]);
     server.get("/sleep?ms=120");
     let first = tracer.wait_for_stderr("the first dump", written);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -158,7 +159,7 @@ fn flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one() {
     let summary = stderr.iter().find(|l| l.starts_with("Flight recorder:")).expect("the summary line");
     assert!(summary.starts_with("Flight recorder: 3 slow spans, 1 dumps written"), "{summary}");
     assert!(summary.contains("1 not written (over --max-dumps-per-min 2), 1 failed"), "{summary}");
-    assert!(first.contains(dir.to_str().unwrap()), "{first}");
+    assert!(first.contains(dir.to_str().unwrap()) && first.contains("(GET /sleep "), "{first}");
     assert!(!dir.exists(), "nothing recreated it");
 }
 

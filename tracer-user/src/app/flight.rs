@@ -214,7 +214,7 @@ impl FlightRecorder {
         self.ring.push_clock_pair(clock::clock_pair());
         let drained_until = clock::monotonic_ns().saturating_sub(2 * DRAIN_EVERY.as_nanos() as u64);
         while let Some(pending) = self.pending.pop_front() {
-            let losing = self.ring.dropped_any && self.ring.oldest_ns().is_some_and(|oldest| oldest > pending.start_ns);
+            let losing = self.ring.dropped_until_ns.is_some_and(|dropped| dropped > pending.start_ns);
             if pending.end_ns <= drained_until || losing {
                 let end_ns = pending.end_ns.min(drained_until.max(pending.span_end_ns));
                 self.send(Pending { end_ns, ..pending }, probes);

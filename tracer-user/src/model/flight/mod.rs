@@ -196,9 +196,9 @@ pub struct FlightRing {
     thread_names: HashMap<u32, String>,
     /// Chunks dropped because of the byte limit before they were `keep_ns` old.
     pub dropped_early: u64,
-    /// Whether any chunk was dropped yet (the ring no longer reaches back
-    /// to the start of the recording).
-    pub dropped_any: bool,
+    /// The newest event of the event chunks dropped so far: the ring holds
+    /// everything after it (none: everything since the start).
+    pub dropped_until_ns: Option<u64>,
 }
 
 impl FlightRing {
@@ -213,7 +213,7 @@ impl FlightRing {
             names: HashMap::new(),
             thread_names: HashMap::new(),
             dropped_early: 0,
-            dropped_any: false,
+            dropped_until_ns: None,
         }
     }
 
@@ -305,7 +305,9 @@ impl FlightRing {
             if !too_old {
                 self.dropped_early += 1;
             }
-            self.dropped_any = true;
+            if stream < 2 {
+                self.dropped_until_ns = self.dropped_until_ns.max(Some(oldest));
+            }
             match stream {
                 0 => self.transitions.drop_oldest(),
                 1 => self.points.drop_oldest(),
@@ -320,6 +322,7 @@ impl FlightRing {
             start_ns,
             end_ns,
             header,
+            covered_from_ns: self.dropped_until_ns,
             transitions: self.transitions.share(),
             points: self.points.share(),
             spans: self.spans.share(),
@@ -370,6 +373,9 @@ pub struct Window {
     clock_pairs: Vec<ClockPair>,
     names: BTreeMap<u32, ProcessName>,
     thread_names: BTreeMap<u32, String>,
+    /// What the ring had dropped when the window was taken (its
+    /// `dropped_until_ns`).
+    covered_from_ns: Option<u64>,
 }
 
 impl Window {
@@ -377,9 +383,7 @@ impl Window {
     /// state change before it, so that its state is known from the start.
     /// `truncated` says so when the ring no longer reached back to the start.
     pub fn timeline(&self) -> Timeline {
-        let first_transition = self.transitions.first().and_then(|c| c.items.first()).map(|e| e.ts_ns);
-        let first_point = self.points.first().and_then(|c| c.items.first()).map(|p| p.ts_ns);
-        let first_kept = first_transition.into_iter().chain(first_point).min().unwrap_or(self.start_ns);
+        let first_kept = self.covered_from_ns.unwrap_or(0).max(self.start_ns);
         let truncated = (first_kept > self.start_ns).then(|| {
             format!(
                 "the flight recorder's ring began {:.3} s after the window's start (--keep, --max-mib)",
@@ -391,7 +395,7 @@ impl Window {
             pids: self.header.pids.clone(),
             probe_mode: self.header.probe_mode.clone(),
             clock_pairs: self.clock_pairs.clone(),
-            first_monotonic_ns: self.start_ns.max(first_kept),
+            first_monotonic_ns: first_kept,
             last_monotonic_ns: self.end_ns,
             events_lost: self.header.events_lost,
             truncated,

@@ -152,9 +152,24 @@ fn a_windows_timeline_knows_each_threads_state_from_its_start() {
     let ids: Vec<u64> = window.spans().iter().map(|s| s.span_id).collect();
     assert_eq!(ids, [1, 3], "the spans overlapping the window");
 
-    // A window reaching back before the ring's first event says so.
+    // Before anything was dropped, an idle stretch is no truncation.
     let early = ring.window(T0 - S, T0 + 200 * MS, WindowHeader::default()).timeline();
-    assert!(early.header.truncated.as_deref().is_some_and(|r| r.contains("--keep")), "{:?}", early.header.truncated);
+    assert_eq!((early.header.truncated, early.header.first_monotonic_ns), (None, T0 - S));
+}
+
+#[test]
+fn a_window_the_ring_no_longer_reaches_back_to_says_so() {
+    // 10 s of events, keeping 1 s, in chunks of about 1.6 s.
+    let mut ring = ring(S, 1 << 20);
+    for i in 0..10_000 {
+        ring.push_event(&syscall_at(T0 + i * MS, TID));
+    }
+    let dropped = ring.dropped_until_ns.expect("chunks over 1 s old dropped");
+    let timeline = ring.window(T0 + 5 * S, T0 + 9_900 * MS, WindowHeader::default()).timeline();
+    let reason = timeline.header.truncated.clone().expect("truncated");
+    assert!(reason.contains("--keep, --max-mib"), "{reason}");
+    assert_eq!(timeline.header.first_monotonic_ns, dropped, "the trace starts where the ring does");
+    assert!(timeline.thread(TID).unwrap().syscalls.iter().all(|p| p.ts_ns > dropped));
 }
 
 #[test]
