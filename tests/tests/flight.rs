@@ -29,11 +29,7 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 /// The span id a test-server response names.
 fn span_id(response: &str) -> u64 {
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Span-Id: "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("X-Span-Id")
+    response.lines().find_map(|l| l.strip_prefix("X-Span-Id: ")).and_then(|v| v.trim().parse().ok()).expect("X-Span-Id")
 }
 
 fn flight_recorder(server: &Server, dir: &Path, extra: &[&str]) -> Tracer {
@@ -50,7 +46,10 @@ fn written(line: &str) -> bool {
 /// The slice of span `id` in a decoded trace.
 fn slice_of(decoded: &Value, id: u64) -> &Value {
     let slices = decoded["slices"].as_array().expect("slices");
-    slices.iter().find(|s| u(&s["args"]["span_id"]) == id).unwrap_or_else(|| panic!("no slice of span {id}: {slices:?}"))
+    slices
+        .iter()
+        .find(|s| u(&s["args"]["span_id"]) == id)
+        .unwrap_or_else(|| panic!("no slice of span {id}: {slices:?}"))
 }
 
 fn state_ns(decoded: &Value, tid: u32, state: &str) -> u64 {
@@ -119,7 +118,8 @@ fn flight_recorder_writes_each_slow_span_with_its_window() {
             assert!(running >= 40_000_000, "Running {running} ns");
             let waited = state_ns(&decoded, span.tid, "R+") + state_ns(&decoded, span.tid, "R");
             assert!(waited >= 40_000_000, "Runnable {waited} ns: {:?}", decoded["states"][span.tid.to_string()]);
-            let held = busy_pids.iter().map(|pid| decoded["cpus"]["1"][pid.to_string()].as_u64().unwrap_or(0)).sum::<u64>();
+            let held =
+                busy_pids.iter().map(|pid| decoded["cpus"]["1"][pid.to_string()].as_u64().unwrap_or(0)).sum::<u64>();
             assert!(held >= 40_000_000, "the neighbours held CPU 1 {held} ns: {:?}", decoded["cpus"]);
             assert_eq!(decoded["processes"][busy_pids[0].to_string()], "tracer-load");
         } else {
@@ -147,7 +147,10 @@ fn flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one() {
     std::fs::remove_dir_all(&dir).unwrap();
     server.get("/sleep?ms=120");
     let failed = tracer.wait_for_stderr("the failed dump", |l| l.contains("not written"));
-    assert!(failed.starts_with("tracer: warning: flight recorder: slow span") && failed.contains("recording goes on"), "{failed}");
+    assert!(
+        failed.starts_with("tracer: warning: flight recorder: slow span") && failed.contains("recording goes on"),
+        "{failed}"
+    );
     server.get("/sleep?ms=120");
     server.get("/plain");
     sleep(Duration::from_millis(500));

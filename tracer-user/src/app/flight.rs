@@ -267,7 +267,10 @@ impl FlightRecorder {
                 }
                 Outcome::Failed { error, span } => {
                     self.counts.failed += 1;
-                    say!("tracer: warning: flight recorder: slow span {} not written: {error}; recording goes on", span.span_id);
+                    say!(
+                        "tracer: warning: flight recorder: slow span {} not written: {error}; recording goes on",
+                        span.span_id
+                    );
                 }
             }
         }

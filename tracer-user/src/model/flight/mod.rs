@@ -166,10 +166,15 @@ fn span_heap_bytes(span: &SpanRecord) -> u64 {
     let http = span.http.as_ref().map_or(0, |h| {
         h.http_method.capacity()
             + h.http_path.capacity()
-            + [&h.request_id, &h.trace_id, &h.parent_span_id].iter().filter_map(|s| s.as_ref()).map(String::capacity).sum::<usize>()
+            + [&h.request_id, &h.trace_id, &h.parent_span_id]
+                .iter()
+                .filter_map(|s| s.as_ref())
+                .map(String::capacity)
+                .sum::<usize>()
     });
     let syscalls: usize = span.top_syscalls.iter().map(|s| s.name.capacity()).sum();
-    let blame: usize = span.blame.iter().map(|h| h.comm.capacity() + h.cgroup.as_ref().map_or(0, String::capacity)).sum();
+    let blame: usize =
+        span.blame.iter().map(|h| h.comm.capacity() + h.cgroup.as_ref().map_or(0, String::capacity)).sum();
     (span.name.capacity()
         + span.trace_id.as_ref().map_or(0, String::capacity)
         + span.top_syscalls.capacity() * size_of::<super::spans::SyscallTime>()
@@ -338,7 +343,8 @@ impl FlightRing {
     pub fn forget_unseen_names(&mut self) {
         let mut threads = std::collections::HashSet::new();
         let mut processes = std::collections::HashSet::new();
-        let transitions = self.transitions.full.iter().map(|c| &c.items[..]).chain([&self.transitions.filling.items[..]]);
+        let transitions =
+            self.transitions.full.iter().map(|c| &c.items[..]).chain([&self.transitions.filling.items[..]]);
         for event in transitions.flatten() {
             threads.insert(event.tid);
             processes.insert(event.tgid);
