@@ -19,3 +19,12 @@ pub fn reference_python(test: &str, var: &str) -> Option<String> {
         }
     }
 }
+
+/// What `tests/perfetto_decode.py` (Perfetto's own schema, in the venv
+/// `cargo xtask test` installs) says the trace at `trace` holds.
+pub fn perfetto_decode(python: &str, trace: &std::path::Path) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("perfetto_decode.py");
+    let out = std::process::Command::new(python).arg(&script).arg(trace).output().expect("running the decoder");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the decoder's JSON")
+}

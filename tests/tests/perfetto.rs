@@ -14,12 +14,8 @@ fn python(test: &str) -> Option<String> {
     reference_python(test, "TRACER_PYTHON_PERFETTO")
 }
 
-/// What `tests/perfetto_decode.py` says the trace holds.
 fn decode(python: &str, trace: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("perfetto_decode.py");
-    let out = Command::new(python).arg(&script).arg(trace).output().expect("running the decoder");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("the decoder's JSON")
+    perfetto_decode(python, trace)
 }
 
 /// Nanoseconds thread `tid` spent in `state` in the decoded trace.

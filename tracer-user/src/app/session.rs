@@ -10,6 +10,7 @@ use tracer_common::THREAD_DEAD;
 
 use super::{
     events::{DRAIN_EVERY, Event, EventLoop, StopReason},
+    flight::FlightRecorder,
     recorder::Recorder,
     targets::Targets,
 };
@@ -32,6 +33,22 @@ fn drain_spans(probes: &mut Probes, agg: &mut Aggregator) {
     probes.drain_span_events(|span| finished.push(*span));
     probes.drain_http_captures(|capture| agg.on_http_capture(capture));
     finished.iter().for_each(|span| agg.on_span(span));
+}
+
+/// The timeline events, to the timeline file and the flight recorder
+/// (whichever are on).
+fn drain_timeline(probes: &mut Probes, timeline: &mut Option<Recorder>, flight: &mut Option<FlightRecorder>) {
+    if timeline.is_none() && flight.is_none() {
+        return;
+    }
+    probes.drain_timeline(|event| {
+        if let Some(timeline) = timeline.as_mut() {
+            timeline.on_event(event);
+        }
+        if let Some(flight) = flight.as_mut() {
+            flight.on_event(event);
+        }
+    });
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +106,9 @@ pub struct Session {
     pub start_unix_ns: u64,
     /// Where the timeline goes (`tracer record --timeline`).
     pub timeline: Option<Recorder>,
+    /// Where the flight recorder keeps the timeline (`tracer spans
+    /// --flight-recorder`).
+    pub flight: Option<FlightRecorder>,
     /// The CPUs when the recording started (the per-CPU view, if on).
     pub cpus_at_start: Option<CpuReading>,
     /// Asked for fresh numbers between intervals (a metrics scrape): `run`
@@ -103,6 +123,7 @@ impl Session {
             agg,
             start_unix_ns: clock::unix_ns(),
             timeline: None,
+            flight: None,
             cpus_at_start: None,
             refresh: None,
         };
@@ -130,9 +151,9 @@ impl Session {
     /// Moves everything the kernel has produced into the aggregator: exit
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
-        let Session { probes, agg, timeline, .. } = self;
+        let Session { probes, agg, timeline, flight, .. } = self;
+        drain_timeline(probes, timeline, flight);
         if let Some(timeline) = timeline {
-            probes.drain_timeline(|event| timeline.on_event(event));
             timeline.tick(probes);
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
@@ -182,10 +203,8 @@ impl Session {
     /// Moves the streamed events (exits, run-queue waits, spans) into the
     /// aggregator; cheap, called every `DRAIN_EVERY`.
     pub fn drain(&mut self) {
-        let Session { probes, agg, timeline, .. } = self;
-        if let Some(timeline) = timeline {
-            probes.drain_timeline(|event| timeline.on_event(event));
-        }
+        let Session { probes, agg, timeline, flight, .. } = self;
+        drain_timeline(probes, timeline, flight);
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
         drain_spans(probes, agg);

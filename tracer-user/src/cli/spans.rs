@@ -71,6 +71,40 @@ pub struct SpansArgs {
 
     #[command(flatten)]
     pub metrics: ListenArgs,
+
+    #[command(flatten)]
+    pub flight: FlightArgs,
+}
+
+/// The flight recorder (docs/flight-recorder.md).
+#[derive(Debug, Args)]
+pub struct FlightArgs {
+    /// Keep the target's recent timeline in memory and write each span
+    /// slower than --slow, with the window around it, to DIR as a Perfetto
+    /// trace (slow-TIME-SPANID.pftrace, its span line in .json beside it).
+    #[arg(long, value_name = "DIR", requires = "slow")]
+    pub flight_recorder: Option<PathBuf>,
+
+    /// Seconds of timeline the flight recorder keeps.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds, requires = "flight_recorder")]
+    pub keep: std::time::Duration,
+
+    /// Memory the flight recorder uses at most, in MiB: half for the kept
+    /// timeline (whichever of --keep and this comes first), half for the
+    /// dump being written.
+    #[arg(long, value_name = "MIB", default_value_t = crate::app::flight::DEFAULT_MAX_MIB,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20), requires = "flight_recorder")]
+    pub max_mib: u64,
+
+    /// Seconds after a slow span ended that its dump is written, and covers
+    /// (it begins as long before the span began).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds, requires = "flight_recorder")]
+    pub after: std::time::Duration,
+
+    /// Dumps written at most per minute; slow spans beyond are counted.
+    #[arg(long, value_name = "N", default_value_t = crate::app::flight::DEFAULT_MAX_DUMPS_PER_MIN,
+          value_parser = clap::value_parser!(u32).range(1..), requires = "flight_recorder")]
+    pub max_dumps_per_min: u32,
 }
 
 #[derive(Debug, Subcommand)]

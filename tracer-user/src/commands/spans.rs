@@ -13,6 +13,7 @@ use crate::app::report::warn_losses;
 use crate::{
     app::{
         Plan, Session, Stop,
+        flight::{self, FlightOptions, FlightRecorder},
         otlp::{self, Exporter},
     },
     bpf::{SpanRequest, SyscallOptions},
@@ -25,6 +26,9 @@ use crate::{
 pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     if let Some(json) = &args.json {
         atomic::check_output_path(json)?;
+    }
+    if let Some(dir) = &args.flight.flight_recorder {
+        flight::check_dir(dir)?;
     }
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let target = TargetArgs { pids: args.pids.clone(), cgroup: args.cgroup.clone(), ..TargetArgs::default() };
@@ -44,6 +48,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http });
+    // The flight recorder keeps the target's timeline as it streams.
+    targets.options.timeline = args.flight.flight_recorder.is_some();
     // Started before the probes, so that a span of the first tick is sent.
     let mut exporter = match &args.otlp.otlp {
         Some(endpoint) => {
@@ -57,6 +63,18 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
     session.agg.set_slo(args.metrics.series.slo_ns());
+    let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
+    if let (Some(dir), Some(slow_ns)) = (&args.flight.flight_recorder, slow_ns) {
+        let options = FlightOptions {
+            dir: dir.clone(),
+            slow_ns,
+            keep: args.flight.keep,
+            max_bytes: args.flight.max_mib << 20,
+            after: args.flight.after,
+            max_dumps_per_min: args.flight.max_dumps_per_min,
+        };
+        session.flight = Some(FlightRecorder::start(options, marked.clone())?);
+    }
     if let Some(endpoint) = &mut endpoint {
         endpoint.serve(&mut session);
         say!("Metrics at {}", endpoint.url());
@@ -72,7 +90,6 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
     for pid in &session.probes.without_markers {
         say!("tracer: note: process {pid} has no span markers; only --http finds its requests");
     }
@@ -90,6 +107,9 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut failure = None;
     let mut flush = |session: &mut Session, out: &mut dyn Write| {
         for span in session.agg.take_spans() {
+            if let Some(flight) = &mut session.flight {
+                flight.on_span(&span);
+            }
             if slow_ns.is_some_and(|slow| span.wall_ns < slow) {
                 continue;
             }
@@ -103,6 +123,10 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         }
         if let Err(err) = out.flush() {
             failure.get_or_insert(err);
+        }
+        let Session { flight, probes, .. } = session;
+        if let Some(flight) = flight {
+            flight.tick(probes);
         }
     };
     let stop = session
@@ -132,6 +156,10 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     }
     let lost = session.finish();
     flush(&mut session, &mut out);
+    let flight_summary = session.flight.as_mut().map(|flight| {
+        let counts = flight.finish(&session.probes);
+        flight.summary(&counts, lost.timeline_events)
+    });
     let exported = exporter.map(|exporter| {
         let endpoint = exporter.endpoint().clone();
         (endpoint, exporter.finish())
@@ -140,6 +168,9 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         return Err(err).context("writing span records");
     }
     summary(&session, written);
+    if let Some(line) = flight_summary {
+        say!("{line}");
+    }
     if lost.spans > 0 {
         say!("tracer: warning: {} spans were lost (open-span table or span ring buffer full)", lost.spans);
     }

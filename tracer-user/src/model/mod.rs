@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod cpus;
 pub mod exited;
+pub mod flight;
 pub mod gantt;
 pub mod goodput;
 pub mod hist;

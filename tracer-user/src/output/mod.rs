@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod cpus_json;
 pub mod cpus_text;
+pub mod flight;
 pub mod goodput_text;
 pub mod hist_json;
 pub mod holders_json;

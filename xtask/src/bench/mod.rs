@@ -19,6 +19,9 @@
 //! * churn: RSS and CPU of `tracer record` (system-wide and `--pid`) while
 //!   a process starts and ends 10,000 threads a second for 10 minutes;
 //! * otlp: tracer's CPU at 20,000 spans/s with and without `--otlp`.
+//! * flight: the test server's throughput at 20,000 requests/s offered with
+//!   the flight recorder always on, tracer's RSS, and the time from a slow
+//!   span's end to its dump file.
 //! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
 //!   processes alive.
 use std::{
@@ -35,6 +38,7 @@ use clap::Args;
 use crate::{setup, util};
 
 mod churn;
+mod flight;
 mod memory;
 mod otlp;
 mod metrics;
@@ -84,6 +88,7 @@ pub enum Bench {
     Churn,
     Otlp,
     Metrics,
+    Flight,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -556,6 +561,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::Otlp) {
         util::step(&format!("otlp: tracer's CPU at 20,000 spans/s x {} alternating rounds", args.rounds), || {
             otlp::otlp_cost(&built, args)
+        })?;
+    }
+    if wanted(Bench::Flight) {
+        util::step(&format!("flight: the flight recorder at 20,000 requests/s offered x {} alternating rounds", args.rounds), || {
+            flight::flight_cost(&built, args)
         })?;
     }
     if wanted(Bench::Churn) {
