@@ -40,7 +40,7 @@ fn flight_recorder(server: &Server, dir: &Path, extra: &[&str]) -> Tracer {
 }
 
 fn written(line: &str) -> bool {
-    line.starts_with("tracer: flight recorder: slow span") && line.contains("written to")
+    line.starts_with("tracer: flight recorder: span") && line.contains("written to")
 }
 
 /// The slice of span `id` in a decoded trace.
@@ -148,7 +148,7 @@ fn flight_recorder_counts_dumps_over_the_limit_and_survives_a_failed_one() {
     server.get("/sleep?ms=120");
     let failed = tracer.wait_for_stderr("the failed dump", |l| l.contains("not written"));
     assert!(
-        failed.starts_with("tracer: warning: flight recorder: slow span") && failed.contains("recording goes on"),
+        failed.starts_with("tracer: warning: flight recorder: span") && failed.contains("recording goes on"),
         "{failed}"
     );
     server.get("/sleep?ms=120");

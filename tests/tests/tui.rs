@@ -234,9 +234,15 @@ fn live_spans_view_shows_goodput_per_second() {
     if !bpf_available("live_spans_view_shows_goodput_per_second") {
         return;
     }
+    let Some(python) = reference_python("live_spans_view_shows_goodput_per_second", "TRACER_PYTHON_PERFETTO") else {
+        return;
+    };
     let server = Server::start(None);
     let tmux = Tmux::start(120, 30);
-    tmux.send(&[&format!("{} -p {} --slo 15; echo EXIT=$?", tracer_bin().display(), server.pid()), "Enter"]);
+    // `d` writes a span's trace in the current directory.
+    let dir = temp_dir("live-dump");
+    let command = format!("cd {} && {} -p {} --slo 15; echo EXIT=$?", dir.display(), tracer_bin().display(), server.pid());
+    tmux.send(&[&command, "Enter"]);
     tmux.wait_for("the detail view", |s| s.contains(&format!("pid {}", server.pid())));
     tmux.send(&["s"]);
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -289,9 +295,28 @@ fn live_spans_view_shows_goodput_per_second() {
     assert!(screen.contains(&format!("{}|", title[5..7].join(" "))), "the axis ends at its wall time\n{screen}");
     tmux.send(&["Enter"]);
     tmux.wait_for("the spans again", |s| s.contains("slowest of the last"));
+
+    // `d` on it: its window as a Perfetto trace, its line beside it.
+    tmux.send(&["d"]);
+    tmux.wait_for("the dump", |s| s.contains("written to"));
     tmux.send(&["q"]);
     let screen = tmux.wait_for("tracer to exit", exit_line_shown);
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+    let written = |ext: &str| -> Vec<std::path::PathBuf> {
+        let entries = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path());
+        entries.filter(|p| p.extension().is_some_and(|e| e == ext)).collect()
+    };
+    let (traces, lines) = (written("pftrace"), written("json"));
+    assert_eq!((traces.len(), lines.len()), (1, 1), "{traces:?} {lines:?}");
+    let span = &span_lines(&std::fs::read_to_string(&lines[0]).unwrap())[0];
+    assert_eq!((span.name.as_str(), span.tid.to_string()), ("GET /sleep", title[4].to_owned()), "the span selected");
+    let decoded = perfetto_decode(&python, &traces[0]);
+    let slices = decoded["slices"].as_array().unwrap();
+    let slice = slices.iter().find(|s| u(&s["args"]["span_id"]) == span.span_id).expect("the span's slice");
+    assert_eq!(u(&slice["dur"]), span.wall_ns, "{slice:?}");
+    let asleep = decoded["states"][span.tid.to_string()]["S"].as_u64().unwrap_or(0);
+    assert!(asleep >= 30_000_000, "its 30 ms asleep: {:?}", decoded["states"][span.tid.to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `pid`'s share of a CPU over `period`, from its CPU time.

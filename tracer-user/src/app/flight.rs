@@ -5,7 +5,8 @@
 //! (`output::flight`). Dumps are written on a thread of their own, so the
 //! drain loop never waits for a disk; at most `--max-dumps-per-min` a
 //! minute, the triggers beyond that are counted; a failed dump is one line,
-//! and recording goes on.
+//! and recording goes on. The live view keeps one too, for its gantt charts
+//! and for dumping the span selected (`d`): it never triggers by itself.
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
@@ -102,6 +103,9 @@ pub struct FlightRecorder {
     writer: Option<JoinHandle<()>>,
     in_flight: usize,
     last_sweep: Instant,
+    /// What happened since the caller last looked (`take_messages`): the
+    /// spans command prints them, the live view shows them.
+    messages: Vec<String>,
     pub counts: FlightCounts,
 }
 
@@ -146,6 +150,7 @@ impl FlightRecorder {
             writer: Some(writer),
             in_flight: 0,
             last_sweep: Instant::now(),
+            messages: Vec::new(),
             counts: FlightCounts::default(),
         })
     }
@@ -182,17 +187,37 @@ impl FlightRecorder {
         }
         if self.recent.len() >= self.options.max_dumps_per_min as usize {
             if self.counts.rate_limited == 0 {
-                say!(
+                self.messages.push(format!(
                     "tracer: flight recorder: slow span {} not written: {} dumps in the last minute \
                      (--max-dumps-per-min); further ones are counted in the summary",
                     span.span_id,
                     self.recent.len()
-                );
+                ));
             }
             self.counts.rate_limited += 1;
             return;
         }
         self.recent.push_back(now);
+        self.plan(span);
+    }
+
+    /// A dump of `span` asked for by hand (the live view's `d`): no
+    /// threshold, no rate limit; written once its window has been drained.
+    pub fn dump(&mut self, span: &SpanRecord) {
+        self.plan(span);
+    }
+
+    /// The ring, for cutting a span's timeline out of it.
+    pub fn ring(&self) -> &FlightRing {
+        &self.ring
+    }
+
+    /// What happened since the last call, one line each.
+    pub fn take_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.messages)
+    }
+
+    fn plan(&mut self, span: &SpanRecord) {
         let offset = clock::monotonic_to_unix_offset_ns();
         let start = (i128::from(span.start_unix_ns) - offset).max(0) as u64;
         let after = self.options.after.as_nanos() as u64;
@@ -252,8 +277,8 @@ impl FlightRecorder {
             match outcome {
                 Outcome::Written { dump, span, after_end } => {
                     self.counts.written += 1;
-                    say!(
-                        "tracer: flight recorder: slow span {} ({} {:.1} ms) written to {} ({} threads, {} spans; \
+                    self.messages.push(format!(
+                        "tracer: flight recorder: span {} ({} {:.1} ms) written to {} ({} threads, {} spans; \
                          {:.2} s after it ended){}",
                         span.span_id,
                         span.name,
@@ -263,14 +288,14 @@ impl FlightRecorder {
                         dump.summary.spans,
                         after_end.as_secs_f64(),
                         dump.truncated.map_or(String::new(), |reason| format!("; {reason}"))
-                    );
+                    ));
                 }
                 Outcome::Failed { error, span } => {
                     self.counts.failed += 1;
-                    say!(
-                        "tracer: warning: flight recorder: slow span {} not written: {error}; recording goes on",
+                    self.messages.push(format!(
+                        "tracer: warning: flight recorder: span {} not written: {error}; recording goes on",
                         span.span_id
-                    );
+                    ));
                 }
             }
         }

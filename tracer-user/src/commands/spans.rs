@@ -127,6 +127,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         let Session { flight, probes, .. } = session;
         if let Some(flight) = flight {
             flight.tick(probes);
+            flight.take_messages().iter().for_each(|line| say!("{line}"));
         }
     };
     let stop = session
@@ -158,6 +159,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     flush(&mut session, &mut out);
     let flight_summary = session.flight.as_mut().map(|flight| {
         let counts = flight.finish(&session.probes);
+        flight.take_messages().iter().for_each(|line| say!("{line}"));
         flight.summary(&counts, lost.timeline_events)
     });
     let exported = exporter.map(|exporter| {

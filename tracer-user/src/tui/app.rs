@@ -8,7 +8,10 @@ use std::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Detail, GanttView, Metric, Model, ProcessRow};
-use crate::model::{aggregate::Aggregator, cpus::CpuWindow, gantt::RecentTimeline, goodput::Tally, spans::SpanRecord};
+use crate::{
+    app::flight::FlightRecorder,
+    model::{aggregate::Aggregator, cpus::CpuWindow, goodput::Tally, spans::SpanRecord},
+};
 
 /// Intervals the view can refresh at (`+` / `-` step through them).
 pub const INTERVALS_MS: [u64; 6] = [250, 500, 1_000, 2_000, 5_000, 10_000];
@@ -121,6 +124,8 @@ pub enum Action {
     NextMetric,
     PrevMetric,
     WriteReport,
+    /// The selected span's window as a Perfetto trace (spans view).
+    DumpSpan,
     ShowSpans,
     ShowCpus,
 }
@@ -164,9 +169,10 @@ pub struct App {
     pub cpus: Vec<CpuWindow>,
     /// The selected line of the spans view (slowest first).
     pub span_selected: usize,
-    /// The traced threads' recent states (with -p, when the kernel streams
-    /// them), from which Enter on a span cuts its gantt chart.
-    pub recent: Option<RecentTimeline>,
+    /// The traced threads' recent timeline and spans (with -p, when the
+    /// kernel streams them), from which Enter on a span cuts its gantt
+    /// chart and `d` writes its Perfetto trace.
+    pub flight: Option<FlightRecorder>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC: spans are dated in the one,
     /// state changes in the other.
     pub monotonic_to_unix_ns: i128,
@@ -200,7 +206,7 @@ impl App {
             goodput: Vec::new(),
             cpus: Vec::new(),
             span_selected: 0,
-            recent: None,
+            flight: None,
             monotonic_to_unix_ns: 0,
             gantt: None,
             overlay_return: View::Processes,
@@ -210,7 +216,20 @@ impl App {
     /// The chart of the selected span.
     fn open_gantt(&mut self) {
         let Some(span) = self.slowest_spans().get(self.span_selected).map(|s| (*s).clone()) else { return };
-        self.gantt = Some(GanttView::of(span, self.recent.as_ref(), self.monotonic_to_unix_ns));
+        self.gantt = Some(GanttView::of(span, self.flight.as_ref().map(|f| f.ring()), self.monotonic_to_unix_ns));
+    }
+
+    /// `d`: the selected span's window as a Perfetto trace in the current
+    /// directory, once the window has been drained (`--after` later).
+    fn dump_selected_span(&mut self) {
+        let Some(span) = self.slowest_spans().get(self.span_selected).map(|s| (*s).clone()) else { return };
+        self.status = Some(match &mut self.flight {
+            Some(flight) => {
+                flight.dump(&span);
+                format!("writing span {} ({}) as a Perfetto trace…", span.span_id, span.name)
+            }
+            None => "no timeline to write: the live view keeps one with -p PID".into(),
+        });
     }
 
     /// Spans that finished during the last interval.
@@ -333,6 +352,7 @@ impl App {
             KeyCode::Char('w') => Action::WriteReport,
             KeyCode::Char('s') => Action::ShowSpans,
             KeyCode::Char('c') => Action::ShowCpus,
+            KeyCode::Char('d') if self.view == View::Spans => Action::DumpSpan,
             _ => return None,
         })
     }
@@ -436,6 +456,7 @@ impl App {
                 self.metric = Metric::ALL[next];
             }
             Action::WriteReport => return Effect::WriteReport,
+            Action::DumpSpan => self.dump_selected_span(),
         }
         Effect::None
     }
@@ -450,151 +471,4 @@ fn push_history(history: &mut HashMap<(u32, Metric), VecDeque<u64>>, key: (u32, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(pid: u32, comm: &str, cpu: f64) -> ProcessRow {
-        ProcessRow { pid, comm: comm.into(), cpu_pct: cpu, threads: 1, ..Default::default() }
-    }
-
-    fn app_with_rows() -> App {
-        let mut app = App::new(View::Processes, Duration::from_secs(1), true);
-        app.update(Model {
-            rows: vec![row(10, "nginx", 50.0), row(20, "postgres", 80.0), row(30, "nginx-worker", 5.0)],
-            ..Model::default()
-        });
-        app
-    }
-
-    fn pids(app: &App) -> Vec<u32> {
-        app.visible_rows().iter().map(|r| r.pid).collect()
-    }
-
-    fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent::new(code, KeyModifiers::NONE)
-    }
-
-    #[test]
-    fn sorts_by_cpu_then_by_any_column() {
-        let mut app = app_with_rows();
-        assert_eq!(pids(&app), vec![20, 10, 30], "CPU% descending by default");
-        app.handle_action(Action::SortLeft);
-        app.handle_action(Action::SortLeft);
-        assert_eq!(app.sort, Column::Command);
-        assert_eq!(pids(&app), vec![10, 30, 20], "names ascending");
-        app.handle_action(Action::ReverseSort);
-        assert_eq!(pids(&app), vec![20, 30, 10]);
-        app.handle_action(Action::SortRight);
-        assert_eq!(app.sort, Column::Threads);
-    }
-
-    #[test]
-    fn filter_by_name_or_pid() {
-        let mut app = app_with_rows();
-        assert_eq!(app.action_for(key(KeyCode::Char('/'))), Some(Action::StartFilter));
-        app.handle_action(Action::StartFilter);
-        for c in "ngi".chars() {
-            let action = app.action_for(key(KeyCode::Char(c))).unwrap();
-            app.handle_action(action);
-        }
-        assert_eq!(pids(&app), vec![10, 30]);
-        app.handle_action(Action::FilterDone);
-        assert!(!app.editing_filter);
-        assert_eq!(app.action_for(key(KeyCode::Char('q'))), Some(Action::Quit), "q quits again");
-        app.handle_action(Action::StartFilter);
-        app.handle_action(Action::FilterChar('2'));
-        assert_eq!(pids(&app), vec![20], "pid prefix");
-        app.handle_action(Action::FilterCancel);
-        assert_eq!(pids(&app).len(), 3);
-    }
-
-    #[test]
-    fn pause_freezes_the_displayed_data() {
-        let mut app = app_with_rows();
-        assert_eq!(app.action_for(key(KeyCode::Char(' '))), Some(Action::TogglePause));
-        app.handle_action(Action::TogglePause);
-        app.update(Model { rows: vec![row(99, "new", 1.0)], ..Model::default() });
-        assert_eq!(pids(&app), vec![20, 10, 30]);
-        app.handle_action(Action::TogglePause);
-        app.update(Model { rows: vec![row(99, "new", 1.0)], ..Model::default() });
-        assert_eq!(pids(&app), vec![99]);
-    }
-
-    #[test]
-    fn enter_opens_the_selected_process_and_escape_returns() {
-        let mut app = app_with_rows();
-        app.handle_action(Action::Down);
-        assert_eq!(app.action_for(key(KeyCode::Enter)), Some(Action::Open));
-        app.handle_action(Action::Open);
-        assert_eq!(app.view, View::Detail(10));
-        assert_eq!(app.detail_pid(), Some(10));
-        app.handle_action(Action::NextMetric);
-        assert_eq!(app.metric, Metric::Preempted);
-        app.handle_action(Action::PrevMetric);
-        app.handle_action(Action::PrevMetric);
-        assert_eq!(app.metric, Metric::BlockIo);
-        assert_eq!(app.action_for(key(KeyCode::Esc)), Some(Action::Back));
-        app.handle_action(Action::Back);
-        assert_eq!(app.view, View::Processes);
-    }
-
-    #[test]
-    fn interval_steps_and_reports_the_change() {
-        let mut app = app_with_rows();
-        assert_eq!(app.action_for(key(KeyCode::Char('+'))), Some(Action::Slower));
-        assert_eq!(app.handle_action(Action::Slower), Effect::IntervalChanged);
-        assert_eq!(app.interval, Duration::from_secs(2));
-        app.handle_action(Action::Faster);
-        app.handle_action(Action::Faster);
-        app.handle_action(Action::Faster);
-        assert_eq!(app.handle_action(Action::Faster), Effect::None, "250 ms is the floor");
-        assert_eq!(app.interval, Duration::from_millis(250));
-    }
-
-    #[test]
-    fn spans_view_opens_with_s_and_returns_where_it_came_from() {
-        let mut app = app_with_rows();
-        app.handle_action(Action::Down);
-        app.handle_action(Action::Open);
-        assert_eq!(app.action_for(key(KeyCode::Char('s'))), Some(Action::ShowSpans));
-        app.handle_action(Action::ShowSpans);
-        assert_eq!(app.view, View::Spans);
-        app.handle_action(Action::Back);
-        assert_eq!(app.view, View::Detail(10), "back to the detail it came from");
-        // c opens the CPUs, also from the spans, and Esc still goes back.
-        assert_eq!(app.action_for(key(KeyCode::Char('c'))), Some(Action::ShowCpus));
-        app.handle_action(Action::ShowSpans);
-        app.handle_action(Action::ShowCpus);
-        assert_eq!(app.view, View::Cpus);
-        app.handle_action(Action::Back);
-        assert_eq!(app.view, View::Detail(10));
-    }
-
-    #[test]
-    fn recent_spans_are_bounded_and_sorted_slowest_first() {
-        let mut app = app_with_rows();
-        let span = |wall_ms| crate::model::spans::test_span(wall_ms, wall_ms, 0, crate::model::spans::Verdict::OnCpu);
-        app.add_spans((1..=600).map(span).collect());
-        assert_eq!(app.spans.len(), RECENT_SPANS);
-        assert_eq!(app.slowest_spans()[0].wall_ns, 600_000_000);
-        app.handle_action(Action::TogglePause);
-        app.add_spans(vec![span(10_000)]);
-        assert_eq!(app.slowest_spans()[0].wall_ns, 600_000_000, "paused");
-    }
-
-    #[test]
-    fn quit_write_and_help_keys() {
-        let app = app_with_rows();
-        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(app.action_for(ctrl_c), Some(Action::Quit));
-        assert_eq!(app.action_for(key(KeyCode::Char('w'))), Some(Action::WriteReport));
-        assert_eq!(app.action_for(key(KeyCode::Char('?'))), Some(Action::ToggleHelp));
-        let mut app = app;
-        assert_eq!(app.handle_action(Action::Quit), Effect::Quit);
-        assert_eq!(app.handle_action(Action::WriteReport), Effect::WriteReport);
-        app.handle_action(Action::ToggleHelp);
-        assert!(app.show_help);
-        app.handle_action(Action::Back);
-        assert!(!app.show_help, "Esc closes help first");
-    }
-}
+mod tests;

@@ -19,12 +19,13 @@ use ratatui::crossterm::event::{Event as Input, EventStream, KeyEventKind};
 use crate::{
     app::{
         Session,
+        flight::{self, FlightOptions, FlightRecorder},
         events::{DRAIN_EVERY, Event, EventLoop},
         report::build_report,
     },
     cli::{KernelArgs, TargetArgs, TuiArgs, millis_to_ns},
     commands::resolve_targets,
-    model::{aggregate::HistogramScope, cpus, gantt::RecentTimeline, intervals::Intervals},
+    model::{aggregate::HistogramScope, cpus, intervals::Intervals},
     output::{
         atomic,
         report::{self, Filters},
@@ -35,14 +36,21 @@ use app::{App, Effect, GoodputRow, View};
 
 /// Seconds of goodput per span name in the spans view (with `--slo`).
 const GOODPUT_SECONDS: usize = 5;
-/// How long the state changes of the traced threads are kept for the
-/// spans' timelines (the slowest spans shown are among the last few
-/// hundred), and at most how many per thread and in all (a state change
-/// kept is about 150 bytes: at most about 30 MiB; a thread that switches
-/// 10k times a second keeps its last 5 s at most).
-const RECENT_STATES_NS: u64 = 10_000_000_000;
-const RECENT_STATES_PER_THREAD: usize = 50_000;
-const RECENT_STATES_TOTAL: usize = 200_000;
+/// The live view's flight recorder, for the spans' gantt charts and `d`:
+/// the last 10 s of the target's timeline (the slowest spans shown are
+/// among the last few hundred) within the recorder's default memory; it
+/// never dumps by itself.
+fn live_flight_recorder(pid: u32) -> Result<FlightRecorder> {
+    let options = FlightOptions {
+        dir: PathBuf::from("."),
+        slow_ns: u64::MAX,
+        keep: Duration::from_secs(10),
+        max_bytes: flight::DEFAULT_MAX_MIB << 20,
+        after: Duration::from_secs(1),
+        max_dumps_per_min: flight::DEFAULT_MAX_DUMPS_PER_MIN,
+    };
+    FlightRecorder::start(options, vec![pid])
+}
 
 fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -72,8 +80,8 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     let interval = Duration::from_secs_f64(args.interval);
     let mut app = App::new(view, interval, !no_color());
     app.spans_traced = session.probes.attached.spans;
-    if targets.options.timeline {
-        app.recent = Some(RecentTimeline::new(RECENT_STATES_NS, RECENT_STATES_PER_THREAD, RECENT_STATES_TOTAL));
+    if let Some(pid) = args.pid {
+        app.flight = Some(live_flight_recorder(pid)?);
         app.monotonic_to_unix_ns = clock::monotonic_to_unix_offset_ns();
     }
     app.slo_ns = slo_ns;
@@ -122,9 +130,6 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
             }
             Event::Interval => {
                 drain_states(&mut session, &mut app);
-                if let Some(recent) = &mut app.recent {
-                    recent.forget_before(clock::monotonic_ns());
-                }
                 session.sync();
                 let view = intervals.next(&mut session.agg);
                 let elapsed = last_tick.elapsed();
@@ -145,7 +150,15 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
                     cpus_last = Some(now);
                 }
                 app.forget_unshown(&mut session.agg);
-                app.add_spans(session.agg.take_spans());
+                let spans = session.agg.take_spans();
+                if let Some(flight) = &mut app.flight {
+                    spans.iter().for_each(|span| flight.on_span(span));
+                    flight.tick(&session.probes);
+                    if let Some(last) = flight.take_messages().pop() {
+                        app.status = Some(last.trim_start_matches("tracer: ").to_owned());
+                    }
+                }
+                app.add_spans(spans);
                 if let Some(goodput) = session.agg.goodput.as_ref().filter(|_| !app.paused) {
                     app.goodput = goodput
                         .recent(GOODPUT_SECONDS)
@@ -160,14 +173,20 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
         }
     }
     drop(guard);
+    // Dumps asked for with `d` whose window had not ended are written
+    // with what was recorded.
+    if let Some(flight) = &mut app.flight {
+        flight.finish(&session.probes);
+        flight.take_messages().iter().for_each(|line| say!("{line}"));
+    }
     Ok(())
 }
 
-/// Moves the streamed state changes into the recent ones the spans view
-/// cuts timelines from (none are streamed without -p).
+/// Moves the streamed timeline into the flight recorder the spans view
+/// cuts charts and dumps from (none is streamed without -p).
 fn drain_states(session: &mut Session, app: &mut App) {
-    if let Some(recent) = &mut app.recent {
-        session.probes.drain_timeline(|event| recent.push(event));
+    if let Some(flight) = &mut app.flight {
+        session.probes.drain_timeline(|event| flight.on_event(event));
     }
 }
 

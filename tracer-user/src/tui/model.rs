@@ -3,7 +3,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::model::{
     aggregate::{Aggregator, OffCpuHistograms},
-    gantt::{Gantt, RecentTimeline},
+    flight::{FlightRing, WindowHeader},
+    gantt::{self, Gantt},
     hist::Buckets,
     holders::Held,
     intervals::IntervalView,
@@ -111,25 +112,28 @@ pub struct Model {
 #[derive(Clone, Debug)]
 pub struct GanttView {
     pub span: SpanRecord,
-    /// `None` when its window is no longer (or was never) in the recent
-    /// states kept.
+    /// `None` when its window is no longer (or was never) in the ring.
     pub gantt: Option<Gantt>,
     /// Process names of the holders and thread names of the rows.
     pub names: BTreeMap<u32, String>,
 }
 
 impl GanttView {
-    /// The chart of `span`, cut from the recent states of the threads it
-    /// touched (where it began and, if it moved, where it ended); spans
-    /// are dated by the wall clock, states by CLOCK_MONOTONIC.
-    pub fn of(span: SpanRecord, recent: Option<&RecentTimeline>, monotonic_to_unix_ns: i128) -> GanttView {
+    /// The chart of `span`, cut from the ring's timeline of the threads it
+    /// touched (where it began and, if it moved, where it ended); spans are
+    /// dated by the wall clock, states by CLOCK_MONOTONIC.
+    pub fn of(span: SpanRecord, ring: Option<&FlightRing>, monotonic_to_unix_ns: i128) -> GanttView {
         let start = i128::from(span.start_unix_ns) - monotonic_to_unix_ns;
         let mut tids = vec![span.tid];
         if span.tid_end != 0 && span.tid_end != span.tid {
             tids.push(span.tid_end);
         }
-        let gantt = match (recent, u64::try_from(start)) {
-            (Some(recent), Ok(start)) => recent.gantt(&tids, start, start + span.wall_ns),
+        let gantt = match (ring, u64::try_from(start)) {
+            (Some(ring), Ok(start)) => {
+                let end = start + span.wall_ns;
+                let timeline = ring.window(start, end, WindowHeader::default()).timeline();
+                gantt::chart(&timeline, &tids, start, end)
+            }
             _ => None,
         };
         let names = span.blame.iter().map(|h| (h.pid, h.comm.clone())).collect();

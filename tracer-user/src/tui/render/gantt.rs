@@ -142,11 +142,12 @@ mod tests {
 
     use crate::{
         model::{
-            gantt::RecentTimeline,
+            flight::{FlightRing, RingLimits},
             spans::{Verdict, test_span},
         },
         tui::{
             app::{Action, App, View},
+            model::GanttView,
             render::tests::render,
         },
     };
@@ -168,7 +169,7 @@ mod tests {
     fn app_with_gantt() -> App {
         let mut app = App::new(View::Spans, Duration::from_secs(1), false);
         app.spans_traced = true;
-        let mut recent = RecentTimeline::new(10_000 * MS, 1_000, 10_000);
+        let mut ring = FlightRing::new(RingLimits { keep_ns: 10_000 * MS, max_bytes: 1 << 20 });
         for e in [
             change(101, 100, TIMELINE_ON_CPU),
             change(101, 120, OFF_CPU_PREEMPTED),
@@ -178,16 +179,15 @@ mod tests {
             change(102, 90, OFF_CPU_SLEEP),
             change(102, 160, TIMELINE_ON_CPU),
         ] {
-            recent.push(&e);
+            ring.push_event(&e);
         }
-        app.recent = Some(recent);
-        app.monotonic_to_unix_ns = 1_000;
         let mut span = test_span(80, 40, 40, Verdict::CpuContention);
         span.start_unix_ns = 100 * MS + 1_000;
         span.tid_end = 102;
         span.blame[0].pid = 812;
-        app.add_spans(vec![test_span(5, 5, 0, Verdict::OnCpu), span]);
-        app.handle_action(Action::Open);
+        app.add_spans(vec![test_span(5, 5, 0, Verdict::OnCpu), span.clone()]);
+        // What Enter opens on the slowest, cut from the live view's ring.
+        app.gantt = Some(GanttView::of(span, Some(&ring), 1_000));
         let view = app.gantt.as_mut().unwrap();
         view.names.extend([(101, "worker-1".to_owned()), (102, "worker-2".into()), (901, "cron".into())]);
         app
@@ -225,7 +225,7 @@ mod tests {
         app.handle_action(Action::Open);
         app.handle_action(Action::Open);
         assert!(app.gantt.is_none(), "Enter closes it too");
-        // The second slowest ran before anything kept.
+        // The second slowest ran before anything kept (here, no ring).
         app.handle_action(Action::Down);
         app.handle_action(Action::Open);
         let lines = render(&app, 120, 10);

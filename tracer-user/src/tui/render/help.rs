@@ -21,6 +21,7 @@ const KEYS: &[(&str, &str)] = &[
     ("w", "write the JSON report (as tracer record)"),
     ("s", "slowest recent request spans (with -p PID)"),
     ("Enter (spans)", "the selected span's timeline; Esc back"),
+    ("d (spans)", "the selected span's window as a Perfetto trace in ."),
     ("c", "CPUs: busy share and run-queue length of each"),
     ("?", "this help"),
 ];

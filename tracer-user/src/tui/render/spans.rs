@@ -135,7 +135,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         lines.push(if i == app.span_selected { line.style(theme.selected()) } else { line });
     }
     frame.render_widget(Paragraph::new(lines), list);
-    let keys = "Up/Down select  Enter its timeline  Esc back  space pause  w write  q quit";
+    let keys = app.status.clone().unwrap_or_else(|| {
+        "Up/Down select  Enter its timeline  d its Perfetto trace  Esc back  space pause  w write  q quit".into()
+    });
     frame.render_widget(Paragraph::new(keys).style(theme.dim()), footer);
 }
 
