@@ -33,21 +33,17 @@ pub struct Dump {
 /// `YYYYMMDDTHHMMSS.mmmZ` (UTC) of a wall-clock time: file names that sort
 /// by time and say it.
 pub fn utc_stamp(unix_ns: u64) -> String {
-    let secs = unix_ns / 1_000_000_000;
-    let millis = unix_ns / 1_000_000 % 1_000;
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (of_day / 3_600, of_day / 60 % 60, of_day % 60);
-    format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}.{millis:03}Z")
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
 }
 
 /// The name of the dump of `span`, without extension (its stamp has a
