@@ -114,6 +114,8 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         off_cpu_since_ns: 0,
         off_cpu_state: OffCpuState::Unknown as u32,
         last_cpu: CPU_UNKNOWN,
+        queued_cpu: CPU_UNKNOWN,
+        queued_slot: 0,
         last_blocked_ns: 0,
         last_blocked_state: OffCpuState::Unknown as u32,
         syscall_nr: 0,
@@ -248,9 +250,9 @@ fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted:
 /// `task` is the kernel's task when readable: if it says the thread is off
 /// every CPU while the entry says it is on one, its switch-out was not
 /// reported; the counters say how long it ran, and the kernel's record of
-/// how it blocked gives the state of the rest.
+/// how it blocked gives the state of the rest. Returns whether a wait began.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
+pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) -> bool {
     if stats.on_cpu_since_ns != 0
         && now > stats.on_cpu_since_ns
         && let Some(task) = task
@@ -269,13 +271,14 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
         timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
-        return;
+        return false;
     }
     close_blocked(stats, now);
     stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = now;
     throttle::wait_begins(stats);
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
+    true
 }
 
 /// The thread left the CPU. `task` is the kernel's task, when readable.

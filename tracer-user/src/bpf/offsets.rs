@@ -57,7 +57,11 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         _ => [0; 4],
     };
     let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(btf);
+    // `task_struct.cpu`, moved into `thread_info` on kernels (x86 since
+    // 5.16) that keep `thread_info` inside `task_struct`.
+    let task_cpu = btf.member_offset("task_struct", "cpu").unwrap_or_else(|_| nested("thread_info", "thread_info", "cpu"));
     Ok(TaskOffsets {
+        task_cpu,
         task_cfs_rq,
         cfs_rq_throttled_clock_self,
         cfs_rq_rq,
@@ -173,6 +177,7 @@ pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, Lo
         switch_next_comm: switch.offset("next_comm")?,
         wakeup_pid: wakeup.offset("pid")?,
         wakeup_comm: wakeup.offset("comm")?,
+        wakeup_target_cpu: wakeup.offset("target_cpu")?,
         sys_enter_id,
         sys_exit_ret,
         sys_enter_args,
