@@ -189,7 +189,9 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
             if out.dead {
                 stats.comm = current_comm();
             }
-            sched::on_switch_out(prev_tid, stats, out, now, None);
+            // `current` is still the task switched out: its counters are
+            // readable when BTF gave their offsets.
+            sched::on_switch_out(prev_tid, stats, out, now, Some(current_task()));
             if !out.dead {
                 let preempted = out.state == OffCpuState::Preempted;
                 throttle::on_switch_out(stats, current_task(), cpu, preempted);
