@@ -74,7 +74,11 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let waited = served.totals.runq_wait_ns;
     let holders = served.cpu_holders.as_ref().expect("the server's cpu_holders");
     let summed: u64 = holders.holders.iter().map(|h| h.ns).sum::<u64>() + holders.other_holders_ns;
-    assert!(summed <= waited, "holders {summed} ns of a {waited} ns wait: {holders:?}");
+    // The sums are charged as a wait goes on, its total when it ends: a
+    // wait still going on when the recording stopped is in the former only
+    // (one per thread, a few of the load generator's slices at most).
+    const WAIT_IN_PROGRESS_NS: u64 = 50_000_000;
+    assert!(summed <= waited + WAIT_IN_PROGRESS_NS, "holders {summed} ns of a {waited} ns wait: {holders:?}");
     let top = &holders.holders[0];
     assert_eq!(
         (top.pid, top.comm.as_str(), top.kind),
@@ -83,14 +87,13 @@ fn record_names_who_held_the_cpu_and_says_so() {
     );
     let cgroup_name = cgroup.path.file_name().unwrap().to_str().unwrap();
     assert!(top.cgroup.as_deref().is_some_and(|c| c.ends_with(cgroup_name)), "{top:?}");
-    // Each wait is charged to the last 16 run slices of its CPU (the
-    // kernel side's ring, which the HTTP path's verifier budget keeps
-    // small); the short slices of the tracers, the client and kworkers on
-    // this CPU can push older ones out, leaving up to a third of the wait
-    // unnamed in some runs. Of what is named, the load generator holds
-    // nearly all.
-    assert!(summed * 10 >= waited * 6, "holders named for {summed} of {waited} ns: {holders:?}");
-    assert!(top.ns * 10 >= summed * 9, "the load generator held {} of {summed} ns named: {holders:?}", top.ns);
+    // Every switch on the server's CPU charges the task leaving it to each
+    // traced thread queued there, so the wait is named whole: all but the
+    // CPU leaving idle, the kernel's clock reads around the switch, and
+    // waits the kernel side could not follow (counted as unknown).
+    let named = summed - holders.idle_ns - holders.unknown_ns;
+    assert!(named * 10 >= waited * 8, "holders named for {named} of {waited} ns: {holders:?}");
+    assert!(top.ns * 10 >= waited * 8, "the load generator held {} of {waited} ns: {holders:?}", top.ns);
     assert!(holders.other_cgroups_ns >= top.ns, "{holders:?}");
 
     let line = stderr

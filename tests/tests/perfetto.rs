@@ -106,11 +106,11 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
     // as its CPU time, Perfetto as Runnable, so their sum is compared with
     // the report of the same recording (which includes the waits of
     // switches the kernel did not report, split from its counters: the
-    // trace places them before the run they preceded). The kernel's clock
-    // only bounds it: a thread woken 400 times a second next to busy
-    // neighbours is charged a few microseconds a wake-up more by the kernel,
-    // from a clock read taken before the wake-up tracepoint fires (the open
-    // disagreement of tests/tests/sched.rs's kernel-worker test).
+    // trace places them before the run they preceded). The report's on-CPU
+    // is the kernel's clock (each run's `sum_exec_runtime`); the trace's
+    // states change at the tracepoints, which the kernel's clock precedes
+    // by a few microseconds a wake-up (it starts a woken thread's clock at
+    // the enqueue), so the kernel only bounds the trace.
     let recorded = read_report(&report);
     let totals = &thread(process(&recorded, sleeper.pid()), sleeper_tid).totals;
     let reported = totals.on_cpu_ns + totals.runq_wait_ns;
@@ -119,6 +119,8 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
     eprintln!("sleeper: trace Running + Runnable {traced} ns, report {reported} ns, kernel {kernel} ns");
     assert_within("sleeper Running + Runnable (report)", traced, reported, 0.02, 0);
     assert!(traced <= kernel + 1_000_000, "sleeper: trace {traced} ns, more than the kernel's {kernel} ns");
+    let kernel_on_cpu = after[1].on_cpu_ns - before[1].on_cpu_ns;
+    assert_within("sleeper on-CPU (report) against the kernel's", totals.on_cpu_ns, kernel_on_cpu, 0.01, 0);
     assert!(state_ns(&decoded, sleeper_tid, "S") > 1_500_000_000, "it sleeps most of 2 s: {decoded:?}");
 
     // Names: every traced process and thread, and the busy neighbours,

@@ -218,23 +218,15 @@ fn kernel_worker_switches_match_schedstat(probes: &str) {
             t.runq_waits,
             t.idle_wakeups
         );
-        // The kernel's clock covers the time the worker really ran
-        // (switch-in to switch-out), give or take where each clock is read:
-        // the kernel stops a run's clock at its last update in `__schedule`,
-        // before the switch tracepoint fires, which makes a run of a few
-        // microseconds look up to a couple of them longer to tracer (2 us a
-        // run allowed). It is no lower bound here: a woken worker's clock
-        // starts at a clock read taken before the wake-up tracepoint fires
-        // (at the enqueue, or earlier when the wake-up preempts and the
-        // switch skips its clock update), 1 to 5 us a run on this kind of
-        // machine, a large share of runs of about 15 us. That disagreement is
-        // open (issue 15); the tests above check on-CPU time of longer runs.
+        // Each run seen whole counts the kernel's own clock for it (its
+        // `sum_exec_runtime` at the switch-out), so the worker's on-CPU lies
+        // between the kernel's count inside the recording and around it.
+        let on_inside = last.on_cpu_ns - first.on_cpu_ns;
         let on_around = end.on_cpu_ns - start.on_cpu_ns;
-        let ran = t.on_cpu_ns - t.wakeup_idle_ns;
         assert!(
-            ran <= on_around + 2_000 * runs_around,
-            "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle), the kernel counted {on_around} ns \
-             around the recording, {runs_around} runs ({probes})",
+            t.on_cpu_ns * 100 >= on_inside * 99 && t.on_cpu_ns * 100 <= on_around * 101,
+            "kernel worker {tid}: {} ns on a CPU ({} of them leaving idle), the kernel counted {on_inside} ns inside \
+             the recording and {on_around} ns around it, {runs_around} runs ({probes})",
             t.on_cpu_ns,
             t.wakeup_idle_ns,
         );
@@ -259,7 +251,8 @@ fn kernel_worker_switches_match_schedstat_classic_tracepoints() {
 
 /// A thread that sleeps 1 ms and computes 20 µs, 3,000 times (most servers
 /// look like this): tracer's on-CPU agrees with the thread's own CPU clock
-/// within 1% (BTF probes; below), because the CPU leaving idle after each
+/// within 1% (BTF probes; 3% with classic ones, below), because each run
+/// counts the kernel's clock for it, and the CPU leaving idle after each
 /// wakeup, which the kernel charges to the thread, is on-CPU time
 /// (`wakeup_idle_ns`), not a wait for a CPU, and nobody is blamed for it.
 fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
@@ -283,27 +276,19 @@ fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
         t.idle_wakeups
     );
     assert!(t.wakeup_idle_ns > 0 && t.wakeup_idle_ns < t.on_cpu_ns, "{t:?}");
-    // Wake-ups on an idle CPU were the whole difference (tracer counted them
-    // as waiting and reported about a third less CPU time). What is left:
-    // a wakeup that found its CPU busy and preempted the running task,
-    // where the kernel also starts the woken thread's clock at the wakeup
-    // while tracer keeps the microseconds until the switch as the wait
-    // they were (another task ran). So the clock lies between tracer's
-    // on-CPU and its on-CPU plus run-queue wait.
-    // Classic tracepoints run after the perf event's record is built, so
-    // their clock reads lag the kernel's by a varying fraction of a
-    // microsecond per switch, and they are skipped while another classic
-    // program runs on the CPU (gaps they cannot split without the task's
-    // counters): 3% there, as in the contention test; 1% with BTF probes.
+    // Each run seen whole counts the kernel's own clock for it (its
+    // `sum_exec_runtime` at the switch-out, in both probe modes): the
+    // kernel starts a woken thread's clock at a clock read taken before the
+    // wake-up tracepoint fires (at the enqueue, or at the wake-up when the
+    // switch skips its clock update), stops it before the switch tracepoint,
+    // and leaves out stolen time; tracepoint timestamps alone were 17% short
+    // for this thread next to busy neighbours, or over by up to 3% when the
+    // hypervisor stole time. Classic tracepoints are skipped while another
+    // classic program runs on the CPU (other tracers): runs not seen whole
+    // are split from the counters at the next event instead, 1.4% over in
+    // one run on a machine shared with other tracers' tests, so 3% there.
     let tolerance = if probes == "btf" { 0.01 } else { 0.03 };
-    assert_close_given_unaccounted(
-        &format!("on-CPU of a sleepy thread against its CPU clock ({probes})"),
-        t.on_cpu_ns,
-        t.unaccounted_ns + t.runq_wait_ns,
-        clock_ns,
-        tolerance,
-        0,
-    );
+    assert_close(&format!("on-CPU of a sleepy thread against its CPU clock ({probes})"), t.on_cpu_ns, clock_ns, tolerance, 0);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -124,8 +124,12 @@ pub struct TaskOffsets {
     pub cfs_rq_throttled_clock_self: u32,
     pub cfs_rq_rq: u32,
     pub rq_clock: u32,
+    /// The CPU whose run queue the task is on: `task_struct.cpu`, or
+    /// `thread_info.cpu` inside it (0: unknown, and the holders' sums do not
+    /// follow waits that begin with a wakeup).
+    pub task_cpu: u32,
 }
-const _: () = assert!(size_of::<TaskOffsets>() == 29 * 4);
+const _: () = assert!(size_of::<TaskOffsets>() == 30 * 4);
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
 #[repr(C)]
@@ -137,13 +141,15 @@ pub struct TracepointOffsets {
     pub switch_next_comm: u32,
     pub wakeup_pid: u32,
     pub wakeup_comm: u32,
+    /// `sched_wakeup.target_cpu`: the CPU the woken task is queued on.
+    pub wakeup_target_cpu: u32,
     /// `raw_syscalls:sys_enter.id` and `raw_syscalls:sys_exit.ret`.
     pub sys_enter_id: u32,
     pub sys_exit_ret: u32,
     /// `raw_syscalls:sys_enter.args` (the six arguments).
     pub sys_enter_args: u32,
 }
-const _: () = assert!(size_of::<TracepointOffsets>() == 9 * 4);
+const _: () = assert!(size_of::<TracepointOffsets>() == 10 * 4);
 
 /// Offsets of the `block:block_rq_*` records (the `block_rq` class, shared by
 /// `block_io_start`, `block_rq_insert` and `block_rq_issue`) and of
@@ -181,7 +187,7 @@ const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SpanConfig {
     /// Keep per-CPU run slices so waits can be blamed on their holders
-    /// (spans, the timeline and the CPU-holder sums all read them).
+    /// (spans and the timeline read them).
     pub enabled: u32,
     /// Stream every state change of traced threads as [`TimelineEvent`]s.
     pub timeline: u32,
@@ -189,7 +195,8 @@ pub struct SpanConfig {
     /// socket syscalls and make each exchange a span.
     pub http: u32,
     /// Sum, per waiting process, who held the CPU during its run-queue
-    /// waits (`WAIT_HOLDERS`). Needs `enabled` (the run slices).
+    /// waits (`WAIT_HOLDERS`), following each CPU's traced waiters
+    /// (`CPU_WAITERS`).
     pub holders: u32,
     /// The syscalls HTTP detection watches, numbered for the running
     /// kernel's architecture (the eBPF object is the same on every one).

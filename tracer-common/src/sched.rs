@@ -70,6 +70,10 @@ pub struct ThreadStats {
     pub off_cpu_state: u32,
     /// CPU the thread last ran on.
     pub last_cpu: u32,
+    /// The CPU whose waiter list holds the thread while it waits for a CPU
+    /// (`CPU_UNKNOWN`: in none), and its slot there (`CpuWaiters`).
+    pub queued_cpu: u32,
+    pub queued_slot: u32,
     /// The blocked period closed by the last wakeup, reported with the
     /// run-queue wait that follows it.
     pub last_blocked_ns: u64,
@@ -105,7 +109,7 @@ pub struct ThreadStats {
 }
 const _: () = assert!(
     size_of::<ThreadStats>()
-        == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 24 + 8 + 8 + 16 + size_of::<ThreadTotals>()
+        == 8 + TASK_COMM_LEN + 3 * 8 + 8 + 8 + 8 + 8 + 8 + 8 + 24 + 8 + 8 + 16 + size_of::<ThreadTotals>()
             + size_of::<KernelSchedCounters>()
 );
 

@@ -246,6 +246,15 @@ impl TaskPtr {
         }
     }
 
+    /// The CPU whose run queue the task is on (or is being put on, at a
+    /// wakeup); `None` without the offset.
+    pub fn cpu(self) -> Option<u32> {
+        match global!(TASK_OFFSETS.task_cpu) {
+            0 => None,
+            offset => read_at(self.0, offset),
+        }
+    }
+
     /// The CFS run queue the task is on (`se.cfs_rq`: its cgroup's on its
     /// CPU), as an address; `None` without the throttling offsets.
     pub fn cfs_rq(self) -> Option<u64> {

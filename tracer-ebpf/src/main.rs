@@ -8,7 +8,8 @@
 //!
 //! Modules use only modules of lower layers, so their imports form no cycle:
 //! 1. `kernel` (helpers, kernel memory, load-time globals) and `maps`;
-//! 2. `filter` and `slices` (the per-CPU run slices);
+//! 2. `filter`, `slices` (the per-CPU run slices) and `clock` (a run's
+//!    on-CPU time by the thread's own CPU clock);
 //! 3. `timeline`, `holders` (the CPU-holder sums) and `throttle` (CPU-quota
 //!    waits), then `sched` (per-thread accounting), then `spans`, then `http`;
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
@@ -21,6 +22,8 @@
 
 #[cfg(target_arch = "bpf")]
 mod block;
+#[cfg(target_arch = "bpf")]
+mod clock;
 #[cfg(target_arch = "bpf")]
 mod cpus;
 #[cfg(target_arch = "bpf")]

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, CpuWaiters, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
     EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats, WAIT_HOLDERS_ENTRIES, WaitHolderKey,
@@ -45,6 +45,11 @@ pub static SYSCALL_ERRORS: HashMap<SyscallErrorKey, u64> =
 /// Shared and preallocated like the statistics maps above.
 #[map]
 pub static WAIT_HOLDERS: HashMap<WaitHolderKey, u64> = HashMap::with_max_entries(WAIT_HOLDERS_ENTRIES, 0);
+
+/// The traced threads waiting on each CPU's run queue, indexed by CPU (the
+/// loader sizes it to the possible CPUs when the holders' sums are on).
+#[map]
+pub static CPU_WAITERS: Array<CpuWaiters> = Array::with_max_entries(MAX_CPUS, 0);
 
 #[map]
 pub static BLOCK_INFLIGHT: HashMap<InflightKey, Inflight> =
@@ -108,7 +113,7 @@ const EEXIST: i32 = 17;
 /// offered, but the instruction set has an atomic add (`lock xadd`), which
 /// this intrinsic compiles to.
 #[inline(always)]
-fn atomic_add(target: *mut u64, value: u64) {
+pub fn atomic_add(target: *mut u64, value: u64) {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     // SAFETY: `target` points into a live map value, aligned for u64; every
     // writer goes through this atomic add.

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_common::{OffCpuState, TASK_COMM_LEN};
+use tracer_common::{OffCpuState, TASK_COMM_LEN, ThreadStats};
 
 use crate::{
     filter,
@@ -33,15 +33,19 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     let next = TaskPtr(ctx.arg::<*const u8>(2));
     let prev_state = ctx.arg::<u32>(3);
     let now = now_ns();
+    let cpu = this_cpu();
 
     let prev_tid = prev.tid();
     let prev_tgid = prev.tgid();
+    let next_tid = next.tid();
     if spans_enabled() {
         slices::record(prev_tgid, now);
     }
+    holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
             let out = sched::switch_out_from_raw_state(preempt, prev_state, || prev.in_iowait());
+            holders::leave(prev_tid, stats);
             if out.dead {
                 stats.comm = prev.comm();
                 if prev_tid == prev_tgid {
@@ -50,12 +54,15 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
             }
             sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
             if !out.dead {
-                throttle::on_switch_out(stats, prev, this_cpu(), out.state == OffCpuState::Preempted);
+                let preempted = out.state == OffCpuState::Preempted;
+                throttle::on_switch_out(stats, prev, cpu, preempted);
+                if preempted {
+                    holders::wait_begins(prev_tid, stats, cpu, now);
+                }
             }
         }
     }
 
-    let next_tid = next.tid();
     if next_tid == 0 {
         return 0;
     }
@@ -64,19 +71,36 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
-        let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0) {
-            if !waited.idle {
-                // The throttled start of the wait is nobody's doing.
-                let held_since = now - waited.wait_ns + waited.throttled_ns;
-                spans::charge_wait(next_tgid, stats, held_since, now);
-                timeline::holders(next_tid, next_tgid, held_since, now);
-                holders::charge(next_tgid, held_since, now);
-            }
-            sched::emit_runq_wait(next_tid, next_tgid, &waited, cpu, prev_tgid);
-        }
+        let waited = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0);
+        let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, next_tgid, stats, waited, cpu, prev_tgid, now));
+        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
     }
     0
+}
+
+/// What follows a switch-in that ended a wait for a CPU: the holders of
+/// spans and the timeline, and the wait's record. Returns the part of the
+/// wait that other tasks held the CPU.
+#[inline(always)]
+fn switched_in_after_wait(
+    tid: u32,
+    tgid: u32,
+    stats: &mut ThreadStats,
+    waited: &sched::Waited,
+    cpu: u32,
+    prev_tgid: u32,
+    now: u64,
+) -> u64 {
+    let mut held_ns = 0;
+    if !waited.idle {
+        // The throttled start of the wait is nobody's doing.
+        held_ns = waited.wait_ns - waited.throttled_ns;
+        let held_since = now - held_ns;
+        spans::charge_wait(tgid, stats, held_since, now);
+        timeline::holders(tid, tgid, held_since, now);
+    }
+    sched::emit_runq_wait(tid, tgid, waited, cpu, prev_tgid);
+    held_ns
 }
 
 /// `sched_wakeup(task_struct *p)`.
@@ -113,7 +137,10 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
-        sched::on_wakeup(tid, stats, now_ns(), Some(task));
+        let now = now_ns();
+        if sched::on_wakeup(tid, stats, now, Some(task)) {
+            wait_begins(tid, stats, task.cpu(), now);
+        }
     }
     0
 }
@@ -142,9 +169,12 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
     let prev_tid = read_field::<i32>(ctx, offsets.switch_prev_pid).unwrap_or(0) as u32;
     let prev_state = read_field::<i64>(ctx, offsets.switch_prev_state).unwrap_or(0) as u64;
     let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
+    let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
+    let cpu = this_cpu();
     if spans_enabled() {
         slices::record(prev_tgid, now);
     }
+    holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
 
     if prev_tid != 0 && prev_tgid != 0 {
         let stats = if filter::current_passes(prev_tid, prev_tgid) {
@@ -155,17 +185,23 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         if let Some(stats) = stats {
             stats.tgid = prev_tgid;
             let out = sched::switch_out_from_reported_state(prev_state);
+            holders::leave(prev_tid, stats);
             if out.dead {
                 stats.comm = current_comm();
             }
-            sched::on_switch_out(prev_tid, stats, out, now, None);
+            // `current` is still the task switched out: its counters are
+            // readable when BTF gave their offsets.
+            sched::on_switch_out(prev_tid, stats, out, now, Some(current_task()));
             if !out.dead {
-                throttle::on_switch_out(stats, current_task(), this_cpu(), out.state == OffCpuState::Preempted);
+                let preempted = out.state == OffCpuState::Preempted;
+                throttle::on_switch_out(stats, current_task(), cpu, preempted);
+                if preempted {
+                    holders::wait_begins(prev_tid, stats, cpu, now);
+                }
             }
         }
     }
 
-    let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
     if next_tid == 0 {
         return 0;
     }
@@ -175,16 +211,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(next_tid, 0, || read_comm(ctx, offsets.switch_next_comm))
     };
     if let Some(stats) = stats {
-        let cpu = this_cpu();
-        if let Some(waited) = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0) {
-            if !waited.idle {
-                let held_since = now - waited.wait_ns + waited.throttled_ns;
-                spans::charge_wait(stats.tgid, stats, held_since, now);
-                timeline::holders(next_tid, stats.tgid, held_since, now);
-                holders::charge(stats.tgid, held_since, now);
-            }
-            sched::emit_runq_wait(next_tid, stats.tgid, &waited, cpu, prev_tgid);
-        }
+        let waited = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0);
+        let tgid = stats.tgid;
+        let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, tgid, stats, waited, cpu, prev_tgid, now));
+        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
     }
     0
 }
@@ -211,8 +241,22 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(tid, 0, || read_comm(ctx, offsets.wakeup_comm))
     };
     if let Some(stats) = stats {
-        sched::on_wakeup(tid, stats, now_ns(), None);
+        let now = now_ns();
+        if sched::on_wakeup(tid, stats, now, None) {
+            let target_cpu = read_field::<i32>(ctx, offsets.wakeup_target_cpu).map(|cpu| cpu as u32);
+            wait_begins(tid, stats, target_cpu, now);
+        }
     }
     0
+}
+
+/// A wakeup began the thread's wait on `cpu`'s run queue (`None`: unknown,
+/// and the wait is not followed for the holders' sums).
+#[inline(always)]
+fn wait_begins(tid: u32, stats: &mut ThreadStats, cpu: Option<u32>, now: u64) {
+    match cpu {
+        Some(cpu) => holders::wait_begins(tid, stats, cpu, now),
+        None => holders::leave(tid, stats),
+    }
 }
 

@@ -13,6 +13,7 @@ use tracer_common::{
 };
 
 use crate::{
+    clock,
     kernel::{TaskPtr, now_ns, this_cpu},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
@@ -114,6 +115,8 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         off_cpu_since_ns: 0,
         off_cpu_state: OffCpuState::Unknown as u32,
         last_cpu: CPU_UNKNOWN,
+        queued_cpu: CPU_UNKNOWN,
+        queued_slot: 0,
         last_blocked_ns: 0,
         last_blocked_state: OffCpuState::Unknown as u32,
         syscall_nr: 0,
@@ -248,9 +251,9 @@ fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted:
 /// `task` is the kernel's task when readable: if it says the thread is off
 /// every CPU while the entry says it is on one, its switch-out was not
 /// reported; the counters say how long it ran, and the kernel's record of
-/// how it blocked gives the state of the rest.
+/// how it blocked gives the state of the rest. Returns whether a wait began.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) {
+pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) -> bool {
     if stats.on_cpu_since_ns != 0
         && now > stats.on_cpu_since_ns
         && let Some(task) = task
@@ -269,13 +272,14 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
         timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
-        return;
+        return false;
     }
     close_blocked(stats, now);
     stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = now;
     throttle::wait_begins(stats);
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
+    true
 }
 
 /// The thread left the CPU. `task` is the kernel's task, when readable.
@@ -287,6 +291,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
         // It ran, but its switch-in was not reported.
         fill_unreported_with_throttling(stats, now, counted);
     }
+    let mut left_early = 0;
     if stats.on_cpu_since_ns != 0 && now > stats.on_cpu_since_ns {
         let period = now - stats.on_cpu_since_ns;
         match counted {
@@ -303,26 +308,30 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
                 stats.totals.unaccounted_ns += off - waited;
                 count(Counter::AccountingGaps);
             }
-            _ => {
-                stats.totals.on_cpu_ns += period;
-                if let (Some(task), Some(_)) = (task, counted) {
+            Some(counted) if counted.runs == 1 => {
+                left_early = clock::settle_run(stats, period, counted.exec_ns);
+                if let Some(task) = task {
                     learn_clock_offset(stats, task);
                 }
             }
+            _ => stats.totals.on_cpu_ns += period,
         }
     }
+    let left = now - left_early;
     remember_sample(stats, kernel);
     stats.woken_at_ns = 0;
     stats.on_cpu_since_ns = 0;
+    stats.last_blocked_ns = 0;
+    stats.last_blocked_state = OffCpuState::Unknown as u32;
     stats.off_cpu_state = out.state as u32;
     if out.state == OffCpuState::Preempted {
         stats.totals.involuntary_switches += 1;
-        stats.runnable_since_ns = now;
+        stats.runnable_since_ns = left;
         stats.off_cpu_since_ns = 0;
     } else {
         stats.totals.voluntary_switches += 1;
         stats.runnable_since_ns = 0;
-        stats.off_cpu_since_ns = now;
+        stats.off_cpu_since_ns = left;
     }
     timeline::transition(tid, stats, now, out.state as u32);
     if out.dead {
@@ -489,6 +498,7 @@ pub fn on_switch_in(
         stats.totals.on_cpu_ns += leaving_idle;
         stats.totals.wakeup_idle_ns += leaving_idle;
         stats.totals.idle_wakeups += 1;
+        stats.last_wait_ns = leaving_idle;
         stats.woken_at_ns = stats.runnable_since_ns;
         stats.flags |= THREAD_WOKEN_ON_IDLE;
         waited = Some(Waited {
@@ -510,6 +520,8 @@ pub fn on_switch_in(
         }
         waited = Some(if stats.off_cpu_state == OffCpuState::Preempted as u32 {
             stats.totals.preempted_ns += wait;
+            stats.last_blocked_ns = 0;
+            stats.last_blocked_state = OffCpuState::Preempted as u32;
             Waited {
                 wait_ns: wait,
                 blocked_ns: 0,
@@ -535,8 +547,8 @@ pub fn on_switch_in(
         }
         close_blocked(stats, now);
     }
-    stats.last_blocked_ns = 0;
-    stats.last_blocked_state = OffCpuState::Unknown as u32;
+    // The blocked period and the wait before this run stay known until its
+    // switch-out, which may move part of them into the run (`clock`).
     stats.runnable_since_ns = 0;
     stats.off_cpu_since_ns = 0;
     stats.off_cpu_state = OffCpuState::Unknown as u32;

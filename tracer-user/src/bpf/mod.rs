@@ -26,7 +26,7 @@ use tracer_common::{
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, ThreadStats,
-    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, WaitHolderKey, programs,
+    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAP_CPU_WAITERS, MAX_CPUS, WaitHolderKey, programs,
 };
 
 pub use floor::load_empty_syscall_programs;
@@ -122,10 +122,11 @@ impl Probes {
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
         // The timeline names who held the CPU during waits, from the same
-        // per-CPU run slices as span blame.
+        // per-CPU run slices as span blame; the holders' sums follow each
+        // CPU's waiters instead (`MAP_CPU_WAITERS`).
         let http = options.spans.as_ref().is_some_and(|request| request.http);
         let span_config = SpanConfig {
-            enabled: u32::from(options.spans.is_some() || options.timeline || options.holders),
+            enabled: u32::from(options.spans.is_some() || options.timeline),
             timeline: u32::from(options.timeline),
             http: u32::from(http),
             holders: u32::from(options.holders),
@@ -148,6 +149,7 @@ impl Probes {
             .map_max_entries(MAP_SYSCALL_ERRORS, entries_if(syscalls, STATS_MAP_ENTRIES))
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
+            .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
             // span and timeline rings cost 52 MiB of its RSS otherwise.
@@ -285,6 +287,11 @@ impl Probes {
 }
 
 /// A map's entries: `full` when its feature is on, else one.
+/// Entries of a map indexed by CPU number.
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(MAX_CPUS, |cpus| cpus as u32)
+}
+
 fn entries_if(enabled: bool, full: u32) -> u32 {
     if enabled { full } else { 1 }
 }

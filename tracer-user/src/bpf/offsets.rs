@@ -28,19 +28,7 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     // Without them the HTTP probes cannot see syscall arguments (x86-64 names).
     let (regs_arg0, regs_arg1) = syscall_arg_registers(btf);
-    // Missing scheduler counters only lose the filling of unreported switches.
-    let nested = |outer: &str, inner_struct: &str, inner: &str| -> u32 {
-        match (btf.member_offset("task_struct", outer), btf.member_offset(inner_struct, inner)) {
-            (Ok(outer), Ok(inner)) => outer + inner,
-            _ => 0,
-        }
-    };
-    let task_sum_exec_runtime = nested("se", "sched_entity", "sum_exec_runtime");
-    let (task_run_delay, task_pcount, task_last_arrival) =
-        match [nested("sched_info", "sched_info", "run_delay"), nested("sched_info", "sched_info", "pcount"), nested("sched_info", "sched_info", "last_arrival")] {
-            [delay, pcount, arrival] if delay != 0 && pcount != 0 && arrival != 0 && task_sum_exec_runtime != 0 => (delay, pcount, arrival),
-            _ => (0, 0, 0),
-        };
+    let [task_sum_exec_runtime, task_run_delay, task_pcount, task_last_arrival] = sched_counter_offsets(btf);
     let (task_contributes_byte, task_contributes_mask) = btf
         .member_bit_offset("task_struct", "sched_contributes_to_load")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
@@ -57,7 +45,11 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         _ => [0; 4],
     };
     let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(btf);
+    // `task_struct.cpu`, moved into `thread_info` on kernels (x86 since
+    // 5.16) that keep `thread_info` inside `task_struct`.
+    let task_cpu = btf.member_offset("task_struct", "cpu").ok().or_else(|| nested_member(btf, "thread_info", "thread_info", "cpu")).unwrap_or(0);
     Ok(TaskOffsets {
+        task_cpu,
         task_cfs_rq,
         cfs_rq_throttled_clock_self,
         cfs_rq_rq,
@@ -71,7 +63,7 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         task_on_cpu: btf.member_offset("task_struct", "on_cpu").unwrap_or(0),
         task_contributes_byte,
         task_contributes_mask,
-        task_sum_exec_runtime: if task_run_delay == 0 { 0 } else { task_sum_exec_runtime },
+        task_sum_exec_runtime,
         task_run_delay,
         task_pcount,
         task_last_arrival,
@@ -90,15 +82,49 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
     })
 }
 
-/// For classic tracepoints, which read no kernel struct but this: the
-/// throttling offsets when the kernel has BTF, none otherwise (then no wait
-/// is told apart as throttled).
+/// For classic tracepoints, which read no kernel struct but the task being
+/// switched out (`current`): the throttling offsets and its scheduler
+/// counters' when the kernel has BTF, none otherwise (then no wait is told
+/// apart as throttled, and on-CPU time is the tracepoints' own).
 pub(super) fn throttle_only_offsets() -> TaskOffsets {
     let Some(btf) = Btf::from_sys_fs().ok().and_then(|raw| Btf::parse(&raw).ok()) else {
         return TaskOffsets::default();
     };
     let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(&btf);
-    TaskOffsets { task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock, ..TaskOffsets::default() }
+    let [task_sum_exec_runtime, task_run_delay, task_pcount, task_last_arrival] = sched_counter_offsets(&btf);
+    TaskOffsets {
+        task_cfs_rq,
+        cfs_rq_throttled_clock_self,
+        cfs_rq_rq,
+        rq_clock,
+        task_sum_exec_runtime,
+        task_run_delay,
+        task_pcount,
+        task_last_arrival,
+        ..TaskOffsets::default()
+    }
+}
+
+/// `task_struct.OUTER.INNER`, where OUTER is a struct of type `inner_struct`.
+fn nested_member(btf: &Btf, outer: &str, inner_struct: &str, inner: &str) -> Option<u32> {
+    Some(btf.member_offset("task_struct", outer).ok()? + btf.member_offset(inner_struct, inner).ok()?)
+}
+
+/// `task_struct.se.sum_exec_runtime`, `.sched_info.run_delay`, `.pcount` and
+/// `.last_arrival`, or all 0. Missing, they only lose the filling of
+/// unreported switches and on-CPU time by the task's own clock.
+fn sched_counter_offsets(btf: &Btf) -> [u32; 4] {
+    let nested = |outer, inner_struct, inner| nested_member(btf, outer, inner_struct, inner);
+    let offsets = [
+        nested("se", "sched_entity", "sum_exec_runtime"),
+        nested("sched_info", "sched_info", "run_delay"),
+        nested("sched_info", "sched_info", "pcount"),
+        nested("sched_info", "sched_info", "last_arrival"),
+    ];
+    match offsets {
+        [Some(exec), Some(delay), Some(pcount), Some(arrival)] => [exec, delay, pcount, arrival],
+        _ => [0; 4],
+    }
 }
 
 /// `task_struct.se.cfs_rq`, `cfs_rq.throttled_clock_self`, `cfs_rq.rq` and
@@ -173,6 +199,7 @@ pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, Lo
         switch_next_comm: switch.offset("next_comm")?,
         wakeup_pid: wakeup.offset("pid")?,
         wakeup_comm: wakeup.offset("comm")?,
+        wakeup_target_cpu: wakeup.offset("target_cpu")?,
         sys_enter_id,
         sys_exit_ret,
         sys_enter_args,

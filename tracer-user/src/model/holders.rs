@@ -5,6 +5,8 @@
 //! as the waiter's own threads, its cgroup, other cgroups or kernel threads.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+pub use tracer_common::HOLDER_UNFOLLOWED;
+
 use super::names::ProcessName;
 
 /// What kind of task held the CPU, seen from the waiting process.
@@ -22,7 +24,8 @@ pub enum HolderKind {
     /// Nobody: the CPU was idle (the wait began on another CPU, before a
     /// migration) or its holder is unknown.
     Idle,
-    /// A process that exited before it could be named.
+    /// A process that exited before it could be named, or wait time the
+    /// kernel side could not follow (pid `HOLDER_UNFOLLOWED`).
     Unknown,
 }
 
@@ -77,6 +80,9 @@ pub fn classify(waiter: u32, waiter_cgroup: Option<&str>, holder: u32, identity:
     if holder == 0 {
         return HolderKind::Idle;
     }
+    if holder == HOLDER_UNFOLLOWED {
+        return HolderKind::Unknown;
+    }
     let Some(identity) = identity else { return HolderKind::Unknown };
     if identity.kernel_thread {
         return HolderKind::KernelThreads;
@@ -119,7 +125,9 @@ impl CpuHolders {
             .sums
             .keys()
             .flat_map(|&(waiter, holder)| [waiter, holder])
-            .filter(|pid| *pid != 0 && !self.identities.contains_key(pid) && !self.unnamed.contains(pid))
+            .filter(|pid| {
+                *pid != 0 && *pid != HOLDER_UNFOLLOWED && !self.identities.contains_key(pid) && !self.unnamed.contains(pid)
+            })
             .collect();
         new.sort_unstable();
         new.dedup();
@@ -235,6 +243,14 @@ pub(crate) mod tests {
         let mut holders = holders;
         let sums = holders.sums().clone();
         assert!(holders.update(sums).is_empty(), "named, or gone, once");
+    }
+
+    #[test]
+    fn time_not_followed_is_unknown_and_needs_no_name() {
+        let mut holders = CpuHolders::default();
+        assert_eq!(holders.update([((10, HOLDER_UNFOLLOWED), 3)]), vec![10]);
+        let held = &holders.by_waiter(holders.sums())[&10];
+        assert_eq!((held[0].pid, held[0].kind), (HOLDER_UNFOLLOWED, HolderKind::Unknown));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::text::duration;
-use crate::model::holders::{CpuHolders, Held, HolderKind, HolderSums};
+use crate::model::holders::{CpuHolders, HOLDER_UNFOLLOWED, Held, HolderKind, HolderSums};
 
 /// Holders named in a summary at most, and the least share (of the wait)
 /// one needs to be named.
@@ -28,6 +28,9 @@ pub fn summary(comm: &str, waited_ns: u64, time_ns: u64, held: &[Held]) -> Strin
         .iter()
         .filter(|h| !matches!(h.kind, HolderKind::OwnThreads | HolderKind::Idle))
         .map(|h| {
+            if h.pid == HOLDER_UNFOLLOWED {
+                return (h.ns, "not followed".to_owned());
+            }
             let name = if h.comm.is_empty() { "a process" } else { &h.comm };
             (h.ns, format!("behind {name} (pid {}, {})", h.pid, h.kind.phrase()))
         })
@@ -75,7 +78,11 @@ pub fn holders_table(holders: &CpuHolders, sums: &HolderSums, comm_of: impl Fn(u
         );
         let _ = writeln!(out, "     {:>7} {:<16} {:<15} {:>10}  {}", "PID", "COMM", "KIND", "TIME", "CGROUP");
         for h in held.iter().take(TABLE_HOLDERS) {
-            let comm = if h.kind == HolderKind::Idle { "(idle)" } else { &h.comm };
+            let comm = match (h.kind, h.pid) {
+                (HolderKind::Idle, _) => "(idle)",
+                (_, HOLDER_UNFOLLOWED) => "(not followed)",
+                _ => &h.comm,
+            };
             let kind = h.kind.name();
             let cgroup = h.cgroup.as_deref().unwrap_or("-");
             let _ = writeln!(out, "     {:>7} {comm:<16} {kind:<15} {:>10}  {cgroup}", h.pid, duration(h.ns));
@@ -109,6 +116,11 @@ mod tests {
         assert_eq!(
             summary("goserver", 1_750_000_000, 3_240_000_000, &held),
             "goserver waited 1.75 s for a CPU, 54% of its time: 71% behind h2load (pid 19491, another cgroup)"
+        );
+        let unfollowed = Held { pid: HOLDER_UNFOLLOWED, comm: String::new(), cgroup: None, kind: HolderKind::Unknown, ns: 250 };
+        assert_eq!(
+            summary("goserver", 1_000, 2_000, &[unfollowed]),
+            "goserver waited 1.00 us for a CPU, 50% of its time: 25% not followed"
         );
         assert_eq!(summary("idle", 0, 1_000, &[]), "idle did not wait for a CPU");
         assert_eq!(
