@@ -143,7 +143,7 @@ mod tests {
     use crate::{
         model::{
             flight::{FlightRing, RingLimits},
-            spans::{Verdict, test_span},
+            spans::{SpanRecord, Verdict, test_span},
         },
         tui::{
             app::{Action, App, View},
@@ -166,9 +166,7 @@ mod tests {
     /// A span of 80 ms on thread 101 that moved to thread 102: 101 ran
     /// 20 ms, waited 40 (load-gen 30, cron 10), ran 20; 102 slept 60 and
     /// ran 20.
-    fn app_with_gantt() -> App {
-        let mut app = App::new(View::Spans, Duration::from_secs(1), false);
-        app.spans_traced = true;
+    fn ring() -> FlightRing {
         let mut ring = FlightRing::new(RingLimits { keep_ns: 10_000 * MS, max_bytes: 1 << 20 });
         for e in [
             change(101, 100, TIMELINE_ON_CPU),
@@ -181,11 +179,25 @@ mod tests {
         ] {
             ring.push_event(&e);
         }
+        ring
+    }
+
+    /// A span before anything the ring keeps (it begins at 10 ms).
+    fn early_span() -> SpanRecord {
+        let mut span = test_span(5, 5, 0, Verdict::OnCpu);
+        span.start_unix_ns = 10 * MS + 1_000;
+        span
+    }
+
+    fn app_with_gantt() -> App {
+        let mut app = App::new(View::Spans, Duration::from_secs(1), false);
+        app.spans_traced = true;
+        let ring = ring();
         let mut span = test_span(80, 40, 40, Verdict::CpuContention);
         span.start_unix_ns = 100 * MS + 1_000;
         span.tid_end = 102;
         span.blame[0].pid = 812;
-        app.add_spans(vec![test_span(5, 5, 0, Verdict::OnCpu), span.clone()]);
+        app.add_spans(vec![early_span(), span.clone()]);
         // What Enter opens on the slowest, cut from the live view's ring.
         app.gantt = Some(GanttView::of(span, Some(&ring), 1_000));
         let view = app.gantt.as_mut().unwrap();
@@ -225,7 +237,9 @@ mod tests {
         app.handle_action(Action::Open);
         app.handle_action(Action::Open);
         assert!(app.gantt.is_none(), "Enter closes it too");
-        // The second slowest ran before anything kept (here, no ring).
+        // The second slowest ran before anything the ring keeps; Enter
+        // without a ring (no -p) says the same.
+        assert!(GanttView::of(early_span(), Some(&ring()), 1_000).gantt.is_none());
         app.handle_action(Action::Down);
         app.handle_action(Action::Open);
         let lines = render(&app, 120, 10);
