@@ -28,3 +28,12 @@ pub fn perfetto_decode(python: &str, trace: &std::path::Path) -> serde_json::Val
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the decoder's JSON")
 }
+
+/// The slice of span `id` in a trace `perfetto_decode` decoded.
+pub fn slice_of(decoded: &serde_json::Value, id: u64) -> &serde_json::Value {
+    let slices = decoded["slices"].as_array().expect("slices");
+    slices
+        .iter()
+        .find(|s| crate::u(&s["args"]["span_id"]) == id)
+        .unwrap_or_else(|| panic!("no slice of span {id}: {slices:?}"))
+}

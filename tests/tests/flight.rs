@@ -43,15 +43,6 @@ fn written(line: &str) -> bool {
     line.starts_with("tracer: flight recorder: span") && line.contains("written to")
 }
 
-/// The slice of span `id` in a decoded trace.
-fn slice_of(decoded: &Value, id: u64) -> &Value {
-    let slices = decoded["slices"].as_array().expect("slices");
-    slices
-        .iter()
-        .find(|s| u(&s["args"]["span_id"]) == id)
-        .unwrap_or_else(|| panic!("no slice of span {id}: {slices:?}"))
-}
-
 fn state_ns(decoded: &Value, tid: u32, state: &str) -> u64 {
     decoded["states"][tid.to_string()][state].as_u64().unwrap_or(0)
 }

@@ -311,8 +311,7 @@ fn live_spans_view_shows_goodput_per_second() {
     let span = &span_lines(&std::fs::read_to_string(&lines[0]).unwrap())[0];
     assert_eq!((span.name.as_str(), span.tid.to_string()), ("GET /sleep", title[4].to_owned()), "the span selected");
     let decoded = perfetto_decode(&python, &traces[0]);
-    let slices = decoded["slices"].as_array().unwrap();
-    let slice = slices.iter().find(|s| u(&s["args"]["span_id"]) == span.span_id).expect("the span's slice");
+    let slice = slice_of(&decoded, span.span_id);
     assert_eq!(u(&slice["dur"]), span.wall_ns, "{slice:?}");
     let asleep = decoded["states"][span.tid.to_string()]["S"].as_u64().unwrap_or(0);
     assert!(asleep >= 30_000_000, "its 30 ms asleep: {:?}", decoded["states"][span.tid.to_string()]);
