@@ -21,15 +21,22 @@ use tracer_common::{OffCpuState, THREAD_WOKEN_ON_IDLE, ThreadStats};
 
 /// Credits a run of `period` ns by the tracepoints that the kernel's clock
 /// counted as `exec_ns`. Returns how much earlier than the switch-out the
-/// run ended by the kernel's clock.
+/// run ended by the kernel's clock (more than `period` when the kernel did
+/// not charge the idle wake-up before it either: the state the thread
+/// leaves into then covers that too).
 #[inline(always)]
 pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64) -> u64 {
     // A wake-up on an idle CPU was counted on-CPU at the switch-in already.
     let woken_on_idle = stats.flags & THREAD_WOKEN_ON_IDLE != 0;
     let counted = if woken_on_idle { period + stats.last_wait_ns } else { period };
     if exec_ns < counted {
-        let short = (counted - exec_ns).min(period);
-        stats.totals.on_cpu_ns += period - short;
+        // A wake-up on an idle CPU that the kernel did not charge (its clock
+        // was read after the CPU left idle) gives back the part credited at
+        // the switch-in too: the thread was not running yet.
+        let short = counted - exec_ns;
+        let from_wakeup = short.saturating_sub(period);
+        stats.totals.on_cpu_ns = stats.totals.on_cpu_ns.saturating_sub(from_wakeup) + period - short.min(period);
+        stats.totals.wakeup_idle_ns = stats.totals.wakeup_idle_ns.saturating_sub(from_wakeup);
         return short;
     }
     let mut earlier = exec_ns - counted;
