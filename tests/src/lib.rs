@@ -13,7 +13,7 @@ use std::{
 use serde_json::Value;
 pub use cpu_quota::QuotaCgroup;
 pub use python::{perfetto_decode, reference_python, slice_of};
-pub use usage::{process_cpu_ns, rss_kib};
+pub use usage::{peak_rss_kib, process_cpu_ns, rss_kib};
 pub use tracer_user::{
     model::spans::{SpanRecord, Verdict},
     output::{

@@ -3,12 +3,22 @@ use crate::TestCgroup;
 
 /// A process's resident memory (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A process's peak resident memory (VmHWM), in KiB: what it used at its
+/// most, including the kernel's BPF ring buffers mapped into it.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("{field} of {pid}"))
 }
 
 /// A process's CPU time so far (utime + stime of /proc/PID/stat), in ns.

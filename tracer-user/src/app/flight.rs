@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use tracer_common::TimelineEvent;
+use tracer_common::{TIMELINE_RING_BYTES, TimelineEvent};
 
 use super::{events::DRAIN_EVERY, recorder::size};
 use crate::{
@@ -48,6 +48,27 @@ pub struct FlightOptions {
     /// window begins as long before the span began.
     pub after: Duration,
     pub max_dumps_per_min: u32,
+}
+
+/// The kernel's timeline ring buffer that feeds a flight recorder of
+/// `max_bytes`: an eighth of it, a power of two from 2 to 8 MiB (the size
+/// `record --timeline` uses). 2 MiB holds what the test server's threads
+/// produce in 100 ms (one drain) at 10,000 requests/s about twice over.
+pub fn kernel_ring_bytes(max_bytes: u64) -> u32 {
+    const MIN: u64 = 2 << 20;
+    let eighth = (max_bytes / 8).clamp(MIN, u64::from(TIMELINE_RING_BYTES));
+    // The largest power of two not above it (the kernel's rule for rings).
+    (1u64 << eighth.ilog2()) as u32
+}
+
+/// The ring's share of `max_bytes`: what is left after the kernel's
+/// timeline ring, which the kernel maps twice into the tracer (so it costs
+/// twice its size in RSS), halved, because a dump builds its trace from the
+/// part of the ring it covers in about as much memory again.
+pub fn ring_bytes(max_bytes: u64) -> u64 {
+    let kernel = 2 * u64::from(kernel_ring_bytes(max_bytes));
+    // A --max-mib smaller than the kernel ring still keeps one chunk.
+    (max_bytes.saturating_sub(kernel) / 2).max(1 << 20)
 }
 
 /// Checks, before anything is recorded, that dumps can be written in `dir`.
@@ -133,10 +154,7 @@ impl FlightRecorder {
                 }
             })
             .context("starting the flight recorder's dump thread")?;
-        // A dump builds its trace from the part of the ring it covers, in
-        // about as much memory again: the ring gets half of --max-mib, so
-        // that the two together stay within it.
-        let limits = RingLimits { keep_ns: options.keep.as_nanos() as u64, max_bytes: options.max_bytes / 2 };
+        let limits = RingLimits { keep_ns: options.keep.as_nanos() as u64, max_bytes: ring_bytes(options.max_bytes) };
         let mut ring = FlightRing::new(limits);
         ring.push_clock_pair(clock::clock_pair());
         Ok(FlightRecorder {
@@ -335,7 +353,7 @@ impl FlightRecorder {
         }
         let kept = self.ring.oldest_ns().map_or(0, |oldest| clock::monotonic_ns().saturating_sub(oldest));
         line.push_str(&format!(
-            "; the ring held the last {:.1} s ({} of its {}, half of --max-mib)",
+            "; the ring held the last {:.1} s ({} of its {})",
             Duration::from_nanos(kept).min(self.options.keep).as_secs_f64(),
             size(self.ring.bytes()),
             size(self.ring.limits().max_bytes)
@@ -344,5 +362,34 @@ impl FlightRecorder {
             line.push_str(&format!("; {events_lost} timeline events were lost (ring buffer full)"));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn max_mib_covers_the_kernel_ring_mapped_twice_the_ring_and_a_dump() {
+        // The default: an 8 MiB kernel ring (16 MiB of RSS), 24 MiB ring.
+        assert_eq!(u64::from(kernel_ring_bytes(64 * MIB)), 8 * MIB);
+        assert_eq!(ring_bytes(64 * MIB), 24 * MIB);
+        // Larger budgets grow the ring, not the kernel's buffer.
+        assert_eq!(u64::from(kernel_ring_bytes(1024 * MIB)), 8 * MIB);
+        assert_eq!(ring_bytes(1024 * MIB), 504 * MIB);
+        // Small ones: the smallest kernel ring, a power of two.
+        assert_eq!(u64::from(kernel_ring_bytes(8 * MIB)), 2 * MIB);
+        assert_eq!(ring_bytes(8 * MIB), 2 * MIB);
+        assert_eq!(u64::from(kernel_ring_bytes(40 * MIB)), 4 * MIB);
+        assert_eq!(ring_bytes(MIB), MIB);
+        for mib in [1, 8, 24, 40, 64, 100, 1024] {
+            let (kernel, ring) = (u64::from(kernel_ring_bytes(mib * MIB)), ring_bytes(mib * MIB));
+            assert!(kernel.is_power_of_two(), "{mib}");
+            if mib >= 8 {
+                assert!(2 * kernel + 2 * ring <= mib * MIB, "{mib} MiB: kernel {kernel}, ring {ring}");
+            }
+        }
     }
 }

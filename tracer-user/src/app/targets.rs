@@ -1,7 +1,10 @@
 //! Turns what the user asked to trace (PIDs, a TID, a cgroup path) into the
 //! kernel-side `Filter` and load options, checking each before anything is
 //! loaded.
-use tracer_common::{FILTER_CGROUP, FILTER_FOLLOW_CHILDREN, FILTER_TGID, FILTER_TID, Filter, MAX_FILTER_TGIDS};
+use tracer_common::{
+    DEFAULT_RUNQ_RING_BYTES, FILTER_CGROUP, FILTER_FOLLOW_CHILDREN, FILTER_TGID, FILTER_TID, Filter, MAX_FILTER_TGIDS,
+    TIMELINE_RING_BYTES,
+};
 
 use crate::{
     bpf::{LoadOptions, ProbeChoice, SyscallOptions},
@@ -62,6 +65,8 @@ impl Targets {
                 block_io: false,
                 spans: None,
                 timeline: false,
+                runq_ring_bytes: DEFAULT_RUNQ_RING_BYTES,
+                timeline_ring_bytes: TIMELINE_RING_BYTES,
                 cpu_queues: false,
                 holders: false,
             },

@@ -20,7 +20,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    HTTP_RING_BYTES, SPAN_RING_BYTES, STATS_MAP_ENTRIES, TIMELINE_RING_BYTES,
+    HTTP_RING_BYTES, SPAN_RING_BYTES, STATS_MAP_ENTRIES,
     FILTER_FOLLOW_CHILDREN, FILTER_TGID,
     BlockKey, BucketStat, CpuQueue, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_CPU_QUEUE_CONFIG, MAP_CPU_QUEUES, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
@@ -155,7 +155,8 @@ impl Probes {
             // span and timeline rings cost 52 MiB of its RSS otherwise.
             .map_max_entries(MAP_HTTP_EVENTS, ring_bytes(http, HTTP_RING_BYTES))
             .map_max_entries(MAP_SPAN_EVENTS, ring_bytes(options.spans.is_some(), SPAN_RING_BYTES))
-            .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(options.timeline, TIMELINE_RING_BYTES))
+            .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(options.timeline, options.timeline_ring_bytes))
+            .map_max_entries(MAP_RUNQ_EVENTS, options.runq_ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 

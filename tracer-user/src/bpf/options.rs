@@ -76,6 +76,11 @@ pub struct LoadOptions {
     pub spans: Option<SpanRequest>,
     /// Stream every state change of the traced threads (`record --timeline`).
     pub timeline: bool,
+    /// The kernel's ring buffers for the streamed run-queue waits and the
+    /// timeline (power-of-two bytes): each costs twice its size in the
+    /// tracer's RSS, because the kernel maps a ring's pages twice.
+    pub runq_ring_bytes: u32,
+    pub timeline_ring_bytes: u32,
     /// Keep each CPU's run-queue length over time (the per-CPU view).
     pub cpu_queues: bool,
     /// Sum who held the CPU during the traced processes' run-queue waits.

@@ -89,9 +89,10 @@ pub struct FlightArgs {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds, requires = "flight_recorder")]
     pub keep: std::time::Duration,
 
-    /// Memory the flight recorder uses at most, in MiB: half for the kept
-    /// timeline (whichever of --keep and this comes first), half for the
-    /// dump being written.
+    /// Memory the flight recorder uses at most, in MiB: the kernel's
+    /// timeline buffer that feeds it (an eighth, mapped twice), then half of
+    /// the rest for the kept timeline (whichever of --keep and this comes
+    /// first), half for the dump being written.
     #[arg(long, value_name = "MIB", default_value_t = crate::app::flight::DEFAULT_MAX_MIB,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20), requires = "flight_recorder")]
     pub max_mib: u64,

@@ -23,6 +23,9 @@ use crate::{
     sys::{cgroup, clock},
 };
 
+/// The run-queue ring of `tracer spans` (the default is for whole machines).
+const SPANS_RUNQ_RING_BYTES: u32 = 1 << 20;
+
 pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     if let Some(json) = &args.json {
         atomic::check_output_path(json)?;
@@ -48,8 +51,14 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http });
-    // The flight recorder keeps the target's timeline as it streams.
+    // The flight recorder keeps the target's timeline as it streams, from a
+    // kernel ring its --max-mib pays for.
     targets.options.timeline = args.flight.flight_recorder.is_some();
+    targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(args.flight.max_mib << 20);
+    // Only the targets' waits are streamed (for --listen's histograms), not
+    // a whole machine's: 1 MiB holds 21,000 of them, 210,000 a second
+    // between two drains, without costing the process 8 MiB of RSS.
+    targets.options.runq_ring_bytes = SPANS_RUNQ_RING_BYTES;
     // Started before the probes, so that a span of the first tick is sent.
     let mut exporter = match &args.otlp.otlp {
         Some(endpoint) => {

@@ -44,7 +44,8 @@ fn joined(timeline: &Timeline, path: &Path, contention_threshold: f64) -> Result
 
 /// Writes the trace and says what is in it.
 pub(crate) fn write_trace(path: &Path, timeline: &Timeline, spans: &[SpanRecord]) -> Result<()> {
-    let summary = perfetto::write(path, timeline, spans).context("writing the Perfetto trace")?;
+    let spans: Vec<&SpanRecord> = spans.iter().collect();
+    let summary = perfetto::write(path, timeline, &spans).context("writing the Perfetto trace")?;
     let shown = if atomic::is_stdout(path) { "standard output".into() } else { path.display().to_string() };
     say!(
         "Perfetto trace written to {shown} ({} threads, {} CPUs, {} scheduler events, {} spans); open it in \

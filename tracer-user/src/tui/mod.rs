@@ -71,6 +71,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     // the process's state changes, from which a span's timeline is cut.
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
     targets.options.timeline = args.pid.is_some();
+    targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(flight::DEFAULT_MAX_MIB << 20);
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     let slo_ns = args.slo.map(millis_to_ns);

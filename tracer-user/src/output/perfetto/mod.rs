@@ -71,8 +71,9 @@ const BUNDLE_EVENTS: usize = 4096;
 const DEFAULT_PRIO: i32 = 120;
 
 /// Writes the trace of `timeline` and `spans` to `path` (atomically, like
-/// every output: `output::atomic`).
-pub fn write(path: &Path, timeline: &Timeline, spans: &[SpanRecord]) -> Result<PerfettoSummary, PerfettoError> {
+/// every output: `output::atomic`). The spans are borrowed: a flight
+/// recorder's dump reads them from its ring without copying them.
+pub fn write(path: &Path, timeline: &Timeline, spans: &[&SpanRecord]) -> Result<PerfettoSummary, PerfettoError> {
     let failed = |source| PerfettoError::Write { path: path.display().to_string(), source };
     let mut out = BufWriter::new(OutputFile::create(path)?);
     let summary = encode(&mut out, timeline, spans).map_err(failed)?;
@@ -115,7 +116,7 @@ fn process_of(timeline: &Timeline, tid: u32) -> u32 {
 }
 
 /// Writes the trace as `Trace` message bytes.
-pub fn encode(out: &mut impl Write, timeline: &Timeline, spans: &[SpanRecord]) -> std::io::Result<PerfettoSummary> {
+pub fn encode(out: &mut impl Write, timeline: &Timeline, spans: &[&SpanRecord]) -> std::io::Result<PerfettoSummary> {
     let names = Names { timeline };
     let cpu = cpu_events(timeline);
     let mut summary = PerfettoSummary { cpus: cpu.by_cpu.len(), ..PerfettoSummary::default() };

@@ -26,10 +26,10 @@ pub struct PlacedSpan<'a> {
 /// The spans that can be placed, per thread, each thread's in time order
 /// with its lanes; and how many could not (they began before the clock's
 /// zero, which only a damaged input does).
-pub fn place<'a>(timeline: &Timeline, spans: &'a [SpanRecord]) -> (BTreeMap<u32, Vec<PlacedSpan<'a>>>, usize) {
+pub fn place<'a>(timeline: &Timeline, spans: &[&'a SpanRecord]) -> (BTreeMap<u32, Vec<PlacedSpan<'a>>>, usize) {
     let mut by_thread: BTreeMap<u32, Vec<PlacedSpan<'a>>> = BTreeMap::new();
     let mut unplaced = 0;
-    for span in spans {
+    for &span in spans {
         let Ok(start_ns) = u64::try_from(timeline.unix_to_monotonic(span.start_unix_ns)) else {
             unplaced += 1;
             continue;

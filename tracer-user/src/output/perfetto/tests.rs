@@ -20,7 +20,8 @@ fn recorded() -> Timeline {
 
 fn decode(timeline: &Timeline, spans: &[SpanRecord]) -> (Trace, PerfettoSummary) {
     let mut bytes = Vec::new();
-    let summary = encode(&mut bytes, timeline, spans).unwrap();
+    let spans: Vec<&SpanRecord> = spans.iter().collect();
+    let summary = encode(&mut bytes, timeline, &spans).unwrap();
     (Trace::parse_from_bytes(&bytes).expect("a Trace message"), summary)
 }
 
