@@ -366,6 +366,9 @@ impl App {
     }
 
     pub fn handle_action(&mut self, action: Action) -> Effect {
+        // A message stays until the next key, which has been read with it
+        // in view; the key help it covers comes back.
+        self.status = None;
         match action {
             Action::Quit => return Effect::Quit,
             Action::Up if self.view == View::Spans => self.span_selected = self.span_selected.saturating_sub(1),

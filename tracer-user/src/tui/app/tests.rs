@@ -144,3 +144,18 @@ fn quit_write_and_help_keys() {
     app.handle_action(Action::Back);
     assert!(!app.show_help, "Esc closes help first");
 }
+
+#[test]
+fn a_status_message_stays_until_the_next_key() {
+    let mut app = app_with_rows();
+    app.handle_action(Action::ShowSpans);
+    app.handle_action(Action::DumpSpan);
+    assert_eq!(app.status, None, "no span selected: nothing to say");
+    app.status = Some("report written to run.json".into());
+    app.handle_action(Action::Down);
+    assert_eq!(app.status, None, "the key help is back after the next key");
+    // `d` without a timeline says why in the same key's message.
+    app.add_spans(vec![crate::model::spans::test_span(7, 7, 0, crate::model::spans::Verdict::OnCpu)]);
+    app.handle_action(Action::DumpSpan);
+    assert!(app.status.as_deref().is_some_and(|s| s.contains("no timeline")), "{:?}", app.status);
+}
