@@ -77,6 +77,7 @@ raw_enum! {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct TaskOffsets {
+    /// `task_struct.pid`, followed by `.tgid` (read together).
     pub task_pid: u32,
     pub task_tgid: u32,
     pub task_comm: u32,
@@ -94,10 +95,9 @@ pub struct TaskOffsets {
     pub task_in_iowait_mask: u32,
     /// The kernel's own per-task scheduler counters (0: not available, and
     /// periods the sched tracepoints miss stay unaccounted):
-    /// `task_struct.se.sum_exec_runtime`, `.sched_info.run_delay`,
-    /// `.sched_info.pcount` and `.sched_info.last_arrival`.
+    /// `task_struct.se.sum_exec_runtime`, `.sched_info.pcount` (followed by
+    /// `.run_delay`: read together) and `.sched_info.last_arrival`.
     pub task_sum_exec_runtime: u32,
-    pub task_run_delay: u32,
     pub task_pcount: u32,
     pub task_last_arrival: u32,
     /// `task_struct.on_cpu` (0: unknown), and the byte and mask of the
@@ -129,7 +129,7 @@ pub struct TaskOffsets {
     /// follow waits that begin with a wakeup).
     pub task_cpu: u32,
 }
-const _: () = assert!(size_of::<TaskOffsets>() == 30 * 4);
+const _: () = assert!(size_of::<TaskOffsets>() == 29 * 4);
 
 /// Offsets of the classic tracepoint record fields, from tracefs format files.
 #[repr(C)]

@@ -190,12 +190,14 @@ fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
 }
 
 impl TaskPtr {
-    /// Kernel TID (`task_struct.pid`); 0 for the idle tasks.
-    pub fn tid(self) -> u32 {
-        read_at(self.0, global!(TASK_OFFSETS.task_pid)).unwrap_or(0)
+    /// Kernel TID and TGID (`task_struct.pid`, `.tgid`: the user-visible
+    /// PID) in one read, (0, 0) for the idle tasks. The loader checks that
+    /// they are neighbours.
+    pub fn ids(self) -> (u32, u32) {
+        read_at::<[u32; 2]>(self.0, global!(TASK_OFFSETS.task_pid)).map_or((0, 0), |[tid, tgid]| (tid, tgid))
     }
 
-    /// Kernel TGID (`task_struct.tgid`), the user-visible PID.
+    /// Kernel TGID alone.
     pub fn tgid(self) -> u32 {
         read_at(self.0, global!(TASK_OFFSETS.task_tgid)).unwrap_or(0)
     }
@@ -215,11 +217,10 @@ impl TaskPtr {
         if exec == 0 {
             return None;
         }
-        Some(KernelSchedCounters {
-            exec_ns: read_at(self.0, exec)?,
-            run_delay_ns: read_at(self.0, global!(TASK_OFFSETS.task_run_delay))?,
-            runs: read_at(self.0, global!(TASK_OFFSETS.task_pcount))?,
-        })
+        // `sched_info.pcount` and `.run_delay` in one read: the loader
+        // checks that they are neighbours.
+        let [runs, run_delay_ns] = read_at::<[u64; 2]>(self.0, global!(TASK_OFFSETS.task_pcount))?;
+        Some(KernelSchedCounters { exec_ns: read_at(self.0, exec)?, run_delay_ns, runs })
     }
 
     /// The `struct file` behind the task's descriptor `fd`, as an address.

@@ -35,9 +35,8 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     let now = now_ns();
     let cpu = this_cpu();
 
-    let prev_tid = prev.tid();
-    let prev_tgid = prev.tgid();
-    let next_tid = next.tid();
+    let (prev_tid, prev_tgid) = prev.ids();
+    let (next_tid, next_tgid) = next.ids();
     if spans_enabled() {
         slices::record(prev_tgid, now);
     }
@@ -66,7 +65,6 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     if next_tid == 0 {
         return 0;
     }
-    let next_tgid = next.tgid();
     if !filter::task_passes(next, next_tid, next_tgid) {
         return 0;
     }
@@ -128,11 +126,10 @@ pub fn btf_sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
 
 fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
     let task = TaskPtr(ctx.arg::<*const u8>(0));
-    let tid = task.tid();
+    let (tid, tgid) = task.ids();
     if tid == 0 {
         return 0;
     }
-    let tgid = task.tgid();
     if !filter::task_passes(task, tid, tgid) {
         return 0;
     }

@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     clock,
-    kernel::{TaskPtr, now_ns, this_cpu},
+    kernel::{TaskPtr, now_ns, spans_enabled, this_cpu},
     maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
@@ -310,7 +310,10 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
             }
             Some(counted) if counted.runs == 1 => {
                 left_early = clock::settle_run(stats, period, counted.exec_ns);
-                if let Some(task) = task {
+                // Only the span programs convert arrivals (`catch_up_running`).
+                if spans_enabled()
+                    && let Some(task) = task
+                {
                     learn_clock_offset(stats, task);
                 }
             }

@@ -14,6 +14,9 @@ use crate::{
     },
 };
 
+/// Size of `pid_t`: `task_struct.tgid` is read together with `.pid`.
+const PID_BYTES: u32 = 4;
+
 pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
     let (cgroup_ancestry, cgroup_ancestors) = if btf.has_member("cgroup", "ancestors") {
         (CgroupAncestry::Pointers as u32, btf.member_offset("cgroup", "ancestors")?)
@@ -28,7 +31,7 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
     // Without them the HTTP probes cannot see syscall arguments (x86-64 names).
     let (regs_arg0, regs_arg1) = syscall_arg_registers(btf);
-    let [task_sum_exec_runtime, task_run_delay, task_pcount, task_last_arrival] = sched_counter_offsets(btf);
+    let [task_sum_exec_runtime, task_pcount, task_last_arrival] = sched_counter_offsets(btf);
     let (task_contributes_byte, task_contributes_mask) = btf
         .member_bit_offset("task_struct", "sched_contributes_to_load")
         .map_or((0, 0), |bit| (bit / 8, 1 << (bit % 8)));
@@ -45,6 +48,10 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         _ => [0; 4],
     };
     let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(btf);
+    let (task_pid, task_tgid) = (btf.member_offset("task_struct", "pid")?, btf.member_offset("task_struct", "tgid")?);
+    if task_tgid != task_pid + PID_BYTES {
+        return Err(BtfError::Layout("task_struct.tgid does not follow .pid"));
+    }
     // `task_struct.cpu`, moved into `thread_info` on kernels (x86 since
     // 5.16) that keep `thread_info` inside `task_struct`.
     let task_cpu = btf.member_offset("task_struct", "cpu").ok().or_else(|| nested_member(btf, "thread_info", "thread_info", "cpu")).unwrap_or(0);
@@ -64,13 +71,12 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         task_contributes_byte,
         task_contributes_mask,
         task_sum_exec_runtime,
-        task_run_delay,
         task_pcount,
         task_last_arrival,
         task_in_iowait_byte,
         task_in_iowait_mask,
-        task_pid: btf.member_offset("task_struct", "pid")?,
-        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_pid,
+        task_tgid,
         task_comm: btf.member_offset("task_struct", "comm")?,
         task_cgroups: btf.member_offset("task_struct", "cgroups")?,
         css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?,
@@ -91,14 +97,13 @@ pub(super) fn throttle_only_offsets() -> TaskOffsets {
         return TaskOffsets::default();
     };
     let [task_cfs_rq, cfs_rq_throttled_clock_self, cfs_rq_rq, rq_clock] = throttle_offsets(&btf);
-    let [task_sum_exec_runtime, task_run_delay, task_pcount, task_last_arrival] = sched_counter_offsets(&btf);
+    let [task_sum_exec_runtime, task_pcount, task_last_arrival] = sched_counter_offsets(&btf);
     TaskOffsets {
         task_cfs_rq,
         cfs_rq_throttled_clock_self,
         cfs_rq_rq,
         rq_clock,
         task_sum_exec_runtime,
-        task_run_delay,
         task_pcount,
         task_last_arrival,
         ..TaskOffsets::default()
@@ -111,9 +116,12 @@ fn nested_member(btf: &Btf, outer: &str, inner_struct: &str, inner: &str) -> Opt
 }
 
 /// `task_struct.se.sum_exec_runtime`, `.sched_info.run_delay`, `.pcount` and
-/// `.last_arrival`, or all 0. Missing, they only lose the filling of
-/// unreported switches and on-CPU time by the task's own clock.
-fn sched_counter_offsets(btf: &Btf) -> [u32; 4] {
+/// `.last_arrival`, as [`sum_exec_runtime`, `pcount`, `last_arrival`], or all
+/// 0. Missing (or with `run_delay` not right after `pcount`: the programs
+/// read the two in one go), they only lose the filling of unreported
+/// switches and on-CPU time by the task's own clock.
+fn sched_counter_offsets(btf: &Btf) -> [u32; 3] {
+    const PCOUNT_BYTES: u32 = 8;
     let nested = |outer, inner_struct, inner| nested_member(btf, outer, inner_struct, inner);
     let offsets = [
         nested("se", "sched_entity", "sum_exec_runtime"),
@@ -122,8 +130,10 @@ fn sched_counter_offsets(btf: &Btf) -> [u32; 4] {
         nested("sched_info", "sched_info", "last_arrival"),
     ];
     match offsets {
-        [Some(exec), Some(delay), Some(pcount), Some(arrival)] => [exec, delay, pcount, arrival],
-        _ => [0; 4],
+        [Some(exec), Some(delay), Some(pcount), Some(arrival)] if delay == pcount + PCOUNT_BYTES => {
+            [exec, pcount, arrival]
+        }
+        _ => [0; 3],
     }
 }
 

@@ -11,6 +11,8 @@ pub enum BtfError {
     NoStruct(String),
     #[error("the kernel's BTF has no member `{member}` in struct `{strukt}`")]
     NoMember { strukt: String, member: String },
+    #[error("the kernel's structs are laid out differently than expected: {0}")]
+    Layout(&'static str),
 }
 
 const BTF_MAGIC: u16 = 0xeb9f;
