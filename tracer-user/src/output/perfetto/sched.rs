@@ -99,6 +99,7 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
     let mut by_cpu: BTreeMap<u32, Vec<SchedEvent>> = BTreeMap::new();
     let mut holders = BTreeSet::new();
     for (tid, thread) in timeline.threads() {
+        let starts = settled_starts(&thread.transitions);
         for (i, t) in thread.transitions.iter().enumerate() {
             let next = thread.transitions.get(i + 1);
             let ran_until =
@@ -117,7 +118,7 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                 }
                 (TIMELINE_ON_CPU, _) => occupants.entry(t.cpu).or_default().push(Occupant {
                     tid,
-                    start: t.ts_ns,
+                    start: starts[i],
                     end: next.map_or(timeline.header.last_monotonic_ns.max(t.ts_ns), |n| n.ts_ns),
                     left_in: next.map(|n| n.state),
                     traced: true,
@@ -150,8 +151,11 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
             match t.state {
                 TIMELINE_ON_CPU => {}
                 TIMELINE_RUNNABLE => {
-                    let target_cpu = next.filter(|n| n.state == TIMELINE_ON_CPU).map_or(t.cpu, |n| n.cpu);
-                    by_cpu.entry(t.cpu).or_default().push(SchedEvent::Waking { ts_ns: t.ts_ns, tid, target_cpu });
+                    let run = next.filter(|n| n.state == TIMELINE_ON_CPU);
+                    let target_cpu = run.map_or(t.cpu, |n| n.cpu);
+                    // Woken no later than the run it led to began.
+                    let ts_ns = if run.is_some() { t.ts_ns.min(starts[i + 1]) } else { t.ts_ns };
+                    by_cpu.entry(t.cpu).or_default().push(SchedEvent::Waking { ts_ns, tid, target_cpu });
                 }
                 // The recording began while it ran: it left at its first
                 // state change, from when on its states are known.
@@ -186,6 +190,37 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
         events.sort_by_key(SchedEvent::ts_ns);
     }
     CpuEvents { by_cpu, holders, runs }
+}
+
+/// When each transition is drawn: its own time, except for a run whose
+/// totals hold more on-CPU time than its tracepoints span. The kernel's
+/// clock charged it from before the switch-in tracepoint (a wake-up onto an
+/// idle CPU is charged from the enqueue), and the kernel programs moved the
+/// extra out of the wait before the run, then out of the blocked time
+/// before that (`clock::settle_run`). Such a run starts that much earlier,
+/// back to just after the thread's previous switch-out at most, so that the trace
+/// says what the report says.
+fn settled_starts(transitions: &[Transition]) -> Vec<u64> {
+    let mut starts: Vec<u64> = transitions.iter().map(|t| t.ts_ns).collect();
+    let mut last_switch_out = None;
+    for (i, t) in transitions.iter().enumerate() {
+        if t.state == TIMELINE_ON_CPU
+            && let (Some(n), Some(floor)) = (transitions.get(i + 1), last_switch_out)
+            && is_switch_out(n.state)
+        {
+            let ran = n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns);
+            let spanned = n.ts_ns.saturating_sub(t.ts_ns);
+            if ran > spanned {
+                // 1 ns after the switch-out, not at it: a switch from the
+                // thread to itself says nothing.
+                starts[i] = t.ts_ns.saturating_sub(ran - spanned).max(floor + 1);
+            }
+        }
+        if is_switch_out(t.state) {
+            last_switch_out = Some(t.ts_ns);
+        }
+    }
+    starts
 }
 
 /// The run slices of the holders of `thread`'s waits, idle CPUs and empty

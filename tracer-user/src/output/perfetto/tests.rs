@@ -2,7 +2,9 @@
 //! schema: names, each CPU's switches, wake-ups, I/O waits and span slices.
 use perfetto_protos::{debug_annotation::debug_annotation, trace::Trace, track_event::track_event::Type};
 use protobuf::Message;
-use tracer_common::{OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, TIMELINE_ON_CPU, ThreadTotals, TimelineEvent};
+use tracer_common::{
+    OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadTotals, TimelineEvent,
+};
 
 use super::*;
 use crate::model::{
@@ -137,6 +139,45 @@ fn a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
             (7.0, 0, PREV_STATE_RUNNABLE, tid),
             (10.0, tid, PREV_STATE_PREEMPTED, 0),
         ]
+    );
+}
+
+#[test]
+fn a_run_the_kernels_clock_charged_from_before_its_switch_in_starts_earlier() {
+    let asleep = ThreadTotals { on_cpu_ns: 2 * MS, ..ThreadTotals::default() };
+    // Asleep at 2 ms, woken at 10 onto an idle CPU, on it at 10.2, asleep
+    // again at 11: the kernel's clock charged 1.5 ms for that run, from the
+    // enqueue, before the wake-up tracepoint. The report counts 1.5 ms on
+    // a CPU; so does the trace: the run starts at 9.5, and so does the
+    // wake-up. (A run of 10 ms stops at the thread's switch-out at 2.)
+    let woken = ThreadTotals { sleep_ns: 8 * MS, ..asleep };
+    let ran = ThreadTotals { on_cpu_ns: 3_500_000, sleep_ns: 7_500_000, ..asleep };
+    let events = [
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(2.0, OFF_CPU_SLEEP, asleep),
+        transition(10.0, TIMELINE_RUNNABLE, woken),
+        transition(10.2, TIMELINE_ON_CPU, woken),
+        transition(11.0, OFF_CPU_SLEEP, ran),
+    ];
+    let (trace, _) = decode(&from_events(&events), &[]);
+    let tid = TID as i32;
+    assert_eq!(wakings(&trace), [(T0 + 9_500_000, tid, 1)]);
+    assert_eq!(
+        switches(&trace, 1),
+        [
+            (0.0, 0, PREV_STATE_RUNNABLE, tid),
+            (2.0, tid, PREV_STATE_SLEEPING, 0),
+            (9.5, 0, PREV_STATE_RUNNABLE, tid),
+            (11.0, tid, PREV_STATE_SLEEPING, 0),
+        ]
+    );
+    let greedy = ThreadTotals { on_cpu_ns: 12 * MS, ..ran };
+    let events = [&events[..4], &[transition(11.0, OFF_CPU_SLEEP, greedy)]].concat();
+    let (trace, _) = decode(&from_events(&events), &[]);
+    assert_eq!(
+        switches(&trace, 1)[1..3],
+        [(2.0, tid, PREV_STATE_SLEEPING, 0), (2.000001, 0, PREV_STATE_RUNNABLE, tid)],
+        "no earlier than its switch-out"
     );
 }
 
