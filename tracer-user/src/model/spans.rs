@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
+use tracer_common::{SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
 
 use super::{
     hist::Buckets,
@@ -165,8 +165,8 @@ impl SpanRecord {
         contention_threshold: f64,
         name_of: impl Fn(u32) -> ProcessName,
     ) -> SpanRecord {
-        let d = &event.delta;
         let wall = event.end_ns.saturating_sub(event.start_ns);
+        let d = &within_wall(event.delta, wall);
         let other_d = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
         let moved = event.flags & SPAN_MOVED_THREAD != 0;
         // Waiting while the CPU was idle is wake-up latency, not contention.
@@ -261,6 +261,36 @@ impl SpanSummary {
 
 /// A span for tests of what displays spans: `wall_ms` split into on-CPU,
 /// run-queue wait and sleep, with the run-queue wait blamed on "load-gen".
+
+/// A span's totals with the time the kernel's clock moved across its start
+/// given back. A run the kernel counted shorter than its tracepoints ends
+/// earlier, and the state the thread left into begins that much earlier
+/// (docs/report-format.md, `on_cpu_ns`); when the span began inside that
+/// run, less than the shortfall of it lies in the span: the span's on-CPU
+/// part stops at zero and its wait (or blocked part) holds the rest, which
+/// belongs before the span. That rest is the excess of the parts over the
+/// wall time, and it comes out of the parts it went into, waits first.
+pub fn within_wall(mut d: ThreadTotals, wall: u64) -> ThreadTotals {
+    let parts = d.on_cpu_ns + d.runq_wait_ns + d.uninterruptible_ns + d.sleep_ns;
+    let mut excess = parts.saturating_sub(wall);
+    let mut give_back = |part: &mut u64| {
+        let taken = excess.min(*part);
+        *part -= taken;
+        excess -= taken;
+    };
+    give_back(&mut d.runq_wait_ns);
+    d.throttled_ns = d.throttled_ns.min(d.runq_wait_ns);
+    give_back(&mut d.sleep_ns);
+    // `uninterruptible_ns` includes `iowait_ns`.
+    let mut not_io = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
+    give_back(&mut not_io);
+    give_back(&mut d.iowait_ns);
+    d.uninterruptible_ns = not_io + d.iowait_ns;
+    give_back(&mut d.on_cpu_ns);
+    d.wakeup_idle_ns = d.wakeup_idle_ns.min(d.on_cpu_ns);
+    d
+}
+
 #[cfg(test)]
 pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -> SpanRecord {
     const MS: u64 = 1_000_000;
@@ -296,7 +326,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::{ThreadTotals, TopEntry};
+    use tracer_common::TopEntry;
 
     use super::*;
 
@@ -396,5 +426,31 @@ mod tests {
         assert_eq!(summary.contention_free.max(), 40_000);
         assert_eq!(summary.blame[&812].ns, 90_000);
         assert_eq!(summary.by_name_verdict[&("GET /cpu".to_owned(), Verdict::Moved)].count(), 1);
+    }
+
+    #[test]
+    fn a_shortfall_moved_across_the_spans_start_is_given_back_from_its_wait() {
+        // Seen in CI: a 90 us nginx span inside a run the kernel counted
+        // 1.1 ms shorter than its tracepoints (the hypervisor stole it): the
+        // wait after the run began 1.1 ms earlier, before the span.
+        let d = ThreadTotals { on_cpu_ns: 0, runq_wait_ns: 1_086_401, throttled_ns: 1_086_401, ..ThreadTotals::default() };
+        let fitted = within_wall(d, 89_965);
+        assert_eq!((fitted.on_cpu_ns, fitted.runq_wait_ns, fitted.throttled_ns), (0, 89_965, 89_965));
+        // Waits first, then blocked time, then the CPU.
+        let d = ThreadTotals {
+            on_cpu_ns: 50,
+            runq_wait_ns: 10,
+            sleep_ns: 30,
+            uninterruptible_ns: 40,
+            iowait_ns: 25,
+            ..ThreadTotals::default()
+        };
+        let fitted = within_wall(d, 70);
+        assert_eq!(
+            (fitted.runq_wait_ns, fitted.sleep_ns, fitted.uninterruptible_ns, fitted.iowait_ns, fitted.on_cpu_ns),
+            (0, 0, 20, 20, 50)
+        );
+        // A breakdown within its wall time is left alone.
+        assert_eq!(within_wall(d, 200), d);
     }
 }
