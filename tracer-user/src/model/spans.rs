@@ -259,9 +259,6 @@ impl SpanSummary {
     }
 }
 
-/// A span for tests of what displays spans: `wall_ms` split into on-CPU,
-/// run-queue wait and sleep, with the run-queue wait blamed on "load-gen".
-
 /// A span's totals with the time the kernel's clock moved across its start
 /// given back. A run the kernel counted shorter than its tracepoints ends
 /// earlier, and the state the thread left into begins that much earlier
@@ -291,6 +288,8 @@ pub fn within_wall(mut d: ThreadTotals, wall: u64) -> ThreadTotals {
     d
 }
 
+/// A span for tests of what displays spans: `wall_ms` split into on-CPU,
+/// run-queue wait and sleep, with the run-queue wait blamed on "load-gen".
 #[cfg(test)]
 pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -> SpanRecord {
     const MS: u64 = 1_000_000;
