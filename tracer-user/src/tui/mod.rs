@@ -34,6 +34,10 @@ use crate::{
 };
 use app::{App, Effect, GoodputRow, View};
 
+/// The live view's flight recorder has `tracer spans`' default budget, its
+/// kernel ring included.
+const LIVE_FLIGHT_MAX_BYTES: u64 = flight::DEFAULT_MAX_MIB << 20;
+
 /// Seconds of goodput per span name in the spans view (with `--slo`).
 const GOODPUT_SECONDS: usize = 5;
 /// The live view's flight recorder, for the spans' gantt charts and `d`:
@@ -45,7 +49,7 @@ fn live_flight_recorder(pid: u32) -> Result<FlightRecorder> {
         dir: PathBuf::from("."),
         slow_ns: u64::MAX,
         keep: Duration::from_secs(10),
-        max_bytes: flight::DEFAULT_MAX_MIB << 20,
+        max_bytes: LIVE_FLIGHT_MAX_BYTES,
         after: Duration::from_secs(1),
         max_dumps_per_min: flight::DEFAULT_MAX_DUMPS_PER_MIN,
     };
@@ -71,7 +75,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     // the process's state changes, from which a span's timeline is cut.
     targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
     targets.options.timeline = args.pid.is_some();
-    targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(flight::DEFAULT_MAX_MIB << 20);
+    targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(LIVE_FLIGHT_MAX_BYTES);
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.keep_span_records = true;
     let slo_ns = args.slo.map(millis_to_ns);

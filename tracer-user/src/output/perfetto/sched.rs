@@ -198,8 +198,8 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
 /// idle CPU is charged from the enqueue), and the kernel programs moved the
 /// extra out of the wait before the run, then out of the blocked time
 /// before that (`clock::settle_run`). Such a run starts that much earlier,
-/// back to just after the thread's previous switch-out at most, so that the trace
-/// says what the report says.
+/// back to just after the thread's previous switch-out at most, so that
+/// the trace says what the report says.
 fn settled_starts(transitions: &[Transition]) -> Vec<u64> {
     let mut starts: Vec<u64> = transitions.iter().map(|t| t.ts_ns).collect();
     let mut last_switch_out = None;
