@@ -105,9 +105,10 @@ pub fn syscall_args_from_regs(regs: *const u8) -> [u64; 2] {
     ]
 }
 
-/// The same from the classic tracepoint's `args` array.
-pub fn syscall_args_from_record(ctx: &TracePointContext) -> [u64; 2] {
-    read_field::<[u64; 2]>(ctx, tracepoint_offsets().sys_enter_args).unwrap_or([0; 2])
+/// The same from a classic tracepoint record, whose arguments start at
+/// `offset`.
+pub fn syscall_args_from_record(ctx: &TracePointContext, offset: u32) -> [u64; 2] {
+    read_field::<[u64; 2]>(ctx, offset).unwrap_or([0; 2])
 }
 
 /// All ones above `HTTP_CAPTURE_LEN`: masking a length with it never cuts a

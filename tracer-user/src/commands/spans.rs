@@ -47,8 +47,12 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         bail!("{what} has no processes: start the service first, or add --http to find the requests of those started later");
     }
     // Span lines carry each span's top syscalls, not per-syscall histograms.
-    targets.options.syscalls =
-        targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
+    // HTTP detection alone needs only the socket I/O syscalls; the flight
+    // recorder's timeline and --all-syscalls want them all.
+    let http_only = args.http && !args.all_syscalls && args.flight.flight_recorder.is_none();
+    targets.options.syscalls = targets
+        .syscall_options(false, false, Vec::new())
+        .map(|options| SyscallOptions { histograms: false, http_only, ..options });
     targets.options.block_io = true;
     targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http });
     // The flight recorder keeps the target's timeline as it streams, from a
