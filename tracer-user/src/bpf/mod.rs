@@ -119,15 +119,17 @@ impl Probes {
             }
             ProbeMode::Tracepoint => (
                 throttle_only_offsets(),
-                tracepoint_offsets(syscalls && !http_only)?,
+                tracepoint_offsets(syscalls)?,
                 None,
                 cpu_queue_config(options.cpu_queues, None),
             ),
         };
         let mut tp_offsets = tp_offsets;
-        if http_only {
-            http_syscall_record_offsets(&mut tp_offsets)?;
-        }
+        // The lean path needs the `syscalls:*` events (CONFIG_FTRACE_SYSCALLS).
+        let http_only = http_only
+            && http_syscall_record_offsets(&mut tp_offsets)
+                .map_err(|err| eprintln!("tracer: warning: {err}; tracing every syscall for --http"))
+                .is_ok();
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
         // The timeline names who held the CPU during waits, from the same
