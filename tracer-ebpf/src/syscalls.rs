@@ -54,8 +54,9 @@ pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `syscalls:sys_enter_*` of the HTTP syscalls (`SpanConfig::http_only`),
-/// whose records hold the number as an int.
+/// `syscalls:sys_enter_*` of the HTTP syscalls and the waits (the lean
+/// `--http` path, `SyscallOptions::http_only` in the loader), whose records
+/// hold the number as an int.
 #[tracepoint]
 pub fn tp_http_syscall_enter(ctx: TracePointContext) -> u32 {
     let offsets = tracepoint_offsets();
@@ -65,7 +66,7 @@ pub fn tp_http_syscall_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `syscalls:sys_exit_*` of the HTTP syscalls.
+/// `syscalls:sys_exit_*` of the same syscalls.
 #[tracepoint]
 pub fn tp_http_syscall_exit(ctx: TracePointContext) -> u32 {
     if let Some(ret) = read_field::<i64>(&ctx, tracepoint_offsets().syscall_exit_ret) {

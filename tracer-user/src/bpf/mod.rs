@@ -36,8 +36,8 @@ pub use privilege::is_privileged;
 use cpus::{attach_cpu_queues, cpu_queue_config, cpu_queue_entries};
 use attach::{attach_btf, attach_tracepoint, attach_tracepoints, error_chain, optional, take_map};
 use offsets::{
-    HTTP_SYSCALL_EVENTS, WAIT_SYSCALL_EVENTS, block_offsets, http_syscall_record_offsets, http_syscalls, syscall_config, task_offsets,
-    throttle_only_offsets, tracepoint_offsets,
+    HTTP_SYSCALL_EVENTS, WAIT_SYSCALL_EVENTS, block_offsets, http_syscall_record_offsets, http_syscalls,
+    syscall_config, task_offsets, throttle_only_offsets, tracepoint_offsets,
 };
 use privilege::raise_memlock_limit;
 use uprobes::attach_span_markers;
@@ -304,7 +304,8 @@ impl Probes {
 /// The lean `--http` path: the syscall programs on the own tracepoints of
 /// the HTTP syscalls and of the waits that end a response, only.
 fn attach_http_syscalls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    let waits = WAIT_SYSCALL_EVENTS.into_iter().filter(|name| Format::read("syscalls", &format!("sys_enter_{name}")).is_ok());
+    let exists = |name: &&str| Format::read("syscalls", &format!("sys_enter_{name}")).is_ok();
+    let waits = WAIT_SYSCALL_EVENTS.into_iter().filter(exists);
     let names: Vec<&str> = HTTP_SYSCALL_EVENTS.into_iter().chain(waits).collect();
     let events = |side: &str| names.iter().map(|name| format!("sys_{side}_{name}")).collect::<Vec<_>>();
     let (enter, exit) = (events("enter"), events("exit"));
