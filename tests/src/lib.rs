@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 pub use cpu_quota::QuotaCgroup;
+pub use go::GoServer;
 pub use python::{perfetto_decode, reference_python, slice_of};
 pub use usage::{peak_rss_kib, process_cpu_ns, rss_kib};
 pub use tracer_user::{
@@ -23,6 +24,7 @@ pub use tracer_user::{
 };
 
 mod cpu_quota;
+mod go;
 mod python;
 mod usage;
 
@@ -70,6 +72,9 @@ pub fn signal(pid: u32, sig: i32) {
 /// A running `tracer` whose probes are attached.
 pub struct Tracer {
     child: Child,
+    /// Read as it comes: a pipe left unread would fill and stall tracer's
+    /// writes, and with them its draining of the kernel's rings.
+    stdout: Option<std::thread::JoinHandle<String>>,
     stderr: mpsc::Receiver<String>,
     pub stderr_seen: Vec<String>,
 }
@@ -93,7 +98,13 @@ impl Tracer {
                 }
             }
         });
-        let mut tracer = Tracer { child, stderr: rx, stderr_seen: Vec::new() };
+        let mut out = child.stdout.take().expect("piped");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            out.read_to_string(&mut text).expect("reading tracer stdout");
+            text
+        });
+        let mut tracer = Tracer { child, stdout: Some(stdout), stderr: rx, stderr_seen: Vec::new() };
         loop {
             match tracer.stderr.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => {
@@ -157,11 +168,8 @@ impl Tracer {
     }
 
     pub fn wait(mut self) -> (ExitStatus, String, Vec<String>) {
-        let mut stdout = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            out.read_to_string(&mut stdout).expect("reading tracer stdout");
-        }
         let status = self.child.wait().expect("waiting for tracer");
+        let stdout = self.stdout.take().map(|reader| reader.join().expect("stdout reader")).unwrap_or_default();
         // To the end of the pipe: lines tracer wrote just before exiting
         // may not have reached the channel yet (try_iter missed them).
         self.stderr_seen.extend(self.stderr.iter());
