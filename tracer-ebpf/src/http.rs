@@ -7,7 +7,7 @@
 //! (bounded) for the loader, which parses them.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
-    Counter, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
+    Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
     SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
 };
 
@@ -217,7 +217,7 @@ fn remember_prefix(key: &HttpConnKey, at: u64, len: u64) {
 }
 
 /// The connection's kept prefix, if with the `head` of this read it begins
-/// a request: the prefix's bytes and length. A kept prefix is used once.
+/// a request, as kept (`bytes | len << 32`). A kept prefix is used once.
 #[inline(always)]
 fn take_prefix(key: &HttpConnKey, head: [u8; REQUEST_START_LEN]) -> Option<u64> {
     // SAFETY: a map value, copied before its entry is deleted.
@@ -301,30 +301,31 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
 /// by `remember_prefix`), as the start of its head.
 #[inline(always)]
 fn capture_prefix(span_id: u64, tgid: u32, tid: u32, prefix: u64) {
-    let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
-        count(Counter::LostHttpCaptures);
-        return;
-    };
-    let [b0, b1, b2, _] = (prefix as u32).to_le_bytes();
-    let capture = record.as_mut_ptr();
-    // SAFETY: the reserved record is ours until submitted; the loader reads
-    // `len` bytes of `data`, all written here.
-    unsafe {
-        (*capture).span_id = span_id;
-        (*capture).tgid = tgid;
-        (*capture).tid = tid;
-        (*capture).kind = HttpCaptureKind::Request as u32;
-        (*capture).len = ((prefix >> 32) & 3) as u32;
-        (*capture).data[0] = b0;
-        (*capture).data[1] = b1;
-        (*capture).data[2] = b2;
-    }
-    record.submit(BPF_RB_NO_WAKEUP as u64);
+    send_capture(span_id, tgid, tid, HttpCaptureKind::Request, |data| {
+        let [b0, b1, b2, _] = (prefix as u32).to_le_bytes();
+        data[0] = b0;
+        data[1] = b1;
+        data[2] = b2;
+        ((prefix >> 32) & 3) as u32
+    });
 }
 
 /// Copies the first bytes of a request read or response write.
 #[inline(always)]
 fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, len: u64) {
+    send_capture(span_id, tgid, tid, kind, |data| read_user_prefix(at, len, data));
+}
+
+/// Sends one capture record; `fill` writes its data and returns how many
+/// bytes of it the loader reads.
+#[inline(always)]
+fn send_capture(
+    span_id: u64,
+    tgid: u32,
+    tid: u32,
+    kind: HttpCaptureKind,
+    fill: impl FnOnce(&mut [u8; HTTP_CAPTURE_LEN]) -> u32,
+) {
     let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
         count(Counter::LostHttpCaptures);
         return;
@@ -337,7 +338,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, le
         (*capture).tgid = tgid;
         (*capture).tid = tid;
         (*capture).kind = kind as u32;
-        (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
+        (*capture).len = fill(&mut (*capture).data);
     }
     // The loader drains on a timer; a wakeup per record would only cost.
     record.submit(BPF_RB_NO_WAKEUP as u64);

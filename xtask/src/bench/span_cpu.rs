@@ -64,19 +64,19 @@ pub(super) fn span_cpu(built: &setup::Built, args: &BenchArgs) -> Result<()> {
         Config { name: "tracer spans (markers)", start: Some(tracer_spans(&built.tracer, &lines, false)) },
         Config { name: "tracer spans --http (no markers)", start: Some(tracer_spans(&built.tracer, &lines, true)) },
     ];
-    let mut slowest = f64::INFINITY;
+    let mut lowest_rate = f64::INFINITY;
     let result = alternate(&configs, args.rounds, &format!("% of a CPU (tracer, {}k spans/s)", RATE / 1000), |config| {
         let start = config.start.as_ref().context("a tracer configuration")?;
         let server_args: &[&str] = if config.name.contains("--http") { &["--no-markers"] } else { &[] };
         let measured = tracer_cpu_at(built, server_args, start, RATE)?;
-        slowest = slowest.min(measured.achieved);
+        lowest_rate = lowest_rate.min(measured.achieved);
         Ok(measured.percent)
     });
     let _ = std::fs::remove_file(&lines);
     result?;
-    println!("\nlowest achieved rate in any round: {slowest:.0} req/s of {RATE} offered");
-    if slowest < f64::from(RATE) * 0.95 {
-        bail!("the server fell behind the offered rate ({slowest:.0} req/s): the tracer's CPU was measured at a lower span rate");
+    println!("\nlowest achieved rate in any round: {lowest_rate:.0} req/s of {RATE} offered");
+    if lowest_rate < f64::from(RATE) * 0.95 {
+        bail!("the server fell behind the offered rate ({lowest_rate:.0} req/s): the tracer's CPU was measured at a lower span rate");
     }
     Ok(())
 }
