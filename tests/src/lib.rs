@@ -463,10 +463,10 @@ pub fn span_lines(text: &str) -> Vec<SpanRecord> {
 }
 
 pub fn parts(span: &SpanRecord) -> u64 {
-    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.sleep_ns].iter().sum()
+    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.sleep_ns, span.downstream_ns].iter().sum()
 }
 
-/// The five parts sum to the wall time within 1%, also for spans during
+/// The six parts sum to the wall time within 1%, also for spans during
 /// which the kernel did not report one of the thread's switches (filled
 /// from its own counters, so `unaccounted_ns` stays under 1%).
 pub fn assert_parts_sum_to_wall(span: &SpanRecord) {

@@ -226,8 +226,10 @@ pub struct HttpSyscalls {
     pub recvfrom: u32,
     pub sendmsg: u32,
     pub recvmsg: u32,
+    /// Its address names the peer of the connection's outgoing exchanges.
+    pub connect: u32,
 }
-const _: () = assert!(size_of::<HttpSyscalls>() == 4 * 10);
+const _: () = assert!(size_of::<HttpSyscalls>() == 4 * 11);
 
 zero_when_unset!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);
 impl_pod!(Filter, TaskOffsets, TracepointOffsets, BlockOffsets, SyscallConfig, SpanConfig);

@@ -35,8 +35,15 @@ raw_enum! {
     pub enum HttpCaptureKind: u32 {
         Request = 1,
         Response = 2,
+        /// The peer of an outgoing exchange: the `struct sockaddr` given to
+        /// `connect` (its first [`PEER_ADDR_LEN`] bytes).
+        Peer = 3,
     }
 }
+
+/// Bytes of a `connect` address kept: a `struct sockaddr_in6` (an
+/// `sockaddr_in` is shorter).
+pub const PEER_ADDR_LEN: usize = 28;
 
 /// The first bytes of one read of a request, or of the write that began
 /// its response, sent before the span they belong to.
@@ -72,6 +79,10 @@ raw_enum! {
         Request = 1,
         /// The response is being written.
         Response = 2,
+        /// Outgoing: the process wrote a request; no response read yet.
+        ClientRequest = 3,
+        /// Outgoing: the response is being read.
+        ClientResponse = 4,
     }
 }
 

@@ -50,6 +50,9 @@ pub const THREAD_WOKEN_ON_IDLE: u32 = 1 << 4;
 /// `ThreadStats::cfs_rq_throttled_at_wait_ns` holds a reading for the
 /// current wait.
 pub const THREAD_THROTTLE_SAMPLED: u32 = 1 << 5;
+/// With `THREAD_HTTP_RESPONDING`: the exchange is outgoing, and its
+/// response is being read (reads of `http_file` go on with it).
+pub const THREAD_HTTP_CLIENT: u32 = 1 << 6;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 

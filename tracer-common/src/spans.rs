@@ -41,12 +41,15 @@ pub struct SpanState {
     pub tid: u32,
     pub _pad: u32,
     pub start_ns: u64,
+    /// The span open on the thread when this one began without taking the
+    /// thread over (an outgoing call made while serving a request), or 0.
+    pub parent_span_id: u64,
     pub name: [u8; SPAN_NAME_LEN],
     pub base: ThreadTotals,
     pub syscalls: [TopEntry; SPAN_TOP],
     pub holders: [TopEntry; SPAN_TOP],
 }
-const _: () = assert!(size_of::<SpanState>() == 16 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+const _: () = assert!(size_of::<SpanState>() == 24 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
 
 /// `SpanEvent::flags`: ended on another thread than it began; the
 /// breakdown (which follows one thread) is left empty.
@@ -54,6 +57,11 @@ pub const SPAN_MOVED_THREAD: u32 = 1 << 0;
 /// `SpanEvent::flags`: an HTTP exchange found in socket syscalls; its
 /// request and response heads arrived before it as [`HttpCapture`]s.
 pub const SPAN_HTTP: u32 = 1 << 1;
+/// `SpanEvent::flags`: with [`SPAN_HTTP`], an outgoing exchange (the
+/// process wrote the request and read the response); a
+/// [`HttpCaptureKind::Peer`](crate::HttpCaptureKind) capture names the peer
+/// when its `connect` was seen.
+pub const SPAN_CLIENT: u32 = 1 << 2;
 
 /// A finished span: `delta` is its thread's totals at the end minus those
 /// at the beginning.
@@ -67,12 +75,14 @@ pub struct SpanEvent {
     pub flags: u32,
     pub start_ns: u64,
     pub end_ns: u64,
+    /// As in [`SpanState`]: the span this one was made inside, or 0.
+    pub parent_span_id: u64,
     pub name: [u8; SPAN_NAME_LEN],
     pub delta: ThreadTotals,
     pub syscalls: [TopEntry; SPAN_TOP],
     pub holders: [TopEntry; SPAN_TOP],
 }
-const _: () = assert!(size_of::<SpanEvent>() == 40 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+const _: () = assert!(size_of::<SpanEvent>() == 48 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
 
 /// One run slice: `tgid` had a CPU from `start` to `end`.
 #[repr(C)]

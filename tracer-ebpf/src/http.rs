@@ -5,15 +5,24 @@
 //! write (or sendfile) moves the span's end; the span is sent when the
 //! writing thread does anything else. Request and response heads are copied
 //! (bounded) for the loader, which parses them.
+//!
+//! The mirror is an outgoing exchange: a write that starts with a method on
+//! a connection with no exchange opens a client span (which leaves the
+//! thread's own span in charge of its syscalls and waits, and names it as
+//! its parent); the first read that starts with a status line turns it to
+//! its response, each response read moves its end, and it is sent when the
+//! reading thread does anything else. The address given to `connect` names
+//! its peer.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
-    Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
-    SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
+    Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase,
+    PEER_ADDR_LEN, SPAN_CLIENT, SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats,
+    ThreadTotals, http_span_id,
 };
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PREFIXES, count},
+    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count},
     spans,
 };
 
@@ -47,6 +56,7 @@ enum Io {
     Read(Data),
     Write(Data),
     Close,
+    Connect,
     Other,
 }
 
@@ -71,6 +81,8 @@ fn io_of(nr: u32) -> Io {
         Io::Write(Data::None)
     } else if nr == sys.close {
         Io::Close
+    } else if nr == sys.connect {
+        Io::Connect
     } else {
         Io::Other
     }
@@ -94,12 +106,19 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
         stats.syscall_file = file;
         stats.syscall_buf = buf;
     }
-    if responding && !(matches!(io, Io::Write(_)) && file == stats.http_file) {
+    // A server's response goes on with writes; an outgoing exchange's with
+    // reads, and a write there is the connection's next request.
+    let reading_response = stats.flags & THREAD_HTTP_CLIENT != 0 && matches!(io, Io::Read(_));
+    if responding && !((matches!(io, Io::Write(_)) || reading_response) && file == stats.http_file) {
         finish_response(tgid, stats);
     }
+    let key = HttpConnKey { tgid, _pad: 0, file };
     if io == Io::Close {
         forget_connection(tgid, file, stats);
-        let _ = HTTP_PREFIXES.remove(&HttpConnKey { tgid, _pad: 0, file });
+        let _ = HTTP_PREFIXES.remove(&key);
+        let _ = HTTP_PEERS.remove(&key);
+    } else if io == Io::Connect {
+        remember_peer(&key, stats.syscall_buf);
     }
 }
 
@@ -161,6 +180,8 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
                 if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
                     conn.reads += 1;
                     capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
+                } else {
+                    on_response_read(tid, tgid, stats, conn, key.file, at, len);
                 }
             }
             return;
@@ -180,7 +201,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     // (if it was): its wait for a CPU since then is part of the request's.
     // Only the first request of a run claims it.
     let woken_at = core::mem::take(&mut stats.woken_at_ns);
-    if spans::open(tid, tgid, stats, span_id, woken_at, name_http).is_none() {
+    if spans::open(tid, tgid, stats, span_id, woken_at, true, name_http).is_none() {
         return;
     }
     let fresh = HttpConn {
@@ -236,37 +257,121 @@ fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
 #[inline(always)]
 fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
     let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
-    let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
-    // SAFETY: a map value; one connection is written by one thread at a time.
-    let conn = unsafe { &mut *conn };
-    if conn.phase == HttpPhase::Request as u32 {
-        let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-        // The prefix, and at least the digit after it.
-        if len <= STATUS_LINE_PREFIX.len() as u64
-            || read_user::<[u8; STATUS_LINE_PREFIX.len()]>(at).is_none_or(|head| head != STATUS_LINE_PREFIX)
-        {
+    if let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) {
+        // SAFETY: a map value; one connection is written by one thread at a time.
+        let conn = unsafe { &mut *conn };
+        if conn.phase == HttpPhase::Request as u32 {
+            let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
+            if !starts_with_status_line(at, len) {
+                return;
+            }
+            conn.phase = HttpPhase::Response as u32;
+            capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+        }
+        if conn.phase == HttpPhase::Response as u32 {
+            mark_end(tid, stats, conn, key.file, THREAD_HTTP_RESPONDING);
+        }
+        if conn.phase != HttpPhase::ClientResponse as u32 {
+            // A response, or the rest of an outgoing request.
             return;
         }
-        conn.phase = HttpPhase::Response as u32;
-        capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+        // The connection's next outgoing request: the last one is complete.
+        send(tgid, conn, stats);
+        let _ = HTTP_CONNS.remove(&key);
     }
+    open_outgoing(tid, tgid, stats, &key, data, transferred);
+}
+
+/// The prefix of a status line, and at least the digit after it.
+#[inline(always)]
+fn starts_with_status_line(at: u64, len: u64) -> bool {
+    len > STATUS_LINE_PREFIX.len() as u64
+        && read_user::<[u8; STATUS_LINE_PREFIX.len()]>(at).is_some_and(|head| head == STATUS_LINE_PREFIX)
+}
+
+/// The exchange on `file` ends here for now: a response write, or an
+/// outgoing exchange's response read (`flags` says which).
+#[inline(always)]
+fn mark_end(tid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, flags: u32) {
     let (totals, now) = spans::own_totals(tid, stats);
     conn.end_ns = now;
     conn.end_tid = tid;
     conn.end = totals;
-    stats.flags |= THREAD_HTTP_RESPONDING;
-    stats.http_file = key.file;
+    stats.flags |= flags;
+    stats.http_file = file;
+}
+
+/// A write with no exchange on its connection: if it starts with a method,
+/// an outgoing exchange begins. Its span leaves the thread to the span it
+/// is serving, if any, and names that as its parent.
+#[inline(always)]
+fn open_outgoing(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, data: Data, transferred: u64) {
+    let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
+    if len < REQUEST_START_LEN as u64 || read_user::<[u8; REQUEST_START_LEN]>(at).is_none_or(|head| !is_request_start(head)) {
+        return;
+    }
+    let span_id = http_span_id(now_ns(), this_cpu());
+    if spans::open(tid, tgid, stats, span_id, 0, false, name_http).is_none() {
+        return;
+    }
+    let fresh = HttpConn {
+        span_id,
+        phase: HttpPhase::ClientRequest as u32,
+        reads: 0,
+        end_tid: 0,
+        _pad: 0,
+        end_ns: 0,
+        end: ThreadTotals::default(),
+    };
+    if HTTP_CONNS.insert(key, &fresh, 0).is_err() {
+        spans::discard(&SpanKey { tgid, _pad: 0, span_id });
+        return;
+    }
+    capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
+    if let Some(peer) = HTTP_PEERS.get_ptr(key) {
+        send_capture(span_id, tgid, tid, HttpCaptureKind::Peer, |data| {
+            // SAFETY: a map value, copied at once.
+            data[..PEER_ADDR_LEN].copy_from_slice(unsafe { &*peer });
+            PEER_ADDR_LEN as u32
+        });
+    }
+}
+
+/// A read of an outgoing exchange's connection: its status line turns it to
+/// its response; each response read moves its end.
+#[inline(always)]
+fn on_response_read(tid: u32, tgid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, at: u64, len: u64) {
+    if conn.phase == HttpPhase::ClientRequest as u32 {
+        if !starts_with_status_line(at, len) {
+            return;
+        }
+        conn.phase = HttpPhase::ClientResponse as u32;
+        capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+    }
+    if conn.phase == HttpPhase::ClientResponse as u32 {
+        mark_end(tid, stats, conn, file, THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
+    }
+}
+
+/// `connect(fd, addr, len)`: the address names the peer of the
+/// connection's outgoing exchanges (an `AF_INET` address is shorter than
+/// the bytes kept; the loader reads what its family uses).
+#[inline(always)]
+fn remember_peer(key: &HttpConnKey, addr: u64) {
+    if let Some(bytes) = read_user::<[u8; PEER_ADDR_LEN]>(addr) {
+        let _ = HTTP_PEERS.insert(key, &bytes, 0);
+    }
 }
 
 /// The thread that wrote a response moved on: the exchange is complete.
 #[inline(always)]
 fn finish_response(tgid: u32, stats: &mut ThreadStats) {
-    stats.flags &= !THREAD_HTTP_RESPONDING;
+    stats.flags &= !(THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
     let key = HttpConnKey { tgid, _pad: 0, file: stats.http_file };
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HttpPhase::Response as u32 {
+    if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         send(tgid, conn, stats);
         let _ = HTTP_CONNS.remove(&key);
     }
@@ -276,7 +381,8 @@ fn finish_response(tgid: u32, stats: &mut ThreadStats) {
 #[inline(always)]
 fn send(tgid: u32, conn: &HttpConn, stats: &mut ThreadStats) {
     let key = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
-    spans::close(&key, conn.end_tid, conn.end_ns, Some(&conn.end), SPAN_HTTP);
+    let outgoing = if conn.phase == HttpPhase::ClientResponse as u32 { SPAN_CLIENT } else { 0 };
+    spans::close(&key, conn.end_tid, conn.end_ns, Some(&conn.end), SPAN_HTTP | outgoing);
     spans::release_thread(stats, conn.span_id);
 }
 
@@ -287,7 +393,7 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
     // SAFETY: a map value, read before its entry is deleted.
     let conn = unsafe { &*conn };
-    if conn.phase == HttpPhase::Response as u32 {
+    if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         send(tgid, conn, stats);
     } else {
         count(Counter::HttpUnanswered);

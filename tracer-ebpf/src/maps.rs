@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, CpuWaiters, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
-    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, Inflight, InflightKey, MAX_OPEN_SPANS,
+    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, PEER_ADDR_LEN, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats, WAIT_HOLDERS_ENTRIES, WaitHolderKey,
 };
@@ -76,6 +76,11 @@ pub static HTTP_CONNS: LruHashMap<HttpConnKey, HttpConn> = LruHashMap::with_max_
 /// the read that brings the rest (`bytes | len << 32`). LRU like the above.
 #[map]
 pub static HTTP_PREFIXES: LruHashMap<HttpConnKey, u64> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
+
+/// The address each connection was `connect`ed to, naming the peer of its
+/// outgoing exchanges. LRU like the above.
+#[map]
+pub static HTTP_PEERS: LruHashMap<HttpConnKey, [u8; PEER_ADDR_LEN]> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
 
 #[map]
 pub static TIMELINE_EVENTS: RingBuf = RingBuf::with_byte_size(TIMELINE_RING_BYTES, 0);

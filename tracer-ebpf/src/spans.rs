@@ -43,7 +43,7 @@ fn begin(span_id: u64, name: *const u8) {
         return;
     }
     let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) else { return };
-    open(tid, tgid, stats, span_id, 0, |buf| {
+    open(tid, tgid, stats, span_id, 0, true, |buf| {
         if !name.is_null() {
             // SAFETY: a bounded read of user memory; a fault leaves the name empty.
             let _ = unsafe { bpf_probe_read_user_str_bytes(name, buf) };
@@ -54,6 +54,9 @@ fn begin(span_id: u64, name: *const u8) {
 /// Opens span `span_id` on the running thread: snapshots its totals now.
 /// With `woken_at` (non-zero), the span starts instead when the thread was
 /// woken for its current run: the wait for a CPU since then is the span's.
+/// With `claim_thread`, the thread's syscalls and waits are charged to this
+/// span from now on; without (an outgoing call), they stay with the span
+/// open on the thread, which becomes this one's parent.
 /// Returns the start time, or `None` when the span could not be stored.
 #[inline(always)]
 pub fn open(
@@ -62,6 +65,7 @@ pub fn open(
     stats: &mut ThreadStats,
     span_id: u64,
     woken_at: u64,
+    claim_thread: bool,
     name: impl FnOnce(&mut [u8; SPAN_NAME_LEN]),
 ) -> Option<u64> {
     let state = SPAN_SCRATCH.get_ptr_mut(0)?;
@@ -93,6 +97,8 @@ pub fn open(
     state.tid = tid;
     state._pad = 0;
     state.start_ns = start;
+    let in_span = stats.flags & THREAD_IN_SPAN != 0;
+    state.parent_span_id = if in_span && !claim_thread { stats.span_id } else { 0 };
     state.name = [0; SPAN_NAME_LEN];
     name(&mut state.name);
     state.base = base;
@@ -104,8 +110,10 @@ pub fn open(
         count(Counter::LostSpans);
         return None;
     }
-    stats.flags |= THREAD_IN_SPAN;
-    stats.span_id = span_id;
+    if claim_thread {
+        stats.flags |= THREAD_IN_SPAN;
+        stats.span_id = span_id;
+    }
     Some(now)
 }
 
@@ -168,6 +176,7 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 (*event).flags = flags | if moved { SPAN_MOVED_THREAD } else { 0 };
                 (*event).start_ns = state.start_ns;
                 (*event).end_ns = end_ns;
+                (*event).parent_span_id = state.parent_span_id;
                 (*event).name = state.name;
                 match (end_totals, moved) {
                     (Some(totals), false) => (*event).delta.set_since(totals, &state.base),

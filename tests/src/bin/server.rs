@@ -17,6 +17,10 @@
 //! GET /io         rewrite 32 MiB of a preallocated file in DIR with O_DIRECT
 //!                 (128 writes of 256 KiB), then fsync
 //! GET /plain      answer at once
+//! GET /call?port=P[&reuse=1]
+//!                 GET /sleep?ms=30 from the server on 127.0.0.1:P (on a new
+//!                 connection, or with `reuse=1` on one kept open across
+//!                 requests) and say how long it took (`X-Call-Ns`)
 //! GET /moved      a span begun on this thread and ended on another
 //! GET /anomalies  marker misuse: an end without a begin, a begin twice,
 //!                 and a begin never ended
@@ -28,6 +32,46 @@ use std::{
 };
 
 static NEXT_SPAN: AtomicU64 = AtomicU64::new(1);
+
+/// The connection `/call?reuse=1` keeps open to its downstream server.
+static KEPT_CALL: std::sync::Mutex<Option<BufReader<TcpStream>>> = std::sync::Mutex::new(None);
+
+/// What `/call` asks its downstream server for.
+const CALL_REQUEST: &[u8] = b"GET /sleep?ms=30 HTTP/1.1\r\nHost: downstream\r\n\r\n";
+
+/// `/call`: one exchange with the downstream server; returns its duration
+/// as this thread saw it, from before the request's write to after the
+/// response's last read.
+fn call_downstream(target: &str) -> Duration {
+    let port: u16 = query(target, "port=").and_then(|p| p.parse().ok()).expect("/call?port=P");
+    let mut kept = KEPT_CALL.lock().expect("kept call lock");
+    let mut fresh = None;
+    let connection = if query(target, "reuse=").is_some() {
+        kept.get_or_insert_with(|| BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect")))
+    } else {
+        fresh.insert(BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect")))
+    };
+    let started = std::time::Instant::now();
+    connection.get_mut().write_all(CALL_REQUEST).expect("request write");
+    let mut content_length = 0;
+    loop {
+        let mut line = String::new();
+        connection.read_line(&mut line).expect("response read");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = value.trim().parse().expect("content length");
+        }
+    }
+    let mut body = vec![0; content_length];
+    std::io::Read::read_exact(connection, &mut body).expect("response body");
+    started.elapsed()
+}
+
+fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
+    target.split_once(key).and_then(|(_, v)| v.split('&').next())
+}
 
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -90,7 +134,7 @@ impl IoFile {
 }
 
 fn query_ms(target: &str) -> u64 {
-    target.split_once("ms=").and_then(|(_, v)| v.split('&').next()?.parse().ok()).unwrap_or(10)
+    query(target, "ms=").and_then(|v| v.parse().ok()).unwrap_or(10)
 }
 
 fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
@@ -127,7 +171,13 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         let start_unix_ns = unix_ns();
         let span = options.markers.then(|| tracer_span::Span::begin(id, &name));
         let cpu_at_begin = thread_cpu_ns();
+        let mut extra_headers = String::new();
         let status = match path.as_str() {
+            "/call" => {
+                let took = call_downstream(&target);
+                extra_headers = format!("X-Call-Ns: {}\r\n", took.as_nanos());
+                "200 OK"
+            }
             "/cpu" => {
                 burn(query_ms(&target));
                 "200 OK"
@@ -175,7 +225,7 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             let _ = log.lock().expect("log lock").write_all(line.as_bytes());
         }
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{}\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{extra_headers}{}\r\n{body}",
             body.len(),
             if keep_alive { "" } else { "Connection: close\r\n" }
         );

@@ -189,14 +189,15 @@ pub(super) fn http_syscalls() -> HttpSyscalls {
         recvfrom: nr(Sysno::recvfrom),
         sendmsg: nr(Sysno::sendmsg),
         recvmsg: nr(Sysno::recvmsg),
+        connect: nr(Sysno::connect),
     }
 }
 
 /// The tracepoints of the syscalls in [`http_syscalls`] (`sys_enter_NAME`
 /// and `sys_exit_NAME` under `syscalls`), for the lean `--http` path;
 /// `sendfile`'s event keeps the name of its 64-bit entry point.
-pub(super) const HTTP_SYSCALL_EVENTS: [&str; 10] =
-    ["read", "write", "close", "readv", "writev", "sendfile64", "sendto", "recvfrom", "sendmsg", "recvmsg"];
+pub(super) const HTTP_SYSCALL_EVENTS: [&str; 11] =
+    ["read", "write", "close", "readv", "writev", "sendfile64", "sendto", "recvfrom", "sendmsg", "recvmsg", "connect"];
 
 /// The waits of a server between requests, also traced on the lean path:
 /// a thread that wrote a response and then waits for more work has moved

@@ -14,6 +14,7 @@ pub use super::{
 use super::{
     ProcessInfo,
     holders::{CpuHolders, Identity},
+    downstream::Downstream,
     http::HttpHeads,
     goodput::Goodput,
     kstats::KernelStats,
@@ -62,6 +63,8 @@ pub struct Aggregator {
     pub goodput: Option<Goodput>,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: HttpHeads,
+    /// Outgoing calls' waits, until their parents arrive.
+    downstream: Downstream,
     /// CPU holders' names, with when they were read.
     holder_names: HashMap<u32, (std::time::Instant, ProcessName)>,
     /// Throttled processes' CPU quotas, with when they were read.
@@ -135,6 +138,7 @@ impl Aggregator {
             spans: SpanSummary::default(),
             goodput: None,
             http: HttpHeads::default(),
+            downstream: Downstream::default(),
             holder_names: HashMap::new(),
             cpu_limits: HashMap::new(),
             finished_spans: Vec::new(),
@@ -172,6 +176,7 @@ impl Aggregator {
             record.trace_id = fields.trace_id.clone();
             record.http = Some(fields);
         }
+        self.downstream.on_span(&mut record);
         self.spans.add(&record);
         if let Some(goodput) = &mut self.goodput {
             goodput.add(&record);

@@ -24,6 +24,11 @@ pub struct HttpFields {
     /// span, which the OTLP export makes this span's parent (not in JSON).
     #[serde(skip)]
     pub parent_span_id: Option<String>,
+    /// Of an outgoing exchange: the address its connection was `connect`ed
+    /// to ("127.0.0.1:8001", "[::1]:8001"); none when that was before
+    /// tracing began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// Why a captured exchange was not made a span line.
@@ -53,6 +58,7 @@ pub struct HttpHeads {
 struct Heads {
     request: Vec<u8>,
     response: Vec<u8>,
+    peer: Option<String>,
 }
 
 impl HttpHeads {
@@ -62,6 +68,7 @@ impl HttpHeads {
         match HttpCaptureKind::from_u32(capture.kind) {
             Some(HttpCaptureKind::Request) => heads.request.extend_from_slice(bytes),
             Some(HttpCaptureKind::Response) => heads.response.extend_from_slice(bytes),
+            Some(HttpCaptureKind::Peer) => heads.peer = peer_of(bytes),
             None => {}
         }
     }
@@ -78,7 +85,7 @@ impl HttpHeads {
             Ok((_, pipelined)) => self.pipelined += pipelined,
             Err(_) => self.not_http += 1,
         }
-        parsed.map(|(fields, _)| fields)
+        parsed.map(|(fields, _)| HttpFields { peer: heads.peer, ..fields })
     }
 
     /// Forgets heads of spans that never arrived (expired by the kernel side).
@@ -155,7 +162,24 @@ fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: boo
         request_id: header(headers, "x-request-id"),
         trace_id: traceparent.as_deref().and_then(trace_id_of),
         parent_span_id: traceparent.as_deref().and_then(parent_id_of),
+        peer: None,
     })
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// The address and port of a `struct sockaddr_in` or `sockaddr_in6` (the
+/// port in network order after the family).
+fn peer_of(sockaddr: &[u8]) -> Option<String> {
+    let family = u16::from_ne_bytes(sockaddr.get(..2)?.try_into().ok()?);
+    let port = u16::from_be_bytes(sockaddr.get(2..4)?.try_into().ok()?);
+    let address = match family {
+        AF_INET => std::net::IpAddr::from(<[u8; 4]>::try_from(sockaddr.get(4..8)?).ok()?),
+        AF_INET6 => std::net::IpAddr::from(<[u8; 16]>::try_from(sockaddr.get(8..24)?).ok()?),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(address, port).to_string())
 }
 
 /// The status code and `X-Request-Id` of a response head, as far as it
@@ -273,6 +297,22 @@ mod tests {
         assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("POST", "/a?b=1"));
         assert_eq!(fields.request_id.as_deref(), Some("abc"), "nginx-style id added to the response");
         assert_eq!((fields.trace_id, fields.parent_span_id), (None, None));
+    }
+
+    #[test]
+    fn peers_are_read_from_connect_addresses() {
+        let mut v4 = [0u8; tracer_common::PEER_ADDR_LEN];
+        v4[..8].copy_from_slice(&[2, 0, 0x1f, 0x41, 127, 0, 0, 1]);
+        assert_eq!(peer_of(&v4).as_deref(), Some("127.0.0.1:8001"));
+        let mut v6 = [0u8; tracer_common::PEER_ADDR_LEN];
+        v6[..4].copy_from_slice(&[10, 0, 0x1f, 0x41]);
+        v6[23] = 1;
+        assert_eq!(peer_of(&v6).as_deref(), Some("[::1]:8001"));
+        assert_eq!(peer_of(&[1, 0, b'/', b't']), None, "a Unix socket is no peer address");
+        let mut heads = HttpHeads::default();
+        heads.on_capture(&capture(1, HttpCaptureKind::Request, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+        heads.on_capture(&capture(1, HttpCaptureKind::Peer, &v4));
+        assert_eq!(heads.take(7, 1).unwrap().peer.as_deref(), Some("127.0.0.1:8001"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! names, clock offsets as numbers), so every piece is testable on its own.
 pub mod aggregate;
 pub mod cpus;
+pub mod downstream;
 pub mod exited;
 pub mod flight;
 pub mod gantt;

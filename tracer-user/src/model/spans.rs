@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
+use tracer_common::{SPAN_CLIENT, SPAN_HTTP, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
 
 use super::{
+    downstream::DownstreamWait,
     hist::Buckets,
     http::HttpFields,
     names::{CpuLimit, ProcessName, comm_string, syscall_name},
@@ -108,11 +109,30 @@ pub struct Holder {
     pub ns: u64,
 }
 
+/// Which side of an exchange a span is (OpenTelemetry's span kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKind {
+    /// Marked in the program's code (`tracer_span_begin`/`_end`).
+    #[default]
+    Internal,
+    /// An HTTP request the process read and answered.
+    Server,
+    /// An HTTP request the process wrote, and the response it read.
+    Client,
+}
+
 /// One JSON line of `tracer spans`.
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct SpanRecord {
     pub trace_id: Option<String>,
     pub span_id: u64,
+    /// The span open on the thread when this outgoing call began: the
+    /// request it was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<u64>,
+    #[serde(default)]
+    pub kind: SpanKind,
     pub name: String,
     pub pid: u32,
     pub tid: u32,
@@ -132,8 +152,14 @@ pub struct SpanRecord {
     /// Uninterruptible waits other than I/O (locks, page faults).
     pub uninterruptible_ns: u64,
     pub sleep_ns: u64,
+    /// The part of the thread's sleep spent waiting on its outgoing calls'
+    /// peers (taken out of `sleep_ns`); `downstream` names them.
+    #[serde(default)]
+    pub downstream_ns: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downstream: Vec<DownstreamWait>,
     /// Time whose state is unknown (a switch-in the kernel probes did not
-    /// see); with the five parts above it sums to `wall_ns`.
+    /// see); with the six parts above it sums to `wall_ns`.
     pub unaccounted_ns: u64,
     pub syscall_ns: u64,
     pub top_syscalls: Vec<SyscallTime>,
@@ -202,9 +228,16 @@ impl SpanRecord {
             fit_blame(&mut blame, d.runq_wait_ns - d.throttled_ns);
         }
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
+        let kind = match (event.flags & SPAN_HTTP != 0, event.flags & SPAN_CLIENT != 0) {
+            (false, _) => SpanKind::Internal,
+            (true, false) => SpanKind::Server,
+            (true, true) => SpanKind::Client,
+        };
         SpanRecord {
             trace_id: None,
             span_id: event.span_id,
+            parent_span_id: (event.parent_span_id != 0).then_some(event.parent_span_id),
+            kind,
             name: comm_string(&event.name),
             pid: event.tgid,
             tid: event.tid_begin,
@@ -217,6 +250,8 @@ impl SpanRecord {
             iowait_ns: d.iowait_ns,
             uninterruptible_ns: other_d,
             sleep_ns: d.sleep_ns,
+            downstream_ns: 0,
+            downstream: Vec::new(),
             unaccounted_ns: d.unaccounted_ns,
             syscall_ns: d.syscall_ns,
             top_syscalls,
@@ -314,6 +349,8 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
     SpanRecord {
         trace_id: None,
         span_id: wall_ms,
+        parent_span_id: None,
+        kind: SpanKind::Internal,
         name: "GET /cpu".into(),
         pid: 100,
         tid: 101,
@@ -326,6 +363,8 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         iowait_ns: 0,
         uninterruptible_ns: 0,
         sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * MS,
+        downstream_ns: 0,
+        downstream: vec![],
         unaccounted_ns: 0,
         syscall_ns: 0,
         top_syscalls: vec![],

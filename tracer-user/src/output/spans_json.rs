@@ -109,6 +109,7 @@ mod tests {
             http_status: Some(200),
             request_id: None,
             trace_id: None,
+            peer: None,
             parent_span_id: None,
         });
         let mut out = Vec::new();

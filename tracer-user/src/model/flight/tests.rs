@@ -1,7 +1,10 @@
 use tracer_common::{OFF_CPU_SLEEP, TIMELINE_ON_CPU, TIMELINE_SYSCALL, ThreadTotals};
 
 use super::*;
-use crate::model::{spans::Verdict, timeline::fixtures::*};
+use crate::model::{
+    spans::{SpanKind, Verdict},
+    timeline::fixtures::*,
+};
 
 const S: u64 = 1_000 * MS;
 const POINT_BYTES: u64 = size_of::<Point>() as u64;
@@ -18,6 +21,8 @@ fn span(span_id: u64, start_unix_ns: u64, wall_ns: u64) -> SpanRecord {
     SpanRecord {
         trace_id: None,
         span_id,
+        parent_span_id: None,
+        kind: SpanKind::Internal,
         name: "GET /cpu".into(),
         pid: PID,
         tid: TID,
@@ -30,6 +35,8 @@ fn span(span_id: u64, start_unix_ns: u64, wall_ns: u64) -> SpanRecord {
         iowait_ns: 0,
         uninterruptible_ns: 0,
         sleep_ns: 0,
+        downstream_ns: 0,
+        downstream: vec![],
         unaccounted_ns: 0,
         syscall_ns: 0,
         top_syscalls: Vec::new(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
 
-use crate::model::spans::SpanRecord;
+use crate::model::spans::{SpanKind as RecordKind, SpanRecord};
 
 /// The `Content-Type` of the bodies [`Encoder::encode`] makes.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -164,7 +164,11 @@ impl Encoder {
             span_id,
             parent_span_id,
             name: record.name.clone(),
-            kind: if record.http.is_some() { SpanKind::Server } else { SpanKind::Internal } as i32,
+            kind: match record.kind {
+                RecordKind::Internal => SpanKind::Internal,
+                RecordKind::Server => SpanKind::Server,
+                RecordKind::Client => SpanKind::Client,
+            } as i32,
             start_time_unix_nano: record.start_unix_ns,
             end_time_unix_nano: record.start_unix_ns.saturating_add(record.wall_ns),
             attributes: attributes(record),
@@ -187,6 +191,7 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         int("tracer.iowait_ns", r.iowait_ns),
         int("tracer.uninterruptible_ns", r.uninterruptible_ns),
         int("tracer.sleep_ns", r.sleep_ns),
+        int("tracer.downstream_ns", r.downstream_ns),
         int("tracer.unaccounted_ns", r.unaccounted_ns),
         int("tracer.syscall_ns", r.syscall_ns),
         int("tracer.migrations", r.migrations),
@@ -208,6 +213,11 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         out.push(array("tracer.blame.ns", r.blame.iter().map(|h| int_value(h.ns))));
         out.push(array("tracer.blame.cgroups", r.blame.iter().map(|h| string_value(h.cgroup.as_deref().unwrap_or("")))));
     }
+    if !r.downstream.is_empty() {
+        out.push(array("tracer.downstream.peers", r.downstream.iter().map(|w| string_value(&w.peer))));
+        out.push(array("tracer.downstream.counts", r.downstream.iter().map(|w| int_value(w.count.into()))));
+        out.push(array("tracer.downstream.ns", r.downstream.iter().map(|w| int_value(w.ns))));
+    }
     if !r.top_syscalls.is_empty() {
         out.push(array("tracer.top_syscalls.names", r.top_syscalls.iter().map(|s| string_value(&s.name))));
         out.push(array("tracer.top_syscalls.counts", r.top_syscalls.iter().map(|s| int_value(s.count.into()))));
@@ -221,6 +231,10 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         }
         if let Some(id) = &http.request_id {
             out.push(string("tracer.request_id", id));
+        }
+        if let Some(peer) = http.peer.as_deref().and_then(|p| p.parse::<std::net::SocketAddr>().ok()) {
+            out.push(string("server.address", &peer.ip().to_string()));
+            out.push(int("server.port", peer.port().into()));
         }
     }
     out

@@ -15,6 +15,7 @@ fn info() -> ResourceInfo {
 fn http_span(traceparent: Option<(&str, &str)>) -> SpanRecord {
     let mut span = test_span(20, 5, 10, Verdict::CpuContention);
     span.span_id = 0x0123_4567_89ab_cdef;
+    span.kind = crate::model::spans::SpanKind::Server;
     span.trace_id = traceparent.map(|(trace, _)| trace.to_owned());
     span.http = Some(HttpFields {
         http_method: "GET".into(),
@@ -22,6 +23,7 @@ fn http_span(traceparent: Option<(&str, &str)>) -> SpanRecord {
         http_status: Some(503),
         request_id: Some("req-1".into()),
         trace_id: span.trace_id.clone(),
+        peer: None,
         parent_span_id: traceparent.map(|(_, parent)| parent.to_owned()),
     });
     span
@@ -77,7 +79,7 @@ fn a_request_round_trips_with_its_resource_and_every_breakdown_attribute() {
     assert_eq!(marker.end_time_unix_nano - marker.start_time_unix_nano, span.wall_ns);
     let a = attrs(marker);
     assert_eq!((a["process.pid"].as_str(), a["thread.id"].as_str()), ("100", "101"));
-    let parts: u64 = ["on_cpu", "runq_wait", "iowait", "uninterruptible", "sleep"]
+    let parts: u64 = ["on_cpu", "runq_wait", "iowait", "uninterruptible", "sleep", "downstream"]
         .iter()
         .map(|p| a[&format!("tracer.{p}_ns")].parse::<u64>().unwrap())
         .sum();
