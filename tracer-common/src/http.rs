@@ -104,6 +104,14 @@ pub struct HttpConn {
 }
 const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
 
+impl HttpConn {
+    /// An exchange whose span `span_id` just opened, in `phase`, with
+    /// `reads` of its request captured; its end is not known yet.
+    pub fn opened(span_id: u64, phase: HttpPhase, reads: u32) -> HttpConn {
+        HttpConn { span_id, phase: phase as u32, reads, end_tid: 0, _pad: 0, end_ns: 0, end: ThreadTotals::default() }
+    }
+}
+
 impl_pod!(HttpCapture, HttpConnKey, HttpConn);
 
 #[cfg(test)]

@@ -204,15 +204,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if spans::open(tid, tgid, stats, span_id, woken_at, true, name_http).is_none() {
         return;
     }
-    let fresh = HttpConn {
-        span_id,
-        phase: HttpPhase::Request as u32,
-        reads: 1,
-        end_tid: 0,
-        _pad: 0,
-        end_ns: 0,
-        end: ThreadTotals::default(),
-    };
+    let fresh = HttpConn::opened(span_id, HttpPhase::Request, 1);
     if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
         if let Some(prefix) = prefix {
             capture_prefix(span_id, tgid, tid, prefix);
@@ -314,15 +306,7 @@ fn open_outgoing(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey
     if spans::open(tid, tgid, stats, span_id, 0, false, name_http).is_none() {
         return;
     }
-    let fresh = HttpConn {
-        span_id,
-        phase: HttpPhase::ClientRequest as u32,
-        reads: 0,
-        end_tid: 0,
-        _pad: 0,
-        end_ns: 0,
-        end: ThreadTotals::default(),
-    };
+    let fresh = HttpConn::opened(span_id, HttpPhase::ClientRequest, 0);
     if HTTP_CONNS.insert(key, &fresh, 0).is_err() {
         spans::discard(&SpanKey { tgid, _pad: 0, span_id });
         return;

@@ -176,6 +176,9 @@ impl Aggregator {
             record.trace_id = fields.trace_id.clone();
             record.http = Some(fields);
         }
+        if let Some(caller) = record.parent_span_id {
+            record.trace_id = self.http.pending_trace_id(event.tgid, caller);
+        }
         self.downstream.on_span(&mut record);
         self.spans.add(&record);
         if let Some(goodput) = &mut self.goodput {

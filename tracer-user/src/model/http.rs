@@ -88,6 +88,14 @@ impl HttpHeads {
         parsed.map(|(fields, _)| HttpFields { peer: heads.peer, ..fields })
     }
 
+    /// The trace id of the `traceparent` of span `span_id` of `tgid`, still
+    /// in progress (its request head arrived, the span not yet): for the
+    /// outgoing calls it makes, which share its trace.
+    pub fn pending_trace_id(&self, tgid: u32, span_id: u64) -> Option<String> {
+        let heads = self.pending.get(&(tgid, span_id))?;
+        parse_request(&heads.request, self.keep_query).ok()?.0.trace_id
+    }
+
     /// Forgets heads of spans that never arrived (expired by the kernel side).
     pub fn forget_older_than(&mut self, span_ids_below: u64) {
         self.pending.retain(|(_, span_id), _| *span_id >= span_ids_below);
@@ -277,6 +285,8 @@ mod tests {
               traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n\r\n",
         ));
         heads.on_capture(&capture(1, HttpCaptureKind::Response, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+        let pending = heads.pending_trace_id(7, 1);
+        assert_eq!(pending.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"), "for its outgoing calls");
         let fields = heads.take(7, 1).unwrap();
         assert_eq!(fields.http_method, "GET");
         assert_eq!(fields.http_path, "/cpu", "the query string is dropped by default");

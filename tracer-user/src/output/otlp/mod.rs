@@ -85,7 +85,15 @@ pub struct Encoder {
     by_pid: HashMap<u32, Resource>,
     origin: Origin,
     ids: Ids,
+    /// Trace ids given to outgoing calls ahead of the span they were made
+    /// for (which ends, and arrives, after them), by (process, its span
+    /// id): that span takes the same.
+    trace_of_parent: BTreeMap<(u32, u64), Vec<u8>>,
 }
+
+/// Parents whose calls' trace ids are kept at most (the oldest go first:
+/// a parent that never arrives).
+const MAX_PARENT_TRACES: usize = 4096;
 
 fn resource_of(info: &ResourceInfo) -> Resource {
     Resource {
@@ -100,7 +108,7 @@ fn resource_of(info: &ResourceInfo) -> Resource {
 
 impl Encoder {
     pub fn new(info: &ResourceInfo, origin: Origin, ids: Ids) -> Encoder {
-        Encoder { resource: resource_of(info), by_pid: HashMap::new(), origin, ids }
+        Encoder { resource: resource_of(info), by_pid: HashMap::new(), origin, ids, trace_of_parent: BTreeMap::new() }
     }
 
     /// Spans of process `pid` get this resource from now on.
@@ -142,16 +150,46 @@ impl Encoder {
         ExportTraceServiceRequest { resource_spans }
     }
 
+    /// The trace of an outgoing call made in span `caller` of `pid`: the
+    /// caller's `traceparent`'s when it had one (`input_trace`), else one
+    /// drawn now and kept for the caller.
+    fn trace_for_call(&mut self, pid: u32, caller: u64, input_trace: Option<Vec<u8>>) -> Vec<u8> {
+        if let Some(trace) = input_trace {
+            return trace;
+        }
+        if let Some(trace) = self.trace_of_parent.get(&(pid, caller)) {
+            return trace.clone();
+        }
+        if self.trace_of_parent.len() >= MAX_PARENT_TRACES {
+            // Span ids grow with their start time: the smallest is the oldest.
+            let oldest = self.trace_of_parent.keys().min_by_key(|(_, id)| *id).copied();
+            oldest.map(|key| self.trace_of_parent.remove(&key));
+        }
+        let trace = self.ids.trace_id();
+        self.trace_of_parent.insert((pid, caller), trace.clone());
+        trace
+    }
+
     /// One span: its ids (see [`Origin`]), times, kind and attributes.
     pub fn span(&mut self, record: &SpanRecord) -> Span {
         let input_trace = record.trace_id.as_deref().and_then(|id| hex_id::<16>(id));
         let (trace_id, span_id, parent_span_id) = match self.origin {
             Origin::Traced => {
                 let parent = record.http.as_ref().and_then(|h| h.parent_span_id.as_deref()).and_then(hex_id::<8>);
-                let parent = input_trace.as_ref().and(parent);
+                let mut parent = input_trace.as_ref().and(parent);
                 let span_id =
                     if record.span_id == 0 { self.ids.span_id() } else { record.span_id.to_be_bytes().to_vec() };
-                (input_trace.unwrap_or_else(|| self.ids.trace_id()), span_id, parent.unwrap_or_default())
+                let trace_id = match record.parent_span_id {
+                    Some(caller) => {
+                        parent = Some(caller.to_be_bytes().to_vec());
+                        self.trace_for_call(record.pid, caller, input_trace)
+                    }
+                    None => {
+                        let given = self.trace_of_parent.remove(&(record.pid, record.span_id));
+                        input_trace.or(given).unwrap_or_else(|| self.ids.trace_id())
+                    }
+                };
+                (trace_id, span_id, parent.unwrap_or_default())
             }
             Origin::Joined => {
                 let parent = input_trace.as_ref().map(|_| record.span_id.to_be_bytes().to_vec());

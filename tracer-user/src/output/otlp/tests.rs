@@ -117,6 +117,40 @@ fn traceparent_puts_the_span_in_the_callers_trace() {
     assert!(span.parent_span_id.is_empty());
 }
 
+/// An outgoing call made in `caller`, with the caller's trace if it had one.
+fn call_span(caller: &SpanRecord) -> SpanRecord {
+    let mut call = http_span(None);
+    call.span_id = caller.span_id + 1;
+    call.kind = crate::model::spans::SpanKind::Client;
+    call.parent_span_id = Some(caller.span_id);
+    call.trace_id = caller.trace_id.clone();
+    call.http.as_mut().unwrap().peer = Some("127.0.0.1:8001".into());
+    call
+}
+
+#[test]
+fn an_outgoing_call_is_a_client_child_in_its_callers_trace() {
+    let mut encoder = Encoder::new(&info(), Origin::Traced, Ids::new(5));
+    // The call ends, and is exported, before the request it was made for.
+    let caller = http_span(None);
+    let call = encoder.span(&call_span(&caller));
+    let request = encoder.span(&caller);
+    assert_eq!(call.kind, SpanKind::Client as i32);
+    assert_eq!(call.parent_span_id, request.span_id);
+    assert_eq!(call.trace_id, request.trace_id, "one trace");
+    let a = attrs(&call);
+    assert_eq!((a["server.address"].as_str(), a["server.port"].as_str()), ("127.0.0.1", "8001"));
+    assert!(encoder.trace_of_parent.is_empty(), "the request took the trace it was kept for");
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = http_span(Some((trace, "00f067aa0ba902b7")));
+    let call = encoder.span(&call_span(&caller));
+    let request = encoder.span(&caller);
+    assert_eq!((hex(&call.trace_id), hex(&request.trace_id)), (trace.to_owned(), trace.to_owned()));
+    assert_eq!(call.parent_span_id, request.span_id);
+    assert_eq!(hex(&request.parent_span_id), "00f067aa0ba902b7", "the caller keeps its traceparent's parent");
+}
+
 #[test]
 fn a_joined_span_becomes_the_child_of_the_applications_own() {
     let mut joined = test_span(5, 5, 0, Verdict::OnCpu);
