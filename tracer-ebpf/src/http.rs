@@ -17,7 +17,7 @@ use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
     Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase,
     PEER_ADDR_LEN, SPAN_CLIENT, SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats,
-    ThreadTotals, http_span_id,
+    http_span_id,
 };
 
 use crate::{
