@@ -41,8 +41,9 @@ pub const THREAD_DEAD: u32 = 1 << 0;
 pub const THREAD_IN_SPAN: u32 = 1 << 1;
 /// `ThreadStats::kernel` holds a sample of the kernel's counters.
 pub const THREAD_KERNEL_SAMPLED: u32 = 1 << 2;
-/// The thread wrote an HTTP response on `http_fd`; its span ends at the
-/// thread's first syscall that is not another write to that connection.
+/// The thread wrote an HTTP response on `http_fd` (or, with
+/// `THREAD_HTTP_CLIENT`, read one); its span ends at the thread's first
+/// syscall that is not another write (read) of that connection.
 pub const THREAD_HTTP_RESPONDING: u32 = 1 << 3;
 /// The thread's current run began with a wake-up on an idle CPU: the time
 /// since `woken_at_ns` is in `wakeup_idle_ns`, not `runq_wait_ns`.

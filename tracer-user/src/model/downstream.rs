@@ -4,23 +4,13 @@
 //! `downstream_ns` part.
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use super::spans::{SpanKind, SpanRecord};
+use super::spans::{DownstreamWait, SpanKind, SpanRecord};
 
 /// The peer of calls whose connection was opened before tracing began.
 const UNKNOWN_PEER: &str = "(unknown)";
 /// Parents waited for at most; the oldest are forgotten beyond (a parent
 /// that never arrives: its request was never answered, or its record lost).
 const MAX_WAITING_PARENTS: usize = 4096;
-
-/// One peer a span waited on, over its outgoing calls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DownstreamWait {
-    pub peer: String,
-    pub count: u32,
-    pub ns: u64,
-}
 
 /// Waits of outgoing calls by (process, parent span id).
 #[derive(Debug, Default)]

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use tracer_common::{SPAN_CLIENT, SPAN_HTTP, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
 
 use super::{
-    downstream::DownstreamWait,
     hist::Buckets,
     http::HttpFields,
     names::{CpuLimit, ProcessName, comm_string, syscall_name},
@@ -106,6 +105,14 @@ pub struct Holder {
     pub comm: String,
     /// Its cgroup v2 path, when it could still be read.
     pub cgroup: Option<String>,
+    pub ns: u64,
+}
+
+/// One peer a span waited on, over its outgoing calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownstreamWait {
+    pub peer: String,
+    pub count: u32,
     pub ns: u64,
 }
 
