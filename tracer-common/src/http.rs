@@ -38,6 +38,10 @@ raw_enum! {
         /// The peer of an outgoing exchange: the `struct sockaddr` given to
         /// `connect` (its first [`PEER_ADDR_LEN`] bytes).
         Peer = 3,
+        /// The head of a request the process wrote (an outgoing exchange):
+        /// sent at the write, so its request id is known before the span
+        /// it started in another traced process ends.
+        OutgoingRequest = 4,
     }
 }
 

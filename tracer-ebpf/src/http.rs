@@ -311,7 +311,7 @@ fn open_outgoing(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey
         spans::discard(&SpanKey { tgid, _pad: 0, span_id });
         return;
     }
-    capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
+    capture(span_id, tgid, tid, HttpCaptureKind::OutgoingRequest, at, len);
     if let Some(peer) = HTTP_PEERS.get_ptr(key) {
         send_capture(span_id, tgid, tid, HttpCaptureKind::Peer, |data| {
             // SAFETY: a map value, copied at once.

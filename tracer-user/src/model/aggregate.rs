@@ -15,6 +15,7 @@ use super::{
     ProcessInfo,
     holders::{CpuHolders, Identity},
     downstream::Downstream,
+    flows::Flows,
     http::HttpHeads,
     goodput::Goodput,
     kstats::KernelStats,
@@ -65,6 +66,8 @@ pub struct Aggregator {
     pub http: HttpHeads,
     /// Outgoing calls' waits, until their parents arrive.
     downstream: Downstream,
+    /// Requests from one traced process to another.
+    flows: Flows,
     /// CPU holders' names, with when they were read.
     holder_names: HashMap<u32, (std::time::Instant, ProcessName)>,
     /// Throttled processes' CPU quotas, with when they were read.
@@ -139,6 +142,7 @@ impl Aggregator {
             goodput: None,
             http: HttpHeads::default(),
             downstream: Downstream::default(),
+            flows: Flows::default(),
             holder_names: HashMap::new(),
             cpu_limits: HashMap::new(),
             finished_spans: Vec::new(),
@@ -151,6 +155,11 @@ impl Aggregator {
 
     pub fn on_http_capture(&mut self, capture: &tracer_common::HttpCapture) {
         self.http.on_capture(capture);
+        if capture.kind == tracer_common::HttpCaptureKind::OutgoingRequest as u32
+            && let Some(request_id) = self.http.pending_request(capture.tgid, capture.span_id).and_then(|f| f.request_id)
+        {
+            self.flows.on_outgoing_request(request_id, capture.tgid, capture.span_id);
+        }
     }
 
     pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
@@ -177,9 +186,11 @@ impl Aggregator {
             record.http = Some(fields);
         }
         if let Some(caller) = record.parent_span_id {
-            record.trace_id = self.http.pending_trace_id(event.tgid, caller);
+            record.trace_id = self.http.pending_request(event.tgid, caller).and_then(|fields| fields.trace_id);
         }
+        self.flows.link(&mut record);
         self.downstream.on_span(&mut record);
+        self.flows.explain(&mut record);
         self.spans.add(&record);
         if let Some(goodput) = &mut self.goodput {
             goodput.add(&record);

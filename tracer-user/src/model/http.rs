@@ -66,7 +66,7 @@ impl HttpHeads {
         let heads = self.pending.entry((capture.tgid, capture.span_id)).or_default();
         let bytes = &capture.data[..(capture.len as usize).min(capture.data.len())];
         match HttpCaptureKind::from_u32(capture.kind) {
-            Some(HttpCaptureKind::Request) => heads.request.extend_from_slice(bytes),
+            Some(HttpCaptureKind::Request | HttpCaptureKind::OutgoingRequest) => heads.request.extend_from_slice(bytes),
             Some(HttpCaptureKind::Response) => heads.response.extend_from_slice(bytes),
             Some(HttpCaptureKind::Peer) => heads.peer = peer_of(bytes),
             None => {}
@@ -88,12 +88,14 @@ impl HttpHeads {
         parsed.map(|(fields, _)| HttpFields { peer: heads.peer, ..fields })
     }
 
-    /// The trace id of the `traceparent` of span `span_id` of `tgid`, still
-    /// in progress (its request head arrived, the span not yet): for the
-    /// outgoing calls it makes, which share its trace.
-    pub fn pending_trace_id(&self, tgid: u32, span_id: u64) -> Option<String> {
+    /// The request fields of span `span_id` of `tgid`, still in progress
+    /// (its request head arrived, the span not yet): the `traceparent` of a
+    /// request for the outgoing calls it makes, which share its trace; the
+    /// request id of an outgoing request, for the span it starts in another
+    /// traced process.
+    pub fn pending_request(&self, tgid: u32, span_id: u64) -> Option<HttpFields> {
         let heads = self.pending.get(&(tgid, span_id))?;
-        parse_request(&heads.request, self.keep_query).ok()?.0.trace_id
+        parse_request(&heads.request, self.keep_query).ok().map(|(fields, _)| fields)
     }
 
     /// Forgets heads of spans that never arrived (expired by the kernel side).
@@ -285,8 +287,9 @@ mod tests {
               traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n\r\n",
         ));
         heads.on_capture(&capture(1, HttpCaptureKind::Response, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
-        let pending = heads.pending_trace_id(7, 1);
-        assert_eq!(pending.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"), "for its outgoing calls");
+        let pending = heads.pending_request(7, 1).unwrap();
+        assert_eq!(pending.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"), "for its outgoing calls");
+        assert_eq!(pending.request_id.as_deref(), Some("req-42"), "for the span it starts elsewhere");
         let fields = heads.take(7, 1).unwrap();
         assert_eq!(fields.http_method, "GET");
         assert_eq!(fields.http_path, "/cpu", "the query string is dropped by default");

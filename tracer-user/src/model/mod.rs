@@ -8,6 +8,7 @@ pub mod cpus;
 pub mod downstream;
 pub mod exited;
 pub mod flight;
+pub mod flows;
 pub mod gantt;
 pub mod goodput;
 pub mod hist;

@@ -135,9 +135,13 @@ pub struct SpanRecord {
     pub trace_id: Option<String>,
     pub span_id: u64,
     /// The span open on the thread when this outgoing call began: the
-    /// request it was made for.
+    /// request it was made for. For a request another traced process sent
+    /// (both carried its `X-Request-Id`): that process's outgoing call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<u64>,
+    /// The process of `parent_span_id`, when it is another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_pid: Option<u32>,
     #[serde(default)]
     pub kind: SpanKind,
     pub name: String,
@@ -165,6 +169,11 @@ pub struct SpanRecord {
     pub downstream_ns: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downstream: Vec<DownstreamWait>,
+    /// When waiting on `downstream` peers is its largest part: where that
+    /// time went, from the request's own span in the peer, if traced
+    /// (`model::flows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downstream_verdict: Option<String>,
     /// Time whose state is unknown (a switch-in the kernel probes did not
     /// see); with the six parts above it sums to `wall_ns`.
     pub unaccounted_ns: u64,
@@ -244,6 +253,7 @@ impl SpanRecord {
             trace_id: None,
             span_id: event.span_id,
             parent_span_id: (event.parent_span_id != 0).then_some(event.parent_span_id),
+            parent_pid: None,
             kind,
             name: comm_string(&event.name),
             pid: event.tgid,
@@ -259,6 +269,7 @@ impl SpanRecord {
             sleep_ns: d.sleep_ns,
             downstream_ns: 0,
             downstream: Vec::new(),
+            downstream_verdict: None,
             unaccounted_ns: d.unaccounted_ns,
             syscall_ns: d.syscall_ns,
             top_syscalls,
@@ -357,6 +368,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         trace_id: None,
         span_id: wall_ms,
         parent_span_id: None,
+        parent_pid: None,
         kind: SpanKind::Internal,
         name: "GET /cpu".into(),
         pid: 100,
@@ -372,6 +384,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * MS,
         downstream_ns: 0,
         downstream: vec![],
+        downstream_verdict: None,
         unaccounted_ns: 0,
         syscall_ns: 0,
         top_syscalls: vec![],
