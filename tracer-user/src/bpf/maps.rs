@@ -47,6 +47,8 @@ impl Probes {
             children_untracked: sum(Counter::ChildrenUntracked as u32),
             http_captures: sum(Counter::LostHttpCaptures as u32),
             wait_holders: sum(Counter::WaitHoldersMapFull as u32),
+            // Counted by the marker library, read by the session.
+            marker_records: 0,
         }
     }
 

@@ -97,6 +97,9 @@ pub struct SpanRequest {
     /// Also make spans of the HTTP/1.x exchanges in its socket syscalls
     /// (markers are then optional).
     pub http: bool,
+    /// Processes that join the targets later (a cgroup's) are looked for
+    /// marker rings too: the timeline their spans need streams from the start.
+    pub later_markers: bool,
 }
 
 /// What is attached besides the scheduler probes.

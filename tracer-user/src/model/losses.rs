@@ -27,6 +27,10 @@ pub struct Losses {
     /// was full (their wait is still counted, without its holder).
     #[serde(default)]
     pub wait_holders: u64,
+    /// Span marker records the marker library could not write because its
+    /// ring was full (the tracer did not read it fast enough).
+    #[serde(default)]
+    pub marker_records: u64,
 }
 
 /// Marker calls that did not pair up.

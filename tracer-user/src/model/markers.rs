@@ -6,9 +6,12 @@
 //! span only.
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use tracer_common::{MARKER_BEGIN, MARKER_END, MarkerRecord, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent, TimelineEvent};
+use tracer_common::{
+    MARKER_BEGIN, MARKER_END, MarkerRecord, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent, TIMELINE_ON_CPU,
+    TIMELINE_RUNNABLE, TIMELINE_TRANSITION, ThreadTotals, TimelineEvent,
+};
 
-use super::timeline::{Timeline, TimelineHeader};
+use super::timeline::{Timeline, TimelineHeader, Transition};
 
 /// A thread with no state change for this long is forgotten: it changes
 /// state (wakes up) before it can begin a span again.
@@ -138,8 +141,9 @@ impl MarkerJoin {
         self.timeline.forget_before(cut, covered_ns.saturating_sub(FORGET_IDLE_THREAD_NS));
     }
 
-    fn breakdown(&self, span: &MarkedSpan) -> Option<SpanEvent> {
+    fn breakdown(&mut self, span: &MarkedSpan) -> Option<SpanEvent> {
         let mut event = if span.tid_begin == span.tid_end {
+            self.running_at(span.tid_begin, span.start_ns, span.end_ns)?;
             self.timeline.attribute(span.tid_begin, span.start_ns, span.end_ns)?
         } else {
             // The breakdown follows one thread; a moved span has none.
@@ -151,6 +155,38 @@ impl MarkerJoin {
         event.end_ns = span.end_ns;
         event.name = span.name;
         Some(event)
+    }
+
+    /// Makes sure the timeline knows thread `tid`'s state at `start`, when
+    /// it called the begin marker and so was on a CPU. The kernel now and
+    /// then does not report a switch-in (docs/spans.md); a thread whose
+    /// first recorded change after `start` takes it off a CPU was on one
+    /// since `start`, and a thread with no change recorded up to `end` was
+    /// on one throughout (`None` when neither holds).
+    fn running_at(&mut self, tid: u32, start: u64, end: u64) -> Option<()> {
+        let Some(thread) = self.timeline.thread_mut(tid) else {
+            let running = Transition { ts_ns: start, state: TIMELINE_ON_CPU, cpu: 0, totals: ThreadTotals::default() };
+            let event = TimelineEvent {
+                kind: TIMELINE_TRANSITION,
+                tid,
+                ts_ns: running.ts_ns,
+                value: running.state,
+                ..TimelineEvent::default()
+            };
+            let _ = self.timeline.push(&event);
+            return Some(());
+        };
+        let first = *thread.transitions.first()?;
+        if first.ts_ns <= start {
+            return Some(());
+        }
+        if first.ts_ns <= end && matches!(first.state, TIMELINE_ON_CPU | TIMELINE_RUNNABLE) {
+            return None;
+        }
+        let ran = first.ts_ns - start;
+        let totals = ThreadTotals { on_cpu_ns: first.totals.on_cpu_ns.saturating_sub(ran), ..first.totals };
+        thread.transitions.insert(0, Transition { ts_ns: start, state: TIMELINE_ON_CPU, cpu: first.cpu, totals });
+        Some(())
     }
 
     /// Forgets the spans begun before `cutoff` and never ended.

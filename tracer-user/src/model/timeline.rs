@@ -298,6 +298,10 @@ impl Timeline {
         self.threads.get(&tid)
     }
 
+    pub fn thread_mut(&mut self, tid: u32) -> Option<&mut ThreadHistory> {
+        self.threads.get_mut(&tid)
+    }
+
     /// Every thread recorded, by TID.
     pub fn threads(&self) -> impl Iterator<Item = (u32, &ThreadHistory)> {
         self.threads.iter().map(|(&tid, history)| (tid, history))
