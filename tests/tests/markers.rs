@@ -29,7 +29,7 @@ fn marker_rings_of_processes_started_before_and_after_the_tracer_and_of_a_forked
     let cgroup = TestCgroup::create("tracer-markers");
     let before = Server::start(None);
     cgroup.add(before.pid());
-    let tracer = Tracer::start(&["spans", "--cgroup", cgroup.path.to_str().unwrap()]);
+    let tracer = Tracer::start(&["spans", "--marker-ring", "--cgroup", cgroup.path.to_str().unwrap()]);
     let after = Server::start(None);
     cgroup.add(after.pid());
     // The cgroup is looked at for new processes every second.
@@ -76,7 +76,7 @@ fn a_burst_larger_than_the_marker_ring_is_counted_and_what_fits_is_exact() {
     const BURST: u64 = 40_000;
     let server = Server::start(None);
     let mut first = 0;
-    let (spans, stderr) = spans_around(&server, &["--expire-after", "1"], || {
+    let (spans, stderr) = spans_around(&server, &["--marker-ring", "--expire-after", "1"], || {
         let (_, response) = server.get_with_headers(&format!("/burst?n={BURST}"));
         first = header(&response, "X-Burst-First");
         // Begins whose end was lost expire (counted as never ended).

@@ -134,9 +134,10 @@ impl Probes {
         let marker_rings: Vec<MarkerRing> = options
             .spans
             .iter()
+            .filter(|request| request.ring)
             .flat_map(|request| request.pids.iter().filter_map(|&pid| MarkerRing::find(pid)))
             .collect();
-        let watch_rings = options.spans.as_ref().is_some_and(|request| request.later_markers);
+        let watch_rings = options.spans.as_ref().is_some_and(|request| request.ring && request.later_markers);
         let timeline = options.timeline || !marker_rings.is_empty() || watch_rings;
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || timeline),
@@ -232,8 +233,11 @@ impl Probes {
         let mut without_markers = Vec::new();
         if let Some(request) = &options.spans {
             spans_attached = !marker_rings.is_empty();
-            // The uprobes are the fallback for a marker library without a
-            // ring (built before it had one): a trap per marker, but spans.
+            // Uprobes unless --marker-ring found a ring: the ring loses the
+            // spans that ended in the last drain before a target was killed
+            // (its memory goes with it), and a thread whose switch-in the
+            // kernel did not report has no state to join with; the uprobes
+            // snapshot the thread's totals in the kernel at each marker.
             let with_ring: Vec<u32> = marker_rings.iter().map(|ring| ring.pid).collect();
             for &pid in request.pids.iter().filter(|pid| !with_ring.contains(pid)) {
                 match attach_span_markers(&mut ebpf, pid) {

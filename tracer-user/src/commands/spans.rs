@@ -41,8 +41,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let target = TargetArgs { pids: args.pids.clone(), cgroup: args.cgroup.clone(), ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
-    // With --cgroup, the markers of the processes in it now; those that
-    // join it later are looked for marker rings every second.
+    // With --cgroup, the markers of the processes in it now (with
+    // --marker-ring, those that join it later are looked for every second).
     let marked = match &targets.filters.cgroup {
         Some(cgroup) if args.pids.is_empty() => cgroup::processes(std::path::Path::new(cgroup)),
         _ => args.pids.clone(),
@@ -56,7 +56,13 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         targets.syscall_options(false, false, Vec::new()).map(|options| SyscallOptions { histograms: false, ..options });
     targets.options.block_io = true;
     let later_markers = targets.filters.cgroup.is_some();
-    targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http, later_markers });
+    targets.options.spans = Some(SpanRequest {
+        pids: marked.clone(),
+        required: true,
+        http: args.http,
+        ring: args.marker_ring,
+        later_markers,
+    });
     // The flight recorder keeps the target's timeline as it streams, from a
     // kernel ring its --max-mib pays for.
     targets.options.timeline = args.flight.flight_recorder.is_some();
@@ -118,7 +124,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     };
     let mut last_expiry = std::time::Instant::now();
     let mut last_rescan = std::time::Instant::now();
-    let watched_cgroup = targets.filters.cgroup.clone().filter(|_| args.pids.is_empty());
+    let watched_cgroup = targets.filters.cgroup.clone().filter(|_| args.pids.is_empty() && args.marker_ring);
     let mut last_publish = std::time::Instant::now();
     let mut written = 0u64;
     let mut failure = None;

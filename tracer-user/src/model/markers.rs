@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tracer_common::{
     MARKER_BEGIN, MARKER_END, MarkerRecord, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent, TIMELINE_ON_CPU,
-    TIMELINE_RUNNABLE, TIMELINE_TRANSITION, ThreadTotals, TimelineEvent,
+    TIMELINE_RUNNABLE, ThreadTotals, TimelineEvent,
 };
 
 use super::timeline::{Timeline, TimelineHeader, Transition};
@@ -161,21 +161,10 @@ impl MarkerJoin {
     /// it called the begin marker and so was on a CPU. The kernel now and
     /// then does not report a switch-in (docs/spans.md); a thread whose
     /// first recorded change after `start` takes it off a CPU was on one
-    /// since `start`, and a thread with no change recorded up to `end` was
-    /// on one throughout (`None` when neither holds).
+    /// since `start`. `None` when its state cannot be told (no event of it
+    /// recorded, or its first one puts it on a CPU).
     fn running_at(&mut self, tid: u32, start: u64, end: u64) -> Option<()> {
-        let Some(thread) = self.timeline.thread_mut(tid) else {
-            let running = Transition { ts_ns: start, state: TIMELINE_ON_CPU, cpu: 0, totals: ThreadTotals::default() };
-            let event = TimelineEvent {
-                kind: TIMELINE_TRANSITION,
-                tid,
-                ts_ns: running.ts_ns,
-                value: running.state,
-                ..TimelineEvent::default()
-            };
-            let _ = self.timeline.push(&event);
-            return Some(());
-        };
+        let thread = self.timeline.thread_mut(tid)?;
         let first = *thread.transitions.first()?;
         if first.ts_ns <= start {
             return Some(());

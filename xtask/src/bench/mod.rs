@@ -312,9 +312,14 @@ fn load_ns_per_op(built: &setup::Built, kind: &str, calls: u64, config: &Config)
 
 /// `tracer spans -p PID` writing its lines to a file, for the benchmarks.
 fn tracer_spans<'a>(tracer: &'a Path, out: &'a Path) -> Starter<'a> {
+    tracer_spans_with(tracer, out, &[])
+}
+
+/// The same with more options (`--marker-ring`).
+fn tracer_spans_with<'a>(tracer: &'a Path, out: &'a Path, options: &'a [&'a str]) -> Starter<'a> {
     Box::new(move |pid| {
         let mut cmd = Command::new(tracer);
-        cmd.args(["spans", "-p", &pid.to_string(), "--json"]).arg(out);
+        cmd.args(["spans", "-p", &pid.to_string()]).args(options).arg("--json").arg(out);
         Background::start(cmd, "Tracing")
     })
 }
@@ -326,6 +331,10 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let configs = [
         Config { name: "markers, untraced", start: None },
         Config { name: "markers, tracer spans attached", start: Some(tracer_spans(&built.tracer, &lines)) },
+        Config {
+            name: "markers, tracer spans --marker-ring attached",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+        },
     ];
     // 30,000 pairs: their 60,000 records fit in the marker ring (65,536),
     // so a traced pair is timed writing both records, never dropping them
@@ -339,6 +348,10 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let configs = [
         Config { name: "test server, untraced", start: None },
         Config { name: "test server, tracer spans", start: Some(tracer_spans(&built.tracer, &lines)) },
+        Config {
+            name: "test server, tracer spans --marker-ring",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+        },
     ];
     // Maximum throughput (wrk, as fast as it goes), then the achieved rate
     // when 20,000 requests/s are offered (the target's operating point).
