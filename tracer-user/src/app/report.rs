@@ -211,6 +211,13 @@ pub fn warn_losses(lost: &FinalLosses) {
             lost.marker_records
         );
     }
+    if lost.marker_spans_unjoined > 0 {
+        say!(
+            "tracer: warning: {} marker spans were not reported: no scheduler event of their thread was recorded \
+             to break them down with",
+            lost.marker_spans_unjoined
+        );
+    }
     if lost.children_untracked > 0 {
         say!("tracer: warning: {} child processes could not be followed (table full)", lost.children_untracked);
     }

@@ -235,12 +235,12 @@ impl Session {
     }
 
     /// The probes' loss counters, with the marker rings' (records the
-    /// library could not write, spans on threads with no state yet).
+    /// library could not write, spans on threads with no state to join).
     pub fn losses(&self) -> Losses {
         let mut losses = self.probes.losses();
         if let Some(markers) = &self.markers {
             losses.marker_records = markers.overflow();
-            losses.spans += markers.counts().no_thread_state;
+            losses.marker_spans_unjoined = markers.counts().no_thread_state;
         }
         losses
     }

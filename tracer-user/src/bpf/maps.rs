@@ -49,6 +49,7 @@ impl Probes {
             wait_holders: sum(Counter::WaitHoldersMapFull as u32),
             // Counted by the marker library, read by the session.
             marker_records: 0,
+            marker_spans_unjoined: 0,
         }
     }
 

@@ -205,11 +205,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         say!("{line}");
     }
     if lost.spans > 0 {
-        say!(
-            "tracer: warning: {} spans were lost (open-span table or span ring buffer full, or a marker span on a \
-             thread with no scheduler state recorded yet)",
-            lost.spans
-        );
+        say!("tracer: warning: {} spans were lost (open-span table or span ring buffer full)", lost.spans);
     }
     if let Some((endpoint, totals)) = exported {
         say!("{}", otlp::summary_line(&endpoint, &totals));
