@@ -65,8 +65,14 @@ unsafe impl Sync for MarkerRing {}
 
 impl MarkerRing {
     const fn new() -> MarkerRing {
-        const EMPTY: Slot =
-            Slot(UnsafeCell::new(MarkerRecord { seq: 0, ts_ns: 0, span_id: 0, tid: 0, kind: 0, name: [0; SPAN_NAME_LEN] }));
+        const EMPTY: Slot = Slot(UnsafeCell::new(MarkerRecord {
+            seq: 0,
+            ts_ns: 0,
+            span_id: 0,
+            tid: 0,
+            kind: 0,
+            name: [0; SPAN_NAME_LEN],
+        }));
         MarkerRing {
             head: AtomicU64::new(0),
             _head_line: [0; 7],

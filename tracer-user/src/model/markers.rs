@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tracer_common::{
-    MARKER_BEGIN, MARKER_END, MarkerRecord, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent, TIMELINE_ON_CPU,
-    TIMELINE_RUNNABLE, ThreadTotals, TimelineEvent,
+    MARKER_BEGIN, MARKER_END, MarkerRecord, OFF_CPU_PREEMPTED, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent,
+    TIMELINE_ON_CPU, TIMELINE_RUNNABLE, ThreadTotals, TimelineEvent,
 };
 
 use super::timeline::{Timeline, TimelineHeader, Transition};
@@ -147,7 +147,12 @@ impl MarkerJoin {
             self.timeline.attribute(span.tid_begin, span.start_ns, span.end_ns)?
         } else {
             // The breakdown follows one thread; a moved span has none.
-            SpanEvent { tid_begin: span.tid_begin, tid_end: span.tid_end, flags: SPAN_MOVED_THREAD, ..SpanEvent::default() }
+            SpanEvent {
+                tid_begin: span.tid_begin,
+                tid_end: span.tid_end,
+                flags: SPAN_MOVED_THREAD,
+                ..SpanEvent::default()
+            }
         };
         event.tgid = span.tgid;
         event.span_id = span.span_id;
@@ -172,8 +177,14 @@ impl MarkerJoin {
         if first.ts_ns <= end && matches!(first.state, TIMELINE_ON_CPU | TIMELINE_RUNNABLE) {
             return None;
         }
+        // Its totals before that switch-out: less the run since `start` and the switch.
         let ran = first.ts_ns - start;
-        let totals = ThreadTotals { on_cpu_ns: first.totals.on_cpu_ns.saturating_sub(ran), ..first.totals };
+        let mut totals = ThreadTotals { on_cpu_ns: first.totals.on_cpu_ns.saturating_sub(ran), ..first.totals };
+        let switches = match first.state {
+            OFF_CPU_PREEMPTED => &mut totals.involuntary_switches,
+            _ => &mut totals.voluntary_switches,
+        };
+        *switches = switches.saturating_sub(1);
         thread.transitions.insert(0, Transition { ts_ns: start, state: TIMELINE_ON_CPU, cpu: first.cpu, totals });
         Some(())
     }
@@ -235,6 +246,28 @@ mod tests {
         join.on_record(PID, &record(MARKER_BEGIN, TID, 13.5, 11));
         join.expire(T0 + 14 * MS);
         assert_eq!(join.counts.never_ended, 1);
+    }
+
+    #[test]
+    fn a_thread_first_seen_leaving_a_cpu_ran_since_the_begin_and_one_never_seen_is_counted() {
+        use crate::model::timeline::fixtures::transition;
+
+        let mut join = MarkerJoin::new();
+        // Its switch-in was not reported: first seen preempted at 2 ms.
+        let preempted = ThreadTotals { on_cpu_ns: 2 * MS, involuntary_switches: 1, ..Default::default() };
+        let back = ThreadTotals { runq_wait_ns: MS, runq_waits: 1, preempted_ns: MS, ..preempted };
+        join.on_event(&transition(2.0, OFF_CPU_PREEMPTED, preempted));
+        join.on_event(&transition(3.0, TIMELINE_ON_CPU, back));
+        join.on_record(PID, &record(MARKER_BEGIN, TID, 1.0, 1));
+        join.on_record(PID, &record(MARKER_END, TID, 4.0, 1));
+        join.on_record(PID, &record(MARKER_BEGIN, TID + 5, 1.0, 2));
+        join.on_record(PID, &record(MARKER_END, TID + 5, 4.0, 2));
+        let mut spans = Vec::new();
+        join.join(T0 + 5 * MS, |s| spans.push(*s));
+        assert_eq!(spans.len(), 1);
+        let d = spans[0].delta;
+        assert_eq!((d.on_cpu_ns, d.runq_wait_ns, d.involuntary_switches), (2 * MS, MS, 1));
+        assert_eq!(join.counts.no_thread_state, 1, "a thread of which nothing was recorded");
     }
 
     fn join_fixture_attribute(from_ms: f64, to_ms: f64) -> SpanEvent {

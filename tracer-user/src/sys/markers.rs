@@ -66,9 +66,8 @@ struct Symbols {
 fn marker_symbols(path: &Path) -> Option<Symbols> {
     let data = std::fs::read(path).ok()?;
     let file = object::File::parse(&*data).ok()?;
-    let find = |name: &str| {
-        file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(name) && s.address() != 0)
-    };
+    let find =
+        |name: &str| file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(name) && s.address() != 0);
     let ring = find(SYMBOL_MARKER_RING).filter(|s| s.size() == MARKER_RING_BYTES as u64)?;
     let enabled = find(SYMBOL_MARKER_ENABLED)?;
     let base = file.segments().map(|s| s.address()).min()? & !0xfff;
@@ -189,9 +188,8 @@ impl Drop for MarkerRing {
 
 fn read_records(pid: u32, at: u64, records: &mut [MarkerRecord]) -> Result<(), MarkerError> {
     // SAFETY: MarkerRecord is plain integers; any bytes are a valid value.
-    let bytes = unsafe {
-        std::slice::from_raw_parts_mut(records.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(records))
-    };
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(records.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(records)) };
     process_memory(pid, at, bytes, Direction::Read)
 }
 
