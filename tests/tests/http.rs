@@ -162,3 +162,55 @@ fn a_connection_written_through_a_dup_descriptor_is_one_exchange() {
     assert_eq!(span.verdict, Verdict::Blocked, "{span:?}");
     assert!(!stderr.iter().any(|l| l.contains("unanswered")), "{stderr:?}");
 }
+
+/// `tracer spans --http` traces only the socket syscalls, on their own
+/// tracepoints; a `tracer record --pid` of the same server at the same time
+/// still sees every syscall. Ground truth: the client's requests, each on
+/// its own connection, which the test server serves on a thread of its own.
+/// Both probe modes (the syscall programs are classic tracepoints in both,
+/// next to different scheduler programs).
+#[test]
+fn http_spans_and_record_of_one_server_at_once() {
+    if !bpf_available("http_spans_and_record_of_one_server_at_once") {
+        return;
+    }
+    const REQUESTS: u64 = 25;
+    for probes in ["btf", "tracepoint"] {
+        let server = Server::start_with(None, &["--no-markers"]);
+        let dir = temp_dir("http_spans_and_record");
+        let out = dir.join("report.json");
+        let pid = server.pid().to_string();
+        let record = Tracer::start(&["record", "--pid", &pid, "--out", out.to_str().unwrap()]);
+        let (spans, stderr) = spans_around(&server, &["--http", "--probes", probes], || {
+            for _ in 0..REQUESTS {
+                server.get("/plain");
+            }
+        });
+        let report = record.report(Some(libc::SIGINT), &out);
+        let _ = std::fs::remove_dir_all(dir);
+
+        assert_eq!(spans.len() as u64, REQUESTS, "{probes}: {spans:#?}\n{stderr:?}");
+        for span in &spans {
+            // Classic tracepoints time a thread from its first switch; these
+            // threads are new and may not have had one yet (as before the
+            // lean path).
+            if probes == "btf" {
+                assert_parts_sum_to_wall(span);
+            }
+            assert_eq!(span.name, "GET /plain", "{span:?}");
+            assert_eq!(http(span).http_status, Some(200), "{span:?}");
+            let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+            assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span:?}");
+        }
+        let server_process = process(&report, server.pid());
+        let count = |name: &str| server_process.syscalls.iter().find(|s| s.name == name).map_or(0, |s| s.count);
+        let all = &server_process.syscalls;
+        // One response write, one close and one thread per connection; the
+        // first accept4 may have begun before the recording did.
+        assert_eq!(count("sendto"), REQUESTS, "{probes}: {all:?}");
+        assert_eq!(count("close"), REQUESTS, "{probes}: {all:?}");
+        assert_eq!(count("clone3") + count("clone"), REQUESTS, "{probes}: {all:?}");
+        assert!((REQUESTS - 1..=REQUESTS).contains(&count("accept4")), "{probes}: {all:?}");
+        assert!(count("recvfrom") >= REQUESTS, "{probes}: {all:?}");
+    }
+}

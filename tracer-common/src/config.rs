@@ -148,8 +148,14 @@ pub struct TracepointOffsets {
     pub sys_exit_ret: u32,
     /// `raw_syscalls:sys_enter.args` (the six arguments).
     pub sys_enter_args: u32,
+    /// The lean HTTP path's `syscalls:sys_enter_*` and `sys_exit_*` records
+    /// (one layout for every syscall): the syscall number (an int), the
+    /// first argument, and the return value.
+    pub syscall_enter_nr: u32,
+    pub syscall_enter_args: u32,
+    pub syscall_exit_ret: u32,
 }
-const _: () = assert!(size_of::<TracepointOffsets>() == 10 * 4);
+const _: () = assert!(size_of::<TracepointOffsets>() == 13 * 4);
 
 /// Offsets of the `block:block_rq_*` records (the `block_rq` class, shared by
 /// `block_io_start`, `block_rq_insert` and `block_rq_issue`) and of

@@ -11,6 +11,9 @@ pub const BTF_SYS_ENTER: &str = "btf_sys_enter";
 pub const BTF_SYS_EXIT: &str = "btf_sys_exit";
 pub const TP_SYS_ENTER: &str = "tp_sys_enter";
 pub const TP_SYS_EXIT: &str = "tp_sys_exit";
+/// The lean `--http` path: attached to each HTTP syscall's own tracepoints.
+pub const TP_HTTP_SYSCALL_ENTER: &str = "tp_http_syscall_enter";
+pub const TP_HTTP_SYSCALL_EXIT: &str = "tp_http_syscall_exit";
 pub const UPROBE_SPAN_BEGIN: &str = "uprobe_span_begin";
 pub const UPROBE_SPAN_END: &str = "uprobe_span_end";
 pub const BTF_SYS_ENTER_EMPTY: &str = "btf_sys_enter_empty";

@@ -7,13 +7,13 @@
 //! (bounded) for the loader, which parses them.
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
-    Counter, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
+    Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
     SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
 };
 
 use crate::{
-    kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, count},
+    kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
+    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PREFIXES, count},
     spans,
 };
 
@@ -99,6 +99,7 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
     }
     if io == Io::Close {
         forget_connection(tgid, file, stats);
+        let _ = HTTP_PREFIXES.remove(&HttpConnKey { tgid, _pad: 0, file });
     }
 }
 
@@ -142,23 +143,28 @@ fn is_request_start(head: [u8; REQUEST_START_LEN]) -> bool {
 #[inline(always)]
 fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
+    let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     if len < REQUEST_START_LEN as u64 {
+        remember_prefix(&key, at, len);
         return;
     }
     let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
-    let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     let conn = HTTP_CONNS.get_ptr_mut(&key);
+    let mut prefix = None;
     if !is_request_start(head) {
-        // The rest of a request head split over several reads.
-        if let Some(conn) = conn {
-            // SAFETY: a map value; one connection is read by one thread at a time.
-            let conn = unsafe { &mut *conn };
-            if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
-                conn.reads += 1;
-                capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
+        prefix = take_prefix(&key, head);
+        if prefix.is_none() {
+            // The rest of a request head split over several reads.
+            if let Some(conn) = conn {
+                // SAFETY: a map value; one connection is read by one thread at a time.
+                let conn = unsafe { &mut *conn };
+                if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
+                    conn.reads += 1;
+                    capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
+                }
             }
+            return;
         }
-        return;
     }
     if let Some(conn) = conn {
         // SAFETY: as above.
@@ -187,8 +193,40 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         end: ThreadTotals::default(),
     };
     if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
+        if let Some(prefix) = prefix {
+            capture_prefix(span_id, tgid, tid, prefix);
+        }
         capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
     }
+}
+
+/// A read shorter than a request method whose first byte could begin one:
+/// kept for the read that brings the rest. Go's net/http reads one byte of
+/// each idle keep-alive connection in the background; when the client's
+/// next request comes before the read is called off, its "G" is read there
+/// and "ET /..." by the next read. Kept apart from the connection's
+/// exchange, which the thread that wrote the last response may be ending
+/// at this moment.
+#[inline(always)]
+fn remember_prefix(key: &HttpConnKey, at: u64, len: u64) {
+    let Some(bytes) = read_user_short(at, len) else { return };
+    if !(b'A'..=b'Z').contains(&(bytes as u8)) {
+        return;
+    }
+    let _ = HTTP_PREFIXES.insert(key, &(u64::from(bytes) | (len & 3) << 32), 0);
+}
+
+/// The connection's kept prefix, if with the `head` of this read it begins
+/// a request, as kept (`bytes | len << 32`). A kept prefix is used once.
+#[inline(always)]
+fn take_prefix(key: &HttpConnKey, head: [u8; REQUEST_START_LEN]) -> Option<u64> {
+    // SAFETY: a map value, copied before its entry is deleted.
+    let prefix = unsafe { *HTTP_PREFIXES.get(key)? };
+    let _ = HTTP_PREFIXES.remove(key);
+    let len = (prefix >> 32) & 3;
+    // The kept bytes come first; the head's last ones fall off.
+    let joined = (prefix as u32 | u32::from_le_bytes(head) << (8 * len)).to_le_bytes();
+    is_request_start(joined).then_some(prefix)
 }
 
 fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
@@ -259,9 +297,35 @@ fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let _ = HTTP_CONNS.remove(&key);
 }
 
+/// Sends the bytes a request's first read brought alone (`prefix`, as kept
+/// by `remember_prefix`), as the start of its head.
+#[inline(always)]
+fn capture_prefix(span_id: u64, tgid: u32, tid: u32, prefix: u64) {
+    send_capture(span_id, tgid, tid, HttpCaptureKind::Request, |data| {
+        let [b0, b1, b2, _] = (prefix as u32).to_le_bytes();
+        data[0] = b0;
+        data[1] = b1;
+        data[2] = b2;
+        ((prefix >> 32) & 3) as u32
+    });
+}
+
 /// Copies the first bytes of a request read or response write.
 #[inline(always)]
 fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, len: u64) {
+    send_capture(span_id, tgid, tid, kind, |data| read_user_prefix(at, len, data));
+}
+
+/// Sends one capture record; `fill` writes its data and returns how many
+/// bytes of it the loader reads.
+#[inline(always)]
+fn send_capture(
+    span_id: u64,
+    tgid: u32,
+    tid: u32,
+    kind: HttpCaptureKind,
+    fill: impl FnOnce(&mut [u8; HTTP_CAPTURE_LEN]) -> u32,
+) {
     let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
         count(Counter::LostHttpCaptures);
         return;
@@ -274,7 +338,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, le
         (*capture).tgid = tgid;
         (*capture).tid = tid;
         (*capture).kind = kind as u32;
-        (*capture).len = read_user_prefix(at, len, &mut (*capture).data);
+        (*capture).len = fill(&mut (*capture).data);
     }
     // The loader drains on a timer; a wakeup per record would only cost.
     record.submit(BPF_RB_NO_WAKEUP as u64);

@@ -105,9 +105,10 @@ pub fn syscall_args_from_regs(regs: *const u8) -> [u64; 2] {
     ]
 }
 
-/// The same from the classic tracepoint's `args` array.
-pub fn syscall_args_from_record(ctx: &TracePointContext) -> [u64; 2] {
-    read_field::<[u64; 2]>(ctx, tracepoint_offsets().sys_enter_args).unwrap_or([0; 2])
+/// The same from a classic tracepoint record, whose arguments start at
+/// `offset`.
+pub fn syscall_args_from_record(ctx: &TracePointContext, offset: u32) -> [u64; 2] {
+    read_field::<[u64; 2]>(ctx, offset).unwrap_or([0; 2])
 }
 
 /// All ones above `HTTP_CAPTURE_LEN`: masking a length with it never cuts a
@@ -127,6 +128,21 @@ pub fn read_user_prefix(src: u64, len: u64, dst: &mut [u8; HTTP_CAPTURE_LEN]) ->
         aya_ebpf::helpers::generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), want, src as *const core::ffi::c_void)
     };
     if ret == 0 { want } else { 0 }
+}
+
+/// The first `len` bytes (1 to 3) of user memory, the first in the lowest
+/// byte: a read shorter than a request method.
+pub fn read_user_short(src: u64, len: u64) -> Option<u32> {
+    let want = (len & 3) as u32;
+    if want == 0 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    // SAFETY: `bytes` holds 4 >= `want` bytes; the helper checks `src`.
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(bytes.as_mut_ptr().cast(), want, src as *const core::ffi::c_void)
+    };
+    if ret == 0 { Some(u32::from_le_bytes(bytes)) } else { None }
 }
 
 /// A small fixed-size read of user memory.

@@ -72,6 +72,11 @@ pub static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(HTTP_RING_BYTES, 0);
 #[map]
 pub static HTTP_CONNS: LruHashMap<HttpConnKey, HttpConn> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
 
+/// The bytes of a read shorter than a request method, per connection, for
+/// the read that brings the rest (`bytes | len << 32`). LRU like the above.
+#[map]
+pub static HTTP_PREFIXES: LruHashMap<HttpConnKey, u64> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
+
 #[map]
 pub static TIMELINE_EVENTS: RingBuf = RingBuf::with_byte_size(TIMELINE_RING_BYTES, 0);
 

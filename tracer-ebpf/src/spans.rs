@@ -176,12 +176,22 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 (*event).syscalls = state.syscalls;
                 (*event).holders = state.holders;
             }
-            // The loader drains on a timer; a wakeup per span would only cost.
-            record.submit(BPF_RB_NO_WAKEUP as u64);
+            // Two threads can end one span at once (the thread that wrote
+            // an HTTP response moving on, and a read of the connection's
+            // next request): the one that removes it sends it.
+            if SPANS.remove(key).is_ok() {
+                // The loader drains on a timer; a wakeup per span would only cost.
+                record.submit(BPF_RB_NO_WAKEUP as u64);
+            } else {
+                record.discard(BPF_RB_NO_WAKEUP as u64);
+            }
         }
-        None => count(Counter::LostSpans),
+        None => {
+            if SPANS.remove(key).is_ok() {
+                count(Counter::LostSpans);
+            }
+        }
     }
-    let _ = SPANS.remove(key);
 }
 
 /// Forgets a span that will not be sent (its request was never answered).

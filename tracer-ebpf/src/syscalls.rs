@@ -1,7 +1,8 @@
 //! Syscall latency of the traced tasks. These programs run on every syscall
 //! of every task once attached, so the filter test comes first and the
 //! loader attaches them only when asked (a PID or cgroup filter, or an
-//! explicit system-wide request).
+//! explicit system-wide request). The lean `--http` path attaches the same
+//! work to the HTTP syscalls' own tracepoints only.
 use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -38,8 +39,9 @@ pub fn btf_sys_exit(ctx: BtfTracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
-    if let Some(id) = read_field::<i64>(&ctx, tracepoint_offsets().sys_enter_id) {
-        on_enter(id, || syscall_args_from_record(&ctx));
+    let offsets = tracepoint_offsets();
+    if let Some(id) = read_field::<i64>(&ctx, offsets.sys_enter_id) {
+        on_enter(id, || syscall_args_from_record(&ctx, offsets.sys_enter_args));
     }
     0
 }
@@ -47,6 +49,27 @@ pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
     if let Some(ret) = read_field::<i64>(&ctx, tracepoint_offsets().sys_exit_ret) {
+        on_exit(ret);
+    }
+    0
+}
+
+/// `syscalls:sys_enter_*` of the HTTP syscalls and the waits (the lean
+/// `--http` path, `SyscallOptions::http_only` in the loader), whose records
+/// hold the number as an int.
+#[tracepoint]
+pub fn tp_http_syscall_enter(ctx: TracePointContext) -> u32 {
+    let offsets = tracepoint_offsets();
+    if let Some(nr) = read_field::<i32>(&ctx, offsets.syscall_enter_nr) {
+        on_enter(i64::from(nr), || syscall_args_from_record(&ctx, offsets.syscall_enter_args));
+    }
+    0
+}
+
+/// `syscalls:sys_exit_*` of the same syscalls.
+#[tracepoint]
+pub fn tp_http_syscall_exit(ctx: TracePointContext) -> u32 {
+    if let Some(ret) = read_field::<i64>(&ctx, tracepoint_offsets().syscall_exit_ret) {
         on_exit(ret);
     }
     0

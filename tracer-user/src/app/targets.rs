@@ -88,7 +88,8 @@ impl Targets {
     /// Syscall probes: attached when a filter narrows them or
     /// `system_wide` says so explicitly.
     pub fn syscall_options(&self, system_wide: bool, by_thread: bool, only: Vec<u32>) -> Option<SyscallOptions> {
-        (self.narrowed() || system_wide).then_some(SyscallOptions { by_thread, only, histograms: true })
+        (self.narrowed() || system_wide)
+            .then_some(SyscallOptions { by_thread, only, histograms: true, http_only: false })
     }
 }
 

@@ -83,10 +83,24 @@ pub(super) fn attach_btf(ebpf: &mut Ebpf, name: &str, event: &str, btf: &aya::Bt
 }
 
 pub(super) fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str, event: &str) -> Result<(), LoadError> {
-    let what = format!("tracepoint {category}:{event}");
+    attach_tracepoints(ebpf, name, category, [event])
+}
+
+/// Loads program `name` once and attaches it to each of `events`.
+pub(super) fn attach_tracepoints<'e>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+    events: impl IntoIterator<Item = &'e str>,
+) -> Result<(), LoadError> {
     let program: &mut TracePoint = program(ebpf, name)?;
-    program.load().map_err(attach_failed(&what))?;
-    program.attach(category, event).map_err(attach_failed(&what))?;
+    for event in events {
+        let what = format!("tracepoint {category}:{event}");
+        if program.fd().is_err() {
+            program.load().map_err(attach_failed(&what))?;
+        }
+        program.attach(category, event).map_err(attach_failed(&what))?;
+    }
     Ok(())
 }
 

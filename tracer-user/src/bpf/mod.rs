@@ -34,8 +34,11 @@ pub use options::{Attached, LoadError, LoadOptions, ProbeChoice, ProbeMode, Span
 pub use privilege::is_privileged;
 
 use cpus::{attach_cpu_queues, cpu_queue_config, cpu_queue_entries};
-use attach::{attach_btf, attach_tracepoint, error_chain, optional, take_map};
-use offsets::{block_offsets, http_syscalls, syscall_config, task_offsets, throttle_only_offsets, tracepoint_offsets};
+use attach::{attach_btf, attach_tracepoint, attach_tracepoints, error_chain, optional, take_map};
+use offsets::{
+    HTTP_SYSCALL_EVENTS, WAIT_SYSCALL_EVENTS, block_offsets, http_syscall_record_offsets, http_syscalls,
+    syscall_config, task_offsets, throttle_only_offsets, tracepoint_offsets,
+};
 use privilege::raise_memlock_limit;
 use uprobes::attach_span_markers;
 
@@ -107,6 +110,8 @@ impl Probes {
     fn load_mode(options: &LoadOptions, mode: ProbeMode) -> Result<Self, LoadError> {
         let started = Instant::now();
         let syscalls = options.syscalls.is_some();
+        let http = options.spans.as_ref().is_some_and(|request| request.http);
+        let http_only = http && options.syscalls.as_ref().is_some_and(|s| s.http_only);
         let (task_offsets, tp_offsets, btf, cpu_config) = match mode {
             ProbeMode::Btf => {
                 let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
@@ -123,12 +128,17 @@ impl Probes {
                 cpu_queue_config(options.cpu_queues, None),
             ),
         };
+        let mut tp_offsets = tp_offsets;
+        // The lean path needs the `syscalls:*` events (CONFIG_FTRACE_SYSCALLS).
+        let http_only = http_only
+            && http_syscall_record_offsets(&mut tp_offsets)
+                .map_err(|err| eprintln!("tracer: warning: {err}; tracing every syscall for --http"))
+                .is_ok();
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
         // The timeline names who held the CPU during waits, from the same
         // per-CPU run slices as span blame; the holders' sums follow each
         // CPU's waiters instead (`MAP_CPU_WAITERS`).
-        let http = options.spans.as_ref().is_some_and(|request| request.http);
         // Marker rings first: their spans are joined with the timeline, so
         // it streams whenever there is one (or may be one later).
         let marker_rings: Vec<MarkerRing> = options
@@ -207,8 +217,12 @@ impl Probes {
                 None => {}
             }
         }
-        let syscalls = syscalls
-            && optional("syscall tracing", syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))).is_some();
+        let attached_syscalls = if http_only {
+            attach_http_syscalls(&mut ebpf)
+        } else {
+            syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))
+        };
+        let syscalls = syscalls && optional("syscall tracing", attached_syscalls).is_some();
         let block_io = block.is_some()
             && optional("block I/O tracing", (|| {
                 let block_programs = [
@@ -307,6 +321,18 @@ impl Probes {
             }
         }
     }
+}
+
+/// The lean `--http` path: the syscall programs on the own tracepoints of
+/// the HTTP syscalls and of the waits that end a response, only.
+fn attach_http_syscalls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let exists = |name: &&str| Format::read("syscalls", &format!("sys_enter_{name}")).is_ok();
+    let waits = WAIT_SYSCALL_EVENTS.into_iter().filter(exists);
+    let names: Vec<&str> = HTTP_SYSCALL_EVENTS.into_iter().chain(waits).collect();
+    let events = |side: &str| names.iter().map(|name| format!("sys_{side}_{name}")).collect::<Vec<_>>();
+    let (enter, exit) = (events("enter"), events("exit"));
+    attach_tracepoints(ebpf, programs::TP_HTTP_SYSCALL_ENTER, "syscalls", enter.iter().map(String::as_str))?;
+    attach_tracepoints(ebpf, programs::TP_HTTP_SYSCALL_EXIT, "syscalls", exit.iter().map(String::as_str))
 }
 
 /// A map's entries: `full` when its feature is on, else one.

@@ -192,6 +192,43 @@ pub(super) fn http_syscalls() -> HttpSyscalls {
     }
 }
 
+/// The tracepoints of the syscalls in [`http_syscalls`] (`sys_enter_NAME`
+/// and `sys_exit_NAME` under `syscalls`), for the lean `--http` path;
+/// `sendfile`'s event keeps the name of its 64-bit entry point.
+pub(super) const HTTP_SYSCALL_EVENTS: [&str; 10] =
+    ["read", "write", "close", "readv", "writev", "sendfile64", "sendto", "recvfrom", "sendmsg", "recvmsg"];
+
+/// The waits of a server between requests, also traced on the lean path:
+/// a thread that wrote a response and then waits for more work has moved
+/// on, which completes its exchange (the lean path sees no other syscall
+/// that would). Those an architecture lacks (`epoll_wait` on arm64) are
+/// skipped.
+pub(super) const WAIT_SYSCALL_EVENTS: [&str; 12] = [
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "accept",
+    "accept4",
+    "futex",
+    "nanosleep",
+    "clock_nanosleep",
+];
+
+/// Sets the record offsets of the `syscalls:sys_enter_*`/`sys_exit_*`
+/// events, which share one layout (the kernel's `syscall_trace_enter` and
+/// `syscall_trace_exit`): read from `read`'s format files.
+pub(super) fn http_syscall_record_offsets(offsets: &mut TracepointOffsets) -> Result<(), LoadError> {
+    let enter = Format::read("syscalls", "sys_enter_read")?;
+    offsets.syscall_enter_nr = enter.offset("__syscall_nr")?;
+    offsets.syscall_enter_args = enter.offset("fd")?;
+    offsets.syscall_exit_ret = Format::read("syscalls", "sys_exit_read")?.offset("ret")?;
+    Ok(())
+}
+
 pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, LoadError> {
     let switch = Format::read("sched", "sched_switch")?;
     let wakeup = Format::read("sched", "sched_wakeup")?;
@@ -213,6 +250,7 @@ pub(super) fn tracepoint_offsets(syscalls: bool) -> Result<TracepointOffsets, Lo
         sys_enter_id,
         sys_exit_ret,
         sys_enter_args,
+        ..TracepointOffsets::default()
     })
 }
 
@@ -248,7 +286,7 @@ mod tests {
 
     #[test]
     fn syscall_histograms_can_be_left_out() {
-        let all = SyscallOptions { by_thread: false, only: vec![], histograms: true };
+        let all = SyscallOptions { by_thread: false, only: vec![], histograms: true, http_only: false };
         assert_eq!(syscall_config(Some(&all)).only_listed, 0);
         let listed = syscall_config(Some(&SyscallOptions { only: vec![0, 65], ..all.clone() }));
         assert_eq!((listed.only_listed, listed.numbers[0], listed.numbers[1]), (1, 1, 2));

@@ -63,6 +63,11 @@ pub struct SyscallOptions {
     /// syscalls still count in thread totals and span top-syscall lists,
     /// and each costs the traced process one map update less.
     pub histograms: bool,
+    /// Trace only the syscalls HTTP detection needs, on their own
+    /// tracepoints, instead of every syscall on `raw_syscalls` (the lean
+    /// `--http` path): the others cost the traced process nothing, and are
+    /// missing from thread totals and span top-syscall lists.
+    pub http_only: bool,
 }
 
 #[derive(Clone, Debug)]

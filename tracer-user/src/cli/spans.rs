@@ -68,6 +68,12 @@ pub struct SpansArgs {
     #[arg(long, requires = "http")]
     pub http_query: bool,
 
+    /// With --http, trace every syscall of the process, not only the socket
+    /// I/O that HTTP detection reads (read, write, close, ...): span lines then
+    /// list all their syscalls, at the cost of a probe on each one.
+    #[arg(long, requires = "http")]
+    pub all_syscalls: bool,
+
     /// Keep tracing after the target process exits (by default the run ends,
     /// with its summary, once the process is gone).
     #[arg(long)]

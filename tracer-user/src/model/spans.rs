@@ -198,6 +198,9 @@ impl SpanRecord {
                 Holder { pid: h.id, comm, cgroup, ns: h.ns }
             })
             .collect();
+        if !moved {
+            fit_blame(&mut blame, d.runq_wait_ns - d.throttled_ns);
+        }
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
         SpanRecord {
             trace_id: None,
@@ -286,6 +289,21 @@ pub fn within_wall(mut d: ThreadTotals, wall: u64) -> ThreadTotals {
     give_back(&mut d.on_cpu_ns);
     d.wakeup_idle_ns = d.wakeup_idle_ns.min(d.on_cpu_ns);
     d
+}
+
+/// Scales the holders down to the span's wait for a CPU, when they name
+/// more: they are timed between tracepoints, the wait by the kernel's own
+/// clock, and the wait may have given time back to fit the wall time
+/// (`within_wall`). Each keeps its share. (A span that moved between
+/// threads has no breakdown: its holders are all it says.)
+fn fit_blame(blame: &mut [Holder], wait_ns: u64) {
+    let named: u64 = blame.iter().map(|h| h.ns).sum();
+    if named <= wait_ns {
+        return;
+    }
+    for holder in blame {
+        holder.ns = (u128::from(holder.ns) * u128::from(wait_ns) / u128::from(named)) as u64;
+    }
 }
 
 /// A span for tests of what displays spans: `wall_ms` split into on-CPU,
@@ -451,5 +469,36 @@ mod tests {
         );
         // A breakdown within its wall time is left alone.
         assert_eq!(within_wall(d, 200), d);
+    }
+
+    #[test]
+    fn blame_never_names_more_than_the_fitted_wait() {
+        // The CI span above: 1.07 ms of holders, 90 us of wall time.
+        let event = SpanEvent {
+            span_id: 1,
+            tgid: 100,
+            tid_begin: 101,
+            tid_end: 101,
+            start_ns: 0,
+            end_ns: 89_965,
+            delta: ThreadTotals { runq_wait_ns: 1_086_401, ..ThreadTotals::default() },
+            holders: {
+                let mut holders = [TopEntry::default(); tracer_common::SPAN_TOP];
+                holders[0] = TopEntry { id: 100, count: 2, ns: 800_000 };
+                holders[1] = TopEntry { id: 7, count: 1, ns: 270_000 };
+                holders
+            },
+            ..Default::default()
+        };
+        let r = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());
+        assert_eq!(r.runq_wait_ns, 89_965);
+        let named: Vec<(u32, u64)> = r.blame.iter().map(|h| (h.pid, h.ns)).collect();
+        assert_eq!(named, [(100, 67_263), (7, 22_701)], "each keeps its share of the wait");
+        assert!(named.iter().map(|(_, ns)| ns).sum::<u64>() <= r.runq_wait_ns);
+        // Within the wait: as timed.
+        let mut short = event;
+        short.end_ns = 2_000_000;
+        let r = SpanRecord::from_event(&short, 0, 0.3, |_| ProcessName::default());
+        assert_eq!(r.blame.iter().map(|h| h.ns).collect::<Vec<_>>(), [800_000, 270_000]);
     }
 }

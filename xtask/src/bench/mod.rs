@@ -41,6 +41,7 @@ mod churn;
 mod flight;
 mod memory;
 mod otlp;
+mod span_cpu;
 mod metrics;
 mod startup;
 mod syscalls;
@@ -89,6 +90,7 @@ pub enum Bench {
     Otlp,
     Metrics,
     Flight,
+    SpanCpu,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -421,10 +423,18 @@ fn wrk_requests_per_second(port: u16, path: &str) -> Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk output: {text}"))
 }
 
+/// Seconds of each fixed-rate run.
+const OFFERED_SECONDS: u64 = 5;
+
 /// The rate achieved when 20,000 requests/s of `path` are offered for 5 s.
 fn offered_rate(load_helper: &Path, port: u16, path: &str) -> Result<f64> {
+    offered_rate_at(load_helper, port, path, 20_000)
+}
+
+/// The rate achieved when `rate` requests/s of `path` are offered for 5 s.
+fn offered_rate_at(load_helper: &Path, port: u16, path: &str, rate: u32) -> Result<f64> {
     let out = Command::new(load_helper)
-        .args(["http", &port.to_string(), "20000", "5", path])
+        .args(["http", &port.to_string(), &rate.to_string(), &OFFERED_SECONDS.to_string(), path])
         .output()
         .context("running the fixed-rate client")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -583,6 +593,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         util::step(&format!("flight: the flight recorder at 20,000 requests/s offered x {} alternating rounds", args.rounds), || {
             flight::flight_cost(&built, args)
         })?;
+    }
+    if wanted(Bench::SpanCpu) {
+        let what = format!("span-cpu: tracer's CPU at {} spans/s, markers and --http x {} alternating rounds", span_cpu::RATE, args.rounds);
+        util::step(&what, || span_cpu::span_cpu(&built, args))?;
     }
     if wanted(Bench::Churn) {
         util::step(

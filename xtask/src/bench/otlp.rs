@@ -14,11 +14,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::{Background, BenchArgs, Config, alternate, cpu_seconds, offered_rate, server_port};
+use super::{Background, BenchArgs, Config, OFFERED_SECONDS, alternate, span_cpu::tracer_cpu_at};
 use crate::setup;
-
-/// Seconds of each offered run (`offered_rate` offers 20,000 req/s for 5 s).
-const SECONDS: f64 = 5.0;
 
 /// A stand-in collector: reads each POST and answers 200 with an empty
 /// body (full success), counting requests and bytes. Not a decoder: the
@@ -97,22 +94,14 @@ pub(super) fn otlp_cost(built: &setup::Built, args: &BenchArgs) -> Result<()> {
             start: Some(tracer_spans_to(&built.tracer, &lines, Some(format!("http://127.0.0.1:{down}")))),
         },
     ];
-    let server_bin = built.load_helper.with_file_name("tracer-test-server");
     let mut spans = 0.0;
     let result = alternate(&configs, args.rounds, "% of a CPU (tracer, 20k spans/s)", |config| {
-        let server = Background::start(Command::new(&server_bin), "ready")?;
-        let port = server_port(&server)?;
         let start = config.start.as_ref().context("a tracer configuration")?;
-        let tracer = start(server.pid())?;
-        let cpu_before = cpu_seconds(tracer.pid())?;
-        let rate = offered_rate(&built.load_helper, port, "/plain")?;
-        let cpu = cpu_seconds(tracer.pid())? - cpu_before;
-        tracer.stop()?;
-        drop(server);
+        let measured = tracer_cpu_at(built, &[], start, 20_000)?;
         if config.name.contains("collector up") {
-            spans += rate * SECONDS;
+            spans += measured.achieved * OFFERED_SECONDS as f64;
         }
-        Ok(cpu / SECONDS * 100.0)
+        Ok(measured.percent)
     });
     let posted = sink.bytes.load(Ordering::Relaxed);
     println!(

@@ -1,0 +1,87 @@
+//! `tracer spans --http` on a Go net/http server, not pinned, under h2load:
+//! the runtime runs goroutines on a few OS threads, and its background
+//! read of each keep-alive connection can take the first byte of the next
+//! request on its own.
+use std::time::Duration;
+
+use tracer_tests::*;
+
+/// `tracer spans -p <server> --http` while h2load sends `requests` over
+/// `connections`; returns the spans and h2load's count of requests answered.
+fn spans_under_h2load(server: &GoServer, requests: u32, connections: u32) -> (Vec<SpanRecord>, u64) {
+    let pid = server.pid().to_string();
+    let tracer = Tracer::start(&["spans", "-p", &pid, "--http"]);
+    let answered = server.h2load_h1(requests, connections);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    eprintln!("{}", stderr.join("\n"));
+    (span_lines(&stdout), answered)
+}
+
+/// Spans whose parts sum to their wall time within 5%.
+fn whole_share(spans: &[SpanRecord]) -> f64 {
+    let whole = spans.iter().filter(|s| parts(s).abs_diff(s.wall_ns) as f64 <= 0.05 * s.wall_ns as f64).count();
+    whole as f64 / spans.len() as f64
+}
+
+#[test]
+fn go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed() {
+    if !bpf_available("go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed") {
+        return;
+    }
+    let dir = temp_dir("go");
+    let server = GoServer::start(&dir);
+
+    let (all, answered) = spans_under_h2load(&server, 40_000, 8);
+    assert_eq!(answered, 40_000, "h2load's requests all answered");
+    assert_eq!(all.len() as u64, answered, "one span per request h2load got an answer to");
+    for span in &all {
+        let http = span.http.as_ref().unwrap_or_else(|| panic!("HTTP fields: {span:?}"));
+        assert_eq!((http.http_method.as_str(), http.http_path.as_str(), http.http_status), ("GET", "/plain", Some(200)), "{span:?}");
+        assert_eq!(span.pid, server.pid());
+    }
+    let whole = whole_share(&all);
+    let moved = all.iter().filter(|s| s.moved_between_threads).count();
+    eprintln!("{:.2}% of {} spans whole, {moved} moved between threads", whole * 100.0, all.len());
+    assert!(whole >= 0.99, "{:.2}% of spans have parts summing to wall within 5%", whole * 100.0);
+
+    // One connection: the server sleeps between requests, and each request
+    // starts with its wakeup, so waits for a CPU land in the spans. Then
+    // busy processes on both CPUs: the server's requests wait behind them.
+    let (alone, _) = spans_under_h2load(&server, 2_000, 1);
+    let (busy0, mut busy_pids) = busy_neighbours(0);
+    let (busy1, pids1) = busy_neighbours(1);
+    busy_pids.extend(pids1);
+    let (contended, answered) = spans_under_h2load(&server, 2_000, 1);
+    drop((busy0, busy1));
+    assert_eq!(contended.len() as u64, answered, "one span per request answered under contention");
+    assert!(whole_share(&contended) >= 0.99, "{:.2}% whole under contention", whole_share(&contended) * 100.0);
+    // Contention is found: most of the span time goes to waiting for a CPU,
+    // and a good share of the spans say so; and blamed: the busy processes
+    // held the CPU for most of those waits.
+    let share = |spans: &[SpanRecord]| {
+        spans.iter().filter(|s| s.verdict == Verdict::CpuContention).count() as f64 / spans.len() as f64
+    };
+    let runq = |spans: &[SpanRecord]| {
+        spans.iter().map(|s| s.runq_wait_ns).sum::<u64>() as f64 / spans.iter().map(|s| s.wall_ns).sum::<u64>() as f64
+    };
+    let (before, after) = (share(&alone), share(&contended));
+    let (waited_before, waited_after) = (runq(&alone), runq(&contended));
+    let (mut waited, mut blamed) = (0, 0);
+    for span in contended.iter().filter(|s| s.verdict == Verdict::CpuContention) {
+        waited += span.runq_wait_ns;
+        blamed += blamed_on(span, &busy_pids);
+    }
+    eprintln!(
+        "cpu-contention spans: {:.1}% alone, {:.1}% with busy neighbours; waiting for a CPU: {:.0}% -> {:.0}% of span time; \
+         busy processes held {blamed} of {waited} ns of the contended spans' waits",
+        before * 100.0,
+        after * 100.0,
+        waited_before * 100.0,
+        waited_after * 100.0
+    );
+    assert!(waited_after >= 0.5 && waited_after >= waited_before + 0.2, "runq share {waited_before} -> {waited_after}");
+    assert!(after >= 0.1, "share of cpu-contention spans {before} -> {after}");
+    assert!(blamed * 10 >= waited * 8, "busy processes held {blamed} of {waited} ns of the contended spans' waits");
+}
