@@ -5,7 +5,6 @@
 //! write (or sendfile) moves the span's end; the span is sent when the
 //! writing thread does anything else. Request and response heads are copied
 //! (bounded) for the loader, which parses them.
-use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
     Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, SPAN_HTTP,
     SPAN_NAME_LEN, SpanKey, THREAD_HTTP_RESPONDING, ThreadStats, ThreadTotals, http_span_id,
@@ -13,7 +12,7 @@ use tracer_common::{
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PREFIXES, count},
+    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PREFIXES, count, wake_when_filling},
     spans,
 };
 
@@ -340,6 +339,5 @@ fn send_capture(
         (*capture).kind = kind as u32;
         (*capture).len = fill(&mut (*capture).data);
     }
-    // The loader drains on a timer; a wakeup per record would only cost.
-    record.submit(BPF_RB_NO_WAKEUP as u64);
+    record.submit(wake_when_filling(&HTTP_EVENTS));
 }

@@ -4,7 +4,7 @@
 //! deadline or a count.
 use std::{sync::Arc, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::Notify;
 use tracer_common::THREAD_DEAD;
 
@@ -49,16 +49,15 @@ fn read_markers(markers: &mut Option<MarkerReader>) {
 }
 
 /// The timeline events, to the timeline file, the flight recorder and the
-/// span markers' join (whichever are on).
+/// span markers' join (whichever are on). Drained even with none of them
+/// yet (a cgroup's marker rings not found so far): a full ring would ask
+/// for early drains on every event.
 fn drain_timeline(
     probes: &mut Probes,
     timeline: &mut Option<Recorder>,
     flight: &mut Option<FlightRecorder>,
     markers: &mut Option<MarkerReader>,
 ) {
-    if timeline.is_none() && flight.is_none() && markers.is_none() {
-        return;
-    }
     probes.drain_timeline(|event| {
         if let Some(markers) = markers.as_mut() {
             markers.on_event(event);
@@ -290,7 +289,9 @@ impl Session {
     /// after each interval with fresh data, and after each refresh asked
     /// for through `refresh`.
     pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
-        let mut events = EventLoop::new()?.drain_every(DRAIN_EVERY);
+        let mut events = EventLoop::new()?
+            .drain_every(DRAIN_EVERY)
+            .drain_early_on(self.probes.early_drain_fds().context("duplicating the ring buffers' descriptors")?)?;
         if let Some(every) = plan.interval {
             events = events.intervals(every, plan.intervals);
         }
