@@ -22,6 +22,8 @@
 //! * flight: the test server's throughput at 20,000 requests/s offered with
 //!   the flight recorder always on, tracer's RSS, and the time from a slow
 //!   span's end to its dump file.
+//! * proxy: nginx as a reverse proxy in front of the test server at 20,000
+//!   requests/s offered, untraced and with `tracer spans --http` on both.
 //! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
 //!   processes alive.
 use std::{
@@ -41,6 +43,7 @@ mod churn;
 mod flight;
 mod memory;
 mod otlp;
+mod proxy;
 mod span_cpu;
 mod metrics;
 mod startup;
@@ -92,6 +95,7 @@ pub enum Bench {
     Metrics,
     Flight,
     SpanCpu,
+    Proxy,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -497,6 +501,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         util::step(&format!("http: nginx throughput with and without --http x {} alternating rounds", args.rounds), || {
             http_overhead(&built, args)
         })?;
+    }
+    if wanted(Bench::Proxy) {
+        let what = format!("proxy: nginx in front of the test server at 20,000 requests/s, --http on both x {} alternating rounds", args.rounds);
+        util::step(&what, || proxy::proxy_cost(&built, args))?;
     }
     if wanted(Bench::Tui) {
         util::step(
