@@ -18,6 +18,22 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(dir: &Path, cpu: Option<u32>) -> Nginx {
+        Nginx::start_serving(dir, cpu, "", "location / { add_header X-Request-Id $request_id always; }")
+    }
+
+    /// nginx as the reverse proxy the tracing talks recommend, in front of
+    /// the server on `upstream_port`: `proxy_pass` over kept-alive upstream
+    /// connections, with `X-Request-ID: $request_id` on the proxied request
+    /// and on the response.
+    pub fn start_proxy(dir: &Path, cpu: Option<u32>, upstream_port: u16) -> Nginx {
+        let upstream = format!("upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 16; }}\n");
+        let location = "location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; \
+                        proxy_set_header X-Request-ID $request_id; add_header X-Request-Id $request_id always; }";
+        Nginx::start_serving(dir, cpu, &upstream, location)
+    }
+
+    /// nginx with `http_extra` in its `http` block and `location` in its server.
+    fn start_serving(dir: &Path, cpu: Option<u32>, http_extra: &str, location: &str) -> Nginx {
         let port = free_port();
         let www = dir.join("www");
         std::fs::create_dir_all(&www).unwrap();
@@ -30,9 +46,8 @@ impl Nginx {
                  events {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 10000000;\n  client_body_temp_path {dir}/body;\n\
                  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n\
-                 scgi_temp_path {dir}/scgi;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n\
-                 location / {{ add_header X-Request-Id $request_id always; }}\n  }}\n}}\n",
+                 scgi_temp_path {dir}/scgi;\n{http_extra}\
+                 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n    {location}\n  }}\n}}\n",
                 dir = dir.display(),
                 www = www.display(),
             ),

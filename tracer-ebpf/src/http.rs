@@ -13,7 +13,6 @@
 //! its response, each response read moves its end, and it is sent when the
 //! reading thread does anything else. The address given to `connect` names
 //! its peer.
-use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{
     Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase,
     PEER_ADDR_LEN, SPAN_CLIENT, SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats,
@@ -22,7 +21,7 @@ use tracer_common::{
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count},
+    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count, wake_when_filling},
     spans,
 };
 
@@ -430,6 +429,5 @@ fn send_capture(
         (*capture).kind = kind as u32;
         (*capture).len = fill(&mut (*capture).data);
     }
-    // The loader drains on a timer; a wakeup per record would only cost.
-    record.submit(BPF_RB_NO_WAKEUP as u64);
+    record.submit(wake_when_filling(&HTTP_EVENTS));
 }

@@ -1,7 +1,7 @@
 //! Maps shared with the loader. Static names must equal the `MAP_*`
 //! constants of `tracer-common`, which the loader uses to find them.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -113,6 +113,17 @@ pub fn count(counter: Counter) {
         // nest on one CPU for these tracepoints.
         unsafe { *slot += 1 };
     }
+}
+
+/// Submit flags for a record of a ring the loader drains on a timer: no
+/// wakeup (one per record would only cost), unless the ring is a quarter
+/// full, when the loader is woken to drain it early: a burst faster than
+/// the timer (markers run at hundreds of thousands of spans a second) would
+/// otherwise overflow it between two drains.
+#[inline(always)]
+pub fn wake_when_filling(ring: &RingBuf) -> u64 {
+    let size = ring.query(BPF_RB_RING_SIZE as u64);
+    if ring.query(BPF_RB_AVAIL_DATA as u64) * 4 >= size { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
 }
 
 /// `-EEXIST` from a `BPF_NOEXIST` insert: another CPU created the entry.

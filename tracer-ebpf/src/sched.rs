@@ -220,11 +220,9 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
     if stats.runnable_since_ns == 0 {
         credit_blocked(stats, rest);
     } else if counted.runs <= 1 {
-        // Runnable throughout and given a CPU at most once: it was running
-        // or waiting. The kernel's clocks leave out interrupts and steal, and
-        // read the time a little before the tracepoints; a whole run moves
-        // that difference into the wait next to it (`clock::settle_run`), so
-        // this does too.
+        // Runnable throughout, given a CPU at most once: running or waiting.
+        // What the kernel's clocks leave out (interrupts, steal, reads just
+        // before the tracepoints) goes to the wait, as `clock::settle_run` does.
         stats.totals.runq_wait_ns += rest;
     } else {
         stats.totals.unaccounted_ns += rest;

@@ -16,7 +16,7 @@ use tracer_common::{
 use crate::{
     filter,
     kernel::{current_comm, current_ids, current_task, now_ns, this_cpu},
-    maps::{SPAN_EVENTS, SPAN_SCRATCH, SPANS, count},
+    maps::{SPAN_EVENTS, SPAN_SCRATCH, SPANS, count, wake_when_filling},
     sched, slices,
 };
 
@@ -189,8 +189,7 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
             // an HTTP response moving on, and a read of the connection's
             // next request): the one that removes it sends it.
             if SPANS.remove(key).is_ok() {
-                // The loader drains on a timer; a wakeup per span would only cost.
-                record.submit(BPF_RB_NO_WAKEUP as u64);
+                record.submit(wake_when_filling(&SPAN_EVENTS));
             } else {
                 record.discard(BPF_RB_NO_WAKEUP as u64);
             }

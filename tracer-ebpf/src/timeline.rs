@@ -1,12 +1,11 @@
 //! `tracer record --timeline`: every state change of the traced threads,
 //! with their totals, streamed for offline attribution of spans recorded
 //! elsewhere. Nothing here runs unless the loader turned the timeline on.
-use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use tracer_common::{Counter, ThreadStats, ThreadTotals, TimelineEvent, TimelineKind};
 
 use crate::{
     kernel::{this_cpu, timeline_enabled},
-    maps::{TIMELINE_EVENTS, count},
+    maps::{TIMELINE_EVENTS, count, wake_when_filling},
     slices,
 };
 
@@ -25,8 +24,7 @@ fn emit(kind: TimelineKind, tid: u32, tgid: u32, ts_ns: u64, value: u32, ns: u64
                 ns,
                 totals: *totals,
             });
-            // The loader drains on a timer, like the run-queue stream.
-            record.submit(BPF_RB_NO_WAKEUP as u64);
+            record.submit(wake_when_filling(&TIMELINE_EVENTS));
         }
         None => count(Counter::LostTimeline),
     }

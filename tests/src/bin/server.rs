@@ -24,6 +24,10 @@
 //! GET /moved      a span begun on this thread and ended on another
 //! GET /anomalies  marker misuse: an end without a begin, a begin twice,
 //!                 and a begin never ended
+//! GET /burst?n=N  N empty spans named "burst" back to back (ids in the
+//!                 response's X-Burst-First header, then consecutive)
+//! GET /fork?ms=N  fork a child that marks empty spans named "child" every
+//!                 millisecond for N ms, then exits; its PID in X-Child-Pid
 use std::{
     io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
@@ -43,10 +47,10 @@ const CALL_REQUEST: &[u8] = b"GET /sleep?ms=30 HTTP/1.1\r\nHost: downstream\r\n\
 /// as this thread saw it, from before the request's write to after the
 /// response's last read.
 fn call_downstream(target: &str) -> Duration {
-    let port: u16 = query(target, "port=").and_then(|p| p.parse().ok()).expect("/call?port=P");
+    let port: u16 = query(target, "port").and_then(|p| p.parse().ok()).expect("/call?port=P");
     let mut kept = KEPT_CALL.lock().expect("kept call lock");
     let mut fresh = None;
-    let connection = if query(target, "reuse=").is_some() {
+    let connection = if query(target, "reuse").is_some() {
         kept.get_or_insert_with(|| BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect")))
     } else {
         fresh.insert(BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect")))
@@ -69,8 +73,10 @@ fn call_downstream(target: &str) -> Duration {
     started.elapsed()
 }
 
+/// A value in the query (`?key=value`).
 fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
-    target.split_once(key).and_then(|(_, v)| v.split('&').next())
+    let query = target.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -134,7 +140,12 @@ impl IoFile {
 }
 
 fn query_ms(target: &str) -> u64 {
-    query(target, "ms=").and_then(|v| v.parse().ok()).unwrap_or(10)
+    query_param(target, "ms")
+}
+
+/// A number in the query (`?key=N`), 10 when absent.
+fn query_param(target: &str, key: &str) -> u64 {
+    query(target, key).and_then(|v| v.parse().ok()).unwrap_or(10)
 }
 
 fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
@@ -171,11 +182,11 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         let start_unix_ns = unix_ns();
         let span = options.markers.then(|| tracer_span::Span::begin(id, &name));
         let cpu_at_begin = thread_cpu_ns();
-        let mut extra_headers = String::new();
+        let mut extra = String::new();
         let status = match path.as_str() {
             "/call" => {
                 let took = call_downstream(&target);
-                extra_headers = format!("X-Call-Ns: {}\r\n", took.as_nanos());
+                extra = format!("X-Call-Ns: {}\r\n", took.as_nanos());
                 "200 OK"
             }
             "/cpu" => {
@@ -209,6 +220,19 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
                 tracer_span::tracer_span_end(twice);
                 "200 OK"
             }
+            "/burst" => {
+                let count = query_param(&target, "n");
+                let first = NEXT_SPAN.fetch_add(count, Ordering::Relaxed);
+                for id in first..first + count {
+                    drop(tracer_span::Span::begin(id, c"burst"));
+                }
+                extra = format!("X-Burst-First: {first}\r\n");
+                "200 OK"
+            }
+            "/fork" => {
+                extra = format!("X-Child-Pid: {}\r\n", fork_marking_child(query_ms(&target)));
+                "200 OK"
+            }
             _ => "404 Not Found",
         };
         let body = format!("{path}\n");
@@ -225,7 +249,7 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             let _ = log.lock().expect("log lock").write_all(line.as_bytes());
         }
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{extra_headers}{}\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Span-Id: {id}\r\nX-Thread-Cpu-Ns: {cpu_ns}\r\n{extra}{}\r\n{body}",
             body.len(),
             if keep_alive { "" } else { "Connection: close\r\n" }
         );
@@ -233,6 +257,34 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             return;
         }
     }
+}
+
+/// Forks a child that marks a span every millisecond for `ms` ms (ids from
+/// 1,000,000,000, so they never meet the parent's), reaped by a thread.
+fn fork_marking_child(ms: u64) -> i32 {
+    // SAFETY: the child only calls the markers, clock_gettime and nanosleep,
+    // then _exit: nothing that takes a lock another thread may have held.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        let mut id = 1_000_000_000;
+        while std::time::Instant::now() < until {
+            // SAFETY: a valid NUL-terminated name.
+            unsafe { tracer_span::tracer_span_begin(id, c"child".as_ptr()) };
+            let pause = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+            // SAFETY: a valid request; no remainder wanted.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            tracer_span::tracer_span_end(id);
+            id += 1;
+        }
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    std::thread::spawn(move || {
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    });
+    pid
 }
 
 fn unix_ns() -> u64 {

@@ -8,7 +8,9 @@
 use std::{
     future::{pending, poll_fn},
     io,
+    os::fd::OwnedFd,
     pin::Pin,
+    task::Poll,
     sync::Arc,
     time::Duration,
 };
@@ -19,6 +21,7 @@ use ratatui::crossterm::event::Event as Input;
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::Notify,
+    io::{Interest, unix::AsyncFd},
     time::{Instant, Interval, interval, sleep_until},
 };
 
@@ -102,6 +105,7 @@ pub struct EventLoop {
     sighup: Signal,
     started: Instant,
     drain: Option<Interval>,
+    early_drains: Vec<AsyncFd<OwnedFd>>,
     intervals: Option<Intervals>,
     deadline: Option<Instant>,
     input: Option<InputStream>,
@@ -124,6 +128,7 @@ impl EventLoop {
             sighup,
             started: Instant::now(),
             drain: None,
+            early_drains: Vec::new(),
             intervals: None,
             deadline: None,
             input: None,
@@ -136,6 +141,19 @@ impl EventLoop {
     pub fn drain_every(mut self, period: Duration) -> Self {
         self.drain = Some(interval(period));
         self
+    }
+
+    /// Also drains as soon as one of `fds` is readable: ring buffers whose
+    /// kernel side asks for an early drain when they fill faster than the
+    /// tick empties them.
+    pub fn drain_early_on(mut self, fds: Vec<OwnedFd>) -> Result<Self> {
+        for fd in fds {
+            // SAFETY: the descriptor is owned here and neither replaced nor
+            // closed while registered (the `AsyncFd` owns it until dropped).
+            let ring = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from);
+            self.early_drains.push(ring.context("watching a ring buffer for early drains")?);
+        }
+        Ok(self)
     }
 
     /// Yields [`Event::Interval`] every `every` from the start, and stops
@@ -199,6 +217,7 @@ impl EventLoop {
             () = at(next_interval) => Event::Interval,
             () = at(self.deadline) => Event::Stop(StopReason::Deadline),
             () = tick(&mut self.drain) => Event::Drain,
+            () = asked_to_drain(&self.early_drains) => Event::Drain,
             () = requested(&self.refresh) => Event::Refresh,
             input = next_input(&mut self.input) => match input {
                 Some(Ok(input)) => Event::Input(input),
@@ -219,6 +238,22 @@ async fn at(when: Option<Instant>) {
         Some(when) => sleep_until(when).await,
         None => pending().await,
     }
+}
+
+/// Completes when a ring buffer asks to be drained; never without one.
+async fn asked_to_drain(rings: &[AsyncFd<OwnedFd>]) {
+    poll_fn(|cx| {
+        for ring in rings {
+            if let Poll::Ready(Ok(mut ready)) = ring.poll_read_ready(cx) {
+                // The drain that follows empties it; the next wakeup the
+                // kernel sends makes it ready again.
+                ready.clear_ready();
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
 }
 
 async fn tick(drain: &mut Option<Interval>) {
@@ -286,6 +321,20 @@ mod tests {
 
     fn at(ms: u128, what: &str) -> (u128, String) {
         (ms, what.to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ring_that_asks_for_a_drain_gets_one_per_wakeup() {
+        use std::io::Write;
+        let _serial = one_at_a_time().await;
+        // A socket stands in for a ring buffer: readable once the peer writes.
+        let (ring, mut kernel) = std::os::unix::net::UnixStream::pair().unwrap();
+        kernel.write_all(b"x").unwrap();
+        let events =
+            EventLoop::new().unwrap().drain_early_on(vec![OwnedFd::from(ring)]).unwrap().deadline(Duration::from_secs(1));
+        let (seen, drains) = run(events).await;
+        assert_eq!(seen, [at(1000, "Deadline")]);
+        assert_eq!(drains, 1, "one drain for one wakeup, and no tick");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 //! endpoint that serves it. Commands and the live view are built on it.
 pub mod events;
 pub mod flight;
+pub mod markers;
 pub mod metrics;
 pub mod otlp;
 pub mod recorder;

@@ -43,7 +43,7 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
                 .probes
                 .attached
                 .spans
-                .then(|| (session.probes.span_anomalies(), lost.spans)),
+                .then(|| (session.span_anomalies(), lost.spans)),
         },
         &session.agg,
         |dev| disks.name(dev),
@@ -202,6 +202,20 @@ pub fn warn_losses(lost: &FinalLosses) {
         say!(
             "tracer: warning: {} CPU holders of run-queue waits were not summed (table full); cpu_holders is incomplete",
             lost.wait_holders
+        );
+    }
+    if lost.marker_records > 0 {
+        say!(
+            "tracer: warning: {} span marker records were lost (the marker ring of the traced process was full); \
+             their spans are missing or counted as not paired up",
+            lost.marker_records
+        );
+    }
+    if lost.marker_spans_unjoined > 0 {
+        say!(
+            "tracer: warning: {} marker spans were not reported: no scheduler event of their thread was recorded \
+             to break them down with",
+            lost.marker_spans_unjoined
         );
     }
     if lost.children_untracked > 0 {

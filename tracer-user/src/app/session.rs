@@ -4,13 +4,14 @@
 //! deadline or a count.
 use std::{sync::Arc, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::Notify;
 use tracer_common::THREAD_DEAD;
 
 use super::{
     events::{DRAIN_EVERY, Event, EventLoop, StopReason},
     flight::FlightRecorder,
+    markers::MarkerReader,
     recorder::Recorder,
     targets::Targets,
 };
@@ -19,7 +20,7 @@ use crate::{
     model::{
         aggregate::{self, Aggregator, HistogramScope},
         cpus::CpuReading,
-        losses::Losses,
+        losses::{Losses, SpanAnomalies},
     },
     sys::{clock, procfs},
 };
@@ -27,21 +28,40 @@ use crate::{
 /// Finished spans, with the HTTP heads they need. The spans are taken
 /// first: every head of a span was sent before the span itself, so the
 /// heads drained next include all of theirs (draining heads first would
-/// miss those of exchanges that completed in between).
-fn drain_spans(probes: &mut Probes, agg: &mut Aggregator) {
+/// miss those of exchanges that completed in between). Then the marker
+/// spans the timeline drained so far covers.
+fn drain_spans(probes: &mut Probes, agg: &mut Aggregator, markers: &mut Option<MarkerReader>) {
     let mut finished = Vec::new();
     probes.drain_span_events(|span| finished.push(*span));
     probes.drain_http_captures(|capture| agg.on_http_capture(capture));
     finished.iter().for_each(|span| agg.on_span(span));
+    if let Some(markers) = markers {
+        markers.join(|span| agg.on_span(span));
+        markers.messages.drain(..).for_each(|line| say!("{line}"));
+    }
 }
 
-/// The timeline events, to the timeline file and the flight recorder
-/// (whichever are on).
-fn drain_timeline(probes: &mut Probes, timeline: &mut Option<Recorder>, flight: &mut Option<FlightRecorder>) {
-    if timeline.is_none() && flight.is_none() {
-        return;
+/// Reads the marker rings, before the timeline is drained (see `MarkerReader::join`).
+fn read_markers(markers: &mut Option<MarkerReader>) {
+    if let Some(markers) = markers {
+        markers.read();
     }
+}
+
+/// The timeline events, to the timeline file, the flight recorder and the
+/// span markers' join (whichever are on). Drained even with none of them
+/// yet (a cgroup's marker rings not found so far): a full ring would ask
+/// for early drains on every event.
+fn drain_timeline(
+    probes: &mut Probes,
+    timeline: &mut Option<Recorder>,
+    flight: &mut Option<FlightRecorder>,
+    markers: &mut Option<MarkerReader>,
+) {
     probes.drain_timeline(|event| {
+        if let Some(markers) = markers.as_mut() {
+            markers.on_event(event);
+        }
         if let Some(timeline) = timeline.as_mut() {
             timeline.on_event(event);
         }
@@ -109,6 +129,8 @@ pub struct Session {
     /// Where the flight recorder keeps the timeline (`tracer spans
     /// --flight-recorder`).
     pub flight: Option<FlightRecorder>,
+    /// The span markers read from the targets' rings, when any has one.
+    pub markers: Option<MarkerReader>,
     /// The CPUs when the recording started (the per-CPU view, if on).
     pub cpus_at_start: Option<CpuReading>,
     /// Asked for fresh numbers between intervals (a metrics scrape): `run`
@@ -117,13 +139,20 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(probes: Probes, agg: Aggregator) -> Self {
+    pub fn new(mut probes: Probes, agg: Aggregator) -> Self {
+        let rings = std::mem::take(&mut probes.marker_rings);
+        let markers = (!rings.is_empty()).then(|| {
+            let mut markers = MarkerReader::new();
+            rings.into_iter().for_each(|ring| markers.add(ring));
+            markers
+        });
         let mut session = Self {
             probes,
             agg,
             start_unix_ns: clock::unix_ns(),
             timeline: None,
             flight: None,
+            markers,
             cpus_at_start: None,
             refresh: None,
         };
@@ -151,14 +180,15 @@ impl Session {
     /// Moves everything the kernel has produced into the aggregator: exit
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
-        let Session { probes, agg, timeline, flight, .. } = self;
-        drain_timeline(probes, timeline, flight);
+        let Session { probes, agg, timeline, flight, markers, .. } = self;
+        read_markers(markers);
+        drain_timeline(probes, timeline, flight, markers);
         if let Some(timeline) = timeline {
             timeline.tick(probes);
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        drain_spans(probes, agg);
+        drain_spans(probes, agg, markers);
         let now = clock::monotonic_ns();
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
@@ -195,19 +225,55 @@ impl Session {
     /// moves everything they produced into the aggregator, and reads the
     /// loss counters, once.
     pub fn finish(&mut self) -> FinalLosses {
+        if let Some(markers) = &mut self.markers {
+            markers.stop();
+        }
         self.probes.detach();
         self.sync();
-        FinalLosses(self.probes.losses())
+        FinalLosses(self.losses())
+    }
+
+    /// The probes' loss counters, with the marker rings' (records the
+    /// library could not write, spans on threads with no state to join).
+    pub fn losses(&self) -> Losses {
+        let mut losses = self.probes.losses();
+        if let Some(markers) = &self.markers {
+            losses.marker_records = markers.overflow();
+            losses.marker_spans_unjoined = markers.counts().no_thread_state;
+        }
+        losses
+    }
+
+    /// Marker calls that did not pair up, in the kernel (uprobes) and in
+    /// the rings.
+    pub fn span_anomalies(&self) -> SpanAnomalies {
+        let mut anomalies = self.probes.span_anomalies();
+        if let Some(markers) = &self.markers {
+            let counts = markers.counts();
+            anomalies.end_without_begin += counts.end_without_begin;
+            anomalies.begun_twice += counts.begun_twice;
+            anomalies.never_ended += counts.never_ended;
+        }
+        anomalies
+    }
+
+    /// Forgets spans open since before `cutoff` (CLOCK_MONOTONIC), counted as never ended.
+    pub fn expire_spans(&mut self, cutoff: u64) {
+        self.probes.expire_spans(cutoff);
+        if let Some(markers) = &mut self.markers {
+            markers.expire(cutoff);
+        }
     }
 
     /// Moves the streamed events (exits, run-queue waits, spans) into the
     /// aggregator; cheap, called every `DRAIN_EVERY`.
     pub fn drain(&mut self) {
-        let Session { probes, agg, timeline, flight, .. } = self;
-        drain_timeline(probes, timeline, flight);
+        let Session { probes, agg, timeline, flight, markers, .. } = self;
+        read_markers(markers);
+        drain_timeline(probes, timeline, flight, markers);
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        drain_spans(probes, agg);
+        drain_spans(probes, agg, markers);
     }
 
     /// What each interval refreshes: the streamed events, or everything.
@@ -223,7 +289,9 @@ impl Session {
     /// after each interval with fresh data, and after each refresh asked
     /// for through `refresh`.
     pub async fn run(&mut self, plan: Plan, mut on_interval: impl FnMut(&mut Session)) -> Result<Stop> {
-        let mut events = EventLoop::new()?.drain_every(DRAIN_EVERY);
+        let mut events = EventLoop::new()?
+            .drain_every(DRAIN_EVERY)
+            .drain_early_on(self.probes.early_drain_fds().context("duplicating the ring buffers' descriptors")?)?;
         if let Some(every) = plan.interval {
             events = events.intervals(every, plan.intervals);
         }

@@ -1,5 +1,7 @@
 //! Reading the kernel side's maps: draining ring buffers, reading and
 //! pruning hash maps, summing per-CPU values.
+use std::os::fd::{AsFd, OwnedFd};
+
 use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
     BlockKey, BucketStat, Counter, HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
@@ -47,6 +49,9 @@ impl Probes {
             children_untracked: sum(Counter::ChildrenUntracked as u32),
             http_captures: sum(Counter::LostHttpCaptures as u32),
             wait_holders: sum(Counter::WaitHoldersMapFull as u32),
+            // Counted by the marker library, read by the session.
+            marker_records: 0,
+            marker_spans_unjoined: 0,
         }
     }
 
@@ -73,6 +78,16 @@ impl Probes {
 
     pub fn drain_timeline(&mut self, mut on_event: impl FnMut(&TimelineEvent)) -> usize {
         drain(&mut self.timeline_events, &mut on_event)
+    }
+
+    /// Descriptors that become readable when the kernel asks for an early
+    /// drain of the span, HTTP or timeline stream (a ring a quarter full);
+    /// duplicates, so that the event loop can own them.
+    pub fn early_drain_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
+        [self.span_events.as_fd(), self.http_events.as_fd(), self.timeline_events.as_fd()]
+            .into_iter()
+            .map(|fd| fd.try_clone_to_owned())
+            .collect()
     }
 
     /// Removes spans open since before `older_than_ns` (CLOCK_MONOTONIC),

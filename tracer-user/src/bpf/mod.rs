@@ -42,7 +42,7 @@ use offsets::{
 use privilege::raise_memlock_limit;
 use uprobes::attach_span_markers;
 
-use crate::sys::{btf::Btf, procfs, tracefs::Format};
+use crate::sys::{btf::Btf, markers::MarkerRing, procfs, tracefs::Format};
 
 /// The eBPF object built from `tracer-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -57,6 +57,10 @@ pub struct Probes {
     /// Span targets whose markers were not found (their HTTP exchanges are
     /// still spans with `--http`).
     pub without_markers: Vec<u32>,
+    /// Span targets whose marker library has a ring (`sys::markers`): their
+    /// spans are read from it and joined with the timeline, which is on for
+    /// them. The session takes these over and turns them on.
+    pub marker_rings: Vec<MarkerRing>,
     threads: HashMap<MapData, u32, ThreadStats>,
     runq_events: RingBuf<MapData>,
     exits: RingBuf<MapData>,
@@ -135,9 +139,19 @@ impl Probes {
         // The timeline names who held the CPU during waits, from the same
         // per-CPU run slices as span blame; the holders' sums follow each
         // CPU's waiters instead (`MAP_CPU_WAITERS`).
+        // Marker rings first: their spans are joined with the timeline, so
+        // it streams whenever there is one (or may be one later).
+        let marker_rings: Vec<MarkerRing> = options
+            .spans
+            .iter()
+            .filter(|request| request.ring)
+            .flat_map(|request| request.pids.iter().filter_map(|&pid| MarkerRing::find(pid)))
+            .collect();
+        let watch_rings = options.spans.as_ref().is_some_and(|request| request.ring && request.later_markers);
+        let timeline = options.timeline || !marker_rings.is_empty() || watch_rings;
         let span_config = SpanConfig {
-            enabled: u32::from(options.spans.is_some() || options.timeline),
-            timeline: u32::from(options.timeline),
+            enabled: u32::from(options.spans.is_some() || timeline),
+            timeline: u32::from(timeline),
             http: u32::from(http),
             holders: u32::from(options.holders),
             http_syscalls: http_syscalls(),
@@ -165,7 +179,7 @@ impl Probes {
             // span and timeline rings cost 52 MiB of its RSS otherwise.
             .map_max_entries(MAP_HTTP_EVENTS, ring_bytes(http, HTTP_RING_BYTES))
             .map_max_entries(MAP_SPAN_EVENTS, ring_bytes(options.spans.is_some(), SPAN_RING_BYTES))
-            .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(options.timeline, options.timeline_ring_bytes))
+            .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(timeline, options.timeline_ring_bytes))
             .map_max_entries(MAP_RUNQ_EVENTS, options.runq_ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
@@ -232,7 +246,14 @@ impl Probes {
         let mut spans_attached = false;
         let mut without_markers = Vec::new();
         if let Some(request) = &options.spans {
-            for &pid in &request.pids {
+            spans_attached = !marker_rings.is_empty();
+            // Uprobes unless --marker-ring found a ring: the ring loses the
+            // spans that ended in the last drain before a target was killed
+            // (its memory goes with it), and a thread whose switch-in the
+            // kernel did not report has no state to join with; the uprobes
+            // snapshot the thread's totals in the kernel at each marker.
+            let with_ring: Vec<u32> = marker_rings.iter().map(|ring| ring.pid).collect();
+            for &pid in request.pids.iter().filter(|pid| !with_ring.contains(pid)) {
                 match attach_span_markers(&mut ebpf, pid) {
                     Ok(()) => spans_attached = true,
                     Err(LoadError::NoMarkers(pid)) => without_markers.push(pid),
@@ -274,6 +295,7 @@ impl Probes {
             attached: Attached { syscalls, block_io, spans: spans_attached },
             syscalls_by_thread: options.syscalls.as_ref().is_some_and(|s| s.by_thread),
             without_markers,
+            marker_rings,
         };
         if mode == ProbeMode::Tracepoint && options.filter.tgid_count > 0 {
             probes.seed_threads(&options.filter);

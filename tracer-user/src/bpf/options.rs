@@ -102,6 +102,12 @@ pub struct SpanRequest {
     /// Also make spans of the HTTP/1.x exchanges in its socket syscalls
     /// (markers are then optional).
     pub http: bool,
+    /// Read the markers from the library's ring where it has one (`--marker-ring`).
+    pub ring: bool,
+    /// With `ring`: processes that join the targets later (a cgroup's) are
+    /// looked for marker rings too, so the timeline their spans need streams
+    /// from the start.
+    pub later_markers: bool,
 }
 
 /// What is attached besides the scheduler probes.

@@ -6,26 +6,7 @@ use aya::{
 use tracer_common::programs;
 
 use super::{LoadError, attach::{attach_failed, program}};
-
-/// Files mapped executable by `pid` (its executable and libraries).
-pub(super) fn mapped_objects(pid: u32) -> Vec<std::path::PathBuf> {
-    let mut paths = Vec::new();
-    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-        paths.push(exe);
-    }
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let perms = fields.nth(1).unwrap_or("");
-        if let Some(path) = fields.nth(3).filter(|p| p.starts_with('/')) {
-            let path = std::path::PathBuf::from(path);
-            if perms.contains('x') && !paths.contains(&path) {
-                paths.push(path);
-            }
-        }
-    }
-    paths
-}
+use crate::sys::markers::mapped_objects;
 
 /// Attaches the span uprobes to every object of `pid` that exports the
 /// markers; none is an error that says how to add them.

@@ -51,6 +51,13 @@ pub struct SpansArgs {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
     pub expire_after: std::time::Duration,
 
+    /// Read the spans from the marker library's ring in the process's memory
+    /// (no trap per marker) instead of uprobes on the markers, for the
+    /// targets whose library has one; their breakdown is joined from the
+    /// kernel's timeline (docs/spans.md, "How the markers reach the tracer").
+    #[arg(long)]
+    pub marker_ring: bool,
+
     /// Also make a span of every HTTP/1.x exchange in the process's socket
     /// syscalls, from the read of a request to the end of its response
     /// (no markers needed; see docs/spans.md).

@@ -103,7 +103,7 @@ pub async fn record(kernel: &KernelArgs, args: &RecordArgs) -> Result<()> {
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers, or with --http.
     targets.options.spans =
-        args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: args.http });
+        args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: args.http, ring: false, later_markers: false });
     let scope = HistogramScope {
         per_process: true,
         per_thread: false,

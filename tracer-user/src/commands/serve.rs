@@ -18,7 +18,7 @@ pub async fn serve(kernel: &KernelArgs, args: &ServeArgs) -> Result<()> {
     targets.options.syscalls = targets.syscall_options(args.syscalls, false, Vec::new());
     targets.options.block_io = true;
     // Spans come along when the (first) target has span markers.
-    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: false });
+    targets.options.spans = args.target.pids.first().map(|&pid| SpanRequest { pids: vec![pid], required: false, http: false, ring: false, later_markers: false });
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;
     session.agg.set_slo(args.series.slo_ns());
     endpoint.serve(&mut session);

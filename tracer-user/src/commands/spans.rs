@@ -14,6 +14,7 @@ use crate::{
     app::{
         Plan, Session, Stop,
         flight::{self, FlightOptions, FlightRecorder},
+        markers::MarkerReader,
         otlp::{self, Exporter},
     },
     bpf::{SpanRequest, SyscallOptions},
@@ -22,6 +23,10 @@ use crate::{
     output::{atomic, goodput_text, otlp::Origin, spans_json::write_line},
     sys::{cgroup, clock},
 };
+
+/// How often a traced cgroup is looked at for processes with a marker ring
+/// that joined it.
+const MARKER_RESCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// The run-queue ring of `tracer spans` (the default is for whole machines).
 const SPANS_RUNQ_RING_BYTES: u32 = 1 << 20;
@@ -38,8 +43,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let target = TargetArgs { pids: args.pids.clone(), cgroup: args.cgroup.clone(), ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
-    // With --cgroup, the markers of the processes in it now (new ones are
-    // found by --http only: uprobes attach per process).
+    // With --cgroup, the markers of the processes in it now (with
+    // --marker-ring, those that join it later are looked for every second).
     let marked = match &targets.filters.cgroup {
         Some(cgroup) if args.pids.is_empty() => cgroup::processes(std::path::Path::new(cgroup)),
         _ => args.pids.clone(),
@@ -56,7 +61,14 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         .syscall_options(false, false, Vec::new())
         .map(|options| SyscallOptions { histograms: false, http_only, ..options });
     targets.options.block_io = true;
-    targets.options.spans = Some(SpanRequest { pids: marked.clone(), required: true, http: args.http });
+    let later_markers = targets.filters.cgroup.is_some();
+    targets.options.spans = Some(SpanRequest {
+        pids: marked.clone(),
+        required: true,
+        http: args.http,
+        ring: args.marker_ring,
+        later_markers,
+    });
     // The flight recorder keeps the target's timeline as it streams, from a
     // kernel ring its --max-mib pays for.
     targets.options.timeline = args.flight.flight_recorder.is_some();
@@ -120,6 +132,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         until_exit_of: if args.keep_waiting { Vec::new() } else { args.pids.clone() },
     };
     let mut last_expiry = std::time::Instant::now();
+    let mut last_rescan = std::time::Instant::now();
+    let watched_cgroup = targets.filters.cgroup.clone().filter(|_| args.pids.is_empty() && args.marker_ring);
     let mut last_publish = std::time::Instant::now();
     let mut written = 0u64;
     let mut failure = None;
@@ -160,11 +174,19 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
                 session.sync();
                 endpoint.publish(session);
             }
+            // Processes that joined the cgroup since: their marker rings.
+            if let Some(cgroup) = &watched_cgroup
+                && last_rescan.elapsed() >= MARKER_RESCAN_EVERY
+            {
+                last_rescan = std::time::Instant::now();
+                let markers = session.markers.get_or_insert_with(MarkerReader::new);
+                cgroup::processes(std::path::Path::new(cgroup)).into_iter().for_each(|pid| markers.watch(pid));
+            }
             // Look for stale spans a few times per expiry period.
             if last_expiry.elapsed() >= (args.expire_after / 4).min(Duration::from_secs(10)) {
                 last_expiry = std::time::Instant::now();
                 let cutoff = clock::monotonic_ns().saturating_sub(args.expire_after.as_nanos() as u64);
-                session.probes.expire_spans(cutoff);
+                session.expire_spans(cutoff);
                 // HTTP span ids begin with their start time.
                 session.agg.http.forget_older_than(tracer_common::http_span_id_lower_bound(cutoff));
             }
@@ -221,7 +243,7 @@ fn summary(session: &Session, written: u64) {
             say!("{line}");
         }
     }
-    let anomalies = session.probes.span_anomalies();
+    let anomalies = session.span_anomalies();
     if anomalies.end_without_begin + anomalies.begun_twice + anomalies.never_ended > 0 {
         say!(
             "tracer: span markers that did not pair up: {} ended without a begin, {} begun twice, {} never ended",

@@ -27,6 +27,14 @@ pub struct Losses {
     /// was full (their wait is still counted, without its holder).
     #[serde(default)]
     pub wait_holders: u64,
+    /// Span marker records the marker library could not write because its
+    /// ring was full (the tracer did not read it fast enough).
+    #[serde(default)]
+    pub marker_records: u64,
+    /// Marker spans (`--marker-ring`) on a thread with no scheduler event
+    /// recorded to join them with: not broken down, not reported.
+    #[serde(default)]
+    pub marker_spans_unjoined: u64,
 }
 
 /// Marker calls that did not pair up.

@@ -18,6 +18,7 @@ pub mod intervals;
 pub mod join;
 pub mod kstats;
 pub mod losses;
+pub mod markers;
 pub mod names;
 pub mod runq;
 pub mod spans;

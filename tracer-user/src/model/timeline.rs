@@ -265,16 +265,41 @@ impl Timeline {
     /// so events arrive only roughly in order; stable sorts keep the input
     /// order of events at the same moment.
     pub fn finish(mut self) -> Timeline {
+        self.sort();
+        self
+    }
+
+    /// `finish` in place, for a timeline that goes on growing (the span
+    /// markers' live join): the sorts are linear on the sorted part.
+    pub fn sort(&mut self) {
         for thread in self.threads.values_mut() {
             thread.transitions.sort_by_key(|t| t.ts_ns);
             thread.syscalls.sort_by_key(|p| p.ts_ns);
             thread.holders.sort_by_key(|p| p.ts_ns);
         }
-        self
+    }
+
+    /// Forgets each thread's events before `cut(tid)`, but for the last
+    /// state it entered before then (its totals from then on stay exact),
+    /// and the threads with no state change since `idle_before`.
+    pub fn forget_before(&mut self, cut: impl Fn(u32) -> u64, idle_before: u64) {
+        self.threads.retain(|&tid, thread| {
+            let cut = cut(tid);
+            let keep_from = thread.transitions.partition_point(|t| t.ts_ns < cut).saturating_sub(1);
+            thread.transitions.drain(..keep_from);
+            let points = |points: &mut Vec<Point>| drop(points.drain(..points.partition_point(|p| p.ts_ns < cut)));
+            points(&mut thread.syscalls);
+            points(&mut thread.holders);
+            thread.transitions.last().is_some_and(|t| t.ts_ns >= idle_before)
+        });
     }
 
     pub fn thread(&self, tid: u32) -> Option<&ThreadHistory> {
         self.threads.get(&tid)
+    }
+
+    pub fn thread_mut(&mut self, tid: u32) -> Option<&mut ThreadHistory> {
+        self.threads.get_mut(&tid)
     }
 
     /// Every thread recorded, by TID.

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod cpu_limit;
 pub mod disks;
+pub mod markers;
 pub mod procfs;
 pub mod space;
 pub mod tracefs;

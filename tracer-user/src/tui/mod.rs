@@ -73,7 +73,7 @@ pub async fn run(kernel: &KernelArgs, args: &TuiArgs) -> Result<()> {
     targets.options.holders = true;
     // With -p, request spans come along when the process has markers, and
     // the process's state changes, from which a span's timeline is cut.
-    targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false });
+    targets.options.spans = args.pid.map(|pid| crate::bpf::SpanRequest { pids: vec![pid], required: false, http: false, ring: false, later_markers: false });
     targets.options.timeline = args.pid.is_some();
     targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(LIVE_FLIGHT_MAX_BYTES);
     let mut session = Session::start(&targets, HistogramScope { per_process: true, per_thread: false })?;

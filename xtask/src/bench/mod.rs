@@ -22,6 +22,8 @@
 //! * flight: the test server's throughput at 20,000 requests/s offered with
 //!   the flight recorder always on, tracer's RSS, and the time from a slow
 //!   span's end to its dump file.
+//! * proxy: nginx as a reverse proxy in front of the test server at 20,000
+//!   requests/s offered, untraced and with `tracer spans --http` on both.
 //! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
 //!   processes alive.
 use std::{
@@ -41,10 +43,12 @@ mod churn;
 mod flight;
 mod memory;
 mod otlp;
+mod proxy;
 mod span_cpu;
 mod metrics;
 mod startup;
 mod syscalls;
+mod tui;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -91,6 +95,7 @@ pub enum Bench {
     Metrics,
     Flight,
     SpanCpu,
+    Proxy,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -314,9 +319,14 @@ fn load_ns_per_op(built: &setup::Built, kind: &str, calls: u64, config: &Config)
 
 /// `tracer spans -p PID` writing its lines to a file, for the benchmarks.
 fn tracer_spans<'a>(tracer: &'a Path, out: &'a Path) -> Starter<'a> {
+    tracer_spans_with(tracer, out, &[])
+}
+
+/// The same with more options (`--marker-ring`).
+fn tracer_spans_with<'a>(tracer: &'a Path, out: &'a Path, options: &'a [&'a str]) -> Starter<'a> {
     Box::new(move |pid| {
         let mut cmd = Command::new(tracer);
-        cmd.args(["spans", "-p", &pid.to_string(), "--json"]).arg(out);
+        cmd.args(["spans", "-p", &pid.to_string()]).args(options).arg("--json").arg(out);
         Background::start(cmd, "Tracing")
     })
 }
@@ -328,8 +338,15 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let configs = [
         Config { name: "markers, untraced", start: None },
         Config { name: "markers, tracer spans attached", start: Some(tracer_spans(&built.tracer, &lines)) },
+        Config {
+            name: "markers, tracer spans --marker-ring attached",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+        },
     ];
-    alternate(&configs, args.rounds, "ns/span", |config| load_ns_per_op(built, "spans", 200_000, config))?;
+    // 30,000 pairs: their 60,000 records fit in the marker ring (65,536),
+    // so a traced pair is timed writing both records, never dropping them
+    // as a full ring does.
+    alternate(&configs, args.rounds, "ns/span", |config| load_ns_per_op(built, "spans", 30_000, config))?;
 
     if util::which("wrk").is_none() {
         bail!("the span benchmark drives the test server with wrk: `apt-get install wrk`");
@@ -338,6 +355,10 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let configs = [
         Config { name: "test server, untraced", start: None },
         Config { name: "test server, tracer spans", start: Some(tracer_spans(&built.tracer, &lines)) },
+        Config {
+            name: "test server, tracer spans --marker-ring",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+        },
     ];
     // Maximum throughput (wrk, as fast as it goes), then the achieved rate
     // when 20,000 requests/s are offered (the target's operating point).
@@ -450,77 +471,6 @@ pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(fields.iter().sum::<u64>() as f64 / ticks)
 }
 
-/// `tracer` (the live view) in a detached tmux session; killed on drop.
-struct LiveView {
-    session: String,
-    pid: u32,
-}
-
-impl LiveView {
-    fn start(tracer: &Path) -> Result<LiveView> {
-        let session = format!("tracer-bench-{}", std::process::id());
-        util::run_checked(
-            Command::new("tmux")
-                .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "50"])
-                .arg(tracer),
-        )?;
-        let out = Command::new("tmux").args(["list-panes", "-t", &session, "-F", "#{pane_pid}"]).output()?;
-        let pid = String::from_utf8_lossy(&out.stdout).trim().parse().context("tmux pane pid")?;
-        Ok(LiveView { session, pid })
-    }
-}
-
-impl Drop for LiveView {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
-    }
-}
-
-fn tui_cost(built: &setup::Built, args: &BenchArgs) -> Result<()> {
-    if util::which("tmux").is_none() {
-        bail!("the live-view benchmark runs tracer in tmux: `apt-get install tmux`");
-    }
-    let mut crowd = Vec::new();
-    for _ in 0..args.processes {
-        crowd.push(
-            Command::new(&built.load_helper)
-                .args(["sleepers", "1", "1000"])
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting the idle processes")?,
-        );
-    }
-    let report = std::env::temp_dir().join("tracer-bench-tui.json");
-    let window = Duration::from_secs(args.tui_seconds);
-    let measure = |pid: u32| -> Result<f64> {
-        // Let it start and settle before measuring.
-        std::thread::sleep(Duration::from_secs(3));
-        let before = cpu_seconds(pid)?;
-        std::thread::sleep(window);
-        Ok((cpu_seconds(pid)? - before) * 100.0 / window.as_secs_f64())
-    };
-    let configs = [Config { name: "tracer (live view, 1 s)", start: None }, Config { name: "tracer record", start: None }];
-    let result = alternate(&configs, 3, "% of a CPU", |config| {
-        if config.name.starts_with("tracer record") {
-            let mut cmd = Command::new(&built.tracer);
-            cmd.args(["record", "--out"]).arg(&report);
-            let bg = Background::start(cmd, "Recording")?;
-            let cpu = measure(bg.pid())?;
-            bg.stop()?;
-            Ok(cpu)
-        } else {
-            let view = LiveView::start(&built.tracer)?;
-            measure(view.pid)
-        }
-    });
-    for mut child in crowd {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let _ = std::fs::remove_file(&report);
-    result
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("benchmarks load eBPF programs: run `sudo -E cargo xtask bench` or as root");
@@ -552,10 +502,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             http_overhead(&built, args)
         })?;
     }
+    if wanted(Bench::Proxy) {
+        let what = format!("proxy: nginx in front of the test server at 20,000 requests/s, --http on both x {} alternating rounds", args.rounds);
+        util::step(&what, || proxy::proxy_cost(&built, args))?;
+    }
     if wanted(Bench::Tui) {
         util::step(
             &format!("live view: tracer's own CPU with {} processes alive, 3 alternating rounds", args.processes),
-            || tui_cost(&built, args),
+            || tui::tui_cost(&built, args),
         )?;
     }
     if wanted(Bench::Memory) {
