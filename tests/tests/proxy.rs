@@ -9,6 +9,7 @@ use std::{
 };
 
 use tracer_tests::*;
+use tracer_user::model::spans::SpanKind;
 
 /// GET `path` through the proxy on a connection of its own; the client's
 /// own time for it.
@@ -26,45 +27,112 @@ fn end_ns(span: &SpanRecord) -> u64 {
     span.start_unix_ns + span.wall_ns
 }
 
+fn request_id(span: &SpanRecord) -> Option<&str> {
+    span.http.as_ref().and_then(|h| h.request_id.as_deref())
+}
+
+/// The one span of `spans` that `matches`.
+fn the<'a>(spans: &'a [SpanRecord], what: &str, matches: impl Fn(&SpanRecord) -> bool) -> &'a SpanRecord {
+    let found: Vec<&SpanRecord> = spans.iter().filter(|s| matches(s)).collect();
+    assert_eq!(found.len(), 1, "one {what}: {spans:#?}");
+    found[0]
+}
+
+/// One request's spans: the proxy's own (the root), its outgoing call, and
+/// the application's.
+struct Flow<'a> {
+    root: &'a SpanRecord,
+    call: &'a SpanRecord,
+    app: &'a SpanRecord,
+}
+
+/// `requests` GETs of `path` through the proxy under one `tracer spans
+/// --http` of both processes; each request's three spans, checked to form
+/// one flow: the call is the root's child and the application's span its
+/// child, all with nginx's request id, each inside its parent.
+fn traced_flows(proxy: &Nginx, app: &Server, path: &str, requests: usize) -> Vec<SpanRecord> {
+    let (worker, app_pid) = (proxy.worker.to_string(), app.pid().to_string());
+    let tracer = Tracer::start(&["spans", "--http", "-p", &worker, "-p", &app_pid]);
+    let slowest = (0..requests).map(|_| get_through(proxy.port, path)).max().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let spans = span_lines(&stdout);
+    let count = |pid: u32, kind: SpanKind| spans.iter().filter(|s| s.pid == pid && s.kind == kind).count();
+    assert_eq!(
+        (count(proxy.worker, SpanKind::Server), count(proxy.worker, SpanKind::Client), count(app.pid(), SpanKind::Server)),
+        (requests, requests, requests),
+        "{spans:#?}\n{stderr:?}"
+    );
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        assert!(span.wall_ns <= slowest.as_nanos() as u64, "no longer than the client waited: {span:?}");
+    }
+    spans
+}
+
+fn flows<'a>(spans: &'a [SpanRecord], proxy: &Nginx) -> Vec<Flow<'a>> {
+    let mut ids = std::collections::HashSet::new();
+    let roots = spans.iter().filter(|s| s.pid == proxy.worker && s.kind == SpanKind::Server);
+    roots
+        .map(|root| {
+            let id = request_id(root).unwrap_or_else(|| panic!("nginx's $request_id: {root:?}"));
+            assert!(ids.insert(id.to_owned()), "request ids are unique: {id}");
+            let call = the(spans, "call of the root", |s| s.kind == SpanKind::Client && s.parent_span_id == Some(root.span_id));
+            assert_eq!(request_id(call), Some(id), "the call carried the request id: {call:?}");
+            let app = the(spans, "application span of the call", |s| s.parent_span_id == Some(call.span_id));
+            assert_eq!((app.parent_pid, request_id(app)), (Some(proxy.worker), Some(id)), "{app:?}");
+            for (outer, inner) in [(root, call), (call, app)] {
+                assert!(inner.start_unix_ns >= outer.start_unix_ns && end_ns(inner) <= end_ns(outer), "{outer:?}\n{inner:?}");
+            }
+            Flow { root, call, app }
+        })
+        .collect()
+}
+
 #[test]
-fn a_proxied_request_is_one_span_in_the_proxy_and_one_in_the_application_sharing_its_request_id() {
-    if !bpf_available("a_proxied_request_is_one_span_in_the_proxy_and_one_in_the_application_sharing_its_request_id") {
+fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
+    if !bpf_available("a_proxied_request_is_one_flow_across_the_proxy_and_the_application") {
         return;
     }
     const REQUESTS: usize = 20;
     const SLEEP_MS: u64 = 20;
     let dir = temp_dir("proxy");
-    let app = Server::start_with(None, &["--no-markers"]);
-    let proxy = Nginx::start_proxy(&dir, None, app.port);
-    let (worker, app_pid) = (proxy.worker.to_string(), app.pid().to_string());
-    let tracer = Tracer::start(&["spans", "--http", "-p", &worker, "-p", &app_pid]);
-    let path = format!("/sleep?ms={SLEEP_MS}");
-    let slowest = (0..REQUESTS).map(|_| get_through(proxy.port, &path)).max().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
-    assert!(status.success(), "{stderr:?}");
-    let spans = span_lines(&stdout);
+    // The application on CPU 1, where busy processes run later; the proxy
+    // on CPU 0.
+    let app = Server::start_with(Some(1), &["--no-markers"]);
+    let proxy = Nginx::start_proxy(&dir.join("alone"), Some(0), app.port);
 
-    let in_proxy: Vec<&SpanRecord> = spans.iter().filter(|s| s.pid == proxy.worker).collect();
-    let in_app: Vec<&SpanRecord> = spans.iter().filter(|s| s.pid == app.pid()).collect();
-    assert_eq!((in_proxy.len(), in_app.len()), (REQUESTS, REQUESTS), "{spans:#?}\n{stderr:?}");
-    let mut ids = std::collections::HashSet::new();
-    for outer in &in_proxy {
-        let http = outer.http.as_ref().unwrap_or_else(|| panic!("HTTP fields: {outer:?}"));
-        assert_eq!((http.http_path.as_str(), http.http_status), ("/sleep", Some(200)), "{outer:?}");
-        let id = http.request_id.as_deref().unwrap_or_else(|| panic!("nginx's $request_id: {outer:?}"));
-        assert!(ids.insert(id.to_owned()), "request ids are unique: {id}");
-        let inner: Vec<&&SpanRecord> =
-            in_app.iter().filter(|s| s.http.as_ref().and_then(|h| h.request_id.as_deref()) == Some(id)).collect();
-        assert_eq!(inner.len(), 1, "the application's span of request {id}: {in_app:#?}");
-        let inner = inner[0];
-        assert_eq!(inner.http.as_ref().unwrap().http_path, "/sleep", "{inner:?}");
-        // The application's span lies within the proxy's, which waited on it.
-        assert!(inner.start_unix_ns >= outer.start_unix_ns && end_ns(inner) <= end_ns(outer), "{outer:?}\n{inner:?}");
-        assert!(inner.wall_ns >= SLEEP_MS * 1_000_000, "{inner:?}");
-        assert!(outer.wall_ns <= slowest.as_nanos() as u64, "no longer than the client waited: {outer:?}");
-        assert_parts_sum_to_wall(outer);
-        assert_parts_sum_to_wall(inner);
+    let spans = traced_flows(&proxy, &app, &format!("/sleep?ms={SLEEP_MS}"), REQUESTS);
+    for Flow { root, call, app: inner } in flows(&spans, &proxy) {
+        assert_eq!(call.http.as_ref().unwrap().peer, Some(format!("127.0.0.1:{}", app.port)), "{call:?}");
+        assert!(inner.wall_ns >= SLEEP_MS * 1_000_000 && inner.verdict == Verdict::Blocked, "{inner:?}");
+        assert!(root.downstream_ns >= SLEEP_MS * 1_000_000, "the proxy waited on the application: {root:?}");
+        let verdict = root.downstream_verdict.as_deref().unwrap_or_else(|| panic!("downstream verdict: {root:?}"));
+        assert!(verdict.contains("where the request was blocked"), "{verdict}");
     }
+
+    // The application's CPU is taken by busy processes: the proxy's spans
+    // say that their time went to a cpu-contention span downstream, blamed
+    // on them.
+    // A proxy of its own: an application thread that was already waiting
+    // in a read of a kept upstream connection when tracing began would not
+    // make its next request a span (the read's start was not seen).
+    drop(proxy);
+    let proxy = Nginx::start_proxy(&dir.join("contended"), Some(0), app.port);
+    let (busy, busy_pids) = busy_neighbours(1);
+    let spans = traced_flows(&proxy, &app, "/cpu?ms=5", REQUESTS);
+    drop(busy);
+    let flows = flows(&spans, &proxy);
+    let blamed = flows
+        .iter()
+        .filter(|flow| {
+            let verdict = flow.root.downstream_verdict.as_deref().unwrap_or_default();
+            verdict.contains("where the request was cpu-contention behind")
+                && busy_pids.iter().any(|pid| verdict.contains(&format!("(pid {pid})")))
+        })
+        .count();
+    let verdicts: Vec<_> = flows.iter().map(|f| (&f.root.downstream_verdict, f.app.verdict)).collect();
+    assert!(blamed * 10 >= flows.len() * 8, "{blamed} of {} roots blame the busy processes: {verdicts:#?}", flows.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -121,15 +121,15 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
     }
 }
 
-/// At a syscall's exit with its return value.
+/// At a syscall's exit with its return value; `entered_at` is when it began.
 #[inline(always)]
-pub fn on_exit(tid: u32, tgid: u32, stats: &mut ThreadStats, nr: u32, ret: i64) {
+pub fn on_exit(tid: u32, tgid: u32, stats: &mut ThreadStats, nr: u32, ret: i64, entered_at: u64) {
     if ret <= 0 {
         return;
     }
     match io_of(nr) {
         Io::Read(data) => on_read(tid, tgid, stats, data, ret as u64),
-        Io::Write(data) => on_write(tid, tgid, stats, data, ret as u64),
+        Io::Write(data) => on_write(tid, tgid, stats, data, ret as u64, entered_at),
         _ => {}
     }
 }
@@ -200,7 +200,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     // (if it was): its wait for a CPU since then is part of the request's.
     // Only the first request of a run claims it.
     let woken_at = core::mem::take(&mut stats.woken_at_ns);
-    if spans::open(tid, tgid, stats, span_id, woken_at, true, name_http).is_none() {
+    if spans::open(tid, tgid, stats, span_id, woken_at, 0, true, name_http).is_none() {
         return;
     }
     let fresh = HttpConn::opened(span_id, HttpPhase::Request, 1);
@@ -246,7 +246,7 @@ fn name_http(name: &mut [u8; SPAN_NAME_LEN]) {
 }
 
 #[inline(always)]
-fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
+fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64, entered_at: u64) {
     let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
     if let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) {
         // SAFETY: a map value; one connection is written by one thread at a time.
@@ -270,7 +270,7 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
         send(tgid, conn, stats);
         let _ = HTTP_CONNS.remove(&key);
     }
-    open_outgoing(tid, tgid, stats, &key, data, transferred);
+    open_outgoing(tid, tgid, stats, &key, data, transferred, entered_at);
 }
 
 /// The prefix of a status line, and at least the digit after it.
@@ -296,13 +296,23 @@ fn mark_end(tid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, f
 /// an outgoing exchange begins. Its span leaves the thread to the span it
 /// is serving, if any, and names that as its parent.
 #[inline(always)]
-fn open_outgoing(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, data: Data, transferred: u64) {
+fn open_outgoing(
+    tid: u32,
+    tgid: u32,
+    stats: &mut ThreadStats,
+    key: &HttpConnKey,
+    data: Data,
+    transferred: u64,
+    entered_at: u64,
+) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
     if len < REQUEST_START_LEN as u64 || read_user::<[u8; REQUEST_START_LEN]>(at).is_none_or(|head| !is_request_start(head)) {
         return;
     }
     let span_id = http_span_id(now_ns(), this_cpu());
-    if spans::open(tid, tgid, stats, span_id, 0, false, name_http).is_none() {
+    // From the write's entry: the peer may read the request, and start its
+    // own span, before the write returns.
+    if spans::open(tid, tgid, stats, span_id, 0, entered_at, false, name_http).is_none() {
         return;
     }
     let fresh = HttpConn::opened(span_id, HttpPhase::ClientRequest, 0);

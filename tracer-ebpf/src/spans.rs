@@ -43,7 +43,7 @@ fn begin(span_id: u64, name: *const u8) {
         return;
     }
     let Some(stats) = sched::lookup_or_track(tid, tgid, current_comm) else { return };
-    open(tid, tgid, stats, span_id, 0, true, |buf| {
+    open(tid, tgid, stats, span_id, 0, 0, true, |buf| {
         if !name.is_null() {
             // SAFETY: a bounded read of user memory; a fault leaves the name empty.
             let _ = unsafe { bpf_probe_read_user_str_bytes(name, buf) };
@@ -54,6 +54,7 @@ fn begin(span_id: u64, name: *const u8) {
 /// Opens span `span_id` on the running thread: snapshots its totals now.
 /// With `woken_at` (non-zero), the span starts instead when the thread was
 /// woken for its current run: the wait for a CPU since then is the span's.
+/// With `running_since` (non-zero, within the current run), it starts then.
 /// With `claim_thread`, the thread's syscalls and waits are charged to this
 /// span from now on; without (an outgoing call), they stay with the span
 /// open on the thread, which becomes this one's parent.
@@ -65,6 +66,7 @@ pub fn open(
     stats: &mut ThreadStats,
     span_id: u64,
     woken_at: u64,
+    running_since: u64,
     claim_thread: bool,
     name: impl FnOnce(&mut [u8; SPAN_NAME_LEN]),
 ) -> Option<u64> {
@@ -93,6 +95,12 @@ pub fn open(
         }
         start = woken_at;
         slices::for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
+    } else if running_since != 0 && got_cpu != 0 && got_cpu <= running_since && running_since <= now {
+        // Back to an instant of the current run (the entry of the write
+        // that sent an outgoing request: its peer may act on it before the
+        // write returns): the thread ran throughout.
+        base.on_cpu_ns = base.on_cpu_ns.saturating_sub(now - running_since);
+        start = running_since;
     }
     state.tid = tid;
     state._pad = 0;

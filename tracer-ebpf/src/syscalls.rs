@@ -111,7 +111,7 @@ fn on_exit(ret: i64) {
     spans::charge_syscall(tgid, stats, nr, took);
     timeline::syscall(tid, tgid, nr, now, took);
     if http_enabled() {
-        http::on_exit(tid, tgid, stats, nr, ret);
+        http::on_exit(tid, tgid, stats, nr, ret, since);
     }
     if !syscall_selected(u64::from(nr)) {
         return;
