@@ -150,13 +150,12 @@ impl Encoder {
         ExportTraceServiceRequest { resource_spans }
     }
 
-    /// The trace of an outgoing call made in span `caller` of `pid`: the
-    /// caller's `traceparent`'s when it had one (`input_trace`), else one
-    /// drawn now and kept for the caller.
-    fn trace_for_call(&mut self, pid: u32, caller: u64, input_trace: Option<Vec<u8>>) -> Vec<u8> {
-        if let Some(trace) = input_trace {
-            return trace;
-        }
+    /// The trace of a span made in span `caller` of `pid` (an outgoing call
+    /// made while serving it, or the span a call started in another traced
+    /// process): the caller's when another of its children has set it, else
+    /// `known` (a `traceparent`'s, or one a child of this span set), else one
+    /// drawn now; kept for the caller, which arrives after it.
+    fn trace_for_call(&mut self, pid: u32, caller: u64, known: Option<Vec<u8>>) -> Vec<u8> {
         if let Some(trace) = self.trace_of_parent.get(&(pid, caller)) {
             return trace.clone();
         }
@@ -165,7 +164,7 @@ impl Encoder {
             let oldest = self.trace_of_parent.keys().min_by_key(|(_, id)| *id).copied();
             oldest.map(|key| self.trace_of_parent.remove(&key));
         }
-        let trace = self.ids.trace_id();
+        let trace = known.unwrap_or_else(|| self.ids.trace_id());
         self.trace_of_parent.insert((pid, caller), trace.clone());
         trace
     }
@@ -179,15 +178,13 @@ impl Encoder {
                 let mut parent = input_trace.as_ref().and(parent);
                 let span_id =
                     if record.span_id == 0 { self.ids.span_id() } else { record.span_id.to_be_bytes().to_vec() };
+                let given = self.trace_of_parent.remove(&(record.pid, record.span_id));
                 let trace_id = match record.parent_span_id {
                     Some(caller) => {
                         parent = Some(caller.to_be_bytes().to_vec());
-                        self.trace_for_call(record.pid, caller, input_trace)
+                        self.trace_for_call(record.parent_pid.unwrap_or(record.pid), caller, input_trace.or(given))
                     }
-                    None => {
-                        let given = self.trace_of_parent.remove(&(record.pid, record.span_id));
-                        input_trace.or(given).unwrap_or_else(|| self.ids.trace_id())
-                    }
+                    None => input_trace.or(given).unwrap_or_else(|| self.ids.trace_id()),
                 };
                 (trace_id, span_id, parent.unwrap_or_default())
             }

@@ -152,6 +152,24 @@ fn an_outgoing_call_is_a_client_child_in_its_callers_trace() {
 }
 
 #[test]
+fn a_request_across_processes_is_one_trace() {
+    let mut encoder = Encoder::new(&info(), Origin::Traced, Ids::new(7));
+    // The proxy's request, its call upstream, and the application's span
+    // for that call (another process), exported in the order they arrive.
+    let root = http_span(None);
+    let call = call_span(&root);
+    let mut app = http_span(None);
+    (app.pid, app.span_id, app.parent_span_id, app.parent_pid) = (root.pid + 1, 99, Some(call.span_id), Some(root.pid));
+    let app = encoder.span(&app);
+    let call = encoder.span(&call);
+    let root = encoder.span(&root);
+    assert_eq!(app.parent_span_id, call.span_id);
+    assert_eq!(call.parent_span_id, root.span_id);
+    assert_eq!((&app.trace_id, &call.trace_id), (&root.trace_id, &root.trace_id), "one trace");
+    assert!(encoder.trace_of_parent.is_empty(), "each kept trace was taken");
+}
+
+#[test]
 fn a_joined_span_becomes_the_child_of_the_applications_own() {
     let mut joined = test_span(5, 5, 0, Verdict::OnCpu);
     joined.trace_id = Some("4BF92F3577B34DA6A3CE929D0E0E4736".into());
