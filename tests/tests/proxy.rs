@@ -132,6 +132,7 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
                 && busy_pids.iter().any(|pid| verdict.contains(&format!("(pid {pid})")))
         })
         .count();
+    eprintln!("{blamed} of {} proxy spans say their time went to cpu-contention downstream behind a busy process", flows.len());
     let verdicts: Vec<_> = flows.iter().map(|f| (&f.root.downstream_verdict, f.app.verdict)).collect();
     assert!(blamed * 10 >= flows.len() * 8, "{blamed} of {} roots blame the busy processes: {verdicts:#?}", flows.len());
     std::fs::remove_dir_all(&dir).unwrap();
