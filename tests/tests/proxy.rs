@@ -109,7 +109,7 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
         assert!(inner.wall_ns >= SLEEP_MS * 1_000_000 && inner.verdict == Verdict::Blocked, "{inner:?}");
         assert!(root.downstream_ns >= SLEEP_MS * 1_000_000, "the proxy waited on the application: {root:?}");
         let verdict = root.downstream_verdict.as_deref().unwrap_or_else(|| panic!("downstream verdict: {root:?}"));
-        assert!(verdict.contains("where the request was blocked"), "{verdict}");
+        assert!(verdict.contains("`GET /sleep` (pid ") && verdict.ends_with(" was blocked"), "{verdict}");
     }
 
     // The application's CPU is taken by busy processes: the proxy's spans
@@ -128,7 +128,7 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
         .iter()
         .filter(|flow| {
             let verdict = flow.root.downstream_verdict.as_deref().unwrap_or_default();
-            verdict.contains("where the request was cpu-contention behind")
+            verdict.contains(" was cpu-contention behind ")
                 && busy_pids.iter().any(|pid| verdict.contains(&format!("(pid {pid})")))
         })
         .count();

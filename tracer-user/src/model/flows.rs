@@ -139,7 +139,7 @@ impl Flows {
         let Some((call, outcome)) = calls.iter().zip(outcomes).max_by_key(|(call, _)| call.waited_ns) else { return };
         let waited = format!("waited {:.1} ms on {}", call.waited_ns as f64 / 1e6, call.peer);
         record.downstream_verdict = Some(match outcome {
-            Some(outcome) => format!("{waited}, where the request was {}", outcome.describe()),
+            Some(outcome) => format!("{waited}, where {}", outcome.describe()),
             None => format!("{waited} (not traced)"),
         });
     }
@@ -152,7 +152,7 @@ impl Outcome {
             (Some(Verdict::CpuContention), Some((comm, pid))) => format!(" behind {comm} (pid {pid})"),
             _ => String::new(),
         };
-        format!("{verdict}{behind} (`{}`, pid {})", self.name, self.pid)
+        format!("`{}` (pid {}) was {verdict}{behind}", self.name, self.pid)
     }
 }
 
@@ -210,8 +210,7 @@ mod tests {
         assert_eq!(
             root.downstream_verdict.as_deref(),
             Some(
-                "waited 31.0 ms on 127.0.0.1:8001, where the request was cpu-contention behind load-gen (pid 77) \
-                 (`GET /cpu`, pid 20)"
+                "waited 31.0 ms on 127.0.0.1:8001, where `GET /cpu` (pid 20) was cpu-contention behind load-gen (pid 77)"
             )
         );
         assert_eq!(root.verdict, Verdict::Blocked, "the per-span verdict stays");
