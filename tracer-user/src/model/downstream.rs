@@ -2,9 +2,10 @@
 //! waited on each peer, kept from the call's span (which ends, and arrives,
 //! first) until the request's own span arrives and shows it as its
 //! `downstream_ns` part.
-use std::collections::BTreeMap;
-
-use super::spans::{DownstreamWait, SpanKind, SpanRecord};
+use super::{
+    recent::Recent,
+    spans::{DownstreamWait, SpanKind, SpanRecord},
+};
 
 /// The peer of calls whose connection was opened before tracing began.
 const UNKNOWN_PEER: &str = "(unknown)";
@@ -13,9 +14,14 @@ const UNKNOWN_PEER: &str = "(unknown)";
 const MAX_WAITING_PARENTS: usize = 4096;
 
 /// Waits of outgoing calls by (process, parent span id).
-#[derive(Debug, Default)]
 pub struct Downstream {
-    by_parent: BTreeMap<(u32, u64), Vec<DownstreamWait>>,
+    by_parent: Recent<(u32, u64), Vec<DownstreamWait>>,
+}
+
+impl Default for Downstream {
+    fn default() -> Self {
+        Downstream { by_parent: Recent::new(MAX_WAITING_PARENTS) }
+    }
 }
 
 impl Downstream {
@@ -43,18 +49,13 @@ impl Downstream {
 
     fn hold(&mut self, pid: u32, parent: u64, child: &SpanRecord) {
         let peer = child.http.as_ref().and_then(|h| h.peer.clone()).unwrap_or_else(|| UNKNOWN_PEER.to_owned());
-        let waits = self.by_parent.entry((pid, parent)).or_default();
+        let waits = self.by_parent.entry((pid, parent));
         match waits.iter_mut().find(|w| w.peer == peer) {
             Some(wait) => {
                 wait.count += 1;
                 wait.ns += child.sleep_ns;
             }
             None => waits.push(DownstreamWait { peer, count: 1, ns: child.sleep_ns }),
-        }
-        if self.by_parent.len() > MAX_WAITING_PARENTS {
-            // Span ids grow with their start time: the smallest is the oldest.
-            let oldest = self.by_parent.keys().min_by_key(|(_, id)| *id).copied();
-            oldest.map(|key| self.by_parent.remove(&key));
         }
     }
 }

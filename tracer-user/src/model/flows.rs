@@ -8,56 +8,14 @@
 //! its request id is known before the span it starts ends; that span ends
 //! before the call reads its response, and the call before the request it
 //! was made for is answered.
-use std::{
-    collections::{HashMap, VecDeque},
-    hash::Hash,
+use super::{
+    recent::Recent,
+    spans::{SpanKind, SpanRecord, Verdict},
 };
-
-use super::spans::{SpanKind, SpanRecord, Verdict};
 
 /// Entries each table keeps at most; the oldest are forgotten first (a
 /// call whose response never came, a span whose parent was not traced).
 const MAX_KEPT: usize = 4096;
-
-/// A map that forgets its oldest entries beyond [`MAX_KEPT`].
-struct Recent<K, V> {
-    map: HashMap<K, V>,
-    order: VecDeque<K>,
-}
-
-impl<K, V> Default for Recent<K, V> {
-    fn default() -> Self {
-        Recent { map: HashMap::new(), order: VecDeque::new() }
-    }
-}
-
-impl<K: Eq + Hash + Clone, V> Recent<K, V> {
-    fn entry(&mut self, key: K) -> &mut V
-    where
-        V: Default,
-    {
-        if !self.map.contains_key(&key) {
-            self.order.push_back(key.clone());
-            if self.order.len() > MAX_KEPT
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.map.remove(&oldest);
-            }
-        }
-        self.map.entry(key).or_default()
-    }
-
-    fn insert(&mut self, key: K, value: V)
-    where
-        V: Default,
-    {
-        *self.entry(key) = value;
-    }
-
-    fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key)
-    }
-}
 
 /// An outgoing call: its process and span id.
 type Call = (u32, u64);
@@ -80,11 +38,20 @@ struct CallMade {
     waited_ns: u64,
 }
 
-#[derive(Default)]
 pub struct Flows {
     calls_by_request_id: Recent<String, Call>,
     outcome_of_call: Recent<Call, Outcome>,
     calls_of_parent: Recent<(u32, u64), Vec<CallMade>>,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows {
+            calls_by_request_id: Recent::new(MAX_KEPT),
+            outcome_of_call: Recent::new(MAX_KEPT),
+            calls_of_parent: Recent::new(MAX_KEPT),
+        }
+    }
 }
 
 impl Flows {
@@ -107,7 +74,7 @@ impl Flows {
             }
             SpanKind::Server => {
                 let Some(request_id) = record.http.as_ref().and_then(|h| h.request_id.as_ref()) else { return };
-                let Some(&(pid, call)) = self.calls_by_request_id.map.get(request_id) else { return };
+                let Some(&(pid, call)) = self.calls_by_request_id.get(request_id) else { return };
                 if pid == record.pid {
                     return;
                 }
@@ -214,7 +181,7 @@ mod tests {
             )
         );
         assert_eq!(root.verdict, Verdict::Blocked, "the per-span verdict stays");
-        assert!(flows.calls_of_parent.map.is_empty() && flows.outcome_of_call.map.is_empty());
+        assert!(flows.calls_of_parent.is_empty() && flows.outcome_of_call.is_empty());
     }
 
     #[test]
@@ -250,8 +217,8 @@ mod tests {
         for call in 0..(MAX_KEPT as u64 + 5) {
             flows.on_outgoing_request(format!("r-{call}"), PROXY, call);
         }
-        assert_eq!(flows.calls_by_request_id.map.len(), MAX_KEPT);
-        assert!(!flows.calls_by_request_id.map.contains_key("r-0"));
-        assert!(flows.calls_by_request_id.map.contains_key(&format!("r-{}", MAX_KEPT + 4)));
+        assert_eq!(flows.calls_by_request_id.len(), MAX_KEPT);
+        assert!(!flows.calls_by_request_id.contains_key(&"r-0".to_owned()));
+        assert!(flows.calls_by_request_id.contains_key(&format!("r-{}", MAX_KEPT + 4)));
     }
 }

@@ -20,6 +20,7 @@ pub mod kstats;
 pub mod losses;
 pub mod markers;
 pub mod names;
+pub mod recent;
 pub mod runq;
 pub mod spans;
 pub mod thread;

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
 
-use crate::model::spans::{SpanKind as RecordKind, SpanRecord};
+use crate::model::{
+    recent::Recent,
+    spans::{SpanKind as RecordKind, SpanRecord},
+};
 
 /// The `Content-Type` of the bodies [`Encoder::encode`] makes.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -88,7 +91,7 @@ pub struct Encoder {
     /// Trace ids given to outgoing calls ahead of the span they were made
     /// for (which ends, and arrives, after them), by (process, its span
     /// id): that span takes the same.
-    trace_of_parent: BTreeMap<(u32, u64), Vec<u8>>,
+    trace_of_parent: Recent<(u32, u64), Vec<u8>>,
 }
 
 /// Parents whose calls' trace ids are kept at most (the oldest go first:
@@ -108,7 +111,7 @@ fn resource_of(info: &ResourceInfo) -> Resource {
 
 impl Encoder {
     pub fn new(info: &ResourceInfo, origin: Origin, ids: Ids) -> Encoder {
-        Encoder { resource: resource_of(info), by_pid: HashMap::new(), origin, ids, trace_of_parent: BTreeMap::new() }
+        Encoder { resource: resource_of(info), by_pid: HashMap::new(), origin, ids, trace_of_parent: Recent::new(MAX_PARENT_TRACES) }
     }
 
     /// Spans of process `pid` get this resource from now on.
@@ -158,11 +161,6 @@ impl Encoder {
     fn trace_for_call(&mut self, pid: u32, caller: u64, known: Option<Vec<u8>>) -> Vec<u8> {
         if let Some(trace) = self.trace_of_parent.get(&(pid, caller)) {
             return trace.clone();
-        }
-        if self.trace_of_parent.len() >= MAX_PARENT_TRACES {
-            // Span ids grow with their start time: the smallest is the oldest.
-            let oldest = self.trace_of_parent.keys().min_by_key(|(_, id)| *id).copied();
-            oldest.map(|key| self.trace_of_parent.remove(&key));
         }
         let trace = known.unwrap_or_else(|| self.ids.trace_id());
         self.trace_of_parent.insert((pid, caller), trace.clone());
