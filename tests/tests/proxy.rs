@@ -19,7 +19,7 @@ fn get_through(port: u16, path: &str) -> Duration {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{}", &response[..response.len().min(300)]);
     started.elapsed()
 }
 
@@ -46,19 +46,19 @@ struct Flow<'a> {
     app: &'a SpanRecord,
 }
 
-/// `requests` GETs of `path` through the proxy under one `tracer spans
-/// --http` of both processes; each request's three spans, checked to form
-/// one flow: the call is the root's child and the application's span its
-/// child, all with nginx's request id, each inside its parent.
-fn traced_flows(proxy: &Nginx, app: &Server, path: &str, requests: usize) -> Vec<SpanRecord> {
+/// GETs of `paths` through the proxy under one `tracer spans --http` of
+/// both processes; the spans and the client's time for each request.
+fn traced_flows(proxy: &Nginx, app: &Server, paths: &[String]) -> (Vec<SpanRecord>, Vec<Duration>) {
     let (worker, app_pid) = (proxy.worker.to_string(), app.pid().to_string());
     let tracer = Tracer::start(&["spans", "--http", "-p", &worker, "-p", &app_pid]);
-    let slowest = (0..requests).map(|_| get_through(proxy.port, path)).max().unwrap();
+    let took: Vec<Duration> = paths.iter().map(|path| get_through(proxy.port, path)).collect();
+    let slowest = took.iter().max().copied().unwrap_or_default();
     std::thread::sleep(Duration::from_millis(300));
     let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
     assert!(status.success(), "{stderr:?}");
     let spans = span_lines(&stdout);
     let count = |pid: u32, kind: SpanKind| spans.iter().filter(|s| s.pid == pid && s.kind == kind).count();
+    let requests = paths.len();
     assert_eq!(
         (count(proxy.worker, SpanKind::Server), count(proxy.worker, SpanKind::Client), count(app.pid(), SpanKind::Server)),
         (requests, requests, requests),
@@ -68,7 +68,7 @@ fn traced_flows(proxy: &Nginx, app: &Server, path: &str, requests: usize) -> Vec
         assert_parts_sum_to_wall(span);
         assert!(span.wall_ns <= slowest.as_nanos() as u64, "no longer than the client waited: {span:?}");
     }
-    spans
+    (spans, took)
 }
 
 fn flows<'a>(spans: &'a [SpanRecord], proxy: &Nginx) -> Vec<Flow<'a>> {
@@ -103,7 +103,7 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
     let app = Server::start_with(Some(1), &["--no-markers"]);
     let proxy = Nginx::start_proxy(&dir.join("alone"), Some(0), app.port);
 
-    let spans = traced_flows(&proxy, &app, &format!("/sleep?ms={SLEEP_MS}"), REQUESTS);
+    let (spans, _) = traced_flows(&proxy, &app, &vec![format!("/sleep?ms={SLEEP_MS}"); REQUESTS]);
     for Flow { root, call, app: inner } in flows(&spans, &proxy) {
         assert_eq!(call.http.as_ref().unwrap().peer, Some(format!("127.0.0.1:{}", app.port)), "{call:?}");
         assert!(inner.wall_ns >= SLEEP_MS * 1_000_000 && inner.verdict == Verdict::Blocked, "{inner:?}");
@@ -121,7 +121,7 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
     drop(proxy);
     let proxy = Nginx::start_proxy(&dir.join("contended"), Some(0), app.port);
     let (busy, busy_pids) = busy_neighbours(1);
-    let spans = traced_flows(&proxy, &app, "/cpu?ms=5", REQUESTS);
+    let (spans, _) = traced_flows(&proxy, &app, &vec!["/cpu?ms=5".to_owned(); REQUESTS]);
     drop(busy);
     let flows = flows(&spans, &proxy);
     let blamed = flows
@@ -135,5 +135,41 @@ fn a_proxied_request_is_one_flow_across_the_proxy_and_the_application() {
     eprintln!("{blamed} of {} proxy spans say their time went to cpu-contention downstream behind a busy process", flows.len());
     let verdicts: Vec<_> = flows.iter().map(|f| (&f.root.downstream_verdict, f.app.verdict)).collect();
     assert!(blamed * 10 >= flows.len() * 8, "{blamed} of {} roots blame the busy processes: {verdicts:#?}", flows.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_response_streamed_through_the_proxy_ends_with_its_last_byte() {
+    if !bpf_available("a_response_streamed_through_the_proxy_ends_with_its_last_byte") {
+        return;
+    }
+    const BODY: u64 = 1 << 20;
+    const ROUNDS: u64 = 8;
+    const PAUSE_MS: u64 = 20;
+    let dir = temp_dir("proxy-stream");
+    let app = Server::start_with(Some(1), &["--no-markers"]);
+    let proxy = Nginx::start_proxy(&dir, Some(0), app.port);
+    // 1 MiB in 8 rounds 20 ms apart, with a length and chunked: nginx
+    // passes each on to the client as it reads it from the application.
+    let stream = format!("/stream?kib={}&chunks={ROUNDS}&ms={PAUSE_MS}", BODY / 1024);
+    let paths = [stream.clone(), format!("{stream}&chunked=1"), stream.clone(), format!("{stream}&chunked=1")];
+    let (spans, took) = traced_flows(&proxy, &app, &paths);
+    let streamed_ns = (ROUNDS - 1) * PAUSE_MS * 1_000_000;
+    let fastest = took.iter().min().unwrap().as_nanos() as u64;
+    let flows = flows(&spans, &proxy);
+    assert_eq!(flows.len(), paths.len());
+    for Flow { root, call, app: inner } in &flows {
+        for span in [root, call, inner] {
+            let bytes = span.http.as_ref().and_then(|h| h.response_bytes).unwrap_or_default();
+            assert!(span.wall_ns >= streamed_ns && bytes >= BODY, "the whole response, not its first round: {span:?}");
+        }
+        // The proxy writes its last byte after the application wrote its
+        // own, and the client read it then.
+        assert!(end_ns(root) >= end_ns(inner), "{root:?}\n{inner:?}");
+        assert!(root.wall_ns * 100 >= fastest * 95, "{} of the client's {fastest} ns: {root:?}", root.wall_ns);
+        // Its wait on the application: the call, but for the time nginx ran
+        // meanwhile (passing the rounds on).
+        assert!(root.downstream_ns * 10 >= call.wall_ns * 9, "the proxy waited on the application: {root:?}\n{call:?}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -87,11 +87,33 @@ raw_enum! {
         ClientRequest = 3,
         /// Outgoing: the response is being read.
         ClientResponse = 4,
+        /// The span went when the thread moved on; a later write is a later
+        /// round of the same response (a large body as the socket drains, a
+        /// proxy passing its upstream's response on as it arrives).
+        Sent = 5,
+        /// Outgoing, as [`HttpPhase::Sent`]: a later read is a later round.
+        ClientSent = 6,
     }
 }
 
+/// Where an exchange's response ended so far: the last response write (or
+/// read, of an outgoing exchange).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeEnd {
+    pub tid: u32,
+    pub _pad: u32,
+    pub ns: u64,
+    /// That thread's totals then.
+    pub totals: ThreadTotals,
+}
+const _: () = assert!(size_of::<ExchangeEnd>() == 16 + size_of::<ThreadTotals>());
+
 /// An HTTP exchange in progress on one connection. The span's end moves to
-/// each response write; the span is sent when its thread does anything else.
+/// each response write; the span is sent when its thread does anything
+/// else, and the exchange stays for the response's later rounds (each sent
+/// as a [`SPAN_HTTP_ROUND`](crate::SPAN_HTTP_ROUND)) until the connection's
+/// next request or close.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpConn {
@@ -100,23 +122,24 @@ pub struct HttpConn {
     pub phase: u32,
     /// Reads of the request whose bytes were captured.
     pub reads: u32,
-    pub end_tid: u32,
+    /// 1 once the span was sent: what follows goes as rounds.
+    pub sent: u32,
     pub _pad: u32,
-    pub end_ns: u64,
-    /// The writing thread's totals at the end of the last response write.
-    pub end: ThreadTotals,
+    /// Response bytes so far, head included.
+    pub bytes: u64,
+    pub end: ExchangeEnd,
 }
-const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ThreadTotals>());
+const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ExchangeEnd>());
 
 impl HttpConn {
     /// An exchange whose span `span_id` just opened, in `phase`, with
     /// `reads` of its request captured; its end is not known yet.
     pub fn opened(span_id: u64, phase: HttpPhase, reads: u32) -> HttpConn {
-        HttpConn { span_id, phase: phase as u32, reads, end_tid: 0, _pad: 0, end_ns: 0, end: ThreadTotals::default() }
+        HttpConn { span_id, phase: phase as u32, reads, ..HttpConn::default() }
     }
 }
 
-impl_pod!(HttpCapture, HttpConnKey, HttpConn);
+impl_pod!(HttpCapture, HttpConnKey, HttpConn, ExchangeEnd);
 
 #[cfg(test)]
 mod tests {

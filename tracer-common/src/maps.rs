@@ -78,3 +78,6 @@ pub const TIMELINE_RING_BYTES: u32 = 8 << 20;
 /// second at the highest rates measured (docs/performance.md).
 pub const HTTP_RING_BYTES: u32 = 16 << 20;
 pub const HTTP_CONNS_ENTRIES: u32 = 16_384;
+/// Responses being written in rounds at once (each keeps where its span
+/// ended so far).
+pub const HTTP_ROUNDS_ENTRIES: u32 = 4_096;

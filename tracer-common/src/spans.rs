@@ -62,6 +62,12 @@ pub const SPAN_HTTP: u32 = 1 << 1;
 /// [`HttpCaptureKind::Peer`](crate::HttpCaptureKind) capture names the peer
 /// when its `connect` was seen.
 pub const SPAN_CLIENT: u32 = 1 << 2;
+/// `SpanEvent::flags`: with [`SPAN_HTTP`], a later round of a response
+/// whose span was already sent: `start_ns` is where the span ended so far
+/// (the end of the previous round), `end_ns` its new end, and `delta` the
+/// thread's totals over that interval, to add to the span's (empty, with
+/// [`SPAN_MOVED_THREAD`], when the round ended on another thread).
+pub const SPAN_HTTP_ROUND: u32 = 1 << 3;
 
 /// A finished span: `delta` is its thread's totals at the end minus those
 /// at the beginning.
@@ -81,8 +87,11 @@ pub struct SpanEvent {
     pub delta: ThreadTotals,
     pub syscalls: [TopEntry; SPAN_TOP],
     pub holders: [TopEntry; SPAN_TOP],
+    /// Of an HTTP span: its response's bytes so far (written, or read by
+    /// an outgoing exchange), head included; 0 otherwise.
+    pub response_bytes: u64,
 }
-const _: () = assert!(size_of::<SpanEvent>() == 48 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+const _: () = assert!(size_of::<SpanEvent>() == 56 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
 
 /// One run slice: `tgid` had a CPU from `start` to `end`.
 #[repr(C)]

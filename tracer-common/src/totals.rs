@@ -36,6 +36,12 @@ macro_rules! thread_totals {
                 $(self.$field = saturating_difference(later.$field, earlier.$field);)*
             }
 
+            /// Adds the totals of a following interval (the deltas of two
+            /// rounds of one span).
+            pub fn add(&mut self, more: &ThreadTotals) {
+                $(self.$field = self.$field.saturating_add(more.$field);)*
+            }
+
             /// Each total with its field name, in declaration order.
             pub fn fields(&self) -> [(&'static str, u64); ThreadTotals::FIELD_COUNT] {
                 [$((stringify!($field), self.$field)),*]

@@ -3,8 +3,13 @@
 //! opens a span on its connection (process, fd); the first write that starts
 //! with a status line turns the connection to its response; each response
 //! write (or sendfile) moves the span's end; the span is sent when the
-//! writing thread does anything else. Request and response heads are copied
-//! (bounded) for the loader, which parses them.
+//! writing thread does anything else. The exchange stays until the
+//! connection's next request or close: a later write is a later round of
+//! the response (a large body as the socket drains, a proxy passing on its
+//! upstream's response as it arrives), sent as a round record that moves
+//! the span's end again. The loader, which knows from the response's head
+//! where it ends, waits for its last round. Request and response heads are
+//! copied (bounded) for the loader, which parses them.
 //!
 //! The mirror is an outgoing exchange: a write that starts with a method on
 //! a connection with no exchange opens a client span (which leaves the
@@ -15,13 +20,13 @@
 //! its peer.
 use tracer_common::{
     Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase,
-    PEER_ADDR_LEN, SPAN_CLIENT, SPAN_HTTP, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats,
-    http_span_id,
+    PEER_ADDR_LEN, SPAN_CLIENT, SPAN_HTTP, SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey,
+    THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, TopEntry, http_span_id,
 };
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count, wake_when_filling},
+    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, HTTP_ROUNDS, SPAN_EVENTS, count, wake_when_filling},
     spans,
 };
 
@@ -162,25 +167,32 @@ fn is_request_start(head: [u8; REQUEST_START_LEN]) -> bool {
 fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred: u64) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
     let key = HttpConnKey { tgid, _pad: 0, file: stats.syscall_file };
+    let conn = HTTP_CONNS.get_ptr_mut(&key);
+    if let Some(conn) = conn {
+        // SAFETY: a map value; one connection is read by one thread at a time.
+        let conn = unsafe { &mut *conn };
+        if is_outgoing(conn) {
+            // Whatever its bytes are, they are the response.
+            on_response_read(tid, tgid, stats, conn, &key, at, len, transferred);
+            return;
+        }
+    }
     if len < REQUEST_START_LEN as u64 {
         remember_prefix(&key, at, len);
         return;
     }
     let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
-    let conn = HTTP_CONNS.get_ptr_mut(&key);
     let mut prefix = None;
     if !is_request_start(head) {
         prefix = take_prefix(&key, head);
         if prefix.is_none() {
             // The rest of a request head split over several reads.
             if let Some(conn) = conn {
-                // SAFETY: a map value; one connection is read by one thread at a time.
+                // SAFETY: as above.
                 let conn = unsafe { &mut *conn };
                 if conn.phase == HttpPhase::Request as u32 && conn.reads < HTTP_CAPTURE_READS {
                     conn.reads += 1;
                     capture(conn.span_id, tgid, tid, HttpCaptureKind::Request, at, len);
-                } else {
-                    on_response_read(tid, tgid, stats, conn, key.file, at, len);
                 }
             }
             return;
@@ -188,12 +200,14 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     }
     if let Some(conn) = conn {
         // SAFETY: as above.
-        let conn = unsafe { &*conn };
+        let conn = unsafe { &mut *conn };
         if conn.phase == HttpPhase::Request as u32 {
             count(Counter::HttpPipelined);
             return;
         }
-        send(tgid, conn, stats);
+        if conn.phase == HttpPhase::Response as u32 {
+            flush(tgid, &key, conn, stats);
+        }
     }
     let span_id = http_span_id(now_ns(), this_cpu());
     // The request was there to read since the thread was woken for this run
@@ -210,6 +224,14 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         }
         capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
     }
+}
+
+/// An exchange the process began by writing a request.
+#[inline(always)]
+fn is_outgoing(conn: &HttpConn) -> bool {
+    conn.phase == HttpPhase::ClientRequest as u32
+        || conn.phase == HttpPhase::ClientResponse as u32
+        || conn.phase == HttpPhase::ClientSent as u32
 }
 
 /// A read shorter than a request method whose first byte could begin one:
@@ -258,19 +280,32 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
             }
             conn.phase = HttpPhase::Response as u32;
             capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+        } else if conn.phase == HttpPhase::Sent as u32 {
+            begin_round(&key, conn, HttpPhase::Response);
         }
         if conn.phase == HttpPhase::Response as u32 {
-            mark_end(tid, stats, conn, key.file, THREAD_HTTP_RESPONDING);
+            mark_end(tid, stats, conn, key.file, transferred, THREAD_HTTP_RESPONDING);
         }
-        if conn.phase != HttpPhase::ClientResponse as u32 {
+        if conn.phase != HttpPhase::ClientResponse as u32 && conn.phase != HttpPhase::ClientSent as u32 {
             // A response, or the rest of an outgoing request.
             return;
         }
         // The connection's next outgoing request: the last one is complete.
-        send(tgid, conn, stats);
+        if conn.phase == HttpPhase::ClientResponse as u32 {
+            flush(tgid, &key, conn, stats);
+        }
         let _ = HTTP_CONNS.remove(&key);
     }
     open_outgoing(tid, tgid, stats, &key, data, transferred, entered_at);
+}
+
+/// A write (or read) after the exchange's span was sent: a later round of
+/// its response, which starts where the span ended so far.
+#[inline(always)]
+fn begin_round(key: &HttpConnKey, conn: &mut HttpConn, phase: HttpPhase) {
+    if HTTP_ROUNDS.insert(key, &conn.end, 0).is_ok() {
+        conn.phase = phase as u32;
+    }
 }
 
 /// The prefix of a status line, and at least the digit after it.
@@ -281,13 +316,15 @@ fn starts_with_status_line(at: u64, len: u64) -> bool {
 }
 
 /// The exchange on `file` ends here for now: a response write, or an
-/// outgoing exchange's response read (`flags` says which).
+/// outgoing exchange's response read (`flags` says which), of `transferred`
+/// bytes.
 #[inline(always)]
-fn mark_end(tid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, flags: u32) {
+fn mark_end(tid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, transferred: u64, flags: u32) {
     let (totals, now) = spans::own_totals(tid, stats);
-    conn.end_ns = now;
-    conn.end_tid = tid;
-    conn.end = totals;
+    conn.end.ns = now;
+    conn.end.tid = tid;
+    conn.end.totals = totals;
+    conn.bytes += transferred;
     stats.flags |= flags;
     stats.http_file = file;
 }
@@ -330,19 +367,31 @@ fn open_outgoing(
     }
 }
 
-/// A read of an outgoing exchange's connection: its status line turns it to
-/// its response; each response read moves its end.
+/// A read of an outgoing exchange's connection, whose first bytes are
+/// `len` at `at`: its status line turns it to its response; each response
+/// read moves its end.
 #[inline(always)]
-fn on_response_read(tid: u32, tgid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, file: u64, at: u64, len: u64) {
+fn on_response_read(
+    tid: u32,
+    tgid: u32,
+    stats: &mut ThreadStats,
+    conn: &mut HttpConn,
+    key: &HttpConnKey,
+    at: u64,
+    len: u64,
+    transferred: u64,
+) {
     if conn.phase == HttpPhase::ClientRequest as u32 {
-        if !starts_with_status_line(at, len) {
+        if len < REQUEST_START_LEN as u64 || !starts_with_status_line(at, len) {
             return;
         }
         conn.phase = HttpPhase::ClientResponse as u32;
         capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+    } else if conn.phase == HttpPhase::ClientSent as u32 {
+        begin_round(key, conn, HttpPhase::ClientResponse);
     }
     if conn.phase == HttpPhase::ClientResponse as u32 {
-        mark_end(tid, stats, conn, file, THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
+        mark_end(tid, stats, conn, key.file, transferred, THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
     }
 }
 
@@ -356,39 +405,86 @@ fn remember_peer(key: &HttpConnKey, addr: u64) {
     }
 }
 
-/// The thread that wrote a response moved on: the exchange is complete.
+/// The thread that wrote a response (or read an outgoing exchange's) moved
+/// on: its span, or its round, is complete.
 #[inline(always)]
 fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     stats.flags &= !(THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
     let key = HttpConnKey { tgid, _pad: 0, file: stats.http_file };
-    let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
-    // SAFETY: a map value, read before its entry is deleted.
-    let conn = unsafe { &*conn };
+    let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
+    // SAFETY: a map value; its connection's syscalls are this thread's now.
+    let conn = unsafe { &mut *conn };
     if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
-        send(tgid, conn, stats);
-        let _ = HTTP_CONNS.remove(&key);
+        flush(tgid, &key, conn, stats);
     }
 }
 
-/// Sends the span of a connection that has responded.
+/// Sends what an exchange whose response is being written (or read) has
+/// not sent: its span, or the round since. The exchange stays, for later
+/// rounds.
 #[inline(always)]
-fn send(tgid: u32, conn: &HttpConn, stats: &mut ThreadStats) {
-    let key = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
-    let outgoing = if conn.phase == HttpPhase::ClientResponse as u32 { SPAN_CLIENT } else { 0 };
-    spans::close(&key, conn.end_tid, conn.end_ns, Some(&conn.end), SPAN_HTTP | outgoing);
-    spans::release_thread(stats, conn.span_id);
+fn flush(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut ThreadStats) {
+    let outgoing = conn.phase == HttpPhase::ClientResponse as u32;
+    let flags = SPAN_HTTP | if outgoing { SPAN_CLIENT } else { 0 };
+    if conn.sent == 0 {
+        let span = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
+        spans::close(&span, conn.end.tid, conn.end.ns, Some(&conn.end.totals), flags, conn.bytes);
+        spans::release_thread(stats, conn.span_id);
+        conn.sent = 1;
+    } else {
+        send_round(tgid, key, conn, flags);
+    }
+    conn.phase = if outgoing { HttpPhase::ClientSent as u32 } else { HttpPhase::Sent as u32 };
+}
+
+/// Sends a later round of `conn`'s response: from where its span ended
+/// before (kept at the round's first write) to its end now, with the
+/// thread's totals over it when one thread did both.
+#[inline(always)]
+fn send_round(tgid: u32, key: &HttpConnKey, conn: &HttpConn, flags: u32) {
+    let Some(start) = HTTP_ROUNDS.get_ptr(key) else { return };
+    // SAFETY: a map value, copied into the record at once.
+    let start = unsafe { &*start };
+    let Some(mut record) = SPAN_EVENTS.reserve::<SpanEvent>(0) else {
+        count(Counter::LostSpans);
+        return;
+    };
+    let moved = start.tid != conn.end.tid;
+    let event = record.as_mut_ptr();
+    // SAFETY: the reserved record is ours until submitted; every field is
+    // written before it is.
+    unsafe {
+        (*event).span_id = conn.span_id;
+        (*event).tgid = tgid;
+        (*event).tid_begin = start.tid;
+        (*event).tid_end = conn.end.tid;
+        (*event).flags = flags | SPAN_HTTP_ROUND | if moved { SPAN_MOVED_THREAD } else { 0 };
+        (*event).start_ns = start.ns;
+        (*event).end_ns = conn.end.ns;
+        (*event).parent_span_id = 0;
+        (*event).name = [0; SPAN_NAME_LEN];
+        if moved {
+            (*event).delta.set_since(&start.totals, &start.totals);
+        } else {
+            (*event).delta.set_since(&conn.end.totals, &start.totals);
+        }
+        (*event).syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+        (*event).holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
+        (*event).response_bytes = conn.bytes;
+    }
+    record.submit(wake_when_filling(&SPAN_EVENTS));
 }
 
 /// `close(fd)`: an exchange in progress on it ends here.
 #[inline(always)]
 fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let key = HttpConnKey { tgid, _pad: 0, file };
-    let Some(conn) = HTTP_CONNS.get_ptr(&key) else { return };
-    // SAFETY: a map value, read before its entry is deleted.
-    let conn = unsafe { &*conn };
+    let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
+    // SAFETY: a map value, used before its entry is deleted.
+    let conn = unsafe { &mut *conn };
     if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
-        send(tgid, conn, stats);
-    } else {
+        flush(tgid, &key, conn, stats);
+    } else if conn.phase == HttpPhase::Request as u32 || conn.phase == HttpPhase::ClientRequest as u32 {
         count(Counter::HttpUnanswered);
         spans::discard(&SpanKey { tgid, _pad: 0, span_id: conn.span_id });
         spans::release_thread(stats, conn.span_id);

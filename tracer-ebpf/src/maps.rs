@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, CpuWaiters, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
-    EXIT_RING_BYTES, HTTP_CONNS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, PEER_ADDR_LEN, Inflight, InflightKey, MAX_OPEN_SPANS,
+    EXIT_RING_BYTES, ExchangeEnd, HTTP_CONNS_ENTRIES, HTTP_ROUNDS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, PEER_ADDR_LEN, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats, WAIT_HOLDERS_ENTRIES, WaitHolderKey,
 };
@@ -71,6 +71,11 @@ pub static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(HTTP_RING_BYTES, 0);
 /// LRU: a connection that goes quiet without closing is evicted, not leaked.
 #[map]
 pub static HTTP_CONNS: LruHashMap<HttpConnKey, HttpConn> = LruHashMap::with_max_entries(HTTP_CONNS_ENTRIES, 0);
+
+/// Where each exchange's span ended when it (or its last round) was sent:
+/// the start of its next round. LRU like the above.
+#[map]
+pub static HTTP_ROUNDS: LruHashMap<HttpConnKey, ExchangeEnd> = LruHashMap::with_max_entries(HTTP_ROUNDS_ENTRIES, 0);
 
 /// The bytes of a read shorter than a request method, per connection, for
 /// the read that brings the rest (`bytes | len << 32`). LRU like the above.

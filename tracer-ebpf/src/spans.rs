@@ -148,7 +148,7 @@ fn end(span_id: u64) {
         Some(ref mut stats) => own_totals(tid, stats),
         None => (ThreadTotals::default(), now_ns()),
     };
-    close(&key, tid, now, stats.is_some().then_some(&totals), 0);
+    close(&key, tid, now, stats.is_some().then_some(&totals), 0, 0);
     if let Some(stats) = stats {
         release_thread(stats, span_id);
     }
@@ -166,7 +166,7 @@ pub fn release_thread(stats: &mut ThreadStats, span_id: u64) {
 /// then `end_totals`, and forgets it. The record is filled in place: a
 /// `SpanEvent` does not fit on the BPF stack next to its callers' frames.
 #[inline(always)]
-pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&ThreadTotals>, flags: u32) {
+pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&ThreadTotals>, flags: u32, response_bytes: u64) {
     let Some(state) = SPANS.get_ptr(key) else { return };
     // SAFETY: a map value, read before the entry is deleted below.
     let state = unsafe { &*state };
@@ -192,6 +192,7 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 }
                 (*event).syscalls = state.syscalls;
                 (*event).holders = state.holders;
+                (*event).response_bytes = response_bytes;
             }
             // Two threads can end one span at once (the thread that wrote
             // an HTTP response moving on, and a read of the connection's

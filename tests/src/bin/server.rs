@@ -176,6 +176,12 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         }
         let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let path = target.split('?').next().unwrap_or("/").to_owned();
+        if path == "/stream" {
+            if stream_response(writer, &target, keep_alive).is_err() || !keep_alive {
+                return;
+            }
+            continue;
+        }
         let name = std::ffi::CString::new(format!("GET {path}")).expect("no NUL");
         let id = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
         // The logged span encloses the marked one, by a clock read each side.
@@ -257,6 +263,36 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             return;
         }
     }
+}
+
+/// `/stream?kib=N&chunks=K&ms=M[&chunked=1]`: a body of N KiB written in
+/// K rounds M ms apart, after the head, with a `Content-Length` or chunked
+/// (the last chunk goes with the last round).
+fn stream_response(mut writer: &TcpStream, target: &str, keep_alive: bool) -> std::io::Result<()> {
+    let (bytes, rounds) = (query_param(target, "kib") as usize * 1024, query_param(target, "chunks").max(1) as usize);
+    let chunked = query(target, "chunked").is_some();
+    let framing = if chunked { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {bytes}") };
+    let close = if keep_alive { "" } else { "Connection: close\r\n" };
+    // The head in one write, as servers write it.
+    writer.write_all(format!("HTTP/1.1 200 OK\r\n{framing}\r\n{close}\r\n").as_bytes())?;
+    let piece = vec![b'x'; bytes / rounds];
+    for round in 0..rounds {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(query_ms(target)));
+        }
+        let last = round + 1 == rounds;
+        let piece = if last { vec![b'x'; bytes - piece.len() * (rounds - 1)] } else { piece.clone() };
+        let mut out = Vec::with_capacity(piece.len() + 16);
+        if chunked {
+            write!(out, "{:x}\r\n", piece.len())?;
+        }
+        out.extend_from_slice(&piece);
+        if chunked {
+            out.extend_from_slice(if last { b"\r\n0\r\n\r\n" } else { b"\r\n" });
+        }
+        writer.write_all(&out)?;
+    }
+    Ok(())
 }
 
 /// Forks a child that marks a span every millisecond for `ms` ms (ids from

@@ -35,6 +35,7 @@ fn drain_spans(probes: &mut Probes, agg: &mut Aggregator, markers: &mut Option<M
     probes.drain_span_events(|span| finished.push(*span));
     probes.drain_http_captures(|capture| agg.on_http_capture(capture));
     finished.iter().for_each(|span| agg.on_span(span));
+    agg.release_quiet_spans(clock::monotonic_ns());
     if let Some(markers) = markers {
         markers.join(|span| agg.on_span(span));
         markers.messages.drain(..).for_each(|line| say!("{line}"));
@@ -230,6 +231,7 @@ impl Session {
         }
         self.probes.detach();
         self.sync();
+        self.agg.release_quiet_spans(u64::MAX);
         FinalLosses(self.losses())
     }
 

@@ -16,7 +16,8 @@ use super::{
     holders::{CpuHolders, Identity},
     downstream::Downstream,
     flows::Flows,
-    http::HttpHeads,
+    http::{HttpFields, HttpHeads},
+    rounds::{self, Rounds},
     goodput::Goodput,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
@@ -64,6 +65,8 @@ pub struct Aggregator {
     pub goodput: Option<Goodput>,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: HttpHeads,
+    /// HTTP spans waiting for the rest of their response.
+    pub rounds: Rounds,
     /// Outgoing calls' waits, until their parents arrive.
     downstream: Downstream,
     /// Requests from one traced process to another.
@@ -141,6 +144,7 @@ impl Aggregator {
             spans: SpanSummary::default(),
             goodput: None,
             http: HttpHeads::default(),
+            rounds: Rounds::default(),
             downstream: Downstream::default(),
             flows: Flows::default(),
             holder_names: HashMap::new(),
@@ -162,15 +166,35 @@ impl Aggregator {
         }
     }
 
+    /// A span from the kernel or the marker rings. An HTTP span whose
+    /// response goes on in later rounds is held for them (`model::rounds`).
     pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
-        let http = if event.flags & tracer_common::SPAN_HTTP != 0 {
-            match self.http.take(event.tgid, event.span_id) {
-                Ok(fields) => Some(fields),
-                Err(_) => return,
+        if event.flags & tracer_common::SPAN_HTTP_ROUND != 0 {
+            if let Some((event, fields)) = self.rounds.round(event) {
+                self.finish_span(&event, Some(fields));
             }
-        } else {
-            None
-        };
+            return;
+        }
+        if event.flags & tracer_common::SPAN_HTTP == 0 {
+            return self.finish_span(event, None);
+        }
+        let Ok(fields) = self.http.take(event.tgid, event.span_id) else { return };
+        if let Some((event, fields)) = self.rounds.first(event, fields) {
+            self.finish_span(&event, Some(fields));
+        }
+    }
+
+    /// Held HTTP spans whose responses had no round for
+    /// [`rounds::QUIET_NS`] before `now_ns` (CLOCK_MONOTONIC), or all of
+    /// them (`now_ns` = `u64::MAX`, at the end of a recording).
+    pub fn release_quiet_spans(&mut self, now_ns: u64) {
+        let quiet_since = if now_ns == u64::MAX { u64::MAX } else { now_ns.saturating_sub(rounds::QUIET_NS) };
+        for (event, fields) in self.rounds.quiet(quiet_since) {
+            self.finish_span(&event, Some(fields));
+        }
+    }
+
+    fn finish_span(&mut self, event: &tracer_common::SpanEvent, http: Option<HttpFields>) {
         for holder in event.holders.iter().filter(|h| h.count > 0 && h.id != 0) {
             self.refresh_holder_name(holder.id);
         }

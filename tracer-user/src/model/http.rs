@@ -29,6 +29,28 @@ pub struct HttpFields {
     /// tracing began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// The response's bytes, head included: written by a server, read by
+    /// an outgoing exchange (as far as they were seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<u64>,
+    /// Where the response ends, as its head says (not in JSON).
+    #[serde(skip)]
+    pub response_end: ResponseEnd,
+}
+
+/// Where a response ends, as its head says: what a span whose response
+/// goes out in several rounds waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseEnd {
+    /// Not known (the head was cut short, or an interim 1xx response): the
+    /// span ends with its first round.
+    #[default]
+    Unknown,
+    /// After this many bytes, head included (`Content-Length`; the head
+    /// alone for a response to `HEAD`, a 204 or a 304).
+    Bytes(u64),
+    /// Chunked, or until the connection closes: when its rounds stop.
+    Quiet,
 }
 
 /// Why a captured exchange was not made a span line.
@@ -121,9 +143,10 @@ fn config() -> ParserConfig {
 fn parse(request: &[u8], response: &[u8], keep_query: bool) -> Result<(HttpFields, u64), Rejected> {
     let (mut fields, head_len) = parse_request(request, keep_query)?;
     let pipelined = head_len.map_or(0, |len| count_requests(&request[len..]));
-    let (status, response_id) = parse_response(response);
+    let (status, response_id, end) = parse_response(response, fields.http_method == "HEAD");
     fields.http_status = status;
     fields.request_id = fields.request_id.or(response_id);
+    fields.response_end = end;
     Ok((fields, pipelined))
 }
 
@@ -172,7 +195,7 @@ fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: boo
         request_id: header(headers, "x-request-id"),
         trace_id: traceparent.as_deref().and_then(trace_id_of),
         parent_span_id: traceparent.as_deref().and_then(parent_id_of),
-        peer: None,
+        ..HttpFields::default()
     })
 }
 
@@ -193,12 +216,16 @@ fn peer_of(sockaddr: &[u8]) -> Option<String> {
 }
 
 /// The status code and `X-Request-Id` of a response head, as far as it
-/// was captured.
-fn parse_response(bytes: &[u8]) -> (Option<u16>, Option<String>) {
+/// was captured, and where the response ends when the head was whole.
+/// `to_head`: the request was a `HEAD`.
+fn parse_response(bytes: &[u8], to_head: bool) -> (Option<u16>, Option<String>, ResponseEnd) {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut response = Response::new(&mut headers);
     match config().parse_response(&mut response, bytes) {
-        Ok(Status::Complete(_)) => (response.code, header(response.headers, "x-request-id")),
+        Ok(Status::Complete(head_len)) => {
+            let end = response_end(&response, head_len as u64, to_head);
+            (response.code, header(response.headers, "x-request-id"), end)
+        }
         Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
             let head = closed_head(bytes);
             let mut closed_headers = [EMPTY_HEADER; MAX_HEADERS];
@@ -209,9 +236,26 @@ fn parse_response(bytes: &[u8]) -> (Option<u16>, Option<String>) {
                 }
                 _ => None,
             };
-            (response.code, id)
+            (response.code, id, ResponseEnd::Unknown)
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, ResponseEnd::Unknown),
+    }
+}
+
+/// Where a response whose whole head (`head_len` bytes) was parsed ends
+/// (RFC 9112, section 6.3).
+fn response_end(response: &Response<'_, '_>, head_len: u64, to_head: bool) -> ResponseEnd {
+    let Some(code) = response.code else { return ResponseEnd::Unknown };
+    if code < 200 {
+        return ResponseEnd::Unknown;
+    }
+    if to_head || code == 204 || code == 304 {
+        return ResponseEnd::Bytes(head_len);
+    }
+    let chunked = header(response.headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    match header(response.headers, "content-length").and_then(|v| v.parse::<u64>().ok()) {
+        Some(length) if !chunked => ResponseEnd::Bytes(head_len + length),
+        _ => ResponseEnd::Quiet,
     }
 }
 

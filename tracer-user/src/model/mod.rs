@@ -21,6 +21,7 @@ pub mod losses;
 pub mod markers;
 pub mod names;
 pub mod recent;
+pub mod rounds;
 pub mod runq;
 pub mod spans;
 pub mod thread;

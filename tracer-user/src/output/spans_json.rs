@@ -108,9 +108,8 @@ mod tests {
             http_path: "/cpu".into(),
             http_status: Some(200),
             request_id: None,
-            trace_id: None,
-            peer: None,
-            parent_span_id: None,
+            response_bytes: Some(1234),
+            ..HttpFields::default()
         });
         let mut out = Vec::new();
         for span in [&plain, &http] {

@@ -23,8 +23,8 @@ fn http_span(traceparent: Option<(&str, &str)>) -> SpanRecord {
         http_status: Some(503),
         request_id: Some("req-1".into()),
         trace_id: span.trace_id.clone(),
-        peer: None,
         parent_span_id: traceparent.map(|(_, parent)| parent.to_owned()),
+        ..HttpFields::default()
     });
     span
 }
