@@ -124,7 +124,10 @@ pub struct HttpConn {
     pub reads: u32,
     /// 1 once the span was sent: what follows goes as rounds.
     pub sent: u32,
-    pub _pad: u32,
+    /// 1 when the connection stops being HTTP after this exchange (a 101
+    /// Switching Protocols, a `CONNECT` tunnel): its later bytes are not
+    /// rounds, and the exchange ends with its span.
+    pub tunnel: u32,
     /// Response bytes so far, head included.
     pub bytes: u64,
     pub end: ExchangeEnd,

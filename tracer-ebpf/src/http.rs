@@ -41,8 +41,13 @@ const IOVEC_IOV_LEN: u64 = 8;
 /// Bytes that tell a request line by its method ("GET ", "POST", ...).
 const REQUEST_START_LEN: usize = 4;
 /// How a response starts: the status line's "HTTP/1.", then the minor
-/// version digit.
+/// version digit, a space and the status code.
 const STATUS_LINE_PREFIX: [u8; 7] = *b"HTTP/1.";
+const STATUS_LINE_START_LEN: usize = 12;
+/// The status after which a connection is no longer HTTP.
+const SWITCHING_PROTOCOLS: [u8; 3] = *b"101";
+/// A request that makes its connection a tunnel once answered.
+const CONNECT_METHOD: [u8; REQUEST_START_LEN] = *b"CONN";
 /// The name of every HTTP span (the loader names it from the request line).
 const HTTP_SPAN_NAME: &[u8] = b"HTTP";
 
@@ -217,7 +222,8 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if spans::open(tid, tgid, stats, span_id, woken_at, 0, true, name_http).is_none() {
         return;
     }
-    let fresh = HttpConn::opened(span_id, HttpPhase::Request, 1);
+    let mut fresh = HttpConn::opened(span_id, HttpPhase::Request, 1);
+    fresh.tunnel = u32::from(head == CONNECT_METHOD);
     if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
         if let Some(prefix) = prefix {
             capture_prefix(span_id, tgid, tid, prefix);
@@ -275,9 +281,8 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
         let conn = unsafe { &mut *conn };
         if conn.phase == HttpPhase::Request as u32 {
             let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-            if !starts_with_status_line(at, len) {
-                return;
-            }
+            let Some(switching) = status_line(at, len) else { return };
+            conn.tunnel |= u32::from(switching);
             conn.phase = HttpPhase::Response as u32;
             capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
         } else if conn.phase == HttpPhase::Sent as u32 {
@@ -308,11 +313,16 @@ fn begin_round(key: &HttpConnKey, conn: &mut HttpConn, phase: HttpPhase) {
     }
 }
 
-/// The prefix of a status line, and at least the digit after it.
+/// Whether the first `len` bytes at `at` start a status line, and if so
+/// whether it switches protocols.
 #[inline(always)]
-fn starts_with_status_line(at: u64, len: u64) -> bool {
-    len > STATUS_LINE_PREFIX.len() as u64
-        && read_user::<[u8; STATUS_LINE_PREFIX.len()]>(at).is_some_and(|head| head == STATUS_LINE_PREFIX)
+fn status_line(at: u64, len: u64) -> Option<bool> {
+    if len < STATUS_LINE_START_LEN as u64 {
+        return None;
+    }
+    let start = read_user::<[u8; STATUS_LINE_START_LEN]>(at)?;
+    let prefix = [start[0], start[1], start[2], start[3], start[4], start[5], start[6]];
+    (prefix == STATUS_LINE_PREFIX).then_some([start[9], start[10], start[11]] == SWITCHING_PROTOCOLS)
 }
 
 /// The exchange on `file` ends here for now: a response write, or an
@@ -343,7 +353,11 @@ fn open_outgoing(
     entered_at: u64,
 ) {
     let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
-    if len < REQUEST_START_LEN as u64 || read_user::<[u8; REQUEST_START_LEN]>(at).is_none_or(|head| !is_request_start(head)) {
+    if len < REQUEST_START_LEN as u64 {
+        return;
+    }
+    let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
+    if !is_request_start(head) {
         return;
     }
     let span_id = http_span_id(now_ns(), this_cpu());
@@ -352,7 +366,8 @@ fn open_outgoing(
     if spans::open(tid, tgid, stats, span_id, 0, entered_at, false, name_http).is_none() {
         return;
     }
-    let fresh = HttpConn::opened(span_id, HttpPhase::ClientRequest, 0);
+    let mut fresh = HttpConn::opened(span_id, HttpPhase::ClientRequest, 0);
+    fresh.tunnel = u32::from(head == CONNECT_METHOD);
     if HTTP_CONNS.insert(key, &fresh, 0).is_err() {
         spans::discard(&SpanKey { tgid, _pad: 0, span_id });
         return;
@@ -382,9 +397,8 @@ fn on_response_read(
     transferred: u64,
 ) {
     if conn.phase == HttpPhase::ClientRequest as u32 {
-        if len < REQUEST_START_LEN as u64 || !starts_with_status_line(at, len) {
-            return;
-        }
+        let Some(switching) = status_line(at, len) else { return };
+        conn.tunnel |= u32::from(switching);
         conn.phase = HttpPhase::ClientResponse as u32;
         capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
     } else if conn.phase == HttpPhase::ClientSent as u32 {
@@ -435,6 +449,9 @@ fn flush(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut ThreadSt
         send_round(tgid, key, conn, flags);
     }
     conn.phase = if outgoing { HttpPhase::ClientSent as u32 } else { HttpPhase::Sent as u32 };
+    if conn.tunnel != 0 {
+        let _ = HTTP_CONNS.remove(key);
+    }
 }
 
 /// Sends a later round of `conn`'s response: from where its span ended

@@ -259,4 +259,11 @@ fn summary(session: &Session, written: u64) {
             anomalies.http_unanswered, http.not_http, http.heads_lost
         );
     }
+    let late = session.agg.rounds.late_rounds;
+    if late > 0 {
+        say!(
+            "tracer: {late} rounds of HTTP responses came after their span was complete (its response's \
+             length reached, or no round for 0.5 s): not in their spans"
+        );
+    }
 }
