@@ -357,6 +357,26 @@ mod tests {
     }
 
     #[test]
+    fn the_response_head_says_where_the_response_ends() {
+        let end_of = |method: &str, response: &str| {
+            let mut heads = HttpHeads::default();
+            heads.on_capture(&capture(3, HttpCaptureKind::Request, format!("{method} / HTTP/1.1\r\n\r\n").as_bytes()));
+            heads.on_capture(&capture(3, HttpCaptureKind::Response, response.as_bytes()));
+            heads.take(7, 3).unwrap().response_end
+        };
+        let sized = "HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\n\r\nxxxx";
+        assert_eq!(end_of("GET", sized), ResponseEnd::Bytes(sized.len() as u64 - 4 + 1_048_576));
+        assert_eq!(end_of("HEAD", sized), ResponseEnd::Bytes(sized.len() as u64 - 4), "no body after a HEAD");
+        let not_modified = "HTTP/1.1 304 Not Modified\r\nContent-Length: 612\r\n\r\n";
+        assert_eq!(end_of("GET", not_modified), ResponseEnd::Bytes(not_modified.len() as u64));
+        let chunked = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(end_of("GET", chunked), ResponseEnd::Quiet, "chunked wins over a length");
+        assert_eq!(end_of("GET", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"), ResponseEnd::Quiet, "until close");
+        assert_eq!(end_of("GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Cut: sho"), ResponseEnd::Unknown, "head cut short");
+        assert_eq!(end_of("GET", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"), ResponseEnd::Unknown);
+    }
+
+    #[test]
     fn peers_are_read_from_connect_addresses() {
         let mut v4 = [0u8; tracer_common::PEER_ADDR_LEN];
         v4[..8].copy_from_slice(&[2, 0, 0x1f, 0x41, 127, 0, 0, 1]);
