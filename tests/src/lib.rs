@@ -463,7 +463,17 @@ pub fn span_lines(text: &str) -> Vec<SpanRecord> {
 }
 
 pub fn parts(span: &SpanRecord) -> u64 {
-    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.sleep_ns, span.downstream_ns].iter().sum()
+    [
+        span.on_cpu_ns,
+        span.runq_wait_ns,
+        span.iowait_ns,
+        span.uninterruptible_ns,
+        span.sleep_ns,
+        span.downstream_ns,
+        span.between_threads_ns,
+    ]
+    .iter()
+    .sum()
 }
 
 /// The six parts sum to the wall time within 1%, also for spans during

@@ -42,9 +42,23 @@ fn go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed
         assert_eq!(span.pid, server.pid());
     }
     let whole = whole_share(&all);
-    let moved = all.iter().filter(|s| s.moved_between_threads).count();
-    eprintln!("{:.2}% of {} spans whole, {moved} moved between threads", whole * 100.0, all.len());
+    let moved: Vec<&SpanRecord> = all.iter().filter(|s| s.moved_between_threads).collect();
+    let between: u64 = moved.iter().map(|s| s.between_threads_ns).sum();
+    let moved_wall: u64 = moved.iter().map(|s| s.wall_ns).sum();
+    eprintln!(
+        "{:.2}% of {} spans whole, {} moved between threads ({:.0}% of their time between the threads)",
+        whole * 100.0,
+        all.len(),
+        moved.len(),
+        between as f64 * 100.0 / moved_wall.max(1) as f64
+    );
     assert!(whole >= 0.99, "{:.2}% of spans have parts summing to wall within 5%", whole * 100.0);
+    // A request answered on another thread than the one that read it is
+    // followed across both: no span is left without a breakdown.
+    for span in &moved {
+        assert_ne!(span.tid, span.tid_end, "{span:?}");
+        assert!(parts(span).abs_diff(span.wall_ns) as f64 <= 0.05 * span.wall_ns as f64, "a breakdown: {span:?}");
+    }
 
     // One connection: the server sleeps between requests, and each request
     // starts with its wakeup, so waits for a CPU land in the spans. Then

@@ -128,19 +128,14 @@ pub struct HttpConn {
     /// Switching Protocols, a `CONNECT` tunnel): its later bytes are not
     /// rounds, and the exchange ends with its span.
     pub tunnel: u32,
+    /// The thread that opened it (read the request, or wrote an outgoing one).
+    pub begin_tid: u32,
+    pub _pad: u32,
     /// Response bytes so far, head included.
     pub bytes: u64,
     pub end: ExchangeEnd,
 }
-const _: () = assert!(size_of::<HttpConn>() == 32 + size_of::<ExchangeEnd>());
-
-impl HttpConn {
-    /// An exchange whose span `span_id` just opened, in `phase`, with
-    /// `reads` of its request captured; its end is not known yet.
-    pub fn opened(span_id: u64, phase: HttpPhase, reads: u32) -> HttpConn {
-        HttpConn { span_id, phase: phase as u32, reads, ..HttpConn::default() }
-    }
-}
+const _: () = assert!(size_of::<HttpConn>() == 40 + size_of::<ExchangeEnd>());
 
 impl_pod!(HttpCapture, HttpConnKey, HttpConn, ExchangeEnd);
 

@@ -48,8 +48,15 @@ pub struct SpanState {
     pub base: ThreadTotals,
     pub syscalls: [TopEntry; SPAN_TOP],
     pub holders: [TopEntry; SPAN_TOP],
+    /// When it was opened (its start may be earlier: the wakeup of the run
+    /// in which its request was read).
+    pub opened_ns: u64,
+    /// Its thread's totals from its start to its opening: what it keeps of
+    /// that thread if another one ends it.
+    pub first_part: ThreadTotals,
 }
-const _: () = assert!(size_of::<SpanState>() == 24 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+const _: () =
+    assert!(size_of::<SpanState>() == 32 + SPAN_NAME_LEN + 2 * size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
 
 /// `SpanEvent::flags`: ended on another thread than it began; the
 /// breakdown (which follows one thread) is left empty.
@@ -68,6 +75,13 @@ pub const SPAN_CLIENT: u32 = 1 << 2;
 /// thread's totals over that interval, to add to the span's (empty, with
 /// [`SPAN_MOVED_THREAD`], when the round ended on another thread).
 pub const SPAN_HTTP_ROUND: u32 = 1 << 3;
+/// `SpanEvent::flags`: ended on another thread than it began, which took
+/// the request up at a known point (its wakeup, or its switch-in, for the
+/// run in which it answered): `delta` is the first thread's totals from the
+/// start to the span's opening plus the second's from then to the end, and
+/// `between_threads_ns` the time between, when neither thread is known to
+/// have run the request (in the runtime's own scheduler, for Go or Tokio).
+pub const SPAN_HANDED_OFF: u32 = 1 << 4;
 
 /// A finished span: `delta` is its thread's totals at the end minus those
 /// at the beginning.
@@ -90,8 +104,10 @@ pub struct SpanEvent {
     /// Of an HTTP span: its response's bytes so far (written, or read by
     /// an outgoing exchange), head included; 0 otherwise.
     pub response_bytes: u64,
+    /// With [`SPAN_HANDED_OFF`]: the time between the two threads' parts.
+    pub between_threads_ns: u64,
 }
-const _: () = assert!(size_of::<SpanEvent>() == 56 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
+const _: () = assert!(size_of::<SpanEvent>() == 64 + SPAN_NAME_LEN + size_of::<ThreadTotals>() + 2 * 16 * SPAN_TOP);
 
 /// One run slice: `tgid` had a CPU from `start` to `end`.
 #[repr(C)]

@@ -36,6 +36,12 @@ macro_rules! thread_totals {
                 $(self.$field = saturating_difference(later.$field, earlier.$field);)*
             }
 
+            /// Takes `earlier` totals off these (the difference of two
+            /// snapshots, in place).
+            pub fn subtract(&mut self, earlier: &ThreadTotals) {
+                $(self.$field = saturating_difference(self.$field, earlier.$field);)*
+            }
+
             /// Adds the totals of a following interval (the deltas of two
             /// rounds of one span).
             pub fn add(&mut self, more: &ThreadTotals) {

@@ -26,7 +26,10 @@ use tracer_common::{
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, HTTP_ROUNDS, SPAN_EVENTS, count, wake_when_filling},
+    maps::{
+        HTTP_CONN_SCRATCH, HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, HTTP_ROUNDS, SPAN_EVENTS, count,
+        wake_when_filling,
+    },
     spans,
 };
 
@@ -222,14 +225,37 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if spans::open(tid, tgid, stats, span_id, woken_at, 0, true, name_http).is_none() {
         return;
     }
-    let mut fresh = HttpConn::opened(span_id, HttpPhase::Request, 1);
-    fresh.tunnel = u32::from(head == CONNECT_METHOD);
-    if HTTP_CONNS.insert(&key, &fresh, 0).is_ok() {
+    let Some(fresh) = fresh_exchange(span_id, HttpPhase::Request, 1, tid, head) else { return };
+    if HTTP_CONNS.insert(&key, fresh, 0).is_ok() {
         if let Some(prefix) = prefix {
             capture_prefix(span_id, tgid, tid, prefix);
         }
         capture(span_id, tgid, tid, HttpCaptureKind::Request, at, len);
     }
+}
+
+/// A new exchange of span `span_id` in `phase`, opened by thread `tid` on a
+/// request that starts with `head`, with `reads` of it captured; made in
+/// this CPU's scratch slot, for `HTTP_CONNS.insert`.
+#[inline(always)]
+fn fresh_exchange(
+    span_id: u64,
+    phase: HttpPhase,
+    reads: u32,
+    tid: u32,
+    head: [u8; REQUEST_START_LEN],
+) -> Option<&'static HttpConn> {
+    let fresh = HTTP_CONN_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
+    let fresh = unsafe { &mut *fresh };
+    // SAFETY: all-zero bytes are a valid HttpConn (plain integers).
+    unsafe { core::ptr::write_bytes(fresh as *mut HttpConn, 0, 1) };
+    fresh.span_id = span_id;
+    fresh.phase = phase as u32;
+    fresh.reads = reads;
+    fresh.begin_tid = tid;
+    fresh.tunnel = u32::from(head == CONNECT_METHOD);
+    Some(fresh)
 }
 
 /// An exchange the process began by writing a request.
@@ -285,6 +311,11 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
             conn.tunnel |= u32::from(switching);
             conn.phase = HttpPhase::Response as u32;
             capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+            mark_end(tid, stats, conn, key.file, transferred, THREAD_HTTP_RESPONDING);
+            if tid != conn.begin_tid {
+                remember_taking_up(tgid, &key, conn, stats);
+            }
+            return;
         } else if conn.phase == HttpPhase::Sent as u32 {
             begin_round(&key, conn, HttpPhase::Response);
         }
@@ -302,6 +333,35 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
         let _ = HTTP_CONNS.remove(&key);
     }
     open_outgoing(tid, tgid, stats, &key, data, transferred, entered_at);
+}
+
+/// The first response write (or read) of an exchange, on another thread
+/// than the one that opened it: this thread took the request up at the
+/// latest when it was woken for this run (or got its CPU, if it was not
+/// woken), unless that was before the span opened (then at this write).
+/// Kept (in `HTTP_ROUNDS`, free until the span is sent) for `flush`.
+#[inline(always)]
+fn remember_taking_up(tgid: u32, key: &HttpConnKey, conn: &HttpConn, stats: &ThreadStats) {
+    let Some(opened) = spans::opened_at(&SpanKey { tgid, _pad: 0, span_id: conn.span_id }) else { return };
+    if HTTP_ROUNDS.insert(key, &conn.end, 0).is_err() {
+        return;
+    }
+    let Some(taken_up) = HTTP_ROUNDS.get_ptr_mut(key) else { return };
+    // SAFETY: a map value just inserted; this thread's syscall is the
+    // connection's only user now.
+    let taken_up = unsafe { &mut *taken_up };
+    let (got_cpu, woken) = (stats.on_cpu_since_ns, stats.woken_at_ns);
+    if got_cpu < opened || got_cpu > taken_up.ns {
+        return;
+    }
+    // The thread has run without a switch since: its totals are those of
+    // the switch-in.
+    taken_up.totals = stats.totals;
+    taken_up.ns = got_cpu;
+    if woken != 0 && opened <= woken && woken <= got_cpu {
+        spans::before_wakeup(&mut taken_up.totals, stats, got_cpu - woken);
+        taken_up.ns = woken;
+    }
 }
 
 /// A write (or read) after the exchange's span was sent: a later round of
@@ -366,9 +426,11 @@ fn open_outgoing(
     if spans::open(tid, tgid, stats, span_id, 0, entered_at, false, name_http).is_none() {
         return;
     }
-    let mut fresh = HttpConn::opened(span_id, HttpPhase::ClientRequest, 0);
-    fresh.tunnel = u32::from(head == CONNECT_METHOD);
-    if HTTP_CONNS.insert(key, &fresh, 0).is_err() {
+    let Some(fresh) = fresh_exchange(span_id, HttpPhase::ClientRequest, 0, tid, head) else {
+        spans::discard(&SpanKey { tgid, _pad: 0, span_id });
+        return;
+    };
+    if HTTP_CONNS.insert(key, fresh, 0).is_err() {
         spans::discard(&SpanKey { tgid, _pad: 0, span_id });
         return;
     }
@@ -401,6 +463,11 @@ fn on_response_read(
         conn.tunnel |= u32::from(switching);
         conn.phase = HttpPhase::ClientResponse as u32;
         capture(conn.span_id, tgid, tid, HttpCaptureKind::Response, at, len);
+        mark_end(tid, stats, conn, key.file, transferred, THREAD_HTTP_RESPONDING | THREAD_HTTP_CLIENT);
+        if tid != conn.begin_tid {
+            remember_taking_up(tgid, key, conn, stats);
+        }
+        return;
     } else if conn.phase == HttpPhase::ClientSent as u32 {
         begin_round(key, conn, HttpPhase::ClientResponse);
     }
@@ -442,7 +509,10 @@ fn flush(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut ThreadSt
     let flags = SPAN_HTTP | if outgoing { SPAN_CLIENT } else { 0 };
     if conn.sent == 0 {
         let span = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
-        spans::close(&span, conn.end.tid, conn.end.ns, Some(&conn.end.totals), flags, conn.bytes);
+        let taken_up = if conn.end.tid != conn.begin_tid { HTTP_ROUNDS.get_ptr(key) } else { None };
+        // SAFETY: a map value, read at once.
+        let taken_up = taken_up.map(|t| unsafe { &*t });
+        spans::close(&span, conn.end.tid, conn.end.ns, Some(&conn.end.totals), flags, conn.bytes, taken_up);
         spans::release_thread(stats, conn.span_id);
         conn.sent = 1;
     } else {

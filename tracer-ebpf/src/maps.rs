@@ -94,6 +94,11 @@ pub static TIMELINE_EVENTS: RingBuf = RingBuf::with_byte_size(TIMELINE_RING_BYTE
 #[map]
 pub static SPAN_SCRATCH: PerCpuArray<SpanState> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU room to make a new exchange in: an `HttpConn` does not fit on
+/// the BPF stack next to the syscall programs' frames.
+#[map]
+pub static HTTP_CONN_SCRATCH: PerCpuArray<HttpConn> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1, 0);
 

@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    Counter, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState, THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE,
-    ThreadStats, ThreadTotals, TopEntry,
+    Counter, ExchangeEnd, SPAN_HANDED_OFF, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
+    THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE, ThreadStats, ThreadTotals, TopEntry,
 };
 
 use crate::{
@@ -75,6 +75,7 @@ pub fn open(
     let state = unsafe { &mut *state };
     sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
     let (mut base, now) = sched::own_totals_now(stats);
+    state.first_part = base;
     state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     state.holders = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
     let mut start = now;
@@ -84,15 +85,7 @@ pub fn open(
         // span's (the thread has run on this CPU without a switch since, so
         // its totals are still those of the switch-in).
         base = stats.totals;
-        let waited = got_cpu - woken_at;
-        if stats.flags & THREAD_WOKEN_ON_IDLE != 0 {
-            base.on_cpu_ns = base.on_cpu_ns.saturating_sub(waited);
-            base.wakeup_idle_ns = base.wakeup_idle_ns.saturating_sub(waited);
-            base.idle_wakeups = base.idle_wakeups.saturating_sub(1);
-        } else {
-            base.runq_wait_ns = base.runq_wait_ns.saturating_sub(waited);
-            base.runq_waits = base.runq_waits.saturating_sub(1);
-        }
+        before_wakeup(&mut base, stats, got_cpu - woken_at);
         start = woken_at;
         slices::for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
     } else if running_since != 0 && got_cpu != 0 && got_cpu <= running_since && running_since <= now {
@@ -110,6 +103,8 @@ pub fn open(
     state.name = [0; SPAN_NAME_LEN];
     name(&mut state.name);
     state.base = base;
+    state.opened_ns = now;
+    state.first_part.subtract(&state.base);
     let key = SpanKey { tgid, _pad: 0, span_id };
     if SPANS.get_ptr(&key).is_some() {
         count(Counter::SpanBeginDuplicate);
@@ -123,6 +118,27 @@ pub fn open(
         stats.span_id = span_id;
     }
     Some(now)
+}
+
+/// Takes the wait of `waited` ns that ended at the thread's switch-in off
+/// `totals` (its totals then): its totals at its wakeup.
+#[inline(always)]
+pub fn before_wakeup(totals: &mut ThreadTotals, stats: &ThreadStats, waited: u64) {
+    if stats.flags & THREAD_WOKEN_ON_IDLE != 0 {
+        totals.on_cpu_ns = totals.on_cpu_ns.saturating_sub(waited);
+        totals.wakeup_idle_ns = totals.wakeup_idle_ns.saturating_sub(waited);
+        totals.idle_wakeups = totals.idle_wakeups.saturating_sub(1);
+    } else {
+        totals.runq_wait_ns = totals.runq_wait_ns.saturating_sub(waited);
+        totals.runq_waits = totals.runq_waits.saturating_sub(1);
+    }
+}
+
+/// When span `key` was opened, if it is open.
+#[inline(always)]
+pub fn opened_at(key: &SpanKey) -> Option<u64> {
+    // SAFETY: a map value, one field copied.
+    SPANS.get_ptr(key).map(|state| unsafe { (*state).opened_ns })
 }
 
 /// The running thread's totals as of now, for a span boundary.
@@ -148,7 +164,7 @@ fn end(span_id: u64) {
         Some(ref mut stats) => own_totals(tid, stats),
         None => (ThreadTotals::default(), now_ns()),
     };
-    close(&key, tid, now, stats.is_some().then_some(&totals), 0, 0);
+    close(&key, tid, now, stats.is_some().then_some(&totals), 0, 0, None);
     if let Some(stats) = stats {
         release_thread(stats, span_id);
     }
@@ -165,14 +181,25 @@ pub fn release_thread(stats: &mut ThreadStats, span_id: u64) {
 /// Sends span `key`, ended at `end_ns` on thread `end_tid` whose totals were
 /// then `end_totals`, and forgets it. The record is filled in place: a
 /// `SpanEvent` does not fit on the BPF stack next to its callers' frames.
+/// `resumed`: where the ending thread took the span up, if it is not the
+/// one that began it (`SPAN_HANDED_OFF`).
 #[inline(always)]
-pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&ThreadTotals>, flags: u32, response_bytes: u64) {
+pub fn close(
+    key: &SpanKey,
+    end_tid: u32,
+    end_ns: u64,
+    end_totals: Option<&ThreadTotals>,
+    flags: u32,
+    response_bytes: u64,
+    resumed: Option<&ExchangeEnd>,
+) {
     let Some(state) = SPANS.get_ptr(key) else { return };
     // SAFETY: a map value, read before the entry is deleted below.
     let state = unsafe { &*state };
     match SPAN_EVENTS.reserve::<SpanEvent>(0) {
         Some(mut record) => {
             let moved = state.tid != end_tid;
+            let resumed = resumed.filter(|r| moved && r.tid == end_tid && r.ns >= state.opened_ns && r.ns <= end_ns);
             let event = record.as_mut_ptr();
             // SAFETY: the reserved record is ours until submitted; every
             // field is written before it is.
@@ -181,13 +208,24 @@ pub fn close(key: &SpanKey, end_tid: u32, end_ns: u64, end_totals: Option<&Threa
                 (*event).tgid = key.tgid;
                 (*event).tid_begin = state.tid;
                 (*event).tid_end = end_tid;
-                (*event).flags = flags | if moved { SPAN_MOVED_THREAD } else { 0 };
+                (*event).flags = flags
+                    | match (moved, resumed) {
+                        (false, _) => 0,
+                        (true, Some(_)) => SPAN_HANDED_OFF,
+                        (true, None) => SPAN_MOVED_THREAD,
+                    };
                 (*event).start_ns = state.start_ns;
                 (*event).end_ns = end_ns;
                 (*event).parent_span_id = state.parent_span_id;
                 (*event).name = state.name;
-                match (end_totals, moved) {
-                    (Some(totals), false) => (*event).delta.set_since(totals, &state.base),
+                (*event).between_threads_ns = 0;
+                match (end_totals, moved, resumed) {
+                    (Some(totals), false, _) => (*event).delta.set_since(totals, &state.base),
+                    (Some(totals), true, Some(resumed)) => {
+                        (*event).delta.set_since(totals, &resumed.totals);
+                        (*event).delta.add(&state.first_part);
+                        (*event).between_threads_ns = resumed.ns - state.opened_ns;
+                    }
                     _ => (*event).delta.set_since(&state.base, &state.base),
                 }
                 (*event).syscalls = state.syscalls;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{SPAN_CLIENT, SPAN_HTTP, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
+use tracer_common::{SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
 
 use super::{
     hist::Buckets,
@@ -169,6 +169,12 @@ pub struct SpanRecord {
     pub downstream_ns: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downstream: Vec<DownstreamWait>,
+    /// Of a request that moved between threads: the time between the part
+    /// on the thread that read it and the part on the thread that answered
+    /// it, when neither thread is known to have run it (waiting in the
+    /// runtime's own scheduler, for Go or Tokio, or running unseen).
+    #[serde(default)]
+    pub between_threads_ns: u64,
     /// When waiting on `downstream` peers is its largest part: where that
     /// time went, from the request's own span in the peer, if traced
     /// (`model::flows`).
@@ -208,9 +214,13 @@ impl SpanRecord {
         name_of: impl Fn(u32) -> ProcessName,
     ) -> SpanRecord {
         let wall = event.end_ns.saturating_sub(event.start_ns);
-        let d = &within_wall(event.delta, wall);
+        let between = if event.flags & SPAN_HANDED_OFF != 0 { event.between_threads_ns.min(wall) } else { 0 };
+        let d = &within_wall(event.delta, wall - between);
         let other_d = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
-        let moved = event.flags & SPAN_MOVED_THREAD != 0;
+        // Moved with no breakdown at all, or handed off with the two
+        // threads' parts and the time between.
+        let unattributed = event.flags & SPAN_MOVED_THREAD != 0;
+        let moved = unattributed || between > 0;
         // Waiting while the CPU was idle is wake-up latency, not contention.
         let idle_ns: u64 = event.holders.iter().filter(|h| h.count > 0 && h.id == 0).map(|h| h.ns).sum();
         // Neither is waiting while its cgroup was throttled by its quota.
@@ -218,7 +228,8 @@ impl SpanRecord {
             throttled: d.throttled_ns,
             contended: d.runq_wait_ns.saturating_sub(idle_ns).saturating_sub(d.throttled_ns),
         };
-        let verdict = if moved {
+        let largest_part = d.on_cpu_ns.max(d.runq_wait_ns).max(d.uninterruptible_ns).max(d.sleep_ns);
+        let verdict = if unattributed || (between > 0 && between >= largest_part) {
             Verdict::Moved
         } else {
             verdict(d.on_cpu_ns, waits, d.iowait_ns, d.sleep_ns + other_d, wall, contention_threshold)
@@ -240,7 +251,7 @@ impl SpanRecord {
                 Holder { pid: h.id, comm, cgroup, ns: h.ns }
             })
             .collect();
-        if !moved {
+        if !unattributed {
             fit_blame(&mut blame, d.runq_wait_ns - d.throttled_ns);
         }
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
@@ -270,6 +281,7 @@ impl SpanRecord {
             downstream_ns: 0,
             downstream: Vec::new(),
             downstream_verdict: None,
+            between_threads_ns: between,
             unaccounted_ns: d.unaccounted_ns,
             syscall_ns: d.syscall_ns,
             top_syscalls,
@@ -385,6 +397,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         downstream_ns: 0,
         downstream: vec![],
         downstream_verdict: None,
+        between_threads_ns: 0,
         unaccounted_ns: 0,
         syscall_ns: 0,
         top_syscalls: vec![],
@@ -502,6 +515,32 @@ mod tests {
         assert_eq!(summary.contention_free.max(), 40_000);
         assert_eq!(summary.blame[&812].ns, 90_000);
         assert_eq!(summary.by_name_verdict[&("GET /cpu".to_owned(), Verdict::Moved)].count(), 1);
+    }
+
+    #[test]
+    fn a_request_handed_to_another_thread_keeps_both_parts_and_the_time_between() {
+        let event = SpanEvent {
+            tid_begin: 101,
+            tid_end: 102,
+            flags: SPAN_HTTP | SPAN_HANDED_OFF,
+            start_ns: 0,
+            end_ns: 10_000,
+            // 1 µs on the reader, then 2 µs of the answerer's wait and 3 µs
+            // of its work: 4 µs between them.
+            delta: ThreadTotals { on_cpu_ns: 4_000, runq_wait_ns: 2_000, ..Default::default() },
+            between_threads_ns: 4_000,
+            ..Default::default()
+        };
+        let r = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());
+        assert!(r.moved_between_threads && r.tid_end == 102);
+        assert_eq!((r.on_cpu_ns, r.runq_wait_ns, r.between_threads_ns), (4_000, 2_000, 4_000));
+        assert_eq!(r.verdict, Verdict::Moved, "most of it between the threads");
+        let mostly_work = SpanEvent { between_threads_ns: 1_000, ..event };
+        let r = SpanRecord::from_event(&mostly_work, 0, 0.3, |_| ProcessName::default());
+        assert_eq!(r.verdict, Verdict::OnCpu, "the verdict of its largest part");
+        // More between than the wall time leaves no room for the parts.
+        let r = SpanRecord::from_event(&SpanEvent { between_threads_ns: 20_000, ..event }, 0, 0.3, |_| ProcessName::default());
+        assert_eq!((r.between_threads_ns, r.on_cpu_ns + r.runq_wait_ns), (10_000, 0));
     }
 
     #[test]

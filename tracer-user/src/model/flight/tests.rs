@@ -39,6 +39,7 @@ fn span(span_id: u64, start_unix_ns: u64, wall_ns: u64) -> SpanRecord {
         downstream_ns: 0,
         downstream: vec![],
         downstream_verdict: None,
+        between_threads_ns: 0,
         unaccounted_ns: 0,
         syscall_ns: 0,
         top_syscalls: Vec::new(),

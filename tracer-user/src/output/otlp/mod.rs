@@ -225,6 +225,7 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         int("tracer.uninterruptible_ns", r.uninterruptible_ns),
         int("tracer.sleep_ns", r.sleep_ns),
         int("tracer.downstream_ns", r.downstream_ns),
+        int("tracer.between_threads_ns", r.between_threads_ns),
         int("tracer.unaccounted_ns", r.unaccounted_ns),
         int("tracer.syscall_ns", r.syscall_ns),
         int("tracer.migrations", r.migrations),

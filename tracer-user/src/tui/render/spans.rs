@@ -17,17 +17,26 @@ use crate::{
 };
 
 /// (part, glyph, colour) in the order the bar draws them.
-const PARTS: [(&str, char, Color); 6] = [
+const PARTS: [(&str, char, Color); 7] = [
     ("on-cpu", '#', Color::Green),
     ("runq", 'R', Color::Red),
     ("iowait", 'I', Color::Yellow),
     ("other D", 'D', Color::Magenta),
     ("downstream", '>', Color::Cyan),
+    ("between threads", '~', Color::Gray),
     ("sleep", '.', Color::Blue),
 ];
 
-fn part_values(span: &SpanRecord) -> [u64; 6] {
-    [span.on_cpu_ns, span.runq_wait_ns, span.iowait_ns, span.uninterruptible_ns, span.downstream_ns, span.sleep_ns]
+fn part_values(span: &SpanRecord) -> [u64; 7] {
+    [
+        span.on_cpu_ns,
+        span.runq_wait_ns,
+        span.iowait_ns,
+        span.uninterruptible_ns,
+        span.downstream_ns,
+        span.between_threads_ns,
+        span.sleep_ns,
+    ]
 }
 
 /// A bar of `width` cells split in proportion to the span's parts.
