@@ -33,6 +33,8 @@ mod holders;
 #[cfg(target_arch = "bpf")]
 mod http;
 #[cfg(target_arch = "bpf")]
+mod http_send;
+#[cfg(target_arch = "bpf")]
 mod kernel;
 #[cfg(target_arch = "bpf")]
 mod maps;
