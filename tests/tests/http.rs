@@ -132,6 +132,33 @@ fn http_spans_under_busy_neighbours_are_cpu_contention() {
 }
 
 #[test]
+fn a_request_answered_by_another_thread_keeps_its_breakdown() {
+    if !bpf_available("a_request_answered_by_another_thread_keeps_its_breakdown") {
+        return;
+    }
+    const WORK_MS: u64 = 10;
+    let server = Server::start_with(Some(1), &["--no-markers"]);
+    // The connection's thread reads each request and hands it to a worker
+    // thread, woken for it, which works 10 ms on it (unpreempted, the test
+    // server makes it SCHED_FIFO) and writes the response.
+    let (spans, _) = spans_around(&server, &["--http"], || {
+        for i in 0..5 {
+            exchange(&server, &[&get(&format!("/handoff?ms={WORK_MS}"), &format!("handoff-{i}"))], 1);
+        }
+    });
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    for span in &spans {
+        assert!(span.moved_between_threads && span.tid_end != span.tid, "answered on another thread: {span:?}");
+        assert_parts_sum_to_wall(span);
+        // The worker's work is its own part, not the time between threads:
+        // that is only the handing over (a channel send and a wakeup).
+        assert!(span.on_cpu_ns >= WORK_MS * 900_000, "the worker's 10 ms: {span:?}");
+        assert!(span.between_threads_ns < 2_000_000, "handed over in microseconds: {span:?}");
+        assert_eq!(span.verdict, Verdict::OnCpu, "{span:?}");
+    }
+}
+
+#[test]
 fn pipelined_http_requests_are_counted_not_mismeasured() {
     if !bpf_available("pipelined_http_requests_are_counted_not_mismeasured") {
         return;

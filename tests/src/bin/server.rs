@@ -40,6 +40,14 @@ static NEXT_SPAN: AtomicU64 = AtomicU64::new(1);
 /// The connection `/call?reuse=1` keeps open to its downstream server.
 static KEPT_CALL: std::sync::Mutex<Option<BufReader<TcpStream>>> = std::sync::Mutex::new(None);
 
+/// A job for the worker thread of `/handoff`: the connection to answer on,
+/// the ms of CPU to burn first, and where to say it is done.
+type Handoff = (TcpStream, u64, std::sync::mpsc::Sender<()>);
+
+/// The worker thread of `/handoff`, started at the first one.
+static HANDOFF_WORKER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Handoff>>> =
+    std::sync::OnceLock::new();
+
 /// What `/call` asks its downstream server for.
 const CALL_REQUEST: &[u8] = b"GET /sleep?ms=30 HTTP/1.1\r\nHost: downstream\r\n\r\n";
 
@@ -176,6 +184,12 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
         }
         let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let path = target.split('?').next().unwrap_or("/").to_owned();
+        if path == "/handoff" {
+            if handoff(writer, &target).is_err() || !keep_alive {
+                return;
+            }
+            continue;
+        }
         if path == "/stream" {
             if stream_response(writer, &target, keep_alive).is_err() || !keep_alive {
                 return;
@@ -263,6 +277,34 @@ fn handle(stream: TcpStream, io: &IoFile, options: &Options) {
             return;
         }
     }
+}
+
+/// `/handoff?ms=N`: the request is answered by another thread, a worker
+/// woken for it (as a thread pool or an M:N runtime does), which burns N ms
+/// of CPU first; this thread waits for it. The worker runs `SCHED_FIFO`
+/// (as root): nothing preempts its work, whose run is then the one it was
+/// woken for.
+fn handoff(writer: &TcpStream, target: &str) -> std::io::Result<()> {
+    let worker = HANDOFF_WORKER.get_or_init(|| {
+        let (jobs, incoming) = std::sync::mpsc::channel::<Handoff>();
+        std::thread::spawn(move || {
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sets this thread's own policy; failing (not root) is harmless.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            for (mut stream, ms, done) in incoming {
+                burn(ms);
+                let body = "/handoff\n";
+                let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(response.as_bytes());
+                let _ = done.send(());
+            }
+        });
+        std::sync::Mutex::new(jobs)
+    });
+    let (done, answered) = std::sync::mpsc::channel();
+    let job = (writer.try_clone()?, query_ms(target), done);
+    worker.lock().expect("worker lock").send(job).map_err(|_| std::io::Error::other("worker gone"))?;
+    answered.recv().map_err(|_| std::io::Error::other("worker gone"))
 }
 
 /// `/stream?kib=N&chunks=K&ms=M[&chunked=1]`: a body of N KiB written in
