@@ -195,6 +195,11 @@ impl Aggregator {
     }
 
     fn finish_span(&mut self, event: &tracer_common::SpanEvent, http: Option<HttpFields>) {
+        if http.is_some() && event.flags & tracer_common::SPAN_CLIENT == 0 {
+            for (call, fields) in self.rounds.take_children(event.tgid, event.span_id) {
+                self.finish_span(&call, Some(fields));
+            }
+        }
         for holder in event.holders.iter().filter(|h| h.count > 0 && h.id != 0) {
             self.refresh_holder_name(holder.id);
         }

@@ -79,6 +79,22 @@ impl Rounds {
         spans
     }
 
+    /// The held outgoing calls made inside span `parent_span_id` of `tgid`,
+    /// in the order they ended: they leave before their parent, which
+    /// takes their wait (`model::downstream`), even if their responses
+    /// might go on.
+    pub fn take_children(&mut self, tgid: u32, parent_span_id: u64) -> Vec<HttpSpan> {
+        let children: Vec<_> = self
+            .held
+            .iter()
+            .filter(|(_, (event, _))| event.tgid == tgid && event.parent_span_id == parent_span_id)
+            .map(|(key, _)| *key)
+            .collect();
+        let mut spans: Vec<HttpSpan> = children.iter().filter_map(|key| self.held.remove(key)).collect();
+        spans.sort_by_key(|(event, _)| event.end_ns);
+        spans
+    }
+
     /// Every held span, at the end of a recording.
     pub fn drain(&mut self) -> Vec<HttpSpan> {
         self.quiet(u64::MAX)
@@ -170,5 +186,18 @@ mod tests {
         let (event, fields) = first(ResponseEnd::Bytes(500), 100, MS, MS);
         rounds.first(&event, fields);
         assert_eq!(rounds.drain().len(), 1, "at the end of a recording");
+    }
+
+    #[test]
+    fn held_calls_leave_before_the_span_they_were_made_in() {
+        let mut rounds = Rounds::default();
+        let (mut call, fields) = first(ResponseEnd::Quiet, 100, MS, MS);
+        call.parent_span_id = 3;
+        assert!(rounds.first(&call, fields).is_none());
+        assert!(rounds.take_children(1, 4).is_empty(), "another parent");
+        assert!(rounds.take_children(2, 3).is_empty(), "another process");
+        let children = rounds.take_children(1, 3);
+        assert_eq!(children.iter().map(|(event, _)| event.span_id).collect::<Vec<_>>(), vec![7]);
+        assert!(rounds.is_empty());
     }
 }
