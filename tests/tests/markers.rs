@@ -61,7 +61,7 @@ fn marker_rings_of_processes_started_before_and_after_the_tracer_and_of_a_forked
         // Off the CPU for its 1 ms sleep: asleep, or, when the kernel did
         // not report the switch-out (docs/spans.md), found runnable at the
         // wakeup and counted as a wait for a CPU.
-        assert!(span.sleep_ns + span.runq_wait_ns >= 900_000, "a 1 ms sleep: {span:?}");
+        assert!(span.sleep_ns + span.runq_wait_ns >= 900_000, "a 1 ms sleep: {span:?}\n{stderr:?}");
     }
     for span in &spans {
         assert_parts_sum_to_wall(span);
