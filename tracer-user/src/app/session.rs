@@ -231,7 +231,7 @@ impl Session {
         }
         self.probes.detach();
         self.sync();
-        self.agg.release_quiet_spans(u64::MAX);
+        self.agg.release_held_spans();
         FinalLosses(self.losses())
     }
 

@@ -185,11 +185,20 @@ impl Aggregator {
     }
 
     /// Held HTTP spans whose responses had no round for
-    /// [`rounds::QUIET_NS`] before `now_ns` (CLOCK_MONOTONIC), or all of
-    /// them (`now_ns` = `u64::MAX`, at the end of a recording).
+    /// [`rounds::QUIET_NS`] before `now_ns` (CLOCK_MONOTONIC).
     pub fn release_quiet_spans(&mut self, now_ns: u64) {
-        let quiet_since = if now_ns == u64::MAX { u64::MAX } else { now_ns.saturating_sub(rounds::QUIET_NS) };
-        for (event, fields) in self.rounds.quiet(quiet_since) {
+        let quiet = self.rounds.quiet(now_ns.saturating_sub(rounds::QUIET_NS));
+        self.finish_held(quiet);
+    }
+
+    /// Every held HTTP span, at the end of a recording.
+    pub fn release_held_spans(&mut self) {
+        let held = self.rounds.drain();
+        self.finish_held(held);
+    }
+
+    fn finish_held(&mut self, spans: Vec<rounds::HttpSpan>) {
+        for (event, fields) in spans {
             self.finish_span(&event, Some(fields));
         }
     }

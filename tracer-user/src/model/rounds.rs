@@ -72,11 +72,7 @@ impl Rounds {
     /// (CLOCK_MONOTONIC), in the order they ended: a proxy's call to its
     /// upstream before the span it was made in, which takes its wait.
     pub fn quiet(&mut self, quiet_since_ns: u64) -> Vec<HttpSpan> {
-        let quiet: Vec<_> =
-            self.held.iter().filter(|(_, (event, _))| event.end_ns < quiet_since_ns).map(|(key, _)| *key).collect();
-        let mut spans: Vec<HttpSpan> = quiet.iter().filter_map(|key| self.held.remove(key)).collect();
-        spans.sort_by_key(|(event, _)| event.end_ns);
-        spans
+        self.take_where(|event| event.end_ns < quiet_since_ns)
     }
 
     /// The held outgoing calls made inside span `parent_span_id` of `tgid`,
@@ -84,22 +80,23 @@ impl Rounds {
     /// takes their wait (`model::downstream`), even if their responses
     /// might go on.
     pub fn take_children(&mut self, tgid: u32, parent_span_id: u64) -> Vec<HttpSpan> {
-        let children: Vec<_> = self
-            .held
-            .iter()
-            .filter(|(_, (event, _))| event.tgid == tgid && event.parent_span_id == parent_span_id)
-            .map(|(key, _)| *key)
-            .collect();
-        let mut spans: Vec<HttpSpan> = children.iter().filter_map(|key| self.held.remove(key)).collect();
-        spans.sort_by_key(|(event, _)| event.end_ns);
-        spans
+        self.take_where(|event| event.tgid == tgid && event.parent_span_id == parent_span_id)
     }
 
     /// Every held span, at the end of a recording.
     pub fn drain(&mut self) -> Vec<HttpSpan> {
-        self.quiet(u64::MAX)
+        self.take_where(|_| true)
     }
 
+    /// The held spans that `leaves`, in the order they ended.
+    fn take_where(&mut self, leaves: impl Fn(&SpanEvent) -> bool) -> Vec<HttpSpan> {
+        let keys: Vec<_> = self.held.iter().filter(|(_, (event, _))| leaves(event)).map(|(key, _)| *key).collect();
+        let mut spans: Vec<HttpSpan> = keys.iter().filter_map(|key| self.held.remove(key)).collect();
+        spans.sort_by_key(|(event, _)| event.end_ns);
+        spans
+    }
+
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
