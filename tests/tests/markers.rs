@@ -54,15 +54,25 @@ fn marker_rings_of_processes_started_before_and_after_the_tracer_and_of_a_forked
     assert_eq!((of(before.pid(), "GET /fork"), of(before.pid(), "GET /plain")), (1, 1), "the parent after its fork");
     let children: Vec<&SpanRecord> = spans.iter().filter(|s| s.name == "child").collect();
     assert!(children.len() >= 300, "about 1,500 expected: {} {stderr:?}", children.len());
+    let mut short_sleeps = Vec::new();
     for span in &children {
         assert_eq!((span.pid, span.tid), (child, child), "the child's own process and thread: {span:?}");
         assert!(span.span_id >= 1_000_000_000);
         assert_parts_sum_to_wall(span);
+        assert!(span.syscall_ns >= 1_000_000, "its 1 ms clock_nanosleep inside: {span:?}");
         // Off the CPU for its 1 ms sleep: asleep, or, when the kernel did
         // not report the switch-out (docs/spans.md), found runnable at the
         // wakeup and counted as a wait for a CPU.
-        assert!(span.sleep_ns + span.runq_wait_ns >= 900_000, "a 1 ms sleep: {span:?}\n{stderr:?}");
+        if span.sleep_ns + span.runq_wait_ns < 900_000 {
+            short_sleeps.push(span);
+        }
     }
+    // Now and then the thread stays on its CPU for a few hundred µs between
+    // arming the sleep's timer and blocking: interrupts handled on its CPU,
+    // which this kernel charges to the thread (its own per-task counters
+    // agree), so the sleep itself is shorter. A timeline join that lost the
+    // sleep would shorten every span's, not one in a hundred.
+    assert!(short_sleeps.len() * 100 <= children.len(), "a 1 ms sleep each: {short_sleeps:?}\n{stderr:?}");
     for span in &spans {
         assert_parts_sum_to_wall(span);
     }
