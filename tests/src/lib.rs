@@ -17,7 +17,7 @@ pub use nginx::Nginx;
 pub use python::{perfetto_decode, reference_python, slice_of};
 pub use usage::{peak_rss_kib, process_cpu_ns, rss_kib};
 pub use tracer_user::{
-    model::spans::{SpanRecord, Verdict},
+    model::spans::{SpanKind, SpanRecord, Verdict},
     output::{
         hist_json::HistJson,
         report::{ProcessJson, Report, ThreadJson},

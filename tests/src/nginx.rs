@@ -18,7 +18,19 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(dir: &Path, cpu: Option<u32>) -> Nginx {
-        Nginx::start_serving(dir, cpu, "", "location / { add_header X-Request-Id $request_id always; }")
+        Nginx::start_serving(dir, cpu, "", "", "location / { add_header X-Request-Id $request_id always; }")
+    }
+
+    /// nginx speaking HTTP/2 on its plaintext listener (with prior
+    /// knowledge, as h2load does), logging each request's `$request_id`,
+    /// method, target and status to `access.log` in `dir`.
+    pub fn start_h2c(dir: &Path, cpu: Option<u32>) -> Nginx {
+        let log = "log_format ids '$request_id $request_method $request_uri $status';\n";
+        let location = format!(
+            "location / {{ add_header X-Request-Id $request_id always; access_log {}/access.log ids; }}",
+            dir.display()
+        );
+        Nginx::start_serving(dir, cpu, log, " http2", &location)
     }
 
     /// nginx as the reverse proxy the tracing talks recommend, in front of
@@ -29,11 +41,12 @@ impl Nginx {
         let upstream = format!("upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 16; }}\n");
         let location = "location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; \
                         proxy_set_header X-Request-ID $request_id; add_header X-Request-Id $request_id always; }";
-        Nginx::start_serving(dir, cpu, &upstream, location)
+        Nginx::start_serving(dir, cpu, &upstream, "", location)
     }
 
-    /// nginx with `http_extra` in its `http` block and `location` in its server.
-    fn start_serving(dir: &Path, cpu: Option<u32>, http_extra: &str, location: &str) -> Nginx {
+    /// nginx with `http_extra` in its `http` block, `listen_extra` after
+    /// its listener's address and `location` in its server.
+    fn start_serving(dir: &Path, cpu: Option<u32>, http_extra: &str, listen_extra: &str, location: &str) -> Nginx {
         let port = free_port();
         let www = dir.join("www");
         std::fs::create_dir_all(&www).unwrap();
@@ -47,7 +60,7 @@ impl Nginx {
                  http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 10000000;\n  client_body_temp_path {dir}/body;\n\
                  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n\
                  scgi_temp_path {dir}/scgi;\n{http_extra}\
-                 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n    {location}\n  }}\n}}\n",
+                 server {{\n    listen 127.0.0.1:{port}{listen_extra};\n    root {www};\n    {location}\n  }}\n}}\n",
                 dir = dir.display(),
                 www = www.display(),
             ),

@@ -42,8 +42,50 @@ raw_enum! {
         /// sent at the write, so its request id is known before the span
         /// it started in another traced process ends.
         OutgoingRequest = 4,
+        /// An HTTP/2 connection's read: an [`H2Record`] (not an
+        /// `HttpCapture`) whose bytes follow it.
+        H2Read = 5,
+        /// As `H2Read`, for a write.
+        H2Write = 6,
+        /// The connection was closed (an [`H2Record`] with no bytes).
+        H2Close = 7,
     }
 }
+
+/// HTTP/2: bytes of one read or write copied (more, and a sendfile's, are
+/// counted, not copied: the loader can follow a gap only inside a `DATA`
+/// frame).
+pub const H2_COPIED_PER_SYSCALL: usize = 32 * 1024;
+/// The kernel's per-CPU buffer for a record's bytes: twice those copied,
+/// which keeps the verifier's bounds simple (a power of two).
+pub const H2_SCRATCH_LEN: usize = 2 * H2_COPIED_PER_SYSCALL;
+/// The map of those buffers (one per CPU).
+pub const MAP_H2_SCRATCH: &str = "H2_SCRATCH";
+
+/// One read or write of an HTTP/2 connection, followed in its record by
+/// the `len` bytes copied of it. The first fields are those of an
+/// [`HttpCapture`], so that a reader tells the two apart by `kind`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct H2Record {
+    /// The connection's id (given at its preface).
+    pub span_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// [`HttpCaptureKind::H2Read`], `H2Write` or `H2Close`.
+    pub kind: u32,
+    /// Bytes copied (following the record).
+    pub len: u32,
+    /// When the syscall returned.
+    pub ts_ns: u64,
+    /// Bytes it transferred: those past `len` were not copied.
+    pub transferred: u64,
+    pub cpu: u32,
+    pub _pad: u32,
+    /// The thread's totals when it returned.
+    pub totals: ThreadTotals,
+}
+const _: () = assert!(size_of::<H2Record>() == 48 + size_of::<ThreadTotals>());
 
 /// Bytes of a `connect` address kept: a `struct sockaddr_in6` (an
 /// `sockaddr_in` is shorter).
@@ -64,6 +106,13 @@ pub struct HttpCapture {
     pub data: [u8; HTTP_CAPTURE_LEN],
 }
 const _: () = assert!(size_of::<HttpCapture>() == 24 + HTTP_CAPTURE_LEN);
+
+impl HttpCapture {
+    /// The bytes of `data` that are valid.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..(self.len as usize).min(HTTP_CAPTURE_LEN)]
+    }
+}
 
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -93,6 +142,9 @@ raw_enum! {
         Sent = 5,
         /// Outgoing, as [`HttpPhase::Sent`]: a later read is a later round.
         ClientSent = 6,
+        /// An HTTP/2 connection (`HttpConn::span_id` is its id): its bytes
+        /// are copied for the loader, which makes a span of each stream.
+        H2 = 7,
     }
 }
 
@@ -137,7 +189,7 @@ pub struct HttpConn {
 }
 const _: () = assert!(size_of::<HttpConn>() == 40 + size_of::<ExchangeEnd>());
 
-impl_pod!(HttpCapture, HttpConnKey, HttpConn, ExchangeEnd);
+impl_pod!(HttpCapture, HttpConnKey, HttpConn, ExchangeEnd, H2Record);
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ use crate::{
         HTTP_CONN_SCRATCH, HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count,
         wake_when_filling,
     },
+    h2,
     http_send::{begin_round, finish_response, flush, forget_connection, remember_taking_up},
     spans,
 };
@@ -37,9 +38,9 @@ use crate::{
 // User-space layouts (64-bit): `struct msghdr { void *msg_name; int
 // msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
 // *iov_base; size_t iov_len; }`.
-const MSGHDR_MSG_IOV: u64 = 16;
-const IOVEC_IOV_BASE: u64 = 0;
-const IOVEC_IOV_LEN: u64 = 8;
+pub const MSGHDR_MSG_IOV: u64 = 16;
+pub const IOVEC_IOV_BASE: u64 = 0;
+pub const IOVEC_IOV_LEN: u64 = 8;
 
 /// Bytes that tell a request line by its method ("GET ", "POST", ...).
 const REQUEST_START_LEN: usize = 4;
@@ -56,7 +57,7 @@ const HTTP_SPAN_NAME: &[u8] = b"HTTP";
 
 /// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Data {
+pub enum Data {
     Buffer,
     Vector,
     Message,
@@ -179,6 +180,10 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if let Some(conn) = conn {
         // SAFETY: a map value; one connection is read by one thread at a time.
         let conn = unsafe { &mut *conn };
+        if conn.phase == HttpPhase::H2 as u32 {
+            h2::copy(tid, tgid, stats, conn.span_id, true, data, transferred);
+            return;
+        }
         if is_outgoing(conn) {
             // Whatever its bytes are, they are the response.
             on_response_read(tid, tgid, stats, conn, &key, at, len, transferred);
@@ -190,6 +195,10 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         return;
     }
     let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
+    if head == h2::PREFACE_START {
+        h2::open(tid, tgid, stats, &key, false, data, transferred);
+        return;
+    }
     let mut prefix = None;
     if !is_request_start(head) {
         prefix = take_prefix(&key, head);
@@ -238,7 +247,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
 /// request that starts with `head`, with `reads` of it captured; made in
 /// this CPU's scratch slot, for `HTTP_CONNS.insert`.
 #[inline(always)]
-fn fresh_exchange(
+pub fn fresh_exchange(
     span_id: u64,
     phase: HttpPhase,
     reads: u32,
@@ -305,6 +314,10 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
     if let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) {
         // SAFETY: a map value; one connection is written by one thread at a time.
         let conn = unsafe { &mut *conn };
+        if conn.phase == HttpPhase::H2 as u32 {
+            h2::copy(tid, tgid, stats, conn.span_id, false, data, transferred);
+            return;
+        }
         if conn.phase == HttpPhase::Request as u32 {
             let Some((at, len)) = first_bytes(data, stats.syscall_buf, transferred) else { return };
             let Some(switching) = status_line(at, len) else { return };
@@ -379,6 +392,10 @@ fn open_outgoing(
         return;
     }
     let Some(head) = read_user::<[u8; REQUEST_START_LEN]>(at) else { return };
+    if head == h2::PREFACE_START {
+        h2::open(tid, tgid, stats, key, true, data, transferred);
+        return;
+    }
     if !is_request_start(head) {
         return;
     }
@@ -470,7 +487,7 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, le
 /// Sends one capture record; `fill` writes its data and returns how many
 /// bytes of it the loader reads.
 #[inline(always)]
-fn send_capture(
+pub fn send_capture(
     span_id: u64,
     tgid: u32,
     tid: u32,

@@ -9,6 +9,7 @@ use tracer_common::{
 };
 
 use crate::{
+    h2,
     maps::{HTTP_CONNS, HTTP_ROUNDS, SPAN_EVENTS, count, wake_when_filling},
     spans,
 };
@@ -60,7 +61,9 @@ pub fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value; its connection's syscalls are this thread's now.
     let conn = unsafe { &mut *conn };
-    if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
+    if conn.phase == HttpPhase::H2 as u32 {
+        h2::close(tgid, conn.span_id);
+    } else if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         flush(tgid, &key, conn, stats);
     }
 }
@@ -134,7 +137,9 @@ pub fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value, used before its entry is deleted.
     let conn = unsafe { &mut *conn };
-    if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
+    if conn.phase == HttpPhase::H2 as u32 {
+        h2::close(tgid, conn.span_id);
+    } else if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         flush(tgid, &key, conn, stats);
     } else if conn.phase == HttpPhase::Request as u32 || conn.phase == HttpPhase::ClientRequest as u32 {
         count(Counter::HttpUnanswered);

@@ -31,6 +31,8 @@ mod filter;
 #[cfg(target_arch = "bpf")]
 mod holders;
 #[cfg(target_arch = "bpf")]
+mod h2;
+#[cfg(target_arch = "bpf")]
 mod http;
 #[cfg(target_arch = "bpf")]
 mod http_send;

@@ -33,7 +33,7 @@ use crate::{
 fn drain_spans(probes: &mut Probes, agg: &mut Aggregator, markers: &mut Option<MarkerReader>) {
     let mut finished = Vec::new();
     probes.drain_span_events(|span| finished.push(*span));
-    probes.drain_http_captures(|capture| agg.on_http_capture(capture));
+    probes.drain_http_captures(|record| agg.on_http_record(record));
     finished.iter().for_each(|span| agg.on_span(span));
     agg.release_quiet_spans(clock::monotonic_ns());
     if let Some(markers) = markers {

@@ -4,11 +4,12 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
-    BlockKey, BucketStat, Counter, HttpCapture, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
+    BlockKey, BucketStat, Counter, H2Record, HttpCapture, HttpCaptureKind, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
     ThreadStats, TimelineEvent, WaitHolderKey,
 };
 
 use super::Probes;
+use crate::model::h2::HttpRecord;
 use crate::model::losses::{Losses, SpanAnomalies};
 
 impl Probes {
@@ -67,9 +68,18 @@ impl Probes {
     }
 
     /// HTTP request and response heads (sent before their span; see
-    /// `session::drain_spans` for the order to drain them in).
-    pub fn drain_http_captures(&mut self, mut on_capture: impl FnMut(&HttpCapture)) -> usize {
-        drain(&mut self.http_events, &mut on_capture)
+    /// `session::drain_spans` for the order to drain them in), and the
+    /// reads and writes of HTTP/2 connections with the bytes copied.
+    pub fn drain_http_captures(&mut self, mut on_record: impl FnMut(HttpRecord<'_>)) -> usize {
+        let mut seen = 0;
+        while let Some(item) = self.http_events.next() {
+            let bytes: &[u8] = &item;
+            if let Some(record) = http_record(bytes) {
+                on_record(record);
+                seen += 1;
+            }
+        }
+        seen
     }
 
     pub fn drain_span_events(&mut self, mut on_span: impl FnMut(&SpanEvent)) -> usize {
@@ -131,6 +141,26 @@ impl Probes {
 
 fn read_all<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> Vec<(K, V)> {
     map.iter().filter_map(Result::ok).collect()
+}
+
+/// A record of the HTTP ring: a fixed-size capture, or an HTTP/2 record
+/// followed by its bytes (told apart by `kind`, at the same place in both).
+fn http_record(bytes: &[u8]) -> Option<HttpRecord<'_>> {
+    let kind = u32::from_ne_bytes(bytes.get(16..20)?.try_into().ok()?);
+    let h2 = matches!(
+        HttpCaptureKind::from_u32(kind),
+        Some(HttpCaptureKind::H2Read | HttpCaptureKind::H2Write | HttpCaptureKind::H2Close)
+    );
+    if h2 {
+        let head = std::mem::size_of::<H2Record>();
+        // SAFETY: the kernel wrote an H2Record (Pod, no padding) at the start
+        // of the record; read_unaligned does not assume alignment.
+        let record = unsafe { std::ptr::read_unaligned(bytes.get(..head)?.as_ptr().cast::<H2Record>()) };
+        return Some(HttpRecord::H2 { record, bytes: &bytes[head..] });
+    }
+    let capture = bytes.get(..std::mem::size_of::<HttpCapture>())?;
+    // SAFETY: as above, an HttpCapture.
+    Some(HttpRecord::Capture(unsafe { std::ptr::read_unaligned(capture.as_ptr().cast::<HttpCapture>()) }))
 }
 
 fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {

@@ -174,6 +174,7 @@ impl Probes {
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
             .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
+            .map_max_entries(tracer_common::MAP_H2_SCRATCH, entries_if(http, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
             // span and timeline rings cost 52 MiB of its RSS otherwise.

@@ -89,6 +89,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     session.agg.keep_span_records = true;
     session.agg.contention_threshold = args.contention_threshold;
     session.agg.http.keep_query = args.http_query;
+    session.agg.h2.keep_query = args.http_query;
     session.agg.set_slo(args.metrics.series.slo_ns());
     let slow_ns = args.slow.map(|ms| (ms * 1e6) as u64);
     if let (Some(dir), Some(slow_ns)) = (&args.flight.flight_recorder, slow_ns) {
@@ -257,6 +258,15 @@ fn summary(session: &Session, written: u64) {
             "tracer: HTTP requests not made spans: {pipelined} pipelined behind another, {} unanswered \
              (connection closed first), {} not HTTP after all, {} whose head was lost (buffer full)",
             anomalies.http_unanswered, http.not_http, http.heads_lost
+        );
+    }
+    let h2 = session.agg.h2.counts;
+    if h2.connections > 0 {
+        say!(
+            "tracer: HTTP/2: {} connections, {} streams ({} reset); {} streams unanswered when their connection \
+             closed or the recording ended; {} connections no longer followed (bytes not copied outside a DATA \
+             frame, or headers that did not decode)",
+            h2.connections, h2.streams, h2.reset, h2.unfinished, h2.lost
         );
     }
     let late = session.agg.rounds.late_rounds;

@@ -7,6 +7,8 @@ use tracer_common::{
     ThreadTotals,
 };
 
+mod spans_in;
+
 pub use super::{
     runq::{HistogramScope, OffCpuHistograms, RunqHistograms},
     thread::ThreadRecord,
@@ -16,13 +18,14 @@ use super::{
     holders::{CpuHolders, Identity},
     downstream::Downstream,
     flows::Flows,
-    http::{HttpFields, HttpHeads},
-    rounds::{self, Rounds},
+    h2::H2Streams,
+    http::HttpHeads,
+    rounds::Rounds,
     goodput::Goodput,
     kstats::KernelStats,
     exited::{DEFAULT_MAX_EXITED_THREADS, ExitedThreads, MAX_EXITED_PROCESSES},
     names::{CpuLimit, ProcessName, comm_string},
-    spans::{SpanRecord, SpanSummary, Verdict},
+    spans::{SpanRecord, SpanSummary},
 };
 
 /// Default share of a span's wall time spent waiting for a CPU above which
@@ -65,6 +68,8 @@ pub struct Aggregator {
     pub goodput: Option<Goodput>,
     /// Heads of HTTP exchanges whose spans have not arrived yet.
     pub http: HttpHeads,
+    /// HTTP/2 connections, whose streams are spans.
+    pub h2: H2Streams,
     /// HTTP spans waiting for the rest of their response.
     pub rounds: Rounds,
     /// Outgoing calls' waits, until their parents arrive.
@@ -144,6 +149,7 @@ impl Aggregator {
             spans: SpanSummary::default(),
             goodput: None,
             http: HttpHeads::default(),
+            h2: H2Streams::default(),
             rounds: Rounds::default(),
             downstream: Downstream::default(),
             flows: Flows::default(),
@@ -155,96 +161,6 @@ impl Aggregator {
             monotonic_to_unix_ns,
             system,
         }
-    }
-
-    pub fn on_http_capture(&mut self, capture: &tracer_common::HttpCapture) {
-        self.http.on_capture(capture);
-        if capture.kind == tracer_common::HttpCaptureKind::OutgoingRequest as u32
-            && let Some(request_id) = self.http.pending_request(capture.tgid, capture.span_id).and_then(|f| f.request_id)
-        {
-            self.flows.on_outgoing_request(request_id, capture.tgid, capture.span_id);
-        }
-    }
-
-    /// A span from the kernel or the marker rings. An HTTP span whose
-    /// response goes on in later rounds is held for them (`model::rounds`).
-    pub fn on_span(&mut self, event: &tracer_common::SpanEvent) {
-        if event.flags & tracer_common::SPAN_HTTP_ROUND != 0 {
-            if let Some((event, fields)) = self.rounds.round(event) {
-                self.finish_span(&event, Some(fields));
-            }
-            return;
-        }
-        if event.flags & tracer_common::SPAN_HTTP == 0 {
-            return self.finish_span(event, None);
-        }
-        let Ok(fields) = self.http.take(event.tgid, event.span_id) else { return };
-        if let Some((event, fields)) = self.rounds.first(event, fields) {
-            self.finish_span(&event, Some(fields));
-        }
-    }
-
-    /// Held HTTP spans whose responses had no round for
-    /// [`rounds::QUIET_NS`] before `now_ns` (CLOCK_MONOTONIC).
-    pub fn release_quiet_spans(&mut self, now_ns: u64) {
-        let quiet = self.rounds.quiet(now_ns.saturating_sub(rounds::QUIET_NS));
-        self.finish_held(quiet);
-    }
-
-    /// Every held HTTP span, at the end of a recording.
-    pub fn release_held_spans(&mut self) {
-        let held = self.rounds.drain();
-        self.finish_held(held);
-    }
-
-    fn finish_held(&mut self, spans: Vec<rounds::HttpSpan>) {
-        for (event, fields) in spans {
-            self.finish_span(&event, Some(fields));
-        }
-    }
-
-    fn finish_span(&mut self, event: &tracer_common::SpanEvent, http: Option<HttpFields>) {
-        if http.is_some() && event.flags & tracer_common::SPAN_CLIENT == 0 {
-            for (call, fields) in self.rounds.take_children(event.tgid, event.span_id) {
-                self.finish_span(&call, Some(fields));
-            }
-        }
-        for holder in event.holders.iter().filter(|h| h.count > 0 && h.id != 0) {
-            self.refresh_holder_name(holder.id);
-        }
-        let mut record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
-            self.holder_names.get(&pid).map(|(_, name)| name.clone()).unwrap_or_default()
-        });
-        if record.verdict == Verdict::CpuThrottled {
-            record.throttle = self.cpu_limit(event.tgid);
-        }
-        if let Some(fields) = http {
-            record.name = format!("{} {}", fields.http_method, fields.http_path);
-            record.trace_id = fields.trace_id.clone();
-            record.http = Some(fields);
-        }
-        if let Some(caller) = record.parent_span_id {
-            record.trace_id = self.http.pending_request(event.tgid, caller).and_then(|fields| fields.trace_id);
-        }
-        self.flows.link(&mut record);
-        self.downstream.on_span(&mut record);
-        self.flows.explain(&mut record);
-        self.spans.add(&record);
-        if let Some(goodput) = &mut self.goodput {
-            goodput.add(&record);
-        }
-        if self.keep_span_records {
-            self.finished_spans.push(record);
-        }
-    }
-
-    /// `--slo`: spans at most `slo_ns` long are within it.
-    pub fn set_slo(&mut self, slo_ns: Option<u64>) {
-        self.goodput = slo_ns.map(Goodput::new);
-    }
-
-    pub fn take_spans(&mut self) -> Vec<SpanRecord> {
-        std::mem::take(&mut self.finished_spans)
     }
 
     /// The process of a thread, as far as known (the thread itself if not).

@@ -86,12 +86,16 @@ struct Heads {
 impl HttpHeads {
     pub fn on_capture(&mut self, capture: &HttpCapture) {
         let heads = self.pending.entry((capture.tgid, capture.span_id)).or_default();
-        let bytes = &capture.data[..(capture.len as usize).min(capture.data.len())];
+        let bytes = capture.bytes();
         match HttpCaptureKind::from_u32(capture.kind) {
             Some(HttpCaptureKind::Request | HttpCaptureKind::OutgoingRequest) => heads.request.extend_from_slice(bytes),
             Some(HttpCaptureKind::Response) => heads.response.extend_from_slice(bytes),
             Some(HttpCaptureKind::Peer) => heads.peer = peer_of(bytes),
-            None => {}
+            // HTTP/2 connections' bytes go to `model::h2`.
+            Some(
+                HttpCaptureKind::H2Read | HttpCaptureKind::H2Write | HttpCaptureKind::H2Close,
+            )
+            | None => {}
         }
     }
 
@@ -185,18 +189,29 @@ fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: boo
     if !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(Rejected::NotHttp);
     }
-    let path = if keep_query { target } else { target.split('?').next().unwrap_or(target) };
     let headers: &[Header<'_>] = if with_headers { request.headers } else { &[] };
-    let traceparent = header(headers, "traceparent");
-    Ok(HttpFields {
+    Ok(request_fields_of(method, target, |name| header(headers, name), keep_query))
+}
+
+/// A request's fields from its method, target and headers (`header` finds
+/// one by its lower-case name), HTTP/1.x or HTTP/2 alike.
+pub fn request_fields_of(
+    method: &str,
+    target: &str,
+    header: impl Fn(&str) -> Option<String>,
+    keep_query: bool,
+) -> HttpFields {
+    let path = if keep_query { target } else { target.split('?').next().unwrap_or(target) };
+    let traceparent = header("traceparent");
+    HttpFields {
         http_method: method.to_owned(),
         http_path: path.to_owned(),
         http_status: None,
-        request_id: header(headers, "x-request-id"),
+        request_id: header("x-request-id"),
         trace_id: traceparent.as_deref().and_then(trace_id_of),
         parent_span_id: traceparent.as_deref().and_then(parent_id_of),
         ..HttpFields::default()
-    })
+    }
 }
 
 const AF_INET: u16 = 2;
@@ -204,7 +219,7 @@ const AF_INET6: u16 = 10;
 
 /// The address and port of a `struct sockaddr_in` or `sockaddr_in6` (the
 /// port in network order after the family).
-fn peer_of(sockaddr: &[u8]) -> Option<String> {
+pub fn peer_of(sockaddr: &[u8]) -> Option<String> {
     let family = u16::from_ne_bytes(sockaddr.get(..2)?.try_into().ok()?);
     let port = u16::from_be_bytes(sockaddr.get(2..4)?.try_into().ok()?);
     let address = match family {

@@ -10,6 +10,7 @@ pub mod exited;
 pub mod flight;
 pub mod flows;
 pub mod gantt;
+pub mod h2;
 pub mod goodput;
 pub mod hist;
 pub mod holders;

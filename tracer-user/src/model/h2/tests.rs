@@ -1,0 +1,174 @@
+use fluke_hpack::Encoder;
+use tracer_common::{H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, ThreadTotals};
+
+use super::{H2Counts, H2Span, H2Streams, frames::PREFACE};
+
+const HEADERS: u8 = 0x1;
+const DATA: u8 = 0x0;
+const SETTINGS: u8 = 0x4;
+const CONTINUATION: u8 = 0x9;
+const RST_STREAM: u8 = 0x3;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut bytes = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    bytes.extend_from_slice(&stream.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+fn block(encoder: &mut Encoder<'_>, headers: &[(&str, &str)]) -> Vec<u8> {
+    encoder.encode(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+}
+
+/// One connection of process 7 (id 1), fed record by record.
+struct Conn {
+    streams: H2Streams,
+    done: Vec<H2Span>,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn { streams: H2Streams::default(), done: Vec::new() }
+    }
+
+    /// A read (`read`) or write of `bytes` by thread `tid` at `ms`, of which
+    /// only the first `copied` were copied; its on-CPU total is `ms` too.
+    fn io(&mut self, read: bool, tid: u32, ms: u64, bytes: &[u8], copied: usize) {
+        let kind = if read { HttpCaptureKind::H2Read } else { HttpCaptureKind::H2Write };
+        let record = H2Record {
+            span_id: 1,
+            tgid: 7,
+            tid,
+            kind: kind as u32,
+            len: copied as u32,
+            ts_ns: ms * 1_000_000,
+            transferred: bytes.len() as u64,
+            cpu: 0,
+            _pad: 0,
+            totals: ThreadTotals { on_cpu_ns: ms * 1_000_000, ..ThreadTotals::default() },
+        };
+        self.streams.on_record(&record, &bytes[..copied], &mut self.done);
+    }
+
+    fn whole(&mut self, read: bool, tid: u32, ms: u64, bytes: &[u8]) {
+        self.io(read, tid, ms, bytes, bytes.len());
+    }
+}
+
+#[test]
+fn each_stream_of_a_server_connection_is_a_span_across_reads_and_writes() {
+    let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
+    let mut conn = Conn::new();
+    let mut first = PREFACE.to_vec();
+    first.extend(frame(SETTINGS, 0, 0, &[]));
+    let get = |path| [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "x"), ("x-request-id", "r1")];
+    first.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &get("/a?q=1"))));
+    conn.whole(true, 10, 1, &first);
+    // Stream 3's frame header is cut between two reads; its block uses the
+    // table entries stream 1's left (the same headers but the path).
+    let third = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut requests, &get("/b")));
+    conn.whole(true, 10, 2, &third[..4]);
+    conn.whole(true, 10, 3, &third[4..]);
+    // Stream 1: headers and its whole body in one write.
+    let mut answer = frame(HEADERS, END_HEADERS, 1, &block(&mut responses, &[(":status", "200")]));
+    answer.extend(frame(DATA, END_STREAM, 1, &[b'x'; 100]));
+    let first_answer = answer.len() as u64;
+    conn.whole(false, 10, 5, &answer);
+    assert_eq!(conn.done.len(), 1);
+    // Stream 3: a 404 whose 3,000-byte body goes out in two writes, the
+    // second partly not copied (inside the DATA payload: followed).
+    let mut answer = frame(HEADERS, END_HEADERS, 3, &block(&mut responses, &[(":status", "404"), ("x-request-id", "r3")]));
+    let body = frame(DATA, END_STREAM, 3, &[b'y'; 3000]);
+    answer.extend_from_slice(&body[..1000]);
+    conn.whole(false, 10, 6, &answer);
+    conn.io(false, 10, 9, &body[1000..], 500);
+    assert_eq!(conn.streams.counts, H2Counts { connections: 1, streams: 2, ..H2Counts::default() });
+
+    let (one, fields) = &conn.done[0];
+    assert_eq!((one.start_ns, one.end_ns, one.delta.on_cpu_ns), (1_000_000, 5_000_000, 4_000_000));
+    assert_eq!((one.flags, one.tid_begin, one.tid_end), (SPAN_HTTP, 10, 10));
+    assert_eq!((fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status), ("GET", "/a", Some(200)));
+    assert_eq!(fields.request_id.as_deref(), Some("r1"), "the request's id");
+    assert_eq!((one.response_bytes, fields.response_bytes), (first_answer, Some(first_answer)), "its frames whole");
+    let (three, fields) = &conn.done[1];
+    assert_eq!((three.start_ns, three.end_ns), (3_000_000, 9_000_000), "from the read that completed its headers");
+    assert_eq!((fields.http_path.as_str(), fields.http_status), ("/b", Some(404)));
+    assert_eq!(fields.request_id.as_deref(), Some("r1"), "its request's, before the response's");
+    assert_eq!(three.response_bytes, 9 + 3000 + 9 + (answer.len() - 1000 - 9) as u64);
+    assert!(three.span_id > one.span_id);
+}
+
+#[test]
+fn padded_and_continued_header_blocks_are_decoded_whole() {
+    let mut requests = Encoder::new();
+    let mut conn = Conn::new();
+    let encoded = block(&mut requests, &[(":method", "POST"), (":path", "/upload"), ("traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
+    let (head, rest) = encoded.split_at(5);
+    let mut padded = vec![3u8];
+    padded.extend_from_slice(head);
+    padded.extend_from_slice(&[0, 0, 0]);
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(HEADERS, PADDED, 5, &padded));
+    bytes.extend(frame(CONTINUATION, END_HEADERS, 5, rest));
+    bytes.extend(frame(DATA, END_STREAM, 5, b"body"));
+    conn.whole(true, 1, 1, &bytes);
+    conn.whole(false, 1, 2, &frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
+    let (_, fields) = &conn.done[0];
+    assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("POST", "/upload"));
+    assert_eq!(fields.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!((conn.streams.counts.reset, fields.http_status), (1, None), "reset before an answer");
+}
+
+#[test]
+fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
+    let mut requests = Encoder::new();
+    let mut conn = Conn::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
+    conn.whole(true, 1, 1, &bytes);
+    // A response whose headers were not copied.
+    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut Encoder::new(), &[(":status", "200")]));
+    conn.io(false, 1, 2, &answer, 3);
+    assert_eq!(conn.streams.counts, H2Counts { connections: 1, lost: 1, unfinished: 1, ..H2Counts::default() });
+    assert!(conn.done.is_empty());
+    // Later bytes start a new connection, as far as the loader can tell,
+    // which is not a preface either: lost again, not mistaken for frames.
+    conn.whole(true, 1, 3, &answer);
+    assert_eq!(conn.streams.counts.lost, 2);
+}
+
+#[test]
+fn a_client_connection_makes_client_spans_named_after_their_peer() {
+    let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
+    let mut conn = Conn::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/x")])));
+    conn.whole(false, 4, 1, &bytes);
+    assert!(conn.streams.on_peer(7, 1, Some("127.0.0.1:8080".into())));
+    assert!(!conn.streams.on_peer(7, 2, None), "not an HTTP/2 connection");
+    // Read by another thread: the time in between is not attributed.
+    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut responses, &[(":status", "204")]));
+    conn.whole(true, 5, 4, &answer);
+    let (span, fields) = &conn.done[0];
+    assert_eq!(span.flags, SPAN_HTTP | SPAN_CLIENT | SPAN_HANDED_OFF);
+    assert_eq!((span.between_threads_ns, span.delta), (3_000_000, ThreadTotals::default()));
+    assert_eq!((fields.peer.as_deref(), fields.http_status), (Some("127.0.0.1:8080"), Some(204)));
+}
+
+#[test]
+fn a_closed_connection_counts_its_unanswered_streams() {
+    let mut conn = Conn::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut Encoder::new(), &[(":method", "GET"), (":path", "/")])));
+    conn.whole(true, 1, 1, &bytes);
+    let close = H2Record { span_id: 1, tgid: 7, kind: HttpCaptureKind::H2Close as u32, ..H2Record::default() };
+    conn.streams.on_record(&close, &[], &mut conn.done);
+    assert_eq!(conn.streams.counts.unfinished, 1);
+    conn.streams.finish();
+    assert_eq!(conn.streams.counts.unfinished, 1, "forgotten at its close");
+}
