@@ -13,6 +13,7 @@ const MAX_FRAME_LEN: usize = (1 << 24) - 1;
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
 const PUSH_PROMISE: u8 = 0x5;
 const CONTINUATION: u8 = 0x9;
 
@@ -62,6 +63,12 @@ struct PendingBlock {
 pub struct FrameReader {
     /// Bytes of the preface still to pass (the client's direction).
     preface_left: usize,
+    /// No frame seen yet: the first must be a `SETTINGS` (each side's
+    /// preface ends with one). Anything else means the direction's start
+    /// was missed (after an `Upgrade: h2c`, the server's first frames may
+    /// go out before the client's preface shows the connection to be
+    /// HTTP/2), and with it entries of its header table.
+    first_frame: bool,
     /// Bytes of frames not complete yet (not those of `DATA` payloads).
     buffer: Vec<u8>,
     data: Option<PendingData>,
@@ -71,7 +78,13 @@ pub struct FrameReader {
 impl FrameReader {
     /// A direction whose first bytes are the preface (`preface`) or frames.
     pub fn new(preface: bool) -> FrameReader {
-        FrameReader { preface_left: if preface { PREFACE.len() } else { 0 }, buffer: Vec::new(), data: None, block: None }
+        FrameReader {
+            preface_left: if preface { PREFACE.len() } else { 0 },
+            first_frame: true,
+            buffer: Vec::new(),
+            data: None,
+            block: None,
+        }
     }
 
     /// The next bytes of the direction; the frames they complete go to `out`.
@@ -101,9 +114,10 @@ impl FrameReader {
             let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
             let (kind, flags) = (header[3], header[4]);
             let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
-            if len > MAX_FRAME_LEN {
+            if len > MAX_FRAME_LEN || (self.first_frame && kind != SETTINGS) {
                 return Err(OutOfStep);
             }
+            self.first_frame = false;
             let available = self.buffer.len() - at - FRAME_HEADER_LEN;
             if kind == DATA {
                 let here = len.min(available);

@@ -20,6 +20,13 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The client's preface: the magic, then its SETTINGS.
+fn client_preface() -> Vec<u8> {
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(SETTINGS, 0, 0, &[]));
+    bytes
+}
+
 fn block(encoder: &mut Encoder<'_>, headers: &[(&str, &str)]) -> Vec<u8> {
     encoder.encode(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
 }
@@ -63,8 +70,7 @@ impl Conn {
 fn each_stream_of_a_server_connection_is_a_span_across_reads_and_writes() {
     let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
     let mut conn = Conn::new();
-    let mut first = PREFACE.to_vec();
-    first.extend(frame(SETTINGS, 0, 0, &[]));
+    let mut first = client_preface();
     let get = |path| [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "x"), ("x-request-id", "r1")];
     first.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &get("/a?q=1"))));
     conn.whole(true, 10, 1, &first);
@@ -73,10 +79,12 @@ fn each_stream_of_a_server_connection_is_a_span_across_reads_and_writes() {
     let third = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut requests, &get("/b")));
     conn.whole(true, 10, 2, &third[..4]);
     conn.whole(true, 10, 3, &third[4..]);
-    // Stream 1: headers and its whole body in one write.
-    let mut answer = frame(HEADERS, END_HEADERS, 1, &block(&mut responses, &[(":status", "200")]));
+    // Stream 1: the server's preface, the headers and the whole body in one write.
+    let mut answer = frame(SETTINGS, 0, 0, &[]);
+    answer.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut responses, &[(":status", "200")])));
     answer.extend(frame(DATA, END_STREAM, 1, &[b'x'; 100]));
-    let first_answer = answer.len() as u64;
+    // Its frames but the SETTINGS.
+    let first_answer = answer.len() as u64 - 9;
     conn.whole(false, 10, 5, &answer);
     assert_eq!(conn.done.len(), 1);
     // Stream 3: a 404 whose 3,000-byte body goes out in two writes, the
@@ -112,12 +120,14 @@ fn padded_and_continued_header_blocks_are_decoded_whole() {
     let mut padded = vec![3u8];
     padded.extend_from_slice(head);
     padded.extend_from_slice(&[0, 0, 0]);
-    let mut bytes = PREFACE.to_vec();
+    let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, PADDED, 5, &padded));
     bytes.extend(frame(CONTINUATION, END_HEADERS, 5, rest));
     bytes.extend(frame(DATA, END_STREAM, 5, b"body"));
     conn.whole(true, 1, 1, &bytes);
-    conn.whole(false, 1, 2, &frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
+    let mut reset = frame(SETTINGS, 0, 0, &[]);
+    reset.extend(frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
+    conn.whole(false, 1, 2, &reset);
     let (_, fields) = &conn.done[0];
     assert_eq!((fields.http_method.as_str(), fields.http_path.as_str()), ("POST", "/upload"));
     assert_eq!(fields.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
@@ -128,12 +138,13 @@ fn padded_and_continued_header_blocks_are_decoded_whole() {
 fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
     let mut requests = Encoder::new();
     let mut conn = Conn::new();
-    let mut bytes = PREFACE.to_vec();
+    let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
     conn.whole(true, 1, 1, &bytes);
     // A response whose headers were not copied.
-    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut Encoder::new(), &[(":status", "200")]));
-    conn.io(false, 1, 2, &answer, 3);
+    let mut answer = frame(SETTINGS, 0, 0, &[]);
+    answer.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut Encoder::new(), &[(":status", "200")])));
+    conn.io(false, 1, 2, &answer, 12);
     assert_eq!(conn.streams.counts, H2Counts { connections: 1, lost: 1, unfinished: 1, ..H2Counts::default() });
     assert!(conn.done.is_empty());
     // Later bytes start a new connection, as far as the loader can tell,
@@ -146,13 +157,14 @@ fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
 fn a_client_connection_makes_client_spans_named_after_their_peer() {
     let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
     let mut conn = Conn::new();
-    let mut bytes = PREFACE.to_vec();
+    let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/x")])));
     conn.whole(false, 4, 1, &bytes);
     assert!(conn.streams.on_peer(7, 1, Some("127.0.0.1:8080".into())));
     assert!(!conn.streams.on_peer(7, 2, None), "not an HTTP/2 connection");
     // Read by another thread: the time in between is not attributed.
-    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut responses, &[(":status", "204")]));
+    let mut answer = frame(SETTINGS, 0, 0, &[]);
+    answer.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut responses, &[(":status", "204")])));
     conn.whole(true, 5, 4, &answer);
     let (span, fields) = &conn.done[0];
     assert_eq!(span.flags, SPAN_HTTP | SPAN_CLIENT | SPAN_HANDED_OFF);
@@ -163,7 +175,7 @@ fn a_client_connection_makes_client_spans_named_after_their_peer() {
 #[test]
 fn a_closed_connection_counts_its_unanswered_streams() {
     let mut conn = Conn::new();
-    let mut bytes = PREFACE.to_vec();
+    let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut Encoder::new(), &[(":method", "GET"), (":path", "/")])));
     conn.whole(true, 1, 1, &bytes);
     let close = H2Record { span_id: 1, tgid: 7, kind: HttpCaptureKind::H2Close as u32, ..H2Record::default() };
@@ -171,4 +183,18 @@ fn a_closed_connection_counts_its_unanswered_streams() {
     assert_eq!(conn.streams.counts.unfinished, 1);
     conn.streams.finish();
     assert_eq!(conn.streams.counts.unfinished, 1, "forgotten at its close");
+}
+
+#[test]
+fn a_direction_whose_start_was_missed_is_not_followed() {
+    // After an upgrade, the server's preface went out before the client's
+    // showed the connection to be HTTP/2: its first frame seen is not SETTINGS.
+    let mut conn = Conn::new();
+    let mut bytes = client_preface();
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::new(), &[(":method", "GET"), (":path", "/")])));
+    conn.whole(true, 1, 1, &bytes);
+    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::new(), &[(":status", "200")]));
+    conn.whole(false, 1, 2, &answer);
+    assert!(conn.done.is_empty());
+    assert_eq!((conn.streams.counts.lost, conn.streams.counts.unfinished), (1, 1));
 }
