@@ -123,8 +123,11 @@ mod tests {
         assert_eq!(BlockMetric::from_u8(u8::MAX), None);
         assert_eq!(HttpCaptureKind::from_u32(HttpCaptureKind::Response as u32), Some(HttpCaptureKind::Response));
         assert_eq!(CgroupAncestry::from_u32(0), Some(CgroupAncestry::Unavailable));
-        assert_eq!(HttpPhase::ALL.len(), 6);
+        assert_eq!(HttpPhase::ALL.len(), 7);
         assert_eq!(HttpPhase::from_u32(6), Some(HttpPhase::ClientSent));
+        assert_eq!(HttpPhase::from_u32(7), Some(HttpPhase::H2));
+        assert_eq!(HttpCaptureKind::from_u32(7), Some(HttpCaptureKind::H2Close));
+        assert_eq!(HttpCaptureKind::from_u32(8), None);
         assert_eq!(HttpPhase::from_u32(4), Some(HttpPhase::ClientResponse));
         assert_eq!(HttpCaptureKind::from_u32(3), Some(HttpCaptureKind::Peer));
     }
