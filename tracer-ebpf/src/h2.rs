@@ -15,7 +15,7 @@ use tracer_common::{
 };
 
 use crate::{
-    http::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture},
+    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture},
     kernel::{now_ns, read_user, this_cpu},
     maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling},
     spans,
@@ -59,7 +59,7 @@ fn scratch() -> Option<&'static mut H2Scratch> {
 #[inline(always)]
 pub fn open(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, client: bool, data: Data, transferred: u64) {
     let id = http_span_id(now_ns(), this_cpu());
-    let Some(fresh) = fresh_exchange(id, HttpPhase::H2, 0, tid, [0; 4]) else { return };
+    let Some(fresh) = fresh_exchange(id, HttpPhase::H2, 0, tid, false) else { return };
     if HTTP_CONNS.insert(key, fresh, 0).is_err() {
         return;
     }

@@ -19,28 +19,20 @@
 //! reading thread does anything else. The address given to `connect` names
 //! its peer.
 use tracer_common::{
-    Counter, HTTP_CAPTURE_LEN, HTTP_CAPTURE_READS, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase,
-    PEER_ADDR_LEN, SPAN_NAME_LEN, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, http_span_id,
+    Counter, HTTP_CAPTURE_READS, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN, SPAN_NAME_LEN,
+    SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, http_span_id,
 };
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
-    maps::{
-        HTTP_CONN_SCRATCH, HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, HTTP_PREFIXES, count,
-        wake_when_filling,
-    },
+    maps::{HTTP_CONNS, HTTP_PEERS, HTTP_PREFIXES, count},
     h2,
+    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture},
     http_send::{begin_round, finish_response, flush, forget_connection, remember_taking_up},
     spans,
 };
 
 
-// User-space layouts (64-bit): `struct msghdr { void *msg_name; int
-// msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
-// *iov_base; size_t iov_len; }`.
-pub const MSGHDR_MSG_IOV: u64 = 16;
-pub const IOVEC_IOV_BASE: u64 = 0;
-pub const IOVEC_IOV_LEN: u64 = 8;
 
 /// Bytes that tell a request line by its method ("GET ", "POST", ...).
 const REQUEST_START_LEN: usize = 4;
@@ -55,14 +47,6 @@ const CONNECT_METHOD: [u8; REQUEST_START_LEN] = *b"CONN";
 /// The name of every HTTP span (the loader names it from the request line).
 const HTTP_SPAN_NAME: &[u8] = b"HTTP";
 
-/// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Data {
-    Buffer,
-    Vector,
-    Message,
-    None,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Io {
@@ -234,7 +218,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if spans::open(tid, tgid, stats, span_id, woken_at, 0, true, name_http).is_none() {
         return;
     }
-    let Some(fresh) = fresh_exchange(span_id, HttpPhase::Request, 1, tid, head) else { return };
+    let Some(fresh) = fresh_exchange(span_id, HttpPhase::Request, 1, tid, head == CONNECT_METHOD) else { return };
     if HTTP_CONNS.insert(&key, fresh, 0).is_ok() {
         if let Some(prefix) = prefix {
             capture_prefix(span_id, tgid, tid, prefix);
@@ -243,29 +227,6 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     }
 }
 
-/// A new exchange of span `span_id` in `phase`, opened by thread `tid` on a
-/// request that starts with `head`, with `reads` of it captured; made in
-/// this CPU's scratch slot, for `HTTP_CONNS.insert`.
-#[inline(always)]
-pub fn fresh_exchange(
-    span_id: u64,
-    phase: HttpPhase,
-    reads: u32,
-    tid: u32,
-    head: [u8; REQUEST_START_LEN],
-) -> Option<&'static HttpConn> {
-    let fresh = HTTP_CONN_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
-    let fresh = unsafe { &mut *fresh };
-    // SAFETY: all-zero bytes are a valid HttpConn (plain integers).
-    unsafe { core::ptr::write_bytes(fresh as *mut HttpConn, 0, 1) };
-    fresh.span_id = span_id;
-    fresh.phase = phase as u32;
-    fresh.reads = reads;
-    fresh.begin_tid = tid;
-    fresh.tunnel = u32::from(head == CONNECT_METHOD);
-    Some(fresh)
-}
 
 /// An exchange the process began by writing a request.
 #[inline(always)]
@@ -405,7 +366,7 @@ fn open_outgoing(
     if spans::open(tid, tgid, stats, span_id, 0, entered_at, false, name_http).is_none() {
         return;
     }
-    let Some(fresh) = fresh_exchange(span_id, HttpPhase::ClientRequest, 0, tid, head) else {
+    let Some(fresh) = fresh_exchange(span_id, HttpPhase::ClientRequest, 0, tid, head == CONNECT_METHOD) else {
         spans::discard(&SpanKey { tgid, _pad: 0, span_id });
         return;
     };
@@ -484,29 +445,3 @@ fn capture(span_id: u64, tgid: u32, tid: u32, kind: HttpCaptureKind, at: u64, le
     send_capture(span_id, tgid, tid, kind, |data| read_user_prefix(at, len, data));
 }
 
-/// Sends one capture record; `fill` writes its data and returns how many
-/// bytes of it the loader reads.
-#[inline(always)]
-pub fn send_capture(
-    span_id: u64,
-    tgid: u32,
-    tid: u32,
-    kind: HttpCaptureKind,
-    fill: impl FnOnce(&mut [u8; HTTP_CAPTURE_LEN]) -> u32,
-) {
-    let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
-        count(Counter::LostHttpCaptures);
-        return;
-    };
-    let capture = record.as_mut_ptr();
-    // SAFETY: the reserved record is ours until submitted; every field is
-    // written before it is (of `data`, the `len` bytes the loader reads).
-    unsafe {
-        (*capture).span_id = span_id;
-        (*capture).tgid = tgid;
-        (*capture).tid = tid;
-        (*capture).kind = kind as u32;
-        (*capture).len = fill(&mut (*capture).data);
-    }
-    record.submit(wake_when_filling(&HTTP_EVENTS));
-}

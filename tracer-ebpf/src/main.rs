@@ -35,6 +35,8 @@ mod h2;
 #[cfg(target_arch = "bpf")]
 mod http;
 #[cfg(target_arch = "bpf")]
+mod http_records;
+#[cfg(target_arch = "bpf")]
 mod http_send;
 #[cfg(target_arch = "bpf")]
 mod kernel;

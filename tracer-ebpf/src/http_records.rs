@@ -1,0 +1,74 @@
+//! What the HTTP programs share (`http.rs` for HTTP/1.x, `h2.rs` for
+//! HTTP/2): where a syscall's data is, a new exchange's entry, and the
+//! capture records sent to the loader.
+use tracer_common::{Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpPhase};
+
+use crate::maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, count, wake_when_filling};
+
+// User-space layouts (64-bit): `struct msghdr { void *msg_name; int
+// msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
+// *iov_base; size_t iov_len; }`.
+pub const MSGHDR_MSG_IOV: u64 = 16;
+pub const IOVEC_IOV_BASE: u64 = 0;
+pub const IOVEC_IOV_LEN: u64 = 8;
+
+/// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    Buffer,
+    Vector,
+    Message,
+    None,
+}
+
+/// A new exchange of span `span_id` in `phase`, opened by thread `tid`,
+/// with `reads` of its request captured (`tunnel`: the connection stops
+/// being HTTP after it); made in this CPU's scratch slot, for
+/// `HTTP_CONNS.insert`.
+#[inline(always)]
+pub fn fresh_exchange(
+    span_id: u64,
+    phase: HttpPhase,
+    reads: u32,
+    tid: u32,
+    tunnel: bool,
+) -> Option<&'static HttpConn> {
+    let fresh = HTTP_CONN_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
+    let fresh = unsafe { &mut *fresh };
+    // SAFETY: all-zero bytes are a valid HttpConn (plain integers).
+    unsafe { core::ptr::write_bytes(fresh as *mut HttpConn, 0, 1) };
+    fresh.span_id = span_id;
+    fresh.phase = phase as u32;
+    fresh.reads = reads;
+    fresh.begin_tid = tid;
+    fresh.tunnel = u32::from(tunnel);
+    Some(fresh)
+}
+
+/// Sends one capture record; `fill` writes its data and returns how many
+/// bytes of it the loader reads.
+#[inline(always)]
+pub fn send_capture(
+    span_id: u64,
+    tgid: u32,
+    tid: u32,
+    kind: HttpCaptureKind,
+    fill: impl FnOnce(&mut [u8; HTTP_CAPTURE_LEN]) -> u32,
+) {
+    let Some(mut record) = HTTP_EVENTS.reserve::<HttpCapture>(0) else {
+        count(Counter::LostHttpCaptures);
+        return;
+    };
+    let capture = record.as_mut_ptr();
+    // SAFETY: the reserved record is ours until submitted; every field is
+    // written before it is (of `data`, the `len` bytes the loader reads).
+    unsafe {
+        (*capture).span_id = span_id;
+        (*capture).tgid = tgid;
+        (*capture).tid = tid;
+        (*capture).kind = kind as u32;
+        (*capture).len = fill(&mut (*capture).data);
+    }
+    record.submit(wake_when_filling(&HTTP_EVENTS));
+}
