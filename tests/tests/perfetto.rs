@@ -117,7 +117,12 @@ fn perfetto_traces_show_the_kernels_states_names_holders_and_spans() {
     let kernel = after[1].on_cpu_ns + after[1].run_delay_ns - before[1].on_cpu_ns - before[1].run_delay_ns;
     let traced = ["Running", "R", "R+"].iter().map(|s| state_ns(&decoded, sleeper_tid, s)).sum();
     eprintln!("sleeper: trace Running + Runnable {traced} ns, report {reported} ns, kernel {kernel} ns");
-    assert_within("sleeper Running + Runnable (report)", traced, reported, 0.02, 0);
+    // Nearly every wake-up is onto an idle CPU, whose leaving idle
+    // (`wakeup_idle_ns`, 20-25 us a wake-up on this VM) the report times
+    // with the kernel's clock and the trace between the tracepoints: the
+    // two differ by up to a quarter of it while the VM's host is busy (a
+    // tenth when it is quiet).
+    assert_within("sleeper Running + Runnable (report)", traced, reported, 0.02, totals.wakeup_idle_ns / 4);
     assert!(traced <= kernel + 1_000_000, "sleeper: trace {traced} ns, more than the kernel's {kernel} ns");
     let kernel_on_cpu = after[1].on_cpu_ns - before[1].on_cpu_ns;
     assert_within("sleeper on-CPU (report) against the kernel's", totals.on_cpu_ns, kernel_on_cpu, 0.01, 0);
