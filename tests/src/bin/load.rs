@@ -20,6 +20,8 @@
 //!                                     SIGINT or SIGTERM
 //!   tracer-load nginx-proxy PORT      the same as a reverse proxy in front of
 //!                                     127.0.0.1:PORT (`Nginx::start_proxy`)
+//!   tracer-load nginx-h2c             the same speaking HTTP/2 on its plaintext
+//!                                     port (`Nginx::start_h2c`)
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load sleepwork N SLEEP_US WORK_US
@@ -151,9 +153,9 @@ fn direct_writes(path: &str, count: usize, kib: usize) {
     unsafe { std::alloc::dealloc(buf, layout) };
 }
 
-/// Runs nginx until SIGINT or SIGTERM: serving its file, or as a reverse
-/// proxy in front of `upstream_port`.
-fn nginx(upstream_port: Option<u16>) {
+/// Runs the nginx that `start` starts in a directory of its own until
+/// SIGINT or SIGTERM.
+fn nginx(start: impl FnOnce(&std::path::Path) -> tracer_tests::Nginx) {
     let dir = std::env::temp_dir().join(format!("tracer-load-nginx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     // Blocked before nginx starts, so the signal waits for sigwait below.
@@ -166,10 +168,7 @@ fn nginx(upstream_port: Option<u16>) {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
-    let nginx = match upstream_port {
-        Some(upstream) => tracer_tests::Nginx::start_proxy(&dir, None, upstream),
-        None => tracer_tests::Nginx::start(&dir, None),
-    };
+    let nginx = start(&dir);
     println!("ready {} {}", nginx.port, nginx.worker);
     std::io::stdout().flush().expect("stdout");
     let mut signal = 0;
@@ -298,8 +297,9 @@ fn main() {
             let rate = http_at_rate(arg(1) as u16, arg(2) as u64, arg(3) as u64, path);
             println!("rate {rate:.0}");
         }
-        Some("nginx") => nginx(None),
-        Some("nginx-proxy") => nginx(Some(arg(1) as u16)),
+        Some("nginx") => nginx(|dir| tracer_tests::Nginx::start(dir, None)),
+        Some("nginx-proxy") => nginx(|dir| tracer_tests::Nginx::start_proxy(dir, None, arg(1) as u16)),
+        Some("nginx-h2c") => nginx(|dir| tracer_tests::Nginx::start_h2c(dir, None)),
         Some("spans") => {
             let n = arg(1) as u64;
             on_cue(|| {

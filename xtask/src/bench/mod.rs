@@ -26,6 +26,8 @@
 //!   requests/s offered, untraced and with `tracer spans --http` on both.
 //! * metrics: `/metrics` scrape time and size of `tracer serve` with 1,000
 //!   processes alive.
+//! * h2: nginx speaking HTTP/2 in cleartext under h2load at saturation,
+//!   untraced and with `tracer spans --http` on its worker.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -41,6 +43,7 @@ use crate::{setup, util};
 
 mod churn;
 mod flight;
+mod h2;
 mod memory;
 mod otlp;
 mod proxy;
@@ -96,6 +99,7 @@ pub enum Bench {
     Flight,
     SpanCpu,
     Proxy,
+    H2,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -505,6 +509,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::Proxy) {
         let what = format!("proxy: nginx in front of the test server at 20,000 requests/s, --http on both x {} alternating rounds", args.rounds);
         util::step(&what, || proxy::proxy_cost(&built, args))?;
+    }
+    if wanted(Bench::H2) {
+        let what = format!("h2: nginx HTTP/2 throughput under h2load with and without --http x {} alternating rounds", args.rounds);
+        util::step(&what, || h2::h2_cost(&built, args))?;
     }
     if wanted(Bench::Tui) {
         util::step(

@@ -3,7 +3,7 @@
 //! when it returned and its thread's totals then (`tracer-ebpf/src/h2.rs`).
 //! Here the frames are followed in both directions, the header blocks
 //! decoded (HPACK, with the dynamic table each direction keeps for the
-//! whole connection), and each stream becomes a span: from the read (or,
+//! whole connection, by `httlib-hpack`), and each stream becomes a span: from the read (or,
 //! for a client, the write) that brought its request's headers to the
 //! write (or read) that ended its response. Its breakdown is the thread's
 //! totals between the two; a stream answered by another thread than the
@@ -14,13 +14,17 @@ mod tests;
 
 use std::collections::HashMap;
 
-use fluke_hpack::Decoder;
+use httlib_hpack::Decoder;
 use tracer_common::{
     H2Record, HttpCapture, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SpanEvent, ThreadTotals, http_span_id,
 };
 
 use self::frames::{Frame, FrameReader, OutOfStep};
 use super::http::{HttpFields, request_fields_of};
+
+/// The largest header table a peer may ask for (with a size update in a
+/// block). The default is 4 KiB; peers rarely ask for more.
+const MAX_TABLE_BYTES: u32 = 1 << 20;
 
 /// A connection with nothing read or written for this long is forgotten
 /// (one closed while its entry was evicted in the kernel, or never closed).
@@ -173,8 +177,8 @@ impl Connection {
             // The client's direction starts with the preface.
             requests: FrameReader::new(true),
             responses: FrameReader::new(false),
-            request_headers: Decoder::new(),
-            response_headers: Decoder::new(),
+            request_headers: decoder(),
+            response_headers: decoder(),
             streams: HashMap::new(),
             last_span_id: 0,
             last_seen_ns: 0,
@@ -198,7 +202,7 @@ impl Connection {
             Frame::Headers { stream, end_stream, push, block, frame_bytes } => {
                 // Every block is decoded, to keep the table as the peer's.
                 let decoder = if requests { &mut self.request_headers } else { &mut self.response_headers };
-                let headers = decoder.decode(&block).map_err(|_| OutOfStep)?;
+                let headers = decode(decoder, block)?;
                 if push {
                     return Ok(());
                 }
@@ -273,6 +277,20 @@ impl Connection {
         fields.response_bytes = Some(response_bytes);
         done.push((event, fields));
     }
+}
+
+/// A header decoder with the default table, which the peer may grow.
+fn decoder() -> Decoder<'static> {
+    let mut decoder = Decoder::default();
+    decoder.set_max_dynamic_size(MAX_TABLE_BYTES);
+    decoder
+}
+
+/// A whole header block's headers, as (name, value).
+fn decode(decoder: &mut Decoder<'static>, mut block: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutOfStep> {
+    let mut headers = Vec::new();
+    decoder.decode(&mut block, &mut headers).map_err(|_| OutOfStep)?;
+    Ok(headers.into_iter().map(|(name, value, _)| (name, value)).collect())
 }
 
 /// A decoded header's value, by its (lower-case) name.

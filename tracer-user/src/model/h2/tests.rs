@@ -1,4 +1,4 @@
-use fluke_hpack::Encoder;
+use httlib_hpack::Encoder;
 use tracer_common::{H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, ThreadTotals};
 
 use super::{H2Counts, H2Span, H2Streams, frames::PREFACE};
@@ -27,8 +27,15 @@ fn client_preface() -> Vec<u8> {
     bytes
 }
 
+/// Huffman-coded values, indexed when the table has them, added to it
+/// when not (as nginx and Go encode).
 fn block(encoder: &mut Encoder<'_>, headers: &[(&str, &str)]) -> Vec<u8> {
-    encoder.encode(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+    let mut bytes = Vec::new();
+    for (name, value) in headers {
+        let flags = Encoder::HUFFMAN_VALUE | Encoder::WITH_INDEXING | Encoder::BEST_FORMAT;
+        encoder.encode((name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags), &mut bytes).unwrap();
+    }
+    bytes
 }
 
 /// One connection of process 7 (id 1), fed record by record.
@@ -68,7 +75,7 @@ impl Conn {
 
 #[test]
 fn each_stream_of_a_server_connection_is_a_span_across_reads_and_writes() {
-    let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
+    let (mut requests, mut responses) = (Encoder::default(), Encoder::default());
     let mut conn = Conn::new();
     let mut first = client_preface();
     let get = |path| [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "x"), ("x-request-id", "r1")];
@@ -112,7 +119,7 @@ fn each_stream_of_a_server_connection_is_a_span_across_reads_and_writes() {
 
 #[test]
 fn padded_and_continued_header_blocks_are_decoded_whole() {
-    let mut requests = Encoder::new();
+    let mut requests = Encoder::default();
     let mut conn = Conn::new();
     let encoded = block(&mut requests, &[(":method", "POST"), (":path", "/upload"), ("traceparent",
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
@@ -136,14 +143,14 @@ fn padded_and_continued_header_blocks_are_decoded_whole() {
 
 #[test]
 fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
-    let mut requests = Encoder::new();
+    let mut requests = Encoder::default();
     let mut conn = Conn::new();
     let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
     conn.whole(true, 1, 1, &bytes);
     // A response whose headers were not copied.
     let mut answer = frame(SETTINGS, 0, 0, &[]);
-    answer.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut Encoder::new(), &[(":status", "200")])));
+    answer.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut Encoder::default(), &[(":status", "200")])));
     conn.io(false, 1, 2, &answer, 12);
     assert_eq!(conn.streams.counts, H2Counts { connections: 1, lost: 1, unfinished: 1, ..H2Counts::default() });
     assert!(conn.done.is_empty());
@@ -155,7 +162,7 @@ fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
 
 #[test]
 fn a_client_connection_makes_client_spans_named_after_their_peer() {
-    let (mut requests, mut responses) = (Encoder::new(), Encoder::new());
+    let (mut requests, mut responses) = (Encoder::default(), Encoder::default());
     let mut conn = Conn::new();
     let mut bytes = client_preface();
     bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/x")])));
@@ -176,7 +183,7 @@ fn a_client_connection_makes_client_spans_named_after_their_peer() {
 fn a_closed_connection_counts_its_unanswered_streams() {
     let mut conn = Conn::new();
     let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut Encoder::new(), &[(":method", "GET"), (":path", "/")])));
+    bytes.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut Encoder::default(), &[(":method", "GET"), (":path", "/")])));
     conn.whole(true, 1, 1, &bytes);
     let close = H2Record { span_id: 1, tgid: 7, kind: HttpCaptureKind::H2Close as u32, ..H2Record::default() };
     conn.streams.on_record(&close, &[], &mut conn.done);
@@ -191,9 +198,9 @@ fn a_direction_whose_start_was_missed_is_not_followed() {
     // showed the connection to be HTTP/2: its first frame seen is not SETTINGS.
     let mut conn = Conn::new();
     let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::new(), &[(":method", "GET"), (":path", "/")])));
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::default(), &[(":method", "GET"), (":path", "/")])));
     conn.whole(true, 1, 1, &bytes);
-    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::new(), &[(":status", "200")]));
+    let answer = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::default(), &[(":status", "200")]));
     conn.whole(false, 1, 2, &answer);
     assert!(conn.done.is_empty());
     assert_eq!((conn.streams.counts.lost, conn.streams.counts.unfinished), (1, 1));
