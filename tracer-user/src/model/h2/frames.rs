@@ -10,16 +10,17 @@ pub const FRAME_HEADER_LEN: usize = 9;
 /// a longer length means the bytes are not where a frame header should be.
 const MAX_FRAME_LEN: usize = (1 << 24) - 1;
 
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
+// Frame types and flags (RFC 9113, section 6).
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
 const PUSH_PROMISE: u8 = 0x5;
-const CONTINUATION: u8 = 0x9;
+pub(super) const CONTINUATION: u8 = 0x9;
 
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
+pub(super) const END_STREAM: u8 = 0x1;
+pub(super) const END_HEADERS: u8 = 0x4;
+pub(super) const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
 /// What a span needs of a frame, once it is complete.

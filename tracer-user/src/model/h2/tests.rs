@@ -1,16 +1,10 @@
 use httlib_hpack::Encoder;
 use tracer_common::{H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, ThreadTotals};
 
-use super::{H2Counts, H2Span, H2Streams, frames::PREFACE};
-
-const HEADERS: u8 = 0x1;
-const DATA: u8 = 0x0;
-const SETTINGS: u8 = 0x4;
-const CONTINUATION: u8 = 0x9;
-const RST_STREAM: u8 = 0x3;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
+use super::{
+    H2Counts, H2Span, H2Streams,
+    frames::{CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PADDED, PREFACE, RST_STREAM, SETTINGS},
+};
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
