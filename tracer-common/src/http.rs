@@ -81,7 +81,9 @@ pub struct H2Record {
     /// Bytes it transferred: those past `len` were not copied.
     pub transferred: u64,
     pub cpu: u32,
-    pub _pad: u32,
+    /// The connection's reads (or writes) so far, this one included
+    /// (wrapping): a gap means records were lost.
+    pub seq: u32,
     /// The thread's totals when it returned.
     pub totals: ThreadTotals,
 }
@@ -172,9 +174,11 @@ pub struct HttpConn {
     pub span_id: u64,
     /// An [`HttpPhase`].
     pub phase: u32,
-    /// Reads of the request whose bytes were captured.
+    /// Reads of the request whose bytes were captured (HTTP/2: the
+    /// connection's reads so far).
     pub reads: u32,
-    /// 1 once the span was sent: what follows goes as rounds.
+    /// 1 once the span was sent: what follows goes as rounds (HTTP/2: the
+    /// connection's writes so far).
     pub sent: u32,
     /// 1 when the connection stops being HTTP after this exchange (a 101
     /// Switching Protocols, a `CONNECT` tunnel): its later bytes are not

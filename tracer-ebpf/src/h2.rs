@@ -10,7 +10,8 @@
 //! are (one helper call per buffer, no loop over them).
 use aya_ebpf::{macros::map, maps::Array};
 use tracer_common::{
-    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2Record, MAX_CPUS, HttpCaptureKind, HttpConnKey, HttpPhase, PEER_ADDR_LEN, ThreadStats,
+    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2Record, MAX_CPUS, HttpCaptureKind, HttpConn, HttpConnKey,
+    HttpPhase, PEER_ADDR_LEN, ThreadStats,
     http_span_id,
 };
 
@@ -63,7 +64,9 @@ pub fn open(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, cli
     if HTTP_CONNS.insert(key, fresh, 0).is_err() {
         return;
     }
-    copy(tid, tgid, stats, id, !client, data, transferred);
+    let Some(conn) = HTTP_CONNS.get_ptr_mut(key) else { return };
+    // SAFETY: a map value just inserted; this thread's syscall is its only user now.
+    copy(tid, tgid, stats, unsafe { &mut *conn }, !client, data, transferred);
     // After the first record, which makes the connection known to the loader.
     if client && let Some(peer) = HTTP_PEERS.get_ptr(key) {
         send_capture(id, tgid, tid, HttpCaptureKind::Peer, |bytes| {
@@ -74,14 +77,20 @@ pub fn open(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, cli
     }
 }
 
-/// Sends a read or write of HTTP/2 connection `id` with the bytes it
-/// transferred, up to [`H2_COPIED_PER_SYSCALL`] of them.
+/// Sends a read or write of HTTP/2 connection `conn` with the bytes it
+/// transferred, up to [`H2_COPIED_PER_SYSCALL`] of them, numbered in its
+/// direction (`HttpConn::reads` counts the reads, `sent` the writes), so
+/// that the loader knows when one was lost.
 #[inline(always)]
-pub fn copy(tid: u32, tgid: u32, stats: &mut ThreadStats, id: u64, read: bool, data: Data, transferred: u64) {
+pub fn copy(tid: u32, tgid: u32, stats: &mut ThreadStats, conn: &mut HttpConn, read: bool, data: Data, transferred: u64) {
     let Some(scratch) = scratch() else { return };
+    let seq = if read { &mut conn.reads } else { &mut conn.sent };
+    *seq = seq.wrapping_add(1);
+    let seq = *seq;
     let (totals, now) = spans::own_totals(tid, stats);
     let record = &mut scratch.record;
-    record.span_id = id;
+    record.seq = seq;
+    record.span_id = conn.span_id;
     record.tgid = tgid;
     record.tid = tid;
     record.kind = if read { HttpCaptureKind::H2Read } else { HttpCaptureKind::H2Write } as u32;

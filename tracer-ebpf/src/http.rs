@@ -165,7 +165,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         // SAFETY: a map value; one connection is read by one thread at a time.
         let conn = unsafe { &mut *conn };
         if conn.phase == HttpPhase::H2 as u32 {
-            h2::copy(tid, tgid, stats, conn.span_id, true, data, transferred);
+            h2::copy(tid, tgid, stats, conn, true, data, transferred);
             return;
         }
         if is_outgoing(conn) {
@@ -276,7 +276,7 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
         // SAFETY: a map value; one connection is written by one thread at a time.
         let conn = unsafe { &mut *conn };
         if conn.phase == HttpPhase::H2 as u32 {
-            h2::copy(tid, tgid, stats, conn.span_id, false, data, transferred);
+            h2::copy(tid, tgid, stats, conn, false, data, transferred);
             return;
         }
         if conn.phase == HttpPhase::Request as u32 {

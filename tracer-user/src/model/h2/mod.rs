@@ -39,8 +39,8 @@ pub struct H2Counts {
     /// Streams reset (`RST_STREAM`) before their response ended: spans too.
     pub reset: u64,
     /// Connections whose bytes could not be followed from some point on
-    /// (bytes not copied outside a `DATA` payload, a header block that did
-    /// not decode): their later streams are not seen.
+    /// (bytes not copied outside a `DATA` payload, a record lost, a header
+    /// block that did not decode): their later streams are not seen.
     pub lost: u64,
     /// Streams whose response had not ended when their connection closed,
     /// was lost, or the recording ended.
@@ -72,6 +72,8 @@ struct Connection {
     request_headers: Decoder<'static>,
     response_headers: Decoder<'static>,
     streams: HashMap<u32, Stream>,
+    /// The number the kernel gives the next read and the next write.
+    next_seq: [u32; 2],
     last_span_id: u64,
     last_seen_ns: u64,
 }
@@ -118,13 +120,22 @@ impl H2Streams {
             Connection::new(!read)
         });
         connection.last_seen_ns = record.ts_ns;
+        // A record of the direction was lost (the ring was full): its bytes,
+        // and maybe headers the table needed, are missing.
+        let next_seq = &mut connection.next_seq[usize::from(!read)];
+        let in_order = record.seq == *next_seq;
+        *next_seq = record.seq.wrapping_add(1);
         let point = Point { tid: record.tid, cpu: record.cpu, ts_ns: record.ts_ns, totals: record.totals };
         let requests = read != connection.client;
         let copied = bytes.len().min(record.len as usize);
         let uncopied = record.transferred.saturating_sub(copied as u64);
         let mut frames = Vec::new();
         let reader = if requests { &mut connection.requests } else { &mut connection.responses };
-        let followed = reader.feed(&bytes[..copied], &mut frames).and_then(|()| reader.skip(uncopied, &mut frames));
+        let followed = if in_order {
+            reader.feed(&bytes[..copied], &mut frames).and_then(|()| reader.skip(uncopied, &mut frames))
+        } else {
+            Err(OutOfStep)
+        };
         let mut decoded = Ok(());
         for frame in frames {
             decoded = connection.on_frame(record.tgid, requests, frame, point, self.keep_query, &mut self.counts, done);
@@ -180,6 +191,7 @@ impl Connection {
             request_headers: decoder(),
             response_headers: decoder(),
             streams: HashMap::new(),
+            next_seq: [1, 1],
             last_span_id: 0,
             last_seen_ns: 0,
         }

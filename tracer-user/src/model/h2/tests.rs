@@ -36,17 +36,21 @@ fn block(encoder: &mut Encoder<'_>, headers: &[(&str, &str)]) -> Vec<u8> {
 struct Conn {
     streams: H2Streams,
     done: Vec<H2Span>,
+    /// Reads and writes so far, as the kernel numbers them.
+    seq: [u32; 2],
 }
 
 impl Conn {
     fn new() -> Conn {
-        Conn { streams: H2Streams::default(), done: Vec::new() }
+        Conn { streams: H2Streams::default(), done: Vec::new(), seq: [0, 0] }
     }
 
     /// A read (`read`) or write of `bytes` by thread `tid` at `ms`, of which
     /// only the first `copied` were copied; its on-CPU total is `ms` too.
     fn io(&mut self, read: bool, tid: u32, ms: u64, bytes: &[u8], copied: usize) {
         let kind = if read { HttpCaptureKind::H2Read } else { HttpCaptureKind::H2Write };
+        let seq = &mut self.seq[usize::from(!read)];
+        *seq += 1;
         let record = H2Record {
             span_id: 1,
             tgid: 7,
@@ -56,7 +60,7 @@ impl Conn {
             ts_ns: ms * 1_000_000,
             transferred: bytes.len() as u64,
             cpu: 0,
-            _pad: 0,
+            seq: *seq,
             totals: ThreadTotals { on_cpu_ns: ms * 1_000_000, ..ThreadTotals::default() },
         };
         self.streams.on_record(&record, &bytes[..copied], &mut self.done);
@@ -197,5 +201,19 @@ fn a_direction_whose_start_was_missed_is_not_followed() {
     let answer = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::default(), &[(":status", "200")]));
     conn.whole(false, 1, 2, &answer);
     assert!(conn.done.is_empty());
+    assert_eq!((conn.streams.counts.lost, conn.streams.counts.unfinished), (1, 1));
+}
+
+#[test]
+fn a_lost_record_loses_the_connection() {
+    let mut requests = Encoder::default();
+    let mut conn = Conn::new();
+    let mut bytes = client_preface();
+    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
+    conn.whole(true, 1, 1, &bytes);
+    // The next read's record was lost (its headers entered the table).
+    conn.seq[0] += 1;
+    let next = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut requests, &[(":method", "GET"), (":path", "/")]));
+    conn.whole(true, 1, 2, &next);
     assert_eq!((conn.streams.counts.lost, conn.streams.counts.unfinished), (1, 1));
 }
