@@ -219,10 +219,12 @@ impl Connection {
                     return Ok(());
                 }
                 if requests {
-                    if !self.streams.contains_key(&stream) {
-                        let fields = fields_of(&headers, keep_query);
-                        self.streams.insert(stream, Stream { start: point, fields, response_bytes: 0 });
-                    }
+                    // Trailers of a request already open change nothing.
+                    self.streams.entry(stream).or_insert_with(|| Stream {
+                        start: point,
+                        fields: fields_of(&headers, keep_query),
+                        response_bytes: 0,
+                    });
                     return Ok(());
                 }
                 let Some(open) = self.streams.get_mut(&stream) else { return Ok(()) };
@@ -298,21 +300,24 @@ fn decoder() -> Decoder<'static> {
     decoder
 }
 
-/// A whole header block's headers, as (name, value).
-fn decode(decoder: &mut Decoder<'static>, mut block: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutOfStep> {
+/// Decoded headers, as (name, value).
+type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A whole header block's headers.
+fn decode(decoder: &mut Decoder<'static>, mut block: Vec<u8>) -> Result<Headers, OutOfStep> {
     let mut headers = Vec::new();
     decoder.decode(&mut block, &mut headers).map_err(|_| OutOfStep)?;
     Ok(headers.into_iter().map(|(name, value, _)| (name, value)).collect())
 }
 
 /// A decoded header's value, by its (lower-case) name.
-fn value(headers: &[(Vec<u8>, Vec<u8>)], name: &str) -> Option<String> {
+fn value(headers: &Headers, name: &str) -> Option<String> {
     let (_, value) = headers.iter().find(|(n, _)| n.as_slice() == name.as_bytes())?;
     let value = std::str::from_utf8(value).ok()?.trim();
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-fn fields_of(headers: &[(Vec<u8>, Vec<u8>)], keep_query: bool) -> HttpFields {
+fn fields_of(headers: &Headers, keep_query: bool) -> HttpFields {
     let method = value(headers, ":method").unwrap_or_default();
     let path = value(headers, ":path").unwrap_or_default();
     request_fields_of(&method, &path, |name| value(headers, name), keep_query)
