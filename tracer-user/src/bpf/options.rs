@@ -99,7 +99,7 @@ pub struct SpanRequest {
     /// Without markers in the target, fail (`tracer spans`) or go on
     /// without spans (`tracer record`).
     pub required: bool,
-    /// Also make spans of the HTTP/1.x exchanges in its socket syscalls
+    /// Also make spans of the HTTP exchanges in its socket syscalls
     /// (markers are then optional).
     pub http: bool,
     /// Read the markers from the library's ring where it has one (`--marker-ring`).

@@ -312,8 +312,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "FILE")]
     pub perfetto: Option<PathBuf>,
 
-    /// Also make a span of every HTTP/1.x exchange of the first --pid, as
-    /// `tracer spans --http` does (no markers needed).
+    /// Also make a span of every HTTP exchange (HTTP/1.x, HTTP/2 streams in
+    /// cleartext) of the first --pid, as `tracer spans --http` does (no
+    /// markers needed).
     #[arg(long, requires = "pids")]
     pub http: bool,
 

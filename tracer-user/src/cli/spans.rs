@@ -58,9 +58,10 @@ pub struct SpansArgs {
     #[arg(long)]
     pub marker_ring: bool,
 
-    /// Also make a span of every HTTP/1.x exchange in the process's socket
-    /// syscalls, from the read of a request to the end of its response
-    /// (no markers needed; see docs/spans.md).
+    /// Also make a span of every HTTP/1.x exchange, and of every stream of
+    /// an HTTP/2 connection in cleartext, in the process's socket syscalls,
+    /// from the read of a request to the end of its response (no markers
+    /// needed; see docs/spans.md).
     #[arg(long)]
     pub http: bool,
 
