@@ -180,7 +180,13 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn ensure_packages() -> Result<()> {
     util::ensure_packages(
-        &[("perf", "linux-perf"), ("runqlat", "libbpf-tools"), ("wrk", "wrk"), ("nginx", "nginx")],
+        &[
+            ("perf", "linux-perf"),
+            ("runqlat", "libbpf-tools"),
+            ("wrk", "wrk"),
+            ("nginx", "nginx"),
+            ("h2load", "nghttp2-client"),
+        ],
         "the benchmarks",
     )
 }
@@ -481,7 +487,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let built = setup::build()?;
     let wanted = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
-    util::step("benchmark prerequisites (linux-perf, libbpf-tools, wrk)", ensure_packages)?;
+    util::step("benchmark prerequisites (linux-perf, libbpf-tools, wrk, nginx, nghttp2-client)", ensure_packages)?;
     if wanted(Bench::Overhead) {
         util::step(
             &format!(
