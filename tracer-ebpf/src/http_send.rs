@@ -61,9 +61,7 @@ pub fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     let Some(conn) = HTTP_CONNS.get_ptr_mut(&key) else { return };
     // SAFETY: a map value; its connection's syscalls are this thread's now.
     let conn = unsafe { &mut *conn };
-    if conn.phase == HttpPhase::H2 as u32 {
-        h2::close(tgid, conn.span_id);
-    } else if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
+    if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         flush(tgid, &key, conn, stats);
     }
 }
