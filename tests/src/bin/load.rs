@@ -10,7 +10,8 @@
 //! can attach the tracer between `ready` and the work:
 //!
 //!   tracer-load getppid N             N getppid syscalls; prints the ns they took
-//!   tracer-load spans N               N span begin/end marker pairs; prints the ns
+//!   tracer-load spans N [EVERY MS]    N span begin/end marker pairs, resting MS ms
+//!                                     after every EVERY of them; prints the ns
 //!   tracer-load http PORT RATE SECS [PATH]
 //!                                     GET PATH (default /plain) at RATE requests/s
 //!                                     for SECS over keep-alive connections; prints
@@ -302,10 +303,14 @@ fn main() {
         Some("nginx-h2c") => nginx(|dir| tracer_tests::Nginx::start_h2c(dir, None)),
         Some("spans") => {
             let n = arg(1) as u64;
+            let rest = (args.len() > 2).then(|| (arg(2) as u64, std::time::Duration::from_millis(arg(3) as u64)));
             on_cue(|| {
                 let started = std::time::Instant::now();
                 for id in 0..n {
                     drop(tracer_span::Span::begin(id, c"bench"));
+                    if let Some((every, pause)) = rest.filter(|&(every, _)| (id + 1) % every == 0) {
+                        std::thread::sleep(pause);
+                    }
                 }
                 started.elapsed().as_nanos().to_string()
             });
