@@ -304,9 +304,10 @@ fn otlp_a_stopped_or_stalled_collector_costs_spans_not_tracing() {
 
     // Stalled: it accepts connections and never answers, so the queue fills
     // while 30,000 spans are made. In rounds of 1,000 with 40 ms between
-    // them (under 20,000 a second): the loader keeps up with that even on a
-    // busy host, so spans it lost would be the export's doing. Back to back
-    // (40,000 a second) a loaded CI host once lost two thirds in the kernel.
+    // them (under 25,000 a second; a round fits in the span ring even if the
+    // loader sleeps through it), so spans lost would be the export's doing.
+    // Back to back (300,000 a second here) a loaded CI host once lost two
+    // thirds in the kernel's ring.
     let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", stalled.local_addr().unwrap());
     let mut load = Load::start(&["spans", "30000", "1000", "40"]);
