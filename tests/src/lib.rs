@@ -281,6 +281,23 @@ pub fn thread_schedstat(pid: u32, tid: u32) -> Schedstat {
     schedstat(&format!("/proc/{pid}/task/{tid}/schedstat"))
 }
 
+/// The time the hypervisor has taken from `cpu` since boot (`steal` in
+/// /proc/stat), in ns: counted in clock ticks, so up to a tick short.
+pub fn cpu_steal_ns(cpu: u32) -> u64 {
+    const STEAL_FIELD: usize = 8;
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let label = format!("cpu{cpu}");
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str())).expect("the CPU's line");
+    let ticks: u64 = line.split_whitespace().nth(STEAL_FIELD).and_then(|v| v.parse().ok()).expect("steal ticks");
+    ticks * clock_tick_ns()
+}
+
+/// One clock tick of /proc/stat, in ns.
+pub fn clock_tick_ns() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64
+}
+
 pub fn read_report(path: &std::path::Path) -> Report {
     serde_json::from_str(&read_report_text(path))
         .unwrap_or_else(|e| panic!("report {} is not a tracer report: {e}", path.display()))

@@ -121,6 +121,12 @@ thread_totals! {
         /// `cpu.cfs_quota_us`): the thread waited for its quota, not behind
         /// other tasks. The kernel counts it in `run_delay` too.
         pub throttled_ns: u64,
+        /// The part of `runq_wait_ns` taken from the thread while it held a
+        /// CPU: the hypervisor running something else on the virtual CPU
+        /// (steal), and interrupts on kernels that account their time apart.
+        /// The kernel counts it neither as the thread's CPU time nor in its
+        /// `run_delay`; nobody in the machine held the CPU.
+        pub stolen_ns: u64,
     }
 }
 const _: () = assert!(size_of::<ThreadTotals>() == ThreadTotals::FIELD_COUNT * 8);
@@ -140,7 +146,7 @@ mod tests {
     fn values_follow_the_declaration_order() {
         let totals = sample();
         assert_eq!(totals.on_cpu_ns, 100);
-        assert_eq!(totals.throttled_ns, 100 * ThreadTotals::FIELD_COUNT as u64);
+        assert_eq!(totals.stolen_ns, 100 * ThreadTotals::FIELD_COUNT as u64);
         assert_eq!(ThreadTotals::from_values(totals.values()), totals);
         assert_eq!(totals.fields()[1], ("runq_wait_ns", 200));
         assert_eq!(ThreadTotals::ZERO, ThreadTotals::default());

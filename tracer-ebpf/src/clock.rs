@@ -16,16 +16,27 @@
 //! - the kernel counted more: the run began before its switch-in, in the
 //!   wait before it, then in the blocked period before that;
 //! - it counted less: the run ended before its switch-out, and the state the
-//!   thread leaves into begins that much earlier.
+//!   thread leaves into begins that much earlier; except the time taken
+//!   from the thread while it held the CPU (steal), which the kernel counts
+//!   neither as its CPU time nor as waiting (`run_delay`): that is a wait
+//!   for a CPU of its own (`stolen_ns`). The kernel's tracepoints lag its
+//!   clock by a few microseconds at a switch; only a larger shortfall is
+//!   worth the reads that tell steal from that lag.
 use tracer_common::{OffCpuState, THREAD_WOKEN_ON_IDLE, ThreadStats};
 
+use crate::kernel::TaskPtr;
+
+/// A run the kernel counted shorter than its tracepoints by more than this
+/// is checked for steal (see the module's documentation).
+const STEAL_CHECKED_ABOVE_NS: u64 = 10_000;
+
 /// Credits a run of `period` ns by the tracepoints that the kernel's clock
-/// counted as `exec_ns`. Returns how much earlier than the switch-out the
-/// run ended by the kernel's clock (more than `period` when the kernel did
-/// not charge the idle wake-up before it either: the state the thread
-/// leaves into then covers that too).
+/// counted as `exec_ns` (`task`: the thread, at its switch-out). Returns how
+/// much earlier than the switch-out the run ended by the kernel's clock
+/// (more than `period` when the kernel did not charge the idle wake-up
+/// before it either: the state the thread leaves into then covers that too).
 #[inline(always)]
-pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64) -> u64 {
+pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64, task: Option<TaskPtr>) -> u64 {
     // A wake-up on an idle CPU was counted on-CPU at the switch-in already.
     let woken_on_idle = stats.flags & THREAD_WOKEN_ON_IDLE != 0;
     let counted = if woken_on_idle { period + stats.last_wait_ns } else { period };
@@ -37,7 +48,14 @@ pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64) -> u64 {
         let from_wakeup = short.saturating_sub(period);
         stats.totals.on_cpu_ns = stats.totals.on_cpu_ns.saturating_sub(from_wakeup) + period - short.min(period);
         stats.totals.wakeup_idle_ns = stats.totals.wakeup_idle_ns.saturating_sub(from_wakeup);
-        return short;
+        let in_run = short.min(period);
+        let stolen = match task {
+            Some(task) if in_run > STEAL_CHECKED_ABOVE_NS => stolen_during_run(task, exec_ns).min(in_run),
+            _ => 0,
+        };
+        stats.totals.runq_wait_ns += stolen;
+        stats.totals.stolen_ns += stolen;
+        return short - stolen;
     }
     let mut earlier = exec_ns - counted;
     stats.totals.on_cpu_ns += period;
@@ -67,4 +85,11 @@ pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64) -> u64 {
     *taken -= from_blocked;
     stats.totals.on_cpu_ns += from_blocked;
     0
+}
+
+/// [`TaskPtr::stolen_during_run`], or 0. Not inlined: the switch programs
+/// have no stack to spare for its reads.
+#[inline(never)]
+fn stolen_during_run(task: TaskPtr, exec_ns: u64) -> u64 {
+    task.stolen_during_run(exec_ns).unwrap_or(0)
 }

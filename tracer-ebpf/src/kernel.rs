@@ -281,6 +281,18 @@ impl TaskPtr {
         }
     }
 
+    /// How much of the run it is leaving the kernel's task clock left out
+    /// (steal; interrupts too where their time is accounted apart): the
+    /// advance of its run queue's clock since the run's switch-in
+    /// (`sched_info.last_arrival`, read from that clock) less `exec_ns`, the
+    /// task clock's. At a switch-out only; `None` without the offsets.
+    pub fn stolen_during_run(self, exec_ns: u64) -> Option<u64> {
+        let cfs_rq = self.cfs_rq()? as *const u8;
+        let rq = read_at::<*const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
+        let clock = read_at::<u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
+        Some(clock.saturating_sub(self.last_arrival()?).saturating_sub(exec_ns))
+    }
+
     /// Whether the task is off every CPU (`task_struct.on_cpu == 0`);
     /// `None` when unknown.
     pub fn off_cpu(self) -> Option<bool> {

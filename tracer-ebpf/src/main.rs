@@ -27,6 +27,8 @@ mod clock;
 #[cfg(target_arch = "bpf")]
 mod cpus;
 #[cfg(target_arch = "bpf")]
+mod exits;
+#[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]
 mod holders;

@@ -8,14 +8,14 @@
 use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RUNQ_WOKEN_ON_IDLE, RunqEvent, TASK_COMM_LEN,
-    THREAD_DEAD, THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU,
-    TIMELINE_RUNNABLE, ThreadExit, ThreadStats, ThreadTotals,
+    THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU,
+    TIMELINE_RUNNABLE, ThreadStats, ThreadTotals,
 };
 
 use crate::{
-    clock,
+    clock, exits,
     kernel::{TaskPtr, now_ns, spans_enabled, this_cpu},
-    maps::{CLOCK_OFFSETS, EXITS, RUNQ_EVENTS, THREADS, count},
+    maps::{CLOCK_OFFSETS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
 
@@ -314,7 +314,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
                 count(Counter::AccountingGaps);
             }
             Some(counted) if counted.runs == 1 => {
-                left_early = clock::settle_run(stats, period, counted.exec_ns);
+                left_early = clock::settle_run(stats, period, counted.exec_ns, task);
                 // Only the span programs convert arrivals (`catch_up_running`).
                 if spans_enabled()
                     && let Some(task) = task
@@ -343,32 +343,7 @@ pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64
     }
     timeline::transition(tid, stats, now, out.state as u32);
     if out.dead {
-        finish_thread(tid, stats, now);
-    }
-}
-
-/// Sends the final totals of an exiting thread and forgets it. When the
-/// record cannot be sent, the entry stays, marked dead, for the loader to
-/// collect from the map instead, so no totals are lost.
-#[inline(always)]
-fn finish_thread(tid: u32, stats: &mut ThreadStats, now: u64) {
-    stats.off_cpu_since_ns = 0;
-    stats.off_cpu_state = OffCpuState::Unknown as u32;
-    match EXITS.reserve::<ThreadExit>(0) {
-        Some(mut record) => {
-            record.write(ThreadExit {
-                tid,
-                _pad: 0,
-                exit_ns: now,
-                stats: *stats,
-            });
-            record.submit(0);
-            let _ = THREADS.remove(tid);
-        }
-        None => {
-            stats.flags |= THREAD_DEAD;
-            count(Counter::LostExits);
-        }
+        exits::finish_thread(tid, stats, now);
     }
 }
 

@@ -308,7 +308,7 @@ fn main() {
                 let started = std::time::Instant::now();
                 for id in 0..n {
                     drop(tracer_span::Span::begin(id, c"bench"));
-                    if let Some((every, pause)) = rest.filter(|&(every, _)| (id + 1) % every == 0) {
+                    if let Some((_, pause)) = rest.filter(|&(every, _)| (id + 1) % every == 0) {
                         std::thread::sleep(pause);
                     }
                 }

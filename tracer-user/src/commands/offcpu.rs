@@ -88,6 +88,9 @@ fn table(out: &mut String, totals: &Totals, episodes: &OffCpuHistograms) {
     if runq.throttled_ns > 0 {
         row(out, "runq: cpu quota throttled", runq.throttled_ns, None);
     }
+    if runq.stolen_ns > 0 {
+        row(out, "runq: stolen by hypervisor", runq.stolen_ns, None);
+    }
     row(out, "runq: preempted", runq.preempted_ns, Some(&episodes.preempted));
     row(out, "runq: after wakeup", runq.woken_ns, None);
     row(out, "iowait", totals.off_cpu.iowait_ns, Some(&episodes.iowait));

@@ -159,6 +159,10 @@ pub struct SpanRecord {
     /// quota (nobody is blamed for it).
     #[serde(default)]
     pub throttled_ns: u64,
+    /// The part of `runq_wait_ns` taken from the thread while it held its
+    /// CPU (the hypervisor's steal): nobody in the machine is blamed for it.
+    #[serde(default)]
+    pub stolen_ns: u64,
     pub iowait_ns: u64,
     /// Uninterruptible waits other than I/O (locks, page faults).
     pub uninterruptible_ns: u64,
@@ -223,11 +227,10 @@ impl SpanRecord {
         let moved = unattributed || between > 0;
         // Waiting while the CPU was idle is wake-up latency, not contention.
         let idle_ns: u64 = event.holders.iter().filter(|h| h.count > 0 && h.id == 0).map(|h| h.ns).sum();
-        // Neither is waiting while its cgroup was throttled by its quota.
-        let waits = CpuWaits {
-            throttled: d.throttled_ns,
-            contended: d.runq_wait_ns.saturating_sub(idle_ns).saturating_sub(d.throttled_ns),
-        };
+        // Neither is waiting while its cgroup was throttled by its quota,
+        // nor time the hypervisor took the CPU from the thread.
+        let held_by_tasks = d.runq_wait_ns - d.throttled_ns - d.stolen_ns;
+        let waits = CpuWaits { throttled: d.throttled_ns, contended: held_by_tasks.saturating_sub(idle_ns) };
         let largest_part = d.on_cpu_ns.max(d.runq_wait_ns).max(d.uninterruptible_ns).max(d.sleep_ns);
         let verdict = if unattributed || (between > 0 && between >= largest_part) {
             Verdict::Moved
@@ -252,7 +255,7 @@ impl SpanRecord {
             })
             .collect();
         if !unattributed {
-            fit_blame(&mut blame, d.runq_wait_ns - d.throttled_ns);
+            fit_blame(&mut blame, held_by_tasks);
         }
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
         let kind = match (event.flags & SPAN_HTTP != 0, event.flags & SPAN_CLIENT != 0) {
@@ -275,6 +278,7 @@ impl SpanRecord {
             wakeup_idle_ns: d.wakeup_idle_ns,
             runq_wait_ns: d.runq_wait_ns,
             throttled_ns: d.throttled_ns,
+            stolen_ns: d.stolen_ns,
             iowait_ns: d.iowait_ns,
             uninterruptible_ns: other_d,
             sleep_ns: d.sleep_ns,
@@ -345,6 +349,7 @@ pub fn within_wall(mut d: ThreadTotals, wall: u64) -> ThreadTotals {
     };
     give_back(&mut d.runq_wait_ns);
     d.throttled_ns = d.throttled_ns.min(d.runq_wait_ns);
+    d.stolen_ns = d.stolen_ns.min(d.runq_wait_ns - d.throttled_ns);
     give_back(&mut d.sleep_ns);
     // `uninterruptible_ns` includes `iowait_ns`.
     let mut not_io = d.uninterruptible_ns.saturating_sub(d.iowait_ns);
@@ -391,6 +396,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         wakeup_idle_ns: 0,
         runq_wait_ns: runq_ms * MS,
         throttled_ns: 0,
+        stolen_ns: 0,
         iowait_ns: 0,
         uninterruptible_ns: 0,
         sleep_ns: (wall_ms - on_cpu_ms - runq_ms) * MS,

@@ -15,7 +15,7 @@ use super::{aggregate::totals_at, names::ProcessName};
 
 /// Version of the file layout and of the event record; readers refuse
 /// other versions rather than misread them.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// CLOCK_MONOTONIC (the kernel's event clock) and CLOCK_REALTIME (what
 /// other tracers stamp spans with) read at the same moment.

@@ -79,13 +79,19 @@ pub struct Totals {
     /// The part of `runq_wait_ns` its cgroup was throttled by its CPU quota.
     #[serde(default)]
     pub throttled_ns: u64,
+    /// The part of `runq_wait_ns` taken from its threads while they held a
+    /// CPU (the hypervisor's steal).
+    #[serde(default)]
+    pub stolen_ns: u64,
 }
 
 /// Run-queue wait split by why it began, disjoint: its cgroup was throttled
-/// by its CPU quota, or it was preempted, or woken.
+/// by its CPU quota, or the hypervisor took the CPU from it, or it was
+/// preempted, or woken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunqCauses {
     pub throttled_ns: u64,
+    pub stolen_ns: u64,
     pub preempted_ns: u64,
     pub woken_ns: u64,
 }
@@ -95,8 +101,10 @@ impl Totals {
     /// preempted: its throttled time is taken out of the preempted waits first.
     pub fn runq_causes(&self) -> RunqCauses {
         let preempted_ns = self.off_cpu.preempted_ns.saturating_sub(self.throttled_ns);
-        let woken_ns = self.runq_wait_ns.saturating_sub(self.throttled_ns).saturating_sub(preempted_ns);
-        RunqCauses { throttled_ns: self.throttled_ns, preempted_ns, woken_ns }
+        let stolen_ns = self.stolen_ns.min(self.runq_wait_ns.saturating_sub(self.throttled_ns));
+        let woken_ns =
+            self.runq_wait_ns.saturating_sub(self.throttled_ns).saturating_sub(stolen_ns).saturating_sub(preempted_ns);
+        RunqCauses { throttled_ns: self.throttled_ns, stolen_ns, preempted_ns, woken_ns }
     }
 
     pub fn add(&mut self, t: &ThreadTotals) {
@@ -116,6 +124,7 @@ impl Totals {
         self.wakeup_idle_ns += t.wakeup_idle_ns;
         self.idle_wakeups += t.idle_wakeups;
         self.throttled_ns += t.throttled_ns;
+        self.stolen_ns += t.stolen_ns;
     }
 }
 
@@ -493,9 +502,12 @@ mod tests {
         let mut totals = Totals { runq_wait_ns: 100, throttled_ns: 30, ..Default::default() };
         totals.off_cpu.preempted_ns = 50;
         let causes = totals.runq_causes();
-        assert_eq!(causes, RunqCauses { throttled_ns: 30, preempted_ns: 20, woken_ns: 50 });
+        assert_eq!(causes, RunqCauses { throttled_ns: 30, stolen_ns: 0, preempted_ns: 20, woken_ns: 50 });
         totals.throttled_ns = 70;
-        assert_eq!(totals.runq_causes(), RunqCauses { throttled_ns: 70, preempted_ns: 0, woken_ns: 30 });
+        assert_eq!(totals.runq_causes(), RunqCauses { throttled_ns: 70, stolen_ns: 0, preempted_ns: 0, woken_ns: 30 });
+        // Stolen while running, whatever the wait after the run: out of neither preemptions nor throttling.
+        totals.stolen_ns = 10;
+        assert_eq!(totals.runq_causes(), RunqCauses { throttled_ns: 70, stolen_ns: 10, preempted_ns: 0, woken_ns: 20 });
     }
     #[test]
     fn report_round_trips_through_json() {

@@ -33,6 +33,7 @@ fn span(span_id: u64, start_unix_ns: u64, wall_ns: u64) -> SpanRecord {
         wakeup_idle_ns: 0,
         runq_wait_ns: 0,
         throttled_ns: 0,
+        stolen_ns: 0,
         iowait_ns: 0,
         uninterruptible_ns: 0,
         sleep_ns: 0,

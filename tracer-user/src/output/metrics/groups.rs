@@ -132,6 +132,7 @@ fn time_families(grouping: &Grouping, out: &mut Vec<prometheus::proto::MetricFam
     let mut off_cpu = Family::counter(
         "tracer_off_cpu_seconds_total",
         "Time off the CPU by cause: waiting for a CPU while its cgroup was throttled by its CPU quota (throttled), \
+         while the hypervisor had taken the CPU it held (stolen), \
          after a preemption (preempted) or a wakeup (woken), in I/O wait (iowait), in other uninterruptible waits \
          (other_uninterruptible), asleep (sleep).",
     );
@@ -143,6 +144,7 @@ fn time_families(grouping: &Grouping, out: &mut Vec<prometheus::proto::MetricFam
         let runq_causes = t.runq_causes();
         let causes = [
             ("throttled", runq_causes.throttled_ns),
+            ("stolen", runq_causes.stolen_ns),
             ("preempted", runq_causes.preempted_ns),
             ("woken", runq_causes.woken_ns),
             ("iowait", t.off_cpu.iowait_ns),

@@ -221,6 +221,7 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         int("tracer.on_cpu_ns", r.on_cpu_ns),
         int("tracer.runq_wait_ns", r.runq_wait_ns),
         int("tracer.throttled_ns", r.throttled_ns),
+        int("tracer.stolen_ns", r.stolen_ns),
         int("tracer.iowait_ns", r.iowait_ns),
         int("tracer.uninterruptible_ns", r.uninterruptible_ns),
         int("tracer.sleep_ns", r.sleep_ns),

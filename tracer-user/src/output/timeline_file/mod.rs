@@ -34,8 +34,8 @@ const PREFIX_LEN: u64 = 16;
 const FOOTER_LEN: u64 = 16;
 /// Bytes per event in the compressed stream: the fields of
 /// [`TimelineEvent`] in declaration order, little-endian.
-const RECORD_LEN: usize = 168;
-const TOTALS_FIELDS: usize = 16;
+const RECORD_LEN: usize = 176;
+const TOTALS_FIELDS: usize = 17;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
@@ -99,6 +99,7 @@ totals_in_file_order!(
     wakeup_idle_ns,
     idle_wakeups,
     throttled_ns,
+    stolen_ns,
 );
 
 fn encode(e: &TimelineEvent) -> [u8; RECORD_LEN] {
