@@ -15,6 +15,8 @@ use super::{
 /// `cpu-throttled` when the run-queue wait while its cgroup was throttled
 /// by its CPU quota is at least the wait behind other tasks and is the
 /// largest part or at least `contention_threshold` of the wall time;
+/// `cpu-stolen` the same for the time the hypervisor took the CPU from the
+/// thread while it held it (steal);
 /// `cpu-contention` when the run-queue wait while other tasks held the CPU
 /// (`runq`) is the largest part or at least
 /// `contention_threshold` of the wall time; otherwise the largest of on-CPU
@@ -30,6 +32,7 @@ use super::{
 pub enum Verdict {
     Blocked,
     CpuContention,
+    CpuStolen,
     CpuThrottled,
     Io,
     Moved,
@@ -37,9 +40,10 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Blocked,
         Verdict::CpuContention,
+        Verdict::CpuStolen,
         Verdict::CpuThrottled,
         Verdict::Io,
         Verdict::Moved,
@@ -51,6 +55,7 @@ impl Verdict {
         match self {
             Verdict::Blocked => "blocked",
             Verdict::CpuContention => "cpu-contention",
+            Verdict::CpuStolen => "cpu-stolen",
             Verdict::CpuThrottled => "cpu-throttled",
             Verdict::Io => "io",
             Verdict::Moved => "moved",
@@ -67,10 +72,11 @@ impl std::fmt::Display for Verdict {
 }
 
 /// The waits for a CPU of a span: while its cgroup was throttled by its CPU
-/// quota, and behind other tasks.
+/// quota, while the hypervisor had taken its CPU, and behind other tasks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuWaits {
     pub throttled: u64,
+    pub stolen: u64,
     pub contended: u64,
 }
 
@@ -78,9 +84,11 @@ pub struct CpuWaits {
 pub fn verdict(on_cpu: u64, waits: CpuWaits, io: u64, blocked: u64, wall: u64, contention_threshold: f64) -> Verdict {
     let largest = on_cpu.max(io).max(blocked);
     let dominates = |wait: u64| wait > 0 && (wait >= largest || wait as f64 >= contention_threshold * wall as f64);
-    let CpuWaits { throttled, contended: runq } = waits;
-    if throttled >= runq && dominates(throttled) {
+    let CpuWaits { throttled, stolen, contended: runq } = waits;
+    if throttled >= runq && throttled >= stolen && dominates(throttled) {
         Verdict::CpuThrottled
+    } else if stolen >= runq && dominates(stolen) {
+        Verdict::CpuStolen
     } else if dominates(runq) {
         Verdict::CpuContention
     } else if largest == on_cpu {
@@ -230,7 +238,11 @@ impl SpanRecord {
         // Neither is waiting while its cgroup was throttled by its quota,
         // nor time the hypervisor took the CPU from the thread.
         let held_by_tasks = d.runq_wait_ns - d.throttled_ns - d.stolen_ns;
-        let waits = CpuWaits { throttled: d.throttled_ns, contended: held_by_tasks.saturating_sub(idle_ns) };
+        let waits = CpuWaits {
+            throttled: d.throttled_ns,
+            stolen: d.stolen_ns,
+            contended: held_by_tasks.saturating_sub(idle_ns),
+        };
         let largest_part = d.on_cpu_ns.max(d.runq_wait_ns).max(d.uninterruptible_ns).max(d.sleep_ns);
         let verdict = if unattributed || (between > 0 && between >= largest_part) {
             Verdict::Moved

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn verdict_rule() {
     // on_cpu, waits, io, blocked, wall
-    let runq = |contended| CpuWaits { throttled: 0, contended };
+    let runq = |contended| CpuWaits { throttled: 0, stolen: 0, contended };
     assert_eq!(verdict(90, runq(5), 0, 5, 100, 0.3), Verdict::OnCpu);
     assert_eq!(verdict(40, runq(50), 0, 10, 100, 0.3), Verdict::CpuContention, "runq largest");
     assert_eq!(verdict(60, runq(35), 0, 5, 100, 0.3), Verdict::CpuContention, "over the threshold");
@@ -14,17 +14,24 @@ fn verdict_rule() {
     assert_eq!(verdict(5, runq(1), 90, 4, 100, 0.3), Verdict::Io);
     assert_eq!(verdict(2, runq(1), 0, 97, 100, 0.3), Verdict::Blocked);
     assert_eq!(verdict(0, runq(0), 0, 0, 0, 0.3), Verdict::OnCpu);
-    let throttled = |throttled, contended| CpuWaits { throttled, contended };
+    let throttled = |throttled, contended| CpuWaits { throttled, stolen: 0, contended };
     assert_eq!(verdict(15, throttled(80, 5), 0, 0, 100, 0.3), Verdict::CpuThrottled, "quota largest");
     assert_eq!(verdict(60, throttled(35, 5), 0, 0, 100, 0.3), Verdict::CpuThrottled, "over the threshold");
     assert_eq!(verdict(20, throttled(30, 50), 0, 0, 100, 0.3), Verdict::CpuContention, "more behind others");
     assert_eq!(verdict(90, throttled(5, 0), 0, 5, 100, 0.3), Verdict::OnCpu);
+    let stolen = |stolen, contended| CpuWaits { throttled: 0, stolen, contended };
+    assert_eq!(verdict(20, stolen(70, 10), 0, 0, 100, 0.3), Verdict::CpuStolen, "steal largest");
+    assert_eq!(verdict(55, stolen(40, 5), 0, 0, 100, 0.3), Verdict::CpuStolen, "over the threshold");
+    assert_eq!(verdict(20, stolen(30, 50), 0, 0, 100, 0.3), Verdict::CpuContention, "more behind others");
+    assert_eq!(verdict(90, stolen(5, 0), 0, 5, 100, 0.3), Verdict::OnCpu);
+    let both = CpuWaits { throttled: 40, stolen: 45, contended: 0 };
+    assert_eq!(verdict(15, both, 0, 0, 100, 0.3), Verdict::CpuStolen, "the larger of quota and steal");
 }
 
 #[test]
 fn verdicts_are_named_as_in_the_json_and_ordered_by_name() {
     let names: Vec<&str> = Verdict::ALL.iter().map(|v| v.name()).collect();
-    assert_eq!(names, ["blocked", "cpu-contention", "cpu-throttled", "io", "moved", "on-cpu"]);
+    assert_eq!(names, ["blocked", "cpu-contention", "cpu-stolen", "cpu-throttled", "io", "moved", "on-cpu"]);
     for v in Verdict::ALL {
         assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{}\"", v.name()));
         assert_eq!(serde_json::from_str::<Verdict>(&format!("\"{v}\"")).unwrap(), v);
@@ -87,6 +94,13 @@ fn record_from_event() {
     throttled.holders[0] = TopEntry { id: 812, count: 1, ns: 10_000 };
     let throttled = SpanRecord::from_event(&throttled, 0, 0.3, |_| ProcessName::default());
     assert_eq!((throttled.verdict, throttled.throttled_ns), (Verdict::CpuThrottled, 50_000));
+    // Nor is time the hypervisor took the CPU from the thread while it
+    // held it; the holders are fitted to the wait others held the CPU.
+    let mut stolen = event;
+    stolen.delta.stolen_ns = 50_000;
+    let stolen = SpanRecord::from_event(&stolen, 0, 0.3, |_| ProcessName::default());
+    assert_eq!((stolen.verdict, stolen.stolen_ns), (Verdict::CpuStolen, 50_000));
+    assert_eq!(stolen.blame.iter().map(|h| h.ns).sum::<u64>(), stolen.runq_wait_ns - 50_000, "{:?}", stolen.blame);
     event.flags = SPAN_MOVED_THREAD;
     event.tid_end = 102;
     let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());

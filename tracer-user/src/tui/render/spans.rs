@@ -130,7 +130,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         cells.push(Span::raw("|"));
         cells.extend(bar(span, bar_width, theme));
         cells.push(Span::raw("| "));
-        let verdict_style = if matches!(span.verdict, Verdict::CpuContention | Verdict::CpuThrottled) {
+        let verdict_style = if matches!(span.verdict, Verdict::CpuContention | Verdict::CpuStolen | Verdict::CpuThrottled) {
             theme.warn()
         } else {
             Style::new()
