@@ -101,10 +101,13 @@ fn quiet_cpu_has_near_zero_runq_wait() {
     let t = &thread(process(&report, load.pid()), load.tids[0]).totals;
     let on_cpu = t.on_cpu_ns;
     // What the hypervisor took from its CPU while it ran is a wait of its
-    // own, which the kernel's run delay leaves out; no more than the CPU's
-    // steal (counted in ticks).
+    // own, which the kernel's run delay leaves out: the CPU's steal (in
+    // ticks, each reading up to one short), but for what it took while
+    // other tasks ran there (the spinner held the CPU nearly throughout).
     let stolen = t.stolen_ns;
-    assert!(stolen <= steal + clock_tick_ns(), "stolen {stolen} ns, the CPU's steal {steal} ns");
+    let tick = clock_tick_ns();
+    assert!(stolen <= steal + tick, "stolen {stolen} ns, the CPU's steal {steal} ns");
+    assert!(stolen + 2 * tick >= steal * 8 / 10, "stolen {stolen} ns, the CPU's steal {steal} ns");
     let waited = t.runq_wait_ns - stolen;
     assert!(on_cpu > 1_500_000_000, "it ran for most of 2 s: {on_cpu}");
     assert!(waited * 50 < on_cpu, "waited {waited} ns while running {on_cpu} ns");
