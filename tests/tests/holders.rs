@@ -91,9 +91,12 @@ fn record_names_who_held_the_cpu_and_says_so() {
     // traced thread queued there, so the wait is named whole: all but the
     // CPU leaving idle, the kernel's clock reads around the switch, and
     // waits the kernel side could not follow (counted as unknown).
+    // What the hypervisor took while the server held its CPU is in the wait
+    // too, and nobody in the machine held the CPU then.
+    let held = waited - served.totals.stolen_ns;
     let named = summed - holders.idle_ns - holders.unknown_ns;
-    assert!(named * 10 >= waited * 8, "holders named for {named} of {waited} ns: {holders:?}");
-    assert!(top.ns * 10 >= waited * 8, "the load generator held {} of {waited} ns: {holders:?}", top.ns);
+    assert!(named * 10 >= held * 8, "holders named for {named} of {held} ns: {holders:?}");
+    assert!(top.ns * 10 >= held * 8, "the load generator held {} of {held} ns: {holders:?}", top.ns);
     assert!(holders.other_cgroups_ns >= top.ns, "{holders:?}");
 
     let line = stderr

@@ -76,7 +76,8 @@ pub fn holder_summaries(report: &Report, agg: &Aggregator) -> Vec<String> {
             let t = &p.totals;
             let time = t.on_cpu_ns + t.runq_wait_ns + t.off_cpu.uninterruptible_ns + t.off_cpu.sleep_ns + t.unaccounted_ns;
             let name = format!("{} (pid {})", p.comm, p.pid);
-            holders_text::summary(&name, t.runq_wait_ns, time, held.get(&p.pid).map_or(&[], Vec::as_slice))
+            let waited = holders_text::Waited { ns: t.runq_wait_ns, stolen_ns: t.stolen_ns };
+            holders_text::summary(&name, waited, time, held.get(&p.pid).map_or(&[], Vec::as_slice))
         })
         .collect()
 }

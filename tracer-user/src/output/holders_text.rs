@@ -10,10 +10,19 @@ use crate::model::holders::{CpuHolders, HOLDER_UNFOLLOWED, Held, HolderKind, Hol
 const SUMMARY_HOLDERS: usize = 3;
 const SUMMARY_MIN_PCT: f64 = 1.0;
 
+/// How long a process waited for a CPU, and the part of that the
+/// hypervisor took from it while it held one (which nobody held).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Waited {
+    pub ns: u64,
+    pub stolen_ns: u64,
+}
+
 /// One plain sentence: how long `comm` waited for a CPU, as a share of
 /// `time_ns` (its threads' observed time), and behind whom, as shares of
 /// the wait. Its own threads are named together, other processes one by one.
-pub fn summary(comm: &str, waited_ns: u64, time_ns: u64, held: &[Held]) -> String {
+pub fn summary(comm: &str, waited: Waited, time_ns: u64, held: &[Held]) -> String {
+    let waited_ns = waited.ns;
     if waited_ns == 0 {
         return format!("{comm} did not wait for a CPU");
     }
@@ -37,6 +46,7 @@ pub fn summary(comm: &str, waited_ns: u64, time_ns: u64, held: &[Held]) -> Strin
         .collect();
     parts.push((own, "behind its own threads".into()));
     parts.push((idle, "on a CPU leaving idle after a migration".into()));
+    parts.push((waited.stolen_ns, "stolen by the hypervisor".into()));
     parts.sort_by(|a, b| b.0.cmp(&a.0));
     let pct = |ns: u64| ns as f64 * 100.0 / waited_ns as f64;
     let named: Vec<String> = parts
@@ -100,7 +110,7 @@ mod tests {
     fn summary_names_the_largest_holders_as_shares_of_the_wait() {
         let holders = tests::holders();
         let held = &holders.by_waiter(holders.sums())[&10];
-        let line = summary("goserver", 1_000, 2_000, held);
+        let line = summary("goserver", Waited { ns: 1_000, stolen_ns: 0 }, 2_000, held);
         assert_eq!(
             line,
             "goserver waited 1.00 us for a CPU, 50% of its time: 70% behind h2load (pid 20, another cgroup), \
@@ -114,17 +124,22 @@ mod tests {
             ns: 1_242_500_000,
         }];
         assert_eq!(
-            summary("goserver", 1_750_000_000, 3_240_000_000, &held),
+            summary("goserver", Waited { ns: 1_750_000_000, stolen_ns: 0 }, 3_240_000_000, &held),
             "goserver waited 1.75 s for a CPU, 54% of its time: 71% behind h2load (pid 19491, another cgroup)"
+        );
+        assert_eq!(
+            summary("goserver", Waited { ns: 1_750_000_000, stolen_ns: 350_000_000 }, 3_240_000_000, &held),
+            "goserver waited 1.75 s for a CPU, 54% of its time: 71% behind h2load (pid 19491, another cgroup), \
+             20% stolen by the hypervisor"
         );
         let unfollowed = Held { pid: HOLDER_UNFOLLOWED, comm: String::new(), cgroup: None, kind: HolderKind::Unknown, ns: 250 };
         assert_eq!(
-            summary("goserver", 1_000, 2_000, &[unfollowed]),
+            summary("goserver", Waited { ns: 1_000, stolen_ns: 0 }, 2_000, &[unfollowed]),
             "goserver waited 1.00 us for a CPU, 50% of its time: 25% not followed"
         );
-        assert_eq!(summary("idle", 0, 1_000, &[]), "idle did not wait for a CPU");
+        assert_eq!(summary("idle", Waited::default(), 1_000, &[]), "idle did not wait for a CPU");
         assert_eq!(
-            summary("x", 5_000_000, 10_000_000, &[]),
+            summary("x", Waited { ns: 5_000_000, stolen_ns: 0 }, 10_000_000, &[]),
             "x waited 5.0 ms for a CPU, 50% of its time (who held the CPU was not recorded)"
         );
     }
