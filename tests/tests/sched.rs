@@ -114,6 +114,12 @@ fn quiet_cpu_has_near_zero_runq_wait() {
     let gap = t.unaccounted_ns;
     assert_close_given_unaccounted("on-CPU", on_cpu, gap, kernel.on_cpu_ns, 0.03, 0);
     assert_close_given_unaccounted("run-queue wait", waited, gap, kernel.run_delay_ns, 0.03, 1_000_000);
+    // Stopped at the end, it is counted in that state until the recording
+    // ended, not while the probes were being detached after it.
+    let lived = on_cpu + t.runq_wait_ns + t.off_cpu.uninterruptible_ns + t.off_cpu.sleep_ns + gap;
+    let window = report.meta.end_unix_ns - report.meta.start_unix_ns;
+    eprintln!("thread's parts {lived} ns, recording {window} ns");
+    assert!(lived <= window, "the thread's parts {lived} ns, longer than the recording's {window} ns: {t:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -29,7 +29,7 @@ pub fn build_report(session: &Session, filters: Filters, lost: &Losses) -> Repor
     let mut report = Report::build(
         ReportMeta {
             start_unix_ns: session.start_unix_ns,
-            end_unix_ns: clock::unix_ns(),
+            end_unix_ns: session.end_unix_ns(),
             checkpoint: false,
             probe_mode: session.probes.mode.name().into(),
             filters,

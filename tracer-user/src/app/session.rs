@@ -137,6 +137,12 @@ pub struct Session {
     /// Asked for fresh numbers between intervals (a metrics scrape): `run`
     /// then refreshes as at an interval and calls back.
     pub refresh: Option<Arc<Notify>>,
+    /// When the recording ended (`finish`), CLOCK_MONOTONIC and
+    /// CLOCK_REALTIME: the periods in progress then are counted up to here,
+    /// not to the end of the detach (hundreds of milliseconds), which no
+    /// probe saw.
+    ended_at_ns: Option<u64>,
+    ended_unix_ns: Option<u64>,
 }
 
 impl Session {
@@ -156,6 +162,8 @@ impl Session {
             markers,
             cpus_at_start: None,
             refresh: None,
+            ended_at_ns: None,
+            ended_unix_ns: None,
         };
         session.cpus_at_start = session.cpu_reading();
         session
@@ -181,7 +189,7 @@ impl Session {
     /// Moves everything the kernel has produced into the aggregator: exit
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
-        let Session { probes, agg, timeline, flight, markers, .. } = self;
+        let Session { probes, agg, timeline, flight, markers, ended_at_ns, .. } = self;
         read_markers(markers);
         drain_timeline(probes, timeline, flight, markers);
         if let Some(timeline) = timeline {
@@ -190,7 +198,7 @@ impl Session {
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
         drain_spans(probes, agg, markers);
-        let now = clock::monotonic_ns();
+        let now = ended_at_ns.unwrap_or_else(clock::monotonic_ns);
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
             if stats.flags & THREAD_DEAD != 0 {
@@ -229,10 +237,17 @@ impl Session {
         if let Some(markers) = &mut self.markers {
             markers.stop();
         }
+        self.ended_at_ns = Some(clock::monotonic_ns());
+        self.ended_unix_ns = Some(clock::unix_ns());
         self.probes.detach();
         self.sync();
         self.agg.release_held_spans();
         FinalLosses(self.losses())
+    }
+
+    /// The end of the recorded window: when `finish` ended it, or now.
+    pub fn end_unix_ns(&self) -> u64 {
+        self.ended_unix_ns.unwrap_or_else(clock::unix_ns)
     }
 
     /// The probes' loss counters, with the marker rings' (records the
