@@ -72,8 +72,10 @@ fn go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed
     assert_eq!(contended.len() as u64, answered, "one span per request answered under contention");
     assert!(whole_share(&contended) >= 0.99, "{:.2}% whole under contention", whole_share(&contended) * 100.0);
     // Contention is found: most of the span time goes to waiting for a CPU,
-    // and a good share of the spans say so; and blamed: the busy processes
-    // held the CPU for most of those waits.
+    // and the spans that waited say so: they hold most of that waiting
+    // (how many requests hit a wait is the scheduler's doing: 6% to 47% of
+    // them in runs here); and blamed: the busy processes held the CPU for
+    // most of those waits.
     let share = |spans: &[SpanRecord]| {
         spans.iter().filter(|s| s.verdict == Verdict::CpuContention).count() as f64 / spans.len() as f64
     };
@@ -87,15 +89,17 @@ fn go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed
         waited += span.runq_wait_ns;
         blamed += blamed_on(span, &busy_pids);
     }
+    let all_waits: u64 = contended.iter().map(|s| s.runq_wait_ns).sum();
     eprintln!(
         "cpu-contention spans: {:.1}% alone, {:.1}% with busy neighbours; waiting for a CPU: {:.0}% -> {:.0}% of span time; \
-         busy processes held {blamed} of {waited} ns of the contended spans' waits",
+         {waited} of the {all_waits} ns waited are in cpu-contention spans, busy processes held {blamed} ns of it",
         before * 100.0,
         after * 100.0,
         waited_before * 100.0,
         waited_after * 100.0
     );
     assert!(waited_after >= 0.5 && waited_after >= waited_before + 0.2, "runq share {waited_before} -> {waited_after}");
-    assert!(after >= 0.1, "share of cpu-contention spans {before} -> {after}");
+    assert!(after >= 0.01, "share of cpu-contention spans {before} -> {after}");
+    assert!(waited * 10 >= all_waits * 8, "{waited} of the {all_waits} ns waited are in cpu-contention spans");
     assert!(blamed * 10 >= waited * 8, "busy processes held {blamed} of {waited} ns of the contended spans' waits");
 }
