@@ -21,6 +21,13 @@ fn client_preface() -> Vec<u8> {
     bytes
 }
 
+/// A client's first bytes: its preface, then `GET path` on `stream`.
+fn preface_and_get(requests: &mut Encoder<'_>, flags: u8, stream: u32, path: &str) -> Vec<u8> {
+    let mut bytes = client_preface();
+    bytes.extend(frame(HEADERS, flags, stream, &block(requests, &[(":method", "GET"), (":path", path)])));
+    bytes
+}
+
 /// Huffman-coded values, indexed when the table has them, added to it
 /// when not (as nginx and Go encode).
 fn block(encoder: &mut Encoder<'_>, headers: &[(&str, &str)]) -> Vec<u8> {
@@ -143,8 +150,7 @@ fn padded_and_continued_header_blocks_are_decoded_whole() {
 fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
     let mut requests = Encoder::default();
     let mut conn = Conn::new();
-    let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
+    let bytes = preface_and_get(&mut requests, END_STREAM | END_HEADERS, 1, "/");
     conn.whole(true, 1, 1, &bytes);
     // A response whose headers were not copied.
     let mut answer = frame(SETTINGS, 0, 0, &[]);
@@ -162,8 +168,7 @@ fn bytes_not_copied_outside_a_data_frame_lose_the_connection() {
 fn a_client_connection_makes_client_spans_named_after_their_peer() {
     let (mut requests, mut responses) = (Encoder::default(), Encoder::default());
     let mut conn = Conn::new();
-    let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/x")])));
+    let bytes = preface_and_get(&mut requests, END_STREAM | END_HEADERS, 1, "/x");
     conn.whole(false, 4, 1, &bytes);
     assert!(conn.streams.on_peer(7, 1, Some("127.0.0.1:8080".into())));
     assert!(!conn.streams.on_peer(7, 2, None), "not an HTTP/2 connection");
@@ -180,8 +185,7 @@ fn a_client_connection_makes_client_spans_named_after_their_peer() {
 #[test]
 fn a_closed_connection_counts_its_unanswered_streams() {
     let mut conn = Conn::new();
-    let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_HEADERS, 1, &block(&mut Encoder::default(), &[(":method", "GET"), (":path", "/")])));
+    let bytes = preface_and_get(&mut Encoder::default(), END_HEADERS, 1, "/");
     conn.whole(true, 1, 1, &bytes);
     let close = H2Record { span_id: 1, tgid: 7, kind: HttpCaptureKind::H2Close as u32, ..H2Record::default() };
     conn.streams.on_record(&close, &[], &mut conn.done);
@@ -195,8 +199,7 @@ fn a_direction_whose_start_was_missed_is_not_followed() {
     // After an upgrade, the server's preface went out before the client's
     // showed the connection to be HTTP/2: its first frame seen is not SETTINGS.
     let mut conn = Conn::new();
-    let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::default(), &[(":method", "GET"), (":path", "/")])));
+    let bytes = preface_and_get(&mut Encoder::default(), END_STREAM | END_HEADERS, 3, "/");
     conn.whole(true, 1, 1, &bytes);
     let answer = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut Encoder::default(), &[(":status", "200")]));
     conn.whole(false, 1, 2, &answer);
@@ -208,8 +211,7 @@ fn a_direction_whose_start_was_missed_is_not_followed() {
 fn a_lost_record_loses_the_connection() {
     let mut requests = Encoder::default();
     let mut conn = Conn::new();
-    let mut bytes = client_preface();
-    bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block(&mut requests, &[(":method", "GET"), (":path", "/")])));
+    let bytes = preface_and_get(&mut requests, END_STREAM | END_HEADERS, 1, "/");
     conn.whole(true, 1, 1, &bytes);
     // The next read's record was lost (its headers entered the table).
     conn.seq[0] += 1;
