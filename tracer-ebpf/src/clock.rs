@@ -50,7 +50,7 @@ pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64, task: Opti
         stats.totals.wakeup_idle_ns = stats.totals.wakeup_idle_ns.saturating_sub(from_wakeup);
         let in_run = short.min(period);
         let stolen = match task {
-            Some(task) if in_run > STEAL_CHECKED_ABOVE_NS => stolen_during_run(task, exec_ns).min(in_run),
+            Some(task) if in_run > STEAL_CHECKED_ABOVE_NS => task.stolen_during_run(exec_ns).unwrap_or(0).min(in_run),
             _ => 0,
         };
         stats.totals.runq_wait_ns += stolen;
@@ -85,11 +85,4 @@ pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64, task: Opti
     *taken -= from_blocked;
     stats.totals.on_cpu_ns += from_blocked;
     0
-}
-
-/// [`TaskPtr::stolen_during_run`], or 0. Not inlined: the switch programs
-/// have no stack to spare for its reads.
-#[inline(never)]
-fn stolen_during_run(task: TaskPtr, exec_ns: u64) -> u64 {
-    task.stolen_during_run(exec_ns).unwrap_or(0)
 }
