@@ -103,3 +103,76 @@ fn go_net_http_requests_are_spans_with_whole_breakdowns_and_contention_is_blamed
     assert!(waited * 10 >= all_waits * 8, "{waited} of the {all_waits} ns waited are in cpu-contention spans");
     assert!(blamed * 10 >= waited * 8, "busy processes held {blamed} of {waited} ns of the contended spans' waits");
 }
+
+/// `Upgrade: h2c`: nghttp asks, on its first HTTP/1.1 request, to switch the
+/// connection to HTTP/2, the Go server (x/net's h2c) answers `101` and then
+/// that request as stream 1 in HTTP/2, and the other requests go as HTTP/2
+/// streams. Both traced in one recording: each request is one span on each
+/// side, the upgrading one too, from its start to the end of its answer in
+/// HTTP/2 (not the `101`), as long as nghttp itself timed it.
+#[test]
+fn requests_on_a_connection_upgraded_to_h2c_are_spans_on_both_sides() {
+    if !bpf_available("requests_on_a_connection_upgraded_to_h2c_are_spans_on_both_sides") {
+        return;
+    }
+    const SLEEP_MS: u64 = 20;
+    let dir = temp_dir("go-h2c");
+    let server = GoServer::start(&dir);
+    let cgroup = TestCgroup::create("tracer-h2c-upgrade");
+    cgroup.add(server.pid());
+    let tracer = Tracer::start(&["spans", "--cgroup", cgroup.path.to_str().unwrap(), "--http", "--http-query"]);
+    let mut timed = Vec::new();
+    for connection in 0..3 {
+        let paths: Vec<String> = (0..3).map(|n| format!("/sleep?ms={SLEEP_MS}&c={connection}&n={n}")).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let request_id = format!("upgrade-{connection}");
+        for request in server.nghttp_upgrade(&cgroup.path, &request_id, &paths) {
+            timed.push((request_id.clone(), request));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let spans = span_lines(&stdout);
+    assert!(spans.iter().all(|s| s.http.as_ref().and_then(|h| h.http_status) != Some(101)), "no span ends at the 101: {spans:?}");
+    for (request_id, request) in &timed {
+        assert_eq!(request.status, 200, "{request:?}");
+        let of_request = |kind: SpanKind| -> &SpanRecord {
+            let found: Vec<&SpanRecord> = spans
+                .iter()
+                .filter(|s| s.kind == kind && s.http.as_ref().is_some_and(|h| h.http_path == request.path))
+                .collect();
+            assert_eq!(found.len(), 1, "one {kind:?} span of {request:?}: {spans:?} {stderr:?}");
+            found[0]
+        };
+        let (server_span, client_span) = (of_request(SpanKind::Server), of_request(SpanKind::Client));
+        for span in [server_span, client_span] {
+            let http = span.http.as_ref().unwrap();
+            assert_eq!((http.http_method.as_str(), http.http_status), ("GET", Some(200)), "{span:?}");
+            assert_eq!(http.request_id.as_deref(), Some(request_id.as_str()), "{span:?}");
+            assert_parts_sum_to_wall(span);
+            assert!(span.wall_ns >= SLEEP_MS * 1_000_000, "the handler's sleep is inside: {span:?}");
+        }
+        assert_eq!(server_span.pid, server.pid());
+        assert_eq!(client_span.http.as_ref().unwrap().peer.as_deref(), Some(&*format!("127.0.0.1:{}", server.port)));
+        // The client's span is the request as nghttp timed it (within 2 ms
+        // and 10%: its clock is read around the syscalls the kernel saw),
+        // and the server's is inside it. (A server span starts at the
+        // wakeup of the run in which its thread read the request: for a new
+        // connection's first request, that can be the wakeup for its
+        // accept, a little before the request was written.)
+        let diff = client_span.wall_ns.abs_diff(request.process_ns);
+        assert!(diff <= 2_000_000 + request.process_ns / 10, "client span {} ns, nghttp {request:?}", client_span.wall_ns);
+        assert!(server_span.start_unix_ns + 1_000_000 >= client_span.start_unix_ns, "{server_span:?} {client_span:?}");
+        assert!(
+            server_span.start_unix_ns + server_span.wall_ns <= client_span.start_unix_ns + client_span.wall_ns,
+            "{server_span:?} {client_span:?}"
+        );
+    }
+    let upgrading = timed.iter().filter(|(_, r)| r.stream == 1).count();
+    assert_eq!(upgrading, 3, "each connection's first request asked for the upgrade: {timed:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("HTTP/2: 6 connections") && l.contains(" 0 connections no longer followed")),
+        "{stderr:?}"
+    );
+}

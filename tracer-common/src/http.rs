@@ -59,6 +59,12 @@ pub const H2_COPIED_PER_SYSCALL: usize = 32 * 1024;
 /// The kernel's per-CPU buffer for a record's bytes: twice those copied,
 /// which keeps the verifier's bounds simple (a power of two).
 pub const H2_SCRATCH_LEN: usize = 2 * H2_COPIED_PER_SYSCALL;
+/// `HttpConn::tunnel` of a connection that a `101` it wrote switched to
+/// HTTP/2 in cleartext (`Upgrade: h2c`), while the exchange that did it
+/// still has its span to send.
+pub const H2C_UPGRADE: u32 = 2;
+/// As [`H2C_UPGRADE`], for a `101` the process read (an outgoing exchange).
+pub const H2C_UPGRADE_CLIENT: u32 = 3;
 /// The map of those buffers (one per CPU).
 pub const MAP_H2_SCRATCH: &str = "H2_SCRATCH";
 
@@ -182,16 +188,22 @@ pub struct HttpConn {
     pub sent: u32,
     /// 1 when the connection stops being HTTP after this exchange (a 101
     /// Switching Protocols, a `CONNECT` tunnel): its later bytes are not
-    /// rounds, and the exchange ends with its span.
+    /// rounds, and the exchange ends with its span. [`H2C_UPGRADE`] (or
+    /// `H2C_UPGRADE_CLIENT`) when the 101 switched it to HTTP/2 in
+    /// cleartext: it goes on as HTTP/2, and its span has not left yet.
     pub tunnel: u32,
     /// The thread that opened it (read the request, or wrote an outgoing one).
     pub begin_tid: u32,
     pub _pad: u32,
+    /// The user address and length of the first bytes of the response's
+    /// first write (or read), for a `101` to be looked at for `h2c`.
+    pub switch_at: u64,
+    pub switch_len: u64,
     /// Response bytes so far, head included.
     pub bytes: u64,
     pub end: ExchangeEnd,
 }
-const _: () = assert!(size_of::<HttpConn>() == 40 + size_of::<ExchangeEnd>());
+const _: () = assert!(size_of::<HttpConn>() == 56 + size_of::<ExchangeEnd>());
 
 impl_pod!(HttpCapture, HttpConnKey, HttpConn, ExchangeEnd, H2Record);
 

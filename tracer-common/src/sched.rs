@@ -54,6 +54,11 @@ pub const THREAD_THROTTLE_SAMPLED: u32 = 1 << 5;
 /// With `THREAD_HTTP_RESPONDING`: the exchange is outgoing, and its
 /// response is being read (reads of `http_file` go on with it).
 pub const THREAD_HTTP_CLIENT: u32 = 1 << 6;
+/// With `THREAD_HTTP_RESPONDING`: the response begun on `http_file` is a
+/// `101` (switching protocols), whose bytes are looked at for `h2c` at the
+/// thread's next syscall (`HttpConn::switch_at`).
+pub const THREAD_HTTP_SWITCHING_SHIFT: u32 = 7;
+pub const THREAD_HTTP_SWITCHING: u32 = 1 << THREAD_HTTP_SWITCHING_SHIFT;
 /// `ThreadStats::last_cpu` before the thread was first seen on a CPU.
 pub const CPU_UNKNOWN: u32 = u32::MAX;
 

@@ -82,6 +82,12 @@ pub const SPAN_HTTP_ROUND: u32 = 1 << 3;
 /// `between_threads_ns` the time between, when neither thread is known to
 /// have run the request (in the runtime's own scheduler, for Go or Tokio).
 pub const SPAN_HANDED_OFF: u32 = 1 << 4;
+/// `SpanEvent::flags`: with [`SPAN_HTTP`], its response was a `101` that
+/// switched the connection to HTTP/2 (`Upgrade: h2c`): the request goes on
+/// as the connection's stream 1, whose response comes in the connection's
+/// HTTP/2 records ([`H2Record`](crate::H2Record)), which carry this span's
+/// id as the connection's. The span ends at the `101`.
+pub const SPAN_H2C_UPGRADE: u32 = 1 << 5;
 
 /// A finished span: `delta` is its thread's totals at the end minus those
 /// at the beginning.

@@ -1,6 +1,7 @@
 //! HTTP/2 connections (cleartext, with prior knowledge: `h2load`, gRPC
 //! without TLS): found by the connection preface, read (a server) or
-//! written (a client). From then on each read and write of the connection
+//! written (a client), or by the `101` of an `Upgrade: h2c`. From then on
+//! each read and write of the connection
 //! is copied to the loader in one record, with when it returned and the
 //! thread's totals then; the loader follows the frames, decodes the headers
 //! (HPACK, whose table spans the whole connection) and makes a span of each
@@ -10,15 +11,15 @@
 //! are (one helper call per buffer, no loop over them).
 use aya_ebpf::{macros::map, maps::Array};
 use tracer_common::{
-    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2Record, MAX_CPUS, HttpCaptureKind, HttpConn, HttpConnKey,
-    HttpPhase, PEER_ADDR_LEN, ThreadStats,
+    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2C_UPGRADE, H2C_UPGRADE_CLIENT, H2Record, MAX_CPUS, HttpCaptureKind, HttpConn,
+    HttpConnKey, HttpPhase, ThreadStats,
     http_span_id,
 };
 
 use crate::{
-    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture},
-    kernel::{now_ns, read_user, this_cpu},
-    maps::{HTTP_CONNS, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling},
+    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_peer},
+    kernel::{current_ids, now_ns, read_user, this_cpu},
+    maps::{HTTP_CONNS, HTTP_EVENTS, count, wake_when_filling},
     spans,
 };
 
@@ -32,6 +33,10 @@ const MAX_IOVECS: u64 = 8;
 /// are at most `H2_COPIED_PER_SYSCALL`, so together they stay inside it.
 const COPY_MASK: u64 = (H2_SCRATCH_LEN - 1) as u64;
 const RECORD_LEN: usize = core::mem::size_of::<H2Record>();
+/// How far into a `101` response its `Upgrade: h2c` is looked for.
+const UPGRADE_HEAD_SCAN: usize = 256;
+/// The upgrade's token, as a header's whole value.
+const H2C_VALUE: [u8; 4] = *b"h2c\r";
 
 /// A record being made: the header, then room for twice the bytes copied
 /// (the second half only keeps the verifier's bounds simple).
@@ -68,13 +73,90 @@ pub fn open(tid: u32, tgid: u32, stats: &mut ThreadStats, key: &HttpConnKey, cli
     // SAFETY: a map value just inserted; this thread's syscall is its only user now.
     copy(tid, tgid, stats, unsafe { &mut *conn }, !client, data, transferred);
     // After the first record, which makes the connection known to the loader.
-    if client && let Some(peer) = HTTP_PEERS.get_ptr(key) {
-        send_capture(id, tgid, tid, HttpCaptureKind::Peer, |bytes| {
-            // SAFETY: a map value, copied at once.
-            bytes[..PEER_ADDR_LEN].copy_from_slice(unsafe { &*peer });
-            PEER_ADDR_LEN as u32
-        });
+    if client {
+        send_peer(key, id, tgid, tid);
     }
+}
+
+/// The thread's next syscall after a `101` response was written (or read,
+/// by an outgoing exchange) on connection `file` of the current process:
+/// if the `101` switched it to HTTP/2 in cleartext (`Upgrade: h2c`), the
+/// connection is HTTP/2 from that response's syscall on, which is sent now
+/// as its first record (its bytes are still in the buffer it was written
+/// from or read into, unless the process reused that buffer in between:
+/// then the connection is not followed). Returns 1 if it did.
+///
+/// A global function: the verifier walks it once, not once for each path
+/// that reaches it. Hence a plain number for an argument and its own map
+/// lookups.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_h2c_upgrade(file: u64) -> u64 {
+    let (tid, tgid) = current_ids();
+    let key = HttpConnKey { tgid, _pad: 0, file };
+    let (Some(scratch), Some(conn)) = (scratch(), HTTP_CONNS.get_ptr_mut(&key)) else { return 0 };
+    // SAFETY: a map value; this thread's syscall is its only user now.
+    let conn = unsafe { &mut *conn };
+    let outgoing = conn.phase == HttpPhase::ClientResponse as u32;
+    if conn.tunnel == 0 || !(outgoing || conn.phase == HttpPhase::Response as u32) {
+        return 0;
+    }
+    // Bytes past those read must not be an earlier record's.
+    for word in 0..UPGRADE_HEAD_SCAN / 8 {
+        // SAFETY: inside the scratch buffer (UPGRADE_HEAD_SCAN bytes of it).
+        unsafe { scratch.bytes.as_mut_ptr().cast::<u64>().add(word).write_unaligned(0) };
+    }
+    // The syscall's bytes so far are all of its (the exchange's first).
+    let transferred = conn.bytes;
+    let len = if conn.switch_len < transferred { conn.switch_len } else { transferred };
+    let copied = copy_user(&mut scratch.bytes, 0, conn.switch_at, len);
+    if copied == 0 || !says_h2c(&scratch.bytes) {
+        return 0;
+    }
+    conn.phase = HttpPhase::H2 as u32;
+    conn.tunnel = if outgoing { H2C_UPGRADE_CLIENT } else { H2C_UPGRADE };
+    // The `101`'s syscall is the first of its direction.
+    conn.reads = u32::from(outgoing);
+    conn.sent = u32::from(!outgoing);
+    let record = &mut scratch.record;
+    record.seq = 1;
+    record.span_id = conn.span_id;
+    record.tgid = tgid;
+    record.tid = conn.end.tid;
+    record.kind = if outgoing { HttpCaptureKind::H2Read } else { HttpCaptureKind::H2Write } as u32;
+    // When that syscall returned, and its thread's totals then.
+    record.ts_ns = conn.end.ns;
+    record.transferred = transferred;
+    record.cpu = this_cpu();
+    record.totals = conn.end.totals;
+    record.len = copied as u32;
+    send(scratch, copied);
+    if outgoing {
+        // A client: its HTTP/2 connection's peer, as for one opened with the preface.
+        send_peer(&key, conn.span_id, tgid, tid);
+    }
+    1
+}
+
+/// Whether a `101` response's head (its first bytes) has `h2c` as a
+/// header's whole value: after `:` or a space, before `\r` (a websocket's
+/// base64 key cannot hold those bytes). Without a branch in the loop.
+#[inline(always)]
+fn says_h2c(bytes: &[u8; H2_SCRATCH_LEN]) -> bool {
+    let mut found = 0u64;
+    for i in 1..UPGRADE_HEAD_SCAN - H2C_VALUE.len() {
+        let word = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let before = bytes[i - 1];
+        found |= is_zero(u64::from(word ^ u32::from_le_bytes(H2C_VALUE)))
+            & (is_zero(u64::from(before ^ b' ')) | is_zero(u64::from(before ^ b':')));
+    }
+    found != 0
+}
+
+/// 1 if `x` is 0, else 0, without a branch.
+#[inline(always)]
+fn is_zero(x: u64) -> u64 {
+    1 ^ ((x | x.wrapping_neg()) >> 63)
 }
 
 /// Sends a read or write of HTTP/2 connection `conn` with the bytes it

@@ -18,16 +18,23 @@
 //! its response, each response read moves its end, and it is sent when the
 //! reading thread does anything else. The address given to `connect` names
 //! its peer.
+//!
+//! A `101` that upgrades a connection to HTTP/2 in cleartext (`Upgrade:
+//! h2c`) hands the connection to `h2.rs` from that syscall on (found at
+//! the thread's next syscall); its exchange's span leaves when the thread
+//! moves on, marked for the loader to go on with the request as the
+//! connection's stream 1.
 use tracer_common::{
     Counter, HTTP_CAPTURE_READS, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN, SPAN_NAME_LEN,
-    SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, http_span_id,
+    SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, THREAD_HTTP_SWITCHING, THREAD_HTTP_SWITCHING_SHIFT,
+    ThreadStats, http_span_id,
 };
 
 use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
     maps::{HTTP_CONNS, HTTP_PEERS, HTTP_PREFIXES, count},
     h2,
-    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture},
+    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture, send_peer},
     http_send::{begin_round, finish_response, flush, forget_connection, remember_taking_up},
     spans,
 };
@@ -90,6 +97,15 @@ fn io_of(nr: u32) -> Io {
 #[inline(always)]
 pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce() -> [u64; 2]) {
     let io = io_of(nr);
+    if stats.flags & THREAD_HTTP_SWITCHING != 0 {
+        stats.flags &= !THREAD_HTTP_SWITCHING;
+        if h2::tracer_h2c_upgrade(stats.http_file) != 0 {
+            // Its response is no longer read as HTTP/1.x: the exchange's
+            // span is sent below, at its thread's next syscall that is not
+            // a write of the connection.
+            stats.flags &= !THREAD_HTTP_CLIENT;
+        }
+    }
     let responding = stats.flags & THREAD_HTTP_RESPONDING != 0;
     if io == Io::Other && !responding {
         return;
@@ -289,6 +305,7 @@ fn on_write(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferre
             if tid != conn.begin_tid {
                 remember_taking_up(tgid, &key, conn, stats);
             }
+            remember_switching(stats, conn, switching, at, len);
             return;
         } else if conn.phase == HttpPhase::Sent as u32 {
             begin_round(&key, conn, HttpPhase::Response);
@@ -319,6 +336,18 @@ fn status_line(at: u64, len: u64) -> Option<bool> {
     let start = read_user::<[u8; STATUS_LINE_START_LEN]>(at)?;
     let prefix = [start[0], start[1], start[2], start[3], start[4], start[5], start[6]];
     (prefix == STATUS_LINE_PREFIX).then_some([start[9], start[10], start[11]] == SWITCHING_PROTOCOLS)
+}
+
+/// A response's first write (or read) at `at`, of `len` bytes (first
+/// buffer): if it `switching` protocols, its bytes are looked at for
+/// `h2c` at the thread's next syscall. Without a branch: the program that
+/// calls this is near the verifier's limit, and the look is made by the
+/// syscall entry's program (`on_enter`).
+#[inline(always)]
+fn remember_switching(stats: &mut ThreadStats, conn: &mut HttpConn, switching: bool, at: u64, len: u64) {
+    conn.switch_at = at;
+    conn.switch_len = len;
+    stats.flags |= u32::from(switching) << THREAD_HTTP_SWITCHING_SHIFT;
 }
 
 /// The exchange on `file` ends here for now: a response write, or an
@@ -375,18 +404,13 @@ fn open_outgoing(
         return;
     }
     capture(span_id, tgid, tid, HttpCaptureKind::OutgoingRequest, at, len);
-    if let Some(peer) = HTTP_PEERS.get_ptr(key) {
-        send_capture(span_id, tgid, tid, HttpCaptureKind::Peer, |data| {
-            // SAFETY: a map value, copied at once.
-            data[..PEER_ADDR_LEN].copy_from_slice(unsafe { &*peer });
-            PEER_ADDR_LEN as u32
-        });
-    }
+    send_peer(key, span_id, tgid, tid);
 }
 
 /// A read of an outgoing exchange's connection, whose first bytes are
-/// `len` at `at`: its status line turns it to its response; each response
-/// read moves its end.
+/// `len` at `at`: its status line turns it to its response
+/// (a `101` to `h2c` turns the connection to HTTP/2); each response read
+/// moves its end.
 #[inline(always)]
 fn on_response_read(
     tid: u32,
@@ -407,6 +431,7 @@ fn on_response_read(
         if tid != conn.begin_tid {
             remember_taking_up(tgid, key, conn, stats);
         }
+        remember_switching(stats, conn, switching, at, len);
         return;
     } else if conn.phase == HttpPhase::ClientSent as u32 {
         begin_round(key, conn, HttpPhase::ClientResponse);

@@ -1,9 +1,9 @@
 //! What the HTTP programs share (`http.rs` for HTTP/1.x, `h2.rs` for
 //! HTTP/2): where a syscall's data is, a new exchange's entry, and the
 //! capture records sent to the loader.
-use tracer_common::{Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpPhase};
+use tracer_common::{Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN};
 
-use crate::maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, count, wake_when_filling};
+use crate::maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling};
 
 // User-space layouts (64-bit): `struct msghdr { void *msg_name; int
 // msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
@@ -71,4 +71,17 @@ pub fn send_capture(
         (*capture).len = fill(&mut (*capture).data);
     }
     record.submit(wake_when_filling(&HTTP_EVENTS));
+}
+
+/// Sends the address `connect` gave connection `key`, if it was seen, as
+/// the peer of span (or HTTP/2 connection) `id`.
+#[inline(always)]
+pub fn send_peer(key: &HttpConnKey, id: u64, tgid: u32, tid: u32) {
+    if let Some(peer) = HTTP_PEERS.get_ptr(key) {
+        send_capture(id, tgid, tid, HttpCaptureKind::Peer, |bytes| {
+            // SAFETY: a map value, copied at once.
+            bytes[..PEER_ADDR_LEN].copy_from_slice(unsafe { &*peer });
+            PEER_ADDR_LEN as u32
+        });
+    }
 }

@@ -4,7 +4,8 @@
 //! request answered on another thread than the one that read it, with the
 //! point where that thread took it up.
 use tracer_common::{
-    Counter, HttpConn, HttpConnKey, HttpPhase, SPAN_CLIENT, SPAN_HTTP, SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SPAN_NAME_LEN,
+    Counter, H2C_UPGRADE, H2C_UPGRADE_CLIENT, HttpConn, HttpConnKey, HttpPhase, SPAN_CLIENT, SPAN_H2C_UPGRADE, SPAN_HTTP, SPAN_HTTP_ROUND,
+    SPAN_MOVED_THREAD, SPAN_NAME_LEN,
     SPAN_TOP, SpanEvent, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, TopEntry,
 };
 
@@ -63,7 +64,23 @@ pub fn finish_response(tgid: u32, stats: &mut ThreadStats) {
     let conn = unsafe { &mut *conn };
     if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         flush(tgid, &key, conn, stats);
+    } else {
+        send_upgrading_span(tgid, &key, conn, stats);
     }
+}
+
+/// The span of the exchange whose `101` switched `conn` to HTTP/2, if it
+/// has not left: the loader goes on with its request as the connection's
+/// stream 1.
+#[inline(always)]
+fn send_upgrading_span(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut ThreadStats) {
+    let outgoing = match conn.tunnel {
+        H2C_UPGRADE => false,
+        H2C_UPGRADE_CLIENT => true,
+        _ => return,
+    };
+    send_span(tgid, key, conn, stats, SPAN_HTTP | SPAN_H2C_UPGRADE | if outgoing { SPAN_CLIENT } else { 0 });
+    conn.tunnel = 0;
 }
 
 /// Sends what an exchange whose response is being written (or read) has
@@ -74,12 +91,7 @@ pub fn flush(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut Thre
     let outgoing = conn.phase == HttpPhase::ClientResponse as u32;
     let flags = SPAN_HTTP | if outgoing { SPAN_CLIENT } else { 0 };
     if conn.sent == 0 {
-        let span = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
-        let taken_up = if conn.end.tid != conn.begin_tid { HTTP_ROUNDS.get_ptr(key) } else { None };
-        // SAFETY: a map value, read at once.
-        let taken_up = taken_up.map(|t| unsafe { &*t });
-        spans::close(&span, conn.end.tid, conn.end.ns, Some(&conn.end.totals), flags, conn.bytes, taken_up);
-        spans::release_thread(stats, conn.span_id);
+        send_span(tgid, key, conn, stats, flags);
         conn.sent = 1;
     } else {
         send_round(tgid, key, conn, flags);
@@ -88,6 +100,17 @@ pub fn flush(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut Thre
     if conn.tunnel != 0 {
         let _ = HTTP_CONNS.remove(key);
     }
+}
+
+/// Sends the exchange's span, which ends where its response has so far.
+#[inline(always)]
+fn send_span(tgid: u32, key: &HttpConnKey, conn: &mut HttpConn, stats: &mut ThreadStats, flags: u32) {
+    let span = SpanKey { tgid, _pad: 0, span_id: conn.span_id };
+    let taken_up = if conn.end.tid != conn.begin_tid { HTTP_ROUNDS.get_ptr(key) } else { None };
+    // SAFETY: a map value, read at once.
+    let taken_up = taken_up.map(|t| unsafe { &*t });
+    spans::close(&span, conn.end.tid, conn.end.ns, Some(&conn.end.totals), flags, conn.bytes, taken_up);
+    spans::release_thread(stats, conn.span_id);
 }
 
 /// Sends a later round of `conn`'s response: from where its span ended
@@ -136,6 +159,7 @@ pub fn forget_connection(tgid: u32, file: u64, stats: &mut ThreadStats) {
     // SAFETY: a map value, used before its entry is deleted.
     let conn = unsafe { &mut *conn };
     if conn.phase == HttpPhase::H2 as u32 {
+        send_upgrading_span(tgid, &key, conn, stats);
         h2::close(tgid, conn.span_id);
     } else if conn.phase == HttpPhase::Response as u32 || conn.phase == HttpPhase::ClientResponse as u32 {
         flush(tgid, &key, conn, stats);

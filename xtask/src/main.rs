@@ -69,13 +69,15 @@ fn test(filter: Option<&str>) -> Result<()> {
     let python = util::step("reference decoder for the report's histograms", setup::python_hdr_decoder)?;
     let python_otlp = util::step("reference OTLP decoder for the span export", setup::python_otlp_decoder)?;
     let python_perfetto = util::step("Perfetto's schema for the trace output", setup::python_perfetto_decoder)?;
-    util::step("tmux, nginx, wrk, go, h2load and prometheus for the terminal, HTTP and metrics tests", || {
+    util::step("tmux, nginx, wrk, go (with x/net), h2load and prometheus for the terminal, HTTP and metrics tests", || {
         util::ensure_packages(
             &[
                 ("tmux", "tmux"),
                 ("nginx", "nginx"),
                 ("wrk", "wrk"),
                 ("go", "golang-go"),
+                // The Go test server's h2c (HTTP/2 in cleartext, Upgrade: h2c).
+                ("/usr/share/gocode/src/golang.org/x/net/http2/h2c/h2c.go", "golang-golang-x-net-dev"),
                 ("h2load", "nghttp2-client"),
                 ("prometheus", "prometheus"),
                 ("promtool", "prometheus"),

@@ -66,11 +66,21 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Installs the Debian packages whose programs are missing: `needed` is
-/// (program, package) pairs; `why` says what needs them, for the error.
+/// (program, package) pairs, where a program given by its absolute path
+/// is any file the package installs (a library's); `why` says what needs
+/// them, for the error.
 pub fn ensure_packages(needed: &[(&str, &str)], why: &str) -> Result<()> {
     let mut missing: Vec<&str> = needed
         .iter()
-        .filter(|(program, _)| which(program).is_none() && !std::path::Path::new("/usr/sbin").join(program).exists())
+        .filter(|(program, _)| {
+            let file = std::path::Path::new(program);
+            let installed = if file.is_absolute() {
+                file.exists()
+            } else {
+                which(program).is_some() || std::path::Path::new("/usr/sbin").join(program).exists()
+            };
+            !installed
+        })
         .map(|(_, package)| *package)
         .collect();
     // Several programs of one package (prometheus, promtool) name it once.

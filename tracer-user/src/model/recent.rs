@@ -62,6 +62,10 @@ impl<K: Eq + Hash + Clone, V> Recent<K, V> {
     pub fn contains_key(&self, key: &K) -> bool {
         self.map.contains_key(key)
     }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ impl Aggregator {
             return self.finish_span(event, None);
         }
         let Ok(fields) = self.http.take(event.tgid, event.span_id) else { return };
+        if event.flags & tracer_common::SPAN_H2C_UPGRADE != 0 {
+            if let Some((event, fields)) = self.h2.on_upgrade_span(*event, fields) {
+                self.finish_span(&event, Some(fields));
+            }
+            return;
+        }
         if let Some((event, fields)) = self.rounds.first(event, fields) {
             self.finish_span(&event, Some(fields));
         }
@@ -63,7 +69,9 @@ impl Aggregator {
     pub fn release_quiet_spans(&mut self, now_ns: u64) {
         let quiet = self.rounds.quiet(now_ns.saturating_sub(rounds::QUIET_NS));
         self.finish_held(quiet);
-        self.h2.forget_idle(now_ns.saturating_sub(h2::IDLE_NS));
+        let mut upgraded = Vec::new();
+        self.h2.forget_idle(now_ns.saturating_sub(h2::IDLE_NS), &mut upgraded);
+        self.finish_held(upgraded);
     }
 
     /// Every held HTTP span, at the end of a recording (HTTP/2 streams not
@@ -71,7 +79,9 @@ impl Aggregator {
     pub fn release_held_spans(&mut self) {
         let held = self.rounds.drain();
         self.finish_held(held);
-        self.h2.finish();
+        let mut upgraded = Vec::new();
+        self.h2.finish(&mut upgraded);
+        self.finish_held(upgraded);
     }
 
     fn finish_held(&mut self, spans: Vec<rounds::HttpSpan>) {

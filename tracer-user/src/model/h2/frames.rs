@@ -9,6 +9,9 @@ pub const FRAME_HEADER_LEN: usize = 9;
 /// The largest frame a peer may allow (SETTINGS_MAX_FRAME_SIZE, 2^24 - 1):
 /// a longer length means the bytes are not where a frame header should be.
 const MAX_FRAME_LEN: usize = (1 << 24) - 1;
+/// The longest `101` head passed over before frames (a longer one is not
+/// a `101` as far as can be followed).
+const MAX_SWITCH_HEAD: usize = 16 * 1024;
 
 // Frame types and flags (RFC 9113, section 6).
 pub(super) const DATA: u8 = 0x0;
@@ -70,7 +73,12 @@ pub struct FrameReader {
     /// go out before the client's preface shows the connection to be
     /// HTTP/2), and with it entries of its header table.
     first_frame: bool,
-    /// Bytes of frames not complete yet (not those of `DATA` payloads).
+    /// The direction begins with the HTTP/1.1 `101` that switched the
+    /// connection (`Upgrade: h2c`): its head, up to its blank line, is
+    /// passed over first.
+    switch_head: bool,
+    /// Bytes of frames not complete yet (not those of `DATA` payloads), or
+    /// of the `101`'s head.
     buffer: Vec<u8>,
     data: Option<PendingData>,
     block: Option<PendingBlock>,
@@ -82,14 +90,31 @@ impl FrameReader {
         FrameReader {
             preface_left: if preface { PREFACE.len() } else { 0 },
             first_frame: true,
+            switch_head: false,
             buffer: Vec::new(),
             data: None,
             block: None,
         }
     }
 
+    /// The server's direction of a connection switched by a `101`: its
+    /// head, then frames.
+    pub fn after_switch() -> FrameReader {
+        FrameReader { switch_head: true, ..FrameReader::new(false) }
+    }
+
     /// The next bytes of the direction; the frames they complete go to `out`.
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), OutOfStep> {
+        if self.switch_head {
+            self.buffer.extend_from_slice(bytes);
+            let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return if self.buffer.len() > MAX_SWITCH_HEAD { Err(OutOfStep) } else { Ok(()) };
+            };
+            self.switch_head = false;
+            let frames = self.buffer.split_off(end + 4);
+            self.buffer.clear();
+            return self.feed(&frames, out);
+        }
         if self.preface_left > 0 {
             let n = self.preface_left.min(bytes.len());
             let from = PREFACE.len() - self.preface_left;

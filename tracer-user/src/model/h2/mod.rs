@@ -7,10 +7,13 @@
 //! for a client, the write) that brought its request's headers to the
 //! write (or read) that ended its response. Its breakdown is the thread's
 //! totals between the two; a stream answered by another thread than the
-//! one that read it is all "between threads".
+//! one that read it is all "between threads". A connection switched to
+//! HTTP/2 by `Upgrade: h2c` begins with the `101`'s syscall, and its stream
+//! 1 is the request that asked (`upgrade.rs`).
 mod frames;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use std::collections::HashMap;
 
@@ -19,12 +22,19 @@ use tracer_common::{
     H2Record, HttpCapture, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SpanEvent, ThreadTotals, http_span_id,
 };
 
-use self::frames::{Frame, FrameReader, OutOfStep};
+use self::{
+    frames::{Frame, FrameReader, OutOfStep},
+    upgrade::Upgrades,
+};
 use super::http::{HttpFields, request_fields_of};
 
 /// The largest header table a peer may ask for (with a size update in a
 /// block). The default is 4 KiB; peers rarely ask for more.
 const MAX_TABLE_BYTES: u32 = 1 << 20;
+
+/// How a `101` response begins: a connection whose first record does was
+/// switched to HTTP/2 by `Upgrade: h2c` (the kernel follows only those).
+const SWITCH_STATUS_LINE: &[u8] = b"HTTP/1.1 101";
 
 /// A connection with nothing read or written for this long is forgotten
 /// (one closed while its entry was evicted in the kernel, or never closed).
@@ -66,6 +76,11 @@ struct Stream {
 struct Connection {
     /// The process wrote the preface: its requests are its writes.
     client: bool,
+    /// Switched by `Upgrade: h2c`: stream 1 is the request that asked.
+    upgraded: bool,
+    /// Stream 1 of an upgraded connection, answered: the second half of the
+    /// request's span.
+    upgraded_tail: Option<H2Span>,
     peer: Option<String>,
     requests: FrameReader,
     responses: FrameReader,
@@ -94,6 +109,7 @@ pub type H2Span = (SpanEvent, HttpFields);
 #[derive(Default)]
 pub struct H2Streams {
     connections: HashMap<(u32, u64), Connection>,
+    upgrades: Upgrades,
     pub keep_query: bool,
     pub counts: H2Counts,
 }
@@ -110,14 +126,22 @@ impl H2Streams {
                 if let Some(connection) = self.connections.remove(&key) {
                     self.counts.unfinished += connection.streams.len() as u64;
                 }
+                done.extend(self.upgrades.give_up(record.tgid, record.span_id));
                 return;
             }
             _ => return,
         };
+        let point = Point { tid: record.tid, cpu: record.cpu, ts_ns: record.ts_ns, totals: record.totals };
         let connection = self.connections.entry(key).or_insert_with(|| {
             self.counts.connections += 1;
-            // Its first record is the preface: read by a server, written by a client.
-            Connection::new(!read)
+            // Its first record is the preface, read by a server, written by
+            // a client; or the `101` of an `Upgrade: h2c`, written by a
+            // server, read by a client.
+            if bytes.starts_with(SWITCH_STATUS_LINE) {
+                Connection::switched(read, point)
+            } else {
+                Connection::new(!read)
+            }
         });
         connection.last_seen_ns = record.ts_ns;
         // A record of the direction was lost (the ring was full): its bytes,
@@ -125,7 +149,6 @@ impl H2Streams {
         let next_seq = &mut connection.next_seq[usize::from(!read)];
         let in_order = record.seq == *next_seq;
         *next_seq = record.seq.wrapping_add(1);
-        let point = Point { tid: record.tid, cpu: record.cpu, ts_ns: record.ts_ns, totals: record.totals };
         let requests = read != connection.client;
         let copied = bytes.len().min(record.len as usize);
         let uncopied = record.transferred.saturating_sub(copied as u64);
@@ -143,11 +166,27 @@ impl H2Streams {
                 break;
             }
         }
+        if let Some(tail) = connection.upgraded_tail.take() {
+            done.extend(self.upgrades.tail(record.tgid, record.span_id, tail));
+        }
         if followed.is_err() || decoded.is_err() {
             let connection = self.connections.remove(&key).expect("looked up above");
             self.counts.lost += 1;
             self.counts.unfinished += connection.streams.len() as u64;
+            done.extend(self.upgrades.give_up(record.tgid, record.span_id));
         }
+    }
+
+    /// The HTTP/1.x span of a request whose `101` switched its connection to
+    /// HTTP/2 (`SPAN_H2C_UPGRADE`), with its fields: the whole request's
+    /// span once its stream 1 is answered (now, or later from `on_record`).
+    pub fn on_upgrade_span(&mut self, event: SpanEvent, fields: HttpFields) -> Option<H2Span> {
+        if let Some(connection) = self.connections.get_mut(&(event.tgid, event.span_id))
+            && connection.peer.is_none()
+        {
+            connection.peer = fields.peer.clone();
+        }
+        self.upgrades.head((event, fields))
     }
 
     /// The address an outgoing connection was `connect`ed to, sent right
@@ -162,21 +201,29 @@ impl H2Streams {
         }
     }
 
-    /// Forgets connections idle since before `before_ns` (CLOCK_MONOTONIC).
-    pub fn forget_idle(&mut self, before_ns: u64) {
+    /// Forgets connections idle since before `before_ns` (CLOCK_MONOTONIC);
+    /// the requests that upgraded them go to `done` as they are.
+    pub fn forget_idle(&mut self, before_ns: u64, done: &mut Vec<H2Span>) {
         let counts = &mut self.counts;
-        self.connections.retain(|_, connection| {
+        let mut forgotten = Vec::new();
+        self.connections.retain(|&key, connection| {
             let keep = connection.last_seen_ns >= before_ns;
             if !keep {
                 counts.unfinished += connection.streams.len() as u64;
+                forgotten.push(key);
             }
             keep
         });
+        for (tgid, id) in forgotten {
+            done.extend(self.upgrades.give_up(tgid, id));
+        }
     }
 
-    /// At the end of a recording: streams still open are unfinished.
-    pub fn finish(&mut self) {
-        self.forget_idle(u64::MAX);
+    /// At the end of a recording: streams still open are unfinished, and
+    /// halves of upgraded requests go as they are.
+    pub fn finish(&mut self, done: &mut Vec<H2Span>) {
+        self.forget_idle(u64::MAX, done);
+        done.extend(self.upgrades.drain());
     }
 }
 
@@ -184,6 +231,8 @@ impl Connection {
     fn new(client: bool) -> Connection {
         Connection {
             client,
+            upgraded: false,
+            upgraded_tail: None,
             peer: None,
             // The client's direction starts with the preface.
             requests: FrameReader::new(true),
@@ -195,6 +244,18 @@ impl Connection {
             last_span_id: 0,
             last_seen_ns: 0,
         }
+    }
+
+    /// A connection switched by a `101` (`Upgrade: h2c`) at `point`, `read`
+    /// by a client or written by a server: the server's direction begins
+    /// with its head, the client's with the preface, and stream 1 is the
+    /// request that asked, answered from here on.
+    fn switched(read: bool, point: Point) -> Connection {
+        let mut connection = Connection::new(read);
+        connection.upgraded = true;
+        connection.responses = FrameReader::after_switch();
+        connection.streams.insert(1, Stream { start: point, fields: HttpFields::default(), response_bytes: 0 });
+        connection
     }
 
     /// A complete frame of the requests' direction (`requests`) or the
@@ -289,7 +350,11 @@ impl Connection {
         }
         fields.peer = self.peer.clone();
         fields.response_bytes = Some(response_bytes);
-        done.push((event, fields));
+        if self.upgraded && stream == 1 {
+            self.upgraded_tail = Some((event, fields));
+        } else {
+            done.push((event, fields));
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 use httlib_hpack::Encoder;
-use tracer_common::{H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, ThreadTotals};
+use tracer_common::{
+    H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_H2C_UPGRADE, SPAN_HANDED_OFF, SPAN_HTTP, SpanEvent, ThreadTotals,
+};
 
 use super::{
+    super::http::HttpFields,
     H2Counts, H2Span, H2Streams,
     frames::{CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PADDED, PREFACE, RST_STREAM, SETTINGS},
 };
@@ -190,7 +193,7 @@ fn a_closed_connection_counts_its_unanswered_streams() {
     let close = H2Record { span_id: 1, tgid: 7, kind: HttpCaptureKind::H2Close as u32, ..H2Record::default() };
     conn.streams.on_record(&close, &[], &mut conn.done);
     assert_eq!(conn.streams.counts.unfinished, 1);
-    conn.streams.finish();
+    conn.streams.finish(&mut conn.done);
     assert_eq!(conn.streams.counts.unfinished, 1, "forgotten at its close");
 }
 
@@ -218,4 +221,45 @@ fn a_lost_record_loses_the_connection() {
     let next = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut requests, &[(":method", "GET"), (":path", "/")]));
     conn.whole(true, 1, 2, &next);
     assert_eq!((conn.streams.counts.lost, conn.streams.counts.unfinished), (1, 1));
+}
+
+/// `Upgrade: h2c`, server side: the connection's first record is the write
+/// of the `101` (with the server's SETTINGS), the client's preface follows,
+/// and stream 1, the request that asked, is answered in HTTP/2. Its span is
+/// the kernel's HTTP/1.1 span of the request (to the `101`) joined with
+/// stream 1 (from the `101` to its end); later streams are spans of their own.
+#[test]
+fn an_upgraded_connection_answers_the_request_that_asked_on_stream_1() {
+    let (mut requests, mut responses) = (Encoder::default(), Encoder::default());
+    let mut conn = Conn::new();
+    let mut switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    switch.extend(frame(SETTINGS, 0, 0, &[]));
+    conn.whole(false, 1, 3, &switch);
+    let third = preface_and_get(&mut requests, END_STREAM | END_HEADERS, 3, "/third");
+    conn.whole(true, 1, 5, &third);
+    let mut answers = frame(HEADERS, END_HEADERS, 1, &block(&mut responses, &[(":status", "200")]));
+    answers.extend(frame(DATA, END_STREAM, 1, b"slept"));
+    answers.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &block(&mut responses, &[(":status", "404")])));
+    conn.whole(false, 1, 23, &answers);
+    assert_eq!(conn.done.len(), 1, "stream 3; stream 1 waits for the request's own span");
+    assert_eq!((conn.done[0].1.http_path.as_str(), conn.done[0].1.http_status), ("/third", Some(404)));
+
+    // The kernel's span of the upgrading request: from 1 ms to the 101 at 3.
+    let head = SpanEvent {
+        span_id: 1,
+        tgid: 7,
+        tid_begin: 1,
+        tid_end: 1,
+        flags: SPAN_HTTP | SPAN_H2C_UPGRADE,
+        start_ns: 1_000_000,
+        end_ns: 3_000_000,
+        delta: ThreadTotals { on_cpu_ns: 2_000_000, ..ThreadTotals::default() },
+        ..SpanEvent::default()
+    };
+    let fields = HttpFields { http_method: "GET".into(), http_path: "/sleep".into(), http_status: Some(101), ..HttpFields::default() };
+    let (span, fields) = conn.streams.on_upgrade_span(head, fields).expect("stream 1 answered");
+    assert_eq!((span.start_ns, span.end_ns), (1_000_000, 23_000_000));
+    assert_eq!(span.delta.on_cpu_ns, 22_000_000, "the request's 2 ms and stream 1's 20");
+    assert_eq!((fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status), ("GET", "/sleep", Some(200)));
+    assert_eq!(conn.streams.counts.lost, 0);
 }
