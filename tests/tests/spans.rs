@@ -149,6 +149,9 @@ fn moved_spans_and_marker_misuse_are_reported() {
     assert!(moved[0].moved_between_threads);
     assert_eq!(moved[0].verdict, Verdict::Moved);
     assert_ne!(moved[0].tid, moved[0].tid_end);
+    // With no breakdown, it says why.
+    let why = moved[0].no_breakdown.as_deref().unwrap_or_else(|| panic!("a reason: {:?}", moved[0]));
+    assert!(why.contains("another thread") && why.contains("markers"), "{why}");
     let notice = stderr.iter().find(|l| l.contains("did not pair up")).unwrap_or_else(|| panic!("{stderr:?}"));
     assert!(notice.contains("1 ended without a begin"), "{notice}");
     assert!(notice.contains("1 begun twice"), "{notice}");

@@ -8,7 +8,7 @@
 //! leaves with its end at the last byte and its breakdown over all rounds.
 use std::collections::HashMap;
 
-use tracer_common::{SPAN_MOVED_THREAD, SpanEvent};
+use tracer_common::{SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SpanEvent};
 
 use super::http::{HttpFields, ResponseEnd};
 
@@ -61,7 +61,10 @@ impl Rounds {
         let (event, fields) = span;
         event.end_ns = event.end_ns.max(round.end_ns);
         event.tid_end = round.tid_end;
-        event.flags |= round.flags & SPAN_MOVED_THREAD;
+        if round.flags & SPAN_MOVED_THREAD != 0 {
+            // Marks the span as one whose round (not its start) moved.
+            event.flags |= SPAN_MOVED_THREAD | SPAN_HTTP_ROUND;
+        }
         event.delta.add(&round.delta);
         event.response_bytes = round.response_bytes;
         fields.response_bytes = Some(round.response_bytes);

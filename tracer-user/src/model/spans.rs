@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals};
+use tracer_common::{
+    SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SpanEvent, ThreadTotals,
+};
 
 use super::{
     hist::Buckets,
@@ -207,9 +209,14 @@ pub struct SpanRecord {
     pub throttle: Option<CpuLimit>,
     /// Who had the CPU while this span's thread waited for it.
     pub blame: Vec<Holder>,
-    /// Ended on a different thread (`tid_end`) than it began: no breakdown.
+    /// Ended on a different thread (`tid_end`) than it began.
     pub moved_between_threads: bool,
     pub tid_end: u32,
+    /// Why the parts do not cover the span (every part 0, or a later
+    /// round's time missing), when they do not: what the kernel could not
+    /// follow of a request that moved between threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_breakdown: Option<String>,
     /// The HTTP exchange, for spans found by `--http`.
     #[serde(flatten)]
     pub http: Option<HttpFields>,
@@ -309,8 +316,22 @@ impl SpanRecord {
             blame,
             moved_between_threads: moved,
             tid_end: event.tid_end,
+            no_breakdown: unattributed.then(|| no_breakdown_reason(event.flags).to_owned()),
             http: None,
         }
+    }
+}
+
+/// Why a span that moved between threads ([`SPAN_MOVED_THREAD`]) has no
+/// breakdown, or not all of one.
+fn no_breakdown_reason(flags: u32) -> &'static str {
+    if flags & SPAN_HTTP == 0 {
+        "ended on another thread than it began: markers do not say which threads ran it in between"
+    } else if flags & SPAN_HTTP_ROUND != 0 {
+        "a later round of its response went on another thread than the one before: that round's time is in no part"
+    } else {
+        "answered on another thread than the one that read it, not seen taking it up (it did not write the \
+         response's first byte, or the kernel did not report its switch-in)"
     }
 }
 
@@ -427,6 +448,7 @@ pub fn test_span(wall_ms: u64, on_cpu_ms: u64, runq_ms: u64, verdict: Verdict) -
         blame: vec![Holder { pid: 812, comm: "load-gen".into(), cgroup: None, ns: runq_ms * MS }],
         moved_between_threads: false,
         tid_end: 101,
+        no_breakdown: None,
         http: None,
     }
 }

@@ -52,6 +52,7 @@ fn span(span_id: u64, start_unix_ns: u64, wall_ns: u64) -> SpanRecord {
         blame: Vec::new(),
         moved_between_threads: false,
         tid_end: TID,
+        no_breakdown: None,
         http: None,
     }
 }

@@ -105,6 +105,19 @@ fn record_from_event() {
     event.tid_end = 102;
     let moved = SpanRecord::from_event(&event, 0, 0.3, |_| ProcessName::default());
     assert_eq!((moved.verdict, moved.moved_between_threads, moved.tid_end), (Verdict::Moved, true, 102));
+    // It says why it has no breakdown: a marker span, an HTTP span, and an
+    // HTTP span whose later round moved each say their own.
+    let why = |flags: u32| {
+        let mut with = event;
+        with.flags = flags;
+        SpanRecord::from_event(&with, 0, 0.3, |_| ProcessName::default()).no_breakdown
+    };
+    assert!(moved.no_breakdown.as_deref().is_some_and(|w| w.contains("markers")), "{:?}", moved.no_breakdown);
+    let http = why(SPAN_MOVED_THREAD | SPAN_HTTP).unwrap();
+    let round = why(SPAN_MOVED_THREAD | SPAN_HTTP | SPAN_HTTP_ROUND).unwrap();
+    assert!(http.contains("not seen taking it up") && round.contains("later round"), "{http} / {round}");
+    assert_eq!(why(SPAN_HTTP | SPAN_HANDED_OFF), None, "a handed-off span has its breakdown");
+    assert_eq!(r.no_breakdown, None);
     let mut summary = SpanSummary::default();
     summary.add(&r);
     summary.add(&moved);

@@ -242,6 +242,9 @@ pub fn attributes(r: &SpanRecord) -> Vec<KeyValue> {
         out.push(KeyValue { key: "tracer.moved_between_threads".into(), value: Some(bool_value(true)), ..Default::default() });
         out.push(int("tracer.tid_end", r.tid_end.into()));
     }
+    if let Some(why) = &r.no_breakdown {
+        out.push(string("tracer.no_breakdown", why));
+    }
     if !r.blame.is_empty() {
         out.push(array("tracer.blame.pids", r.blame.iter().map(|h| int_value(h.pid.into()))));
         out.push(array("tracer.blame.comms", r.blame.iter().map(|h| string_value(&h.comm))));
