@@ -134,7 +134,8 @@ fn requests_on_a_connection_upgraded_to_h2c_are_spans_on_both_sides() {
     let (status, stdout, stderr) = tracer.stop_with(libc::SIGINT);
     assert!(status.success(), "{stderr:?}");
     let spans = span_lines(&stdout);
-    assert!(spans.iter().all(|s| s.http.as_ref().and_then(|h| h.http_status) != Some(101)), "no span ends at the 101: {spans:?}");
+    let status = |s: &SpanRecord| s.http.as_ref().and_then(|h| h.http_status);
+    assert!(spans.iter().all(|s| status(s) != Some(101)), "no span ends at the 101: {spans:?}");
     for (request_id, request) in &timed {
         assert_eq!(request.status, 200, "{request:?}");
         let of_request = |kind: SpanKind| -> &SpanRecord {

@@ -1,8 +1,8 @@
 //! HTTP/2 connections (cleartext, with prior knowledge: `h2load`, gRPC
 //! without TLS): found by the connection preface, read (a server) or
 //! written (a client), or by the `101` of an `Upgrade: h2c`. From then on
-//! each read and write of the connection
-//! is copied to the loader in one record, with when it returned and the
+//! each read and write of the connection is copied to the loader in one
+//! record, with when it returned and the
 //! thread's totals then; the loader follows the frames, decodes the headers
 //! (HPACK, whose table spans the whole connection) and makes a span of each
 //! stream. Nothing is parsed here: frames cross reads, and a byte loop over
@@ -11,9 +11,8 @@
 //! are (one helper call per buffer, no loop over them).
 use aya_ebpf::{macros::map, maps::Array};
 use tracer_common::{
-    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2C_UPGRADE, H2C_UPGRADE_CLIENT, H2Record, MAX_CPUS, HttpCaptureKind, HttpConn,
-    HttpConnKey, HttpPhase, ThreadStats,
-    http_span_id,
+    Counter, H2_COPIED_PER_SYSCALL, H2_SCRATCH_LEN, H2C_UPGRADE, H2C_UPGRADE_CLIENT, H2Record, MAX_CPUS,
+    HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, ThreadStats, http_span_id,
 };
 
 use crate::{

@@ -1,7 +1,9 @@
 //! What the HTTP programs share (`http.rs` for HTTP/1.x, `h2.rs` for
 //! HTTP/2): where a syscall's data is, a new exchange's entry, and the
 //! capture records sent to the loader.
-use tracer_common::{Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN};
+use tracer_common::{
+    Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN,
+};
 
 use crate::maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling};
 

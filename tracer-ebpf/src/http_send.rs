@@ -4,9 +4,8 @@
 //! request answered on another thread than the one that read it, with the
 //! point where that thread took it up.
 use tracer_common::{
-    Counter, H2C_UPGRADE, H2C_UPGRADE_CLIENT, HttpConn, HttpConnKey, HttpPhase, SPAN_CLIENT, SPAN_H2C_UPGRADE, SPAN_HTTP, SPAN_HTTP_ROUND,
-    SPAN_MOVED_THREAD, SPAN_NAME_LEN,
-    SPAN_TOP, SpanEvent, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, TopEntry,
+    Counter, H2C_UPGRADE, H2C_UPGRADE_CLIENT, HttpConn, HttpConnKey, HttpPhase, SPAN_CLIENT, SPAN_H2C_UPGRADE,
+    SPAN_HTTP, SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, THREAD_HTTP_CLIENT, THREAD_HTTP_RESPONDING, ThreadStats, TopEntry,
 };
 
 use crate::{

@@ -256,10 +256,12 @@ fn an_upgraded_connection_answers_the_request_that_asked_on_stream_1() {
         delta: ThreadTotals { on_cpu_ns: 2_000_000, ..ThreadTotals::default() },
         ..SpanEvent::default()
     };
-    let fields = HttpFields { http_method: "GET".into(), http_path: "/sleep".into(), http_status: Some(101), ..HttpFields::default() };
+    let fields =
+        HttpFields { http_method: "GET".into(), http_path: "/sleep".into(), http_status: Some(101), ..Default::default() };
     let (span, fields) = conn.streams.on_upgrade_span(head, fields).expect("stream 1 answered");
     assert_eq!((span.start_ns, span.end_ns), (1_000_000, 23_000_000));
     assert_eq!(span.delta.on_cpu_ns, 22_000_000, "the request's 2 ms and stream 1's 20");
-    assert_eq!((fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status), ("GET", "/sleep", Some(200)));
+    let answered = (fields.http_method.as_str(), fields.http_path.as_str(), fields.http_status);
+    assert_eq!(answered, ("GET", "/sleep", Some(200)));
     assert_eq!(conn.streams.counts.lost, 0);
 }
