@@ -9,7 +9,9 @@
 //!   another process (what every other process pays), filtering on the
 //!   caller itself, and with libbpf-tools `syscount -L` on the caller;
 //! * http: nginx (one worker) under wrk and at 20,000 requests/s offered,
-//!   untraced and with `tracer spans --http` on its worker;
+//!   untraced, with empty programs on the syscall tracepoints (the floor),
+//!   with `tracer record` on its worker, and with `tracer spans --http` on
+//!   its worker;
 //! * live view: CPU used by `tracer` (the TUI, in tmux, refreshing every
 //!   second) and by `tracer record`, with 1,000 processes alive;
 //! * memory: peak RSS of `tracer record` while 10,000 threads are tracked;
@@ -383,13 +385,28 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     result
 }
 
-/// nginx's throughput untraced and with `tracer spans --http` on its worker.
+/// nginx's throughput untraced, with empty programs on the syscall
+/// tracepoints (the floor every syscall probe pays), with `tracer record`
+/// on its worker (the scheduler and syscall accounting spans build on),
+/// and with `tracer spans --http` on its worker.
 fn http_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let lines = std::env::temp_dir().join("tracer-bench-http.jsonl");
     let tracer = built.tracer.clone();
+    let floor_tracer = built.tracer.clone();
+    let report = std::env::temp_dir().join("tracer-bench-http-record.json");
     let out = lines.clone();
     let configs = [
         Config { name: "nginx, untraced", start: None },
+        Config {
+            name: "nginx, empty syscall programs (floor)",
+            start: Some(Box::new(move |_| {
+                let mut cmd = Command::new(&floor_tracer);
+                cmd.arg("floor");
+                Background::start(cmd, "Tracing")
+            })),
+        },
+        // The scheduler and syscall accounting --http builds on, without it.
+        Config { name: "nginx, tracer record --pid <worker>", start: Some(tracer_record(&built.tracer, &report, None)) },
         Config {
             name: "nginx, tracer spans --http",
             start: Some(Box::new(move |worker| {
@@ -423,6 +440,7 @@ fn http_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
         with_nginx(config, &|port| offered_rate(&built.load_helper, port, "/index.html"))
     });
     let _ = std::fs::remove_file(&lines);
+    let _ = std::fs::remove_file(&report);
     max.and(offered)
 }
 
