@@ -32,8 +32,9 @@ use super::http::{HttpFields, request_fields_of};
 /// block). The default is 4 KiB; peers rarely ask for more.
 const MAX_TABLE_BYTES: u32 = 1 << 20;
 
-/// How a `101` response begins: a connection whose first record does was
-/// switched to HTTP/2 by `Upgrade: h2c` (the kernel follows only those).
+/// How a `101` response begins. A connection whose first record begins so
+/// was switched to HTTP/2 by `Upgrade: h2c` (the only `101` the kernel
+/// follows).
 const SWITCH_STATUS_LINE: &[u8] = b"HTTP/1.1 101";
 
 /// A connection with nothing read or written for this long is forgotten
