@@ -263,6 +263,15 @@ fn tracer_record<'a>(tracer: &'a Path, report: &'a Path, filter_pid: Option<u32>
     })
 }
 
+/// `tracer floor`: empty programs on the syscall tracepoints.
+fn tracer_floor(tracer: &Path) -> Starter<'_> {
+    Box::new(move |_| {
+        let mut cmd = Command::new(tracer);
+        cmd.arg("floor");
+        Background::start(cmd, "Tracing")
+    })
+}
+
 /// A libbpf-tools tool, line-buffered: they block-buffer stdout into a
 /// pipe, so their "Tracing..." line (printed once attached) would not come.
 fn libbpf_tool(name: &str, args: Vec<String>, ready: &'static str) -> Starter<'static> {
@@ -392,19 +401,11 @@ fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
 fn http_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let lines = std::env::temp_dir().join("tracer-bench-http.jsonl");
     let tracer = built.tracer.clone();
-    let floor_tracer = built.tracer.clone();
     let report = std::env::temp_dir().join("tracer-bench-http-record.json");
     let out = lines.clone();
     let configs = [
         Config { name: "nginx, untraced", start: None },
-        Config {
-            name: "nginx, empty syscall programs (floor)",
-            start: Some(Box::new(move |_| {
-                let mut cmd = Command::new(&floor_tracer);
-                cmd.arg("floor");
-                Background::start(cmd, "Tracing")
-            })),
-        },
+        Config { name: "nginx, empty syscall programs (floor)", start: Some(tracer_floor(&built.tracer)) },
         // The scheduler and syscall accounting --http builds on, without it.
         Config { name: "nginx, tracer record --pid <worker>", start: Some(tracer_record(&built.tracer, &report, None)) },
         Config {

@@ -4,24 +4,16 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::{Background, BenchArgs, Config, alternate, libbpf_tool, load_ns_per_op, tracer_record};
+use super::{BenchArgs, Config, alternate, libbpf_tool, load_ns_per_op, tracer_floor, tracer_record};
 use crate::setup;
 
 pub(super) fn syscall_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let report = std::env::temp_dir().join("tracer-bench-syscalls.json");
     // A process that makes no syscalls, for the "filter on another pid" case.
     let mut bystander = Command::new("sleep").arg("86400").spawn().context("starting sleep")?;
-    let floor_tracer = built.tracer.clone();
     let configs = [
         Config { name: "untraced", start: None },
-        Config {
-            name: "empty tp_btf programs (floor)",
-            start: Some(Box::new(move |_| {
-                let mut cmd = Command::new(&floor_tracer);
-                cmd.arg("floor");
-                Background::start(cmd, "Tracing")
-            })),
-        },
+        Config { name: "empty tp_btf programs (floor)", start: Some(tracer_floor(&built.tracer)) },
         Config {
             name: "tracer record --pid <other>",
             start: Some(tracer_record(&built.tracer, &report, Some(bystander.id()))),
