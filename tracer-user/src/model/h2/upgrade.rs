@@ -66,12 +66,14 @@ impl Upgrades {
     /// The head of connection `id` of `tgid`, alone: its stream 1 will not
     /// be answered (the connection closed, or could not be followed).
     pub fn give_up(&mut self, tgid: u32, id: u64) -> Option<H2Span> {
+        // Looked at before it is taken: a tail stays where it is (taken and
+        // put back, it would be counted twice in the order of insertions).
+        if !matches!(self.waiting.get(&(tgid, id)), Some(Half::Head(_))) {
+            return None;
+        }
         match self.waiting.remove(&(tgid, id))? {
             Half::Head(head) => Some(alone(head)),
-            other => {
-                self.waiting.insert((tgid, id), other);
-                None
-            }
+            _ => None,
         }
     }
 
@@ -214,6 +216,7 @@ mod tests {
         assert_eq!((event.end_ns, fields.http_status), (3_000, Some(101)));
         assert_eq!(event.flags & SPAN_H2C_UPGRADE, 0);
         upgrades.tail(PID, ID, tail(1));
+        assert!(upgrades.give_up(PID, ID).is_none(), "only a head is given up");
         assert_eq!(upgrades.drain().len(), 1, "a tail without its head goes alone at the end");
     }
 }
