@@ -34,7 +34,9 @@ use crate::{
     kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
     maps::{HTTP_CONNS, HTTP_PEERS, HTTP_PREFIXES, count},
     h2,
-    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_capture, send_peer},
+    http_records::{
+        Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, reset_exchange, send_capture, send_peer,
+    },
     http_send::{begin_round, finish_response, flush, forget_connection, remember_taking_up},
     spans,
 };
@@ -128,8 +130,14 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
     let key = HttpConnKey { tgid, _pad: 0, file };
     if io == Io::Close {
         forget_connection(tgid, file, stats);
-        let _ = HTTP_PREFIXES.remove(&key);
-        let _ = HTTP_PEERS.remove(&key);
+        // Most closed files are not connections (a server's static files):
+        // a lookup takes no lock, a delete takes its bucket's.
+        if HTTP_PREFIXES.get_ptr(&key).is_some() {
+            let _ = HTTP_PREFIXES.remove(&key);
+        }
+        if HTTP_PEERS.get_ptr(&key).is_some() {
+            let _ = HTTP_PEERS.remove(&key);
+        }
     } else if io == Io::Connect {
         remember_peer(&key, stats.syscall_buf);
     }
@@ -215,6 +223,7 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
             return;
         }
     }
+    let mut kept = None;
     if let Some(conn) = conn {
         // SAFETY: as above.
         let conn = unsafe { &mut *conn };
@@ -225,6 +234,10 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
         if conn.phase == HttpPhase::Response as u32 {
             flush(tgid, &key, conn, stats);
         }
+        // A tunnel's exchange left the table with its span.
+        if conn.tunnel == 0 {
+            kept = Some(conn);
+        }
     }
     let span_id = http_span_id(now_ns(), this_cpu());
     // The request was there to read since the thread was woken for this run
@@ -234,8 +247,16 @@ fn on_read(tid: u32, tgid: u32, stats: &mut ThreadStats, data: Data, transferred
     if spans::open(tid, tgid, stats, span_id, woken_at, 0, true, name_http).is_none() {
         return;
     }
-    let Some(fresh) = fresh_exchange(span_id, HttpPhase::Request, 1, tid, head == CONNECT_METHOD) else { return };
-    if HTTP_CONNS.insert(&key, fresh, 0).is_ok() {
+    let connect = head == CONNECT_METHOD;
+    let stored = match kept {
+        Some(conn) => {
+            reset_exchange(conn, span_id, HttpPhase::Request, 1, tid, connect);
+            true
+        }
+        None => fresh_exchange(span_id, HttpPhase::Request, 1, tid, connect)
+            .is_some_and(|fresh| HTTP_CONNS.insert(&key, fresh, 0).is_ok()),
+    };
+    if stored {
         if let Some(prefix) = prefix {
             capture_prefix(span_id, tgid, tid, prefix);
         }

@@ -38,14 +38,23 @@ pub fn fresh_exchange(
     let fresh = HTTP_CONN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let fresh = unsafe { &mut *fresh };
-    // SAFETY: all-zero bytes are a valid HttpConn (plain integers).
-    unsafe { core::ptr::write_bytes(fresh as *mut HttpConn, 0, 1) };
-    fresh.span_id = span_id;
-    fresh.phase = phase as u32;
-    fresh.reads = reads;
-    fresh.begin_tid = tid;
-    fresh.tunnel = u32::from(tunnel);
+    reset_exchange(fresh, span_id, phase, reads, tid, tunnel);
     Some(fresh)
+}
+
+/// Makes `conn` a new exchange, as [`fresh_exchange`] does: a keep-alive
+/// connection's next request reuses its entry in place, which costs a few
+/// stores where a map update costs a new element, its bucket's lock and the
+/// old one's release.
+#[inline(always)]
+pub fn reset_exchange(conn: &mut HttpConn, span_id: u64, phase: HttpPhase, reads: u32, tid: u32, tunnel: bool) {
+    // SAFETY: all-zero bytes are a valid HttpConn (plain integers).
+    unsafe { core::ptr::write_bytes(conn as *mut HttpConn, 0, 1) };
+    conn.span_id = span_id;
+    conn.phase = phase as u32;
+    conn.reads = reads;
+    conn.begin_tid = tid;
+    conn.tunnel = u32::from(tunnel);
 }
 
 /// Sends one capture record; `fill` writes its data and returns how many

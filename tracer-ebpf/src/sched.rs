@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     clock, exits,
-    kernel::{TaskPtr, now_ns, spans_enabled, this_cpu},
+    kernel::{TaskPtr, current_task, now_ns, spans_enabled, this_cpu},
     maps::{CLOCK_OFFSETS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
@@ -367,10 +367,13 @@ pub struct Waited {
 /// period before that is filled from the counters as at a switch-out, and the
 /// current slice is counted from there on.
 #[inline(always)]
-pub fn catch_up_running(tid: u32, stats: &mut ThreadStats, task: TaskPtr, now: u64, cpu: u32) {
+pub fn catch_up_running(tid: u32, stats: &mut ThreadStats) {
     if stats.on_cpu_since_ns != 0 || stats.last_cpu == CPU_UNKNOWN {
         return;
     }
+    // Read only now: a running thread whose switch-in was seen (nearly
+    // always) needs none of them.
+    let (task, now, cpu) = (current_task(), now_ns(), this_cpu());
     let (Some(kernel), Some(arrival), Some(offset)) = (task.sched_counters(), task.last_arrival(), clock_offset())
     else {
         return;

@@ -15,7 +15,7 @@ use tracer_common::{
 
 use crate::{
     filter,
-    kernel::{current_comm, current_ids, current_task, now_ns, this_cpu},
+    kernel::{current_comm, current_ids, now_ns},
     maps::{SPAN_EVENTS, SPAN_SCRATCH, SPANS, count, wake_when_filling},
     sched, slices,
 };
@@ -73,7 +73,7 @@ pub fn open(
     let state = SPAN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; programs do not nest on a CPU here.
     let state = unsafe { &mut *state };
-    sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
+    sched::catch_up_running(tid, stats);
     let (mut base, now) = sched::own_totals_now(stats);
     state.first_part = base;
     state.syscalls = [TopEntry { id: 0, count: 0, ns: 0 }; SPAN_TOP];
@@ -144,7 +144,7 @@ pub fn opened_at(key: &SpanKey) -> Option<u64> {
 /// The running thread's totals as of now, for a span boundary.
 #[inline(always)]
 pub fn own_totals(tid: u32, stats: &mut ThreadStats) -> (ThreadTotals, u64) {
-    sched::catch_up_running(tid, stats, current_task(), now_ns(), this_cpu());
+    sched::catch_up_running(tid, stats);
     sched::own_totals_now(stats)
 }
 
