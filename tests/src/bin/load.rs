@@ -23,6 +23,12 @@
 //!                                     127.0.0.1:PORT (`Nginx::start_proxy`)
 //!   tracer-load nginx-h2c             the same speaking HTTP/2 on its plaintext
 //!                                     port (`Nginx::start_h2c`)
+//!   tracer-load exchanges N           N HTTP/1.1 exchanges over loopback TCP in one
+//!                                     thread, as a server's syscalls see them (read
+//!                                     the request, writev the response, epoll_wait);
+//!                                     the client side uses sendmmsg and recvmmsg,
+//!                                     which HTTP tracing does not follow; prints the
+//!                                     ns they took
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
 //!   tracer-load sleepwork N SLEEP_US WORK_US
@@ -227,6 +233,77 @@ fn http_at_rate(port: u16, rate: u64, secs: u64, path: &'static str) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One thread's loopback HTTP/1.1 exchanges (`tracer-load exchanges`): the
+/// server's syscalls are those an event-loop server makes per request; the
+/// client's are ones HTTP tracing leaves alone, so only the server side
+/// costs tracing anything.
+struct Exchanges {
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    epoll: i32,
+    buf: Vec<u8>,
+}
+
+const EXCHANGE_REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: tracer-load\r\n\r\n";
+const EXCHANGE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: tracer-load\r\nContent-Length: 2048\r\n\r\n";
+const EXCHANGE_BODY: [u8; 2048] = [b'x'; 2048];
+
+impl Exchanges {
+    fn new() -> Self {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        client.set_nodelay(true).expect("nodelay");
+        server.set_nodelay(true).expect("nodelay");
+        // SAFETY: plain syscalls on descriptors this struct owns.
+        let epoll = unsafe { libc::epoll_create1(0) };
+        assert!(epoll >= 0, "epoll_create1");
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        // SAFETY: as above, with a valid event.
+        let rc = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, server.as_raw_fd(), &mut event) };
+        assert_eq!(rc, 0, "epoll_ctl");
+        Self { client, server, epoll, buf: vec![0; 4096] }
+    }
+
+    fn one(&mut self) {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let response_len = EXCHANGE_HEAD.len() + EXCHANGE_BODY.len();
+        message(libc::SYS_sendmmsg, self.client.as_raw_fd(), EXCHANGE_REQUEST.as_ptr().cast_mut(), EXCHANGE_REQUEST.len());
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        // SAFETY: waits on this struct's epoll descriptor into a local array.
+        let ready = unsafe { libc::epoll_wait(self.epoll, events.as_mut_ptr(), 4, -1) };
+        assert_eq!(ready, 1, "epoll_wait");
+        let read = self.server.read(&mut self.buf).expect("server read");
+        assert_eq!(read, EXCHANGE_REQUEST.len(), "one request per read");
+        let parts = [
+            libc::iovec { iov_base: EXCHANGE_HEAD.as_ptr().cast_mut().cast(), iov_len: EXCHANGE_HEAD.len() },
+            libc::iovec { iov_base: EXCHANGE_BODY.as_ptr().cast_mut().cast(), iov_len: EXCHANGE_BODY.len() },
+        ];
+        // SAFETY: both iovecs point at constants that outlive the call.
+        let written = unsafe { libc::writev(self.server.as_raw_fd(), parts.as_ptr(), 2) };
+        assert_eq!(written as usize, response_len, "writev");
+        let mut got = 0;
+        while got < response_len {
+            got += message(libc::SYS_recvmmsg, self.client.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len());
+        }
+    }
+}
+
+/// One message through `sendmmsg` or `recvmmsg` (`nr`): the bytes it moved.
+fn message(nr: libc::c_long, fd: i32, data: *mut u8, len: usize) -> usize {
+    let mut iov = libc::iovec { iov_base: data.cast(), iov_len: len };
+    // SAFETY: a zeroed mmsghdr is valid; it points at `iov` for the call.
+    let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    header.msg_hdr.msg_iov = &mut iov;
+    header.msg_hdr.msg_iovlen = 1;
+    // SAFETY: one header, on the caller's valid buffer; no timeout.
+    let sent = unsafe { libc::syscall(nr, fd, &mut header, 1, 0, std::ptr::null_mut::<libc::timespec>()) };
+    assert_eq!(sent, 1, "sendmmsg/recvmmsg");
+    header.msg_len as usize
+}
+
 /// Prints `ready`, waits for a line, runs `work`, prints `done ...`, waits
 /// for another line or EOF.
 fn on_cue(work: impl FnOnce() -> String) {
@@ -385,6 +462,17 @@ fn main() {
                     assert_eq!(rc, -1);
                 }
                 n.to_string()
+            });
+        }
+        Some("exchanges") => {
+            let n = arg(1) as u64;
+            let mut exchange = Exchanges::new();
+            on_cue(|| {
+                let started = std::time::Instant::now();
+                for _ in 0..n {
+                    exchange.one();
+                }
+                started.elapsed().as_nanos().to_string()
             });
         }
         Some("write") => {

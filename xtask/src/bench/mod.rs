@@ -30,6 +30,8 @@
 //!   processes alive.
 //! * h2: nginx speaking HTTP/2 in cleartext under h2load at saturation,
 //!   untraced and with `tracer spans --http` on its worker.
+//! * exchanges: ns per HTTP exchange of one thread serving loopback
+//!   requests, untraced and with `tracer spans --http` in both probe modes.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -44,6 +46,7 @@ use clap::Args;
 use crate::{setup, util};
 
 mod churn;
+mod exchanges;
 mod flight;
 mod h2;
 mod memory;
@@ -102,6 +105,7 @@ pub enum Bench {
     SpanCpu,
     Proxy,
     H2,
+    Exchanges,
 }
 
 /// A tracer running in the background for the length of one measurement.
@@ -538,6 +542,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if wanted(Bench::H2) {
         let what = format!("h2: nginx HTTP/2 throughput under h2load with and without --http x {} alternating rounds", args.rounds);
         util::step(&what, || h2::h2_cost(&built, args))?;
+    }
+    if wanted(Bench::Exchanges) {
+        let what = format!("exchanges: ns per HTTP exchange with and without --http x {} alternating rounds", args.rounds);
+        util::step(&what, || exchanges::exchange_cost(&built, args))?;
     }
     if wanted(Bench::Tui) {
         util::step(
