@@ -16,7 +16,7 @@ use tracer_common::{
 };
 
 use crate::{
-    http_records::{Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, send_peer},
+    http_records::{Data, MSGHDR_MSG_IOV, fresh_exchange, read_iovec, send_peer},
     kernel::{current_ids, now_ns, read_user, this_cpu},
     maps::{HTTP_CONNS, HTTP_EVENTS, count, wake_when_filling},
     spans,
@@ -221,10 +221,7 @@ fn copy_bytes(out: &mut [u8; H2_SCRATCH_LEN], data: Data, arg: u64, transferred:
             break;
         }
         let iovec = iovecs + i * IOVEC_SIZE;
-        let (Some(base), Some(len)) = (read_user::<u64>(iovec + IOVEC_IOV_BASE), read_user::<u64>(iovec + IOVEC_IOV_LEN))
-        else {
-            break;
-        };
+        let Some((base, len)) = read_iovec(iovec) else { break };
         let len = if len < transferred - copied { len } else { transferred - copied };
         let got = copy_user(out, copied, base, len);
         copied += got;

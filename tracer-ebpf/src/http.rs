@@ -35,7 +35,7 @@ use crate::{
     maps::{HTTP_CONNS, HTTP_PEERS, HTTP_PREFIXES, count},
     h2,
     http_records::{
-        Data, IOVEC_IOV_BASE, IOVEC_IOV_LEN, MSGHDR_MSG_IOV, fresh_exchange, reset_exchange, send_capture, send_peer,
+        Data, MSGHDR_MSG_IOV, fresh_exchange, read_iovec, reset_exchange, send_capture, send_peer,
     },
     http_send::{begin_round, finish_response, flush, forget_connection, remember_taking_up},
     spans,
@@ -166,8 +166,7 @@ fn first_bytes(data: Data, arg: u64, transferred: u64) -> Option<(u64, u64)> {
         Data::None => return None,
     };
     // The first iovec.
-    let base = read_user::<u64>(iovec + IOVEC_IOV_BASE)?;
-    let len = read_user::<u64>(iovec + IOVEC_IOV_LEN)?;
+    let (base, len) = read_iovec(iovec)?;
     Some((base, if len < transferred { len } else { transferred }))
 }
 

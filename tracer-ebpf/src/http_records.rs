@@ -5,14 +5,21 @@ use tracer_common::{
     Counter, HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind, HttpConn, HttpConnKey, HttpPhase, PEER_ADDR_LEN,
 };
 
-use crate::maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling};
+use crate::{
+    kernel::read_user,
+    maps::{HTTP_CONN_SCRATCH, HTTP_EVENTS, HTTP_PEERS, count, wake_when_filling},
+};
 
 // User-space layouts (64-bit): `struct msghdr { void *msg_name; int
 // msg_namelen; struct iovec *msg_iov; ... }` and `struct iovec { void
 // *iov_base; size_t iov_len; }`.
 pub const MSGHDR_MSG_IOV: u64 = 16;
-pub const IOVEC_IOV_BASE: u64 = 0;
-pub const IOVEC_IOV_LEN: u64 = 8;
+
+/// The `(iov_base, iov_len)` of the iovec at `at`: one read of both.
+#[inline(always)]
+pub fn read_iovec(at: u64) -> Option<(u64, u64)> {
+    read_user::<[u64; 2]>(at).map(|[base, len]| (base, len))
+}
 
 /// Where a syscall's data is: a buffer, an iovec array, or a msghdr.
 #[derive(Clone, Copy, PartialEq, Eq)]
