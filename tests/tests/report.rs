@@ -101,6 +101,10 @@ fn report_has_required_fields_and_decodable_histograms() {
     assert!(end > start + 1_000_000_000, "start {start} end {end}");
     check_hist(&json["histograms"]["runq_latency"], &report.histograms.runq_latency);
     assert!(report.histograms.runq_latency.count > 100);
+    // Without a filter or --syscalls, no program runs on every syscall of
+    // the machine (they once did, and filled a table sized for nothing).
+    assert!(!report.meta.traced.syscalls);
+    assert_eq!(report.meta.lost.stats_samples, 0, "statistics samples lost");
 
     let p = process(&report, load.pid());
     let p_json = json["processes"]

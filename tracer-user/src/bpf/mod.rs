@@ -218,12 +218,17 @@ impl Probes {
                 None => {}
             }
         }
-        let attached_syscalls = if http_only {
-            attach_http_syscalls(&mut ebpf)
-        } else {
-            syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))
-        };
-        let syscalls = syscalls && optional("syscall tracing", attached_syscalls).is_some();
+        // Only when asked: they run on every syscall of the machine.
+        let syscalls = syscalls
+            && optional(
+                "syscall tracing",
+                if http_only {
+                    attach_http_syscalls(&mut ebpf)
+                } else {
+                    syscall_programs.into_iter().try_for_each(|p| attach(&mut ebpf, p))
+                },
+            )
+            .is_some();
         let block_io = block.is_some()
             && optional("block I/O tracing", (|| {
                 let block_programs = [
