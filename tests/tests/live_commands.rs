@@ -72,6 +72,8 @@ fn offcpu_splits_time_by_cause() {
     for state in ["on-cpu", "runq: preempted", "iowait", "other uninterruptible", "sleep"] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(state)), "{state} row:\n{out}");
     }
+    // A target's syscalls are traced too: its nanosleeps are time in syscalls.
+    assert!(out.contains("(in syscalls: "), "{out}");
     let row = |state: &str| -> Vec<String> {
         let line = out.lines().find(|l| l.trim_start().starts_with(state)).unwrap();
         line.trim_start()[state.len()..].split_whitespace().map(str::to_owned).collect()

@@ -21,7 +21,9 @@ pub async fn offcpu(kernel: &KernelArgs, args: &OffcpuArgs) -> Result<()> {
     if let Some(json) = &args.output.json {
         atomic::check_output_path(json)?;
     }
-    let targets = resolve_targets(kernel, &args.target)?;
+    let mut targets = resolve_targets(kernel, &args.target)?;
+    // With a target, its syscalls too (the "in syscalls" line), as `record`.
+    targets.options.syscalls = targets.syscall_options(false, false, Vec::new());
     let scope = HistogramScope { per_process: true, per_thread: args.per_thread };
     let session = Session::start(&targets, scope)?;
     run_live(session, targets.filters, &args.output, "off-CPU time", |session, view| {
