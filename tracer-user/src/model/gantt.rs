@@ -155,6 +155,16 @@ fn stretches(thread: &ThreadHistory) -> Vec<Stretch> {
                 push(t.ts_ns, t.ts_ns + wakeup, GanttState::IdleWakeup);
                 push(t.ts_ns + wakeup, end, GanttState::Running);
             }
+            // Back on a CPU, or off it again, with no tracepoint for part
+            // of it: what the kernel's counters placed goes at the end.
+            (state @ (GanttState::Sleeping | GanttState::IoWait | GanttState::Uninterruptible), Some(n)) => {
+                let unreported = t.unreported_before(n);
+                let run_start = end - unreported.ran;
+                let wait_start = run_start - unreported.waited;
+                push(t.ts_ns, wait_start, state);
+                push(wait_start, run_start, GanttState::Runnable);
+                push(run_start, end, GanttState::Running);
+            }
             (state, _) => push(t.ts_ns, end, state),
         }
     }
@@ -268,5 +278,28 @@ mod tests {
         ]);
         assert_eq!(ms(&chart(&late, &[7], 20 * MS, 40 * MS).unwrap().rows[0]), [(20, 30, Unknown), (30, 35, Running), (35, 40, Sleeping)]);
         assert_eq!(chart(&late, &[8], 0, MS), None, "a thread never seen");
+    }
+
+    /// The kernel's counters placed a wait (and a run) no tracepoint
+    /// reported: the chart draws them where the breakdown counts them.
+    #[test]
+    fn a_wait_or_run_filled_from_the_kernels_counters_ends_the_blocked_stretch() {
+        use GanttState::*;
+        let waited = ThreadTotals { runq_wait_ns: 4 * MS, ..ThreadTotals::default() };
+        let ran = ThreadTotals { on_cpu_ns: 3 * MS, ..waited };
+        let timeline = timeline_of(&[
+            transition(9, 0, OFF_CPU_SLEEP, ThreadTotals::default()),
+            // Its wakeup was not reported: 4 ms of the 30 were a wait.
+            transition(9, 30, TIMELINE_ON_CPU, waited),
+            transition(9, 32, OFF_CPU_IOWAIT, ThreadTotals { on_cpu_ns: 2 * MS, ..waited }),
+            // Its switch-in was not reported: it ran 1 ms before leaving.
+            transition(9, 50, OFF_CPU_SLEEP, ThreadTotals { on_cpu_ns: 3 * MS, ..waited }),
+            transition(9, 60, TIMELINE_ON_CPU, ran),
+        ]);
+        assert_eq!(
+            ms(&chart(&timeline, &[9], 0, 70 * MS).unwrap().rows[0]),
+            [(0, 26, Sleeping), (26, 30, Runnable), (30, 32, Running), (32, 49, IoWait), (49, 50, Running),
+                (50, 60, Sleeping), (60, 70, Running)]
+        );
     }
 }

@@ -85,6 +85,33 @@ impl Transition {
     fn is_wait_for_cpu(&self) -> bool {
         matches!(self.state, TIMELINE_RUNNABLE | OFF_CPU_PREEMPTED)
     }
+
+    /// What the kernel placed from its counters between this state change
+    /// and `next` because no tracepoint said when it happened (a wakeup,
+    /// switch-in or switch-out it did not report: `fill_unreported` in the
+    /// kernel programs). Its place is just before `next`: first the wait
+    /// for a CPU, then the run. Nothing for a run, whose own time is its
+    /// on-CPU total; only the run for a wait, whose own time is its wait.
+    pub fn unreported_before(&self, next: &Transition) -> Unreported {
+        if self.state == TIMELINE_ON_CPU {
+            return Unreported::default();
+        }
+        let period = next.ts_ns.saturating_sub(self.ts_ns);
+        let ran = next.totals.on_cpu_ns.saturating_sub(self.totals.on_cpu_ns).min(period);
+        let waited = if self.is_wait_for_cpu() {
+            0
+        } else {
+            next.totals.runq_wait_ns.saturating_sub(self.totals.runq_wait_ns).min(period - ran)
+        };
+        Unreported { ran, waited }
+    }
+}
+
+/// See [`Transition::unreported_before`] (ns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unreported {
+    pub waited: u64,
+    pub ran: u64,
 }
 
 fn known_state(state: u32) -> bool {

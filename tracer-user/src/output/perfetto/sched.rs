@@ -17,7 +17,7 @@ use tracer_common::{
     OFF_CPU_IOWAIT, OFF_CPU_PREEMPTED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, TIMELINE_ON_CPU, TIMELINE_RUNNABLE,
 };
 
-use crate::model::timeline::{self, HeldSlice, ThreadHistory, Timeline, Transition};
+use crate::model::timeline::{self, HeldSlice, ThreadHistory, Timeline, Transition, Unreported};
 
 /// `prev_state` of `sched_switch`, in the layout Perfetto's trace processor
 /// assumes when a trace names no kernel version (Linux 4.4's), which is why
@@ -129,7 +129,7 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                 // Before that run it waited for the CPU as long as its
                 // totals say (split from the kernel's counters).
                 (_, Some(n)) if is_switch_out(n.state) => {
-                    let ran = n.totals.on_cpu_ns.saturating_sub(t.totals.on_cpu_ns).min(n.ts_ns - t.ts_ns);
+                    let Unreported { ran, waited } = t.unreported_before(n);
                     if ran > 0 {
                         occupants.entry(n.cpu).or_default().push(Occupant {
                             tid,
@@ -139,9 +139,16 @@ pub fn cpu_events(timeline: &Timeline) -> CpuEvents {
                             traced: true,
                         });
                     }
-                    let waited =
-                        n.totals.runq_wait_ns.saturating_sub(t.totals.runq_wait_ns).min(n.ts_ns - ran - t.ts_ns);
-                    if waited > 0 && t.state != TIMELINE_RUNNABLE {
+                    if waited > 0 {
+                        let ts_ns = n.ts_ns - ran - waited;
+                        by_cpu.entry(n.cpu).or_default().push(SchedEvent::Waking { ts_ns, tid, target_cpu: n.cpu });
+                    }
+                }
+                // Back on a CPU after a wakeup it did not report: the
+                // kernel's counters say how long it waited for the CPU.
+                (_, Some(n)) if n.state == TIMELINE_ON_CPU => {
+                    let Unreported { ran, waited } = t.unreported_before(n);
+                    if waited > 0 {
                         let ts_ns = n.ts_ns - ran - waited;
                         by_cpu.entry(n.cpu).or_default().push(SchedEvent::Waking { ts_ns, tid, target_cpu: n.cpu });
                     }

@@ -208,6 +208,20 @@ fn the_wait_before_a_run_the_kernel_did_not_report_is_placed_from_the_totals() {
 }
 
 #[test]
+fn the_wait_before_a_reported_switch_in_is_placed_from_the_totals() {
+    // Asleep at 2 ms, back on a CPU at 10 ms with 3 ms more waiting for
+    // one: its wake-up was not reported, and came at 7 ms.
+    let asleep = ThreadTotals { on_cpu_ns: 2 * MS, ..ThreadTotals::default() };
+    let events = [
+        transition(0.0, TIMELINE_ON_CPU, ThreadTotals::default()),
+        transition(2.0, OFF_CPU_SLEEP, asleep),
+        transition(10.0, TIMELINE_ON_CPU, ThreadTotals { runq_wait_ns: 3 * MS, ..asleep }),
+    ];
+    let (trace, _) = decode(&from_events(&events), &[]);
+    assert_eq!(wakings(&trace), [(T0 + 7 * MS, TID as i32, 1)]);
+}
+
+#[test]
 fn spans_are_slices_on_their_threads_with_their_line_as_arguments() {
     let timeline = recorded();
     let mut outer = test_span(5, 2, 3, Verdict::CpuContention);
