@@ -32,6 +32,18 @@ fn block_bytes(process: &ProcessJson, op: &str) -> u64 {
     process.block_io.iter().filter(|b| b.op == op).map(|b| b.bytes).sum()
 }
 
+/// Every process the report charged block writes to, and what the kernel
+/// programs lost: where a writer's missing bytes went, when a check fails.
+fn block_writers(report: &Report) -> String {
+    let writers: Vec<String> = report
+        .processes
+        .iter()
+        .filter(|p| block_bytes(p, "write") > 0)
+        .map(|p| format!("{} {} {} bytes", p.pid, p.comm, block_bytes(p, "write")))
+        .collect();
+    format!("block writes by process: {}; lost: {:?}", writers.join(", "), report.meta.lost)
+}
+
 #[test]
 fn exactly_n_getppid_calls_are_counted() {
     if !bpf_available("exactly_n_getppid_calls_are_counted") {
@@ -193,7 +205,8 @@ fn direct_writes_match_proc_io_disk_stats_and_show_iowait() {
     let written = block_bytes(p, "write");
     assert!(
         (data..=data + FSYNC_METADATA_SLACK).contains(&written),
-        "block writes charged to the writer: {written} for {data} bytes of data"
+        "block writes charged to the writer: {written} for {data} bytes of data; {}",
+        block_writers(&report)
     );
     let proc_io: u64 = printed.parse().expect("write_bytes delta");
     assert!(proc_io >= data);
@@ -241,7 +254,12 @@ fn block_io_is_charged_to_its_submitter() {
     let (pa, pb) = (process(&report, pid_a), process(&report, pid_b));
     for (p, data) in [(pa, 48 * 64 * 1024), (pb, 16 * 128 * 1024)] {
         let written = block_bytes(p, "write");
-        assert!((data..=data + FSYNC_METADATA_SLACK).contains(&written), "{written} for {data}: {:?}", p.block_io);
+        assert!(
+            (data..=data + FSYNC_METADATA_SLACK).contains(&written),
+            "{written} for {data}: {:?}; {}",
+            p.block_io,
+            block_writers(&report)
+        );
     }
     // The request sizes say whose requests these are: A wrote 64 KiB at a
     // time, B 128 KiB (split only where a file is fragmented on disk).

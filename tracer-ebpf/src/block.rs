@@ -86,6 +86,10 @@ fn on_submit(ctx: &TracePointContext, stage: Stage) {
     {
         // SAFETY: a map value; one request moves through one stage at a time.
         let entry = unsafe { &mut *entry };
+        // Bios merged into the request since it started made it larger.
+        if let Some(bytes) = read_field::<u32>(ctx, offsets.rq_bytes) {
+            entry.bytes = bytes;
+        }
         match stage {
             Stage::Insert => entry.insert_ns = now,
             Stage::Issue => entry.issue_ns = now,
