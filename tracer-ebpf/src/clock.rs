@@ -24,7 +24,7 @@
 //!   worth the reads that tell steal from that lag.
 use tracer_common::{OffCpuState, THREAD_WOKEN_ON_IDLE, ThreadStats};
 
-use crate::kernel::TaskPtr;
+use crate::kernel::Task;
 
 /// A run the kernel counted shorter than its tracepoints by more than this
 /// is checked for steal (see the module's documentation).
@@ -36,7 +36,12 @@ const STEAL_CHECKED_ABOVE_NS: u64 = 10_000;
 /// (more than `period` when the kernel did not charge the idle wake-up
 /// before it either: the state the thread leaves into then covers that too).
 #[inline(always)]
-pub fn settle_run(stats: &mut ThreadStats, period: u64, exec_ns: u64, task: Option<TaskPtr>) -> u64 {
+pub fn settle_run<const TYPED: bool>(
+    stats: &mut ThreadStats,
+    period: u64,
+    exec_ns: u64,
+    task: Option<Task<TYPED>>,
+) -> u64 {
     // A wake-up on an idle CPU was counted on-CPU at the switch-in already.
     let woken_on_idle = stats.flags & THREAD_WOKEN_ON_IDLE != 0;
     let counted = if woken_on_idle { period + stats.last_wait_ns } else { period };

@@ -29,8 +29,8 @@ pub fn btf_sched_switch(ctx: BtfTracePointContext) -> u32 {
 #[inline(always)]
 fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
     let preempt = ctx.arg::<u8>(0) != 0;
-    let prev = TaskPtr(ctx.arg::<*const u8>(1));
-    let next = TaskPtr(ctx.arg::<*const u8>(2));
+    let prev = TaskPtr::arg(ctx, 1);
+    let next = TaskPtr::arg(ctx, 2);
     let prev_state = ctx.arg::<u32>(3);
     let now = now_ns();
     let cpu = this_cpu();
@@ -112,8 +112,8 @@ pub fn btf_sched_wakeup(ctx: BtfTracePointContext) -> u32 {
 /// the child's thread, not its process.
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn btf_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
-    let parent = TaskPtr(ctx.arg::<*const u8>(0));
-    let child = TaskPtr(ctx.arg::<*const u8>(1));
+    let parent = TaskPtr::arg(&ctx, 0);
+    let child = TaskPtr::arg(&ctx, 1);
     filter::on_fork(parent.tgid(), child.tgid());
     0
 }
@@ -125,7 +125,7 @@ pub fn btf_sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
 }
 
 fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
-    let task = TaskPtr(ctx.arg::<*const u8>(0));
+    let task = TaskPtr::arg(ctx, 0);
     let (tid, tgid) = task.ids();
     if tid == 0 {
         return 0;

@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     clock, exits,
-    kernel::{TaskPtr, current_task, now_ns, spans_enabled, this_cpu},
+    kernel::{Task, TaskPtr, current_task, now_ns, spans_enabled, this_cpu},
     maps::{CLOCK_OFFSETS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
@@ -289,8 +289,14 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
 
 /// The thread left the CPU. `task` is the kernel's task, when readable.
 #[inline(always)]
-pub fn on_switch_out(tid: u32, stats: &mut ThreadStats, out: SwitchOut, now: u64, task: Option<TaskPtr>) {
-    let kernel = task.and_then(TaskPtr::sched_counters);
+pub fn on_switch_out<const TYPED: bool>(
+    tid: u32,
+    stats: &mut ThreadStats,
+    out: SwitchOut,
+    now: u64,
+    task: Option<Task<TYPED>>,
+) {
+    let kernel = task.and_then(Task::sched_counters);
     let counted = counted_since(stats, kernel);
     if stats.on_cpu_since_ns == 0 && stats.last_cpu != CPU_UNKNOWN {
         // It ran, but its switch-in was not reported.
@@ -396,7 +402,7 @@ pub fn catch_up_running(tid: u32, stats: &mut ThreadStats) {
 /// seen, and was its only one since its last switch-out:
 /// `on_cpu_since_ns` and `sched_info.last_arrival` mark the same switch.
 #[inline(always)]
-fn learn_clock_offset(stats: &ThreadStats, task: TaskPtr) {
+fn learn_clock_offset<const TYPED: bool>(stats: &ThreadStats, task: Task<TYPED>) {
     if stats.on_cpu_since_ns == 0 {
         return;
     }

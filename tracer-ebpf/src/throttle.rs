@@ -11,12 +11,12 @@
 //! one wait, mostly throttled. Nobody held the CPU from it meanwhile.
 use tracer_common::{CPU_UNKNOWN, THREAD_THROTTLE_SAMPLED, ThreadStats};
 
-use crate::kernel::{TaskPtr, cfs_rq_throttled_ns};
+use crate::kernel::{Task, cfs_rq_throttled_ns};
 
 /// The thread is leaving `cpu` (`task` is the thread): remembers its run
 /// queue, and when it stays runnable, its wait begins now.
 #[inline(always)]
-pub fn on_switch_out(stats: &mut ThreadStats, task: TaskPtr, cpu: u32, runnable: bool) {
+pub fn on_switch_out<const TYPED: bool>(stats: &mut ThreadStats, task: Task<TYPED>, cpu: u32, runnable: bool) {
     stats.cfs_rq = task.cfs_rq().unwrap_or(0);
     if stats.last_cpu == CPU_UNKNOWN {
         // Tracked from this switch-out on (classic tracepoints with a
