@@ -31,7 +31,7 @@ use tracer_common::{
 };
 
 use crate::{
-    kernel::{current_task, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
+    kernel::{current_file_of, http_syscalls, now_ns, read_user, read_user_prefix, read_user_short, this_cpu},
     maps::{HTTP_CONNS, HTTP_PEERS, HTTP_PREFIXES, count},
     h2,
     http_records::{
@@ -117,7 +117,7 @@ pub fn on_enter(tgid: u32, stats: &mut ThreadStats, nr: u32, args: impl FnOnce()
         let [fd, buf] = args();
         // The connection is its `struct file`, so descriptors dup'ed from
         // one another (a reader and a writer) are one connection.
-        file = current_task().file_of(fd as u32).unwrap_or(u64::from(fd as u32));
+        file = current_file_of(fd as u32).unwrap_or(u64::from(fd as u32));
         stats.syscall_file = file;
         stats.syscall_buf = buf;
     }

@@ -2,7 +2,7 @@
 //! programs is here, in small helpers named after what they read.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
     programs::{BtfTracePointContext, TracePointContext},
@@ -234,11 +234,18 @@ fn load_at<T: Copy>(task: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(task.add(offset as usize).cast::<T>()) }
 }
 
+/// A field of a struct: a load when the verifier knows `base`'s type, else
+/// a helper call.
+#[inline(always)]
+fn typed_field<const TYPED: bool, T: Copy>(base: *const u8, offset: u32) -> Option<T> {
+    if TYPED { Some(load_at(base, offset)) } else { read_at(base, offset) }
+}
+
 impl<const TYPED: bool> Task<TYPED> {
     /// One field: a load when typed, else a helper call.
     #[inline(always)]
     fn field<T: Copy>(self, offset: u32) -> Option<T> {
-        if TYPED { Some(load_at(self.0, offset)) } else { read_at(self.0, offset) }
+        typed_field::<TYPED, T>(self.0, offset)
     }
 
     /// Kernel TID and TGID (`task_struct.pid`, `.tgid`: the user-visible
@@ -287,12 +294,14 @@ impl<const TYPED: bool> Task<TYPED> {
         if files_at == 0 {
             return None;
         }
-        let files = read_at::<*const u8>(self.0, files_at)?;
-        let fdt = read_at::<*const u8>(files, global!(TASK_OFFSETS.files_fdt))?;
-        if fd >= read_at::<u32>(fdt, global!(TASK_OFFSETS.fdtable_max_fds))? {
+        // Typed, `files` and `fdt` are typed too; `fd`, an array of
+        // pointers, is not (BTF types only pointers to structs).
+        let files = self.field::<*const u8>(files_at)?;
+        let fdt = typed_field::<TYPED, *const u8>(files, global!(TASK_OFFSETS.files_fdt))?;
+        if fd >= typed_field::<TYPED, u32>(fdt, global!(TASK_OFFSETS.fdtable_max_fds))? {
             return None;
         }
-        let table = read_at::<*const u8>(fdt, global!(TASK_OFFSETS.fdtable_fd))?;
+        let table = typed_field::<TYPED, *const u8>(fdt, global!(TASK_OFFSETS.fdtable_fd))?;
         read_at::<u64>(table, fd * KERNEL_POINTER_SIZE).filter(|&file| file != 0)
     }
 
@@ -420,6 +429,19 @@ fn cgroup_id(cgroup: *const u8) -> Option<u64> {
 pub fn current_task() -> CurrentTask {
     // SAFETY: helper call without arguments.
     Task(unsafe { bpf_get_current_task() } as *const u8)
+}
+
+/// The `struct file` behind descriptor `fd` of the task running this
+/// program, through a typed `current` (`bpf_get_current_task_btf`), whose
+/// loads are cheaper than helper calls. Only asked for when BTF gave the
+/// offsets (the helper needs it), and only here, where the typed pointer
+/// goes no further.
+pub fn current_file_of(fd: u32) -> Option<u64> {
+    if global!(TASK_OFFSETS.task_files) == 0 {
+        return None;
+    }
+    // SAFETY: helper call without arguments.
+    Task::<true>(unsafe { bpf_get_current_task_btf() } as *const u8).file_of(fd)
 }
 
 /// The TID and TGID of the task running this program.
