@@ -1,6 +1,8 @@
 //! Folds what the kernel sends (run-queue events, thread totals, exit
 //! records) into per-thread and per-process state.
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use foldhash::{HashMap, HashMapExt};
 
 use tracer_common::{
     OFF_CPU_IOWAIT, THREAD_KERNEL_SAMPLED, OFF_CPU_SLEEP, OFF_CPU_UNINTERRUPTIBLE, RunqEvent, ThreadExit, ThreadStats,

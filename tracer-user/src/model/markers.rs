@@ -4,7 +4,9 @@
 //! recorded elsewhere. A span is joined once the timeline has been drained
 //! past its end; each thread's history is kept back to its oldest open
 //! span only.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::{HashMap, HashMapExt};
 
 use tracer_common::{
     MARKER_BEGIN, MARKER_END, MarkerRecord, OFF_CPU_PREEMPTED, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SpanEvent,

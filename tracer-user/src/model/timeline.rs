@@ -2,7 +2,9 @@
 //! any moment, the syscalls and CPU holders in a window, a wall-clock time
 //! on the kernel's clock. Built from events (as `output::timeline_file`
 //! reads them, or in tests), never from a file here.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
