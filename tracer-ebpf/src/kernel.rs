@@ -328,8 +328,23 @@ impl<const TYPED: bool> Task<TYPED> {
     pub fn cfs_rq(self) -> Option<u64> {
         match global!(TASK_OFFSETS.task_cfs_rq) {
             0 => None,
-            offset => read_at::<u64>(self.0, offset).filter(|&cfs_rq| cfs_rq != 0),
+            offset => self.field::<u64>(offset).filter(|&cfs_rq| cfs_rq != 0),
         }
+    }
+
+    /// `cfs_rq_throttled_ns(cfs_rq)`, read with loads when the task is
+    /// typed and on that run queue now (nearly always: it is the one it
+    /// left, and it did not move since), else with helper calls.
+    #[inline(always)]
+    pub fn throttled_ns(self, cfs_rq: u64) -> Option<u64> {
+        let offset = global!(TASK_OFFSETS.task_cfs_rq);
+        if TYPED && offset != 0 {
+            let on: *const u8 = load_at(self.0, offset);
+            if on as u64 == cfs_rq {
+                return typed_cfs_rq_throttled_ns(on);
+            }
+        }
+        cfs_rq_throttled_ns(cfs_rq)
     }
 
     /// How much of the run it is leaving the kernel's task clock left out
@@ -417,6 +432,20 @@ pub fn cfs_rq_throttled_ns(cfs_rq: u64) -> Option<u64> {
     }
     let rq = read_at::<*const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
     let clock = read_at::<u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
+    Some(total + clock.saturating_sub(since))
+}
+
+/// `cfs_rq_throttled_ns` of a typed run queue, with loads.
+#[inline(always)]
+fn typed_cfs_rq_throttled_ns(cfs_rq: *const u8) -> Option<u64> {
+    let since_at = global!(TASK_OFFSETS.cfs_rq_throttled_clock_self);
+    let since: u64 = load_at(cfs_rq, since_at);
+    let total: u64 = load_at(cfs_rq, since_at + 8);
+    if since == 0 {
+        return Some(total);
+    }
+    let rq: *const u8 = load_at(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq));
+    let clock: u64 = load_at(rq, global!(TASK_OFFSETS.rq_clock));
     Some(total + clock.saturating_sub(since))
 }
 

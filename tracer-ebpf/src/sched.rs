@@ -237,7 +237,7 @@ fn fill_unreported(stats: &mut ThreadStats, until: u64, counted: Option<KernelSc
 #[inline(always)]
 fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted: Option<KernelSchedCounters>) {
     let throttled = if stats.flags & THREAD_THROTTLE_SAMPLED != 0 && stats.runnable_since_ns != 0 {
-        throttle::throttled_part(stats, this_cpu(), until.saturating_sub(stats.runnable_since_ns))
+        throttle::throttled_part(stats, this_cpu(), until.saturating_sub(stats.runnable_since_ns), None)
     } else {
         0
     };
@@ -282,7 +282,7 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
     close_blocked(stats, now);
     stats.off_cpu_state = OffCpuState::Unknown as u32;
     stats.runnable_since_ns = now;
-    throttle::wait_begins(stats);
+    throttle::wait_begins(stats, task);
     timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
     true
 }
@@ -502,7 +502,7 @@ pub fn on_switch_in(
         });
     } else if stats.runnable_since_ns != 0 && now >= stats.runnable_since_ns {
         let wait = now - stats.runnable_since_ns;
-        let throttled = if throttle_sampled { throttle::throttled_part(stats, cpu, wait) } else { 0 };
+        let throttled = if throttle_sampled { throttle::throttled_part(stats, cpu, wait, task) } else { 0 };
         stats.last_wait_ns = wait;
         stats.totals.runq_wait_ns += wait;
         stats.totals.runq_waits += 1;

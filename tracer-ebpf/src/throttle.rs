@@ -11,7 +11,7 @@
 //! one wait, mostly throttled. Nobody held the CPU from it meanwhile.
 use tracer_common::{CPU_UNKNOWN, THREAD_THROTTLE_SAMPLED, ThreadStats};
 
-use crate::kernel::{Task, cfs_rq_throttled_ns};
+use crate::kernel::{Task, TaskPtr, cfs_rq_throttled_ns};
 
 /// The thread is leaving `cpu` (`task` is the thread): remembers its run
 /// queue, and when it stays runnable, its wait begins now.
@@ -26,18 +26,18 @@ pub fn on_switch_out<const TYPED: bool>(stats: &mut ThreadStats, task: Task<TYPE
     }
     stats.flags &= !THREAD_THROTTLE_SAMPLED;
     if runnable {
-        wait_begins(stats);
+        wait_begins(stats, Some(task));
     }
 }
 
 /// A wait for a CPU begins: reads the throttled time of the run queue the
-/// thread left last.
+/// thread left last (`task` is the thread, when known).
 #[inline(always)]
-pub fn wait_begins(stats: &mut ThreadStats) {
+pub fn wait_begins<const TYPED: bool>(stats: &mut ThreadStats, task: Option<Task<TYPED>>) {
     if stats.cfs_rq == 0 {
         return;
     }
-    if let Some(throttled) = cfs_rq_throttled_ns(stats.cfs_rq) {
+    if let Some(throttled) = throttled_ns(stats.cfs_rq, task) {
         stats.cfs_rq_throttled_at_wait_ns = throttled;
         stats.flags |= THREAD_THROTTLE_SAMPLED;
     }
@@ -47,14 +47,23 @@ pub fn wait_begins(stats: &mut ThreadStats) {
 /// thread whose wait began with a reading. Only on the CPU it left: a thread
 /// that moved waited on another CPU's run queue, which was not read.
 #[inline(always)]
-pub fn throttled_part(stats: &ThreadStats, cpu: u32, wait_ns: u64) -> u64 {
+pub fn throttled_part(stats: &ThreadStats, cpu: u32, wait_ns: u64, task: Option<TaskPtr>) -> u64 {
     if cpu != stats.last_cpu {
         return 0;
     }
-    let Some(throttled) = cfs_rq_throttled_ns(stats.cfs_rq) else {
+    let Some(throttled) = throttled_ns(stats.cfs_rq, task) else {
         return 0;
     };
     throttled
         .saturating_sub(stats.cfs_rq_throttled_at_wait_ns)
         .min(wait_ns)
+}
+
+/// The throttled time of run queue `cfs_rq`, through `task` when known.
+#[inline(always)]
+fn throttled_ns<const TYPED: bool>(cfs_rq: u64, task: Option<Task<TYPED>>) -> Option<u64> {
+    match task {
+        Some(task) => task.throttled_ns(cfs_rq),
+        None => cfs_rq_throttled_ns(cfs_rq),
+    }
 }
