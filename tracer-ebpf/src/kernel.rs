@@ -2,8 +2,8 @@
 //! programs is here, in small helpers named after what they read.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -241,6 +241,18 @@ fn typed_field<const TYPED: bool, T: Copy>(base: *const u8, offset: u32) -> Opti
     if TYPED { Some(load_at(base, offset)) } else { read_at(base, offset) }
 }
 
+/// Two neighbouring fields at `offset` (the loader checks that they are):
+/// two loads when typed (a load stays within one field), else one helper
+/// call for both.
+#[inline(always)]
+fn typed_pair<const TYPED: bool, T: Copy>(base: *const u8, offset: u32) -> Option<[T; 2]> {
+    if TYPED {
+        Some([load_at(base, offset), load_at(base, offset + core::mem::size_of::<T>() as u32)])
+    } else {
+        read_at(base, offset)
+    }
+}
+
 impl<const TYPED: bool> Task<TYPED> {
     /// One field: a load when typed, else a helper call.
     #[inline(always)]
@@ -249,13 +261,9 @@ impl<const TYPED: bool> Task<TYPED> {
     }
 
     /// Kernel TID and TGID (`task_struct.pid`, `.tgid`: the user-visible
-    /// PID), (0, 0) for the idle tasks. Untyped, one read of both: the
-    /// loader checks that they are neighbours.
+    /// PID, neighbours), (0, 0) for the idle tasks.
     pub fn ids(self) -> (u32, u32) {
-        if TYPED {
-            return (load_at(self.0, global!(TASK_OFFSETS.task_pid)), self.tgid());
-        }
-        read_at::<[u32; 2]>(self.0, global!(TASK_OFFSETS.task_pid)).map_or((0, 0), |[tid, tgid]| (tid, tgid))
+        typed_pair::<TYPED, u32>(self.0, global!(TASK_OFFSETS.task_pid)).map_or((0, 0), |[tid, tgid]| (tid, tgid))
     }
 
     /// Kernel TGID alone.
@@ -278,13 +286,8 @@ impl<const TYPED: bool> Task<TYPED> {
         if exec == 0 {
             return None;
         }
-        // `sched_info.run_delay` follows `.pcount`: the loader checks it.
-        let pcount = global!(TASK_OFFSETS.task_pcount);
-        let [runs, run_delay_ns] = if TYPED {
-            [load_at(self.0, pcount), load_at(self.0, pcount + 8)]
-        } else {
-            read_at::<[u64; 2]>(self.0, pcount)?
-        };
+        // `sched_info.pcount`, then `.run_delay`.
+        let [runs, run_delay_ns] = typed_pair::<TYPED, u64>(self.0, global!(TASK_OFFSETS.task_pcount))?;
         Some(KernelSchedCounters { exec_ns: self.field(exec)?, run_delay_ns, runs })
     }
 
@@ -341,7 +344,7 @@ impl<const TYPED: bool> Task<TYPED> {
         if TYPED && offset != 0 {
             let on: *const u8 = load_at(self.0, offset);
             if on as u64 == cfs_rq {
-                return typed_cfs_rq_throttled_ns(on);
+                return run_queue_throttled_ns::<true>(on);
             }
         }
         cfs_rq_throttled_ns(cfs_rq)
@@ -425,27 +428,19 @@ impl<const TYPED: bool> Task<TYPED> {
 /// unthrottle, plus the throttle in progress, since `throttled_clock_self`,
 /// to the rq clock now (the scheduler updated it before the tracepoint).
 pub fn cfs_rq_throttled_ns(cfs_rq: u64) -> Option<u64> {
-    let cfs_rq = cfs_rq as *const u8;
-    let [since, total] = read_at::<[u64; 2]>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_throttled_clock_self))?;
-    if since == 0 {
-        return Some(total);
-    }
-    let rq = read_at::<*const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
-    let clock = read_at::<u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
-    Some(total + clock.saturating_sub(since))
+    run_queue_throttled_ns::<false>(cfs_rq as *const u8)
 }
 
-/// `cfs_rq_throttled_ns` of a typed run queue, with loads.
+/// `cfs_rq_throttled_ns`, with loads when `cfs_rq` is typed.
 #[inline(always)]
-fn typed_cfs_rq_throttled_ns(cfs_rq: *const u8) -> Option<u64> {
-    let since_at = global!(TASK_OFFSETS.cfs_rq_throttled_clock_self);
-    let since: u64 = load_at(cfs_rq, since_at);
-    let total: u64 = load_at(cfs_rq, since_at + 8);
+fn run_queue_throttled_ns<const TYPED: bool>(cfs_rq: *const u8) -> Option<u64> {
+    // `throttled_clock_self`, then `throttled_clock_self_time`.
+    let [since, total] = typed_pair::<TYPED, u64>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_throttled_clock_self))?;
     if since == 0 {
         return Some(total);
     }
-    let rq: *const u8 = load_at(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq));
-    let clock: u64 = load_at(rq, global!(TASK_OFFSETS.rq_clock));
+    let rq = typed_field::<TYPED, *const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
+    let clock = typed_field::<TYPED, u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
     Some(total + clock.saturating_sub(since))
 }
 
