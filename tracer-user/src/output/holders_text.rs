@@ -48,7 +48,15 @@ pub fn summary(comm: &str, waited: Waited, time_ns: u64, held: &[Held]) -> Strin
     parts.push((idle, "on a CPU leaving idle after a migration".into()));
     parts.push((waited.stolen_ns, "stolen by the hypervisor".into()));
     parts.sort_by(|a, b| b.0.cmp(&a.0));
-    let pct = |ns: u64| ns as f64 * 100.0 / waited_ns as f64;
+    // The holders are charged the wait as it goes on, and as the
+    // tracepoints saw it. The wait's total is added when it ends, and
+    // follows the kernel's clock, which gives the run after it the
+    // microseconds its switch took (`clock::settle_run` in the kernel
+    // programs). So they can add up to more than the total (a wait going on
+    // at the end, many short ones): then their shares are of their sum,
+    // and never add up to more than all of it.
+    let whole = parts.iter().map(|(ns, _)| ns).sum::<u64>().max(waited_ns);
+    let pct = |ns: u64| ns as f64 * 100.0 / whole as f64;
     let named: Vec<String> = parts
         .into_iter()
         .filter(|(ns, _)| pct(*ns) >= SUMMARY_MIN_PCT)
@@ -136,6 +144,13 @@ mod tests {
         assert_eq!(
             summary("goserver", Waited { ns: 1_000, stolen_ns: 0 }, 2_000, &[unfollowed]),
             "goserver waited 1.00 us for a CPU, 50% of its time: 25% not followed"
+        );
+        // Charged a little more than the wait's total (the switches' own
+        // time, which the total gives to the runs): shares of the holders.
+        let sh = Held { pid: 25469, comm: "sh".into(), cgroup: None, kind: HolderKind::SameCgroup, ns: 8_350_778 };
+        assert_eq!(
+            summary("tracer", Waited { ns: 8_181_488, stolen_ns: 0 }, 4_000_000_000, &[sh]),
+            "tracer waited 8.2 ms for a CPU, 0% of its time: 100% behind sh (pid 25469, same cgroup)"
         );
         assert_eq!(summary("idle", Waited::default(), 1_000, &[]), "idle did not wait for a CPU");
         assert_eq!(
