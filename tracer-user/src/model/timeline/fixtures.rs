@@ -11,16 +11,7 @@ pub const PID: u32 = 100;
 pub const UNIX0: u64 = 1_700_000_000_000 * MS;
 
 pub fn transition(ms: f64, state: u32, totals: ThreadTotals) -> TimelineEvent {
-    TimelineEvent {
-        kind: TIMELINE_TRANSITION,
-        tid: TID,
-        tgid: PID,
-        cpu: 1,
-        ts_ns: T0 + (ms * MS as f64) as u64,
-        value: state,
-        totals,
-        ..TimelineEvent::default()
-    }
+    TimelineEvent { totals, ..point(TIMELINE_TRANSITION, ms, state, 0) }
 }
 
 pub fn point(kind: u32, end_ms: f64, id: u32, ns: u64) -> TimelineEvent {
