@@ -36,7 +36,11 @@ fn spans_alone_have_the_verdict_of_their_work() {
     for (span, client) in cpu.iter().zip(&client_cpu) {
         assert_eq!(span.verdict, Verdict::OnCpu, "{span:?}");
         let wall = span.wall_ns;
-        assert!(span.on_cpu_ns as f64 >= 0.9 * wall as f64, "{span:?}");
+        // On a CPU, but for what others held it (the host's own threads
+        // preempt it now and then: one CI run saw kdamond hold it 5.9 ms),
+        // each named in its blame.
+        let held = span.blame.iter().map(|h| h.ns).sum::<u64>().min(span.runq_wait_ns);
+        assert!((span.on_cpu_ns + held) as f64 >= 0.9 * wall as f64, "{span:?}");
         assert!(wall >= 30_000_000, "30 ms of CPU: {span:?}");
         let client = client.as_nanos() as u64;
         assert!(wall <= client && client - wall < 20_000_000, "server {wall} ns within client {client} ns");
