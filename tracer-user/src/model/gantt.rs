@@ -139,16 +139,20 @@ fn stretches(thread: &ThreadHistory) -> Vec<Stretch> {
         };
         match (GanttState::of(t.state), next) {
             (GanttState::Runnable, Some(n)) => {
+                // Off the CPU again with no switch-in reported: its run
+                // ends the stretch (`unreported_before`).
+                let wait_end = end - t.unreported_before(n).ran;
                 let throttled = n.totals.throttled_ns.saturating_sub(t.totals.throttled_ns);
-                let throttled_end = t.ts_ns + throttled.min(end - t.ts_ns);
+                let throttled_end = t.ts_ns + throttled.min(wait_end - t.ts_ns);
                 push(t.ts_ns, throttled_end, GanttState::Throttled);
                 let mut at = throttled_end;
-                for &(idle_start, idle_end) in idle.iter().filter(|(s, e)| *e > throttled_end && *s < end) {
+                for &(idle_start, idle_end) in idle.iter().filter(|(s, e)| *e > throttled_end && *s < wait_end) {
                     push(at, idle_start.max(at), GanttState::Runnable);
-                    push(idle_start.max(at), idle_end.min(end), GanttState::IdleWakeup);
-                    at = idle_end.min(end);
+                    push(idle_start.max(at), idle_end.min(wait_end), GanttState::IdleWakeup);
+                    at = idle_end.min(wait_end);
                 }
-                push(at, end, GanttState::Runnable);
+                push(at, wait_end, GanttState::Runnable);
+                push(wait_end, end, GanttState::Running);
             }
             (GanttState::Running, Some(n)) => {
                 let wakeup = n.totals.wakeup_idle_ns.saturating_sub(t.totals.wakeup_idle_ns).min(end - t.ts_ns);
@@ -295,11 +299,14 @@ mod tests {
             // Its switch-in was not reported: it ran 1 ms before leaving.
             transition(9, 50, OFF_CPU_SLEEP, ThreadTotals { on_cpu_ns: 3 * MS, ..waited }),
             transition(9, 60, TIMELINE_ON_CPU, ran),
+            transition(9, 70, OFF_CPU_PREEMPTED, ThreadTotals { on_cpu_ns: 13 * MS, ..ran }),
+            // Its switch-in was not reported: it waited 6 ms, then ran 2.
+            transition(9, 78, OFF_CPU_SLEEP, ThreadTotals { on_cpu_ns: 15 * MS, ..ran }),
         ]);
         assert_eq!(
-            ms(&chart(&timeline, &[9], 0, 70 * MS).unwrap().rows[0]),
+            ms(&chart(&timeline, &[9], 0, 80 * MS).unwrap().rows[0]),
             [(0, 26, Sleeping), (26, 30, Runnable), (30, 32, Running), (32, 49, IoWait), (49, 50, Running),
-                (50, 60, Sleeping), (60, 70, Running)]
+                (50, 60, Sleeping), (60, 70, Running), (70, 76, Runnable), (76, 78, Running), (78, 80, Sleeping)]
         );
     }
 }

@@ -93,9 +93,11 @@ impl Transition {
     /// switch-in or switch-out it did not report: `fill_unreported` in the
     /// kernel programs). Its place is just before `next`: first the wait
     /// for a CPU, then the run. Nothing for a run, whose own time is its
-    /// on-CPU total; only the run for a wait, whose own time is its wait.
+    /// on-CPU total, nor for a wait that ended at a reported switch-in
+    /// (its on-CPU growth is the idle wake-up, charged to the run); only
+    /// the run for a wait that ended at a switch-out.
     pub fn unreported_before(&self, next: &Transition) -> Unreported {
-        if self.state == TIMELINE_ON_CPU {
+        if self.state == TIMELINE_ON_CPU || (self.is_wait_for_cpu() && next.state == TIMELINE_ON_CPU) {
             return Unreported::default();
         }
         let period = next.ts_ns.saturating_sub(self.ts_ns);
