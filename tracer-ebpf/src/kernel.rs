@@ -77,10 +77,19 @@ pub fn block_offsets() -> BlockOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
 }
-/// The per-CPU run slices are kept: for spans, the timeline or the
-/// CPU-holder sums (`SpanConfig::enabled`).
+/// Spans or the timeline are on (`SpanConfig::enabled`).
 pub fn spans_enabled() -> bool {
     global!(SPAN_CONFIG.enabled) != 0
+}
+/// The per-CPU run slices are kept: for spans, the timeline or the
+/// CPU-holder sums.
+pub fn slices_kept() -> bool {
+    spans_enabled() || holders_enabled()
+}
+/// The wakeup programs are not attached: a wakeup is placed at the
+/// thread's switch-in (`sched::woken_before_switch_in`).
+pub fn wakeups_at_switch_in() -> bool {
+    global!(TASK_OFFSETS.wakeups_at_switch_in) != 0
 }
 pub fn timeline_enabled() -> bool {
     global!(SPAN_CONFIG.timeline) != 0
@@ -356,10 +365,35 @@ impl<const TYPED: bool> Task<TYPED> {
     /// (`sched_info.last_arrival`, read from that clock) less `exec_ns`, the
     /// task clock's. At a switch-out only; `None` without the offsets.
     pub fn stolen_during_run(self, exec_ns: u64) -> Option<u64> {
-        let cfs_rq = self.cfs_rq()? as *const u8;
-        let rq = read_at::<*const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
-        let clock = read_at::<u64>(rq, global!(TASK_OFFSETS.rq_clock))?;
-        Some(clock.saturating_sub(self.last_arrival()?).saturating_sub(exec_ns))
+        Some(self.run_queue_clock()?.saturating_sub(self.last_arrival()?).saturating_sub(exec_ns))
+    }
+
+    /// Its run queue's clock (`se.cfs_rq->rq->clock`), which the scheduler
+    /// updated before the switch tracepoint; `None` without the offsets.
+    #[inline(always)]
+    fn run_queue_clock(self) -> Option<u64> {
+        let offset = global!(TASK_OFFSETS.task_cfs_rq);
+        if offset == 0 {
+            return None;
+        }
+        let cfs_rq = self.field::<*const u8>(offset).filter(|p| !p.is_null())?;
+        let rq = typed_field::<TYPED, *const u8>(cfs_rq, global!(TASK_OFFSETS.cfs_rq_rq))?;
+        typed_field::<TYPED, u64>(rq, global!(TASK_OFFSETS.rq_clock))
+    }
+
+    /// At its switch-in: how long the task has been on the run queue it is
+    /// being switched in from, by that queue's clock (`rq.clock -
+    /// sched_info.last_queued`), which the kernel adds to `run_delay` right
+    /// after the tracepoint. A task moved from another CPU's queue while it
+    /// waited restarted this there. `None` without the offsets.
+    #[inline(always)]
+    pub fn queued_here_ns(self) -> Option<u64> {
+        let offset = global!(TASK_OFFSETS.task_last_queued);
+        if offset == 0 {
+            return None;
+        }
+        let queued_at: u64 = self.field(offset).filter(|&at| at != 0)?;
+        Some(self.run_queue_clock()?.saturating_sub(queued_at))
     }
 
     /// Whether the task is off every CPU (`task_struct.on_cpu == 0`);

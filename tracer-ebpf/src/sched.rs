@@ -116,7 +116,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         off_cpu_state: OffCpuState::Unknown as u32,
         last_cpu: CPU_UNKNOWN,
         queued_cpu: CPU_UNKNOWN,
-        queued_slot: 0,
+        _pad: 0,
         last_blocked_ns: 0,
         last_blocked_state: OffCpuState::Unknown as u32,
         syscall_nr: 0,
@@ -256,9 +256,10 @@ fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted:
 /// `task` is the kernel's task when readable: if it says the thread is off
 /// every CPU while the entry says it is on one, its switch-out was not
 /// reported; the counters say how long it ran, and the kernel's record of
-/// how it blocked gives the state of the rest. Returns whether a wait began.
+/// how it blocked gives the state of the rest. `queued_cpu`: the CPU whose
+/// run queue it is put on, when known.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) -> bool {
+pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>, queued_cpu: Option<u32>) {
     if stats.on_cpu_since_ns != 0
         && now > stats.on_cpu_since_ns
         && let Some(task) = task
@@ -276,15 +277,58 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
         count(Counter::AccountingGaps);
         timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
+    if begin_wait(tid, stats, now) {
+        stats.queued_cpu = queued_cpu.unwrap_or(CPU_UNKNOWN);
+        throttle::wait_begins(stats, task);
+    }
+}
+
+/// Where the wakeup programs are not attached (`wakeups_at_switch_in`):
+/// the wakeup of a blocked thread being switched in at `now`, placed from
+/// the kernel's record of its wait, `queued_here_ns` on this CPU's run
+/// queue (`Task::queued_here_ns`). Such a kernel (Linux 6.18 on) throttles
+/// a thread by taking it off the run queue on its way back to user space,
+/// never while it waits after a wakeup, so nothing was to be read then.
+#[inline(always)]
+pub fn woken_before_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, task: TaskPtr, queued_here_ns: Option<u64>) {
+    if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
+        return;
+    }
+    let Some(mut queued) = queued_here_ns else { return };
+    // Moved from another CPU's run queue while it waited: the kernel added
+    // the wait there to `run_delay` at the move. Only when the counters saw
+    // no run since its switch-out (one the tracepoints missed).
+    if let Some(counted) = counted_since(stats, task.sched_counters())
+        && counted.runs == 0
+    {
+        queued += counted.run_delay_ns;
+    }
+    let woken = now.saturating_sub(queued);
+    let woken = if woken > stats.off_cpu_since_ns { woken } else { stats.off_cpu_since_ns };
+    begin_wait(tid, stats, woken);
+}
+
+/// The wait for a CPU of a thread that is neither running nor waiting
+/// (blocked, or never seen) begins at `at`, closing its blocked period.
+/// Returns whether it began.
+#[inline(always)]
+fn begin_wait(tid: u32, stats: &mut ThreadStats, at: u64) -> bool {
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
         return false;
     }
-    close_blocked(stats, now);
+    close_blocked(stats, at);
     stats.off_cpu_state = OffCpuState::Unknown as u32;
-    stats.runnable_since_ns = now;
-    throttle::wait_begins(stats, task);
-    timeline::transition(tid, stats, now, TIMELINE_RUNNABLE);
+    stats.runnable_since_ns = at;
+    timeline::transition(tid, stats, at, TIMELINE_RUNNABLE);
     true
+}
+
+/// How much of a wait that ends now on `cpu` was spent on `cpu`'s run
+/// queue, as far as known: the kernel's reading when there is one
+/// (`Task::queued_here_ns`), else all of it when it began there.
+#[inline(always)]
+pub fn wait_here_ns(stats: &ThreadStats, cpu: u32, queued_here_ns: Option<u64>) -> u64 {
+    queued_here_ns.unwrap_or(if stats.queued_cpu == cpu { u64::MAX } else { 0 })
 }
 
 /// The thread left the CPU. `task` is the kernel's task, when readable.
@@ -342,10 +386,12 @@ pub fn on_switch_out<const TYPED: bool>(
         stats.totals.involuntary_switches += 1;
         stats.runnable_since_ns = left;
         stats.off_cpu_since_ns = 0;
+        stats.queued_cpu = stats.last_cpu;
     } else {
         stats.totals.voluntary_switches += 1;
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = left;
+        stats.queued_cpu = CPU_UNKNOWN;
     }
     timeline::transition(tid, stats, now, out.state as u32);
     if out.dead {

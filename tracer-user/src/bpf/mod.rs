@@ -26,7 +26,7 @@ use tracer_common::{
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, ThreadStats,
-    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAP_CPU_WAITERS, MAX_CPUS, WaitHolderKey, programs,
+    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAX_CPUS, WaitHolderKey, programs,
 };
 
 pub use floor::load_empty_syscall_programs;
@@ -136,9 +136,6 @@ impl Probes {
                 .is_ok();
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
-        // The timeline names who held the CPU during waits, from the same
-        // per-CPU run slices as span blame; the holders' sums follow each
-        // CPU's waiters instead (`MAP_CPU_WAITERS`).
         // Marker rings first: their spans are joined with the timeline, so
         // it streams whenever there is one (or may be one later).
         let marker_rings: Vec<MarkerRing> = options
@@ -173,7 +170,6 @@ impl Probes {
             .map_max_entries(MAP_SYSCALL_ERRORS, entries_if(syscalls, STATS_MAP_ENTRIES))
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
-            .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
             .map_max_entries(tracer_common::MAP_H2_SCRATCH, entries_if(http, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
@@ -185,8 +181,8 @@ impl Probes {
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 
-        let sched = [
-            (programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH, "sched", "sched_switch"),
+        let switch = (programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH, "sched", "sched_switch");
+        let wakeups = [
             (programs::BTF_SCHED_WAKEUP, programs::TP_SCHED_WAKEUP, "sched", "sched_wakeup"),
             (programs::BTF_SCHED_WAKEUP_NEW, programs::TP_SCHED_WAKEUP_NEW, "sched", "sched_wakeup_new"),
         ];
@@ -200,7 +196,11 @@ impl Probes {
         };
         // The scheduler probes are the tool; the others add detail, and a
         // kernel that refuses one of them gets a warning, not an abort.
-        for program in sched {
+        attach(&mut ebpf, switch)?;
+        // Where the switch-in places wakeups (BTF, Linux 6.18 on), the
+        // wakeup programs are not attached at all.
+        let wakeups = if task_offsets.wakeups_at_switch_in != 0 { &wakeups[..0] } else { &wakeups[..] };
+        for &program in wakeups {
             attach(&mut ebpf, program)?;
         }
         // Forks of the targets: followed with --children, else counted as

@@ -55,8 +55,15 @@ pub(super) fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
     // `task_struct.cpu`, moved into `thread_info` on kernels (x86 since
     // 5.16) that keep `thread_info` inside `task_struct`.
     let task_cpu = btf.member_offset("task_struct", "cpu").ok().or_else(|| nested_member(btf, "thread_info", "thread_info", "cpu")).unwrap_or(0);
+    // Read against `rq.clock`, reached through `se.cfs_rq`.
+    let task_last_queued = match task_cfs_rq {
+        0 => 0,
+        _ => nested_member(btf, "sched_info", "sched_info", "last_queued").unwrap_or(0),
+    };
     Ok(TaskOffsets {
         task_cpu,
+        task_last_queued,
+        wakeups_at_switch_in: u32::from(wakeups_at_switch_in(btf, task_last_queued, task_pcount)),
         task_cfs_rq,
         cfs_rq_throttled_clock_self,
         cfs_rq_rq,
@@ -108,6 +115,19 @@ pub(super) fn throttle_only_offsets() -> TaskOffsets {
         task_last_arrival,
         ..TaskOffsets::default()
     }
+}
+
+/// Whether the switch-in can place a thread's wakeup, so that the wakeup
+/// programs (a third of the scheduler programs' cost per context switch)
+/// need not run: the kernel's record of the wait (`last_queued`, and
+/// `run_delay` for a wait begun on another CPU) says when it began. Only
+/// where a wait after a wakeup is never throttled: since Linux 6.18
+/// (`task_struct.sched_throttle_work`) a thread is throttled on its way back
+/// to user space, taken off its run queue, and put back without a wakeup;
+/// before, a thread woken into a throttled cgroup waited on its run queue,
+/// and only the wakeup could read the throttled time its wait began with.
+fn wakeups_at_switch_in(btf: &Btf, task_last_queued: u32, task_pcount: u32) -> bool {
+    task_last_queued != 0 && task_pcount != 0 && btf.has_member("task_struct", "sched_throttle_work")
 }
 
 /// `task_struct.OUTER.INNER`, where OUTER is a struct of type `inner_struct`.
