@@ -153,20 +153,29 @@ pub fn atomic_add(target: *mut u64, value: u64) {
 /// limit with `--http`).
 #[inline(never)]
 pub fn add_to_bucket<K>(map: &HashMap<K, BucketStat>, key: &K, value: u64) {
-    if map.get_ptr_mut(key).is_none() {
-        // Losing the race to another CPU is fine: the entry exists then.
-        if let Err(err) = map.insert(key, &BucketStat::default(), BPF_NOEXIST as u64)
-            && err != -EEXIST
-        {
-            count(Counter::StatsMapFull);
-            return;
-        }
-    }
-    if let Some(stat) = map.get_ptr_mut(key) {
+    if let Some(stat) = entry_or_insert(map, key, &BucketStat::default(), Counter::StatsMapFull) {
         // SAFETY: fields of a live map value.
         atomic_add(unsafe { &raw mut (*stat).count }, 1);
         atomic_add(unsafe { &raw mut (*stat).total }, value);
     }
+}
+
+/// The entry of `key`, created as `fresh` on first use (one lookup when it
+/// exists, the common case); `None`, and `when_full` counted, when the map
+/// has no room for it.
+#[inline(always)]
+fn entry_or_insert<K, V>(map: &HashMap<K, V>, key: &K, fresh: &V, when_full: Counter) -> Option<*mut V> {
+    if let Some(entry) = map.get_ptr_mut(key) {
+        return Some(entry);
+    }
+    // Losing the race to another CPU is fine: the entry exists then.
+    if let Err(err) = map.insert(key, fresh, BPF_NOEXIST as u64)
+        && err != -EEXIST
+    {
+        count(when_full);
+        return None;
+    }
+    map.get_ptr_mut(key)
 }
 
 /// Adds one to a shared counter, creating it on first use.
@@ -180,14 +189,7 @@ pub fn increment<K>(map: &HashMap<K, u64>, key: &K) {
 /// `add_to_bucket`.
 #[inline(never)]
 pub fn add_to_counter<K>(map: &HashMap<K, u64>, key: &K, value: u64, when_full: Counter) {
-    if map.get_ptr_mut(key).is_none()
-        && let Err(err) = map.insert(key, &0, BPF_NOEXIST as u64)
-        && err != -EEXIST
-    {
-        count(when_full);
-        return;
-    }
-    if let Some(total) = map.get_ptr_mut(key) {
+    if let Some(total) = entry_or_insert(map, key, &0, when_full) {
         atomic_add(total, value);
     }
 }
