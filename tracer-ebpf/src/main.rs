@@ -58,6 +58,8 @@ mod syscalls;
 mod throttle;
 #[cfg(target_arch = "bpf")]
 mod timeline;
+#[cfg(target_arch = "bpf")]
+mod wakeups;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -12,7 +12,7 @@ use crate::{
         TaskPtr, current_comm, current_ids, current_task, holders_enabled, now_ns, read_field, slices_kept, this_cpu,
         tracepoint_offsets, wakeups_at_switch_in,
     },
-    holders, sched, slices, spans, throttle, timeline,
+    holders, sched, slices, spans, throttle, timeline, wakeups,
 };
 
 
@@ -66,9 +66,9 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
         let derived = wakeups_at_switch_in();
         let queued_here_ns = if derived || holders_enabled() { next.queued_here_ns() } else { None };
         if derived {
-            sched::woken_before_switch_in(next_tid, stats, now, next, queued_here_ns);
+            wakeups::woken_before_switch_in(next_tid, stats, now, next, queued_here_ns);
         }
-        let here_ns = sched::wait_here_ns(stats, cpu, queued_here_ns);
+        let here_ns = wakeups::wait_here_ns(stats, cpu, queued_here_ns);
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0);
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, next_tgid, stats, waited, cpu, prev_tgid, now));
         holders::got_cpu(next_tgid, held_ns, here_ns, now);
@@ -134,7 +134,7 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
-        sched::on_wakeup(tid, stats, now_ns(), Some(task), task.cpu());
+        wakeups::on_wakeup(tid, stats, now_ns(), Some(task), task.cpu());
     }
     0
 }
@@ -199,7 +199,7 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(next_tid, 0, || read_comm(ctx, offsets.switch_next_comm))
     };
     if let Some(stats) = stats {
-        let here_ns = sched::wait_here_ns(stats, cpu, None);
+        let here_ns = wakeups::wait_here_ns(stats, cpu, None);
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0);
         let tgid = stats.tgid;
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, tgid, stats, waited, cpu, prev_tgid, now));
@@ -231,7 +231,7 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
     };
     if let Some(stats) = stats {
         let target_cpu = read_field::<i32>(ctx, offsets.wakeup_target_cpu).map(|cpu| cpu as u32);
-        sched::on_wakeup(tid, stats, now_ns(), None, target_cpu);
+        wakeups::on_wakeup(tid, stats, now_ns(), None, target_cpu);
     }
     0
 }

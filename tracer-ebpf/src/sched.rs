@@ -9,7 +9,7 @@ use aya_ebpf::bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP};
 use tracer_common::{
     CPU_UNKNOWN, Counter, KernelSchedCounters, OffCpuState, RUNQ_WOKEN_ON_IDLE, RunqEvent, TASK_COMM_LEN,
     THREAD_KERNEL_SAMPLED, THREAD_THROTTLE_SAMPLED, THREAD_WOKEN_ON_IDLE, TIMELINE_ON_CPU,
-    TIMELINE_RUNNABLE, ThreadStats, ThreadTotals,
+    ThreadStats, ThreadTotals,
 };
 
 use crate::{
@@ -145,7 +145,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
 /// Closes a blocked period at wakeup (or at switch-in if the wakeup was not
 /// seen) and credits it to the state the thread blocked in.
 #[inline(always)]
-fn close_blocked(stats: &mut ThreadStats, now: u64) {
+pub fn close_blocked(stats: &mut ThreadStats, now: u64) {
     stats.last_blocked_ns = 0;
     stats.last_blocked_state = OffCpuState::Unknown as u32;
     if stats.off_cpu_since_ns != 0 && now > stats.off_cpu_since_ns {
@@ -172,7 +172,7 @@ fn credit_blocked(stats: &mut ThreadStats, blocked: u64) {
 
 /// What the kernel's counters say happened since the last sample.
 #[inline(always)]
-fn counted_since(stats: &ThreadStats, kernel: Option<KernelSchedCounters>) -> Option<KernelSchedCounters> {
+pub fn counted_since(stats: &ThreadStats, kernel: Option<KernelSchedCounters>) -> Option<KernelSchedCounters> {
     let kernel = kernel?;
     if stats.flags & THREAD_KERNEL_SAMPLED == 0 {
         return None;
@@ -185,7 +185,7 @@ fn counted_since(stats: &ThreadStats, kernel: Option<KernelSchedCounters>) -> Op
 }
 
 #[inline(always)]
-fn remember_sample(stats: &mut ThreadStats, kernel: Option<KernelSchedCounters>) {
+pub fn remember_sample(stats: &mut ThreadStats, kernel: Option<KernelSchedCounters>) {
     if let Some(kernel) = kernel {
         stats.kernel = kernel;
         stats.flags |= THREAD_KERNEL_SAMPLED;
@@ -249,86 +249,6 @@ fn fill_unreported_with_throttling(stats: &mut ThreadStats, until: u64, counted:
     stats.totals.unaccounted_ns -= placed_now;
     stats.totals.runq_wait_ns += placed_now;
     stats.totals.throttled_ns += throttled.min(waited + placed_now);
-}
-
-/// The thread became runnable: its run-queue wait starts now, unless it is
-/// still on a CPU (woken before it managed to block) or already queued.
-/// `task` is the kernel's task when readable: if it says the thread is off
-/// every CPU while the entry says it is on one, its switch-out was not
-/// reported; the counters say how long it ran, and the kernel's record of
-/// how it blocked gives the state of the rest. `queued_cpu`: the CPU whose
-/// run queue it is put on, when known.
-#[inline(always)]
-pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>, queued_cpu: Option<u32>) {
-    if stats.on_cpu_since_ns != 0
-        && now > stats.on_cpu_since_ns
-        && let Some(task) = task
-        && task.off_cpu() == Some(true)
-    {
-        let kernel = task.sched_counters();
-        let period = now - stats.on_cpu_since_ns;
-        let ran = counted_since(stats, kernel).map_or(0, |counted| counted.exec_ns.min(period));
-        stats.totals.on_cpu_ns += ran;
-        stats.totals.voluntary_switches += 1;
-        stats.off_cpu_since_ns = stats.on_cpu_since_ns + ran;
-        stats.off_cpu_state = task.blocked_state() as u32;
-        stats.on_cpu_since_ns = 0;
-        remember_sample(stats, kernel);
-        count(Counter::AccountingGaps);
-        timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
-    }
-    if begin_wait(tid, stats, now) {
-        stats.queued_cpu = queued_cpu.unwrap_or(CPU_UNKNOWN);
-        throttle::wait_begins(stats, task);
-    }
-}
-
-/// Where the wakeup programs are not attached (`wakeups_at_switch_in`):
-/// the wakeup of a blocked thread being switched in at `now`, placed from
-/// the kernel's record of its wait, `queued_here_ns` on this CPU's run
-/// queue (`Task::queued_here_ns`). Such a kernel (Linux 6.18 on) throttles
-/// a thread by taking it off the run queue on its way back to user space,
-/// never while it waits after a wakeup, so nothing was to be read then.
-#[inline(always)]
-pub fn woken_before_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, task: TaskPtr, queued_here_ns: Option<u64>) {
-    if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
-        return;
-    }
-    let Some(mut queued) = queued_here_ns else { return };
-    // Moved from another CPU's run queue while it waited: the kernel added
-    // the wait there to `run_delay` at the move. Only when the counters saw
-    // no run since its switch-out (one the tracepoints missed).
-    if let Some(counted) = counted_since(stats, task.sched_counters())
-        && counted.runs == 0
-    {
-        queued += counted.run_delay_ns;
-    }
-    let woken = now.saturating_sub(queued);
-    let woken = if woken > stats.off_cpu_since_ns { woken } else { stats.off_cpu_since_ns };
-    begin_wait(tid, stats, woken);
-}
-
-/// The wait for a CPU of a thread that is neither running nor waiting
-/// (blocked, or never seen) begins at `at`, closing its blocked period.
-/// Returns whether it began.
-#[inline(always)]
-fn begin_wait(tid: u32, stats: &mut ThreadStats, at: u64) -> bool {
-    if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
-        return false;
-    }
-    close_blocked(stats, at);
-    stats.off_cpu_state = OffCpuState::Unknown as u32;
-    stats.runnable_since_ns = at;
-    timeline::transition(tid, stats, at, TIMELINE_RUNNABLE);
-    true
-}
-
-/// How much of a wait that ends now on `cpu` was spent on `cpu`'s run
-/// queue, as far as known: the kernel's reading when there is one
-/// (`Task::queued_here_ns`), else all of it when it began there.
-#[inline(always)]
-pub fn wait_here_ns(stats: &ThreadStats, cpu: u32, queued_here_ns: Option<u64>) -> u64 {
-    queued_here_ns.unwrap_or(if stats.queued_cpu == cpu { u64::MAX } else { 0 })
 }
 
 /// The thread left the CPU. `task` is the kernel's task, when readable.

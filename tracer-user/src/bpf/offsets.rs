@@ -315,6 +315,23 @@ mod tests {
         assert_eq!((none.only_listed, none.numbers), (1, [0; tracer_common::SYSCALL_BITMAP_WORDS]), "nothing kept");
     }
 
+    /// On the running kernel: the switch-in places wakeups exactly where a
+    /// thread is throttled on its way to user space (Linux 6.18 on), from
+    /// `sched_info.last_queued`, which follows `last_arrival`.
+    #[test]
+    fn wakeups_are_placed_at_the_switch_in_where_waits_after_them_are_never_throttled() {
+        let Some(btf) = Btf::from_sys_fs().ok().and_then(|raw| Btf::parse(&raw).ok()) else { return };
+        let offsets = task_offsets(&btf).unwrap();
+        let task_based_throttle = btf.has_member("task_struct", "sched_throttle_work");
+        let readable = offsets.task_last_queued != 0 && offsets.task_pcount != 0;
+        assert_eq!(offsets.wakeups_at_switch_in != 0, task_based_throttle && readable, "{offsets:?}");
+        if offsets.task_last_queued != 0 {
+            assert_eq!(offsets.task_last_queued, offsets.task_last_arrival + 8, "{offsets:?}");
+            let clock = [offsets.task_cfs_rq, offsets.cfs_rq_rq, offsets.rq_clock];
+            assert!(clock.iter().all(|&offset| offset != 0), "the run queue's clock: {offsets:?}");
+        }
+    }
+
     /// The numbers the HTTP probes compiled in before they came from the
     /// loader: x86-64's table must give the same.
     #[cfg(target_arch = "x86_64")]
