@@ -15,7 +15,7 @@
 //!   run queue (before the thread moved), or older than the CPU's oldest
 //!   kept slice. That is charged to `HOLDER_UNFOLLOWED`, so it is counted,
 //!   never lost silently.
-use tracer_common::{Counter, HOLDER_UNFOLLOWED, WaitHolderKey};
+use tracer_common::{CPU_SLICE_RING, Counter, HOLDER_UNFOLLOWED, WaitHolderKey};
 
 use crate::{
     kernel::holders_enabled,
@@ -38,7 +38,7 @@ pub fn got_cpu(tgid: u32, held_ns: u64, here_ns: u64, now: u64) {
     }
     let here_ns = if here_ns < held_ns { here_ns } else { held_ns };
     let mut named = 0;
-    slices::for_each_holder(now - here_ns, now, |holder, ns| {
+    slices::for_each_holder::<CPU_SLICE_RING>(now - here_ns, now, |holder, ns| {
         charge(tgid, holder, ns);
         named += ns;
     });

@@ -26,14 +26,16 @@ pub fn record(tgid: u32, now: u64) {
 
 /// Calls `f(tgid, ns)` for the run slices of this CPU that overlapped
 /// `since..now`, with the overlap; consecutive slices of one process (a
-/// process whose threads took turns) in one call.
+/// process whose threads took turns) in one call. Reads back at most `BACK`
+/// slices (at most the ring): the switch program all of them, the span
+/// programs fewer (`spans::BEGIN_SLICES`).
 #[inline(always)]
-pub fn for_each_holder(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
+pub fn for_each_holder<const BACK: usize>(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
     let Some(ring) = CPU_SLICES.get_ptr(0) else { return };
     // SAFETY: this CPU's slot, read on this CPU.
     let ring = unsafe { &*ring };
     let (mut holder, mut held) = (0, 0);
-    for back in 1..=CPU_SLICE_RING {
+    for back in 1..=BACK.min(CPU_SLICE_RING) {
         let at = (ring.head as usize).wrapping_sub(back) % CPU_SLICE_RING;
         let slice = ring.slices[at];
         if slice.end <= since {
