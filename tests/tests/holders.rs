@@ -74,12 +74,11 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let waited = served.totals.runq_wait_ns;
     let holders = served.cpu_holders.as_ref().expect("the server's cpu_holders");
     let summed: u64 = holders.holders.iter().map(|h| h.ns).sum::<u64>() + holders.other_holders_ns;
-    // The sums and the total are both charged when a wait ends, but the
-    // total gives the few microseconds of each switch to the run after it
-    // (the kernel's clock), the sums do not: a few ms over a second or two
-    // of waits.
-    const SWITCH_LAGS_NS: u64 = 50_000_000;
-    assert!(summed <= waited + SWITCH_LAGS_NS, "holders {summed} ns of a {waited} ns wait: {holders:?}");
+    // The sums are charged as a wait goes on, its total when it ends: a
+    // wait still going on when the recording stopped is in the former only
+    // (one per thread, a few of the load generator's slices at most).
+    const WAIT_IN_PROGRESS_NS: u64 = 50_000_000;
+    assert!(summed <= waited + WAIT_IN_PROGRESS_NS, "holders {summed} ns of a {waited} ns wait: {holders:?}");
     let top = &holders.holders[0];
     assert_eq!(
         (top.pid, top.comm.as_str(), top.kind),
@@ -88,10 +87,10 @@ fn record_names_who_held_the_cpu_and_says_so() {
     );
     let cgroup_name = cgroup.path.file_name().unwrap().to_str().unwrap();
     assert!(top.cgroup.as_deref().is_some_and(|c| c.ends_with(cgroup_name)), "{top:?}");
-    // Each wait of the server is charged, when it ends, to the tasks its
-    // CPU's run slices say ran meanwhile, so it is named whole: all but the
+    // Every switch on the server's CPU charges the task leaving it to each
+    // traced thread queued there, so the wait is named whole: all but the
     // CPU leaving idle, the kernel's clock reads around the switch, and
-    // what the slices cannot tell (counted as unknown).
+    // waits the kernel side could not follow (counted as unknown).
     // What the hypervisor took while the server held its CPU is in the wait
     // too, and nobody in the machine held the CPU then.
     let held = waited - served.totals.stolen_ns;

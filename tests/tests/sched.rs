@@ -314,6 +314,59 @@ fn sleepy_thread_on_cpu_matches_its_clock(probes: &str) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A thread that sleeps 1 ms and computes 300 us, 1,500 times, on a CPU a
+/// busy thread holds: after each wakeup it waits for the CPU. Its run-queue
+/// wait and on-CPU time agree with the kernel's schedstat over the rounds
+/// whether the wakeup program marks each wait's start (`record`, whose CPU
+/// holders follow waits from their start) or, where the kernel allows it
+/// (BTF on Linux 6.18 on), the switch-in places it from the kernel's own
+/// record of the wait (`runqlat`, no wakeup program).
+fn woken_waits_match_schedstat(command: &str) {
+    const ROUNDS: u64 = 1_500;
+    let dir = temp_dir(&format!("woken-{command}"));
+    let out = dir.join("report.json");
+    let _busy = Load::start(&["spin", "1", BUSY_CPU]);
+    let mut load = Load::start(&["sleepwork", &ROUNDS.to_string(), "1000", "300", BUSY_CPU]);
+    let pid = load.pid().to_string();
+    let args = match command {
+        "record" => vec!["record", "--pid", &pid, "--out", out.to_str().unwrap()],
+        _ => vec!["runqlat", "-p", &pid, "--json", out.to_str().unwrap()],
+    };
+    let tracer = Tracer::start(&args);
+    let before = thread_schedstat(load.pid(), load.pid());
+    load.run_work();
+    let after = thread_schedstat(load.pid(), load.pid());
+    let report = tracer.report(Some(libc::SIGINT), &out);
+    assert_eq!(report.meta.probe_mode, "tp_btf");
+    let t = &thread(process(&report, load.pid()), load.pid()).totals;
+    let waited = after.run_delay_ns - before.run_delay_ns;
+    assert!(waited > 20_000_000, "behind a busy thread, each wakeup waits: {waited} ns over {ROUNDS} rounds");
+    assert!(t.runq_waits + t.idle_wakeups >= ROUNDS, "{t:?}");
+    let gap = t.unaccounted_ns;
+    // Each wait as the switch tracepoints see it differs from the kernel's
+    // clock by a few microseconds (`record`): 5 us a round at most.
+    let lag = 5_000 * ROUNDS;
+    let what = format!("woken waits ({command})");
+    assert_close_given_unaccounted(&what, t.runq_wait_ns - t.stolen_ns, gap, waited, 0.03, lag);
+    let ran = after.on_cpu_ns - before.on_cpu_ns;
+    assert_close_given_unaccounted(&format!("on-CPU ({command})"), t.on_cpu_ns, gap, ran, 0.03, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn woken_waits_match_schedstat_with_the_wakeup_program() {
+    if bpf_available("woken_waits_match_schedstat_with_the_wakeup_program") {
+        woken_waits_match_schedstat("record");
+    }
+}
+
+#[test]
+fn woken_waits_placed_at_the_switch_in_match_schedstat() {
+    if bpf_available("woken_waits_placed_at_the_switch_in_match_schedstat") {
+        woken_waits_match_schedstat("runqlat");
+    }
+}
+
 #[test]
 fn sleepy_thread_on_cpu_matches_its_clock_btf() {
     if bpf_available("sleepy_thread_on_cpu_matches_its_clock_btf") {

@@ -128,12 +128,11 @@ pub struct TaskOffsets {
     /// `thread_info.cpu` inside it (0: unknown, and the holders' sums do not
     /// follow waits that begin with a wakeup).
     pub task_cpu: u32,
-    /// `task_struct.sched_info.last_queued` (0: unknown, and a wait is
-    /// charged to CPU holders whole when it began on the CPU it ends on,
-    /// not at all otherwise). Read with the throttling offsets' `rq.clock`.
+    /// `task_struct.sched_info.last_queued` (0: unknown), read against the
+    /// throttling offsets' `rq.clock`.
     pub task_last_queued: u32,
     /// Non-zero: the wakeup programs are not attached, and a thread's wakeup
-    /// is placed at its switch-in from `last_queued` (see `sched`).
+    /// is placed at its switch-in from `last_queued` (see `wakeups`).
     pub wakeups_at_switch_in: u32,
 }
 const _: () = assert!(size_of::<TaskOffsets>() == 31 * 4);
@@ -199,8 +198,8 @@ const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SpanConfig {
-    /// Spans or the timeline are on: keep per-CPU run slices so waits can
-    /// be blamed on their holders (the holders' sums keep them too).
+    /// Keep per-CPU run slices so waits can be blamed on their holders
+    /// (spans and the timeline read them).
     pub enabled: u32,
     /// Stream every state change of traced threads as [`TimelineEvent`]s.
     pub timeline: u32,
@@ -208,7 +207,8 @@ pub struct SpanConfig {
     /// socket syscalls and make each exchange a span.
     pub http: u32,
     /// Sum, per waiting process, who held the CPU during its run-queue
-    /// waits (`WAIT_HOLDERS`), from the per-CPU run slices.
+    /// waits (`WAIT_HOLDERS`), following each CPU's traced waiters
+    /// (`CPU_WAITERS`).
     pub holders: u32,
     /// The syscalls HTTP detection watches, numbered for the running
     /// kernel's architecture (the eBPF object is the same on every one).

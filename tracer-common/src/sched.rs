@@ -79,10 +79,10 @@ pub struct ThreadStats {
     pub off_cpu_state: u32,
     /// CPU the thread last ran on.
     pub last_cpu: u32,
-    /// The CPU whose run queue the thread's wait for a CPU began on
-    /// (`CPU_UNKNOWN`: not waiting, or unknown).
+    /// The CPU whose waiter list holds the thread while it waits for a CPU
+    /// (`CPU_UNKNOWN`: in none), and its slot there (`CpuWaiters`).
     pub queued_cpu: u32,
-    pub _pad: u32,
+    pub queued_slot: u32,
     /// The blocked period closed by the last wakeup, reported with the
     /// run-queue wait that follows it.
     pub last_blocked_ns: u64,

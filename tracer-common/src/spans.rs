@@ -10,11 +10,8 @@ pub const SPAN_NAME_LEN: usize = 32;
 /// Syscalls and CPU holders kept per span (the largest by time).
 pub const SPAN_TOP: usize = 4;
 /// Recent run slices remembered per CPU, to tell who held a CPU while a
-/// traced thread waited for it. Enough for the waits of a busy CPU: a wait
-/// behind many short runs (kworkers, a load generator's threads) spans
-/// dozens; 16 named only 70% of one in a CI run of the holders test. A wait
-/// reads back only the slices it overlaps.
-pub const CPU_SLICE_RING: usize = 128;
+/// span's thread waited for it.
+pub const CPU_SLICE_RING: usize = 16;
 
 /// Key of [`MAP_SPANS`].
 #[repr(C)]

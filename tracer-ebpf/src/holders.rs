@@ -2,47 +2,143 @@
 //! (waiting process, holding process) for the loader to read at each
 //! interval. Nothing here runs unless the loader asked for the sums.
 //!
-//! A wait is charged when it ends, at the waiter's switch-in, from the run
-//! slices its CPU kept (`slices`): each task that ran on the CPU during the
-//! wait is charged the overlap. Nothing is done per switch beyond keeping
-//! the slices, and nothing at the wakeup, which BTF mode does not trace on
-//! kernels where the switch-in says when the wait began. Left out:
+//! Each CPU keeps the traced threads waiting on its run queue
+//! (`CPU_WAITERS`): a thread joins the list of the CPU it is queued on when
+//! its wait begins (a wakeup, or a preemption) and leaves it when it gets a
+//! CPU. At every switch on a CPU, the task leaving it ran, since each
+//! waiter's last charge, while that waiter waited: that time is added to
+//! (waiter, task). So a wait is named whole, however many tasks ran during
+//! it, except for:
 //! - a wake-up on an idle CPU: the idle task's run is no wait of the thread
-//!   it switches to (such a wait has no held part);
-//! - the time the waiter's cgroup was throttled by its CPU quota: nobody
-//!   held the CPU from it (the throttled part is the start of the wait);
-//! - what the slices cannot tell: the part of a wait spent on another CPU's
-//!   run queue (before the thread moved), or older than the CPU's oldest
-//!   kept slice. That is charged to `HOLDER_UNFOLLOWED`, so it is counted,
-//!   never lost silently.
-use tracer_common::{CPU_SLICE_RING, Counter, HOLDER_UNFOLLOWED, WaitHolderKey};
+//!   it switches to;
+//! - the time the waiter's cgroup was throttled by its CPU quota on that CPU:
+//!   nobody held the CPU from it;
+//! - a wait the list could not follow (the list was full when it began, the
+//!   CPU it was queued on is not known, or from the moment the thread moved
+//!   to another CPU's run queue): charged to `HOLDER_UNFOLLOWED`, so it is
+//!   counted, never lost silently.
+use tracer_common::{
+    CPU_UNKNOWN, CPU_WAITER_SLOTS, Counter, CpuWaiters, HOLDER_UNFOLLOWED, QueuedWaiter, THREAD_THROTTLE_SAMPLED,
+    ThreadStats, WaitHolderKey,
+};
 
 use crate::{
-    kernel::holders_enabled,
-    maps::{WAIT_HOLDERS, add_to_counter},
-    slices,
+    kernel::{cfs_rq_throttled_ns, holders_enabled},
+    maps::{CPU_WAITERS, WAIT_HOLDERS, add_to_counter, atomic_add},
 };
+
+#[inline(always)]
+fn waiters(cpu: u32) -> Option<&'static mut CpuWaiters> {
+    // SAFETY: a map value stays valid for the program's run; writers of one
+    // CPU's list hold its run-queue lock (see `MAP_CPU_WAITERS`).
+    CPU_WAITERS.get_ptr_mut(cpu).map(|list| unsafe { &mut *list })
+}
 
 #[inline(always)]
 fn charge(waiter: u32, holder: u32, ns: u64) {
     add_to_counter(&WAIT_HOLDERS, &WaitHolderKey { waiter, holder }, ns, Counter::WaitHoldersMapFull);
 }
 
-/// A thread of `tgid` got this CPU at `now` after waiting `held_ns` for a
-/// CPU others held (0: no such wait), the last `here_ns` of it on this CPU's
-/// run queue.
+/// A switch on `cpu` at `now`: the task leaving it (`holder`, its TGID; 0
+/// for the idle task) ran while every waiter on the list waited. `next_tid`
+/// is the thread switched in.
 #[inline(always)]
-pub fn got_cpu(tgid: u32, held_ns: u64, here_ns: u64, now: u64) {
-    if !holders_enabled() || held_ns == 0 {
+pub fn on_switch(cpu: u32, holder: u32, holder_idle: bool, next_tid: u32, now: u64) {
+    if !holders_enabled() {
         return;
     }
-    let here_ns = if here_ns < held_ns { here_ns } else { held_ns };
-    let mut named = 0;
-    slices::for_each_holder::<CPU_SLICE_RING>(now - here_ns, now, |holder, ns| {
-        charge(tgid, holder, ns);
-        named += ns;
-    });
-    if held_ns > named {
-        charge(tgid, HOLDER_UNFOLLOWED, held_ns - named);
+    let Some(list) = waiters(cpu) else { return };
+    // Most switches happen with no traced thread waiting on their CPU.
+    // (Stopping after the last slot in use would not pass the verifier: a
+    // count of slots seen makes every iteration's state a new one.)
+    if list.queued == 0 {
+        return;
     }
+    for slot in list.slots.iter_mut() {
+        if slot.tid == 0 || now <= slot.since_ns {
+            continue;
+        }
+        let mut ns = now - slot.since_ns;
+        slot.since_ns = now;
+        if slot.cfs_rq != 0
+            && let Some(throttled) = cfs_rq_throttled_ns(slot.cfs_rq)
+        {
+            ns -= throttled.saturating_sub(slot.throttled_ns).min(ns);
+            slot.throttled_ns = throttled;
+        }
+        if ns != 0 && !(holder_idle && slot.tid == next_tid) {
+            charge(slot.tgid, holder, ns);
+        }
+    }
+}
+
+/// The thread's wait for a CPU began at `now` on `cpu`'s run queue (after
+/// `throttle` took its reading, when there is one).
+#[inline(always)]
+pub fn wait_begins(tid: u32, stats: &mut ThreadStats, cpu: u32, now: u64) {
+    if !holders_enabled() {
+        return;
+    }
+    leave(tid, stats);
+    let Some(list) = waiters(cpu) else { return };
+    // The reading is of the run queue it left: only valid if it waits
+    // there. A run queue never throttled so far is not read again (a read
+    // per waiter and switch was most of this module's cost): a wait that
+    // began before its cgroup's first throttle on this CPU charges that
+    // throttle to whoever ran meanwhile.
+    let cfs_rq = stats.flags & THREAD_THROTTLE_SAMPLED != 0
+        && stats.last_cpu == cpu
+        && stats.cfs_rq_throttled_at_wait_ns != 0;
+    let (cfs_rq, throttled_ns) = if cfs_rq { (stats.cfs_rq, stats.cfs_rq_throttled_at_wait_ns) } else { (0, 0) };
+    for index in 0..CPU_WAITER_SLOTS {
+        let slot = &mut list.slots[index];
+        if slot.tid == 0 {
+            *slot = QueuedWaiter { tid, tgid: stats.tgid, since_ns: now, cfs_rq, throttled_ns };
+            atomic_add(&raw mut list.queued, 1);
+            stats.queued_cpu = cpu;
+            stats.queued_slot = index as u32;
+            return;
+        }
+    }
+}
+
+/// The thread is on no run queue's list any more (it runs, or its wait is
+/// not followed). A slot on another CPU is cleared from here: only its
+/// thread clears it, and its CPU reuses it only once cleared.
+#[inline(always)]
+pub fn leave(tid: u32, stats: &mut ThreadStats) {
+    if stats.queued_cpu == CPU_UNKNOWN {
+        return;
+    }
+    if let Some(list) = waiters(stats.queued_cpu)
+        && let Some(slot) = list.slots.get_mut(stats.queued_slot as usize)
+        && slot.tid == tid
+    {
+        slot.tid = 0;
+        atomic_add(&raw mut list.queued, u64::MAX);
+    }
+    stats.queued_cpu = CPU_UNKNOWN;
+}
+
+/// The thread got `cpu` at `now` after waiting `held_ns` for a CPU held by
+/// others (0: no such wait). What the list did not charge of it is charged
+/// to `HOLDER_UNFOLLOWED`: all of it when it was not on a list, the time
+/// since its last charge when it was on another CPU's.
+#[inline(always)]
+pub fn got_cpu(tid: u32, stats: &mut ThreadStats, cpu: u32, held_ns: u64, now: u64) {
+    if !holders_enabled() {
+        return;
+    }
+    if held_ns != 0 && stats.queued_cpu != cpu {
+        let unfollowed = if stats.queued_cpu == CPU_UNKNOWN {
+            held_ns
+        } else {
+            waiters(stats.queued_cpu)
+                .and_then(|list| list.slots.get(stats.queued_slot as usize).copied())
+                .filter(|slot| slot.tid == tid && now > slot.since_ns)
+                .map_or(held_ns, |slot| (now - slot.since_ns).min(held_ns))
+        };
+        charge(stats.tgid, HOLDER_UNFOLLOWED, unfollowed);
+    }
+    leave(tid, stats);
 }

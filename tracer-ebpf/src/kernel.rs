@@ -77,17 +77,13 @@ pub fn block_offsets() -> BlockOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
 }
-/// Spans or the timeline are on (`SpanConfig::enabled`).
+/// The per-CPU run slices are kept: for spans or the timeline
+/// (`SpanConfig::enabled`).
 pub fn spans_enabled() -> bool {
     global!(SPAN_CONFIG.enabled) != 0
 }
-/// The per-CPU run slices are kept: for spans, the timeline or the
-/// CPU-holder sums.
-pub fn slices_kept() -> bool {
-    spans_enabled() || holders_enabled()
-}
 /// The wakeup programs are not attached: a wakeup is placed at the
-/// thread's switch-in (`sched::woken_before_switch_in`).
+/// thread's switch-in (`wakeups::woken_before_switch_in`).
 pub fn wakeups_at_switch_in() -> bool {
     global!(TASK_OFFSETS.wakeups_at_switch_in) != 0
 }
@@ -385,7 +381,8 @@ impl<const TYPED: bool> Task<TYPED> {
     /// being switched in from, by that queue's clock (`rq.clock -
     /// sched_info.last_queued`), which the kernel adds to `run_delay` right
     /// after the tracepoint. A task moved from another CPU's queue while it
-    /// waited restarted this there. `None` without the offsets.
+    /// waited restarted this there (the kernel added the part before the
+    /// move to `run_delay`). `None` without the offsets.
     #[inline(always)]
     pub fn queued_here_ns(self) -> Option<u64> {
         let offset = global!(TASK_OFFSETS.task_last_queued);

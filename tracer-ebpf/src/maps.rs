@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
+    BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, CpuWaiters, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
     EXIT_RING_BYTES, ExchangeEnd, HTTP_CONNS_ENTRIES, HTTP_ROUNDS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, PEER_ADDR_LEN, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
     ThreadStats, WAIT_HOLDERS_ENTRIES, WaitHolderKey,
@@ -45,6 +45,11 @@ pub static SYSCALL_ERRORS: HashMap<SyscallErrorKey, u64> =
 /// Shared and preallocated like the statistics maps above.
 #[map]
 pub static WAIT_HOLDERS: HashMap<WaitHolderKey, u64> = HashMap::with_max_entries(WAIT_HOLDERS_ENTRIES, 0);
+
+/// The traced threads waiting on each CPU's run queue, indexed by CPU (the
+/// loader sizes it to the possible CPUs when the holders' sums are on).
+#[map]
+pub static CPU_WAITERS: Array<CpuWaiters> = Array::with_max_entries(MAX_CPUS, 0);
 
 #[map]
 pub static BLOCK_INFLIGHT: HashMap<InflightKey, Inflight> =

@@ -9,7 +9,7 @@ use tracer_common::{OffCpuState, TASK_COMM_LEN, ThreadStats};
 use crate::{
     filter,
     kernel::{
-        TaskPtr, current_comm, current_ids, current_task, holders_enabled, now_ns, read_field, slices_kept, this_cpu,
+        TaskPtr, current_comm, current_ids, current_task, now_ns, read_field, spans_enabled, this_cpu,
         tracepoint_offsets, wakeups_at_switch_in,
     },
     holders, sched, slices, spans, throttle, timeline, wakeups,
@@ -37,12 +37,14 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
 
     let (prev_tid, prev_tgid) = prev.ids();
     let (next_tid, next_tgid) = next.ids();
-    if slices_kept() {
+    if spans_enabled() {
         slices::record(prev_tgid, now);
     }
+    holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
     if prev_tid != 0 && filter::task_passes(prev, prev_tid, prev_tgid) {
         if let Some(stats) = sched::lookup_or_track(prev_tid, prev_tgid, || prev.comm()) {
             let out = sched::switch_out_from_raw_state(preempt, prev_state, || prev.in_iowait());
+            holders::leave(prev_tid, stats);
             if out.dead {
                 stats.comm = prev.comm();
                 if prev_tid == prev_tgid {
@@ -51,7 +53,11 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
             }
             sched::on_switch_out(prev_tid, stats, out, now, Some(prev));
             if !out.dead {
-                throttle::on_switch_out(stats, prev, cpu, out.state == OffCpuState::Preempted);
+                let preempted = out.state == OffCpuState::Preempted;
+                throttle::on_switch_out(stats, prev, cpu, preempted);
+                if preempted {
+                    holders::wait_begins(prev_tid, stats, cpu, now);
+                }
             }
         }
     }
@@ -63,15 +69,12 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(next_tid, next_tgid, || next.comm()) {
-        let derived = wakeups_at_switch_in();
-        let queued_here_ns = if derived || holders_enabled() { next.queued_here_ns() } else { None };
-        if derived {
-            wakeups::woken_before_switch_in(next_tid, stats, now, next, queued_here_ns);
+        if wakeups_at_switch_in() {
+            wakeups::woken_before_switch_in(next_tid, stats, now, next);
         }
-        let here_ns = wakeups::wait_here_ns(stats, cpu, queued_here_ns);
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0);
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, next_tgid, stats, waited, cpu, prev_tgid, now));
-        holders::got_cpu(next_tgid, held_ns, here_ns, now);
+        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
     }
     0
 }
@@ -134,7 +137,10 @@ fn btf_wakeup(ctx: &BtfTracePointContext) -> u32 {
         return 0;
     }
     if let Some(stats) = sched::lookup_or_track(tid, tgid, || task.comm()) {
-        wakeups::on_wakeup(tid, stats, now_ns(), Some(task), task.cpu());
+        let now = now_ns();
+        if wakeups::on_wakeup(tid, stats, now, Some(task)) {
+            wait_begins(tid, stats, task.cpu(), now);
+        }
     }
     0
 }
@@ -165,9 +171,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
     let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
     let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
     let cpu = this_cpu();
-    if slices_kept() {
+    if spans_enabled() {
         slices::record(prev_tgid, now);
     }
+    holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
 
     if prev_tid != 0 && prev_tgid != 0 {
         let stats = if filter::current_passes(prev_tid, prev_tgid) {
@@ -178,6 +185,7 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         if let Some(stats) = stats {
             stats.tgid = prev_tgid;
             let out = sched::switch_out_from_reported_state(prev_state);
+            holders::leave(prev_tid, stats);
             if out.dead {
                 stats.comm = current_comm();
             }
@@ -185,7 +193,11 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
             // readable when BTF gave their offsets.
             sched::on_switch_out(prev_tid, stats, out, now, Some(current_task()));
             if !out.dead {
-                throttle::on_switch_out(stats, current_task(), cpu, out.state == OffCpuState::Preempted);
+                let preempted = out.state == OffCpuState::Preempted;
+                throttle::on_switch_out(stats, current_task(), cpu, preempted);
+                if preempted {
+                    holders::wait_begins(prev_tid, stats, cpu, now);
+                }
             }
         }
     }
@@ -199,11 +211,10 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(next_tid, 0, || read_comm(ctx, offsets.switch_next_comm))
     };
     if let Some(stats) = stats {
-        let here_ns = wakeups::wait_here_ns(stats, cpu, None);
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0);
         let tgid = stats.tgid;
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, tgid, stats, waited, cpu, prev_tgid, now));
-        holders::got_cpu(tgid, held_ns, here_ns, now);
+        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
     }
     0
 }
@@ -230,9 +241,22 @@ fn tp_wakeup(ctx: &TracePointContext) -> u32 {
         sched::lookup_or_track(tid, 0, || read_comm(ctx, offsets.wakeup_comm))
     };
     if let Some(stats) = stats {
-        let target_cpu = read_field::<i32>(ctx, offsets.wakeup_target_cpu).map(|cpu| cpu as u32);
-        wakeups::on_wakeup(tid, stats, now_ns(), None, target_cpu);
+        let now = now_ns();
+        if wakeups::on_wakeup(tid, stats, now, None) {
+            let target_cpu = read_field::<i32>(ctx, offsets.wakeup_target_cpu).map(|cpu| cpu as u32);
+            wait_begins(tid, stats, target_cpu, now);
+        }
     }
     0
+}
+
+/// A wakeup began the thread's wait on `cpu`'s run queue (`None`: unknown,
+/// and the wait is not followed for the holders' sums).
+#[inline(always)]
+fn wait_begins(tid: u32, stats: &mut ThreadStats, cpu: Option<u32>, now: u64) {
+    match cpu {
+        Some(cpu) => holders::wait_begins(tid, stats, cpu, now),
+        None => holders::leave(tid, stats),
+    }
 }
 

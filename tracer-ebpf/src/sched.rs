@@ -116,7 +116,7 @@ fn track(tid: u32, tgid: u32, comm: [u8; TASK_COMM_LEN]) -> bool {
         off_cpu_state: OffCpuState::Unknown as u32,
         last_cpu: CPU_UNKNOWN,
         queued_cpu: CPU_UNKNOWN,
-        _pad: 0,
+        queued_slot: 0,
         last_blocked_ns: 0,
         last_blocked_state: OffCpuState::Unknown as u32,
         syscall_nr: 0,
@@ -306,12 +306,10 @@ pub fn on_switch_out<const TYPED: bool>(
         stats.totals.involuntary_switches += 1;
         stats.runnable_since_ns = left;
         stats.off_cpu_since_ns = 0;
-        stats.queued_cpu = stats.last_cpu;
     } else {
         stats.totals.voluntary_switches += 1;
         stats.runnable_since_ns = 0;
         stats.off_cpu_since_ns = left;
-        stats.queued_cpu = CPU_UNKNOWN;
     }
     timeline::transition(tid, stats, now, out.state as u32);
     if out.dead {

@@ -1,9 +1,8 @@
 //! Per-CPU ring of recent run slices: which process had this CPU, and when.
-//! Written at every switch while spans, the timeline or the holders' sums
-//! are on; read at a switch-in to tell who held the CPU while the thread
-//! waited for it (span blame, the timeline's holder records, the holders'
-//! sums). A leaf module, so that `spans`, `timeline` and `holders` can read
-//! it without depending on each other.
+//! Written at every switch while spans or the timeline are on; read to tell
+//! who held the CPU while a traced thread waited for it (span blame, the
+//! timeline's holder records). A leaf module, so that both `spans` and
+//! `timeline` can read it without depending on each other.
 use tracer_common::CPU_SLICE_RING;
 
 use crate::maps::CPU_SLICES;
@@ -24,18 +23,14 @@ pub fn record(tgid: u32, now: u64) {
     ring.current_start = now;
 }
 
-/// Calls `f(tgid, ns)` for the run slices of this CPU that overlapped
-/// `since..now`, with the overlap; consecutive slices of one process (a
-/// process whose threads took turns) in one call. Reads back at most `BACK`
-/// slices (at most the ring): the switch program all of them, the span
-/// programs fewer (`spans::BEGIN_SLICES`).
+/// Calls `f(tgid, ns)` for each run slice of this CPU that overlapped
+/// `since..now`, with the overlap.
 #[inline(always)]
-pub fn for_each_holder<const BACK: usize>(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
+pub fn for_each_holder(since: u64, now: u64, mut f: impl FnMut(u32, u64)) {
     let Some(ring) = CPU_SLICES.get_ptr(0) else { return };
     // SAFETY: this CPU's slot, read on this CPU.
     let ring = unsafe { &*ring };
-    let (mut holder, mut held) = (0, 0);
-    for back in 1..=BACK.min(CPU_SLICE_RING) {
+    for back in 1..=CPU_SLICE_RING {
         let at = (ring.head as usize).wrapping_sub(back) % CPU_SLICE_RING;
         let slice = ring.slices[at];
         if slice.end <= since {
@@ -43,17 +38,8 @@ pub fn for_each_holder<const BACK: usize>(since: u64, now: u64, mut f: impl FnMu
         }
         let start = if slice.start > since { slice.start } else { since };
         let end = if slice.end < now { slice.end } else { now };
-        if end <= start {
-            continue;
+        if end > start {
+            f(slice.tgid, end - start);
         }
-        if held != 0 && slice.tgid != holder {
-            f(holder, held);
-            held = 0;
-        }
-        holder = slice.tgid;
-        held += end - start;
-    }
-    if held != 0 {
-        f(holder, held);
     }
 }

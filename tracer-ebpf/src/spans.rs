@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    CPU_SLICE_RING, Counter, ExchangeEnd, SPAN_HANDED_OFF, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
+    Counter, ExchangeEnd, SPAN_HANDED_OFF, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
     THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE, ThreadStats, ThreadTotals, TopEntry,
 };
 
@@ -19,12 +19,6 @@ use crate::{
     maps::{SPAN_EVENTS, SPAN_SCRATCH, SPANS, count, wake_when_filling},
     sched, slices,
 };
-
-/// Run slices read back for the holders of the wait a span begun at a
-/// wakeup takes in: 16, not the whole ring. The span programs (the marker
-/// uprobes, and the syscall programs with `--http`) are near the verifier's
-/// limit, and the whole ring took the `--http` exit program past it.
-const BEGIN_SLICES: usize = 16;
 
 #[uprobe]
 pub fn uprobe_span_begin(ctx: ProbeContext) -> u32 {
@@ -93,7 +87,7 @@ pub fn open(
         base = stats.totals;
         before_wakeup(&mut base, stats, got_cpu - woken_at);
         start = woken_at;
-        slices::for_each_holder::<BEGIN_SLICES>(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
+        slices::for_each_holder(woken_at, got_cpu, |holder, ns| add_top(&mut state.holders, holder, ns));
     } else if running_since != 0 && got_cpu != 0 && got_cpu <= running_since && running_since <= now {
         // Back to an instant of the current run (the entry of the write
         // that sent an outgoing request: its peer may act on it before the
@@ -305,5 +299,5 @@ pub fn charge_syscall(tgid: u32, stats: &ThreadStats, nr: u32, took: u64) {
 #[inline(always)]
 pub fn charge_wait(tgid: u32, stats: &ThreadStats, since: u64, now: u64) {
     let Some(span) = open_span(tgid, stats) else { return };
-    slices::for_each_holder::<CPU_SLICE_RING>(since, now, |holder, ns| add_top(&mut span.holders, holder, ns));
+    slices::for_each_holder(since, now, |holder, ns| add_top(&mut span.holders, holder, ns));
 }

@@ -1,7 +1,7 @@
 //! `tracer record --timeline`: every state change of the traced threads,
 //! with their totals, streamed for offline attribution of spans recorded
 //! elsewhere. Nothing here runs unless the loader turned the timeline on.
-use tracer_common::{CPU_SLICE_RING, Counter, ThreadStats, ThreadTotals, TimelineEvent, TimelineKind};
+use tracer_common::{Counter, ThreadStats, ThreadTotals, TimelineEvent, TimelineKind};
 
 use crate::{
     kernel::{this_cpu, timeline_enabled},
@@ -52,6 +52,6 @@ pub fn syscall(tid: u32, tgid: u32, nr: u32, ts_ns: u64, took: u64) {
 pub fn holders(tid: u32, tgid: u32, since: u64, now: u64) {
     if timeline_enabled() {
         let none = ThreadTotals::default();
-        slices::for_each_holder::<CPU_SLICE_RING>(since, now, |holder, ns| emit(TimelineKind::Holder, tid, tgid, now, holder, ns, &none));
+        slices::for_each_holder(since, now, |holder, ns| emit(TimelineKind::Holder, tid, tgid, now, holder, ns, &none));
     }
 }

@@ -1,7 +1,7 @@
 //! When a thread's wait for a CPU began: at its wakeup (the wakeup
 //! programs), or, where the kernel allows it, placed at its switch-in from
 //! the kernel's own record of the wait, so that no program runs at wakeups.
-use tracer_common::{CPU_UNKNOWN, Counter, OffCpuState, TIMELINE_RUNNABLE, ThreadStats};
+use tracer_common::{Counter, OffCpuState, TIMELINE_RUNNABLE, ThreadStats};
 
 use crate::{
     kernel::TaskPtr,
@@ -15,10 +15,9 @@ use crate::{
 /// `task` is the kernel's task when readable: if it says the thread is off
 /// every CPU while the entry says it is on one, its switch-out was not
 /// reported; the counters say how long it ran, and the kernel's record of
-/// how it blocked gives the state of the rest. `queued_cpu`: the CPU whose
-/// run queue it is put on, when known.
+/// how it blocked gives the state of the rest. Returns whether a wait began.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>, queued_cpu: Option<u32>) {
+pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskPtr>) -> bool {
     if stats.on_cpu_since_ns != 0
         && now > stats.on_cpu_since_ns
         && let Some(task) = task
@@ -36,24 +35,25 @@ pub fn on_wakeup(tid: u32, stats: &mut ThreadStats, now: u64, task: Option<TaskP
         count(Counter::AccountingGaps);
         timeline::transition(tid, stats, stats.off_cpu_since_ns, stats.off_cpu_state);
     }
-    if begin_wait(tid, stats, now) {
-        stats.queued_cpu = queued_cpu.unwrap_or(CPU_UNKNOWN);
+    let began = begin_wait(tid, stats, now);
+    if began {
         throttle::wait_begins(stats, task);
     }
+    began
 }
 
 /// Where the wakeup programs are not attached (`wakeups_at_switch_in`):
-/// the wakeup of a blocked thread being switched in at `now`, placed from
-/// the kernel's record of its wait, `queued_here_ns` on this CPU's run
-/// queue (`Task::queued_here_ns`). Such a kernel (Linux 6.18 on) throttles
-/// a thread by taking it off the run queue on its way back to user space,
-/// never while it waits after a wakeup, so nothing was to be read then.
+/// the wakeup of a blocked thread (`task`) being switched in at `now`,
+/// placed from the kernel's record of its wait (`Task::queued_here_ns`).
+/// Such a kernel (Linux 6.18 on) throttles a thread by taking it off the
+/// run queue on its way back to user space, never while it waits after a
+/// wakeup, so nothing was to be read then.
 #[inline(always)]
-pub fn woken_before_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, task: TaskPtr, queued_here_ns: Option<u64>) {
+pub fn woken_before_switch_in(tid: u32, stats: &mut ThreadStats, now: u64, task: TaskPtr) {
     if stats.on_cpu_since_ns != 0 || stats.runnable_since_ns != 0 {
         return;
     }
-    let Some(mut queued) = queued_here_ns else { return };
+    let Some(mut queued) = task.queued_here_ns() else { return };
     // Moved from another CPU's run queue while it waited: the kernel added
     // the wait there to `run_delay` at the move. Only when the counters saw
     // no run since its switch-out (one the tracepoints missed).
@@ -80,12 +80,4 @@ fn begin_wait(tid: u32, stats: &mut ThreadStats, at: u64) -> bool {
     stats.runnable_since_ns = at;
     timeline::transition(tid, stats, at, TIMELINE_RUNNABLE);
     true
-}
-
-/// How much of a wait that ends now on `cpu` was spent on `cpu`'s run
-/// queue, as far as known: the kernel's reading when there is one
-/// (`Task::queued_here_ns`), else all of it when it began there.
-#[inline(always)]
-pub fn wait_here_ns(stats: &ThreadStats, cpu: u32, queued_here_ns: Option<u64>) -> u64 {
-    queued_here_ns.unwrap_or(if stats.queued_cpu == cpu { u64::MAX } else { 0 })
 }

@@ -31,10 +31,11 @@
 //!                                     ns they took
 //!   tracer-load nanosleep N MS        N nanosleep syscalls of MS ms each
 //!   tracer-load enoent N              N openat calls failing with ENOENT
-//!   tracer-load sleepwork N SLEEP_US WORK_US
+//!   tracer-load sleepwork N SLEEP_US WORK_US [CPU]
 //!                                     N rounds of sleeping SLEEP_US then computing
-//!                                     WORK_US (its own CPU clock); prints its
-//!                                     CPU clock's advance over the rounds
+//!                                     WORK_US (its own CPU clock), on CPU if
+//!                                     given; prints its CPU clock's advance
+//!                                     over the rounds
 //!   tracer-load churn RATE SECS       starts and joins RATE short-lived threads a
 //!                                     second for SECS; prints `cpu NS threads N`:
 //!                                     its own CPU clock, and how many it started
@@ -394,7 +395,11 @@ fn main() {
         }
         Some("sleepwork") => {
             let (n, sleep_us, work_us) = (arg(1), arg(2), arg(3) as u64);
+            let cpu = args.get(4).map(|_| arg(4));
             on_cue(|| {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
                 let ts = libc::timespec { tv_sec: 0, tv_nsec: sleep_us * 1_000 };
                 let start = thread_cpu_ns();
                 for _ in 0..n {

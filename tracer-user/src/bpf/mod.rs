@@ -26,7 +26,7 @@ use tracer_common::{
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, ThreadStats,
-    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAX_CPUS, WaitHolderKey, programs,
+    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAP_CPU_WAITERS, MAX_CPUS, WaitHolderKey, programs,
 };
 
 pub use floor::load_empty_syscall_programs;
@@ -116,7 +116,14 @@ impl Probes {
             ProbeMode::Btf => {
                 let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
                 let parsed = Btf::parse(&raw).map_err(|e| LoadError::Btf(e.to_string()))?;
-                let offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
+                let mut offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
+                // The holders' sums follow a wait on its CPU's waiter list
+                // from its start, so they need the wakeup: a wait charged
+                // only at its end from the CPU's recent runs went unnamed
+                // where tasks switched every few microseconds.
+                if options.holders {
+                    offsets.wakeups_at_switch_in = 0;
+                }
                 let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
                 let cpu_config = cpu_queue_config(options.cpu_queues, Some(&parsed));
                 (offsets, TracepointOffsets::default(), Some(btf), cpu_config)
@@ -136,6 +143,9 @@ impl Probes {
                 .is_ok();
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
+        // The timeline names who held the CPU during waits, from the same
+        // per-CPU run slices as span blame; the holders' sums follow each
+        // CPU's waiters instead (`MAP_CPU_WAITERS`).
         // Marker rings first: their spans are joined with the timeline, so
         // it streams whenever there is one (or may be one later).
         let marker_rings: Vec<MarkerRing> = options
@@ -170,6 +180,7 @@ impl Probes {
             .map_max_entries(MAP_SYSCALL_ERRORS, entries_if(syscalls, STATS_MAP_ENTRIES))
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
+            .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
             .map_max_entries(tracer_common::MAP_H2_SCRATCH, entries_if(http, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
