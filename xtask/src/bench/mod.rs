@@ -3,7 +3,7 @@
 //!
 //! * overhead: `taskset -c 1 perf bench sched pipe` (two tasks ping-ponging
 //!   on one CPU, two context switches and two wakeups per op) with no
-//!   tracer, with `tracer record`, and with libbpf-tools `runqlat`;
+//!   tracer, `tracer record`, `tracer runqlat` and libbpf-tools `runqlat`;
 //! * syscalls: one million getppid calls untraced, with empty programs on the
 //!   syscall tracepoints (the floor), with `tracer record` filtering on
 //!   another process (what every other process pays), filtering on the
@@ -295,6 +295,12 @@ fn overhead(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let configs = [
         Config { name: "no tracer", start: None },
         Config { name: "tracer record", start: Some(tracer_record(&built.tracer, &report, None)) },
+        // No CPU holders: no wakeup program on Linux 6.18 on.
+        Config { name: "tracer runqlat", start: Some(Box::new(|_| {
+            let mut cmd = Command::new(&built.tracer);
+            cmd.arg("runqlat");
+            Background::start(cmd, "Tracing")
+        })) },
         Config {
             name: "libbpf-tools runqlat",
             start: Some(libbpf_tool("runqlat", Vec::new(), "Tracing")),
