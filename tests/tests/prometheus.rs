@@ -347,3 +347,46 @@ fn prometheus_listen_address_bad_or_taken_fails_in_one_line() {
     assert!(line.contains("give IP:PORT"), "{line}");
     let _ = std::fs::remove_dir_all(out.parent().unwrap());
 }
+
+/// The sum of a family's samples for the series whose labels contain `has`.
+fn sample_sum(exposition: &str, metric: &str, has: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(has))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("a sample: {l}")))
+        .sum()
+}
+
+/// `tracer spans --listen`: the endpoint counts the spans the command
+/// printed, and keeps the target's run-queue histogram, which holds every
+/// wait of the spans (the waits are streamed to the tracer only for it).
+#[test]
+fn spans_listen_counts_the_printed_spans_and_their_run_queue_waits() {
+    if !bpf_available("spans_listen_counts_the_printed_spans_and_their_run_queue_waits") {
+        return;
+    }
+    let server = Server::start(Some(1));
+    let (busy, _) = busy_neighbours(1);
+    let port = free_port();
+    let mut exposition = String::new();
+    let (spans, _) = spans_around(&server, &["--listen", &format!("127.0.0.1:{port}")], || {
+        for _ in 0..5 {
+            server.get("/cpu?ms=20");
+        }
+        // Past the endpoint's refresh of once a second.
+        sleep(Duration::from_millis(1_500));
+        exposition = scrape(port);
+    });
+    drop(busy);
+    let cpu = named(&spans, "GET /cpu");
+    assert_eq!(cpu.len(), 5, "{spans:?}");
+    let counted = sample_sum(&exposition, "tracer_span_duration_seconds_count", r#"name="GET /cpu""#);
+    assert_eq!(counted, 5.0, "{exposition}");
+    let pid = format!(r#"pid="{}""#, server.pid());
+    let spans_waited = cpu.iter().map(|s| s.runq_wait_ns).sum::<u64>() as f64 / 1e9;
+    let waited = sample_sum(&exposition, "tracer_runq_latency_seconds_sum", &pid);
+    eprintln!("run-queue wait: spans {spans_waited:.4} s, the process's histogram {waited:.4} s");
+    assert!(spans_waited > 0.0, "spans behind busy neighbours waited: {cpu:?}");
+    assert!(waited >= 0.95 * spans_waited, "histogram {waited} s < the spans' {spans_waited} s: {exposition}");
+    assert!(sample_sum(&exposition, "tracer_runq_latency_seconds_count", &pid) >= 5.0, "{exposition}");
+}

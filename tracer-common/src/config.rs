@@ -210,11 +210,15 @@ pub struct SpanConfig {
     /// waits (`WAIT_HOLDERS`), following each CPU's traced waiters
     /// (`CPU_WAITERS`).
     pub holders: u32,
+    /// Stream each traced run-queue wait (`RUNQ_EVENTS`) for the loader's
+    /// histograms; off where nothing reads them (`tracer spans` without
+    /// `--listen`), which saves a ring record per wait.
+    pub runq_waits: u32,
     /// The syscalls HTTP detection watches, numbered for the running
     /// kernel's architecture (the eBPF object is the same on every one).
     pub http_syscalls: HttpSyscalls,
 }
-const _: () = assert!(size_of::<SpanConfig>() == 16 + size_of::<HttpSyscalls>());
+const _: () = assert!(size_of::<SpanConfig>() == 20 + size_of::<HttpSyscalls>());
 
 /// Numbers of the syscalls that carry HTTP on a socket, filled by the
 /// loader from its architecture's syscall table (x86-64 and arm64 have

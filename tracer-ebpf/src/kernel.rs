@@ -90,6 +90,10 @@ pub fn wakeups_at_switch_in() -> bool {
 pub fn timeline_enabled() -> bool {
     global!(SPAN_CONFIG.timeline) != 0
 }
+/// Run-queue waits are streamed (`SpanConfig::runq_waits`).
+pub fn runq_waits_enabled() -> bool {
+    global!(SPAN_CONFIG.runq_waits) != 0
+}
 pub fn holders_enabled() -> bool {
     global!(SPAN_CONFIG.holders) != 0
 }

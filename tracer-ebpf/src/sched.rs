@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     clock, exits,
-    kernel::{Task, TaskPtr, current_task, now_ns, spans_enabled, this_cpu},
+    kernel::{Task, TaskPtr, current_task, now_ns, runq_waits_enabled, spans_enabled, this_cpu},
     maps::{CLOCK_OFFSETS, RUNQ_EVENTS, THREADS, count},
     throttle, timeline,
 };
@@ -525,6 +525,9 @@ pub fn on_switch_in(
 /// Streams one run-queue wait to the loader, which keeps the histograms.
 #[inline(always)]
 pub fn emit_runq_wait(tid: u32, tgid: u32, waited: &Waited, cpu: u32, prev_tgid: u32) {
+    if !runq_waits_enabled() {
+        return;
+    }
     match RUNQ_EVENTS.reserve::<RunqEvent>(0) {
         Some(mut record) => {
             record.write(RunqEvent {

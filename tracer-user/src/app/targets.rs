@@ -65,6 +65,7 @@ impl Targets {
                 block_io: false,
                 spans: None,
                 timeline: false,
+                runq_waits: true,
                 runq_ring_bytes: DEFAULT_RUNQ_RING_BYTES,
                 timeline_ring_bytes: TIMELINE_RING_BYTES,
                 cpu_queues: false,

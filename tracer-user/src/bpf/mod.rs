@@ -161,6 +161,7 @@ impl Probes {
             timeline: u32::from(timeline),
             http: u32::from(http),
             holders: u32::from(options.holders),
+            runq_waits: u32::from(options.runq_waits),
             http_syscalls: http_syscalls(),
         };
         let mut ebpf = EbpfLoader::new()
@@ -188,7 +189,7 @@ impl Probes {
             .map_max_entries(MAP_HTTP_EVENTS, ring_bytes(http, HTTP_RING_BYTES))
             .map_max_entries(MAP_SPAN_EVENTS, ring_bytes(options.spans.is_some(), SPAN_RING_BYTES))
             .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(timeline, options.timeline_ring_bytes))
-            .map_max_entries(MAP_RUNQ_EVENTS, options.runq_ring_bytes)
+            .map_max_entries(MAP_RUNQ_EVENTS, ring_bytes(options.runq_waits, options.runq_ring_bytes))
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 

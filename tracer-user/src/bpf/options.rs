@@ -81,6 +81,9 @@ pub struct LoadOptions {
     pub spans: Option<SpanRequest>,
     /// Stream every state change of the traced threads (`record --timeline`).
     pub timeline: bool,
+    /// Stream each run-queue wait of the traced threads, for the loader's
+    /// histograms (without: a ring record less per wait).
+    pub runq_waits: bool,
     /// The kernel's ring buffers for the streamed run-queue waits and the
     /// timeline (power-of-two bytes): each costs twice its size in the
     /// tracer's RSS, because the kernel maps a ring's pages twice.

@@ -73,9 +73,12 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     // kernel ring its --max-mib pays for.
     targets.options.timeline = args.flight.flight_recorder.is_some();
     targets.options.timeline_ring_bytes = flight::kernel_ring_bytes(args.flight.max_mib << 20);
-    // Only the targets' waits are streamed (for --listen's histograms), not
-    // a whole machine's: 1 MiB holds 21,000 of them, 210,000 a second
-    // between two drains, without costing the process 8 MiB of RSS.
+    // The run-queue waits feed --listen's histograms only; without it each
+    // traced wait costs a ring record nobody reads. Only the targets' waits
+    // are streamed, not a whole machine's: 1 MiB holds 21,000 of them,
+    // 210,000 a second between two drains, without costing the process
+    // 8 MiB of RSS.
+    targets.options.runq_waits = args.metrics.listen.is_some();
     targets.options.runq_ring_bytes = SPANS_RUNQ_RING_BYTES;
     // Started before the probes, so that a span of the first tick is sent.
     let mut exporter = match &args.otlp.otlp {

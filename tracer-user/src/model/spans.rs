@@ -345,22 +345,35 @@ pub struct SpanSummary {
     pub contention_free: Buckets,
     /// Run-queue wait of all spans, by who held the CPU.
     pub blame: BTreeMap<u32, Holder>,
-    /// Wall time per span name and verdict (the metrics endpoint's
+    /// Wall time per span name, then verdict (the metrics endpoint's
     /// `tracer_span_duration_seconds`).
-    pub by_name_verdict: BTreeMap<(String, Verdict), Buckets>,
+    pub by_name_verdict: BTreeMap<String, BTreeMap<Verdict, Buckets>>,
 }
 
 impl SpanSummary {
     pub fn add(&mut self, span: &SpanRecord) {
         self.count += 1;
-        self.by_name.entry(span.name.clone()).or_default().record(span.wall_ns);
+        record_by_name(&mut self.by_name, &span.name, span.wall_ns);
         self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
-        self.by_name_verdict.entry((span.name.clone(), span.verdict)).or_default().record(span.wall_ns);
+        let by_verdict = match self.by_name_verdict.get_mut(span.name.as_str()) {
+            Some(by_verdict) => by_verdict,
+            None => self.by_name_verdict.entry(span.name.clone()).or_default(),
+        };
+        by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
         self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
         for holder in &span.blame {
             let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
             entry.ns += holder.ns;
         }
+    }
+}
+
+/// Records `ns` under `name`, copying the name only the first time it is seen
+/// (tens of thousands of spans a second share a few names).
+fn record_by_name(by_name: &mut BTreeMap<String, Buckets>, name: &str, ns: u64) {
+    match by_name.get_mut(name) {
+        Some(buckets) => buckets.record(ns),
+        None => by_name.entry(name.to_owned()).or_default().record(ns),
     }
 }
 

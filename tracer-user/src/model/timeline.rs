@@ -157,16 +157,14 @@ impl ThreadHistory {
     /// Syscalls ending in `(start, end]`, each with its whole duration (as
     /// the kernel charges a marker span): total time, count, the largest.
     fn syscalls_in(&self, start: u64, end: u64) -> (u64, u64, [TopEntry; SPAN_TOP]) {
-        let mut by_nr: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+        let mut by_nr = Tally::default();
         let (mut ns, mut count) = (0, 0);
         for s in points_in(&self.syscalls, start, end) {
-            let entry = by_nr.entry(s.id).or_default();
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 += s.ns;
+            by_nr.add(s.id, s.ns);
             ns += s.ns;
             count += 1;
         }
-        (ns, count, top(by_nr))
+        (ns, count, by_nr.top())
     }
 
     /// CPU holders of the waits that overlap `[start, end]`. A wait that
@@ -177,7 +175,7 @@ impl ThreadHistory {
         // after it.
         let after_end = self.transitions.partition_point(|t| t.ts_ns <= end);
         let until = self.transitions.get(after_end).map_or(end, |t| t.ts_ns);
-        let mut by_tgid: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+        let mut by_tgid = Tally::default();
         for h in points_in(&self.holders, start, until) {
             let wait_start = self.wait_start(h.ts_ns).unwrap_or(h.ts_ns.saturating_sub(h.ns));
             let overlap = h.ts_ns.min(end).saturating_sub(wait_start.max(start));
@@ -185,12 +183,9 @@ impl ThreadHistory {
                 continue;
             }
             let wait = h.ts_ns - wait_start;
-            let ns = (u128::from(h.ns) * u128::from(overlap) / u128::from(wait)) as u64;
-            let entry = by_tgid.entry(h.id).or_default();
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 += ns;
+            by_tgid.add(h.id, (u128::from(h.ns) * u128::from(overlap) / u128::from(wait)) as u64);
         }
-        top(by_tgid)
+        by_tgid.top()
     }
 
     /// When the wait for a CPU that ended at `end` began.
@@ -234,15 +229,32 @@ fn points_in(points: &[Point], start: u64, end: u64) -> &[Point] {
     &points[from..to]
 }
 
-/// The `SPAN_TOP` largest by time (ties: lower id first), as a span carries them.
-fn top(by_id: BTreeMap<u32, (u32, u64)>) -> [TopEntry; SPAN_TOP] {
-    let mut all: Vec<TopEntry> = by_id.into_iter().map(|(id, (count, ns))| TopEntry { id, count, ns }).collect();
-    all.sort_by_key(|e| std::cmp::Reverse(e.ns));
-    let mut top = [TopEntry::default(); SPAN_TOP];
-    for (slot, entry) in top.iter_mut().zip(all) {
-        *slot = entry;
+/// Count and time per id (syscall number, TGID) over one span's window.
+/// A window holds a handful of ids, so a short list searched in order
+/// costs less than a map built for every span (tens of thousands a second).
+#[derive(Default)]
+struct Tally(Vec<TopEntry>);
+
+impl Tally {
+    fn add(&mut self, id: u32, ns: u64) {
+        match self.0.iter_mut().find(|e| e.id == id) {
+            Some(entry) => {
+                entry.count = entry.count.saturating_add(1);
+                entry.ns += ns;
+            }
+            None => self.0.push(TopEntry { id, count: 1, ns }),
+        }
     }
-    top
+
+    /// The `SPAN_TOP` largest by time (ties: lower id first), as a span carries them.
+    fn top(mut self) -> [TopEntry; SPAN_TOP] {
+        self.0.sort_unstable_by_key(|e| (std::cmp::Reverse(e.ns), e.id));
+        let mut top = [TopEntry::default(); SPAN_TOP];
+        for (slot, entry) in top.iter_mut().zip(self.0) {
+            *slot = entry;
+        }
+        top
+    }
 }
 
 /// A timeline: the recorded events of each thread, with the recording's

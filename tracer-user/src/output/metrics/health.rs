@@ -17,17 +17,19 @@ use crate::model::{aggregate::Aggregator, hist::Buckets, spans::Verdict};
 pub fn span_families(agg: &Aggregator, names: &mut SeriesTable<String>, out: &mut Vec<MetricFamily>) {
     let spans = &agg.spans;
     let mut seen: HashMap<String, Candidate> = HashMap::new();
-    for ((name, _), buckets) in &spans.by_name_verdict {
+    for (name, by_verdict) in &spans.by_name_verdict {
         let entry = seen.entry(name.clone()).or_default();
         entry.live = true;
-        entry.busy += buckets.count();
+        entry.busy += by_verdict.values().map(Buckets::count).sum::<u64>();
     }
     names.assign(&seen);
     let name_of = |name: &String| if names.has_own(name) { name.clone() } else { OTHER.to_owned() };
 
     let mut by_name_verdict: BTreeMap<(String, Verdict), Buckets> = BTreeMap::new();
-    for ((name, verdict), buckets) in &spans.by_name_verdict {
-        by_name_verdict.entry((name_of(name), *verdict)).or_default().merge(buckets);
+    for (name, by_verdict) in &spans.by_name_verdict {
+        for (verdict, buckets) in by_verdict {
+            by_name_verdict.entry((name_of(name), *verdict)).or_default().merge(buckets);
+        }
     }
     let mut duration =
         Family::histogram("tracer_span_duration_seconds", "Request spans' wall time, per span name and verdict.");
