@@ -57,6 +57,40 @@ fn spans_alone_have_the_verdict_of_their_work() {
     }
 }
 
+/// `--no-syscalls`, from the markers' ring: the parts still cover each span
+/// and give its verdict, and no syscall time or list is left.
+#[test]
+fn spans_without_syscalls_keep_their_breakdown() {
+    if !bpf_available("spans_without_syscalls_keep_their_breakdown") {
+        return;
+    }
+    let server = Server::start(None);
+    let (spans, stderr) = spans_around(&server, &["--marker-ring", "--no-syscalls"], || {
+        for _ in 0..3 {
+            server.get("/sleep?ms=20");
+            server.get("/io");
+            server.get("/cpu?ms=10");
+        }
+    });
+    assert_eq!(spans.len(), 9, "{spans:?} {stderr:?}");
+    for span in &spans {
+        assert_parts_sum_to_wall(span);
+        assert_eq!((span.syscall_ns, span.top_syscalls.len()), (0, 0), "no syscall traced: {span:?}");
+    }
+    for span in named(&spans, "GET /sleep") {
+        assert_eq!(span.verdict, Verdict::Blocked, "{span:?}");
+        assert!(span.sleep_ns >= 19_000_000, "{span:?}");
+    }
+    for span in named(&spans, "GET /io") {
+        assert_eq!(span.verdict, Verdict::Io, "{span:?}");
+    }
+    for span in named(&spans, "GET /cpu") {
+        assert!(span.on_cpu_ns >= 9_000_000, "{span:?}");
+    }
+    let line = one_line_error(&["spans", "-p", "1", "--http", "--no-syscalls"]);
+    assert!(line.contains("--no-syscalls"), "{line}");
+}
+
 fn header(response: &str, name: &str) -> u64 {
     let prefix = format!("{name}: ");
     response.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).expect(name)

@@ -75,6 +75,13 @@ pub struct SpansArgs {
     #[arg(long, requires = "http")]
     pub all_syscalls: bool,
 
+    /// Trace no syscalls: span lines then have no syscall time or list, and
+    /// no process on the host runs a probe at each of its syscalls, which at
+    /// saturation is most of what tracing costs a server and its load
+    /// generator (docs/performance.md). The breakdown's parts stay whole.
+    #[arg(long, conflicts_with_all = ["http", "all_syscalls"])]
+    pub no_syscalls: bool,
+
     /// Keep tracing after the target process exits (by default the run ends,
     /// with its summary, once the process is gone).
     #[arg(long)]

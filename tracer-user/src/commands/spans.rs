@@ -55,10 +55,11 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     }
     // Span lines carry each span's top syscalls, not per-syscall histograms.
     // HTTP detection alone needs only the socket I/O syscalls; the flight
-    // recorder's timeline and --all-syscalls want them all.
+    // recorder's timeline and --all-syscalls want them all; --no-syscalls none.
     let http_only = args.http && !args.all_syscalls && args.flight.flight_recorder.is_none();
     targets.options.syscalls = targets
         .syscall_options(false, false, Vec::new())
+        .filter(|_| !args.no_syscalls)
         .map(|options| SyscallOptions { histograms: false, http_only, ..options });
     targets.options.block_io = true;
     let later_markers = targets.filters.cgroup.is_some();

@@ -7,7 +7,7 @@
 //! with `--all-syscalls` (programs on every syscall).
 use anyhow::Result;
 
-use super::{BenchArgs, Config, alternate, load_ns_per_op, tracer_spans_with};
+use super::{BenchArgs, Config, alternate, load_ns_per_op, spans::tracer_spans_with};
 use crate::setup;
 
 /// Exchanges per round: about 3 s untraced.
