@@ -130,10 +130,7 @@ impl Aggregator {
         self.goodput = slo_ns.map(Goodput::new);
     }
 
-    /// The spans finished since the last call. The next drain's list starts
-    /// as large as this one, rather than growing again by copies.
     pub fn take_spans(&mut self) -> Vec<SpanRecord> {
-        let capacity = self.finished_spans.len();
-        std::mem::replace(&mut self.finished_spans, Vec::with_capacity(capacity))
+        std::mem::take(&mut self.finished_spans)
     }
 }
