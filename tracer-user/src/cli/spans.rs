@@ -76,9 +76,9 @@ pub struct SpansArgs {
     pub all_syscalls: bool,
 
     /// Trace no syscalls: span lines then have no syscall time or list, and
-    /// no process on the host runs a probe at each of its syscalls, which at
-    /// saturation is most of what tracing costs a server and its load
-    /// generator (docs/performance.md). The breakdown's parts stay whole.
+    /// no process on the host runs a probe at each of its syscalls, about
+    /// half of what tracing costs a saturated server and its load generator
+    /// (docs/performance.md). The breakdown's parts stay whole.
     #[arg(long, conflicts_with_all = ["http", "all_syscalls"])]
     pub no_syscalls: bool,
 
