@@ -353,13 +353,9 @@ pub struct SpanSummary {
 impl SpanSummary {
     pub fn add(&mut self, span: &SpanRecord) {
         self.count += 1;
-        record_by_name(&mut self.by_name, &span.name, span.wall_ns);
+        named(&mut self.by_name, &span.name).record(span.wall_ns);
         self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
-        let by_verdict = match self.by_name_verdict.get_mut(span.name.as_str()) {
-            Some(by_verdict) => by_verdict,
-            None => self.by_name_verdict.entry(span.name.clone()).or_default(),
-        };
-        by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
+        named(&mut self.by_name_verdict, &span.name).entry(span.verdict).or_default().record(span.wall_ns);
         self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
         for holder in &span.blame {
             let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
@@ -368,13 +364,13 @@ impl SpanSummary {
     }
 }
 
-/// Records `ns` under `name`, copying the name only the first time it is seen
+/// The entry of `name`, made on first use: the name is copied only then
 /// (tens of thousands of spans a second share a few names).
-fn record_by_name(by_name: &mut BTreeMap<String, Buckets>, name: &str, ns: u64) {
-    match by_name.get_mut(name) {
-        Some(buckets) => buckets.record(ns),
-        None => by_name.entry(name.to_owned()).or_default().record(ns),
+fn named<'a, V: Default>(by_name: &'a mut BTreeMap<String, V>, name: &str) -> &'a mut V {
+    if !by_name.contains_key(name) {
+        by_name.insert(name.to_owned(), V::default());
     }
+    by_name.get_mut(name).expect("inserted above")
 }
 
 /// A span's totals with the time the kernel's clock moved across its start
