@@ -1,6 +1,6 @@
 //! HTTP/1.x request and response heads copied by the kernel for
 //! `tracer spans --http`, parsed into the fields of a span line.
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use httparse::{EMPTY_HEADER, Header, ParserConfig, Request, Response, Status};
 use serde::{Deserialize, Serialize};

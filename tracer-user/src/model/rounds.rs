@@ -6,7 +6,7 @@
 //! more is to come (by `Content-Length`, chunked, or until close) is held
 //! here until its last byte went, or its rounds stopped for a while, and
 //! leaves with its end at the last byte and its breakdown over all rounds.
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use tracer_common::{SPAN_HTTP_ROUND, SPAN_MOVED_THREAD, SpanEvent};
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod perfetto;
 pub mod report;
+pub mod span_line;
 pub mod spans_json;
 pub mod text;
 pub mod timeline_file;

@@ -17,12 +17,12 @@ thread_local! {
 }
 
 /// One span as one JSON line, as `tracer spans` and `tracer spans join` print them.
-/// Serialised whole, then written at once: serde writes token by token,
-/// which through `dyn Write` costs a call (and a buffer copy) each.
+/// Written whole into memory (`span_line`), then to `out` at once: piece
+/// by piece through `dyn Write` would cost a call (and a buffer copy) each.
 pub fn write_line(out: &mut dyn Write, span: &SpanRecord) -> std::io::Result<()> {
     LINE.with_borrow_mut(|line| {
         line.clear();
-        serde_json::to_writer(&mut *line, span)?;
+        super::span_line::write_span(line, span);
         line.push(b'\n');
         out.write_all(line)
     })
