@@ -87,7 +87,7 @@ fn http_spans_of_a_server_without_markers() {
         let path = &http(span).http_path;
         assert!(!path.contains('?'), "query strings are dropped: {span:?}");
         assert_eq!(span.name, format!("GET {path}"));
-        let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| &*s.name).collect();
         assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span:?}");
     }
     for i in 0..3 {
@@ -109,7 +109,7 @@ fn http_spans_of_a_server_without_markers() {
     // waited in recvfrom for the rest of the head.
     let split = by_request_id(&spans, "split");
     assert!(split.sleep_ns >= 25_000_000, "{split:?}");
-    assert_eq!(split.top_syscalls.first().map(|s| s.name.as_str()), Some("recvfrom"), "{split:?}");
+    assert_eq!(split.top_syscalls.first().map(|s| &*s.name), Some("recvfrom"), "{split:?}");
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn http_spans_and_record_of_one_server_at_once() {
             }
             assert_eq!(span.name, "GET /plain", "{span:?}");
             assert_eq!(http(span).http_status, Some(200), "{span:?}");
-            let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+            let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| &*s.name).collect();
             assert!(syscalls.contains(&"sendto"), "the span ends after its response is written: {span:?}");
         }
         let server_process = process(&report, server.pid());

@@ -167,7 +167,7 @@ fn join_reports_bad_input_by_line_and_keeps_going() {
     let (ok, stdout, stderr) = join(&["--timeline", timeline.to_str().unwrap(), "--spans", spans.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     let joined = span_lines(&stdout);
-    let names: Vec<&str> = joined.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = joined.iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["GET /cpu", "GET /sleep"], "{stderr}");
     assert!(stderr.contains("without a thread id (line 2)"), "{stderr}");
     assert!(stderr.contains("malformed span (line 3)"), "{stderr}");

@@ -46,7 +46,7 @@ fn nginx_requests_are_spans_and_busy_neighbours_show_as_contention() {
         assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{span:?}");
         assert!(ids.insert(id.to_owned()), "request ids are unique: {id}");
         assert_parts_sum_to_wall(span);
-        let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        let syscalls: Vec<&str> = span.top_syscalls.iter().map(|s| &*s.name).collect();
         assert!(syscalls.contains(&"sendfile"), "the span covers the body sent with sendfile: {span:?}");
     }
 

@@ -172,7 +172,7 @@ fn otlp_every_marker_and_joined_span_arrives_once_with_its_breakdown() {
             assert!(span["attributes"].get("tracer.blame.pids").is_none(), "{span}");
         } else {
             let pids: Vec<u64> = line.blame.iter().map(|h| u64::from(h.pid)).collect();
-            let comms: Vec<&str> = line.blame.iter().map(|h| h.comm.as_str()).collect();
+            let comms: Vec<&str> = line.blame.iter().map(|h| &*h.comm).collect();
             let ns: Vec<u64> = line.blame.iter().map(|h| h.ns).collect();
             assert_eq!(attr(span, "tracer.blame.pids"), &serde_json::json!(pids));
             assert_eq!(attr(span, "tracer.blame.comms"), &serde_json::json!(comms));
@@ -181,7 +181,7 @@ fn otlp_every_marker_and_joined_span_arrives_once_with_its_breakdown() {
                 blamed += 1;
             }
         }
-        let syscalls: Vec<&str> = line.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        let syscalls: Vec<&str> = line.top_syscalls.iter().map(|s| &*s.name).collect();
         if !syscalls.is_empty() {
             assert_eq!(attr(span, "tracer.top_syscalls.names"), &serde_json::json!(syscalls));
         }

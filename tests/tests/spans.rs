@@ -52,7 +52,7 @@ fn spans_alone_have_the_verdict_of_their_work() {
     for span in named(&spans, "GET /io") {
         assert_eq!(span.verdict, Verdict::Io, "{span:?}");
         assert!(span.iowait_ns > 0);
-        let names: Vec<&str> = span.top_syscalls.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = span.top_syscalls.iter().map(|s| &*s.name).collect();
         assert!(names.contains(&"fsync") || names.contains(&"pwrite64"), "{span:?}");
     }
 }
@@ -167,7 +167,7 @@ fn busy_neighbours_make_spans_cpu_contention_and_are_blamed() {
     assert_eq!(cpu.len(), 5, "{spans:?}");
     for span in cpu {
         assert_contended(span, &busy_pids);
-        assert!(span.blame.first().is_some_and(|h| h.comm == "tracer-load"), "{span:?}");
+        assert!(span.blame.first().is_some_and(|h| &*h.comm == "tracer-load"), "{span:?}");
     }
 }
 

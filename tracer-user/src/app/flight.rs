@@ -182,7 +182,8 @@ impl FlightRecorder {
         for tgid in FlightRing::processes_of(event) {
             if tgid != 0 && !self.ring.knows_process(tgid) {
                 let comm = procfs::comm_of(tgid).unwrap_or_default();
-                self.ring.name_process(tgid, ProcessName { comm, cgroup: procfs::cgroup_of(tgid) });
+                let cgroup = procfs::cgroup_of(tgid).map(Into::into);
+                self.ring.name_process(tgid, ProcessName { comm: comm.into(), cgroup });
             }
         }
         self.ring.push_event(event);

@@ -149,7 +149,8 @@ impl Recorder {
         for tgid in [event.tgid, if event.kind == TIMELINE_HOLDER { event.value } else { 0 }] {
             if tgid != 0 && !self.names.contains_key(&tgid) {
                 let comm = procfs::comm_of(tgid).unwrap_or_default();
-                self.names.insert(tgid, ProcessName { comm, cgroup: procfs::cgroup_of(tgid) });
+                let cgroup = procfs::cgroup_of(tgid).map(Into::into);
+                self.names.insert(tgid, ProcessName { comm: comm.into(), cgroup });
             }
         }
         match writer.push(event) {

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
-use tracer_common::THREAD_DEAD;
+use tracer_common::{SpanEvent, THREAD_DEAD};
 
 use super::{
     events::{DRAIN_EVERY, Event, EventLoop, StopReason},
@@ -30,8 +30,21 @@ use crate::{
 /// heads drained next include all of theirs (draining heads first would
 /// miss those of exchanges that completed in between). Then the marker
 /// spans the timeline drained so far covers.
-fn drain_spans(probes: &mut Probes, agg: &mut Aggregator, markers: &mut Option<MarkerReader>) {
-    let mut finished = Vec::new();
+/// Span events drained kept between drains, up to this many: a list grown
+/// anew for each drain's thousands of spans cost more than what it held.
+const KEPT_SPAN_EVENTS: usize = 4096;
+
+/// The spans the kernel finished, with their HTTP heads: the spans first
+/// (into `finished`), so that every head sent before a span is drained
+/// with it.
+fn drain_spans(
+    probes: &mut Probes,
+    agg: &mut Aggregator,
+    markers: &mut Option<MarkerReader>,
+    finished: &mut Vec<SpanEvent>,
+) {
+    finished.clear();
+    finished.shrink_to(KEPT_SPAN_EVENTS);
     probes.drain_span_events(|span| finished.push(*span));
     probes.drain_http_captures(|record| agg.on_http_record(record));
     finished.iter().for_each(|span| agg.on_span(span));
@@ -143,6 +156,8 @@ pub struct Session {
     /// probe saw.
     ended_at_ns: Option<u64>,
     ended_unix_ns: Option<u64>,
+    /// The last drain's span events (`drain_spans`), kept for the next.
+    span_events: Vec<SpanEvent>,
 }
 
 impl Session {
@@ -164,6 +179,7 @@ impl Session {
             refresh: None,
             ended_at_ns: None,
             ended_unix_ns: None,
+            span_events: Vec::new(),
         };
         session.cpus_at_start = session.cpu_reading();
         session
@@ -189,7 +205,7 @@ impl Session {
     /// Moves everything the kernel has produced into the aggregator: exit
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
-        let Session { probes, agg, timeline, flight, markers, ended_at_ns, .. } = self;
+        let Session { probes, agg, timeline, flight, markers, ended_at_ns, span_events, .. } = self;
         read_markers(markers);
         drain_timeline(probes, timeline, flight, markers);
         if let Some(timeline) = timeline {
@@ -197,7 +213,7 @@ impl Session {
         }
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        drain_spans(probes, agg, markers);
+        drain_spans(probes, agg, markers, span_events);
         let now = ended_at_ns.unwrap_or_else(clock::monotonic_ns);
         let mut dead = Vec::new();
         for (tid, stats) in probes.threads() {
@@ -285,12 +301,12 @@ impl Session {
     /// Moves the streamed events (exits, run-queue waits, spans) into the
     /// aggregator; cheap, called every `DRAIN_EVERY`.
     pub fn drain(&mut self) {
-        let Session { probes, agg, timeline, flight, markers, .. } = self;
+        let Session { probes, agg, timeline, flight, markers, span_events, .. } = self;
         read_markers(markers);
         drain_timeline(probes, timeline, flight, markers);
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));
-        drain_spans(probes, agg, markers);
+        drain_spans(probes, agg, markers, span_events);
     }
 
     /// What each interval refreshes: the streamed events, or everything.

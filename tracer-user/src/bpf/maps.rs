@@ -4,12 +4,12 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
-    BlockKey, BucketStat, Counter, H2Record, HttpCapture, HttpCaptureKind, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey, ThreadExit,
-    ThreadStats, TimelineEvent, WaitHolderKey,
+    BlockKey, BucketStat, Counter, H2Record, HttpCaptureKind, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey,
+    ThreadExit, ThreadStats, TimelineEvent, WaitHolderKey,
 };
 
 use super::Probes;
-use crate::model::h2::HttpRecord;
+use crate::model::{h2::HttpRecord, http::Capture};
 use crate::model::losses::{Losses, SpanAnomalies};
 
 impl Probes {
@@ -158,9 +158,7 @@ fn http_record(bytes: &[u8]) -> Option<HttpRecord<'_>> {
         let record = unsafe { std::ptr::read_unaligned(bytes.get(..head)?.as_ptr().cast::<H2Record>()) };
         return Some(HttpRecord::H2 { record, bytes: &bytes[head..] });
     }
-    let capture = bytes.get(..std::mem::size_of::<HttpCapture>())?;
-    // SAFETY: as above, an HttpCapture.
-    Some(HttpRecord::Capture(unsafe { std::ptr::read_unaligned(capture.as_ptr().cast::<HttpCapture>()) }))
+    Capture::read(bytes).map(HttpRecord::Capture)
 }
 
 fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T)) -> usize {

@@ -49,7 +49,7 @@ pub fn join(args: &JoinArgs) -> Result<()> {
                 .pids
                 .first()
                 .and_then(|pid| timeline.names.get(pid))
-                .map_or_else(|| "unknown".to_owned(), |n| n.comm.clone());
+                .map_or_else(|| "unknown".to_owned(), |n| n.comm.to_string());
             let resource = otlp::resource(None, &name, args.otlp.service_name.as_deref());
             Some(Exporter::start(endpoint.clone(), otlp::Resources::One(resource), Origin::Joined).context("starting the OTLP exporter")?)
         }

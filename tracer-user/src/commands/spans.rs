@@ -143,7 +143,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut written = 0u64;
     let mut failure = None;
     let mut flush = |session: &mut Session, out: &mut dyn Write| {
-        for span in session.agg.take_spans() {
+        for span in session.agg.drain_finished_spans() {
             if let Some(flight) = &mut session.flight {
                 flight.on_span(&span);
             }

@@ -182,7 +182,7 @@ impl Aggregator {
     pub fn on_wait_holders(&mut self, sums: impl IntoIterator<Item = ((u32, u32), u64)>) {
         for pid in self.holders.update(sums) {
             let identity = self.system.comm_of(pid).map(|comm| Identity {
-                name: ProcessName { comm, cgroup: self.system.cgroup_of(pid) },
+                name: ProcessName { comm: comm.into(), cgroup: self.system.cgroup_of(pid).map(Into::into) },
                 kernel_thread: self.system.is_kernel_thread(pid),
             });
             self.holders.identify(pid, identity);
@@ -192,12 +192,11 @@ impl Aggregator {
     /// Names a CPU holder from /proc, at most every `HOLDER_NAME_TTL` per
     /// process: at thousands of spans per second, reading /proc for each
     /// would cost the tracer more than everything else it does per span.
-    fn refresh_holder_name(&mut self, pid: u32) {
-        let now = std::time::Instant::now();
+    fn refresh_holder_name(&mut self, pid: u32, now: std::time::Instant) {
         if self.holder_names.get(&pid).is_some_and(|(at, _)| now.duration_since(*at) < HOLDER_NAME_TTL) {
             return;
         }
-        let name = ProcessName { comm: self.comm_of(pid), cgroup: self.system.cgroup_of(pid) };
+        let name = ProcessName { comm: self.comm_of(pid).into(), cgroup: self.system.cgroup_of(pid).map(Into::into) };
         if self.holder_names.len() > MAX_HOLDER_NAMES {
             self.holder_names.retain(|_, (at, _)| now.duration_since(*at) < HOLDER_NAME_TTL);
         }

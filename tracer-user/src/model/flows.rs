@@ -81,7 +81,7 @@ impl Flows {
                 self.calls_by_request_id.remove(request_id);
                 record.parent_span_id = Some(call);
                 record.parent_pid = Some(pid);
-                let held_by = record.blame.iter().find(|h| h.pid != 0).map(|h| (h.comm.clone(), h.pid));
+                let held_by = record.blame.iter().find(|h| h.pid != 0).map(|h| (h.comm.to_string(), h.pid));
                 let outcome =
                     Outcome { name: record.name.clone(), pid: record.pid, verdict: Some(record.verdict), held_by };
                 self.outcome_of_call.insert((pid, call), outcome);

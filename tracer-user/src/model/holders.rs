@@ -169,8 +169,8 @@ impl CpuHolders {
             let identity = self.identities.get(&holder);
             out.entry(waiter).or_default().push(Held {
                 pid: holder,
-                comm: identity.map(|i| i.name.comm.clone()).unwrap_or_default(),
-                cgroup: identity.and_then(|i| i.name.cgroup.clone()),
+                comm: identity.map(|i| i.name.comm.to_string()).unwrap_or_default(),
+                cgroup: identity.and_then(|i| i.name.cgroup.as_deref().map(str::to_owned)),
                 kind: classify(waiter, waiter_cgroup, holder, identity),
                 ns,
             });

@@ -2,9 +2,11 @@
 //! `tracer spans --http`, parsed into the fields of a span line.
 use foldhash::HashMap;
 
-use httparse::{EMPTY_HEADER, Header, ParserConfig, Request, Response, Status};
+use std::mem::MaybeUninit;
+
+use httparse::{Header, ParserConfig, Request, Response, Status};
 use serde::{Deserialize, Serialize};
-use tracer_common::{HttpCapture, HttpCaptureKind};
+use tracer_common::{HTTP_CAPTURE_LEN, HttpCapture, HttpCaptureKind};
 
 /// What a span line says about its HTTP exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,6 +64,34 @@ pub enum Rejected {
     HeadLost,
 }
 
+/// One capture of the kernel's HTTP stream (an [`HttpCapture`]), read in
+/// place: its valid bytes only, not the whole record.
+#[derive(Clone, Copy, Debug)]
+pub struct Capture<'a> {
+    pub span_id: u64,
+    pub tgid: u32,
+    /// An [`HttpCaptureKind`].
+    pub kind: u32,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Capture<'a> {
+    /// The capture at the start of a ring record, if the record holds one.
+    pub fn read(record: &'a [u8]) -> Option<Capture<'a>> {
+        let record = record.get(..size_of::<HttpCapture>())?;
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(record.get(at..at + 4)?.try_into().ok()?));
+        let span_id = u64::from_ne_bytes(record.get(..8)?.try_into().ok()?);
+        let len = (u32_at(std::mem::offset_of!(HttpCapture, len))? as usize).min(HTTP_CAPTURE_LEN);
+        let data = std::mem::offset_of!(HttpCapture, data);
+        Some(Capture {
+            span_id,
+            tgid: u32_at(std::mem::offset_of!(HttpCapture, tgid))?,
+            kind: u32_at(std::mem::offset_of!(HttpCapture, kind))?,
+            bytes: record.get(data..data + len)?,
+        })
+    }
+}
+
 /// Heads received per span, until the span itself arrives.
 #[derive(Default)]
 pub struct HttpHeads {
@@ -74,7 +104,16 @@ pub struct HttpHeads {
     /// Further requests found behind the first in one read (pipelining):
     /// not made spans of their own.
     pub pipelined: u64,
+    /// Heads taken and emptied, for spans to come: with their buffers kept,
+    /// a span's heads cost no allocation.
+    spare: Vec<Heads>,
 }
+
+/// Emptied heads kept for reuse (a drain's worth at tens of thousands of
+/// spans a second), and the largest buffer kept among them (a head is a
+/// few hundred bytes; a long pipelined read is not kept).
+const SPARE_HEADS: usize = 1024;
+const SPARE_HEAD_CAPACITY: usize = 4096;
 
 #[derive(Default)]
 struct Heads {
@@ -84,9 +123,11 @@ struct Heads {
 }
 
 impl HttpHeads {
-    pub fn on_capture(&mut self, capture: &HttpCapture) {
-        let heads = self.pending.entry((capture.tgid, capture.span_id)).or_default();
-        let bytes = capture.bytes();
+    pub fn on_capture(&mut self, capture: &Capture<'_>) {
+        let spare = &mut self.spare;
+        let key = (capture.tgid, capture.span_id);
+        let heads = self.pending.entry(key).or_insert_with(|| spare.pop().unwrap_or_default());
+        let bytes = capture.bytes;
         match HttpCaptureKind::from_u32(capture.kind) {
             Some(HttpCaptureKind::Request | HttpCaptureKind::OutgoingRequest) => heads.request.extend_from_slice(bytes),
             Some(HttpCaptureKind::Response) => heads.response.extend_from_slice(bytes),
@@ -101,17 +142,27 @@ impl HttpHeads {
 
     /// The fields of span `span_id` of `tgid`, whose heads are forgotten.
     pub fn take(&mut self, tgid: u32, span_id: u64) -> Result<HttpFields, Rejected> {
-        let heads = self.pending.remove(&(tgid, span_id)).unwrap_or_default();
-        if heads.request.is_empty() {
+        let Some(mut heads) = self.pending.remove(&(tgid, span_id)).filter(|heads| !heads.request.is_empty()) else {
             self.heads_lost += 1;
             return Err(Rejected::HeadLost);
-        }
+        };
         let parsed = parse(&heads.request, &heads.response, self.keep_query);
         match &parsed {
             Ok((_, pipelined)) => self.pipelined += pipelined,
             Err(_) => self.not_http += 1,
         }
-        parsed.map(|(fields, _)| HttpFields { peer: heads.peer, ..fields })
+        let peer = heads.peer.take();
+        self.recycle(heads);
+        parsed.map(|(fields, _)| HttpFields { peer, ..fields })
+    }
+
+    fn recycle(&mut self, mut heads: Heads) {
+        let small = heads.request.capacity().max(heads.response.capacity()) <= SPARE_HEAD_CAPACITY;
+        if small && self.spare.len() < SPARE_HEADS {
+            heads.request.clear();
+            heads.response.clear();
+            self.spare.push(heads);
+        }
     }
 
     /// The request fields of span `span_id` of `tgid`, still in progress
@@ -132,6 +183,15 @@ impl HttpHeads {
 
 /// Headers read per head; a head with more still gives its first line.
 const MAX_HEADERS: usize = 64;
+
+/// Room for a head's headers, left uninitialised: httparse fills what it
+/// parses, and writing 64 empty headers (2 KiB) for each of a span's
+/// heads cost more than parsing them.
+type HeaderSlots<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
+
+fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
 
 /// A malformed header line costs that header, not the span: the server
 /// may well have answered the request.
@@ -157,16 +217,17 @@ fn parse(request: &[u8], response: &[u8], keep_query: bool) -> Result<(HttpField
 /// The request's fields, and the length of its head if it was captured
 /// whole (what follows may be pipelined requests).
 fn parse_request(bytes: &[u8], keep_query: bool) -> Result<(HttpFields, Option<usize>), Rejected> {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let mut request = Request::new(&mut headers);
-    match config().parse_request(&mut request, bytes) {
+    let mut slots = header_slots();
+    let mut request = Request::new(&mut []);
+    match config().parse_request_with_uninit_headers(&mut request, bytes, &mut slots) {
         Ok(Status::Complete(len)) => Ok((request_fields(&request, true, keep_query)?, Some(len))),
         Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
             let head = closed_head(bytes);
-            let mut closed_headers = [EMPTY_HEADER; MAX_HEADERS];
-            let mut closed = Request::new(&mut closed_headers);
+            let mut closed_slots = header_slots();
+            let mut closed = Request::new(&mut []);
             if let Some(head) = &head
-                && let Ok(Status::Complete(_)) = config().parse_request(&mut closed, head)
+                && let Ok(Status::Complete(_)) =
+                    config().parse_request_with_uninit_headers(&mut closed, head, &mut closed_slots)
             {
                 return Ok((request_fields(&closed, true, keep_query)?, None));
             }
@@ -190,7 +251,7 @@ fn request_fields(request: &Request<'_, '_>, with_headers: bool, keep_query: boo
         return Err(Rejected::NotHttp);
     }
     let headers: &[Header<'_>] = if with_headers { request.headers } else { &[] };
-    Ok(request_fields_of(method, target, |name| header(headers, name), keep_query))
+    Ok(request_fields_of(method, target, |name| header(headers, name).map(str::to_owned), keep_query))
 }
 
 /// A request's fields from its method, target and headers (`header` finds
@@ -234,20 +295,24 @@ pub fn peer_of(sockaddr: &[u8]) -> Option<String> {
 /// was captured, and where the response ends when the head was whole.
 /// `to_head`: the request was a `HEAD`.
 fn parse_response(bytes: &[u8], to_head: bool) -> (Option<u16>, Option<String>, ResponseEnd) {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let mut response = Response::new(&mut headers);
-    match config().parse_response(&mut response, bytes) {
+    let mut slots = header_slots();
+    let mut response = Response::new(&mut []);
+    match config().parse_response_with_uninit_headers(&mut response, bytes, &mut slots) {
         Ok(Status::Complete(head_len)) => {
             let end = response_end(&response, head_len as u64, to_head);
-            (response.code, header(response.headers, "x-request-id"), end)
+            (response.code, header(response.headers, "x-request-id").map(str::to_owned), end)
         }
         Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
             let head = closed_head(bytes);
-            let mut closed_headers = [EMPTY_HEADER; MAX_HEADERS];
-            let mut closed = Response::new(&mut closed_headers);
+            let mut closed_slots = header_slots();
+            let mut closed = Response::new(&mut []);
             let id = match &head {
-                Some(head) if config().parse_response(&mut closed, head).is_ok_and(|s| s.is_complete()) => {
-                    header(closed.headers, "x-request-id")
+                Some(head)
+                    if config()
+                        .parse_response_with_uninit_headers(&mut closed, head, &mut closed_slots)
+                        .is_ok_and(|s| s.is_complete()) =>
+                {
+                    header(closed.headers, "x-request-id").map(str::to_owned)
                 }
                 _ => None,
             };
@@ -267,7 +332,8 @@ fn response_end(response: &Response<'_, '_>, head_len: u64, to_head: bool) -> Re
     if to_head || code == 204 || code == 304 {
         return ResponseEnd::Bytes(head_len);
     }
-    let chunked = header(response.headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = header(response.headers, "transfer-encoding")
+        .is_some_and(|v| v.as_bytes().windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked")));
     match header(response.headers, "content-length").and_then(|v| v.parse::<u64>().ok()) {
         Some(length) if !chunked => ResponseEnd::Bytes(head_len + length),
         _ => ResponseEnd::Quiet,
@@ -284,10 +350,10 @@ fn closed_head(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(head)
 }
 
-fn header(headers: &[Header<'_>], name: &str) -> Option<String> {
+fn header<'b>(headers: &[Header<'b>], name: &str) -> Option<&'b str> {
     let value = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
     let value = std::str::from_utf8(value).ok()?.trim();
-    (!value.is_empty()).then(|| value.to_owned())
+    (!value.is_empty()).then_some(value)
 }
 
 /// `00-<trace id>-<parent id>-<flags>`.
@@ -310,10 +376,10 @@ fn parent_id_of(traceparent: &str) -> Option<String> {
 /// request line arrived.
 fn count_requests(mut bytes: &[u8]) -> u64 {
     let mut count = 0;
-    loop {
-        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-        let mut request = Request::new(&mut headers);
-        match config().parse_request(&mut request, bytes) {
+    while !bytes.is_empty() {
+        let mut slots = header_slots();
+        let mut request = Request::new(&mut []);
+        match config().parse_request_with_uninit_headers(&mut request, bytes, &mut slots) {
             Ok(Status::Complete(len)) if len > 0 => {
                 count += 1;
                 bytes = &bytes[len..];
@@ -324,16 +390,30 @@ fn count_requests(mut bytes: &[u8]) -> u64 {
             _ => return count,
         }
     }
+    count
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn capture(span_id: u64, kind: HttpCaptureKind, bytes: &[u8]) -> HttpCapture {
-        let mut data = [0u8; tracer_common::HTTP_CAPTURE_LEN];
-        data[..bytes.len()].copy_from_slice(bytes);
-        HttpCapture { span_id, tgid: 7, tid: 7, kind: kind as u32, len: bytes.len() as u32, data }
+    fn capture(span_id: u64, kind: HttpCaptureKind, bytes: &[u8]) -> Capture<'_> {
+        Capture { span_id, tgid: 7, kind: kind as u32, bytes }
+    }
+
+    #[test]
+    fn captures_are_read_in_place_from_ring_records() {
+        let mut data = [0u8; HTTP_CAPTURE_LEN];
+        data[..3].copy_from_slice(b"GET");
+        let kind = HttpCaptureKind::Request as u32;
+        let record = HttpCapture { span_id: 1 << 40, tgid: 7, tid: 8, kind, len: 3, data };
+        // SAFETY: HttpCapture is plain integers and bytes, with no padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&record).cast::<u8>(), size_of::<HttpCapture>())
+        };
+        let capture = Capture::read(bytes).unwrap();
+        assert_eq!((capture.span_id, capture.tgid, capture.kind, capture.bytes), (1 << 40, 7, kind, &b"GET"[..]));
+        assert!(Capture::read(&bytes[..size_of::<HttpCapture>() - 1]).is_none(), "a record cut short");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! Syscall tables come from the `syscalls` crate, generated from the kernel's
 //! own syscall tables for each architecture (complete, not hand-typed).
 
+use std::{borrow::Cow, sync::Arc};
+
 #[cfg(target_arch = "aarch64")]
 pub use syscalls::aarch64::Sysno;
 #[cfg(not(target_arch = "aarch64"))]
@@ -28,8 +30,9 @@ fn suggest(close: &[String]) -> String {
 /// a recording may be gone by the time the recording is read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessName {
-    pub comm: String,
-    pub cgroup: Option<String>,
+    /// Shared, not copied, by the span lines that name the process.
+    pub comm: Arc<str>,
+    pub cgroup: Option<Arc<str>>,
 }
 
 /// The CPU quota of a cgroup, as cgroup v2's `cpu.max` writes it.
@@ -88,8 +91,11 @@ pub fn comm_string(comm: &[u8]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
-pub fn syscall_name(nr: u32) -> String {
-    Sysno::new(nr as usize).map_or_else(|| format!("syscall_{nr}"), |s| s.name().to_owned())
+/// A syscall's name: borrowed from the syscall table (a span line names
+/// its syscalls tens of thousands of times a second), made only for a
+/// number the table does not know.
+pub fn syscall_name(nr: u32) -> Cow<'static, str> {
+    Sysno::new(nr as usize).map_or_else(|| Cow::Owned(format!("syscall_{nr}")), |s| Cow::Borrowed(s.name()))
 }
 
 pub fn syscall_number(name: &str) -> Result<u32, NameError> {

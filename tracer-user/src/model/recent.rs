@@ -1,10 +1,9 @@
 //! A map that keeps its most recent insertions: for what waits on a record
 //! that may never come (a parent span whose request was never answered, a
 //! call whose response never came), so that waiting costs bounded memory.
-use std::{
-    collections::{HashMap, VecDeque},
-    hash::Hash,
-};
+use std::{collections::VecDeque, hash::Hash};
+
+use foldhash::{HashMap, HashMapExt};
 
 pub struct Recent<K, V> {
     map: HashMap<K, V>,

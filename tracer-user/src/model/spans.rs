@@ -1,6 +1,6 @@
 //! Finished request spans: their breakdown, verdict and blame, as JSON
 //! lines, and the per-name / per-verdict summary for the report.
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
@@ -104,7 +104,7 @@ pub fn verdict(on_cpu: u64, waits: CpuWaits, io: u64, blocked: u64, wall: u64, c
 
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct SyscallTime {
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub count: u32,
     pub ns: u64,
 }
@@ -112,9 +112,9 @@ pub struct SyscallTime {
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct Holder {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     /// Its cgroup v2 path, when it could still be read.
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     pub ns: u64,
 }
 

@@ -336,7 +336,7 @@ pub struct ReportMeta {
 
 fn syscall_json(nr: u16, stats: &SyscallStats) -> SyscallJson {
     SyscallJson {
-        name: syscall_name(u32::from(nr)),
+        name: syscall_name(u32::from(nr)).into_owned(),
         nr,
         count: stats.latency.count(),
         errors: stats.error_count(),

@@ -9,55 +9,63 @@ use crate::model::{
     spans::{DownstreamWait, Holder, SpanKind, SpanRecord, SyscallTime},
 };
 
+/// An object's key as written: `"name":`, one copy of a length known
+/// when compiled (moves, not a call to `memcpy`).
+macro_rules! key {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+
 /// Appends `span` as one JSON object (no newline) to `out`.
 pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord) {
     let mut o = Object::open(out);
-    o.opt_str("trace_id", span.trace_id.as_deref());
-    o.uint("span_id", span.span_id);
+    o.opt_str(key!("trace_id"), span.trace_id.as_deref());
+    o.uint(key!("span_id"), span.span_id);
     if let Some(parent) = span.parent_span_id {
-        o.uint("parent_span_id", parent);
+        o.uint(key!("parent_span_id"), parent);
     }
     if let Some(pid) = span.parent_pid {
-        o.uint("parent_pid", pid.into());
+        o.uint(key!("parent_pid"), pid.into());
     }
-    o.raw_str("kind", kind_name(span.kind));
-    o.str("name", &span.name);
-    o.uint("pid", span.pid.into());
-    o.uint("tid", span.tid.into());
-    o.uint("start_unix_ns", span.start_unix_ns);
-    o.uint("wall_ns", span.wall_ns);
-    o.uint("on_cpu_ns", span.on_cpu_ns);
-    o.uint("wakeup_idle_ns", span.wakeup_idle_ns);
-    o.uint("runq_wait_ns", span.runq_wait_ns);
-    o.uint("throttled_ns", span.throttled_ns);
-    o.uint("stolen_ns", span.stolen_ns);
-    o.uint("iowait_ns", span.iowait_ns);
-    o.uint("uninterruptible_ns", span.uninterruptible_ns);
-    o.uint("sleep_ns", span.sleep_ns);
-    o.uint("downstream_ns", span.downstream_ns);
+    o.raw_str(key!("kind"), kind_name(span.kind));
+    o.str(key!("name"), &span.name);
+    o.uint(key!("pid"), span.pid.into());
+    o.uint(key!("tid"), span.tid.into());
+    o.uint(key!("start_unix_ns"), span.start_unix_ns);
+    o.uint(key!("wall_ns"), span.wall_ns);
+    o.uint(key!("on_cpu_ns"), span.on_cpu_ns);
+    o.uint(key!("wakeup_idle_ns"), span.wakeup_idle_ns);
+    o.uint(key!("runq_wait_ns"), span.runq_wait_ns);
+    o.uint(key!("throttled_ns"), span.throttled_ns);
+    o.uint(key!("stolen_ns"), span.stolen_ns);
+    o.uint(key!("iowait_ns"), span.iowait_ns);
+    o.uint(key!("uninterruptible_ns"), span.uninterruptible_ns);
+    o.uint(key!("sleep_ns"), span.sleep_ns);
+    o.uint(key!("downstream_ns"), span.downstream_ns);
     if !span.downstream.is_empty() {
-        o.array("downstream", &span.downstream, write_downstream);
+        o.array(key!("downstream"), &span.downstream, write_downstream);
     }
-    o.uint("between_threads_ns", span.between_threads_ns);
+    o.uint(key!("between_threads_ns"), span.between_threads_ns);
     if let Some(verdict) = &span.downstream_verdict {
-        o.str("downstream_verdict", verdict);
+        o.str(key!("downstream_verdict"), verdict);
     }
-    o.uint("unaccounted_ns", span.unaccounted_ns);
-    o.uint("syscall_ns", span.syscall_ns);
-    o.array("top_syscalls", &span.top_syscalls, write_syscall);
-    o.uint("migrations", span.migrations);
-    o.uint("voluntary_switches", span.voluntary_switches);
-    o.uint("involuntary_switches", span.involuntary_switches);
-    o.raw_str("verdict", span.verdict.name());
+    o.uint(key!("unaccounted_ns"), span.unaccounted_ns);
+    o.uint(key!("syscall_ns"), span.syscall_ns);
+    o.array(key!("top_syscalls"), &span.top_syscalls, write_syscall);
+    o.uint(key!("migrations"), span.migrations);
+    o.uint(key!("voluntary_switches"), span.voluntary_switches);
+    o.uint(key!("involuntary_switches"), span.involuntary_switches);
+    o.raw_str(key!("verdict"), span.verdict.name());
     if let Some(limit) = &span.throttle {
-        o.key("throttle");
+        o.key(key!("throttle"));
         write_limit(o.out, limit);
     }
-    o.array("blame", &span.blame, write_holder);
-    o.bool("moved_between_threads", span.moved_between_threads);
-    o.uint("tid_end", span.tid_end.into());
+    o.array(key!("blame"), &span.blame, write_holder);
+    o.bool(key!("moved_between_threads"), span.moved_between_threads);
+    o.uint(key!("tid_end"), span.tid_end.into());
     if let Some(why) = &span.no_breakdown {
-        o.str("no_breakdown", why);
+        o.str(key!("no_breakdown"), why);
     }
     if let Some(http) = &span.http {
         write_http_fields(&mut o, http);
@@ -67,50 +75,50 @@ pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord) {
 
 /// `HttpFields` flattened into the span's object, as `#[serde(flatten)]` does.
 fn write_http_fields(o: &mut Object<'_>, http: &HttpFields) {
-    o.str("http_method", &http.http_method);
-    o.str("http_path", &http.http_path);
+    o.str(key!("http_method"), &http.http_method);
+    o.str(key!("http_path"), &http.http_path);
     match http.http_status {
-        Some(status) => o.uint("http_status", status.into()),
-        None => o.null("http_status"),
+        Some(status) => o.uint(key!("http_status"), status.into()),
+        None => o.null(key!("http_status")),
     }
-    o.opt_str("request_id", http.request_id.as_deref());
+    o.opt_str(key!("request_id"), http.request_id.as_deref());
     if let Some(peer) = &http.peer {
-        o.str("peer", peer);
+        o.str(key!("peer"), peer);
     }
     if let Some(bytes) = http.response_bytes {
-        o.uint("response_bytes", bytes);
+        o.uint(key!("response_bytes"), bytes);
     }
 }
 
 fn write_downstream(out: &mut Vec<u8>, wait: &DownstreamWait) {
     let mut o = Object::open(out);
-    o.str("peer", &wait.peer);
-    o.uint("count", wait.count.into());
-    o.uint("ns", wait.ns);
+    o.str(key!("peer"), &wait.peer);
+    o.uint(key!("count"), wait.count.into());
+    o.uint(key!("ns"), wait.ns);
     o.close();
 }
 
 fn write_syscall(out: &mut Vec<u8>, syscall: &SyscallTime) {
     let mut o = Object::open(out);
-    o.str("name", &syscall.name);
-    o.uint("count", syscall.count.into());
-    o.uint("ns", syscall.ns);
+    o.str(key!("name"), &syscall.name);
+    o.uint(key!("count"), syscall.count.into());
+    o.uint(key!("ns"), syscall.ns);
     o.close();
 }
 
 fn write_holder(out: &mut Vec<u8>, holder: &Holder) {
     let mut o = Object::open(out);
-    o.uint("pid", holder.pid.into());
-    o.str("comm", &holder.comm);
-    o.opt_str("cgroup", holder.cgroup.as_deref());
-    o.uint("ns", holder.ns);
+    o.uint(key!("pid"), holder.pid.into());
+    o.str(key!("comm"), &holder.comm);
+    o.opt_str(key!("cgroup"), holder.cgroup.as_deref());
+    o.uint(key!("ns"), holder.ns);
     o.close();
 }
 
 fn write_limit(out: &mut Vec<u8>, limit: &CpuLimit) {
     let mut o = Object::open(out);
-    o.str("cgroup", &limit.cgroup);
-    o.str("cpu_max", &limit.cpu_max);
+    o.str(key!("cgroup"), &limit.cgroup);
+    o.str(key!("cpu_max"), &limit.cpu_max);
     o.close();
 }
 
@@ -123,7 +131,8 @@ fn kind_name(kind: SpanKind) -> &'static str {
 }
 
 /// A JSON object being written: keys are this file's own literals (plain
-/// ASCII, nothing to escape), string values go through serde_json's escaping.
+/// ASCII, nothing to escape, made by `key!`), string values go through
+/// serde_json's escaping.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -139,37 +148,42 @@ impl<'a> Object<'a> {
         self.out.push(b'}');
     }
 
+    /// `key` as made by `key!`.
+    #[inline(always)]
     fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
+    #[inline(always)]
     fn uint(&mut self, key: &str, value: u64) {
         self.key(key);
         self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
+    #[inline(always)]
     fn bool(&mut self, key: &str, value: bool) {
         self.key(key);
         self.out.extend_from_slice(if value { b"true" } else { b"false" });
     }
 
+    #[inline(always)]
     fn null(&mut self, key: &str) {
         self.key(key);
         self.out.extend_from_slice(b"null");
     }
 
+    #[inline(always)]
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         serde_json::to_writer(&mut *self.out, value).expect("a string serializes into memory");
     }
 
     /// A value known to need no escaping (an enum's name).
+    #[inline(always)]
     fn raw_str(&mut self, key: &str, value: &str) {
         self.key(key);
         self.out.push(b'"');
@@ -177,6 +191,7 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
     }
 
+    #[inline(always)]
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
         match value {
             Some(value) => self.str(key, value),

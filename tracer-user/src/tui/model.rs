@@ -136,7 +136,7 @@ impl GanttView {
             }
             _ => None,
         };
-        let names = span.blame.iter().map(|h| (h.pid, h.comm.clone())).collect();
+        let names = span.blame.iter().map(|h| (h.pid, h.comm.to_string())).collect();
         GanttView { span, gantt, names }
     }
 
@@ -224,7 +224,7 @@ pub fn build(
             runq_max: runq_hist.max(),
             iowait_pct: share(iowait, interval, max_pct),
             syscall_pct: syscalls_traced.then(|| share(syscall_ns.get(pid).copied().unwrap_or(0), interval, max_pct)),
-            top_syscall: top_syscall.get(pid).map(|(_, nr)| syscall_name(u32::from(*nr))),
+            top_syscall: top_syscall.get(pid).map(|(_, nr)| syscall_name(u32::from(*nr)).into_owned()),
             exited,
         });
     }
@@ -269,7 +269,8 @@ fn build_detail(
     for ((owner, nr), stats) in syscalls {
         if *owner == pid {
             all_syscalls.merge(&stats.latency);
-            top_syscalls.push((syscall_name(u32::from(*nr)), stats.latency.count(), stats.latency.sum() as u64));
+            let name = syscall_name(u32::from(*nr)).into_owned();
+            top_syscalls.push((name, stats.latency.count(), stats.latency.sum() as u64));
         }
     }
     top_syscalls.sort_by_key(|(_, _, total)| std::cmp::Reverse(*total));

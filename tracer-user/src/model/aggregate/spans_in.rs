@@ -2,6 +2,9 @@
 //! events from the kernel and the marker rings, and those held for their
 //! response's later rounds, each finished into a span line.
 use super::Aggregator;
+
+/// Finished spans' room kept between drains (see `drain_finished_spans`).
+const KEPT_SPAN_RECORDS: usize = 4096;
 use crate::model::{
     goodput::Goodput,
     h2::{self, HttpRecord},
@@ -26,9 +29,9 @@ impl Aggregator {
         }
     }
 
-    fn on_http_capture(&mut self, capture: &tracer_common::HttpCapture) {
+    fn on_http_capture(&mut self, capture: &http::Capture<'_>) {
         if capture.kind == tracer_common::HttpCaptureKind::Peer as u32
-            && self.h2.on_peer(capture.tgid, capture.span_id, http::peer_of(capture.bytes()))
+            && self.h2.on_peer(capture.tgid, capture.span_id, http::peer_of(capture.bytes))
         {
             return;
         }
@@ -96,8 +99,9 @@ impl Aggregator {
                 self.finish_span(&call, Some(fields));
             }
         }
+        let now = std::time::Instant::now();
         for holder in event.holders.iter().filter(|h| h.count > 0 && h.id != 0) {
-            self.refresh_holder_name(holder.id);
+            self.refresh_holder_name(holder.id, now);
         }
         let mut record = SpanRecord::from_event(event, self.monotonic_to_unix_ns, self.contention_threshold, |pid| {
             self.holder_names.get(&pid).map(|(_, name)| name.clone()).unwrap_or_default()
@@ -106,7 +110,7 @@ impl Aggregator {
             record.throttle = self.cpu_limit(event.tgid);
         }
         if let Some(fields) = http {
-            record.name = format!("{} {}", fields.http_method, fields.http_path);
+            record.name = [fields.http_method.as_str(), fields.http_path.as_str()].join(" ");
             record.trace_id = fields.trace_id.clone();
             record.http = Some(fields);
         }
@@ -130,7 +134,15 @@ impl Aggregator {
         self.goodput = slo_ns.map(Goodput::new);
     }
 
+    /// The finished spans, in the order they finished. Their list keeps
+    /// its room for the next drain's (up to [`KEPT_SPAN_RECORDS`]): grown
+    /// anew for each drain's thousands, it cost more than what it held.
+    pub fn drain_finished_spans(&mut self) -> std::vec::Drain<'_, SpanRecord> {
+        self.finished_spans.shrink_to(KEPT_SPAN_RECORDS);
+        self.finished_spans.drain(..)
+    }
+
     pub fn take_spans(&mut self) -> Vec<SpanRecord> {
-        std::mem::take(&mut self.finished_spans)
+        self.drain_finished_spans().collect()
     }
 }

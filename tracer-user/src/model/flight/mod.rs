@@ -172,9 +172,18 @@ fn span_heap_bytes(span: &SpanRecord) -> u64 {
                 .map(String::capacity)
                 .sum::<usize>()
     });
-    let syscalls: usize = span.top_syscalls.iter().map(|s| s.name.capacity()).sum();
-    let blame: usize =
-        span.blame.iter().map(|h| h.comm.capacity() + h.cgroup.as_ref().map_or(0, String::capacity)).sum();
+    // Names from the syscall table are borrowed: no heap of their own.
+    let syscalls: usize = span
+        .top_syscalls
+        .iter()
+        .map(|s| match &s.name {
+            std::borrow::Cow::Owned(name) => name.capacity(),
+            std::borrow::Cow::Borrowed(_) => 0,
+        })
+        .sum();
+    // Shared with the other spans that name the same process, but counted
+    // whole: an estimate on the side of the memory limit.
+    let blame: usize = span.blame.iter().map(|h| h.comm.len() + h.cgroup.as_deref().map_or(0, str::len)).sum();
     (span.name.capacity()
         + span.trace_id.as_ref().map_or(0, String::capacity)
         + span.top_syscalls.capacity() * size_of::<super::spans::SyscallTime>()

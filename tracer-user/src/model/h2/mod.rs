@@ -19,14 +19,14 @@ use std::collections::HashMap;
 
 use httlib_hpack::Decoder;
 use tracer_common::{
-    H2Record, HttpCapture, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SpanEvent, ThreadTotals, http_span_id,
+    H2Record, HttpCaptureKind, SPAN_CLIENT, SPAN_HANDED_OFF, SPAN_HTTP, SpanEvent, ThreadTotals, http_span_id,
 };
 
 use self::{
     frames::{Frame, FrameReader, OutOfStep},
     upgrade::Upgrades,
 };
-use super::http::{HttpFields, request_fields_of};
+use super::http::{Capture, HttpFields, request_fields_of};
 
 /// The largest header table a peer may ask for (with a size update in a
 /// block). The default is 4 KiB; peers rarely ask for more.
@@ -95,10 +95,9 @@ struct Connection {
 }
 
 /// One record of the kernel's HTTP stream (handed on once, never kept).
-#[allow(clippy::large_enum_variant)]
 pub enum HttpRecord<'a> {
     /// A head's bytes, or a peer's address.
-    Capture(HttpCapture),
+    Capture(Capture<'a>),
     /// A read, write or close of an HTTP/2 connection, with the bytes copied.
     H2 { record: H2Record, bytes: &'a [u8] },
 }

@@ -70,13 +70,13 @@ fn record_from_event() {
     event.holders[0] = TopEntry { id: 812, count: 5, ns: 45_000 };
     event.holders[1] = TopEntry { id: 100, count: 1, ns: 15_000 };
     let r = SpanRecord::from_event(&event, 10, 0.3, |pid| ProcessName {
-        comm: format!("comm{pid}"),
-        cgroup: Some(format!("/cg{pid}")),
+        comm: format!("comm{pid}").into(),
+        cgroup: Some(format!("/cg{pid}").into()),
     });
     assert_eq!((r.name.as_str(), r.wall_ns, r.start_unix_ns), ("GET /cpu", 100_000, 1_010));
     assert_eq!(r.on_cpu_ns + r.runq_wait_ns + r.iowait_ns + r.uninterruptible_ns + r.sleep_ns, r.wall_ns);
     assert_eq!(r.verdict, Verdict::CpuContention);
-    assert_eq!((r.blame[0].pid, r.blame[0].comm.as_str(), r.blame[0].ns), (812, "comm812", 45_000));
+    assert_eq!((r.blame[0].pid, &*r.blame[0].comm, r.blame[0].ns), (812, "comm812", 45_000));
     assert_eq!(r.blame[0].cgroup.as_deref(), Some("/cg812"), "the caller names the holders");
     assert_eq!(r.top_syscalls[0].count, 3);
     assert_eq!(r.migrations, 2);
@@ -85,7 +85,7 @@ fn record_from_event() {
     woken.holders = [TopEntry::default(); tracer_common::SPAN_TOP];
     woken.holders[0] = TopEntry { id: 0, count: 1, ns: 60_000 };
     let woken = SpanRecord::from_event(&woken, 0, 0.3, |_| ProcessName::default());
-    assert_eq!((woken.verdict, woken.blame[0].comm.as_str()), (Verdict::OnCpu, "(idle)"));
+    assert_eq!((woken.verdict, &*woken.blame[0].comm), (Verdict::OnCpu, "(idle)"));
     // Waiting while its cgroup was throttled is neither contention nor
     // wake-up latency, and nobody held the CPU from it.
     let mut throttled = event;

@@ -92,7 +92,7 @@ impl Names<'_> {
         self.timeline
             .names
             .get(&pid)
-            .map(|n| n.comm.clone())
+            .map(|n| n.comm.to_string())
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| pid.to_string())
     }
