@@ -241,7 +241,7 @@ fn describe(pids: &[u32], cgroup: Option<&str>) -> String {
 
 fn summary(session: &Session, written: u64) {
     let spans = &session.agg.spans;
-    let verdicts: Vec<String> = spans.by_verdict.iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
+    let verdicts: Vec<String> = spans.by_verdict().iter().map(|(v, b)| format!("{} {v}", b.count())).collect();
     say!("{} spans ({} written): {}", spans.count, written, verdicts.join(", "));
     if let Some(goodput) = &session.agg.goodput {
         for line in goodput_text::summary_lines(goodput) {

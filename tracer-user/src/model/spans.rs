@@ -339,28 +339,48 @@ fn no_breakdown_reason(flags: u32) -> &'static str {
 #[derive(Debug, Default)]
 pub struct SpanSummary {
     pub count: u64,
-    pub by_name: BTreeMap<String, Buckets>,
-    pub by_verdict: BTreeMap<Verdict, Buckets>,
     /// Wall time minus run-queue wait: the latency without CPU contention.
     pub contention_free: Buckets,
     /// Run-queue wait of all spans, by who held the CPU.
     pub blame: BTreeMap<u32, Holder>,
     /// Wall time per span name, then verdict (the metrics endpoint's
-    /// `tracer_span_duration_seconds`).
+    /// `tracer_span_duration_seconds`). Per name alone and per verdict
+    /// alone are merged from these when shown: one histogram recorded per
+    /// span, not three.
     pub by_name_verdict: BTreeMap<String, BTreeMap<Verdict, Buckets>>,
 }
 
 impl SpanSummary {
     pub fn add(&mut self, span: &SpanRecord) {
         self.count += 1;
-        named(&mut self.by_name, &span.name).record(span.wall_ns);
-        self.by_verdict.entry(span.verdict).or_default().record(span.wall_ns);
         named(&mut self.by_name_verdict, &span.name).entry(span.verdict).or_default().record(span.wall_ns);
         self.contention_free.record(span.wall_ns.saturating_sub(span.runq_wait_ns));
         for holder in &span.blame {
             let entry = self.blame.entry(holder.pid).or_insert_with(|| Holder { ns: 0, ..holder.clone() });
             entry.ns += holder.ns;
         }
+    }
+}
+
+impl SpanSummary {
+    /// Wall time per span name.
+    pub fn by_name(&self) -> BTreeMap<String, Buckets> {
+        let merged = |verdicts: &BTreeMap<Verdict, Buckets>| {
+            verdicts.values().fold(Buckets::default(), |mut all, buckets| {
+                all.merge(buckets);
+                all
+            })
+        };
+        self.by_name_verdict.iter().map(|(name, verdicts)| (name.clone(), merged(verdicts))).collect()
+    }
+
+    /// Wall time per verdict.
+    pub fn by_verdict(&self) -> BTreeMap<Verdict, Buckets> {
+        let mut by_verdict = BTreeMap::<Verdict, Buckets>::new();
+        for (verdict, buckets) in self.by_name_verdict.values().flatten() {
+            by_verdict.entry(*verdict).or_default().merge(buckets);
+        }
+        by_verdict
     }
 }
 

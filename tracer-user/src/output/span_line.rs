@@ -176,10 +176,18 @@ impl<'a> Object<'a> {
         self.out.extend_from_slice(b"null");
     }
 
+    /// A string value: as it is when nothing in it needs escaping (names,
+    /// paths: nearly always), else escaped by serde_json.
     #[inline(always)]
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        serde_json::to_writer(&mut *self.out, value).expect("a string serializes into memory");
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.out.push(b'"');
+            self.out.extend_from_slice(value.as_bytes());
+            self.out.push(b'"');
+        } else {
+            serde_json::to_writer(&mut *self.out, value).expect("a string serializes into memory");
+        }
     }
 
     /// A value known to need no escaping (an enum's name).
@@ -235,9 +243,9 @@ mod tests {
         span.parent_pid = Some(42);
         span.kind = SpanKind::Client;
         span.name = "GET /a\"b\\c\n\u{1}é".into();
+        span.top_syscalls = vec![SyscallTime { name: "read\u{7f}".into(), count: 3, ns: u64::MAX }];
         span.downstream = vec![DownstreamWait { peer: "127.0.0.1:8001".into(), count: 2, ns: 5 }; 2];
         span.downstream_verdict = Some("cpu-contention".into());
-        span.top_syscalls = vec![SyscallTime { name: "read".into(), count: 3, ns: u64::MAX }];
         span.throttle = Some(CpuLimit { cgroup: "/a/b".into(), cpu_max: "20000 100000".into() });
         span.blame = vec![
             Holder { pid: 1, comm: "tab\there".into(), cgroup: Some("/x".into()), ns: 9 },

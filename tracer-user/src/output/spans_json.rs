@@ -78,8 +78,8 @@ impl SpansJson {
         blame.sort_by_key(|h| std::cmp::Reverse(h.ns));
         SpansJson {
             count: summary.count,
-            by_name: summary.by_name.iter().map(|(k, v)| (k.clone(), HistJson::from_buckets(v))).collect(),
-            by_verdict: summary.by_verdict.iter().map(|(k, v)| (*k, HistJson::from_buckets(v))).collect(),
+            by_name: summary.by_name().iter().map(|(k, v)| (k.clone(), HistJson::from_buckets(v))).collect(),
+            by_verdict: summary.by_verdict().iter().map(|(k, v)| (*k, HistJson::from_buckets(v))).collect(),
             contention_free: HistJson::from_buckets(&summary.contention_free),
             blame,
             anomalies,

@@ -122,7 +122,7 @@ fn record_from_event() {
     summary.add(&r);
     summary.add(&moved);
     assert_eq!(summary.count, 2);
-    assert_eq!(summary.by_verdict[&Verdict::CpuContention].count(), 1);
+    assert_eq!(summary.by_verdict()[&Verdict::CpuContention].count(), 1);
     assert_eq!(summary.contention_free.max(), 40_000);
     assert_eq!(summary.blame[&812].ns, 90_000);
     assert_eq!(summary.by_name_verdict["GET /cpu"][&Verdict::Moved].count(), 1);

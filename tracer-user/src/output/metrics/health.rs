@@ -39,8 +39,9 @@ pub fn span_families(agg: &Aggregator, names: &mut SeriesTable<String>, out: &mu
     duration.push_into(out);
 
     let mut by_verdict = Family::counter("tracer_spans_total", "Finished request spans, per verdict.");
+    let spans_by_verdict = spans.by_verdict();
     for verdict in Verdict::ALL {
-        let count = spans.by_verdict.get(&verdict).map_or(0, Buckets::count);
+        let count = spans_by_verdict.get(&verdict).map_or(0, Buckets::count);
         by_verdict.add(&Labels::new().with("verdict", verdict.name()), count as f64);
     }
     by_verdict.push_into(out);
