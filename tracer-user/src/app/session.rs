@@ -25,18 +25,16 @@ use crate::{
     sys::{clock, procfs},
 };
 
-/// Finished spans, with the HTTP heads they need. The spans are taken
-/// first: every head of a span was sent before the span itself, so the
-/// heads drained next include all of theirs (draining heads first would
-/// miss those of exchanges that completed in between). Then the marker
-/// spans the timeline drained so far covers.
-/// Span events drained kept between drains, up to this many: a list grown
-/// anew for each drain's thousands of spans cost more than what it held.
+/// Room for span events kept between drains (`Session::span_events`): a
+/// list grown anew for each drain's thousands of spans cost more than what
+/// it held.
 const KEPT_SPAN_EVENTS: usize = 4096;
 
-/// The spans the kernel finished, with their HTTP heads: the spans first
-/// (into `finished`), so that every head sent before a span is drained
-/// with it.
+/// Finished spans, with the HTTP heads they need. The spans are taken
+/// first (into `finished`): every head of a span was sent before the span
+/// itself, so the heads drained next include all of theirs (draining heads
+/// first would miss those of exchanges that completed in between). Then
+/// the marker spans the timeline drained so far covers.
 fn drain_spans(
     probes: &mut Probes,
     agg: &mut Aggregator,

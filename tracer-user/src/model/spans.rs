@@ -360,9 +360,7 @@ impl SpanSummary {
             entry.ns += holder.ns;
         }
     }
-}
 
-impl SpanSummary {
     /// Wall time per span name.
     pub fn by_name(&self) -> BTreeMap<String, Buckets> {
         let merged = |verdicts: &BTreeMap<Verdict, Buckets>| {

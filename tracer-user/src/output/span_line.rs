@@ -1,6 +1,6 @@
 //! A span as its JSON line, written field by field: the same bytes as
 //! `serde_json::to_writer` of the derived `Serialize` (a test holds the two
-//! together), at a third of the cost. At tens of thousands of spans a
+//! together), at under half the cost. At tens of thousands of spans a
 //! second the derived path was a quarter of the tracer's own CPU, most of
 //! it escaping the fixed key names byte by byte.
 use crate::model::{

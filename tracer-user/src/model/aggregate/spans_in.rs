@@ -2,9 +2,6 @@
 //! events from the kernel and the marker rings, and those held for their
 //! response's later rounds, each finished into a span line.
 use super::Aggregator;
-
-/// Finished spans' room kept between drains (see `drain_finished_spans`).
-const KEPT_SPAN_RECORDS: usize = 4096;
 use crate::model::{
     goodput::Goodput,
     h2::{self, HttpRecord},
@@ -12,6 +9,9 @@ use crate::model::{
     rounds,
     spans::{SpanRecord, Verdict},
 };
+
+/// Finished spans' room kept between drains (see `drain_finished_spans`).
+const KEPT_SPAN_RECORDS: usize = 4096;
 
 impl Aggregator {
     /// A record of the kernel's HTTP stream: heads for the HTTP/1.x spans
