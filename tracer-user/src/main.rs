@@ -11,8 +11,8 @@ use tracer_user::{
 /// next larger request walks them all to merge them, and at 30,000 spans/s
 /// those walks were 8% of the tracer's samples (`malloc_consolidate`,
 /// from reading a /proc file). Without them, the thread cache still takes
-/// the common sizes, and the rest merge as they are freed: 9% less of the
-/// tracer's CPU in that benchmark (docs/performance.md).
+/// the common sizes, and the rest merge as they are freed: the tracer's
+/// CPU there went from 8.2% to 7.5% of a CPU (docs/performance.md).
 fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets a malloc parameter; M_MXFAST 0 is in its
