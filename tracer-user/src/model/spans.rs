@@ -139,6 +139,17 @@ pub enum SpanKind {
     Client,
 }
 
+impl SpanKind {
+    /// Its name in the JSON (`server`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+        }
+    }
+}
+
 /// One JSON line of `tracer spans`.
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct SpanRecord {

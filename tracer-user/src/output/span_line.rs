@@ -6,7 +6,7 @@
 use crate::model::{
     http::HttpFields,
     names::CpuLimit,
-    spans::{DownstreamWait, Holder, SpanKind, SpanRecord, SyscallTime},
+    spans::{DownstreamWait, Holder, SpanRecord, SyscallTime},
 };
 
 /// An object's key as written: `"name":`, one copy of a length known
@@ -28,7 +28,7 @@ pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord) {
     if let Some(pid) = span.parent_pid {
         o.uint(key!("parent_pid"), pid.into());
     }
-    o.raw_str(key!("kind"), kind_name(span.kind));
+    o.raw_str(key!("kind"), span.kind.name());
     o.str(key!("name"), &span.name);
     o.uint(key!("pid"), span.pid.into());
     o.uint(key!("tid"), span.tid.into());
@@ -120,14 +120,6 @@ fn write_limit(out: &mut Vec<u8>, limit: &CpuLimit) {
     o.str(key!("cgroup"), &limit.cgroup);
     o.str(key!("cpu_max"), &limit.cpu_max);
     o.close();
-}
-
-fn kind_name(kind: SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Internal => "internal",
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-    }
 }
 
 /// A JSON object being written: keys are this file's own literals (plain
@@ -285,7 +277,7 @@ mod tests {
     #[test]
     fn every_kind_and_verdict_is_named_as_serde_names_it() {
         for kind in [SpanKind::Internal, SpanKind::Server, SpanKind::Client] {
-            assert_eq!(serde_json::to_value(kind).unwrap(), kind_name(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
         }
         for verdict in Verdict::ALL {
             assert_eq!(serde_json::to_value(verdict).unwrap(), verdict.name());

@@ -126,6 +126,9 @@ fn record_from_event() {
     assert_eq!(summary.contention_free.max(), 40_000);
     assert_eq!(summary.blame[&812].ns, 90_000);
     assert_eq!(summary.by_name_verdict["GET /cpu"][&Verdict::Moved].count(), 1);
+    let by_name = summary.by_name();
+    assert_eq!(by_name.values().map(Buckets::count).sum::<u64>(), 2, "per name merges every verdict: {by_name:?}");
+    assert_eq!(summary.by_verdict().values().map(Buckets::count).sum::<u64>(), 2);
 }
 
 #[test]
