@@ -198,8 +198,8 @@ const _: () = assert!(size_of::<SyscallConfig>() == 8 + 8 * SYSCALL_BITMAP_WORDS
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SpanConfig {
-    /// Keep per-CPU run slices so waits can be blamed on their holders
-    /// (spans and the timeline read them).
+    /// Spans or the timeline are on; they read the per-CPU run slices
+    /// (kept for the holders' sums too).
     pub enabled: u32,
     /// Stream every state change of traced threads as [`TimelineEvent`]s.
     pub timeline: u32,
@@ -207,8 +207,10 @@ pub struct SpanConfig {
     /// socket syscalls and make each exchange a span.
     pub http: u32,
     /// Sum, per waiting process, who held the CPU during its run-queue
-    /// waits (`WAIT_HOLDERS`), following each CPU's traced waiters
-    /// (`CPU_WAITERS`).
+    /// waits (`WAIT_HOLDERS`): following each CPU's traced waiters
+    /// (`CPU_WAITERS`) from a preemption (or a reported wakeup), and from
+    /// the per-CPU run slices (`CPU_SLICES`) for a wakeup placed at the
+    /// switch-in.
     pub holders: u32,
     /// Stream each traced run-queue wait (`RUNQ_EVENTS`) for the loader's
     /// histograms; off where nothing reads them (`tracer spans` without

@@ -10,8 +10,18 @@ pub const SPAN_NAME_LEN: usize = 32;
 /// Syscalls and CPU holders kept per span (the largest by time).
 pub const SPAN_TOP: usize = 4;
 /// Recent run slices remembered per CPU, to tell who held a CPU while a
-/// span's thread waited for it.
-pub const CPU_SLICE_RING: usize = 16;
+/// traced thread waited for it. The holders' sums read a woken wait back
+/// as far as it goes, so the ring is how far back they can name one:
+/// behind a pipe ping-pong on its CPU (a switch every few microseconds),
+/// its last few milliseconds; the rest is counted as not followed.
+pub const CPU_SLICE_RING: usize = 2048;
+/// Run slices the span programs read back for one wait: their room under
+/// the verifier's limit is small (the syscall exit programs are near it).
+pub const SPAN_SLICES_READ: usize = 16;
+/// Each CPU's run slices, indexed by CPU: an array, not a per-CPU map (a
+/// per-CPU value is at most 32 KiB), sized by the loader to the possible
+/// CPUs when spans, the timeline or the holders' sums read it.
+pub const MAP_CPU_SLICES: &str = "CPU_SLICES";
 
 /// Key of [`MAP_SPANS`].
 #[repr(C)]
@@ -126,11 +136,12 @@ pub struct CpuSlice {
 }
 const _: () = assert!(size_of::<CpuSlice>() == 24);
 
-/// Per-CPU ring of the last run slices, and the slice in progress.
+/// Value of [`MAP_CPU_SLICES`], one per CPU: the ring of its last run
+/// slices, and the start of the slice in progress.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct CpuSlices {
-    pub current_tgid: u32,
+    pub _pad: u32,
     pub head: u32,
     pub current_start: u64,
     pub slices: [CpuSlice; CPU_SLICE_RING],

@@ -77,10 +77,14 @@ pub fn block_offsets() -> BlockOffsets {
     // SAFETY: a plain read of an initialised static.
     unsafe { core::ptr::read_volatile(&raw const BLOCK_OFFSETS) }
 }
-/// The per-CPU run slices are kept: for spans or the timeline
-/// (`SpanConfig::enabled`).
+/// Spans or the timeline are on (`SpanConfig::enabled`).
 pub fn spans_enabled() -> bool {
     global!(SPAN_CONFIG.enabled) != 0
+}
+/// The per-CPU run slices are kept: for spans, the timeline or the
+/// holders' sums.
+pub fn slices_kept() -> bool {
+    spans_enabled() || holders_enabled()
 }
 /// The wakeup programs are not attached: a wakeup is placed at the
 /// thread's switch-in (`wakeups::woken_before_switch_in`).

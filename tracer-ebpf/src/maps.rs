@@ -99,8 +99,9 @@ pub static SPAN_SCRATCH: PerCpuArray<SpanState> = PerCpuArray::with_max_entries(
 #[map]
 pub static HTTP_CONN_SCRATCH: PerCpuArray<HttpConn> = PerCpuArray::with_max_entries(1, 0);
 
+/// Each CPU's recent run slices, indexed by CPU (`MAP_CPU_SLICES`).
 #[map]
-pub static CPU_SLICES: PerCpuArray<CpuSlices> = PerCpuArray::with_max_entries(1, 0);
+pub static CPU_SLICES: Array<CpuSlices> = Array::with_max_entries(MAX_CPUS, 0);
 
 /// Per CPU: `bpf_ktime_get_ns()` minus the scheduler clock (wrapping),
 /// learned at each switch-out whose switch-in was seen. Converts a task's

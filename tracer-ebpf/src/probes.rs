@@ -9,7 +9,7 @@ use tracer_common::{OffCpuState, TASK_COMM_LEN, ThreadStats};
 use crate::{
     filter,
     kernel::{
-        TaskPtr, current_comm, current_ids, current_task, now_ns, read_field, spans_enabled, this_cpu,
+        TaskPtr, current_comm, current_ids, current_task, now_ns, read_field, slices_kept, this_cpu,
         tracepoint_offsets, wakeups_at_switch_in,
     },
     holders, sched, slices, spans, throttle, timeline, wakeups,
@@ -37,7 +37,7 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
 
     let (prev_tid, prev_tgid) = prev.ids();
     let (next_tid, next_tgid) = next.ids();
-    if spans_enabled() {
+    if slices_kept() {
         slices::record(prev_tgid, now);
     }
     holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
@@ -74,7 +74,7 @@ fn btf_switch(ctx: &BtfTracePointContext) -> u32 {
         }
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, Some(next), prev_tid == 0);
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, next_tgid, stats, waited, cpu, prev_tgid, now));
-        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
+        holders::got_cpu(next_tid, stats, cpu, held_ns, || next.queued_here_ns(), now);
     }
     0
 }
@@ -171,7 +171,7 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
     let prev_tgid = if current_tid == prev_tid { current_tgid } else { 0 };
     let next_tid = read_field::<i32>(ctx, offsets.switch_next_pid).unwrap_or(0) as u32;
     let cpu = this_cpu();
-    if spans_enabled() {
+    if slices_kept() {
         slices::record(prev_tgid, now);
     }
     holders::on_switch(cpu, prev_tgid, prev_tid == 0, next_tid, now);
@@ -214,7 +214,7 @@ fn tp_switch(ctx: &TracePointContext) -> u32 {
         let waited = sched::on_switch_in(next_tid, stats, now, cpu, None, prev_tid == 0);
         let tgid = stats.tgid;
         let held_ns = waited.as_ref().map_or(0, |waited| switched_in_after_wait(next_tid, tgid, stats, waited, cpu, prev_tgid, now));
-        holders::got_cpu(next_tid, stats, cpu, held_ns, now);
+        holders::got_cpu(next_tid, stats, cpu, held_ns, || None, now);
     }
     0
 }

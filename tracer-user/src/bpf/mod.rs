@@ -26,7 +26,8 @@ use tracer_common::{
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
     MAP_RUNQ_EVENTS, MAP_SPAN_EVENTS, MAP_SPANS, MAP_SYSCALL_ERRORS, MAP_SYSCALL_LATENCY, MAP_THREADS,
     MAP_TIMELINE_EVENTS, SpanConfig, SpanKey, SpanState, SyscallErrorKey, SyscallKey, ThreadStats,
-    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAP_CPU_WAITERS, MAX_CPUS, WaitHolderKey, programs,
+    TracepointOffsets, WAIT_HOLDERS_ENTRIES, MAP_WAIT_HOLDERS, MAP_CPU_WAITERS, MAP_CPU_SLICES, MAX_CPUS, WaitHolderKey,
+    programs,
 };
 
 pub use floor::load_empty_syscall_programs;
@@ -93,7 +94,7 @@ impl Probes {
         raise_memlock_limit();
         let has_btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
         match options.probes {
-            ProbeChoice::Btf => Self::load_mode(options, ProbeMode::Btf),
+            ProbeChoice::Btf | ProbeChoice::BtfWakeups => Self::load_mode(options, ProbeMode::Btf),
             ProbeChoice::Tracepoint => Self::load_mode(options, ProbeMode::Tracepoint),
             ProbeChoice::Auto if !has_btf => Self::load_mode(options, ProbeMode::Tracepoint),
             ProbeChoice::Auto => Self::load_mode(options, ProbeMode::Btf).or_else(|err| match err {
@@ -117,11 +118,7 @@ impl Probes {
                 let raw = Btf::from_sys_fs().map_err(|e| LoadError::Btf(e.to_string()))?;
                 let parsed = Btf::parse(&raw).map_err(|e| LoadError::Btf(e.to_string()))?;
                 let mut offsets = task_offsets(&parsed).map_err(|e| LoadError::Btf(e.to_string()))?;
-                // The holders' sums follow a wait on its CPU's waiter list
-                // from its start, so they need the wakeup: a wait charged
-                // only at its end from the CPU's recent runs went unnamed
-                // where tasks switched every few microseconds.
-                if options.holders {
+                if options.probes == ProbeChoice::BtfWakeups {
                     offsets.wakeups_at_switch_in = 0;
                 }
                 let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(error_chain(&e)))?;
@@ -143,9 +140,10 @@ impl Probes {
                 .is_ok();
         let block = options.block_io.then(block_offsets).and_then(|r| optional("block I/O tracing", r));
         let syscall_config = syscall_config(options.syscalls.as_ref());
-        // The timeline names who held the CPU during waits, from the same
-        // per-CPU run slices as span blame; the holders' sums follow each
-        // CPU's waiters instead (`MAP_CPU_WAITERS`).
+        // Span blame, the timeline's holder records and the holders' sums
+        // of woken waits read the per-CPU run slices (`MAP_CPU_SLICES`);
+        // the holders' sums of other waits follow each CPU's waiters
+        // (`MAP_CPU_WAITERS`).
         // Marker rings first: their spans are joined with the timeline, so
         // it streams whenever there is one (or may be one later).
         let marker_rings: Vec<MarkerRing> = options
@@ -156,6 +154,7 @@ impl Probes {
             .collect();
         let watch_rings = options.spans.as_ref().is_some_and(|request| request.ring && request.later_markers);
         let timeline = options.timeline || !marker_rings.is_empty() || watch_rings;
+        let slices_kept = options.spans.is_some() || timeline || options.holders;
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || timeline),
             timeline: u32::from(timeline),
@@ -182,6 +181,7 @@ impl Probes {
             .map_max_entries(MAP_BLOCK_STATS, entries_if(block.is_some(), STATS_MAP_ENTRIES))
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
             .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
+            .map_max_entries(MAP_CPU_SLICES, entries_if(slices_kept, possible_cpus()))
             .map_max_entries(tracer_common::MAP_H2_SCRATCH, entries_if(http, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,

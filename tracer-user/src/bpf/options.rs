@@ -35,6 +35,10 @@ pub enum ProbeChoice {
     Btf,
     /// Classic tracepoints: any kernel with tracefs.
     Tracepoint,
+    /// BTF tracepoints with the wakeup programs attached even where the
+    /// switch-in places each wakeup from the kernel's own record (Linux 6.18
+    /// on): as on older kernels, to compare the two.
+    BtfWakeups,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -510,6 +510,8 @@ mod tests {
     fn probes_choice_is_global() {
         let cli = parse(&["record", "--out", "x", "--probes", "tracepoint"]).unwrap();
         assert_eq!(cli.kernel.probes, ProbeChoice::Tracepoint);
+        let cli = parse(&["record", "--out", "x", "--probes", "btf-wakeups"]).unwrap();
+        assert_eq!(cli.kernel.probes, ProbeChoice::BtfWakeups);
         let cli = parse(&[]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!((cli.tui.pid, cli.tui.interval), (None, 1.0));
