@@ -74,11 +74,12 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let waited = served.totals.runq_wait_ns;
     let holders = served.cpu_holders.as_ref().expect("the server's cpu_holders");
     let summed: u64 = holders.holders.iter().map(|h| h.ns).sum::<u64>() + holders.other_holders_ns;
-    // The sums are charged as a wait goes on, its total when it ends: a
-    // wait still going on when the recording stopped is in the former only
-    // (one per thread, a few of the load generator's slices at most).
-    const WAIT_IN_PROGRESS_NS: u64 = 50_000_000;
-    assert!(summed <= waited + WAIT_IN_PROGRESS_NS, "holders {summed} ns of a {waited} ns wait: {holders:?}");
+    // Both end at the recording's end (a wait still going on, the holders
+    // at its last switch): what the sums can have more of is the few
+    // microseconds of each switch, which the wait's total gives to the run
+    // after it (a few ms over the thousands of waits here).
+    const SWITCH_LAGS_NS: u64 = 50_000_000;
+    assert!(summed <= waited + SWITCH_LAGS_NS, "holders {summed} ns of a {waited} ns wait: {holders:?}");
     let top = &holders.holders[0];
     assert_eq!(
         (top.pid, top.comm.as_str(), top.kind),
@@ -106,8 +107,8 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let behind = format!("% behind tracer-load (pid {}, another cgroup)", load.pid());
     let (before, _) = line.split_once(&behind).unwrap_or_else(|| panic!("{line}"));
     let pct: u32 = before.rsplit([' ', ':']).next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
-    // Of the wait, or of all that was charged where that is more (a wait
-    // going on at the end is charged, not yet in the total).
+    // Of the wait, or of all that was charged where that is more (each
+    // switch's few microseconds).
     let share = (top.ns * 100) as f64 / waited.max(summed + served.totals.stolen_ns) as f64;
     assert!((f64::from(pct) - share).abs() <= 1.0, "the summary says the report's share, {share:.0}%: {line}");
 
@@ -136,5 +137,51 @@ fn record_names_who_held_the_cpu_and_says_so() {
     let first: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(first[..3], [siblings_pid.as_str(), "tracer-load", "own_threads"], "{runqlat}");
     drop((load, siblings, cgroup));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A wait still going on when the recording stops is charged to its holders
+/// up to the recording's end, not beyond. The end is taken once the
+/// context-switch program is detached: taken before the whole detach (the
+/// kernel's grace periods, some 300 ms here), the switch program went on
+/// charging such a wait meanwhile, and its holders added up to more than
+/// the wait. A thread at nice 19 next to a busy one on its CPU waits nearly
+/// all the time, so it is waiting when the recording stops.
+#[test]
+fn a_wait_going_on_at_the_end_is_charged_up_to_the_end() {
+    if !bpf_available("a_wait_going_on_at_the_end_is_charged_up_to_the_end") {
+        return;
+    }
+    let busy = Load::start(&["spin", "1", "1"]);
+    let starved = Load::start(&["spin", "1", "1"]);
+    for &tid in &starved.tids {
+        // SAFETY: a plain syscall on a thread of our own child.
+        let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
+        assert_eq!(set, 0, "nice 19 for thread {tid}");
+    }
+    let dir = temp_dir("holders-end");
+    let out = dir.join("report.json");
+    let record = Tracer::start(&["record", "--pid", &starved.pid().to_string(), "--out", out.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, stderr) = record.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr:?}");
+    let report = read_report(&out);
+    let waiting = process(&report, starved.pid());
+    let waited = waiting.totals.runq_wait_ns;
+    assert!(waited > 1_000_000_000, "at nice 19 behind a busy thread, it waits: {waited} ns");
+    let holders = waiting.cpu_holders.as_ref().expect("the starved thread's cpu_holders");
+    let summed: u64 = holders.holders.iter().map(|h| h.ns).sum::<u64>() + holders.other_holders_ns;
+    eprintln!("holders {summed} ns, wait {waited} ns");
+    // The holders stop at the last switch before the end, the wait at the
+    // end; beyond that only each switch's few microseconds, which the
+    // wait's total gives to the run after it, can tell them apart.
+    assert!(summed <= waited + 2_000_000, "holders {summed} ns of a {waited} ns wait: {holders:?}");
+    let top = &holders.holders[0];
+    assert_eq!(top.pid, busy.pid(), "{holders:?}");
+    // Its first wait began before the recording, older than the run slices
+    // the read-back can name (not followed); the others are followed from
+    // their start, behind the busy thread.
+    assert!(top.ns * 10 >= (summed - holders.unknown_ns) * 9, "{holders:?}");
+    drop((busy, starved));
     let _ = std::fs::remove_dir_all(dir);
 }

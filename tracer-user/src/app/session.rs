@@ -244,13 +244,15 @@ impl Session {
         agg.settle();
     }
 
-    /// Ends the recording: detaches the programs (nothing more is counted),
-    /// moves everything they produced into the aggregator, and reads the
-    /// loss counters, once.
+    /// Ends the recording: detaches the programs (nothing more is counted;
+    /// the end is taken once the context-switch program is gone, see
+    /// `Probes::detach_switch`), moves everything they produced into the
+    /// aggregator, and reads the loss counters, once.
     pub fn finish(&mut self) -> FinalLosses {
         if let Some(markers) = &mut self.markers {
             markers.stop();
         }
+        self.probes.detach_switch();
         self.ended_at_ns = Some(clock::monotonic_ns());
         self.ended_unix_ns = Some(clock::unix_ns());
         self.probes.detach();

@@ -5,6 +5,8 @@ use aya::{
     programs::{BtfTracePoint, Program, TracePoint},
 };
 
+use tracer_common::programs;
+
 use super::{LoadError, Probes};
 
 impl Probes {
@@ -14,16 +16,35 @@ impl Probes {
     /// defines; a program running at this instant still completes.)
     pub fn detach(&mut self) {
         for (_, program) in self.ebpf.programs_mut() {
-            // An error is a program that was never loaded (not needed by
-            // this run): nothing to detach.
-            let _ = match program {
-                Program::BtfTracePoint(p) => p.unload(),
-                Program::TracePoint(p) => p.unload(),
-                Program::UProbe(p) => p.unload(),
-                _ => Ok(()),
-            };
+            unload(program);
         }
     }
+
+    /// Detaches the context-switch program alone, first: the end of the
+    /// recording is taken right after it. Each program's detach waits for
+    /// the kernel's grace periods (about 300 ms for all of them here), and
+    /// until the switch program is gone it goes on charging the holders of
+    /// waits still in progress, which the totals end at the recording's end:
+    /// taken before the whole detach, the holders of such a wait added up to
+    /// more than the wait.
+    pub fn detach_switch(&mut self) {
+        for name in [programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH] {
+            if let Some(program) = self.ebpf.program_mut(name) {
+                unload(program);
+            }
+        }
+    }
+}
+
+fn unload(program: &mut Program) {
+    // An error is a program that was never loaded (not needed by this run)
+    // or already unloaded: nothing to detach.
+    let _ = match program {
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
+        Program::UProbe(p) => p.unload(),
+        _ => Ok(()),
+    };
 }
 
 pub(super) fn attach_failed(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
