@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    Counter, ExchangeEnd, SPAN_HANDED_OFF, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent,
-    SpanKey, SpanState, THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE, ThreadStats, ThreadTotals, TopEntry,
+    Counter, ExchangeEnd, SPAN_HANDED_OFF, SPAN_MOVED_THREAD, SPAN_NAME_LEN, SPAN_TOP, SpanEvent, SpanKey, SpanState,
+    THREAD_IN_SPAN, THREAD_WOKEN_ON_IDLE, ThreadStats, ThreadTotals, TopEntry,
 };
 
 use crate::{
