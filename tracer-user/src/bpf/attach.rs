@@ -22,11 +22,11 @@ impl Probes {
 
     /// Detaches the context-switch program alone, first: the end of the
     /// recording is taken right after it. Each program's detach waits for
-    /// the kernel's grace periods (about 300 ms for all of them here), and
-    /// until the switch program is gone it goes on charging the holders of
-    /// waits still in progress, which the totals end at the recording's end:
-    /// taken before the whole detach, the holders of such a wait added up to
-    /// more than the wait.
+    /// the kernel's grace periods (a whole shutdown, detach included, took
+    /// about 300 ms here), and until the switch program is gone it goes on
+    /// charging the holders of waits still in progress, which the totals end
+    /// at the recording's end: taken before the whole detach, the holders of
+    /// such a wait added up to more than the wait.
     pub fn detach_switch(&mut self) {
         for name in [programs::BTF_SCHED_SWITCH, programs::TP_SCHED_SWITCH] {
             if let Some(program) = self.ebpf.program_mut(name) {
