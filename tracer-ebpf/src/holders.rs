@@ -136,12 +136,11 @@ pub fn leave(tid: u32, stats: &mut ThreadStats) {
 }
 
 /// The thread got `cpu` at `now` after waiting `held_ns` for a CPU held by
-/// others (0: no such wait). A wait on a list: what the list did not charge
-/// of it is charged to `HOLDER_UNFOLLOWED` (all of it when it was on no
-/// CPU's list, the time since its last charge when on another CPU's). A
-/// wait on no list is read back from this CPU's run slices, for as long as
-/// the kernel says it was queued here (`queued_here`; nothing when
-/// unreadable).
+/// others (0: no such wait). A wait on a list: the time since its last
+/// charge is charged to `HOLDER_UNFOLLOWED` when the list was another
+/// CPU's (it moved). A wait on no list is read back from this CPU's run
+/// slices, for as long as the kernel says it was queued here
+/// (`queued_here`; when unreadable, none of it: all not followed).
 #[inline(always)]
 pub fn got_cpu(
     tid: u32,

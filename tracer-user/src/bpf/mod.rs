@@ -154,7 +154,6 @@ impl Probes {
             .collect();
         let watch_rings = options.spans.as_ref().is_some_and(|request| request.ring && request.later_markers);
         let timeline = options.timeline || !marker_rings.is_empty() || watch_rings;
-        let slices_kept = options.spans.is_some() || timeline || options.holders;
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || timeline),
             timeline: u32::from(timeline),
@@ -163,6 +162,9 @@ impl Probes {
             runq_waits: u32::from(options.runq_waits),
             http_syscalls: http_syscalls(),
         };
+        // As the kernel's `slices_kept`: spans, the timeline or the holders'
+        // sums read the run slices.
+        let slices_kept = span_config.enabled | span_config.holders != 0;
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_FILTER, &options.filter, true)
