@@ -166,10 +166,18 @@ fn drain<T: aya::Pod>(ring: &mut RingBuf<MapData>, on_item: &mut impl FnMut(&T))
     while let Some(item) = ring.next() {
         let bytes: &[u8] = &item;
         if bytes.len() >= std::mem::size_of::<T>() {
-            // SAFETY: the kernel wrote a T (Pod, no padding) at the start of
-            // the record; read_unaligned does not assume alignment.
-            let value = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) };
-            on_item(&value);
+            let start = bytes.as_ptr().cast::<T>();
+            if start.is_aligned() {
+                // SAFETY: the kernel wrote a T (Pod, no padding) at the start
+                // of the record, which stays as it is until `item` is dropped
+                // (the kernel reuses no space it has not been given back).
+                // The kernel keeps records 8-byte aligned: read in place,
+                // without a copy of each record.
+                on_item(unsafe { &*start });
+            } else {
+                // SAFETY: as above; read_unaligned does not assume alignment.
+                on_item(&unsafe { std::ptr::read_unaligned(start) });
+            }
             seen += 1;
         }
     }

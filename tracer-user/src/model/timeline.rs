@@ -2,7 +2,7 @@
 //! any moment, the syscalls and CPU holders in a window, a wall-clock time
 //! on the kernel's clock. Built from events (as `output::timeline_file`
 //! reads them, or in tests), never from a file here.
-use std::collections::BTreeMap;
+use std::{cell::Cell, collections::BTreeMap};
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -14,6 +14,10 @@ use tracer_common::{
 };
 
 use super::{aggregate::totals_at, names::ProcessName};
+
+mod search;
+
+use search::{SearchHints, first_after};
 
 /// Version of the file layout and of the event record; readers refuse
 /// other versions rather than misread them.
@@ -144,12 +148,18 @@ pub struct ThreadHistory {
     pub transitions: Vec<Transition>,
     pub syscalls: Vec<Point>,
     pub holders: Vec<Point>,
+    hints: SearchHints,
 }
 
 impl ThreadHistory {
+    /// The first transition after `t` (the number at or before it).
+    fn transitions_after(&self, t: u64) -> usize {
+        first_after(&self.transitions, |tr| tr.ts_ns, t, &self.hints.transitions)
+    }
+
     /// Totals at `t`: the last transition at or before `t`, extended to `t`.
     fn totals_at(&self, t: u64) -> Option<ThreadTotals> {
-        let after = self.transitions.partition_point(|tr| tr.ts_ns <= t);
+        let after = self.transitions_after(t);
         let last = self.transitions.get(after.checked_sub(1)?)?;
         Some(totals_at(&last.as_stats(), t))
     }
@@ -159,7 +169,7 @@ impl ThreadHistory {
     fn syscalls_in(&self, start: u64, end: u64) -> (u64, u64, [TopEntry; SPAN_TOP]) {
         let mut by_nr = Tally::default();
         let (mut ns, mut count) = (0, 0);
-        for s in points_in(&self.syscalls, start, end) {
+        for s in points_in(&self.syscalls, start, end, &self.hints.syscalls) {
             by_nr.add(s.id, s.ns);
             ns += s.ns;
             count += 1;
@@ -173,10 +183,10 @@ impl ThreadHistory {
     fn holders_in(&self, start: u64, end: u64) -> [TopEntry; SPAN_TOP] {
         // The last wait overlapping the window ends at the first transition
         // after it.
-        let after_end = self.transitions.partition_point(|t| t.ts_ns <= end);
+        let after_end = self.transitions_after(end);
         let until = self.transitions.get(after_end).map_or(end, |t| t.ts_ns);
         let mut by_tgid = Tally::default();
-        for h in points_in(&self.holders, start, until) {
+        for h in points_in(&self.holders, start, until, &self.hints.holders) {
             let wait_start = self.wait_start(h.ts_ns).unwrap_or(h.ts_ns.saturating_sub(h.ns));
             let overlap = h.ts_ns.min(end).saturating_sub(wait_start.max(start));
             if overlap == 0 {
@@ -190,7 +200,7 @@ impl ThreadHistory {
 
     /// When the wait for a CPU that ended at `end` began.
     fn wait_start(&self, end: u64) -> Option<u64> {
-        let upto = self.transitions.partition_point(|t| t.ts_ns <= end);
+        let upto = self.transitions_after(end);
         self.transitions[..upto].iter().rev().find(|t| t.is_wait_for_cpu()).map(|t| t.ts_ns)
     }
 }
@@ -223,9 +233,9 @@ pub fn held_slices<'a>(holders: impl IntoIterator<Item = &'a Point>) -> impl Ite
     })
 }
 
-fn points_in(points: &[Point], start: u64, end: u64) -> &[Point] {
-    let from = points.partition_point(|p| p.ts_ns <= start);
-    let to = points.partition_point(|p| p.ts_ns <= end).max(from);
+fn points_in<'a>(points: &'a [Point], start: u64, end: u64, hint: &Cell<usize>) -> &'a [Point] {
+    let from = first_after(points, |p| p.ts_ns, start, hint);
+    let to = first_after(points, |p| p.ts_ns, end, hint).max(from);
     &points[from..to]
 }
 
