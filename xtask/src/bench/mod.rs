@@ -12,6 +12,11 @@
 //!   untraced, with empty programs on the syscall tracepoints (the floor),
 //!   with `tracer record` on its worker, and with `tracer spans --http` on
 //!   its worker;
+//! * spans: a marker's cost per span, untraced and traced (uprobes, the
+//!   marker ring); the test server's throughput at saturation and at 20,000
+//!   requests/s offered, untraced, with empty programs on the syscall
+//!   tracepoints (the floor), and with `tracer spans` (uprobes, the ring,
+//!   the ring without the syscall probes);
 //! * live view: CPU used by `tracer` (the TUI, in tmux, refreshing every
 //!   second) and by `tracer record`, with 1,000 processes alive;
 //! * memory: peak RSS of `tracer record` while 10,000 threads are tracked;

@@ -1,13 +1,14 @@
 //! Request spans: what a marker costs the application, and what tracing
 //! its spans costs the test server at saturation and at 20,000 requests/s
 //! offered (issue 14's targets), with each way the markers reach the
-//! tracer, and without the syscall probes.
+//! tracer, without the syscall probes, and with empty programs in their
+//! place (the floor of any syscall tracing).
 use std::{path::Path, process::Command};
 
 use anyhow::{Result, bail};
 
 use super::{
-    Background, BenchArgs, Config, Starter, alternate, load_ns_per_op, offered_rate, with_server,
+    Background, BenchArgs, Config, Starter, alternate, load_ns_per_op, offered_rate, tracer_floor, with_server,
     wrk_requests_per_second,
 };
 use crate::{setup, util};
@@ -49,6 +50,9 @@ pub(super) fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()
     let server_bin = built.load_helper.with_file_name("tracer-test-server");
     let configs = [
         Config { name: "test server, untraced", start: None },
+        // What any program on every syscall costs, before doing any work:
+        // the part of the syscall probes' cost that no tracer can avoid.
+        Config { name: "test server, empty syscall programs (floor)", start: Some(tracer_floor(&built.tracer)) },
         Config { name: "test server, tracer spans", start: Some(tracer_spans(&built.tracer, &lines)) },
         Config {
             name: "test server, tracer spans --marker-ring",
