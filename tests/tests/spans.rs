@@ -100,12 +100,20 @@ fn header(response: &str, name: &str) -> u64 {
 /// neighbour: now and then the kernel does not report one of the thread's
 /// switches (docs/spans.md). Every span must still add up, and its on-CPU
 /// time must agree with the kernel's own clock for the thread (all but 2%
-/// of spans).
+/// of spans), whether the kernel snapshots the thread at each marker
+/// (uprobes) or the tracer joins the marker ring's records with the
+/// timeline, where a thread with no switch recorded has nothing to join.
 #[test]
 fn every_span_agrees_with_the_threads_own_cpu_clock() {
     if !bpf_available("every_span_agrees_with_the_threads_own_cpu_clock") {
         return;
     }
+    for how in [&[][..], &["--marker-ring"]] {
+        spans_agree_with_the_thread_clock(how);
+    }
+}
+
+fn spans_agree_with_the_thread_clock(how: &[&str]) {
     let server = Server::start(Some(0));
     let neighbour = Load::start(&["spin", "1", "0"]);
     let mut cpu_by_span = std::collections::HashMap::new();
@@ -113,7 +121,7 @@ fn every_span_agrees_with_the_threads_own_cpu_clock() {
         let (_, response) = server.get_with_headers(path);
         cpu_by_span.insert(header(&response, "X-Span-Id"), header(&response, "X-Thread-Cpu-Ns"));
     };
-    let (spans, stderr) = spans_around(&server, &[], || {
+    let (spans, stderr) = spans_around(&server, how, || {
         for _ in 0..300 {
             request("/cpu?ms=2");
         }
@@ -123,8 +131,8 @@ fn every_span_agrees_with_the_threads_own_cpu_clock() {
             request("/cpu?ms=20");
         }
     });
-    eprintln!("{}", stderr.join("\n"));
-    assert_eq!(spans.len(), 400);
+    eprintln!("{how:?}: {}", stderr.join("\n"));
+    assert_eq!(spans.len(), 400, "{how:?}: {stderr:?}");
     let mut preempted = 0;
     let mut outliers = Vec::new();
     for span in &spans {
@@ -145,9 +153,10 @@ fn every_span_agrees_with_the_threads_own_cpu_clock() {
         }
         preempted += u64::from(span.involuntary_switches > 0);
     }
-    eprintln!("{} of {} spans beyond {{50 us + 2%}} of the thread clock: {outliers:?}", outliers.len(), spans.len());
-    assert!(outliers.len() * 50 <= spans.len(), "{outliers:?}");
-    assert!(preempted > 10, "the neighbour preempted only {preempted} spans");
+    let beyond = outliers.len();
+    eprintln!("{how:?}: {beyond} of {} spans beyond {{50 us + 2%}} of the thread clock: {outliers:?}", spans.len());
+    assert!(outliers.len() * 50 <= spans.len(), "{how:?}: {outliers:?}");
+    assert!(preempted > 10, "{how:?}: the neighbour preempted only {preempted} spans");
 }
 
 #[test]
