@@ -1,6 +1,7 @@
 //! The span markers' ring (tracer-span writes records into its own memory;
 //! the tracer reads them): processes started before and after the tracer,
-//! a forked child's spans kept apart, and a burst larger than the ring.
+//! a forked child's spans kept apart, a burst larger than the ring, and the
+//! spans of a process killed right after them.
 use std::time::Duration;
 
 use tracer_tests::*;
@@ -117,6 +118,36 @@ fn a_burst_larger_than_the_marker_ring_is_counted_and_what_fits_is_exact() {
     assert!(ids.iter().all(|id| (first..first + BURST).contains(id)));
     for span in &burst {
         assert_eq!(span.pid, server.pid());
+        assert_parts_sum_to_wall(span);
+    }
+}
+
+/// A burst of spans, then the process is killed at once: the tracer reads
+/// the ring ten times a second, so nearly all of its records are unread
+/// when the process's memory goes. The kernel copies them out as the
+/// process exits, before that memory is released.
+#[test]
+fn the_spans_of_a_process_killed_right_after_them_are_all_reported() {
+    if !bpf_available("the_spans_of_a_process_killed_right_after_them_are_all_reported") {
+        return;
+    }
+    // 10,000 records: they fit in the ring (65,536) and in the kernel's
+    // room for the records of exiting processes (13,000).
+    const SPANS: usize = 5_000;
+    let mut load = Load::start(&["spans", &SPANS.to_string()]);
+    let pid = load.pid();
+    let tracer = Tracer::start(&["spans", "-p", &pid.to_string()]);
+    load.cue();
+    load.wait_done();
+    load.child.kill().expect("killing the workload");
+    load.child.wait().expect("reaping the workload");
+    // The tracer ends by itself once its target is gone.
+    let (status, stdout, stderr) = tracer.wait();
+    assert!(status.success(), "{status}: {stderr:?}");
+    let spans = span_lines(&stdout);
+    assert_eq!(spans.len(), SPANS, "{stderr:?}");
+    for span in &spans {
+        assert_eq!(span.pid, pid);
         assert_parts_sum_to_wall(span);
     }
 }

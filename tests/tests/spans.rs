@@ -57,15 +57,15 @@ fn spans_alone_have_the_verdict_of_their_work() {
     }
 }
 
-/// `--no-syscalls`, from the markers' ring: the parts still cover each span
-/// and give its verdict, and no syscall time or list is left.
+/// `--no-syscalls` (the markers read from their ring): the parts still
+/// cover each span and give its verdict, and no syscall time or list is left.
 #[test]
 fn spans_without_syscalls_keep_their_breakdown() {
     if !bpf_available("spans_without_syscalls_keep_their_breakdown") {
         return;
     }
     let server = Server::start(None);
-    let (spans, stderr) = spans_around(&server, &["--marker-ring", "--no-syscalls"], || {
+    let (spans, stderr) = spans_around(&server, &["--no-syscalls"], || {
         for _ in 0..3 {
             server.get("/sleep?ms=20");
             server.get("/io");
@@ -100,15 +100,16 @@ fn header(response: &str, name: &str) -> u64 {
 /// neighbour: now and then the kernel does not report one of the thread's
 /// switches (docs/spans.md). Every span must still add up, and its on-CPU
 /// time must agree with the kernel's own clock for the thread (all but 2%
-/// of spans), whether the kernel snapshots the thread at each marker
-/// (uprobes) or the tracer joins the marker ring's records with the
-/// timeline, where a thread with no switch recorded has nothing to join.
+/// of spans), whether the tracer joins the marker ring's records with the
+/// timeline (the default), where a thread with no switch recorded has
+/// nothing to join, or the kernel snapshots the thread at each marker
+/// (uprobes).
 #[test]
 fn every_span_agrees_with_the_threads_own_cpu_clock() {
     if !bpf_available("every_span_agrees_with_the_threads_own_cpu_clock") {
         return;
     }
-    for how in [&[][..], &["--marker-ring"]] {
+    for how in [&[][..], &["--marker-uprobes"]] {
         spans_agree_with_the_thread_clock(how);
     }
 }

@@ -47,6 +47,9 @@ raw_enum! {
         /// A (waiting process, CPU holder) pair could not be summed: the
         /// table of CPU holders ([`crate::MAP_WAIT_HOLDERS`]) was full.
         WaitHoldersMapFull = 15,
+        /// A marker ring's record could not be copied out as its process
+        /// exited: the ring buffer for them ([`crate::MAP_MARKER_EXITS`]) was full.
+        LostMarkerExits = 16,
     }
 }
 

@@ -134,8 +134,8 @@ mod tests {
 
     #[test]
     fn counters_are_the_map_slots() {
-        assert_eq!(Counter::COUNT, 16);
+        assert_eq!(Counter::COUNT, 17);
         assert_eq!(Counter::from_u32(Counter::COUNT), None);
-        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::WaitHoldersMapFull));
+        assert_eq!(Counter::from_u32(Counter::COUNT - 1), Some(Counter::LostMarkerExits));
     }
 }

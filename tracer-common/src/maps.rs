@@ -40,6 +40,11 @@ pub const MAP_HTTP_CONNS: &str = "HTTP_CONNS";
 /// CPU holders of traced processes' run-queue waits:
 /// [`WaitHolderKey`] -> nanoseconds (cumulative).
 pub const MAP_WAIT_HOLDERS: &str = "WAIT_HOLDERS";
+/// The marker rings whose records the kernel copies out when their process
+/// exits: TGID -> the ring's address in the process.
+pub const MAP_MARKER_RINGS: &str = "MARKER_RINGS";
+/// Ring buffer of [`MarkerExitRecord`]s: what those rings held unread.
+pub const MAP_MARKER_EXITS: &str = "MARKER_EXITS";
 
 /// Global: [`Filter`] applied to the task being measured.
 pub const GLOBAL_FILTER: &str = "FILTER";
@@ -74,6 +79,13 @@ pub const BLOCK_INFLIGHT_ENTRIES: u32 = 16_384;
 pub const MAX_OPEN_SPANS: u32 = 16_384;
 pub const SPAN_RING_BYTES: u32 = 2 << 20;
 pub const TIMELINE_RING_BYTES: u32 = 8 << 20;
+/// Capacity of [`MAP_MARKER_RINGS`] (processes traced with `--cgroup` among them).
+pub const MAX_MARKER_RINGS: u32 = 1_024;
+/// Room for 13,000 records of marker rings whose processes exited (80 bytes
+/// each with their headers): a drain period's worth at 65,000 spans a
+/// second. Kept small: the kernel maps a ring's pages twice into the
+/// tracer, so each MiB here is 2 MiB of its RSS. More are counted lost.
+pub const MARKER_EXIT_RING_BYTES: u32 = 1 << 20;
 /// Room for about 30,000 request and response heads: a few tenths of a
 /// second at the highest rates measured (docs/performance.md).
 pub const HTTP_RING_BYTES: u32 = 16 << 20;

@@ -50,3 +50,16 @@ pub struct MarkerRecord {
 const _: () = assert!(size_of::<MarkerRecord>() == 64);
 
 impl_pod!(MarkerRecord);
+
+/// A record of a marker ring the tracer had not read when the ring's
+/// process exited, copied out by the kernel (`MAP_MARKER_EXITS`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MarkerExitRecord {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub record: MarkerRecord,
+}
+const _: () = assert!(size_of::<MarkerExitRecord>() == 72);
+
+impl_pod!(MarkerExitRecord);

@@ -6,6 +6,7 @@ pub const TP_SCHED_SWITCH: &str = "tp_sched_switch";
 pub const TP_SCHED_WAKEUP: &str = "tp_sched_wakeup";
 pub const TP_SCHED_WAKEUP_NEW: &str = "tp_sched_wakeup_new";
 pub const BTF_SCHED_PROCESS_FORK: &str = "btf_sched_process_fork";
+pub const BTF_SCHED_PROCESS_EXIT: &str = "btf_sched_process_exit";
 pub const BTF_SCHED_UPDATE_NR_RUNNING: &str = "btf_sched_update_nr_running";
 pub const BTF_SYS_ENTER: &str = "btf_sys_enter";
 pub const BTF_SYS_EXIT: &str = "btf_sys_exit";

@@ -13,7 +13,8 @@
 //! 3. `timeline`, `holders` (the CPU-holder sums) and `throttle` (CPU-quota
 //!    waits), then `sched` (per-thread accounting), then `spans`, then `http`;
 //! 4. the remaining entry points: `probes` (scheduler), `syscalls`, `block`,
-//!    `cpus` (run-queue lengths).
+//!    `cpus` (run-queue lengths), `marker_exits` (the marker rings of
+//!    exiting processes).
 #![cfg_attr(target_arch = "bpf", no_std)]
 // `atomic_xadd`: shared statistics are added to atomically (maps.rs).
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
@@ -44,6 +45,8 @@ mod http_send;
 mod kernel;
 #[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod marker_exits;
 #[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]

@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
+    MARKER_EXIT_RING_BYTES, MAX_MARKER_RINGS,
     BLOCK_INFLIGHT_ENTRIES, BlockKey, BucketStat, Counter, CpuQueue, CpuSlices, CpuWaiters, MAX_CPUS, DEFAULT_MAX_THREADS, DEFAULT_RUNQ_RING_BYTES,
     EXIT_RING_BYTES, ExchangeEnd, HTTP_CONNS_ENTRIES, HTTP_ROUNDS_ENTRIES, MAX_FOLLOWED, HTTP_RING_BYTES, HttpConn, HttpConnKey, PEER_ADDR_LEN, Inflight, InflightKey, MAX_OPEN_SPANS,
     SPAN_RING_BYTES, STATS_MAP_ENTRIES, SpanKey, SpanState, SyscallErrorKey, SyscallKey, TIMELINE_RING_BYTES,
@@ -89,6 +90,13 @@ pub static HTTP_PEERS: LruHashMap<HttpConnKey, [u8; PEER_ADDR_LEN]> = LruHashMap
 
 #[map]
 pub static TIMELINE_EVENTS: RingBuf = RingBuf::with_byte_size(TIMELINE_RING_BYTES, 0);
+
+/// The marker rings to copy out at their process's exit (`MAP_MARKER_RINGS`).
+#[map]
+pub static MARKER_RINGS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_MARKER_RINGS, 0);
+
+#[map]
+pub static MARKER_EXITS: RingBuf = RingBuf::with_byte_size(MARKER_EXIT_RING_BYTES, 0);
 
 /// Where a new span's state is assembled: too large for the BPF stack.
 #[map]

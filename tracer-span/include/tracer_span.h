@@ -4,10 +4,11 @@
  * Call tracer_span_begin() when a thread starts working on a request and
  * tracer_span_end() with the same id when it is done. With no tracer
  * attached each call costs a function call, a load and a branch.
- * `tracer spans -p PID` attaches uprobes to the two functions, or, with
- * --marker-ring, turns the markers on in the running process: each call
- * then appends a record to a ring in the library's own memory, which the
- * tracer reads (no trap into the kernel). It breaks each span's
+ * `tracer spans -p PID` turns the markers on in the running process: each
+ * call then appends a record to a ring in the library's own memory, which
+ * the tracer reads (no trap into the kernel); with --marker-uprobes (and
+ * by default with --http) it attaches uprobes to the two functions
+ * instead. It breaks each span's
  * wall time down into on-CPU, run-queue wait, I/O wait, other waits and
  * sleep, from the kernel's scheduler events.
  *

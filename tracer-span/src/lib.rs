@@ -3,15 +3,18 @@
 //! [`tracer_span_begin`] and [`tracer_span_end`] are exported C functions,
 //! so every language can call them (ctypes, cgo, JNI, FFI) without compiler
 //! support for probes. With no tracer attached each does one relaxed load
-//! of [`TRACER_SPAN_ENABLED`] and a branch. `tracer spans -p PID` attaches
-//! uprobes to the two functions; with `--marker-ring` it instead finds that
+//! of [`TRACER_SPAN_ENABLED`] and a branch. `tracer spans -p PID` finds that
 //! flag and the ring [`TRACER_SPAN_RING`] by their symbols in the target's
 //! executable or libraries, sets the flag, and from then on each
 //! marker appends a 64-byte record (kind, thread id, CLOCK_MONOTONIC time,
 //! span id, name) to the ring, in this library's own memory: no trap into
 //! the kernel per span. The tracer reads the ring a few
 //! times a second (`process_vm_readv`) and breaks each span down with the
-//! thread's scheduler events from the kernel. A full ring drops records and
+//! thread's scheduler events from the kernel; when the process exits, the
+//! kernel copies out what the tracer had not read yet (where it reports the
+//! exit before the memory goes: Linux 6.18 does). With
+//! `--marker-uprobes` (and by default with `--http`) the tracer attaches
+//! uprobes to the two functions instead. A full ring drops records and
 //! counts them; the tracer reports the count. The ring is a zeroed static,
 //! so it takes no memory until a tracer turns it on; a forked child starts
 //! with it off and empty.

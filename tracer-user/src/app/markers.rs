@@ -4,7 +4,7 @@
 //! are attached and off when this is dropped.
 use std::collections::{BTreeMap, HashSet};
 
-use tracer_common::{SpanEvent, TimelineEvent};
+use tracer_common::{MarkerExitRecord, SpanEvent, TimelineEvent};
 
 use crate::{
     model::markers::{MarkerCounts, MarkerJoin},
@@ -13,6 +13,12 @@ use crate::{
 
 pub struct MarkerReader {
     rings: Vec<MarkerRing>,
+    /// Rings whose process was found gone at the last read: the kernel
+    /// copied out what they held unread as the process exited, which comes
+    /// with this drain (`on_exit_record`).
+    gone: Vec<MarkerRing>,
+    /// Rings turned on since `take_started` was last called: (PID, address).
+    started: Vec<(u32, u64)>,
     join: MarkerJoin,
     /// When the rings were read last, and the time before: the timeline
     /// drained after a read holds every event of the spans ended before
@@ -33,6 +39,8 @@ impl MarkerReader {
     pub fn new() -> MarkerReader {
         MarkerReader {
             rings: Vec::new(),
+            gone: Vec::new(),
+            started: Vec::new(),
             join: MarkerJoin::new(),
             read_at: 0,
             covered: 0,
@@ -57,7 +65,10 @@ impl MarkerReader {
     pub fn add(&mut self, mut ring: MarkerRing) {
         self.seen.insert(ring.pid);
         match ring.start() {
-            Ok(()) => self.rings.push(ring),
+            Ok(()) => {
+                self.started.push((ring.pid, ring.address()));
+                self.rings.push(ring);
+            }
             Err(err) => self.messages.push(format!("tracer: warning: {err}; its spans are not traced")),
         }
     }
@@ -67,21 +78,48 @@ impl MarkerReader {
         self.rings.iter().map(|ring| ring.pid)
     }
 
-    /// Reads every ring; a process that exited is dropped after its last records.
+    /// The rings turned on since the last call, (PID, address in it): for
+    /// the kernel to copy out what they hold unread when their process exits.
+    pub fn take_started(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.started)
+    }
+
+    /// The processes whose rings the last read found gone.
+    pub fn gone(&self) -> impl Iterator<Item = u32> + '_ {
+        self.gone.iter().map(|ring| ring.pid)
+    }
+
+    /// Reads every ring; a process that exited is dropped after its last
+    /// records (`on_exit_record`).
     pub fn read(&mut self) {
         self.covered = self.read_at;
         self.read_at = clock::monotonic_ns();
-        let MarkerReader { rings, join, overflow, .. } = self;
-        rings.retain_mut(|ring| {
+        let MarkerReader { rings, gone, join, overflow, .. } = self;
+        gone.clear();
+        let mut index = 0;
+        while index < rings.len() {
+            let ring = &mut rings[index];
             let pid = ring.pid;
             match ring.read(|record| join.on_record(pid, record)) {
                 Ok(read) => {
                     overflow.insert(pid, read.overflow);
-                    true
+                    index += 1;
                 }
-                Err(_) => false,
+                Err(_) => gone.push(rings.swap_remove(index)),
             }
-        });
+        }
+    }
+
+    /// A record the kernel copied out of a ring as its process exited: the
+    /// next one the tracer had not read, or one it had (skipped).
+    pub fn on_exit_record(&mut self, exit: &MarkerExitRecord) {
+        let pid = exit.tgid;
+        let ring = self.rings.iter_mut().chain(self.gone.iter_mut()).find(|ring| ring.pid == pid);
+        if let Some(ring) = ring
+            && ring.follows(&exit.record)
+        {
+            self.join.on_record(pid, &exit.record);
+        }
     }
 
     pub fn on_event(&mut self, event: &TimelineEvent) {

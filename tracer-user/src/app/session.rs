@@ -53,10 +53,14 @@ fn drain_spans(
     }
 }
 
-/// Reads the marker rings, before the timeline is drained (see `MarkerReader::join`).
-fn read_markers(markers: &mut Option<MarkerReader>) {
+/// Reads the marker rings, and what the kernel copied out of those whose
+/// process exited, before the timeline is drained (see `MarkerReader::join`).
+fn read_markers(probes: &mut Probes, markers: &mut Option<MarkerReader>) {
     if let Some(markers) = markers {
+        markers.take_started().into_iter().for_each(|(pid, at)| probes.copy_marker_ring_at_exit(pid, at));
         markers.read();
+        probes.drain_marker_exits(|exit| markers.on_exit_record(exit));
+        markers.gone().for_each(|pid| probes.forget_marker_ring(pid));
     }
 }
 
@@ -164,6 +168,7 @@ impl Session {
         let markers = (!rings.is_empty()).then(|| {
             let mut markers = MarkerReader::new();
             rings.into_iter().for_each(|ring| markers.add(ring));
+            markers.take_started().into_iter().for_each(|(pid, at)| probes.copy_marker_ring_at_exit(pid, at));
             markers
         });
         let mut session = Self {
@@ -204,7 +209,7 @@ impl Session {
     /// records first, so a thread's final totals win over its last snapshot.
     pub fn sync(&mut self) {
         let Session { probes, agg, timeline, flight, markers, ended_at_ns, span_events, .. } = self;
-        read_markers(markers);
+        read_markers(probes, markers);
         drain_timeline(probes, timeline, flight, markers);
         if let Some(timeline) = timeline {
             timeline.tick(probes);
@@ -271,7 +276,7 @@ impl Session {
     pub fn losses(&self) -> Losses {
         let mut losses = self.probes.losses();
         if let Some(markers) = &self.markers {
-            losses.marker_records = markers.overflow();
+            losses.marker_records += markers.overflow();
             losses.marker_spans_unjoined = markers.counts().no_thread_state;
         }
         losses
@@ -302,7 +307,7 @@ impl Session {
     /// aggregator; cheap, called every `DRAIN_EVERY`.
     pub fn drain(&mut self) {
         let Session { probes, agg, timeline, flight, markers, span_events, .. } = self;
-        read_markers(markers);
+        read_markers(probes, markers);
         drain_timeline(probes, timeline, flight, markers);
         probes.drain_exits(|exit| agg.on_thread_exit(exit));
         probes.drain_runq_events(|event| agg.on_runq_event(event));

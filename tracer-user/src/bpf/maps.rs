@@ -4,6 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use tracer_common::{
+    MarkerExitRecord,
     BlockKey, BucketStat, Counter, H2Record, HttpCaptureKind, RunqEvent, SpanEvent, SpanKey, SyscallErrorKey, SyscallKey,
     ThreadExit, ThreadStats, TimelineEvent, WaitHolderKey,
 };
@@ -15,6 +16,22 @@ use crate::model::losses::{Losses, SpanAnomalies};
 impl Probes {
     pub fn drain_runq_events(&mut self, mut on_event: impl FnMut(&RunqEvent)) -> usize {
         drain(&mut self.runq_events, &mut on_event)
+    }
+
+    /// Has the kernel copy out what process `pid`'s marker ring (at
+    /// `address` in it) holds unread when the process exits.
+    pub fn copy_marker_ring_at_exit(&mut self, pid: u32, address: u64) {
+        // Full (1,024 rings): that ring's last records may go with its process.
+        let _ = self.marker_ring_addresses.insert(pid, address, 0);
+    }
+
+    /// Forgets a ring whose process is gone (its PID may be reused).
+    pub fn forget_marker_ring(&mut self, pid: u32) {
+        let _ = self.marker_ring_addresses.remove(&pid);
+    }
+
+    pub fn drain_marker_exits(&mut self, mut on_record: impl FnMut(&MarkerExitRecord)) -> usize {
+        drain(&mut self.marker_exits, &mut on_record)
     }
 
     pub fn drain_exits(&mut self, mut on_exit: impl FnMut(&ThreadExit)) -> usize {
@@ -50,8 +67,9 @@ impl Probes {
             children_untracked: sum(Counter::ChildrenUntracked as u32),
             http_captures: sum(Counter::LostHttpCaptures as u32),
             wait_holders: sum(Counter::WaitHoldersMapFull as u32),
-            // Counted by the marker library, read by the session.
-            marker_records: 0,
+            // Those copied out at a process's exit that did not fit; the
+            // session adds those the marker library could not write.
+            marker_records: sum(Counter::LostMarkerExits as u32),
             marker_spans_unjoined: 0,
         }
     }

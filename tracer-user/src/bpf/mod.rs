@@ -20,7 +20,8 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    HTTP_RING_BYTES, SPAN_RING_BYTES, STATS_MAP_ENTRIES,
+    HTTP_RING_BYTES, MAP_MARKER_EXITS, MAP_MARKER_RINGS, MARKER_EXIT_RING_BYTES, MAX_MARKER_RINGS, SPAN_RING_BYTES,
+    STATS_MAP_ENTRIES,
     FILTER_FOLLOW_CHILDREN, FILTER_TGID,
     BlockKey, BucketStat, CpuQueue, Filter, GLOBAL_BLOCK_OFFSETS, GLOBAL_CPU_QUEUE_CONFIG, MAP_CPU_QUEUES, GLOBAL_FILTER, GLOBAL_SPAN_CONFIG, GLOBAL_SYSCALL_CONFIG,
     GLOBAL_TASK_OFFSETS, GLOBAL_TRACEPOINT_OFFSETS, MAP_BLOCK_STATS, MAP_COUNTERS, MAP_EXITS, MAP_HTTP_EVENTS,
@@ -62,6 +63,10 @@ pub struct Probes {
     /// spans are read from it and joined with the timeline, which is on for
     /// them. The session takes these over and turns them on.
     pub marker_rings: Vec<MarkerRing>,
+    /// The rings whose unread records the kernel copies out when their
+    /// process exits (PID -> address), and those records.
+    marker_ring_addresses: HashMap<MapData, u32, u64>,
+    marker_exits: RingBuf<MapData>,
     threads: HashMap<MapData, u32, ThreadStats>,
     runq_events: RingBuf<MapData>,
     exits: RingBuf<MapData>,
@@ -153,7 +158,8 @@ impl Probes {
             .flat_map(|request| request.pids.iter().filter_map(|&pid| MarkerRing::find(pid)))
             .collect();
         let watch_rings = options.spans.as_ref().is_some_and(|request| request.ring && request.later_markers);
-        let timeline = options.timeline || !marker_rings.is_empty() || watch_rings;
+        let rings_read = !marker_rings.is_empty() || watch_rings;
+        let timeline = options.timeline || rings_read;
         let span_config = SpanConfig {
             enabled: u32::from(options.spans.is_some() || timeline),
             timeline: u32::from(timeline),
@@ -184,6 +190,7 @@ impl Probes {
             .map_max_entries(MAP_WAIT_HOLDERS, entries_if(options.holders, WAIT_HOLDERS_ENTRIES))
             .map_max_entries(MAP_CPU_WAITERS, entries_if(options.holders, possible_cpus()))
             .map_max_entries(MAP_CPU_SLICES, entries_if(slices_kept, possible_cpus()))
+            .map_max_entries(MAP_MARKER_RINGS, entries_if(rings_read, MAX_MARKER_RINGS))
             .map_max_entries(tracer_common::MAP_H2_SCRATCH, entries_if(http, possible_cpus()))
             // Rings of features not asked for shrink to one page: the kernel
             // maps a ring's data twice into the tracer, so the unused HTTP,
@@ -192,6 +199,7 @@ impl Probes {
             .map_max_entries(MAP_SPAN_EVENTS, ring_bytes(options.spans.is_some(), SPAN_RING_BYTES))
             .map_max_entries(MAP_TIMELINE_EVENTS, ring_bytes(timeline, options.timeline_ring_bytes))
             .map_max_entries(MAP_RUNQ_EVENTS, ring_bytes(options.runq_waits, options.runq_ring_bytes))
+            .map_max_entries(MAP_MARKER_EXITS, ring_bytes(rings_read, MARKER_EXIT_RING_BYTES))
             .load(EBPF_OBJECT)
             .map_err(|e| LoadError::Load(error_chain(&e)))?;
 
@@ -263,15 +271,26 @@ impl Probes {
 
         let cpu_queues = attach_cpu_queues(&mut ebpf, &cpu_config, btf.as_ref());
 
+        // A ring's unread records go with its process's memory. Kernels whose
+        // exit tracepoint says whether the thread is the last one report it
+        // while that memory is still there (Linux 6.18 does, as a test
+        // checks): the kernel copies them out then.
+        if rings_read
+            && let Some(btf) = &btf
+            && Format::read("sched", "sched_process_exit").is_ok_and(|format| format.offset("group_dead").is_ok())
+        {
+            let exit = attach_btf(&mut ebpf, programs::BTF_SCHED_PROCESS_EXIT, "sched_process_exit", btf);
+            optional("reading the marker rings of exiting processes", exit);
+        }
+
         let mut spans_attached = false;
         let mut without_markers = Vec::new();
         if let Some(request) = &options.spans {
             spans_attached = !marker_rings.is_empty();
-            // Uprobes unless --marker-ring found a ring: the ring loses the
-            // spans that ended in the last drain before a target was killed
-            // (its memory goes with it), and a thread whose switch-in the
-            // kernel did not report has no state to join with; the uprobes
-            // snapshot the thread's totals in the kernel at each marker.
+            // Uprobes where no ring was asked for (`--marker-uprobes`, or
+            // `--http`, so that the kernel knows which marker span is open on
+            // a thread when it makes an HTTP call) or found (a library built
+            // before the ring): the kernel snapshots the thread at each marker.
             let with_ring: Vec<u32> = marker_rings.iter().map(|ring| ring.pid).collect();
             for &pid in request.pids.iter().filter(|pid| !with_ring.contains(pid)) {
                 match attach_span_markers(&mut ebpf, pid) {
@@ -299,6 +318,8 @@ impl Probes {
             span_events: take_map(&mut ebpf, MAP_SPAN_EVENTS)?,
             http_events: take_map(&mut ebpf, MAP_HTTP_EVENTS)?,
             timeline_events: take_map(&mut ebpf, MAP_TIMELINE_EVENTS)?,
+            marker_ring_addresses: take_map(&mut ebpf, MAP_MARKER_RINGS)?,
+            marker_exits: take_map(&mut ebpf, MAP_MARKER_EXITS)?,
             spans_expired: 0,
             threads: take_map(&mut ebpf, MAP_THREADS)?,
             runq_events: take_map(&mut ebpf, MAP_RUNQ_EVENTS)?,

@@ -109,7 +109,8 @@ pub struct SpanRequest {
     /// Also make spans of the HTTP exchanges in its socket syscalls
     /// (markers are then optional).
     pub http: bool,
-    /// Read the markers from the library's ring where it has one (`--marker-ring`).
+    /// Read the markers from the library's ring where it has one (`spans`'
+    /// default without `--http`, or `--marker-ring`), else by uprobes.
     pub ring: bool,
     /// With `ring`: processes that join the targets later (a cgroup's) are
     /// looked for marker rings too, so the timeline their spans need streams

@@ -470,6 +470,19 @@ mod tests {
     }
 
     #[test]
+    fn markers_come_from_their_ring_unless_uprobes_or_http_ask_otherwise() {
+        let ring = |args: &[&str]| {
+            let Some(Command::Spans(a)) = parse(args).unwrap().command else { panic!("spans expected") };
+            a.marker_ring_wanted()
+        };
+        assert!(ring(&["spans", "-p", "1"]), "the ring by default");
+        assert!(!ring(&["spans", "-p", "1", "--marker-uprobes"]));
+        assert!(!ring(&["spans", "-p", "1", "--http"]), "uprobes with --http, so that its calls nest");
+        assert!(ring(&["spans", "-p", "1", "--http", "--marker-ring"]));
+        assert!(parse(&["spans", "-p", "1", "--marker-ring", "--marker-uprobes"]).is_err());
+    }
+
+    #[test]
     fn command_line_errors_are_one_line() {
         let err = parse(&["record", "--out", "x", "--duration", "1e30"]).unwrap_err();
         let line = one_line(&err);

@@ -52,11 +52,19 @@ pub struct SpansArgs {
     pub expire_after: std::time::Duration,
 
     /// Read the spans from the marker library's ring in the process's memory
-    /// (no trap per marker) instead of uprobes on the markers, for the
-    /// targets whose library has one; their breakdown is joined from the
-    /// kernel's timeline (docs/spans.md, "How the markers reach the tracer").
-    #[arg(long)]
+    /// (no trap per marker), for the targets whose library has one; their
+    /// breakdown is joined from the kernel's timeline (docs/spans.md, "How
+    /// the markers reach the tracer"). The default without --http.
+    #[arg(long, conflicts_with = "marker_uprobes")]
     pub marker_ring: bool,
+
+    /// Attach uprobes to the markers instead of reading their ring: the
+    /// kernel snapshots the thread at each marker, at the cost of a trap per
+    /// marker (about 1 us each here). The default with --http, so that the
+    /// HTTP calls a marker span makes carry it as their parent and are its
+    /// downstream part.
+    #[arg(long)]
+    pub marker_uprobes: bool,
 
     /// Also make a span of every HTTP/1.x exchange, and of every stream of
     /// an HTTP/2 connection in cleartext, in the process's socket syscalls,
@@ -95,6 +103,14 @@ pub struct SpansArgs {
 
     #[command(flatten)]
     pub flight: FlightArgs,
+}
+
+impl SpansArgs {
+    /// Whether the markers are read from their rings: unless uprobes are
+    /// asked for, or --http (without --marker-ring) wants them to nest.
+    pub fn marker_ring_wanted(&self) -> bool {
+        self.marker_ring || (!self.marker_uprobes && !self.http)
+    }
 }
 
 /// The flight recorder (docs/flight-recorder.md).

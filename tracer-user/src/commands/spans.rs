@@ -43,8 +43,8 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     let mut endpoint = args.metrics.listen.map(|addr| listen(addr, &args.metrics.series)).transpose()?;
     let target = TargetArgs { pids: args.pids.clone(), cgroup: args.cgroup.clone(), ..TargetArgs::default() };
     let mut targets = resolve_targets(kernel, &target)?;
-    // With --cgroup, the markers of the processes in it now (with
-    // --marker-ring, those that join it later are looked for every second).
+    // With --cgroup, the markers of the processes in it now (read from
+    // their rings, those that join it later are looked for every second).
     let marked = match &targets.filters.cgroup {
         Some(cgroup) if args.pids.is_empty() => cgroup::processes(std::path::Path::new(cgroup)),
         _ => args.pids.clone(),
@@ -67,7 +67,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
         pids: marked.clone(),
         required: true,
         http: args.http,
-        ring: args.marker_ring,
+        ring: args.marker_ring_wanted(),
         later_markers,
     });
     // The flight recorder keeps the target's timeline as it streams, from a
@@ -138,7 +138,7 @@ pub async fn spans(kernel: &KernelArgs, args: &SpansArgs) -> Result<()> {
     };
     let mut last_expiry = std::time::Instant::now();
     let mut last_rescan = std::time::Instant::now();
-    let watched_cgroup = targets.filters.cgroup.clone().filter(|_| args.pids.is_empty() && args.marker_ring);
+    let watched_cgroup = targets.filters.cgroup.clone().filter(|_| args.pids.is_empty() && args.marker_ring_wanted());
     let mut last_publish = std::time::Instant::now();
     let mut written = 0u64;
     let mut failure = None;

@@ -31,7 +31,7 @@ pub struct Losses {
     /// ring was full (the tracer did not read it fast enough).
     #[serde(default)]
     pub marker_records: u64,
-    /// Marker spans (`--marker-ring`) on a thread with no scheduler event
+    /// Marker spans read from their ring on a thread with no scheduler event
     /// recorded to join them with: not broken down, not reported.
     #[serde(default)]
     pub marker_spans_unjoined: u64,

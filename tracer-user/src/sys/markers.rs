@@ -157,6 +157,19 @@ impl MarkerRing {
         Ok(RingRead { records, overflow })
     }
 
+    /// Where the ring is in the process's memory.
+    pub fn address(&self) -> u64 {
+        self.ring_at
+    }
+
+    /// Whether `record` (copied out by the kernel as the process exited)
+    /// is the next one to read: then it counts as read.
+    pub fn follows(&mut self, record: &MarkerRecord) -> bool {
+        let next = record.seq == self.tail + 1;
+        self.tail += u64::from(next);
+        next
+    }
+
     /// Turns the markers off (also when dropped).
     pub fn stop(&mut self) {
         if std::mem::take(&mut self.on) {

@@ -1,8 +1,9 @@
 //! The tracer process's own CPU while the test server is offered 30,000
-//! requests/s, so 30,000 spans/s: with its span markers (`tracer spans`),
-//! and without them, its requests found in its socket syscalls (`tracer
-//! spans --http`). The tracer competes with the service for the host's
-//! CPUs; issue 14's target is at most 8% of one CPU.
+//! requests/s, so 30,000 spans/s: with its span markers, read from their
+//! ring (`tracer spans`) or by uprobes (`--marker-uprobes`), and without
+//! them, its requests found in its socket syscalls (`tracer spans --http`).
+//! The tracer competes with the service for the host's CPUs; issue 14's
+//! target is at most 8% of one CPU.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
@@ -47,13 +48,10 @@ pub(super) fn tracer_cpu_at(
     Ok(TracerCpu { percent: cpu / OFFERED_SECONDS as f64 * 100.0, achieved })
 }
 
-fn tracer_spans<'a>(tracer: &'a Path, lines: &'a Path, http: bool) -> Starter<'a> {
+fn tracer_spans<'a>(tracer: &'a Path, lines: &'a Path, option: Option<&'a str>) -> Starter<'a> {
     Box::new(move |pid| {
         let mut cmd = Command::new(tracer);
-        cmd.args(["spans", "-p", &pid.to_string(), "--json"]).arg(lines);
-        if http {
-            cmd.arg("--http");
-        }
+        cmd.args(["spans", "-p", &pid.to_string(), "--json"]).arg(lines).args(option);
         Background::start(cmd, "Tracing")
     })
 }
@@ -61,8 +59,15 @@ fn tracer_spans<'a>(tracer: &'a Path, lines: &'a Path, http: bool) -> Starter<'a
 pub(super) fn span_cpu(built: &setup::Built, args: &BenchArgs) -> Result<()> {
     let lines = std::env::temp_dir().join("tracer-bench-span-cpu.jsonl");
     let configs = [
-        Config { name: "tracer spans (markers)", start: Some(tracer_spans(&built.tracer, &lines, false)) },
-        Config { name: "tracer spans --http (no markers)", start: Some(tracer_spans(&built.tracer, &lines, true)) },
+        Config { name: "tracer spans (markers, ring)", start: Some(tracer_spans(&built.tracer, &lines, None)) },
+        Config {
+            name: "tracer spans --marker-uprobes",
+            start: Some(tracer_spans(&built.tracer, &lines, Some("--marker-uprobes"))),
+        },
+        Config {
+            name: "tracer spans --http (no markers)",
+            start: Some(tracer_spans(&built.tracer, &lines, Some("--http"))),
+        },
     ];
     let mut lowest_rate = f64::INFINITY;
     let result = alternate(&configs, args.rounds, &format!("% of a CPU (tracer, {}k spans/s)", RATE / 1000), |config| {

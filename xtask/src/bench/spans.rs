@@ -18,7 +18,7 @@ pub(super) fn tracer_spans<'a>(tracer: &'a Path, out: &'a Path) -> Starter<'a> {
     tracer_spans_with(tracer, out, &[])
 }
 
-/// The same with more options (`--marker-ring`).
+/// The same with more options (`--marker-uprobes`).
 pub(super) fn tracer_spans_with<'a>(tracer: &'a Path, out: &'a Path, options: &'a [&'a str]) -> Starter<'a> {
     Box::new(move |pid| {
         let mut cmd = Command::new(tracer);
@@ -33,11 +33,11 @@ pub(super) fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()
     let lines = std::env::temp_dir().join("tracer-bench-spans.jsonl");
     let configs = [
         Config { name: "markers, untraced", start: None },
-        Config { name: "markers, tracer spans attached", start: Some(tracer_spans(&built.tracer, &lines)) },
         Config {
-            name: "markers, tracer spans --marker-ring attached",
-            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+            name: "markers, tracer spans --marker-uprobes attached",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-uprobes"])),
         },
+        Config { name: "markers, tracer spans attached (ring)", start: Some(tracer_spans(&built.tracer, &lines)) },
     ];
     // 30,000 pairs: their 60,000 records fit in the marker ring (65,536),
     // so a traced pair is timed writing both records, never dropping them
@@ -53,15 +53,15 @@ pub(super) fn span_overhead(built: &setup::Built, args: &BenchArgs) -> Result<()
         // What any program on every syscall costs, before doing any work:
         // the part of the syscall probes' cost that no tracer can avoid.
         Config { name: "test server, empty syscall programs (floor)", start: Some(tracer_floor(&built.tracer)) },
-        Config { name: "test server, tracer spans", start: Some(tracer_spans(&built.tracer, &lines)) },
         Config {
-            name: "test server, tracer spans --marker-ring",
-            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring"])),
+            name: "test server, tracer spans --marker-uprobes",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-uprobes"])),
         },
+        Config { name: "test server, tracer spans (ring)", start: Some(tracer_spans(&built.tracer, &lines)) },
         // What the syscall probes cost every process on the host.
         Config {
-            name: "test server, tracer spans --marker-ring --no-syscalls",
-            start: Some(tracer_spans_with(&built.tracer, &lines, &["--marker-ring", "--no-syscalls"])),
+            name: "test server, tracer spans --no-syscalls",
+            start: Some(tracer_spans_with(&built.tracer, &lines, &["--no-syscalls"])),
         },
     ];
     // Maximum throughput (wrk, as fast as it goes), then the achieved rate
