@@ -60,7 +60,7 @@ pub struct SpansArgs {
 
     /// Attach uprobes to the markers instead of reading their ring: the
     /// kernel snapshots the thread at each marker, at the cost of a trap per
-    /// marker (about 1 us each here). The default with --http, so that the
+    /// marker (about a microsecond each). The default with --http, so that the
     /// HTTP calls a marker span makes carry it as their parent and are its
     /// downstream part.
     #[arg(long)]
