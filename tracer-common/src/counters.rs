@@ -48,7 +48,8 @@ raw_enum! {
         /// table of CPU holders ([`crate::MAP_WAIT_HOLDERS`]) was full.
         WaitHoldersMapFull = 15,
         /// A marker ring's record could not be copied out as its process
-        /// exited: the ring buffer for them ([`crate::MAP_MARKER_EXITS`]) was full.
+        /// exited: the ring buffer for them ([`crate::MAP_MARKER_EXITS`]) was
+        /// full, or the ring could no longer be read.
         LostMarkerExits = 16,
     }
 }

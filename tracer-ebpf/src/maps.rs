@@ -127,10 +127,16 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::C
 /// Counts a loss; the loader reports every non-zero counter.
 #[inline(always)]
 pub fn count(counter: Counter) {
+    count_many(counter, 1);
+}
+
+/// Adds `n` to a counter at once.
+#[inline(always)]
+pub fn count_many(counter: Counter, n: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it, and programs do not
         // nest on one CPU for these tracepoints.
-        unsafe { *slot += 1 };
+        unsafe { *slot += n };
     }
 }
 

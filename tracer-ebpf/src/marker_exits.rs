@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     kernel::{TaskPtr, read_user},
-    maps::{MARKER_EXITS, MARKER_RINGS, count, wake_when_filling},
+    maps::{MARKER_EXITS, MARKER_RINGS, count_many, wake_when_filling},
 };
 
 /// `sched_process_exit(task_struct *p, bool group_dead)`.
@@ -39,7 +39,7 @@ fn copy_unread(tgid: u32) {
     };
     let unread = head.wrapping_sub(tail);
     let unread = if unread > MARKER_RING_RECORDS as u64 { MARKER_RING_RECORDS as u64 } else { unread };
-    let mut copy = Copy { ring_at, first: head - unread, tgid, _pad: 0 };
+    let mut copy = Copy { ring_at, first: head - unread, unread, tgid, _pad: 0 };
     // SAFETY: `copy_record` takes the `Copy` it is given; bpf_loop calls it
     // with that pointer only, at most `unread` (a ring's size) times.
     unsafe {
@@ -52,27 +52,26 @@ fn copy_unread(tgid: u32) {
 struct Copy {
     ring_at: u64,
     first: u64,
+    unread: u64,
     tgid: u32,
     _pad: u32,
 }
 
 /// One step: the record at position `first + index`. Returns 1 to stop
-/// (the record cannot be read, or the ring buffer is full: counted).
+/// when the record cannot be read or the ring buffer is full: the records
+/// left, this one included, are counted lost.
 extern "C" fn copy_record(index: u64, copy: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `Copy` of `copy_unread`.
     let copy = unsafe { &*copy.cast::<Copy>() };
     let slot = (copy.first + index) % MARKER_RING_RECORDS as u64;
     let at = copy.ring_at + MARKER_RECORDS_OFFSET as u64 + slot * size_of::<MarkerRecord>() as u64;
-    let Some(record) = read_user::<MarkerRecord>(at) else { return 1 };
-    match MARKER_EXITS.reserve::<MarkerExitRecord>(0) {
-        Some(mut entry) => {
-            entry.write(MarkerExitRecord { tgid: copy.tgid, _pad: 0, record });
-            entry.submit(wake_when_filling(&MARKER_EXITS));
-            0
-        }
-        None => {
-            count(Counter::LostMarkerExits);
-            1
-        }
-    }
+    let entry = read_user::<MarkerRecord>(at)
+        .and_then(|record| MARKER_EXITS.reserve::<MarkerExitRecord>(0).map(|entry| (entry, record)));
+    let Some((mut entry, record)) = entry else {
+        count_many(Counter::LostMarkerExits, copy.unread - index);
+        return 1;
+    };
+    entry.write(MarkerExitRecord { tgid: copy.tgid, _pad: 0, record });
+    entry.submit(wake_when_filling(&MARKER_EXITS));
+    0
 }
